@@ -1,0 +1,88 @@
+/*
+ * rnotify.h: change notification that also works on network filesystems.
+ *
+ * An inotify-shaped API. A watch on a local filesystem is served by the
+ * kernel's inotify; a watch on an sshfs mount is forwarded to the rnotifyd agent
+ * on the server (started over ssh with the mount's own ssh options); nfs, nfs4,
+ * cifs and smb3 mounts use the rnotifyd endpoint configured in
+ * ~/.config/rnotify/config.toml or /etc/rnotify/config.toml. Events that came
+ * from the server carry IN_REMOTE in their mask; local events on the same mount
+ * (what this host did) are merged into the same stream.
+ *
+ * Event masks are inotify's IN_* values (<sys/inotify.h>), plus IN_REMOTE.
+ * No function here starts a thread; all work happens inside rnotify_next().
+ * A handle is not thread-safe: use it from one thread at a time.
+ */
+#ifndef RNOTIFY_RNOTIFY_H
+#define RNOTIFY_RNOTIFY_H
+
+#include <stdint.h>
+#include <sys/inotify.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Set on events reported by the file server rather than the local kernel. */
+#ifndef IN_REMOTE
+#define IN_REMOTE 0x00800000u
+#endif
+
+/* rnotify_init() flags. */
+#define RNOTIFY_CLOEXEC 0x1u
+
+/* rnotify_add_watch() flags. */
+#define RNOTIFY_RECURSIVE 0x1u /* watch every directory below, including new ones */
+#define RNOTIFY_LOCAL_ONLY 0x2u /* never contact a server; plain inotify */
+
+typedef struct rnotify rnotify_t;
+
+struct rnotify_event {
+  int wd;          /* the watch descriptor rnotify_add_watch() returned */
+  uint32_t mask;   /* IN_* bits, IN_ISDIR, IN_REMOTE */
+  uint32_t cookie; /* pairs IN_MOVED_FROM with IN_MOVED_TO, else 0 */
+  uint64_t seq;    /* per-watch sequence number from the server, 0 for local events */
+  /* The directory the event happened in, written the way inotifywait prints
+   * %w: the watched path as given, plus the subdirectory for recursive watches,
+   * ending in '/' for directories; for a watch on a file, the file's path. */
+  const char *path;
+  const char *name; /* the entry's name inside path, "" for events on path itself */
+};
+
+/* Creates a handle. Returns NULL and sets errno on failure. */
+rnotify_t *rnotify_init(unsigned flags);
+
+/* Releases the handle: stops agents, closes connections and descriptors. */
+void rnotify_close(rnotify_t *rn);
+
+/* A descriptor that becomes readable when rnotify_next() has an event to
+ * return; for poll/select/epoll. Owned by the handle. */
+int rnotify_fd(const rnotify_t *rn);
+
+/* Watches path for the IN_* events in mask. Returns a watch descriptor (> 0),
+ * or -1 with errno set (ENOENT, EACCES, ENOTDIR, ENOSYS: the server cannot
+ * watch there, ENOSPC: a limit was reached, EHOSTUNREACH: the server could
+ * not be reached); rnotify_last_error() then says why, naming the path. */
+int rnotify_add_watch(rnotify_t *rn, const char *path, uint32_t mask, unsigned flags);
+
+/* Removes a watch. Returns 0, or -1 with errno set (EINVAL: unknown wd). */
+int rnotify_rm_watch(rnotify_t *rn, int wd);
+
+/* Waits up to timeout_ms (-1: forever, 0: do not wait) for the next event.
+ * Returns 1 and fills *ev (its strings stay valid until the next call on this
+ * handle), 0 on timeout, -1 with errno set on error (EINTR when a signal
+ * interrupted the wait). */
+int rnotify_next(rnotify_t *rn, struct rnotify_event *ev, int timeout_ms);
+
+/* Describes the last failure on this handle, or "" if none. Never NULL. */
+const char *rnotify_last_error(const rnotify_t *rn);
+
+/* Describes where the events of a watch come from: "local inotify",
+ * "rnotifyd over ssh user@host", ... NULL for an unknown wd. */
+const char *rnotify_watch_source(const rnotify_t *rn, int wd);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* RNOTIFY_RNOTIFY_H */

@@ -1,0 +1,35 @@
+// The canonical event model. Every backend (inotify, later fanotify, SMB2,
+// polling) translates into this through one table; everything downstream knows
+// where an event came from only by its flags. Mask bits are inotify's IN_*
+// values, plus IN_REMOTE (include/rnotify/rnotify.h) for events from a server.
+#pragma once
+
+#include <sys/inotify.h>
+
+#include <cstdint>
+#include <string>
+
+#include "rnotify/rnotify.h"
+
+namespace rnotify {
+
+inline constexpr uint32_t kInRemote = IN_REMOTE;
+
+// The events a kernel watch is always asked for when it serves a recursive
+// subscription, so that the tree can follow new, moved and deleted directories.
+inline constexpr uint32_t kTreeMask =
+    IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF;
+
+// Everything but the noisy read-side events, which are forwarded only on request.
+inline constexpr uint32_t kDefaultMask = IN_ALL_EVENTS & ~(IN_ACCESS | IN_OPEN | IN_CLOSE_NOWRITE);
+
+struct Event {
+  uint32_t watch = 0;   // subscription / watch id
+  uint64_t seq = 0;     // per-watch sequence number, from 1
+  uint32_t mask = 0;    // IN_* | IN_ISDIR | IN_REMOTE
+  uint32_t cookie = 0;  // pairs MOVED_FROM / MOVED_TO
+  std::string dir;      // directory relative to the watch root: "" or "a/b"
+  std::string name;     // entry name in dir; "" for events on dir itself
+};
+
+}  // namespace rnotify

@@ -1,0 +1,99 @@
+// Protocol v1 messages (docs/PROTOCOL.md is the specification; this is its
+// C++ shape). One struct per message type; Message is their sum.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "event/event.h"
+
+namespace rnotify::proto {
+
+inline constexpr uint32_t kMagic = 0x59464e52;  // "RNFY" little-endian
+inline constexpr uint16_t kVersion = 1;         // the highest version this build speaks
+inline constexpr uint16_t kMinVersion = 1;
+inline constexpr uint32_t kDefaultMaxFrame = 1u << 20;  // bytes, type byte included
+inline constexpr uint32_t kMinMaxFrame = 4096;
+inline constexpr size_t kMaxName = 255;   // NAME_MAX
+inline constexpr size_t kMaxPath = 4096;  // PATH_MAX
+
+// Capability bits, negotiated in the handshake (both sides must set a bit for
+// it to be in force). v1 defines none as in force; the bits are reserved so
+// that later versions can add them without a new version number.
+enum Capability : uint64_t {
+  kCapResume = 1u << 0,  // resume from a sequence number after reconnecting
+  kCapOrigin = 1u << 1,  // events tagged with who caused them
+  kCapStat = 1u << 2,    // events carry size, mtime, mode, owner
+};
+
+enum class Type : uint8_t {
+  kHello = 0x01,
+  kWelcome = 0x02,
+  kWatch = 0x10,
+  kUnwatch = 0x11,
+  kReply = 0x12,
+  kEvents = 0x20,
+  kPing = 0x30,
+  kPong = 0x31,
+  kFatal = 0x3f,
+};
+
+enum WatchFlag : uint32_t {
+  kWatchRecursive = 1u << 0,
+};
+
+struct Hello {  // client -> server, first frame
+  uint16_t minVersion = kMinVersion;
+  uint16_t maxVersion = kVersion;
+  uint64_t capabilities = 0;
+  std::string clientName;  // "rnotify/0.1 host=..." for logs
+};
+
+struct Welcome {  // server -> client, answer to Hello
+  uint16_t version = kVersion;
+  uint64_t capabilities = 0;
+  uint64_t instanceId = 0;  // random per server start
+  uint32_t maxFrame = kDefaultMaxFrame;
+  std::string serverName;
+};
+
+struct Watch {  // client -> server
+  uint32_t requestId = 0;
+  uint32_t flags = 0;  // WatchFlag
+  uint32_t mask = 0;   // IN_* events wanted
+  std::string path;    // server path: absolute, or relative to the server's working directory
+};
+
+struct Unwatch {  // client -> server
+  uint32_t requestId = 0;
+  uint32_t watchId = 0;
+};
+
+struct Reply {  // server -> client, one per Watch / Unwatch
+  uint32_t requestId = 0;
+  int32_t status = 0;    // 0 or an errno value (Linux numbering)
+  uint32_t watchId = 0;  // for a successful Watch
+  std::string message;   // error text naming the path; on success the resolved server path
+};
+
+struct Events {  // server -> client
+  std::vector<Event> events;
+};
+
+struct Ping {
+  uint64_t token = 0;
+};
+struct Pong {
+  uint64_t token = 0;
+};
+
+struct Fatal {  // either direction, then the sender closes
+  int32_t code = 0;
+  std::string message;
+};
+
+using Message = std::variant<Hello, Welcome, Watch, Unwatch, Reply, Events, Ping, Pong, Fatal>;
+
+}  // namespace rnotify::proto
