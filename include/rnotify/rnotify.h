@@ -35,7 +35,7 @@ extern "C" {
 #define RNOTIFY_RECURSIVE 0x1u /* watch every directory below, including new ones */
 #define RNOTIFY_LOCAL_ONLY 0x2u /* never contact a server; plain inotify */
 
-typedef struct rnotify rnotify_t;
+typedef struct rnotify_handle rnotify_t;
 
 struct rnotify_event {
   int wd;          /* the watch descriptor rnotify_add_watch() returned */

@@ -1,0 +1,88 @@
+// InotifyWatcher: the inotify backend. One inotify instance; one kernel watch
+// per directory, shared by every subscription that covers that directory
+// (the kernel mask is the union of what they want). Recursive subscriptions
+// follow the tree: a new directory gets its watch and is then read, and what
+// was already inside is reported as CREATE events, so that `mkdir -p a/b/c &&
+// touch a/b/c/f` loses nothing. Events are handed to the sink in the kernel's
+// order, once per interested subscription, with the directory relative to that
+// subscription's root.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "common/unique_fd.h"
+#include "watch/watcher.h"
+
+namespace rnotify {
+
+class InotifyWatcher final : public Watcher {
+ public:
+  static Result<std::unique_ptr<Watcher>> create(EventSink& sink);
+  ~InotifyWatcher() override;
+
+  int fd() const override { return fd_.get(); }
+  Result<SubscriptionId> subscribe(const std::string& path, const SubscribeOptions& options) override;
+  void unsubscribe(SubscriptionId id) override;
+  void drain() override;
+  size_t kernelWatchCount() const override { return nodes_.size(); }
+  std::string_view name() const override { return "inotify"; }
+
+ private:
+  struct Subscription;
+  struct Node {
+    int wd = -1;
+    std::string path;  // absolute; kept current across renames inside the tree
+    Node* parent = nullptr;
+    std::map<std::string, Node*, std::less<>> children;
+    std::vector<Subscription*> rooted;
+    uint32_t kernelMask = 0;
+    uint32_t flags = 0;  // IN_ONLYDIR, IN_DONT_FOLLOW, IN_EXCL_UNLINK
+    // Names reported by reading a new directory: the kernel may report the
+    // same creations again (they happened after the watch was added but before
+    // the read). Cleared once the kernel queue has been drained empty.
+    std::unordered_set<std::string> synthesized;
+  };
+  struct Subscription {
+    SubscriptionId id = 0;
+    Node* root = nullptr;
+    uint32_t mask = 0;
+    bool recursive = false;
+  };
+
+  InotifyWatcher(UniqueFd fd, EventSink& sink) : fd_(std::move(fd)), sink_(sink) {}
+
+  Result<Node*> addNode(const std::string& path, Node* parent, std::string_view name, uint32_t mask,
+                        uint32_t flags);
+  Status walkExisting(Node* root);
+  void addNewDirectory(Node* parent, std::string_view name);
+  void scanNewDirectory(Node* node);
+  // Union of the masks of recursive subscriptions at node and above; 0 when
+  // no recursive subscription covers node.
+  uint32_t inheritedMask(const Node* node) const;
+  uint32_t wantedMask(const Node* node) const;
+  bool isNeeded(const Node* node) const;
+  void refreshMask(Node* node);
+  void pruneSubtree(Node* node);
+  void removeNode(Node* node, bool removeKernelWatch);
+  void repath(Node* node, const std::string& newPath);
+  void process(int wd, uint32_t mask, uint32_t cookie, std::string_view name);
+  void deliver(Node* node, uint32_t mask, uint32_t cookie, std::string_view name);
+  void endSubscriptionsAt(Node* node);
+  void finishDrain();
+
+  UniqueFd fd_;
+  EventSink& sink_;
+  std::unordered_map<int, std::unique_ptr<Node>> nodes_;  // by watch descriptor
+  std::unordered_map<std::string, Node*> byPath_;
+  std::unordered_map<SubscriptionId, std::unique_ptr<Subscription>> subscriptions_;
+  std::unordered_map<uint32_t, Node*> movedAway_;  // MOVED_FROM of a directory, by cookie
+  std::vector<Node*> synthesizedIn_;
+  SubscriptionId nextId_ = 1;
+};
+
+}  // namespace rnotify

@@ -1,0 +1,52 @@
+// Watcher: the one small interface every watching backend implements (inotify
+// now; fanotify, SMB2 and polling later). The rest of rnotify never knows which
+// backend runs. A backend is drained by one loop: when fd() is readable the
+// owner calls drain(), which reads everything the kernel has queued and hands
+// each event, once per interested subscription, to the EventSink.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "common/result.h"
+
+namespace rnotify {
+
+using SubscriptionId = uint32_t;
+
+class EventSink {
+ public:
+  virtual ~EventSink() = default;
+  // dir is relative to the subscription's root ("" or "a/b"); name is the entry
+  // ("" for the directory itself). Views are valid only during the call.
+  // IN_IGNORED with dir "" ends the subscription; the backend forgets it after
+  // this call. IN_Q_OVERFLOW (dir and name "") means events may have been lost.
+  virtual void onEvent(SubscriptionId subscription, uint32_t mask, uint32_t cookie,
+                       std::string_view dir, std::string_view name) = 0;
+};
+
+struct SubscribeOptions {
+  uint32_t mask = 0;       // IN_* events wanted; IN_DONT_FOLLOW/IN_ONLYDIR/IN_EXCL_UNLINK honoured
+  bool recursive = false;  // every directory below, including ones created later
+};
+
+class Watcher {
+ public:
+  virtual ~Watcher() = default;
+  virtual int fd() const = 0;
+  // path must be absolute. Errors carry errno (ENOENT, EACCES, ENOTDIR, ENOSPC).
+  virtual Result<SubscriptionId> subscribe(const std::string& path, const SubscribeOptions& options) = 0;
+  virtual void unsubscribe(SubscriptionId id) = 0;
+  virtual void drain() = 0;
+  virtual size_t kernelWatchCount() const = 0;
+  virtual std::string_view name() const = 0;
+};
+
+enum class WatcherKind { kInotify };
+
+// The one place a backend is chosen.
+Result<std::unique_ptr<Watcher>> makeWatcher(WatcherKind kind, EventSink& sink);
+
+}  // namespace rnotify
