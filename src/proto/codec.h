@@ -27,6 +27,28 @@ void finishEvents(std::string& out, size_t start, uint32_t count);
 // Decodes one frame's payload (without length prefix and type byte).
 Result<Message> decode(Type type, std::string_view payload);
 
+// What follows was added after the first version of this header.
+
+// Bytes of an Events frame before its first record: length, type, count.
+inline constexpr size_t kEventsHeaderSize = 9;
+
+// Bytes appendEvent adds for ev, so that a sender can keep each Events frame
+// within the peer's maxFrame (start a new frame when the next record would not fit).
+size_t eventRecordSize(const Event& ev);
+
+// The checks decode applies beyond the layout (string limits, NUL bytes, dir
+// and name shape, version range, ...), for a sender to run on what it did not
+// produce itself. encode assumes they hold: it never fails, and only cuts
+// over-long strings so that the frame stays well formed.
+Status validate(const Message& msg);
+Status validate(const Event& ev);
+
+// The frame type that carries msg.
+Type typeOf(const Message& msg);
+
+// "Hello", "Events", ...; "unknown" for anything else. For log lines.
+const char* typeName(Type type);
+
 // Splits a byte stream into frames. Feed what arrived; call next() until it
 // returns nullopt (needs more bytes) or an error (the connection must close).
 class FrameReader {

@@ -1,0 +1,165 @@
+// Decoding of frame payloads (docs/PROTOCOL.md section 4). Nothing here trusts
+// the input: every read is bounds-checked by WireReader, strings are checked
+// for NUL and their limits, and the Events decoder only reserves room for as
+// many records as the payload could possibly hold.
+#include <cerrno>
+#include <cstdio>
+
+#include "proto/codec.h"
+#include "proto/field_checks.h"
+#include "proto/wire.h"
+
+namespace rnotify::proto {
+namespace {
+
+using wire::WireReader;
+
+// Smallest event record including its u16 length: the fixed fields and two
+// empty strings. A count above payload / kMinRecord cannot be honest.
+constexpr size_t kRecordFixed = 4 + 8 + 4 + 4;  // watchId, seq, mask, cookie
+constexpr size_t kMinRecordBody = kRecordFixed + 2 + 2;
+constexpr size_t kMinRecord = 2 + kMinRecordBody;
+
+Result<Message> finish(WireReader& r, Message msg) {
+  r.expectEnd();
+  if (!r.ok()) return Error{EPROTO, r.error()};
+  return msg;
+}
+
+Result<Message> decodeHello(std::string_view payload) {
+  WireReader r(payload, "Hello");
+  Hello m;
+  uint32_t magic = r.get<uint32_t>("magic");
+  m.minVersion = r.get<uint16_t>("minVersion");
+  m.maxVersion = r.get<uint16_t>("maxVersion");
+  m.capabilities = r.get<uint64_t>("capabilities");
+  m.clientName = r.getString("clientName");
+  if (r.ok() && magic != kMagic) {
+    char hex[16];
+    snprintf(hex, sizeof hex, "0x%08x", magic);
+    r.fail(std::string("magic is ") + hex + ", expected 0x59464e52 (\"RNFY\"); the peer does not speak rnotify");
+  }
+  if (r.ok() && (m.minVersion == 0 || m.minVersion > m.maxVersion)) {
+    r.fail("version range " + std::to_string(m.minVersion) + ".." + std::to_string(m.maxVersion) + " is empty or starts at 0");
+  }
+  return finish(r, std::move(m));
+}
+
+Result<Message> decodeWelcome(std::string_view payload) {
+  WireReader r(payload, "Welcome");
+  Welcome m;
+  m.version = r.get<uint16_t>("version");
+  m.capabilities = r.get<uint64_t>("capabilities");
+  m.instanceId = r.get<uint64_t>("instanceId");
+  m.maxFrame = r.get<uint32_t>("maxFrame");
+  m.serverName = r.getString("serverName");
+  if (r.ok() && m.version == 0) r.fail("version 0");
+  if (r.ok() && m.maxFrame < kMinMaxFrame) {
+    r.fail("maxFrame " + std::to_string(m.maxFrame) + " is below the minimum of " + std::to_string(kMinMaxFrame));
+  }
+  return finish(r, std::move(m));
+}
+
+Result<Message> decodeWatch(std::string_view payload) {
+  WireReader r(payload, "Watch");
+  Watch m;
+  m.requestId = r.get<uint32_t>("requestId");
+  m.flags = r.get<uint32_t>("flags");  // unknown bits are the server's EINVAL reply, not a framing error
+  m.mask = r.get<uint32_t>("mask");
+  m.path = r.getString("path", kMaxPath);
+  return finish(r, std::move(m));
+}
+
+Result<Message> decodeUnwatch(std::string_view payload) {
+  WireReader r(payload, "Unwatch");
+  Unwatch m;
+  m.requestId = r.get<uint32_t>("requestId");
+  m.watchId = r.get<uint32_t>("watchId");
+  return finish(r, m);
+}
+
+Result<Message> decodeReply(std::string_view payload) {
+  WireReader r(payload, "Reply");
+  Reply m;
+  m.requestId = r.get<uint32_t>("requestId");
+  m.status = r.get<int32_t>("status");
+  m.watchId = r.get<uint32_t>("watchId");
+  m.message = r.getString("message");
+  if (r.ok() && m.status < 0) r.fail("negative status " + std::to_string(m.status));
+  return finish(r, std::move(m));
+}
+
+// One record; `r` holds exactly the recordLength bytes. Bytes after the known
+// fields belong to later versions and are skipped.
+void decodeRecord(WireReader& r, Event& ev) {
+  ev.watch = r.get<uint32_t>("watchId");
+  ev.seq = r.get<uint64_t>("seq");
+  ev.mask = r.get<uint32_t>("mask") & ~kInRemote;  // never on the wire; the client adds it
+  ev.cookie = r.get<uint32_t>("cookie");
+  ev.dir = r.getString("dir", kMaxPath);
+  ev.name = r.getString("name", kMaxName);
+  if (!r.ok()) return;
+  if (std::string p = dirProblem(ev.dir); !p.empty()) return r.fail(p);
+  if (std::string p = nameProblem(ev.name); !p.empty()) return r.fail(p);
+}
+
+Result<Message> decodeEvents(std::string_view payload) {
+  WireReader r(payload, "Events");
+  Events m;
+  uint32_t count = r.get<uint32_t>("count");
+  if (r.ok() && count > r.remaining() / kMinRecord) {
+    r.fail("count " + std::to_string(count) + " cannot fit in " + std::to_string(r.remaining()) + " bytes");
+  }
+  if (!r.ok()) return Error{EPROTO, r.error()};
+  m.events.reserve(count);
+  for (uint32_t i = 0; i < count && r.ok(); ++i) {
+    uint16_t length = r.get<uint16_t>("recordLength");
+    if (r.ok() && length < kMinRecordBody) {
+      r.fail("record " + std::to_string(i) + " has recordLength " + std::to_string(length) + ", below the minimum of " +
+             std::to_string(kMinRecordBody));
+    }
+    WireReader record = r.take(length, "record");
+    if (!r.ok()) break;
+    decodeRecord(record, m.events.emplace_back());
+    if (!record.ok()) r.fail("record " + std::to_string(i) + ": " + record.detail());
+  }
+  return finish(r, std::move(m));
+}
+
+template <typename T>
+Result<Message> decodeToken(std::string_view payload, const char* what) {
+  WireReader r(payload, what);
+  T m;
+  m.token = r.get<uint64_t>("token");
+  return finish(r, m);
+}
+
+Result<Message> decodeFatal(std::string_view payload) {
+  WireReader r(payload, "Fatal");
+  Fatal m;
+  m.code = r.get<int32_t>("code");
+  m.message = r.getString("message");
+  if (r.ok() && m.code < 0) r.fail("negative code " + std::to_string(m.code));
+  return finish(r, std::move(m));
+}
+
+}  // namespace
+
+Result<Message> decode(Type type, std::string_view payload) {
+  switch (type) {
+    case Type::kHello: return decodeHello(payload);
+    case Type::kWelcome: return decodeWelcome(payload);
+    case Type::kWatch: return decodeWatch(payload);
+    case Type::kUnwatch: return decodeUnwatch(payload);
+    case Type::kReply: return decodeReply(payload);
+    case Type::kEvents: return decodeEvents(payload);
+    case Type::kPing: return decodeToken<Ping>(payload, "Ping");
+    case Type::kPong: return decodeToken<Pong>(payload, "Pong");
+    case Type::kFatal: return decodeFatal(payload);
+  }
+  char hex[8];
+  snprintf(hex, sizeof hex, "0x%02x", static_cast<unsigned>(type));
+  return Error{EPROTO, std::string("unknown frame type ") + hex};
+}
+
+}  // namespace rnotify::proto

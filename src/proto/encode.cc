@@ -1,0 +1,142 @@
+// Encoding of protocol v1 frames (docs/PROTOCOL.md sections 3 and 4). The
+// encoder appends to the caller's buffer and never fails: senders check what
+// they did not produce themselves with validate(). A string over its limit is
+// cut to one byte past the limit, so that the frame stays well formed and the
+// peer rejects it, rather than acting on a silently shortened path.
+#include <algorithm>
+#include <type_traits>
+
+#include "proto/codec.h"
+#include "proto/wire.h"
+
+namespace rnotify::proto {
+namespace {
+
+using wire::put;
+using wire::putString;
+
+constexpr size_t kRecordHeader = 2 + 4 + 8 + 4 + 4;  // recordLength .. cookie
+
+size_t clampedDir(const Event& ev) { return std::min(ev.dir.size(), kMaxPath + 1); }
+size_t clampedName(const Event& ev) { return std::min(ev.name.size(), kMaxName + 1); }
+
+struct PayloadWriter {
+  std::string& out;
+
+  void operator()(const Hello& m) {
+    put<uint32_t>(out, kMagic);
+    put<uint16_t>(out, m.minVersion);
+    put<uint16_t>(out, m.maxVersion);
+    put<uint64_t>(out, m.capabilities);
+    putString(out, m.clientName);
+  }
+  void operator()(const Welcome& m) {
+    put<uint16_t>(out, m.version);
+    put<uint64_t>(out, m.capabilities);
+    put<uint64_t>(out, m.instanceId);
+    put<uint32_t>(out, m.maxFrame);
+    putString(out, m.serverName);
+  }
+  void operator()(const Watch& m) {
+    put<uint32_t>(out, m.requestId);
+    put<uint32_t>(out, m.flags);
+    put<uint32_t>(out, m.mask);
+    putString(out, m.path, kMaxPath + 1);
+  }
+  void operator()(const Unwatch& m) {
+    put<uint32_t>(out, m.requestId);
+    put<uint32_t>(out, m.watchId);
+  }
+  void operator()(const Reply& m) {
+    put<uint32_t>(out, m.requestId);
+    put<int32_t>(out, m.status);
+    put<uint32_t>(out, m.watchId);
+    putString(out, m.message);
+  }
+  void operator()(const Events& m) {
+    put<uint32_t>(out, static_cast<uint32_t>(m.events.size()));
+    for (const Event& ev : m.events) appendEvent(out, ev);
+  }
+  void operator()(const Ping& m) { put<uint64_t>(out, m.token); }
+  void operator()(const Pong& m) { put<uint64_t>(out, m.token); }
+  void operator()(const Fatal& m) {
+    put<int32_t>(out, m.code);
+    putString(out, m.message);
+  }
+};
+
+}  // namespace
+
+Type typeOf(const Message& msg) {
+  return std::visit(
+      [](const auto& m) {
+        using T = std::decay_t<decltype(m)>;
+        if constexpr (std::is_same_v<T, Hello>) return Type::kHello;
+        if constexpr (std::is_same_v<T, Welcome>) return Type::kWelcome;
+        if constexpr (std::is_same_v<T, Watch>) return Type::kWatch;
+        if constexpr (std::is_same_v<T, Unwatch>) return Type::kUnwatch;
+        if constexpr (std::is_same_v<T, Reply>) return Type::kReply;
+        if constexpr (std::is_same_v<T, Events>) return Type::kEvents;
+        if constexpr (std::is_same_v<T, Ping>) return Type::kPing;
+        if constexpr (std::is_same_v<T, Pong>) return Type::kPong;
+        if constexpr (std::is_same_v<T, Fatal>) return Type::kFatal;
+      },
+      msg);
+}
+
+const char* typeName(Type type) {
+  switch (type) {
+    case Type::kHello: return "Hello";
+    case Type::kWelcome: return "Welcome";
+    case Type::kWatch: return "Watch";
+    case Type::kUnwatch: return "Unwatch";
+    case Type::kReply: return "Reply";
+    case Type::kEvents: return "Events";
+    case Type::kPing: return "Ping";
+    case Type::kPong: return "Pong";
+    case Type::kFatal: return "Fatal";
+  }
+  return "unknown";
+}
+
+void encode(const Message& msg, std::string& out) {
+  size_t start = out.size();
+  out.append(4, '\0');  // length, patched below
+  out.push_back(static_cast<char>(typeOf(msg)));
+  std::visit(PayloadWriter{out}, msg);
+  wire::storeLe<uint32_t>(out.data() + start, static_cast<uint32_t>(out.size() - start - 4));
+}
+
+size_t eventRecordSize(const Event& ev) { return kRecordHeader + 2 + clampedDir(ev) + 2 + clampedName(ev); }
+
+size_t beginEvents(std::string& out) {
+  size_t start = out.size();
+  char header[kEventsHeaderSize] = {};  // length and count are patched by finishEvents
+  header[4] = static_cast<char>(Type::kEvents);
+  out.append(header, sizeof header);
+  return start;
+}
+
+void appendEvent(std::string& out, const Event& ev) {
+  size_t dirSize = clampedDir(ev);
+  size_t nameSize = clampedName(ev);
+  // One append for the fixed fields: the server calls this per kernel event.
+  char fixed[kRecordHeader + 2];
+  wire::storeLe<uint16_t>(fixed, static_cast<uint16_t>(eventRecordSize(ev) - 2));
+  wire::storeLe<uint32_t>(fixed + 2, ev.watch);
+  wire::storeLe<uint64_t>(fixed + 6, ev.seq);
+  wire::storeLe<uint32_t>(fixed + 14, ev.mask & ~kInRemote);
+  wire::storeLe<uint32_t>(fixed + 18, ev.cookie);
+  wire::storeLe<uint16_t>(fixed + 22, static_cast<uint16_t>(dirSize));
+  out.append(fixed, sizeof fixed);
+  out.append(ev.dir, 0, dirSize);
+  put<uint16_t>(out, static_cast<uint16_t>(nameSize));
+  out.append(ev.name, 0, nameSize);
+}
+
+void finishEvents(std::string& out, size_t start, uint32_t count) {
+  wire::storeLe<uint32_t>(out.data() + start, static_cast<uint32_t>(out.size() - start - 4));
+  wire::storeLe<uint32_t>(out.data() + start + 5, count);
+}
+
+}  // namespace rnotify::proto
