@@ -1,0 +1,270 @@
+// Loading and querying the client configuration; see config.h for the format.
+#include "client/config.h"
+
+#include <pwd.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <toml++/toml.h>
+
+namespace rnotify {
+namespace {
+
+// One file's contents; agent stays unset when the file does not name one, so
+// that a user file without it does not undo the system file's choice.
+struct ConfigLayer {
+  std::optional<std::string> agent;
+  std::vector<ServerEntry> servers;
+};
+
+Error configError(std::string_view origin, const toml::source_region& where, const std::string& what) {
+  std::string at(origin);
+  if (where.begin.line > 0) at += ":" + std::to_string(where.begin.line);
+  return Error{EINVAL, at + ": " + what};
+}
+
+Result<std::string> stringValue(std::string_view origin, const toml::node& node, const std::string& key) {
+  if (const auto* s = node.as_string()) return s->get();
+  return configError(origin, node.source(), "'" + key + "' must be a string (in double quotes)");
+}
+
+Result<ServerEntry> parseServer(std::string_view origin, const toml::table& table) {
+  ServerEntry entry;
+  for (const auto& [key, node] : table) {
+    std::string name(key.str());
+    Result<std::string> value = stringValue(origin, node, name);
+    if (!value.ok()) return value.error();
+    if (name == "match") {
+      entry.match = *value;
+    } else if (name == "endpoint") {
+      if (Status ok = checkEndpoint(*value); !ok.ok()) return configError(origin, node.source(), ok.error().message);
+      entry.endpoint = *value;
+    } else if (name == "remote_root") {
+      entry.remoteRoot = *value;
+    } else {
+      return configError(origin, key.source(),
+                         "unknown key '" + name + "' in [[server]]; known keys: match, endpoint, remote_root");
+    }
+  }
+  if (entry.match.empty() || entry.endpoint.empty()) {
+    return configError(origin, table.source(), "[[server]] needs both 'match' and 'endpoint'");
+  }
+  return entry;
+}
+
+Result<ConfigLayer> parseLayer(std::string_view text, std::string_view origin) {
+  toml::table root;
+  try {
+    root = toml::parse(text, origin);
+  } catch (const toml::parse_error& e) {
+    return configError(origin, e.source(), std::string(e.description()));
+  }
+  ConfigLayer layer;
+  for (const auto& [key, node] : root) {
+    std::string name(key.str());
+    if (name == "agent") {
+      Result<std::string> value = stringValue(origin, node, name);
+      if (!value.ok()) return value.error();
+      if (value->find_first_not_of(" \t") == std::string::npos) {
+        return configError(origin, node.source(), "'agent' is empty; name the command to run on the ssh server");
+      }
+      layer.agent = *value;
+    } else if (name == "server") {
+      const toml::array* servers = node.as_array();
+      if (servers == nullptr) return configError(origin, node.source(), "'server' must be written as [[server]] tables");
+      for (const toml::node& item : *servers) {
+        const toml::table* table = item.as_table();
+        if (table == nullptr) return configError(origin, item.source(), "each 'server' must be a [[server]] table");
+        Result<ServerEntry> entry = parseServer(origin, *table);
+        if (!entry.ok()) return entry.error();
+        layer.servers.push_back(*entry);
+      }
+    } else {
+      return configError(origin, key.source(), "unknown key '" + name + "'; known keys: agent, [[server]]");
+    }
+  }
+  return layer;
+}
+
+// The file's text; nullopt if it does not exist; an error if it exists but
+// cannot be read.
+Result<std::optional<std::string>> readConfigFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    int code = errno;
+    if (code == ENOENT || code == ENOTDIR) return std::optional<std::string>();
+    return Error::fromErrno(code, "cannot read rnotify config '" + path + "'; fix its permissions or remove it");
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  return std::optional<std::string>(text.str());
+}
+
+std::string trimTrailingSlashes(std::string_view text) {
+  std::string out(text);
+  while (out.size() > 1 && out.back() == '/' && out[out.size() - 2] != ':' && out[out.size() - 2] != '/') out.pop_back();
+  return out;
+}
+
+bool matchesSource(const std::string& match, const std::string& source) {
+  if (match.empty() || source.compare(0, match.size(), match) != 0) return false;
+  if (source.size() == match.size()) return true;
+  char last = match.back();
+  return last == '/' || last == ':' || source[match.size()] == '/';
+}
+
+bool endsWith(std::string_view text, std::string_view suffix) {
+  return text.size() >= suffix.size() && text.substr(text.size() - suffix.size()) == suffix;
+}
+
+std::string joinPath(std::string base, std::string_view tail) {
+  while (!tail.empty() && tail.front() == '/') tail.remove_prefix(1);
+  if (tail.empty()) return base;
+  if (base.empty()) return std::string(tail);
+  if (base.back() != '/') base += '/';
+  return base + std::string(tail);
+}
+
+}  // namespace
+
+Status checkEndpoint(std::string_view endpoint) {
+  std::string quoted = "endpoint '" + std::string(endpoint) + "'";
+  if (endpoint.substr(0, 5) == "unix:") {
+    std::string_view path = endpoint.substr(5);
+    if (path.empty() || (path[0] != '/' && path[0] != '@')) {
+      return Error{EINVAL, quoted + " needs an absolute socket path, e.g. unix:/run/rnotifyd.sock"};
+    }
+    return {};
+  }
+  if (endpoint.substr(0, 4) == "tcp:") {
+    std::string_view rest = endpoint.substr(4);
+    size_t colon = rest.rfind(':');
+    std::string_view host = colon == std::string_view::npos ? "" : rest.substr(0, colon);
+    std::string_view port = colon == std::string_view::npos ? "" : rest.substr(colon + 1);
+    bool bracketed = host.size() >= 2 && host.front() == '[' && host.back() == ']';
+    bool hostOk = !host.empty() && (bracketed || host.find_first_of(":[]/ ") == std::string_view::npos);
+    bool portOk = !port.empty() && port.size() <= 5 && port.find_first_not_of("0123456789") == std::string_view::npos;
+    if (portOk) {
+      int number = std::atoi(std::string(port).c_str());
+      portOk = number >= 1 && number <= 65535;
+    }
+    if (!hostOk || !portOk) {
+      return Error{EINVAL, quoted + " is not tcp:HOST:PORT (port 1-65535; IPv6 as tcp:[::1]:7311)"};
+    }
+    return {};
+  }
+  return Error{EINVAL, quoted + " must start with 'unix:' or 'tcp:'"};
+}
+
+Result<Config> parseConfig(std::string_view tomlText, std::string_view origin) {
+  Result<ConfigLayer> layer = parseLayer(tomlText, origin);
+  if (!layer.ok()) return layer.error();
+  Config config;
+  if (layer->agent) config.agent = *layer->agent;
+  config.servers = std::move(layer->servers);
+  config.origin = std::string(origin);
+  return config;
+}
+
+ConfigSources configSourcesFromEnvironment() {
+  auto env = [](const char* name) {
+    const char* value = std::getenv(name);
+    return std::string(value == nullptr ? "" : value);
+  };
+  ConfigSources sources;
+  sources.explicitFile = env("RNOTIFY_CONFIG");
+  sources.agentOverride = env("RNOTIFY_AGENT");
+  sources.systemFile = "/etc/rnotify/config.toml";
+  std::string xdg = env("XDG_CONFIG_HOME");
+  std::string home = env("HOME");
+  if (home.empty()) {
+    if (const passwd* pw = ::getpwuid(::getuid()); pw != nullptr && pw->pw_dir != nullptr) home = pw->pw_dir;
+  }
+  // The XDG spec says a relative XDG_CONFIG_HOME is invalid and to be ignored.
+  if (!xdg.empty() && xdg[0] == '/') {
+    sources.userFile = xdg + "/rnotify/config.toml";
+  } else if (!home.empty()) {
+    sources.userFile = home + "/.config/rnotify/config.toml";
+  }
+  return sources;
+}
+
+Result<Config> loadConfig() { return loadConfig(configSourcesFromEnvironment()); }
+
+Result<Config> loadConfig(const ConfigSources& sources) {
+  Config config;
+  if (!sources.explicitFile.empty()) {
+    Result<std::optional<std::string>> text = readConfigFile(sources.explicitFile);
+    if (!text.ok()) return text.error();
+    if (!text.value()) {
+      return Error{ENOENT, "RNOTIFY_CONFIG names '" + sources.explicitFile +
+                               "', which does not exist; create it or unset RNOTIFY_CONFIG"};
+    }
+    Result<Config> parsed = parseConfig(**text, sources.explicitFile);
+    if (!parsed.ok()) return parsed;
+    config = std::move(parsed.value());
+  } else {
+    std::vector<std::string> used;
+    std::optional<std::string> agent;
+    // User first, so that its agent wins and its servers come first.
+    for (const std::string& path : {sources.userFile, sources.systemFile}) {
+      if (path.empty()) continue;
+      Result<std::optional<std::string>> text = readConfigFile(path);
+      if (!text.ok()) return text.error();
+      if (!text.value()) continue;
+      Result<ConfigLayer> layer = parseLayer(**text, path);
+      if (!layer.ok()) return layer.error();
+      if (!agent) agent = layer->agent;
+      config.servers.insert(config.servers.end(), layer->servers.begin(), layer->servers.end());
+      used.push_back(path);
+    }
+    if (agent) config.agent = *agent;
+    for (const std::string& path : used) config.origin += (config.origin.empty() ? "" : " over ") + path;
+    if (config.origin.empty()) config.origin = "built-in defaults";
+  }
+  if (!sources.agentOverride.empty()) {
+    config.agent = sources.agentOverride;
+    config.origin += " (agent from RNOTIFY_AGENT)";
+  }
+  return config;
+}
+
+const ServerEntry* findServer(const Config& config, const MountInfo& mount) {
+  std::string source = trimTrailingSlashes(mount.source);
+  const ServerEntry* best = nullptr;
+  size_t bestLength = 0;
+  for (const ServerEntry& entry : config.servers) {
+    std::string match = trimTrailingSlashes(entry.match);
+    if (matchesSource(match, source) && (best == nullptr || match.size() > bestLength)) {
+      best = &entry;
+      bestLength = match.size();
+    }
+  }
+  return best;
+}
+
+std::string serverPathFor(const ServerEntry& entry, const MountInfo& mount, const std::string& relative) {
+  std::string source = trimTrailingSlashes(mount.source);
+  std::string match = trimTrailingSlashes(entry.match);
+  std::string below = matchesSource(match, source) ? source.substr(match.size()) : "";
+  std::string sourcePath = below;
+  std::string base;
+  size_t colon = source.find(':');
+  if (!entry.remoteRoot.empty()) {
+    base = joinPath(entry.remoteRoot, below);
+  } else if (source.rfind("//", 0) != 0 && colon != std::string::npos) {
+    base = source.substr(colon + 1);  // NFS: the export path as the server names it
+    sourcePath = base;
+  } else {
+    base = below.empty() ? "/" : below;
+  }
+  // NFS always shows root "/" (the source already names the subdirectory);
+  // a bind mount of a subdirectory of a cifs mount shows it only in root.
+  if (!mount.root.empty() && mount.root != "/" && !endsWith(sourcePath, mount.root)) base = joinPath(base, mount.root);
+  return joinPath(base, relative);
+}
+
+}  // namespace rnotify

@@ -1,0 +1,72 @@
+// Config: which rnotifyd serves which NFS/SMB mount, and which agent command to
+// run over ssh for sshfs mounts. sshfs needs no configuration (the mount's own
+// ssh connection says where the server is); for NFS and SMB the mount source
+// ("nas:/export", "//nas/share") does not say where an rnotifyd listens, nor
+// where the export lives in the server's filesystem, so the user writes it down:
+//
+//   agent = "rnotifyd --stdio"          # run on the ssh server
+//   [[server]]
+//   match = "nas:/export"               # mount source prefix
+//   endpoint = "tcp:nas:7311"           # or "unix:/run/rnotifyd.sock"
+//   remote_root = "/srv/export"         # server path of `match` (NFS default: the path after ':')
+//
+// Files: $RNOTIFY_CONFIG alone if set; else the user's file layered over
+// /etc/rnotify/config.toml. RNOTIFY_AGENT overrides agent.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "client/mount_resolver.h"
+#include "common/result.h"
+
+namespace rnotify {
+
+struct ServerEntry {
+  std::string match;       // mount source prefix this entry serves, e.g. "nas:/export" or "//nas/share"
+  std::string endpoint;    // "unix:/run/rnotifyd.sock" or "tcp:host:port"
+  std::string remoteRoot;  // server path of the mount source's root; default: for NFS the path after ':' in the source
+};
+
+struct Config {
+  std::string agent = "rnotifyd --stdio";  // command run on the ssh server
+  std::vector<ServerEntry> servers;        // [[server]] tables
+  std::string origin;                      // which file(s) it came from, for messages
+};
+
+// Parses TOML text. Keys: agent = "...", [[server]] match/endpoint/remote_root.
+// Unknown keys, wrong types, a missing match/endpoint or a bad endpoint are
+// errors naming the file, the line and the key.
+Result<Config> parseConfig(std::string_view tomlText, std::string_view origin);
+
+// Checks "unix:/abs/path" or "tcp:host:port" ("tcp:[::1]:7311"); an error
+// saying what is wrong otherwise.
+Status checkEndpoint(std::string_view endpoint);
+
+// Where loadConfig() looks; configSourcesFromEnvironment() fills it from the
+// environment, tests fill it themselves.
+struct ConfigSources {
+  std::string explicitFile;   // $RNOTIFY_CONFIG: used alone, must exist
+  std::string userFile;       // $XDG_CONFIG_HOME/rnotify/config.toml or ~/.config/rnotify/config.toml
+  std::string systemFile;     // /etc/rnotify/config.toml
+  std::string agentOverride;  // $RNOTIFY_AGENT
+};
+ConfigSources configSourcesFromEnvironment();
+
+// Loads $RNOTIFY_CONFIG if set (must exist), else the user file layered over
+// the system file (user values win; server lists concatenated, user first);
+// missing files are fine; then RNOTIFY_AGENT (if set and non-empty) overrides agent.
+Result<Config> loadConfig();
+Result<Config> loadConfig(const ConfigSources& sources);
+
+// The entry serving a mount (longest match prefix on the source, ending at a
+// path boundary), or nullptr.
+const ServerEntry* findServer(const Config& config, const MountInfo& mount);
+
+// Server path for a path inside an NFS/SMB mount via its entry: remoteRoot +
+// the part of the source below match + the mount's root (when a bind mount of
+// a subdirectory shows it there and not in the source) + relative.
+std::string serverPathFor(const ServerEntry& entry, const MountInfo& mount, const std::string& relative);
+
+}  // namespace rnotify
