@@ -1,0 +1,99 @@
+#include "server/server.h"
+
+#include <unistd.h>
+
+#include <climits>
+#include <random>
+
+#include "common/log.h"
+
+namespace rnotify {
+
+Server::Server(asio::io_context& io, ExportRoots exports, ServerLimits limits)
+    : io_(io), exports_(std::move(exports)), limits_(limits) {
+  std::random_device random;
+  instanceId_ = (uint64_t{random()} << 32) | random();
+  char cwd[PATH_MAX];
+  cwd_ = ::getcwd(cwd, sizeof cwd) ? cwd : "/";
+}
+
+Result<std::unique_ptr<Server>> Server::create(asio::io_context& io, ExportRoots exports, ServerLimits limits,
+                                               WatcherKind kind) {
+  std::unique_ptr<Server> server(new Server(io, std::move(exports), limits));
+  auto watcher = makeWatcher(kind, *server);
+  if (!watcher) return watcher.error();
+  server->watcher_ = std::move(*watcher);
+  server->kernelFd_ = std::make_unique<asio::posix::stream_descriptor>(io, server->watcher_->fd());
+  server->waitForKernel();
+  return server;
+}
+
+Server::~Server() {
+  // The watcher owns its descriptor; Asio must not close it a second time.
+  if (kernelFd_) kernelFd_->release();
+}
+
+void Server::waitForKernel() {
+  kernelFd_->async_wait(asio::posix::stream_descriptor::wait_read, [this](std::error_code ec) {
+    if (ec || shuttingDown_) return;
+    watcher_->drain();
+    for (Session* session : dirty_) session->flush();
+    dirty_.clear();
+    waitForKernel();
+  });
+}
+
+void Server::adopt(std::unique_ptr<Transport> transport) {
+  if (shuttingDown_) {
+    transport->close();
+    return;
+  }
+  auto session = std::make_shared<Session>(*this, std::move(transport), nextSessionId_++);
+  sessions_.insert(session);
+  session->start();
+}
+
+void Server::shutdown() {
+  if (shuttingDown_) return;
+  shuttingDown_ = true;
+  kernelFd_->cancel();
+  std::vector<std::shared_ptr<Session>> open(sessions_.begin(), sessions_.end());
+  for (auto& session : open) session->close(ESHUTDOWN, "the server is shutting down");
+}
+
+Result<SubscriptionId> Server::watch(Session& session, const std::string& path, uint32_t mask, bool recursive) {
+  auto resolved = exports_.resolve(path, cwd_);
+  if (!resolved) return resolved.error();
+  SubscribeOptions options;
+  options.mask = mask;
+  options.recursive = recursive;
+  auto id = watcher_->subscribe(*resolved, options);
+  if (!id) return id.error();
+  subscriptions_[*id] = &session;
+  return id;
+}
+
+void Server::unwatch(SubscriptionId id) {
+  if (subscriptions_.erase(id) != 0) watcher_->unsubscribe(id);
+}
+
+void Server::sessionClosed(Session& session) {
+  std::erase(dirty_, &session);
+  // Destroy it once the current handler is done with it.
+  asio::post(io_, [this, self = session.shared_from_this()] {
+    sessions_.erase(self);
+    if (sessions_.empty() && onIdle_) onIdle_();
+  });
+}
+
+void Server::onEvent(SubscriptionId subscription, uint32_t mask, uint32_t cookie, std::string_view dir,
+                     std::string_view name) {
+  auto it = subscriptions_.find(subscription);
+  if (it == subscriptions_.end()) return;
+  Session* session = it->second;
+  // The backend forgets a subscription after reporting IN_IGNORED for it.
+  if ((mask & IN_IGNORED) && dir.empty()) subscriptions_.erase(it);
+  session->queueEvent(subscription, mask, cookie, dir, name);
+}
+
+}  // namespace rnotify

@@ -1,0 +1,75 @@
+// Server: the heart of rnotifyd. One event loop (Asio) drains the watcher
+// backend and all client connections; the SubscriptionRegistry routes each
+// kernel event to the sessions that subscribed. The kernel is drained by one
+// loop: every readable wake-up reads everything queued, then flushes each
+// session that received events.
+#pragma once
+
+#include <asio.hpp>
+#include <cstdint>
+#include <memory>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "server/export_roots.h"
+#include "server/session.h"
+#include "watch/watcher.h"
+
+namespace rnotify {
+
+struct ServerLimits {
+  uint32_t maxWatchesPerClient = 8192;
+  uint32_t maxFrame = proto::kDefaultMaxFrame;
+  size_t maxQueuedBytesPerClient = 64u << 20;  // a client this far behind is disconnected
+  int handshakeTimeoutSeconds = 10;
+};
+
+class Server final : public EventSink {
+ public:
+  static Result<std::unique_ptr<Server>> create(asio::io_context& io, ExportRoots exports, ServerLimits limits,
+                                                WatcherKind kind);
+  ~Server() override;
+
+  // Starts a session on an accepted connection.
+  void adopt(std::unique_ptr<Transport> transport);
+  // Closes every session and stops watching; the loop then runs out of work.
+  void shutdown();
+  // Called when the last session closes (used by --stdio to exit).
+  void onIdle(std::function<void()> callback) { onIdle_ = std::move(callback); }
+
+  // For sessions.
+  Result<SubscriptionId> watch(Session& session, const std::string& path, uint32_t mask, bool recursive);
+  void unwatch(SubscriptionId id);
+  void sessionClosed(Session& session);
+  void markDirty(Session& session) { dirty_.push_back(&session); }
+  asio::io_context& io() { return io_; }
+  const ServerLimits& limits() const { return limits_; }
+  uint64_t instanceId() const { return instanceId_; }
+  const std::string& workingDirectory() const { return cwd_; }
+  std::string_view backendName() const { return watcher_->name(); }
+
+  void onEvent(SubscriptionId subscription, uint32_t mask, uint32_t cookie, std::string_view dir,
+               std::string_view name) override;
+
+ private:
+  Server(asio::io_context& io, ExportRoots exports, ServerLimits limits);
+  void waitForKernel();
+
+  asio::io_context& io_;
+  ExportRoots exports_;
+  ServerLimits limits_;
+  std::unique_ptr<Watcher> watcher_;
+  std::unique_ptr<asio::posix::stream_descriptor> kernelFd_;
+  std::unordered_map<SubscriptionId, Session*> subscriptions_;  // the SubscriptionRegistry
+  std::set<std::shared_ptr<Session>> sessions_;
+  std::vector<Session*> dirty_;
+  std::function<void()> onIdle_;
+  uint64_t instanceId_ = 0;
+  uint64_t nextSessionId_ = 1;
+  std::string cwd_;
+  bool shuttingDown_ = false;
+};
+
+}  // namespace rnotify

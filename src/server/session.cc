@@ -1,0 +1,273 @@
+#include "server/session.h"
+
+#include <sys/inotify.h>
+
+#include <algorithm>
+
+#include "common/log.h"
+#include "server/server.h"
+
+namespace rnotify {
+namespace {
+
+// Room left in an EVENTS frame for one more record of the largest size.
+constexpr size_t kRecordReserve = 2 + 4 + 8 + 4 + 4 + 2 + proto::kMaxPath + 2 + proto::kMaxName;
+
+}  // namespace
+
+Session::Session(Server& server, std::unique_ptr<Transport> transport, uint64_t id)
+    : server_(server),
+      transport_(std::move(transport)),
+      id_(id),
+      description_("client " + std::to_string(id) + " (" + transport_->describe() + ")"),
+      reader_(server.limits().maxFrame),
+      handshakeTimer_(server.io()) {}
+
+Session::~Session() = default;
+
+void Session::start() {
+  log::info("{}: connected", description_);
+  handshakeTimer_.expires_after(std::chrono::seconds(server_.limits().handshakeTimeoutSeconds));
+  handshakeTimer_.async_wait([self = shared_from_this()](std::error_code ec) {
+    if (!ec && !self->handshakeDone_) self->close(ETIMEDOUT, "no handshake in time");
+  });
+  readMore();
+}
+
+void Session::readMore() {
+  transport_->asyncReadSome(asio::buffer(readBuffer_), [self = shared_from_this()](std::error_code ec, size_t n) {
+    if (self->closed_) return;
+    if (ec) {
+      if (self->reader_.pending() > 0) {
+        log::warn("{}: connection ended in the middle of a frame ({} bytes unread)", self->description_,
+                  self->reader_.pending());
+      } else if (ec != asio::error::eof) {
+        log::info("{}: read failed: {}", self->description_, ec.message());
+      }
+      self->close();
+      return;
+    }
+    self->onBytes(n);
+    if (!self->closed_) self->readMore();
+  });
+}
+
+void Session::onBytes(size_t n) {
+  reader_.feed(std::string_view(readBuffer_, n));
+  while (!closed_) {
+    auto next = reader_.next();
+    if (!next) {
+      log::warn("{}: protocol error, closing: {}", description_, next.error().message);
+      close(next.error().code, next.error().message);
+      return;
+    }
+    if (!next->has_value()) return;
+    handle(**next);
+  }
+}
+
+void Session::handle(proto::Message& message) {
+  if (!handshakeDone_ && !std::holds_alternative<proto::Hello>(message)) {
+    log::warn("{}: sent a request before the handshake", description_);
+    close(EPROTO, "the first frame must be HELLO");
+    return;
+  }
+  std::visit(
+      [this](auto& m) {
+        using T = std::decay_t<decltype(m)>;
+        if constexpr (std::is_same_v<T, proto::Hello>) {
+          onHello(m);
+        } else if constexpr (std::is_same_v<T, proto::Watch>) {
+          onWatch(m);
+        } else if constexpr (std::is_same_v<T, proto::Unwatch>) {
+          onUnwatch(m);
+        } else if constexpr (std::is_same_v<T, proto::Ping>) {
+          send(proto::Pong{m.token});
+        } else if constexpr (std::is_same_v<T, proto::Pong>) {
+          // Keepalive answer; receiving it was the point.
+        } else if constexpr (std::is_same_v<T, proto::Fatal>) {
+          log::warn("{}: client reported an error: {}", description_, m.message);
+          close();
+        } else {
+          log::warn("{}: sent a frame only a server may send", description_);
+          close(EPROTO, "unexpected frame type from a client");
+        }
+      },
+      message);
+}
+
+void Session::onHello(const proto::Hello& hello) {
+  if (handshakeDone_) {
+    close(EPROTO, "HELLO sent twice");
+    return;
+  }
+  if (hello.maxVersion < proto::kMinVersion || hello.minVersion > proto::kVersion) {
+    log::warn("{}: no common protocol version (client speaks {}..{}, server {}..{})", description_,
+              hello.minVersion, hello.maxVersion, proto::kMinVersion, proto::kVersion);
+    close(EPROTONOSUPPORT, "no common protocol version: this server speaks " + std::to_string(proto::kMinVersion) +
+                               ".." + std::to_string(proto::kVersion));
+    return;
+  }
+  handshakeDone_ = true;
+  handshakeTimer_.cancel();
+  log::info("{}: handshake from '{}'", description_, hello.clientName);
+  proto::Welcome welcome;
+  welcome.version = std::min(hello.maxVersion, proto::kVersion);
+  welcome.capabilities = 0;  // v1: no optional capability is in force yet
+  welcome.instanceId = server_.instanceId();
+  welcome.maxFrame = server_.limits().maxFrame;
+  welcome.serverName = "rnotifyd " RNOTIFY_VERSION " (" + std::string(server_.backendName()) + ")";
+  send(welcome);
+}
+
+void Session::onWatch(const proto::Watch& watch) {
+  proto::Reply reply;
+  reply.requestId = watch.requestId;
+  if ((watch.flags & ~uint32_t{proto::kWatchRecursive}) != 0) {
+    reply.status = EINVAL;
+    reply.message = "unknown watch flags";
+  } else if (watches_.size() >= server_.limits().maxWatchesPerClient) {
+    reply.status = ENOSPC;
+    reply.message = "too many watches for one client (limit " +
+                    std::to_string(server_.limits().maxWatchesPerClient) + ")";
+    log::warn("{}: watch limit reached", description_);
+  } else {
+    auto id = server_.watch(*this, watch.path, watch.mask, watch.flags & proto::kWatchRecursive);
+    if (id) {
+      watches_.emplace(*id, 0);
+      reply.watchId = *id;
+      log::info("{}: watch {} on '{}'", description_, *id, watch.path);
+    } else {
+      reply.status = id.error().code;
+      reply.message = id.error().message;
+      log::info("{}: watch on '{}' refused: {}", description_, watch.path, id.error().message);
+    }
+  }
+  send(reply);
+}
+
+void Session::onUnwatch(const proto::Unwatch& unwatch) {
+  proto::Reply reply;
+  reply.requestId = unwatch.requestId;
+  if (watches_.erase(unwatch.watchId) == 0) {
+    reply.status = EINVAL;
+    reply.message = "no such watch";
+  } else {
+    server_.unwatch(unwatch.watchId);
+    reply.watchId = unwatch.watchId;
+  }
+  send(reply);
+}
+
+void Session::queueEvent(SubscriptionId watch, uint32_t mask, uint32_t cookie, std::string_view dir,
+                         std::string_view name) {
+  if (closed_) return;
+  auto it = watches_.find(watch);
+  if (it == watches_.end()) return;
+  if (!batchOpen_) {
+    batchStart_ = proto::beginEvents(pending_);
+    batchCount_ = 0;
+    batchOpen_ = true;
+    server_.markDirty(*this);
+  }
+  scratch_.watch = watch;
+  scratch_.seq = ++it->second;
+  scratch_.mask = mask;
+  scratch_.cookie = cookie;
+  scratch_.dir.assign(dir);
+  scratch_.name.assign(name);
+  proto::appendEvent(pending_, scratch_);
+  ++batchCount_;
+  if ((mask & IN_IGNORED) && dir.empty()) watches_.erase(it);
+  if (pending_.size() - batchStart_ + kRecordReserve > server_.limits().maxFrame) {
+    closeBatch();
+    batchStart_ = proto::beginEvents(pending_);
+    batchCount_ = 0;
+    batchOpen_ = true;
+  }
+}
+
+void Session::closeBatch() {
+  if (!batchOpen_) return;
+  batchOpen_ = false;
+  if (batchCount_ == 0) {
+    pending_.resize(batchStart_);
+  } else {
+    proto::finishEvents(pending_, batchStart_, batchCount_);
+  }
+}
+
+void Session::flush() {
+  if (closed_) return;
+  closeBatch();
+  if (pending_.size() > server_.limits().maxQueuedBytesPerClient) {
+    log::warn("{}: client is not reading ({} bytes queued); disconnecting it", description_, pending_.size());
+    close(ENOBUFS, "client too slow: event queue limit reached");
+    return;
+  }
+  startWrite();
+}
+
+void Session::send(const proto::Message& message) {
+  if (closed_) return;
+  closeBatch();
+  proto::encode(message, pending_);
+  startWrite();
+}
+
+void Session::startWrite() {
+  if (writeInFlight_ || batchOpen_ || pending_.empty()) return;
+  writing_.swap(pending_);
+  pending_.clear();
+  writeInFlight_ = true;
+  transport_->asyncWrite(asio::buffer(writing_), [self = shared_from_this()](std::error_code ec, size_t) {
+    self->writeInFlight_ = false;
+    self->writing_.clear();
+    if (ec) {
+      if (!self->closed_) log::info("{}: write failed: {}", self->description_, ec.message());
+      self->closeAfterWrite_ = false;
+      if (!self->closed_) self->close();
+      self->transport_->close();
+      return;
+    }
+    if (self->closeAfterWrite_ && self->pending_.empty()) {
+      self->transport_->close();
+      return;
+    }
+    self->startWrite();
+  });
+}
+
+void Session::close(int code, const std::string& why) {
+  if (closed_) return;
+  closed_ = true;
+  handshakeTimer_.cancel();
+  releaseWatches();
+  if (code != 0) {
+    batchOpen_ = false;
+    pending_.clear();
+    proto::encode(proto::Fatal{code, why}, pending_);
+    closeAfterWrite_ = true;
+    if (!writeInFlight_) {
+      // Bypass startWrite's closed_ checks: this is the last frame.
+      writing_.swap(pending_);
+      pending_.clear();
+      writeInFlight_ = true;
+      transport_->asyncWrite(asio::buffer(writing_), [self = shared_from_this()](std::error_code, size_t) {
+        self->writeInFlight_ = false;
+        self->transport_->close();
+      });
+    }
+  } else {
+    transport_->close();
+  }
+  log::info("{}: closed", description_);
+  server_.sessionClosed(*this);
+}
+
+void Session::releaseWatches() {
+  for (auto& [watch, seq] : watches_) server_.unwatch(watch);
+  watches_.clear();
+}
+
+}  // namespace rnotify

@@ -1,0 +1,72 @@
+// Session: one client connection on the server. It reads frames, answers the
+// handshake and WATCH/UNWATCH requests, and streams that client's events in
+// batches: every event queued during one drain of the kernel goes out in one
+// EVENTS frame and one write, and a write is started as soon as the drain
+// ends, so batching never holds an event back while the kernel queue is empty.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+#include "event/event.h"
+#include "proto/codec.h"
+#include "server/transport.h"
+#include "watch/watcher.h"
+
+namespace rnotify {
+
+class Server;
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(Server& server, std::unique_ptr<Transport> transport, uint64_t id);
+  ~Session();
+
+  void start();
+  // Closes the connection (after sending Fatal, if code != 0) and releases its watches.
+  void close(int code = 0, const std::string& why = {});
+  // Called by the server's event sink, once per event for a watch of this session.
+  void queueEvent(SubscriptionId watch, uint32_t mask, uint32_t cookie, std::string_view dir,
+                  std::string_view name);
+  // Sends what has been queued. Called after each drain of the watcher.
+  void flush();
+  bool closed() const { return closed_; }
+  uint64_t id() const { return id_; }
+  const std::string& describe() const { return description_; }
+
+ private:
+  void readMore();
+  void onBytes(size_t n);
+  void handle(proto::Message& message);
+  void onHello(const proto::Hello& hello);
+  void onWatch(const proto::Watch& watch);
+  void onUnwatch(const proto::Unwatch& unwatch);
+  void send(const proto::Message& message);
+  void closeBatch();
+  void startWrite();
+  void releaseWatches();
+
+  Server& server_;
+  std::unique_ptr<Transport> transport_;
+  uint64_t id_;
+  std::string description_;
+  proto::FrameReader reader_;
+  char readBuffer_[64 * 1024];
+  bool handshakeDone_ = false;
+  bool closed_ = false;
+  bool closeAfterWrite_ = false;
+
+  std::unordered_map<SubscriptionId, uint64_t> watches_;  // watch -> last sequence number sent
+  std::string pending_;  // frames waiting to be written
+  std::string writing_;  // the buffer of the write in flight
+  bool writeInFlight_ = false;
+  bool batchOpen_ = false;
+  size_t batchStart_ = 0;
+  uint32_t batchCount_ = 0;
+  Event scratch_;  // reused so that queueing an event allocates nothing once warm
+  asio::steady_timer handshakeTimer_;
+};
+
+}  // namespace rnotify
