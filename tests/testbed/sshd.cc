@@ -1,0 +1,93 @@
+// Sshd; see sshd.h.
+#include "sshd.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <stdexcept>
+
+#include "tcp_probe.h"
+
+namespace rnotify::testbed {
+namespace {
+
+constexpr const char* kSshd = "/usr/sbin/sshd";
+constexpr const char* kSftpServer = "/usr/lib/openssh/sftp-server";
+
+void makeKey(const std::string& path) {
+  runChecked({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "rnotify-test", "-f", path},
+             Deadline::in(std::chrono::seconds(20)));
+}
+
+}  // namespace
+
+std::string Sshd::missing() {
+  for (const char* bin : {kSshd, kSftpServer, "/usr/bin/ssh", "/usr/bin/ssh-keygen"}) {
+    if (::access(bin, X_OK) != 0) return std::string(bin) + " is missing (install openssh-server and openssh-client)";
+  }
+  return "";
+}
+
+Sshd::Sshd(SshdOptions options) : options_(std::move(options)) {
+  if (options_.listenAddresses.empty()) throw std::invalid_argument("Sshd: no listen address");
+  port_ = options_.port != 0 ? options_.port : freePort();
+  std::string hostKey = dir_ / "host_key";
+  clientKey_ = dir_ / "client_key";
+  makeKey(hostKey);
+  makeKey(clientKey_);
+  std::filesystem::copy_file(clientKey_ + ".pub", dir_ / "authorized_keys");
+
+  std::string config = dir_ / "sshd_config";
+  std::string text;
+  for (const auto& a : options_.listenAddresses) text += "ListenAddress " + a + "\n";
+  text += "Port " + std::to_string(port_) + "\n";
+  text += "HostKey " + hostKey + "\n";
+  text += "AuthorizedKeysFile " + (dir_ / "authorized_keys") + "\n";
+  text +=
+      "PermitRootLogin prohibit-password\n"
+      "PasswordAuthentication no\n"
+      "KbdInteractiveAuthentication no\n"
+      "UsePAM no\n"
+      "StrictModes no\n"
+      "PidFile none\n"
+      "LogLevel ERROR\n";
+  text += std::string("Subsystem sftp ") + kSftpServer + "\n";
+  writeFile(config, text);
+  clientConfig_ = writeClientConfig("ssh_config", {});
+
+  // Privilege separation directory; sshd refuses to start without it.
+  std::filesystem::create_directories("/run/sshd");
+  ProcessOptions p;
+  p.argv = {kSshd, "-D", "-e", "-f", config};
+  p.netns = options_.netns;
+  process_ = std::make_unique<Process>(std::move(p));
+
+  auto deadline = Deadline::in(std::chrono::seconds(10));
+  for (const auto& a : options_.listenAddresses) {
+    bool up = waitUntil(deadline, [&] { return !process_->running() || tcpAccepts(a, port_, options_.netns); });
+    if (!up || !process_->running()) {
+      throw std::runtime_error("sshd did not accept connections on " + a + ":" + std::to_string(port_) +
+                               " within the deadline:\n" + process_->transcript());
+    }
+  }
+}
+
+Sshd::~Sshd() = default;
+
+std::string Sshd::writeClientConfig(const std::string& name, const std::vector<std::string>& extraLines) const {
+  std::string path = dir_ / name;
+  std::string text = "Host *\n";
+  text += "  Port " + std::to_string(port_) + "\n";
+  text += "  IdentityFile " + clientKey_ + "\n";
+  text +=
+      "  IdentitiesOnly yes\n"
+      "  StrictHostKeyChecking no\n"
+      "  UserKnownHostsFile /dev/null\n"
+      "  BatchMode yes\n"
+      "  LogLevel ERROR\n";
+  for (const auto& l : extraLines) text += "  " + l + "\n";
+  writeFile(path, text);
+  return path;
+}
+
+}  // namespace rnotify::testbed
