@@ -1,0 +1,132 @@
+// ssh and sshfs command-line handling: what the agent's ssh inherits from the
+// mount's ssh, checked on command lines recorded from real sshfs mounts.
+#include "client/sshfs_target.h"
+
+#include <gtest/gtest.h>
+
+#include "sshfs_fixtures.h"
+
+namespace rnotify {
+namespace {
+
+using Argv = std::vector<std::string>;
+
+TEST(ParseSshArgv, ObservedSshfsCommandLine) {
+  Result<SshTarget> target = parseSshArgv(fixtures::kSshArgv);
+  ASSERT_TRUE(target.ok()) << target.error().message;
+  EXPECT_EQ(target->sshProgram, "ssh");
+  EXPECT_EQ(target->destination, "root@127.0.0.1");
+  EXPECT_EQ(target->sshOptions, fixtures::kSshOptions);  // -s and "sftp" dropped
+}
+
+TEST(ParseSshArgv, CombinedFlagsAndAttachedArguments) {
+  Result<SshTarget> target =
+      parseSshArgv({"/usr/bin/ssh", "-xa", "-p2222", "-vp", "22", "-F", "my_config", "-oPort=22", "-4C", "host"});
+  ASSERT_TRUE(target.ok()) << target.error().message;
+  EXPECT_EQ(target->sshProgram, "/usr/bin/ssh");
+  EXPECT_EQ(target->sshOptions,
+            (Argv{"-x", "-a", "-p2222", "-v", "-p", "22", "-F", "my_config", "-oPort=22", "-4", "-C"}));
+  EXPECT_EQ(target->destination, "host");
+}
+
+TEST(ParseSshArgv, DropsSessionShapingOptions) {
+  Result<SshTarget> target = parseSshArgv({"ssh", "-NfT", "-t", "-n", "-W", "h:22", "-O", "check", "-s",
+                                           "-oRemoteCommand=ls", "-o", "requesttty yes", "-oSessionType=none",
+                                           "-oStdinNull=yes", "-o", "ForkAfterAuthentication=yes",
+                                           "-oIdentityFile=k", "user@h", "ls", "-l"});
+  ASSERT_TRUE(target.ok()) << target.error().message;
+  EXPECT_EQ(target->sshOptions, (Argv{"-oIdentityFile=k"}));
+  EXPECT_EQ(target->destination, "user@h");
+}
+
+TEST(ParseSshArgv, DestinationAfterDoubleDash) {
+  Result<SshTarget> target = parseSshArgv({"ssh", "-J", "jump", "--", "-weird-host"});
+  ASSERT_TRUE(target.ok());
+  EXPECT_EQ(target->destination, "-weird-host");
+  EXPECT_EQ(target->sshOptions, (Argv{"-J", "jump"}));
+}
+
+TEST(ParseSshArgv, Errors) {
+  EXPECT_FALSE(parseSshArgv({}).ok());
+  Result<SshTarget> noHost = parseSshArgv({"ssh", "-x", "--"});
+  ASSERT_FALSE(noHost.ok());
+  EXPECT_NE(noHost.error().message.find("no destination"), std::string::npos);
+  Result<SshTarget> missing = parseSshArgv({"ssh", "-p"});
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.error().message.find("-p"), std::string::npos);
+}
+
+TEST(ParseSshfsSource, Forms) {
+  auto check = [](std::string_view source, const char* destination, const char* dir) {
+    Result<SshTarget> t = parseSshfsSource(source);
+    ASSERT_TRUE(t.ok()) << source << ": " << t.error().message;
+    EXPECT_EQ(t->destination, destination) << source;
+    EXPECT_EQ(t->remoteDir, dir) << source;
+    EXPECT_FALSE(t->fromProcess);
+    EXPECT_TRUE(t->sshOptions.empty());
+  };
+  check("root@127.0.0.1:/tmp/mr-sshd.MMtw/remote", "root@127.0.0.1", "/tmp/mr-sshd.MMtw/remote");
+  check("127.0.0.1:", "127.0.0.1", "");
+  check("host:projects/x", "host", "projects/x");
+  check("user@[::1]:/srv", "user@::1", "/srv");
+  check("sshfs#alice@nas:/data/", "alice@nas", "/data");
+  check("host:/", "host", "/");
+  check("host:dir with space", "host", "dir with space");
+  EXPECT_FALSE(parseSshfsSource("no-colon").ok());
+  EXPECT_FALSE(parseSshfsSource(":dir").ok());
+  EXPECT_FALSE(parseSshfsSource("[::1:dir").ok());
+}
+
+TEST(ApplySshfsArgv, DerivesWhatSshfsPassesToSsh) {
+  SshTarget target;
+  applySshfsArgv(fixtures::kSshfsArgv, &target);
+  // Exactly the options sshfs put on the observed ssh command line.
+  EXPECT_EQ(target.sshOptions,
+            (Argv{"-oPort=22417", "-F/tmp/mr-sshd.MMtw/ssh_config", "-oIdentityFile=/tmp/mr-sshd.MMtw/user_key",
+                  "-oStrictHostKeyChecking=no", "-oUserKnownHostsFile=/dev/null"}));
+}
+
+TEST(ApplySshfsArgv, SshCommandCompressionAndFuseOptionsIgnored) {
+  SshTarget target;
+  applySshfsArgv({"sshfs", "-C", "-oreconnect,ServerAliveInterval=15,allow_other", "-o",
+                  "ssh_command=/opt/ssh -v,proxyjump=bastion,IdentityFile=a\\,b", "h:", "/mnt"},
+                 &target);
+  EXPECT_EQ(target.sshProgram, "/opt/ssh");
+  EXPECT_EQ(target.sshOptions,
+            (Argv{"-v", "-oCompression=yes", "-oServerAliveInterval=15", "-oproxyjump=bastion", "-oIdentityFile=a,b"}));
+}
+
+TEST(AgentArgv, ObservedTargetGetsBatchModeAndCommand) {
+  Result<SshTarget> target = parseSshArgv(fixtures::kSshArgv);
+  ASSERT_TRUE(target.ok());
+  EXPECT_EQ(agentArgv(*target, "rnotifyd --stdio"),
+            (Argv{"ssh", "-oPort=22417", "-F/tmp/mr-sshd.MMtw/ssh_config", "-oIdentityFile=/tmp/mr-sshd.MMtw/user_key",
+                  "-oStrictHostKeyChecking=no", "-oUserKnownHostsFile=/dev/null", "-2", "-T", "-oBatchMode=yes",
+                  "-oClearAllForwardings=yes", "-x", "-a", "root@127.0.0.1", "--", "rnotifyd", "--stdio"}));
+}
+
+TEST(AgentArgv, UserBatchModeCannotReenablePrompts) {
+  SshTarget target;
+  target.destination = "h";
+  target.sshOptions = {"-o", "BatchMode=no", "-obatchmode no", "-F", "cfg", "-X"};
+  EXPECT_EQ(agentArgv(target, "  /opt/rnotifyd   --stdio "),
+            (Argv{"ssh", "-F", "cfg", "-X", "-T", "-oBatchMode=yes", "-oClearAllForwardings=yes", "-x", "-a", "h", "--",
+                  "/opt/rnotifyd", "--stdio"}));
+}
+
+TEST(ServerPath, JoinsRemoteDirAndRelative) {
+  auto path = [](const char* dir, const char* rel) {
+    SshTarget t;
+    t.remoteDir = dir;
+    return serverPath(t, rel);
+  };
+  EXPECT_EQ(path("", ""), ".");
+  EXPECT_EQ(path("", "a/b"), "a/b");
+  EXPECT_EQ(path("dir", "a/b"), "dir/a/b");
+  EXPECT_EQ(path("/srv/x", ""), "/srv/x");
+  EXPECT_EQ(path("/", "a"), "/a");
+  EXPECT_EQ(path("dir/", "a"), "dir/a");
+}
+
+}  // namespace
+}  // namespace rnotify
