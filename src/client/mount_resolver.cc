@@ -61,7 +61,7 @@ std::string unescapeMountField(std::string_view field) {
   for (size_t i = 0; i < field.size(); ++i) {
     if (field[i] == '\\' && i + 3 < field.size()) {
       std::string_view digits = field.substr(i + 1, 3);
-      bool valid = digits.size() == 3;
+      bool valid = true;
       for (char c : digits) valid = valid && c >= '0' && c <= '7';
       if (valid) {
         out += static_cast<char>((digits[0] - '0') * 64 + (digits[1] - '0') * 8 + (digits[2] - '0'));

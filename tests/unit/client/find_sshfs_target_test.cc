@@ -3,6 +3,8 @@
 // showed (see sshfs_fixtures.h): the ssh process is an orphan (ppid 1), linked
 // to sshfs only by a socketpair.
 #include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -190,6 +192,27 @@ TEST(FindSshfsTarget, MissingProcRootIsNotAnError) {
   Result<SshTarget> target = findSshfsTarget(sshfsMount(), "/nonexistent/proc");
   ASSERT_TRUE(target.ok());
   EXPECT_FALSE(target->fromProcess);
+}
+
+uint64_t inodeOf(int fd) {
+  struct stat st {};
+  ::fstat(fd, &st);
+  return st.st_ino;
+}
+
+// The real kernel lookup, on a socketpair like the one sshfs gives ssh.
+TEST(UnixSocketPeer, FindsTheOtherEndOfASocketpair) {
+  int fds[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+  std::optional<uint64_t> peer = unixSocketPeer(inodeOf(fds[0]));
+  std::optional<uint64_t> back = unixSocketPeer(inodeOf(fds[1]));
+  uint64_t a = inodeOf(fds[0]), b = inodeOf(fds[1]);
+  ::close(fds[0]);
+  ::close(fds[1]);
+  if (!peer) GTEST_SKIP() << "NETLINK_SOCK_DIAG for AF_UNIX is unavailable here (unix_diag module?)";
+  EXPECT_EQ(*peer, b);
+  EXPECT_EQ(back, a);
+  EXPECT_EQ(unixSocketPeer(1), std::nullopt);
 }
 
 }  // namespace
