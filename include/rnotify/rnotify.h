@@ -23,6 +23,9 @@
 extern "C" {
 #endif
 
+/* The shared library exports only these functions. */
+#define RNOTIFY_API __attribute__((visibility("default")))
+
 /* Set on events reported by the file server rather than the local kernel. */
 #ifndef IN_REMOTE
 #define IN_REMOTE 0x00800000u
@@ -50,36 +53,36 @@ struct rnotify_event {
 };
 
 /* Creates a handle. Returns NULL and sets errno on failure. */
-rnotify_t *rnotify_init(unsigned flags);
+RNOTIFY_API rnotify_t *rnotify_init(unsigned flags);
 
 /* Releases the handle: stops agents, closes connections and descriptors. */
-void rnotify_close(rnotify_t *rn);
+RNOTIFY_API void rnotify_close(rnotify_t *rn);
 
 /* A descriptor that becomes readable when rnotify_next() has an event to
  * return; for poll/select/epoll. Owned by the handle. */
-int rnotify_fd(const rnotify_t *rn);
+RNOTIFY_API int rnotify_fd(const rnotify_t *rn);
 
 /* Watches path for the IN_* events in mask. Returns a watch descriptor (> 0),
  * or -1 with errno set (ENOENT, EACCES, ENOTDIR, ENOSYS: the server cannot
  * watch there, ENOSPC: a limit was reached, EHOSTUNREACH: the server could
  * not be reached); rnotify_last_error() then says why, naming the path. */
-int rnotify_add_watch(rnotify_t *rn, const char *path, uint32_t mask, unsigned flags);
+RNOTIFY_API int rnotify_add_watch(rnotify_t *rn, const char *path, uint32_t mask, unsigned flags);
 
 /* Removes a watch. Returns 0, or -1 with errno set (EINVAL: unknown wd). */
-int rnotify_rm_watch(rnotify_t *rn, int wd);
+RNOTIFY_API int rnotify_rm_watch(rnotify_t *rn, int wd);
 
 /* Waits up to timeout_ms (-1: forever, 0: do not wait) for the next event.
  * Returns 1 and fills *ev (its strings stay valid until the next call on this
  * handle), 0 on timeout, -1 with errno set on error (EINTR when a signal
  * interrupted the wait). */
-int rnotify_next(rnotify_t *rn, struct rnotify_event *ev, int timeout_ms);
+RNOTIFY_API int rnotify_next(rnotify_t *rn, struct rnotify_event *ev, int timeout_ms);
 
 /* Describes the last failure on this handle, or "" if none. Never NULL. */
-const char *rnotify_last_error(const rnotify_t *rn);
+RNOTIFY_API const char *rnotify_last_error(const rnotify_t *rn);
 
 /* Describes where the events of a watch come from: "local inotify",
  * "rnotifyd over ssh user@host", ... NULL for an unknown wd. */
-const char *rnotify_watch_source(const rnotify_t *rn, int wd);
+RNOTIFY_API const char *rnotify_watch_source(const rnotify_t *rn, int wd);
 
 #ifdef __cplusplus
 }

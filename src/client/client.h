@@ -1,0 +1,84 @@
+// Client: the client core behind rnotify.h. It decides per watch where events
+// come from (MountResolver: local inotify, or an rnotifyd reached over ssh for
+// sshfs mounts, or a configured endpoint for NFS/SMB), keeps one Connection
+// per server, and merges the local kernel's events on the path (what this host
+// did) with the server's (IN_REMOTE) into one ordered queue. Everything runs
+// in the caller's thread, inside next(); the pollable fd is an epoll set of
+// the inotify fd, every connection, and an eventfd raised while events wait.
+#pragma once
+
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "client/config.h"
+#include "client/connection.h"
+#include "common/result.h"
+#include "common/unique_fd.h"
+#include "watch/watcher.h"
+
+namespace rnotify {
+
+struct ClientEvent {
+  int wd = 0;
+  uint32_t mask = 0;
+  uint32_t cookie = 0;
+  uint64_t seq = 0;
+  std::string path;  // like inotifywait's %w
+  std::string name;
+};
+
+class Client final : public EventSink {
+ public:
+  static Result<std::unique_ptr<Client>> create();
+  ~Client() override;
+
+  int fd() const { return epoll_.get(); }
+  Result<int> addWatch(const std::string& path, uint32_t mask, unsigned flags);
+  Status removeWatch(int wd);
+  // 1: *out filled; 0: timeout; error: EINTR or a failure.
+  Result<int> next(ClientEvent* out, int timeoutMs);
+  const char* watchSource(int wd) const;
+
+  void onEvent(SubscriptionId subscription, uint32_t mask, uint32_t cookie, std::string_view dir,
+               std::string_view name) override;
+
+ private:
+  struct Watch {
+    int wd = 0;
+    std::string displayBase;  // "dir/" for a directory, "file" for a file
+    bool isDirectory = false;
+    uint32_t mask = 0;
+    SubscriptionId local = 0;   // 0: none
+    Connection* remote = nullptr;
+    uint32_t remoteId = 0;
+    std::string source;
+  };
+
+  Client() = default;
+  Status init();
+  Result<Connection*> connectionFor(const struct ResolvedPath& resolved, std::string* remotePath,
+                                    std::string* why);
+  Result<Connection*> connect(const std::string& key, std::function<Result<std::unique_ptr<Connection>>()> open);
+  void onRemoteEvents(Connection& connection, struct proto::Events& events);
+  void connectionLost(Connection& connection);
+  void push(Watch& watch, uint32_t mask, uint32_t cookie, uint64_t seq, std::string_view dir, std::string_view name);
+  void endWatch(Watch& watch);
+  void pumpReady(int timeoutMs);
+  void updateReadiness();
+
+  UniqueFd epoll_;
+  UniqueFd ready_;  // eventfd: readable while queue_ is not empty
+  bool readySignalled_ = false;
+  std::unique_ptr<Watcher> local_;
+  std::map<std::string, std::unique_ptr<Connection>> connections_;
+  std::map<int, Watch> watches_;
+  std::map<SubscriptionId, int> byLocal_;
+  std::map<std::pair<Connection*, uint32_t>, int> byRemote_;
+  std::deque<ClientEvent> queue_;
+  std::optional<Config> config_;
+  int nextWd_ = 1;
+};
+
+}  // namespace rnotify

@@ -1,0 +1,276 @@
+#include "client/connection.h"
+
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <fcntl.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+
+#include "common/log.h"
+
+namespace rnotify {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int remainingMs(Clock::time_point deadline) {
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+  return left < 0 ? 0 : static_cast<int>(left);
+}
+
+Status writeAll(int fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) {
+        struct pollfd p = {fd, POLLOUT, 0};
+        ::poll(&p, 1, 1000);
+        continue;
+      }
+      return lastError("write to the server");
+    }
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return {};
+}
+
+std::string lastLine(const std::string& text) {
+  std::string t = text;
+  while (!t.empty() && (t.back() == '\n' || t.back() == '\r')) t.pop_back();
+  size_t nl = t.rfind('\n');
+  return nl == std::string::npos ? t : t.substr(nl + 1);
+}
+
+Result<UniqueFd> connectSocket(const std::string& endpoint) {
+  if (endpoint.rfind("unix:", 0) == 0) {
+    std::string path = endpoint.substr(5);
+    sockaddr_un addr{};
+    if (path.size() >= sizeof addr.sun_path) return Error{ENAMETOOLONG, "socket path too long: " + path};
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!fd) return lastError("socket");
+    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+      return Error::fromErrno(errno, "cannot connect to rnotifyd at " + endpoint);
+    }
+    return fd;
+  }
+  if (endpoint.rfind("tcp:", 0) == 0) {
+    std::string rest = endpoint.substr(4);
+    size_t colon = rest.rfind(':');
+    if (colon == std::string::npos) return Error{EINVAL, "bad endpoint '" + endpoint + "'"};
+    std::string host = rest.substr(0, colon), port = rest.substr(colon + 1);
+    if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+    addrinfo hints{};
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* found = nullptr;
+    if (int rc = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &found); rc != 0) {
+      return Error{EHOSTUNREACH, "cannot resolve " + endpoint + ": " + gai_strerror(rc)};
+    }
+    std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> guard(found, &::freeaddrinfo);
+    int lastErrno = EHOSTUNREACH;
+    for (addrinfo* a = found; a != nullptr; a = a->ai_next) {
+      UniqueFd fd(::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol));
+      if (!fd) continue;
+      if (::connect(fd.get(), a->ai_addr, a->ai_addrlen) == 0) {
+        int one = 1;
+        ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        return fd;
+      }
+      lastErrno = errno;
+    }
+    return Error::fromErrno(lastErrno, "cannot connect to rnotifyd at " + endpoint);
+  }
+  return Error{EINVAL, "bad endpoint '" + endpoint + "': use unix:PATH or tcp:HOST:PORT"};
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Connection>> Connection::overAgent(const std::vector<std::string>& argv,
+                                                          const std::string& destination,
+                                                          const std::string& agentCommand, int timeoutMs) {
+  auto agent = AgentProcess::spawn(argv);
+  if (!agent) return agent.error();
+  std::unique_ptr<Connection> c(new Connection());
+  c->agent_ = std::move(*agent);
+  c->destination_ = destination;
+  c->agentCommand_ = agentCommand;
+  c->description_ = "rnotifyd over ssh " + destination;
+  if (Status s = c->handshake(timeoutMs); !s) return s.error();
+  return c;
+}
+
+Result<std::unique_ptr<Connection>> Connection::overSocket(const std::string& endpoint, int timeoutMs) {
+  auto fd = connectSocket(endpoint);
+  if (!fd) return fd.error();
+  ::fcntl(fd->get(), F_SETFL, O_NONBLOCK);
+  std::unique_ptr<Connection> c(new Connection());
+  c->socket_ = std::move(*fd);
+  c->destination_ = endpoint;
+  c->description_ = "rnotifyd at " + endpoint;
+  if (Status s = c->handshake(timeoutMs); !s) return s.error();
+  return c;
+}
+
+int Connection::readFd() const { return agent_ ? agent_->output() : socket_.get(); }
+
+Status Connection::send(const proto::Message& message) {
+  std::string frame;
+  proto::encode(message, frame);
+  Status s = writeAll(agent_ ? agent_->input() : socket_.get(), frame);
+  if (!s) fail(s.error());
+  return s;
+}
+
+bool Connection::waitReadable(int timeoutMs) {
+  struct pollfd p = {readFd(), POLLIN, 0};
+  int n;
+  do {
+    n = ::poll(&p, 1, timeoutMs);
+  } while (n < 0 && errno == EINTR);
+  return n > 0;
+}
+
+Status Connection::handshake(int timeoutMs) {
+  proto::Hello hello;
+  char host[256] = "";
+  ::gethostname(host, sizeof host - 1);
+  hello.clientName = std::string("rnotify " RNOTIFY_VERSION " on ") + host;
+  if (Status s = send(hello); !s) return s;
+  auto deadline = Clock::now() + std::chrono::milliseconds(timeoutMs);
+  while (!welcomed_) {
+    if (!alive_) return failure_;
+    if (!waitReadable(remainingMs(deadline))) {
+      return Error{ETIMEDOUT, "no answer from " + description_ + " within " + std::to_string(timeoutMs / 1000) +
+                                  " s; check that the server is reachable"};
+    }
+    pump();
+  }
+  log::debug("connected: {} ({}, protocol v{})", description_, welcome_.serverName, welcome_.version);
+  return {};
+}
+
+Error Connection::explainAgentExit() {
+  int code = agent_->reap(2000);
+  std::string err = agent_->stderrText();
+  std::string said = lastLine(err);
+  if (code == 127 || err.find("not found") != std::string::npos ||
+      err.find("No such file or directory") != std::string::npos) {
+    return Error{ENOSYS, "rnotifyd is not installed on " + destination_ + ": ssh ran '" + agentCommand_ +
+                             "' and got \"" + said +
+                             "\". Install rnotify on the server (rnotifyd must be on the PATH of a "
+                             "non-interactive ssh session), or give its location with agent = \"/path/to/rnotifyd "
+                             "--stdio\" in ~/.config/rnotify/config.toml or the RNOTIFY_AGENT environment variable"};
+  }
+  if (code == 255) {
+    return Error{EHOSTUNREACH, "cannot reach " + destination_ + " with ssh: " + (said.empty() ? "ssh failed" : said)};
+  }
+  return Error{ECONNRESET, description_ + " ended (exit status " + std::to_string(code) + ")" +
+                               (said.empty() ? std::string() : ": " + said)};
+}
+
+void Connection::fail(Error error) {
+  if (!alive_) return;
+  alive_ = false;
+  failure_ = std::move(error);
+}
+
+bool Connection::pump() {
+  if (!alive_) return false;
+  char buffer[64 * 1024];
+  for (;;) {
+    ssize_t n = ::read(readFd(), buffer, sizeof buffer);
+    if (n > 0) {
+      reader_.feed(std::string_view(buffer, static_cast<size_t>(n)));
+      for (;;) {
+        auto next = reader_.next();
+        if (!next) {
+          fail(Error{next.error().code, description_ + " sent a malformed frame: " + next.error().message});
+          return false;
+        }
+        if (!next->has_value()) break;
+        handle(**next);
+        if (!alive_) return false;
+      }
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) return true;
+    if (n == 0) {
+      if (agent_) {
+        fail(explainAgentExit());
+      } else {
+        fail(Error{ECONNRESET, description_ + " closed the connection"});
+      }
+    } else {
+      fail(Error::fromErrno(errno, "reading from " + description_));
+    }
+    return false;
+  }
+}
+
+void Connection::handle(proto::Message& message) {
+  if (auto* events = std::get_if<proto::Events>(&message)) {
+    if (onEvents_) onEvents_(*this, *events);
+  } else if (auto* reply = std::get_if<proto::Reply>(&message)) {
+    if (auto it = std::find(unwanted_.begin(), unwanted_.end(), reply->requestId); it != unwanted_.end()) {
+      unwanted_.erase(it);
+    } else {
+      replies_[reply->requestId] = std::move(*reply);
+    }
+  } else if (auto* welcome = std::get_if<proto::Welcome>(&message)) {
+    welcome_ = std::move(*welcome);
+    welcomed_ = true;
+    reader_.setMaxFrame(std::max(welcome_.maxFrame, proto::kDefaultMaxFrame));
+  } else if (auto* ping = std::get_if<proto::Ping>(&message)) {
+    (void)send(proto::Pong{ping->token});  // a failure marks the connection dead
+  } else if (auto* fatal = std::get_if<proto::Fatal>(&message)) {
+    fail(Error{fatal->code, description_ + " ended the connection: " + fatal->message});
+  } else if (!std::holds_alternative<proto::Pong>(message)) {
+    fail(Error{EPROTO, description_ + " sent a frame only a client may send"});
+  }
+}
+
+uint32_t Connection::assignRequestId(proto::Message& message) {
+  uint32_t id = nextRequestId_++;
+  if (auto* w = std::get_if<proto::Watch>(&message)) w->requestId = id;
+  if (auto* u = std::get_if<proto::Unwatch>(&message)) u->requestId = id;
+  return id;
+}
+
+Result<proto::Reply> Connection::request(proto::Message message, int timeoutMs) {
+  if (!alive_) return failure_;
+  uint32_t id = assignRequestId(message);
+  if (Status s = send(message); !s) return s.error();
+  auto deadline = Clock::now() + std::chrono::milliseconds(timeoutMs);
+  for (;;) {
+    if (auto it = replies_.find(id); it != replies_.end()) {
+      proto::Reply reply = std::move(it->second);
+      replies_.erase(it);
+      return reply;
+    }
+    if (!alive_) return failure_;
+    if (!waitReadable(remainingMs(deadline))) {
+      unwanted_.push_back(id);
+      return Error{ETIMEDOUT, description_ + " did not answer within " + std::to_string(timeoutMs / 1000) + " s"};
+    }
+    pump();
+  }
+}
+
+void Connection::requestNoWait(proto::Message message) {
+  if (!alive_) return;
+  unwanted_.push_back(assignRequestId(message));
+  (void)send(message);  // a failure marks the connection dead
+}
+
+}  // namespace rnotify

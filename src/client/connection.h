@@ -1,0 +1,75 @@
+// Connection: the client's side of one protocol connection to an rnotifyd,
+// either through an agent process (ssh ... rnotifyd --stdio) or a unix/TCP
+// socket. Requests are answered synchronously (with a deadline), as
+// inotify_add_watch is; events that arrive meanwhile, and later, are handed to
+// the events handler when the owner pumps the connection.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "client/agent_process.h"
+#include "common/result.h"
+#include "common/unique_fd.h"
+#include "proto/codec.h"
+
+namespace rnotify {
+
+class Connection {
+ public:
+  using EventsHandler = std::function<void(Connection&, proto::Events&)>;
+
+  // destination names the server in messages ("root@host"); agentCommand is
+  // the remote command, for the "not installed" message.
+  static Result<std::unique_ptr<Connection>> overAgent(const std::vector<std::string>& argv,
+                                                       const std::string& destination,
+                                                       const std::string& agentCommand, int timeoutMs);
+  // endpoint: "unix:PATH" or "tcp:HOST:PORT".
+  static Result<std::unique_ptr<Connection>> overSocket(const std::string& endpoint, int timeoutMs);
+
+  void setEventsHandler(EventsHandler handler) { onEvents_ = std::move(handler); }
+  int readFd() const;
+  const std::string& description() const { return description_; }
+  bool alive() const { return alive_; }
+  const Error& failure() const { return failure_; }
+  const proto::Welcome& welcome() const { return welcome_; }
+
+  // Sends Watch or Unwatch and waits for its Reply.
+  Result<proto::Reply> request(proto::Message message, int timeoutMs);
+  // Sends Watch or Unwatch; its Reply is dropped when it arrives.
+  void requestNoWait(proto::Message message);
+  // Reads and handles everything available without blocking. False once the
+  // connection has failed; failure() then says why.
+  bool pump();
+
+ private:
+  Connection() = default;
+  Status handshake(int timeoutMs);
+  Status send(const proto::Message& message);
+  bool waitReadable(int timeoutMs);
+  void fail(Error error);
+  void handle(proto::Message& message);
+  uint32_t assignRequestId(proto::Message& message);
+  Error explainAgentExit();
+
+  std::optional<AgentProcess> agent_;
+  UniqueFd socket_;
+  std::string description_;
+  std::string destination_;
+  std::string agentCommand_;
+  proto::FrameReader reader_;
+  proto::Welcome welcome_;
+  bool welcomed_ = false;
+  bool alive_ = true;
+  Error failure_;
+  EventsHandler onEvents_;
+  uint32_t nextRequestId_ = 1;
+  std::map<uint32_t, proto::Reply> replies_;
+  std::vector<uint32_t> unwanted_;  // requests whose replies nobody waits for
+};
+
+}  // namespace rnotify
