@@ -1,0 +1,236 @@
+// The inotify backend on real kernel watches in a temporary directory:
+// recursion that loses nothing, one kernel watch per directory however many
+// subscriptions share it, renames, and the end of a watch.
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "watch/inotify_watcher.h"
+
+namespace rnotify {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Seen {
+  SubscriptionId sub;
+  uint32_t mask;
+  uint32_t cookie;
+  std::string dir;
+  std::string name;
+};
+
+class Collector : public EventSink {
+ public:
+  void onEvent(SubscriptionId sub, uint32_t mask, uint32_t cookie, std::string_view dir,
+               std::string_view name) override {
+    events.push_back({sub, mask, cookie, std::string(dir), std::string(name)});
+  }
+  std::vector<Seen> events;
+};
+
+class InotifyWatcherTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char pattern[] = "/tmp/rnotify-watch-XXXXXX";
+    ASSERT_NE(::mkdtemp(pattern), nullptr);
+    root_ = pattern;
+    auto w = InotifyWatcher::create(sink_);
+    ASSERT_TRUE(w.ok()) << w.error().message;
+    watcher_ = std::move(*w);
+  }
+  void TearDown() override {
+    watcher_.reset();
+    fs::remove_all(root_);
+  }
+
+  SubscriptionId subscribe(const std::string& path, bool recursive, uint32_t mask = IN_ALL_EVENTS) {
+    SubscribeOptions options;
+    options.mask = mask & ~(IN_OPEN | IN_ACCESS | IN_CLOSE_NOWRITE);
+    options.recursive = recursive;
+    auto id = watcher_->subscribe(path, options);
+    EXPECT_TRUE(id.ok()) << id.error().message;
+    return id.ok() ? *id : 0;
+  }
+
+  // Drains until pred holds, at most 5 s; on failure prints what came.
+  void drainUntil(const std::function<bool()>& pred, const std::string& what) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (!pred()) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        std::string seen;
+        for (auto& e : sink_.events) seen += describe(e) + "\n";
+        FAIL() << "timed out waiting for " << what << "; events seen:\n" << seen;
+      }
+      struct pollfd p = {watcher_->fd(), POLLIN, 0};
+      ::poll(&p, 1, 100);
+      watcher_->drain();
+    }
+  }
+  // Drains until the kernel queue is quiet for a moment (for "nothing else came").
+  void drainQuiet() {
+    for (;;) {
+      struct pollfd p = {watcher_->fd(), POLLIN, 0};
+      if (::poll(&p, 1, 200) <= 0) break;
+      watcher_->drain();
+    }
+    watcher_->drain();
+  }
+  static std::string describe(const Seen& e) {
+    return std::to_string(e.sub) + " " + e.dir + "|" + e.name + " " + std::to_string(e.mask);
+  }
+  size_t count(SubscriptionId sub, uint32_t mask, const std::string& dir, const std::string& name) const {
+    size_t n = 0;
+    for (auto& e : sink_.events) {
+      if (e.sub == sub && (e.mask & mask) == mask && e.dir == dir && e.name == name) ++n;
+    }
+    return n;
+  }
+  static void touch(const std::string& path) { std::ofstream(path).put('x'); }
+
+  std::string root_;
+  Collector sink_;
+  std::unique_ptr<Watcher> watcher_;
+};
+
+TEST_F(InotifyWatcherTest, ReportsACreateInTheWatchedDirectory) {
+  auto sub = subscribe(root_, false);
+  touch(root_ + "/f");
+  drainUntil([&] { return count(sub, IN_CLOSE_WRITE, "", "f") == 1; }, "CLOSE_WRITE f");
+  EXPECT_EQ(count(sub, IN_CREATE, "", "f"), 1u);
+}
+
+TEST_F(InotifyWatcherTest, RecursiveWatchSeesATreeCreatedAtOnce) {
+  auto sub = subscribe(root_, true);
+  fs::create_directories(root_ + "/a/b/c");
+  touch(root_ + "/a/b/c/f");
+  drainUntil([&] { return count(sub, IN_CREATE, "a/b/c", "f") >= 1; }, "CREATE a/b/c/f");
+  drainQuiet();
+  EXPECT_EQ(count(sub, IN_CREATE | IN_ISDIR, "", "a"), 1u);
+  EXPECT_EQ(count(sub, IN_CREATE | IN_ISDIR, "a", "b"), 1u);
+  EXPECT_EQ(count(sub, IN_CREATE | IN_ISDIR, "a/b", "c"), 1u);
+  EXPECT_EQ(count(sub, IN_CREATE, "a/b/c", "f"), 1u);
+  EXPECT_EQ(watcher_->kernelWatchCount(), 4u);
+}
+
+TEST_F(InotifyWatcherTest, NoDuplicateWhenFilesAppearWhileANewDirectoryIsRead) {
+  auto sub = subscribe(root_, true);
+  constexpr int kFiles = 3000;
+  std::thread writer([&] {
+    fs::create_directory(root_ + "/d");
+    for (int i = 0; i < kFiles; ++i) touch(root_ + "/d/f" + std::to_string(i));
+  });
+  drainUntil([&] { return count(sub, IN_CREATE, "d", "f" + std::to_string(kFiles - 1)) >= 1; }, "the last file");
+  writer.join();
+  drainQuiet();
+  for (int i = 0; i < kFiles; ++i) {
+    ASSERT_EQ(count(sub, IN_CREATE, "d", "f" + std::to_string(i)), 1u) << "file f" << i;
+  }
+}
+
+TEST_F(InotifyWatcherTest, SubscriptionsOnOneDirectoryShareOneKernelWatch) {
+  auto a = subscribe(root_, false);
+  auto b = subscribe(root_, false, IN_CREATE);
+  EXPECT_EQ(watcher_->kernelWatchCount(), 1u);
+  touch(root_ + "/f");
+  drainUntil([&] { return count(a, IN_CREATE, "", "f") == 1 && count(b, IN_CREATE, "", "f") == 1; }, "both");
+  drainQuiet();
+  EXPECT_EQ(count(b, IN_CLOSE_WRITE, "", "f"), 0u) << "b asked only for IN_CREATE";
+  watcher_->unsubscribe(a);
+  EXPECT_EQ(watcher_->kernelWatchCount(), 1u);
+  touch(root_ + "/g");
+  drainUntil([&] { return count(b, IN_CREATE, "", "g") == 1; }, "b still served");
+  watcher_->unsubscribe(b);
+  EXPECT_EQ(watcher_->kernelWatchCount(), 0u);
+}
+
+TEST_F(InotifyWatcherTest, OverlappingRecursiveSubscriptionsSeeRelativePaths) {
+  fs::create_directories(root_ + "/a/b");
+  auto outer = subscribe(root_, true);
+  auto inner = subscribe(root_ + "/a", true);
+  EXPECT_EQ(watcher_->kernelWatchCount(), 3u);
+  touch(root_ + "/a/b/f");
+  drainUntil([&] { return count(outer, IN_CREATE, "a/b", "f") == 1 && count(inner, IN_CREATE, "b", "f") == 1; },
+             "both views of a/b/f");
+  watcher_->unsubscribe(outer);
+  EXPECT_EQ(watcher_->kernelWatchCount(), 2u) << "a and a/b stay for the inner subscription";
+  watcher_->unsubscribe(inner);
+  EXPECT_EQ(watcher_->kernelWatchCount(), 0u);
+}
+
+TEST_F(InotifyWatcherTest, DirectoryRenamedInsideTheTreeKeepsItsWatches) {
+  fs::create_directories(root_ + "/a/sub");
+  auto sub = subscribe(root_, true);
+  fs::rename(root_ + "/a", root_ + "/b");
+  touch(root_ + "/b/sub/f");
+  drainUntil([&] { return count(sub, IN_CREATE, "b/sub", "f") == 1; }, "CREATE under the new name");
+  uint32_t cookie = 0;
+  for (auto& e : sink_.events) {
+    if ((e.mask & IN_MOVED_FROM) && e.name == "a") cookie = e.cookie;
+  }
+  EXPECT_NE(cookie, 0u);
+  EXPECT_EQ(count(sub, IN_MOVED_TO | IN_ISDIR, "", "b"), 1u);
+  EXPECT_EQ(watcher_->kernelWatchCount(), 3u);
+}
+
+TEST_F(InotifyWatcherTest, DirectoryMovedOutOfTheTreeIsNoLongerWatched) {
+  fs::create_directories(root_ + "/in/x");
+  fs::create_directories(root_ + "/out");
+  auto sub = subscribe(root_ + "/in", true);
+  EXPECT_EQ(watcher_->kernelWatchCount(), 2u);
+  fs::rename(root_ + "/in/x", root_ + "/out/x");
+  drainUntil([&] { return count(sub, IN_MOVED_FROM | IN_ISDIR, "", "x") == 1; }, "MOVED_FROM x");
+  drainQuiet();
+  EXPECT_EQ(watcher_->kernelWatchCount(), 1u);
+  touch(root_ + "/out/x/f");
+  drainQuiet();
+  EXPECT_EQ(count(sub, IN_CREATE, "x", "f"), 0u);
+}
+
+TEST_F(InotifyWatcherTest, DeletingTheWatchedDirectoryEndsTheSubscription) {
+  fs::create_directories(root_ + "/w");
+  auto sub = subscribe(root_ + "/w", false);
+  fs::remove(root_ + "/w");
+  drainUntil([&] { return count(sub, IN_IGNORED, "", "") == 1; }, "IGNORED");
+  EXPECT_EQ(count(sub, IN_DELETE_SELF, "", ""), 1u);
+  size_t selfIndex = 0, ignoredIndex = 0;
+  for (size_t i = 0; i < sink_.events.size(); ++i) {
+    if (sink_.events[i].mask & IN_DELETE_SELF) selfIndex = i;
+    if (sink_.events[i].mask & IN_IGNORED) ignoredIndex = i;
+  }
+  EXPECT_LT(selfIndex, ignoredIndex);
+  EXPECT_EQ(watcher_->kernelWatchCount(), 0u);
+}
+
+TEST_F(InotifyWatcherTest, RefusesMissingPathsAndRecursiveWatchesOnFiles) {
+  SubscribeOptions options;
+  options.mask = IN_CREATE;
+  auto missing = watcher_->subscribe(root_ + "/nope", options);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().code, ENOENT);
+  EXPECT_NE(missing.error().message.find(root_ + "/nope"), std::string::npos) << missing.error().message;
+
+  touch(root_ + "/file");
+  options.recursive = true;
+  auto file = watcher_->subscribe(root_ + "/file", options);
+  ASSERT_FALSE(file.ok());
+  EXPECT_EQ(file.error().code, ENOTDIR);
+  EXPECT_EQ(watcher_->kernelWatchCount(), 0u);
+}
+
+}  // namespace
+}  // namespace rnotify
