@@ -14,13 +14,24 @@
 #include "sshd.h"
 #include "sshfs_bed.h"
 #include "temp_dir.h"
+#include "watcher.h"
 
 namespace rnotify::testbed {
 namespace {
 
 using std::chrono::seconds;
 
-bool alive(pid_t pid) { return ::kill(pid, 0) == 0; }
+// Running or sleeping; a zombie waiting for init to reap it counts as dead.
+bool alive(pid_t pid) {
+  std::string stat;
+  try {
+    stat = readFile("/proc/" + std::to_string(pid) + "/stat");
+  } catch (const std::exception&) {
+    return false;
+  }
+  auto close = stat.rfind(") ");
+  return close != std::string::npos && stat[close + 2] != 'Z' && stat[close + 2] != 'X';
+}
 
 TEST(TempDir, CreatesAndRemovesItsTree) {
   std::string path;
@@ -128,6 +139,54 @@ TEST(Sshd, AcceptsTheClientKeyOnLoopback) {
   auto r = runCommand({"ssh", "-F", sshd.clientConfig(), "root@127.0.0.1", "echo", "logged-in"},
                       Deadline::in(seconds(20)));
   EXPECT_EQ(r.stdoutText, "logged-in\n") << r.describe({"ssh"}) << sshd.transcript();
+}
+
+// The Watcher's matching, checked against the real inotifywait on a local
+// directory (its output format is the one rnotifywait copies).
+class WatcherTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::access("/usr/bin/inotifywait", X_OK) != 0) GTEST_SKIP() << "inotifywait missing (install inotify-tools)";
+    WatcherOptions o;
+    o.program = "inotifywait";
+    o.args = {"-r"};
+    o.path = dir_.path();
+    watcher_ = std::make_unique<Watcher>(o);
+    ASSERT_TRUE(watcher_->established());
+  }
+  TempDir dir_;
+  std::unique_ptr<Watcher> watcher_;
+};
+
+TEST_F(WatcherTest, MatchesEventsInOrderWithRelativePaths) {
+  dir_.mkdir("d");
+  // inotifywait races with new directories; wait until it has seen d.
+  ASSERT_TRUE(watcher_->expectSequence({{"CREATE,ISDIR", "d"}}));
+  writeFile(dir_ / "d/f", "x");
+  EXPECT_TRUE(watcher_->expectSequence({{"CREATE,!ISDIR", "d/f"}, {"CLOSE_WRITE", "d/f"}}));
+  std::filesystem::rename(dir_ / "d/f", dir_ / "g");
+  EXPECT_TRUE(watcher_->expectAdjacent({{"MOVED_FROM", "d/f"}, {"MOVED_TO", "g"}}));
+  std::filesystem::remove(dir_ / "g");
+  EXPECT_TRUE(watcher_->expectNoneBefore({"CREATE", "*"}, {"DELETE", "g"}));
+}
+
+TEST_F(WatcherTest, AFailedExpectationSaysWhatItExpectedAndWhatCame) {
+  writeFile(dir_ / "f", "x");
+  auto r = watcher_->expectSequence({{"CREATE", "f"}, {"DELETE", "f"}}, milliseconds(500));
+  ASSERT_FALSE(r);
+  std::string msg = r.message();
+  EXPECT_NE(msg.find("[seen]    CREATE on 'f'"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("[MISSING] DELETE on 'f'"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("|f|CLOSE_WRITE,CLOSE"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("err| Watches established."), std::string::npos) << msg;
+}
+
+TEST_F(WatcherTest, AdjacencyIsChecked) {
+  writeFile(dir_ / "f", "x");
+  writeFile(dir_ / "g", "y");
+  EXPECT_FALSE(watcher_->expectAdjacent({{"CREATE", "f"}, {"CREATE", "g"}}, milliseconds(2000)));
+  // A failed check consumes nothing.
+  EXPECT_TRUE(watcher_->expectSequence({{"CREATE", "f"}, {"CREATE", "g"}}));
 }
 
 class SshfsBedTest : public ::testing::TestWithParam<bool> {};

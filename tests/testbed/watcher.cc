@@ -30,7 +30,7 @@ std::string trimSlashes(std::string s) {
 }  // namespace
 
 bool ExpectedEvent::matches(const WatchedEvent& e) const {
-  if (e.path != path) return false;
+  if (path != "*" && e.path != path) return false;
   for (const auto& f : splitFlags(flags)) {
     bool negated = f[0] == '!';
     bool present = e.flags.count(negated ? f.substr(1) : f) != 0;
@@ -89,7 +89,7 @@ std::string Watcher::report(const std::string& what) const {
   auto lines = process_->lines(Stream::kStdout);
   for (size_t i = cursor_; i < lines.size(); ++i) out << "  " << lines[i] << "\n";
   if (cursor_ >= lines.size()) out << "  (none)\n";
-  out << "--- everything rnotifywait wrote:\n" << process_->transcript();
+  out << "--- everything the watcher wrote:\n" << process_->transcript();
   return out.str();
 }
 
@@ -123,6 +123,26 @@ std::string Watcher::report(const std::string& what) const {
     pos = *found + 1;
   }
   cursor_ = pos;
+  return ::testing::AssertionSuccess();
+}
+
+::testing::AssertionResult Watcher::expectAdjacent(const std::vector<ExpectedEvent>& expected,
+                                                   Clock::duration timeout) {
+  size_t start = cursor_;
+  if (auto r = expectSequence(expected, timeout); !r) return r;
+  auto lines = process_->lines(Stream::kStdout);
+  // expectSequence matched the earliest occurrence of each; they must be the
+  // last expected.size() lines before the cursor.
+  for (size_t k = 1; k < expected.size(); ++k) {
+    size_t i = cursor_ - expected.size() + k;
+    if (i <= start || !expected[k - 1].matches(parse(lines[i - 1]))) {
+      size_t stop = cursor_;
+      cursor_ = start;
+      std::string what = "expected " + expected[k].describe() + " right after " + expected[k - 1].describe() +
+                         ", but other events came in between (up to line " + std::to_string(stop) + ")";
+      return ::testing::AssertionFailure() << report(what);
+    }
+  }
   return ::testing::AssertionSuccess();
 }
 

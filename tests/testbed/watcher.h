@@ -37,7 +37,7 @@ struct WatchedEvent {
 
 // What a test expects: `flags` must all be present ("CREATE,ISDIR,REMOTE"),
 // flags written "!X" must be absent ("CREATE,!ISDIR"); `path` as in
-// WatchedEvent::path.
+// WatchedEvent::path, or "*" for any path.
 struct ExpectedEvent {
   std::string flags;
   std::string path;
@@ -68,6 +68,11 @@ class Watcher {
   // Waits until `expected` have all appeared, in this order (other events may
   // come in between), after the events matched by earlier expectations.
   ::testing::AssertionResult expectSequence(const std::vector<ExpectedEvent>& expected,
+                                            Clock::duration timeout = std::chrono::seconds(10));
+  // Like expectSequence, but the events after the first must follow each
+  // other with nothing in between: a MOVED_FROM/MOVED_TO pair, which
+  // inotifywait's output can only pair by adjacency (it prints no cookie).
+  ::testing::AssertionResult expectAdjacent(const std::vector<ExpectedEvent>& expected,
                                             Clock::duration timeout = std::chrono::seconds(10));
   // Waits for `barrier` and checks that no event before it (since the last
   // expectation) matches `forbidden`. A test that must show that something
