@@ -26,6 +26,8 @@ class AgentProcess {
   int input() const { return stdin_.get(); }    // we write requests here
   int output() const { return stdout_.get(); }  // frames arrive here (non-blocking)
   int errors() const { return stderr_.get(); }  // ssh's and the agent's messages (non-blocking)
+  // Ends the agent's input: the way to say "the client is gone".
+  void closeInput() { stdin_.reset(); }
   pid_t pid() const { return pid_; }
   // Reaps the process if it has exited, waiting at most timeoutMs; returns
   // its exit code (128+signal for a signal), or -1 while it still runs.

@@ -1,0 +1,264 @@
+// rnotifyd as a process, spoken to over its unix socket: errors a client gets
+// for bad requests, and bad input (malformed, oversized, truncated frames)
+// closing only the offending connection while a good client keeps receiving
+// its events. Also the exit codes scripts rely on.
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "client/agent_process.h"
+#include "client/connection.h"
+#include "proto/codec.h"
+
+namespace rnotify {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+class Daemon {
+ public:
+  explicit Daemon(std::vector<std::string> args) {
+    std::vector<std::string> argv{RNOTIFYD_PATH};
+    argv.insert(argv.end(), args.begin(), args.end());
+    auto p = AgentProcess::spawn(argv);
+    EXPECT_TRUE(p.ok()) << p.error().message;
+    if (p.ok()) process_ = std::move(*p);
+  }
+  AgentProcess& process() { return process_; }
+
+ private:
+  AgentProcess process_;
+};
+
+UniqueFd connectUnix(const std::string& path) {
+  auto deadline = Clock::now() + std::chrono::seconds(10);
+  while (Clock::now() < deadline) {
+    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) return fd;
+    struct pollfd none {};
+    ::poll(&none, 0, 20);  // the daemon is still starting: try again shortly
+  }
+  return UniqueFd();
+}
+
+// Everything the daemon sends until it closes (at most 5 s).
+std::string readUntilClosed(int fd) {
+  std::string all;
+  auto deadline = Clock::now() + std::chrono::seconds(5);
+  while (Clock::now() < deadline) {
+    struct pollfd p = {fd, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    char buffer[4096];
+    ssize_t n = ::read(fd, buffer, sizeof buffer);
+    if (n <= 0) return all;
+    all.append(buffer, static_cast<size_t>(n));
+  }
+  ADD_FAILURE() << "the daemon did not close the connection";
+  return all;
+}
+
+std::string helloFrame() {
+  std::string out;
+  proto::encode(proto::Hello{}, out);
+  return out;
+}
+
+// The Fatal frame the daemon sent last, if any.
+std::optional<proto::Fatal> lastFatal(const std::string& bytes) {
+  proto::FrameReader reader;
+  reader.feed(bytes);
+  std::optional<proto::Fatal> fatal;
+  for (;;) {
+    auto next = reader.next();
+    if (!next.ok() || !next->has_value()) break;
+    if (auto* f = std::get_if<proto::Fatal>(&**next)) fatal = *f;
+  }
+  return fatal;
+}
+
+class RnotifydTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char pattern[] = "/tmp/rnotifyd-test-XXXXXX";
+    ASSERT_NE(::mkdtemp(pattern), nullptr);
+    base_ = pattern;
+    fs::create_directories(base_ + "/export/dir");
+    fs::create_directories(base_ + "/outside");
+    std::ofstream(base_ + "/export/file") << "x";
+    socket_ = base_ + "/rnotifyd.sock";
+  }
+  void TearDown() override { fs::remove_all(base_); }
+
+  std::unique_ptr<Daemon> start(std::vector<std::string> extra = {}) {
+    std::vector<std::string> args{"--listen", "unix:" + socket_, "--export", base_ + "/export"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    auto daemon = std::make_unique<Daemon>(args);
+    UniqueFd probe = connectUnix(socket_);
+    EXPECT_TRUE(probe.valid()) << "rnotifyd did not start listening: " << daemon->process().stderrText();
+    return daemon;
+  }
+
+  std::unique_ptr<Connection> client() {
+    auto c = Connection::overSocket("unix:" + socket_, 5000);
+    EXPECT_TRUE(c.ok()) << c.error().message;
+    return c.ok() ? std::move(*c) : nullptr;
+  }
+
+  proto::Reply watch(Connection& c, const std::string& path, uint32_t flags = 0) {
+    proto::Watch w;
+    w.path = path;
+    w.mask = IN_CREATE | IN_DELETE;
+    w.flags = flags;
+    auto reply = c.request(w, 5000);
+    EXPECT_TRUE(reply.ok()) << reply.error().message;
+    return reply.ok() ? *reply : proto::Reply{};
+  }
+
+  // Waits until the connection delivers an event named name.
+  bool receives(Connection& c, const std::string& name) {
+    bool seen = false;
+    c.setEventsHandler([&](Connection&, proto::Events& events) {
+      for (auto& e : events.events) seen = seen || e.name == name;
+    });
+    auto deadline = Clock::now() + std::chrono::seconds(5);
+    while (!seen && Clock::now() < deadline) {
+      struct pollfd p = {c.readFd(), POLLIN, 0};
+      ::poll(&p, 1, 100);
+      if (!c.pump()) return false;
+    }
+    return seen;
+  }
+
+  std::string base_;
+  std::string socket_;
+};
+
+TEST_F(RnotifydTest, WatchErrorsSayWhatIsWrongWithThePath) {
+  auto daemon = start();
+  auto c = client();
+  ASSERT_TRUE(c);
+  auto missing = watch(*c, base_ + "/export/nope");
+  EXPECT_EQ(missing.status, ENOENT);
+  EXPECT_NE(missing.message.find("/export/nope"), std::string::npos) << missing.message;
+  auto outside = watch(*c, base_ + "/outside");
+  EXPECT_EQ(outside.status, EACCES);
+  EXPECT_NE(outside.message.find("outside the exported"), std::string::npos) << outside.message;
+  auto escape = watch(*c, base_ + "/export/../outside");
+  EXPECT_EQ(escape.status, EACCES);
+  auto notDir = watch(*c, base_ + "/export/file", proto::kWatchRecursive);
+  EXPECT_EQ(notDir.status, ENOTDIR);
+  auto badFlags = watch(*c, base_ + "/export/dir", 0x80);
+  EXPECT_EQ(badFlags.status, EINVAL);
+  auto good = watch(*c, base_ + "/export/dir");
+  EXPECT_EQ(good.status, 0) << good.message;
+  EXPECT_NE(good.watchId, 0u);
+}
+
+TEST_F(RnotifydTest, WatchLimitPerClientGetsENOSPC) {
+  auto daemon = start({"--max-watches-per-client", "2"});
+  auto c = client();
+  ASSERT_TRUE(c);
+  EXPECT_EQ(watch(*c, base_ + "/export").status, 0);
+  EXPECT_EQ(watch(*c, base_ + "/export/dir").status, 0);
+  auto third = watch(*c, base_ + "/export/dir");
+  EXPECT_EQ(third.status, ENOSPC);
+  EXPECT_NE(third.message.find("limit"), std::string::npos);
+}
+
+struct BadInput {
+  const char* name;
+  std::string bytes;
+  int fatalCode;  // 0: the connection just closes
+};
+
+class RnotifydBadInputTest : public RnotifydTest, public ::testing::WithParamInterface<BadInput> {};
+
+TEST_P(RnotifydBadInputTest, ClosesOnlyTheOffendingConnection) {
+  auto daemon = start();
+  auto good = client();
+  ASSERT_TRUE(good);
+  ASSERT_EQ(watch(*good, base_ + "/export/dir").status, 0);
+
+  UniqueFd bad = connectUnix(socket_);
+  ASSERT_TRUE(bad.valid());
+  const std::string& bytes = GetParam().bytes;
+  ASSERT_EQ(::write(bad.get(), bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+  if (GetParam().fatalCode == 0) {
+    bad.reset();  // vanish mid-frame
+  } else {
+    auto fatal = lastFatal(readUntilClosed(bad.get()));
+    ASSERT_TRUE(fatal.has_value()) << "no FATAL frame before the close";
+    EXPECT_EQ(fatal->code, GetParam().fatalCode) << fatal->message;
+    EXPECT_FALSE(fatal->message.empty());
+  }
+  std::ofstream(base_ + "/export/dir/after") << "x";
+  EXPECT_TRUE(receives(*good, "after")) << "the well-behaved client stopped receiving events";
+}
+
+std::string frameWithType(uint8_t type, std::string payload) {
+  std::string out(4, '\0');
+  uint32_t len = static_cast<uint32_t>(payload.size() + 1);
+  std::memcpy(out.data(), &len, 4);
+  out.push_back(static_cast<char>(type));
+  return out + payload;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Frames, RnotifydBadInputTest,
+    ::testing::Values(BadInput{"garbage", std::string("\x05\x00\x00\x00\x77garbage", 12), EPROTO},
+                      BadInput{"length4GiB", std::string("\xff\xff\xff\xff\x01", 5), EMSGSIZE},
+                      BadInput{"beforeHandshake", frameWithType(0x10, std::string(14, '\0')), EPROTO},
+                      BadInput{"truncatedHello", helloFrame() + frameWithType(0x10, "\x01\x02"), EPROTO},
+                      BadInput{"vanishMidFrame", std::string("\x40\x00\x00\x00\x01RNFY", 9), 0}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+TEST_F(RnotifydTest, ExitsZeroOnSigterm) {
+  auto daemon = start();
+  ::kill(daemon->process().pid(), SIGTERM);
+  EXPECT_EQ(daemon->process().reap(5000), 0) << daemon->process().stderrText();
+}
+
+TEST_F(RnotifydTest, StdioAgentExitsZeroWhenItsClientLeaves) {
+  auto agent = AgentProcess::spawn({RNOTIFYD_PATH, "--stdio"});
+  ASSERT_TRUE(agent.ok());
+  std::string hello = helloFrame();
+  ASSERT_EQ(::write(agent->input(), hello.data(), hello.size()), static_cast<ssize_t>(hello.size()));
+  // Closing its input is how ssh tells the agent that the client is gone.
+  agent->closeInput();
+  EXPECT_EQ(agent->reap(5000), 0) << agent->stderrText();
+}
+
+TEST_F(RnotifydTest, UsageErrorsExitTwo) {
+  for (std::vector<std::string> args : {std::vector<std::string>{}, {"--listen", "unix:/tmp/x"}, {"--bogus"},
+                                        {"--stdio", "--listen", "tcp:10.1.2.3:1234", "--export", "/tmp"}}) {
+    std::vector<std::string> argv{RNOTIFYD_PATH};
+    argv.insert(argv.end(), args.begin(), args.end());
+    auto p = AgentProcess::spawn(argv);
+    ASSERT_TRUE(p.ok());
+    int code = p->reap(5000);
+    std::string all;
+    for (auto& a : args) all += a + " ";
+    if (args.size() == 5) {
+      EXPECT_EQ(code, 1) << "non-loopback plain TCP must be refused: " << all;
+      EXPECT_NE(p->stderrText().find("loopback"), std::string::npos) << p->stderrText();
+    } else {
+      EXPECT_EQ(code, 2) << all << p->stderrText();
+    }
+  }
+}
+
+}  // namespace
+}  // namespace rnotify
