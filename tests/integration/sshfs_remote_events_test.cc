@@ -4,6 +4,8 @@
 // problem_statement_test.cc shows inotify missing.
 #include <unistd.h>
 
+#include <iostream>
+
 #include <gtest/gtest.h>
 
 #include "product.h"
@@ -21,6 +23,10 @@ class SshfsRemoteEvents : public ::testing::TestWithParam<Writer> {
     if (auto why = SshfsBed::missing(); !why.empty()) GTEST_SKIP() << why;
     if (auto why = missingProduct(); !why.empty()) GTEST_SKIP() << why;
     bed_ = std::make_unique<SshfsBed>();
+  }
+
+  void TearDown() override {
+    if (HasFailure() && bed_) std::cerr << "--- the bed:\n" << bed_->transcript();
   }
 
   // Starts `rnotifywait -m -r` on A's mount (or, non-recursive, below it).
