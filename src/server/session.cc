@@ -20,7 +20,7 @@ Session::Session(Server& server, std::unique_ptr<Transport> transport, uint64_t 
       transport_(std::move(transport)),
       id_(id),
       description_("client " + std::to_string(id) + " (" + transport_->describe() + ")"),
-      reader_(server.limits().maxFrame),
+      reader_(proto::kMinMaxFrame),  // a Hello must fit in 4 KiB; the full limit applies after it
       handshakeTimer_(server.io()) {}
 
 Session::~Session() = default;
@@ -110,6 +110,7 @@ void Session::onHello(const proto::Hello& hello) {
   }
   handshakeDone_ = true;
   handshakeTimer_.cancel();
+  reader_.setMaxFrame(server_.limits().maxFrame);
   log::info("{}: handshake from '{}'", description_, hello.clientName);
   proto::Welcome welcome;
   welcome.version = std::min(hello.maxVersion, proto::kVersion);
@@ -126,6 +127,9 @@ void Session::onWatch(const proto::Watch& watch) {
   if ((watch.flags & ~uint32_t{proto::kWatchRecursive}) != 0) {
     reply.status = EINVAL;
     reply.message = "unknown watch flags";
+  } else if ((watch.mask & IN_ALL_EVENTS) == 0) {
+    reply.status = EINVAL;
+    reply.message = "no events requested for '" + watch.path + "'";
   } else if (watches_.size() >= server_.limits().maxWatchesPerClient) {
     reply.status = ENOSPC;
     reply.message = "too many watches for one client (limit " +
