@@ -27,10 +27,11 @@ void EventFilter::excludeSubtree(std::string_view dir) {
 }
 
 bool EventFilter::drops(const EventView& ev, std::string_view root) const {
+  size_t rootLength = root.size() + (root.ends_with('/') ? 0 : 1);  // as a directory path
   for (const auto& prefix : subtreePrefixes_) {
     // Only below the root: "rnotifywait -r d @d" still watches d itself, as
     // inotifywait only compares the exclusions with subdirectories.
-    if (ev.path.starts_with(prefix) && root.size() < prefix.size()) return true;
+    if (ev.path.starts_with(prefix) && rootLength < prefix.size()) return true;
   }
   if (!regex_) return false;
   std::string subject = std::string(ev.path) + std::string(ev.name);
