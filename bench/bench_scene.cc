@@ -1,0 +1,88 @@
+// BenchScene; see bench_scene.h.
+#include "bench_scene.h"
+
+#include <unistd.h>
+
+#include <stdexcept>
+
+#include "deadline.h"
+
+namespace rnotify::bench {
+
+BenchScene::BenchScene(std::string rnotifydPath, const std::string& baseDir)
+    : rnotifyd_(std::move(rnotifydPath)), root_("rnotify-bench-", baseDir) {
+  if (::access(rnotifyd_.c_str(), X_OK) != 0) {
+    throw std::runtime_error("rnotifyd is not executable at '" + rnotifyd_ + "': build it (ninja rnotifyd) or pass --rnotifyd");
+  }
+  exportDir_ = root_.mkdir("export");
+}
+
+BenchScene::~BenchScene() {
+  // Mount before sshd, sshd before the files: the members' reverse order.
+  mount_.reset();
+  sshd_.reset();
+  daemon_.reset();
+}
+
+std::string BenchScene::laneDir(const std::string& name) const { return root_.mkdir("export/" + name); }
+
+std::unique_ptr<Connection> BenchScene::connectUnix() {
+  std::string endpoint = "unix:" + (root_ / "s.sock");
+  testbed::ProcessOptions options;
+  options.argv = {rnotifyd_, "--listen", endpoint, "--export", exportDir_};
+  daemon_ = std::make_unique<testbed::Process>(std::move(options));
+  // No readiness signal from the daemon: retry the connect until it listens.
+  auto deadline = testbed::Deadline::in(std::chrono::seconds(10));
+  std::unique_ptr<Connection> connection;
+  std::string lastError;
+  testbed::waitUntil(deadline, [&] {
+    if (!daemon_->running()) return true;
+    auto c = Connection::overSocket(endpoint, 2000);
+    if (c) {
+      connection = std::move(*c);
+      return true;
+    }
+    lastError = c.error().message;
+    return false;
+  });
+  if (!connection) {
+    throw std::runtime_error("cannot connect to rnotifyd at " + endpoint + ": " + lastError + "\n" +
+                             daemon_->transcript());
+  }
+  return connection;
+}
+
+std::string BenchScene::sshMissing() {
+  if (::geteuid() != 0) return "needs root (sshd logs in as root with a throw-away key)";
+  std::string why = testbed::Sshd::missing();
+  return why.empty() ? testbed::SshfsMount::missing() : why;
+}
+
+void BenchScene::startSsh() {
+  sshd_ = std::make_unique<testbed::Sshd>();
+  testbed::SshfsOptions options;
+  options.remote = "root@" + sshd_->address() + ":" + exportDir_;
+  options.mountPoint = root_.mkdir("mnt");
+  options.sshConfig = sshd_->clientConfig();
+  options.port = sshd_->port();
+  mount_ = std::make_unique<testbed::SshfsMount>(std::move(options));
+}
+
+std::string BenchScene::mountPath(const std::string& name) const { return *mount_ / name; }
+
+std::vector<std::string> BenchScene::sshArgv(const std::vector<std::string>& command) const {
+  // The flags the client library adds itself (sshfs_target.h, agentArgv).
+  std::vector<std::string> argv{"ssh", "-F", sshd_->clientConfig(), "-T", "-oBatchMode=yes",
+                                "-oClearAllForwardings=yes", "-x", "-a", "root@" + sshd_->address(), "--"};
+  argv.insert(argv.end(), command.begin(), command.end());
+  return argv;
+}
+
+std::unique_ptr<Connection> BenchScene::connectAgent() {
+  auto connection = Connection::overAgent(sshArgv({rnotifyd_, "--stdio"}), "root@" + sshd_->address(),
+                                          agentCommand(), 20000);
+  if (!connection) throw std::runtime_error("cannot start the agent over ssh: " + connection.error().message);
+  return std::move(*connection);
+}
+
+}  // namespace rnotify::bench

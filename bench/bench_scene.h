@@ -1,0 +1,64 @@
+// BenchScene: the real parts the latency benchmark measures against, on this
+// machine only: an export directory with one subdirectory per transport, an
+// rnotifyd daemon on a unix socket, and a throw-away sshd on 127.0.0.1 with an
+// sshfs mount of the export (both from the integration test bed,
+// tests/testbed). Everything is torn down in reverse order when it goes out of
+// scope: mount, sshd, daemon, files.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "client/connection.h"
+#include "process.h"
+#include "sshd.h"
+#include "sshfs_mount.h"
+#include "temp_dir.h"
+
+namespace rnotify::bench {
+
+class BenchScene {
+ public:
+  // The export lives in a fresh directory below baseDir ("" = $TMPDIR or /tmp).
+  BenchScene(std::string rnotifydPath, const std::string& baseDir);
+  ~BenchScene();
+  BenchScene(const BenchScene&) = delete;
+  BenchScene& operator=(const BenchScene&) = delete;
+
+  const std::string& exportDir() const { return exportDir_; }
+  // Creates exportDir/name (one per transport, so that one transport's files
+  // never wake another's watcher) and returns its path.
+  std::string laneDir(const std::string& name) const;
+
+  // Starts `rnotifyd --listen unix:<tmp>/s.sock --export <export>` and
+  // connects to it with Connection::overSocket. Throws if that fails.
+  std::unique_ptr<Connection> connectUnix();
+
+  // "" if sshd + sshfs can run here, else why not.
+  static std::string sshMissing();
+  // Starts sshd on 127.0.0.1 and mounts the export with sshfs (default
+  // options). Throws with the tools' output if that fails.
+  void startSsh();
+  bool sshStarted() const { return sshd_ != nullptr; }
+  // The mount's view of exportDir/name.
+  std::string mountPath(const std::string& name) const;
+  // Starts `ssh -F <config> root@127.0.0.1 -- rnotifyd --stdio` as the client
+  // library would, and connects with Connection::overAgent.
+  std::unique_ptr<Connection> connectAgent();
+  // ssh argv (the options the client library uses) that runs `command` on
+  // the server.
+  std::vector<std::string> sshArgv(const std::vector<std::string>& command) const;
+  // The RNOTIFY_AGENT value for the C API path.
+  std::string agentCommand() const { return rnotifyd_ + " --stdio"; }
+
+ private:
+  std::string rnotifyd_;
+  testbed::TempDir root_;
+  std::string exportDir_;
+  std::unique_ptr<testbed::Process> daemon_;
+  std::unique_ptr<testbed::Sshd> sshd_;
+  std::unique_ptr<testbed::SshfsMount> mount_;
+};
+
+}  // namespace rnotify::bench
