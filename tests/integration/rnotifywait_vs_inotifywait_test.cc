@@ -72,7 +72,7 @@ class SideBySide {
   // Waits until both printed a line containing `marker` (and not `unless`),
   // then compares all lines so far.
   ::testing::AssertionResult sameOutputThrough(const std::string& marker, const std::string& step,
-                                               const std::string& unless = "\n") {
+                                               const std::string& unless = "") {
     for (auto& p : procs_) {
       auto match = [&](const std::string& l) {
         return l.find(marker) != std::string::npos && (unless.empty() || l.find(unless) == std::string::npos);
