@@ -73,7 +73,10 @@ std::string BenchScene::mountPath(const std::string& name) const { return *mount
 std::vector<std::string> BenchScene::sshArgv(const std::vector<std::string>& command) const {
   // The flags the client library adds itself (sshfs_target.h, agentArgv).
   std::vector<std::string> argv{"ssh", "-F", sshd_->clientConfig(), "-T", "-oBatchMode=yes",
-                                "-oClearAllForwardings=yes", "-x", "-a", "root@" + sshd_->address(), "--"};
+                                "-oClearAllForwardings=yes", "-x", "-a"};
+  argv.insert(argv.end(), extraSshOptions.begin(), extraSshOptions.end());
+  argv.push_back("root@" + sshd_->address());
+  argv.push_back("--");
   argv.insert(argv.end(), command.begin(), command.end());
   return argv;
 }

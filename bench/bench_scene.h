@@ -46,14 +46,19 @@ class BenchScene {
   // Starts `ssh -F <config> root@127.0.0.1 -- rnotifyd --stdio` as the client
   // library would, and connects with Connection::overAgent.
   std::unique_ptr<Connection> connectAgent();
-  // ssh argv (the options the client library uses) that runs `command` on
-  // the server.
+  // ssh argv (the options the client library uses, plus extraSshOptions)
+  // that runs `command` on the server.
   std::vector<std::string> sshArgv(const std::vector<std::string>& command) const;
   // The RNOTIFY_AGENT value for the C API path.
   std::string agentCommand() const { return rnotifyd_ + " --stdio"; }
 
  private:
   std::string rnotifyd_;
+ public:
+  // Extra ssh options ("-oCiphers=...") for sshArgv, to compare ssh settings.
+  std::vector<std::string> extraSshOptions;
+
+ private:
   testbed::TempDir root_;
   std::string exportDir_;
   std::unique_ptr<testbed::Process> daemon_;

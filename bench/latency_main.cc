@@ -39,6 +39,7 @@ struct Options {
   std::vector<std::string> transports{"inotify", "unix", "ssh", "ssh-agent"};
   std::string csv;
   std::string samples;
+  std::vector<std::string> sshOptions;
   // tmpfs: a create costs ~4 us there and never waits for a journal, so the
   // numbers are about notification, not about the disk (docs/BENCHMARKS.md).
   std::string baseDir = "/dev/shm";
@@ -96,6 +97,7 @@ void printMachine(const Options& o) {
 
 int run(const Options& o) {
   BenchScene scene(o.rnotifyd, o.baseDir);
+  scene.extraSshOptions = o.sshOptions;
   LatencyRunner runner(o.runner);
   if (wants(o, "inotify")) runner.add(std::make_unique<InotifySource>(scene.laneDir("inotify")));
   if (wants(o, "unix")) {
@@ -194,6 +196,8 @@ int main(int argc, char** argv) {
   app.add_option("--csv", o.csv, "Write the summary here as CSV")->type_name("PATH");
   app.add_option("--samples", o.samples, "Write every sample here as CSV (transport,index,latency_ns)")
       ->type_name("PATH");
+  app.add_option("--ssh-option", o.sshOptions,
+                 "Extra ssh option for ssh-agent and ssh-pipe (repeatable), e.g. -oCiphers=aes128-gcm@openssh.com");
   app.add_option("--dir", o.baseDir, "Create the export directory below this directory")->capture_default_str();
   app.add_option("--rnotifyd", o.rnotifyd, "The rnotifyd binary to run")->capture_default_str();
   CLI11_PARSE(app, argc, argv);

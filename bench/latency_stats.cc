@@ -48,12 +48,17 @@ LatencySummary summarize(const std::string& transport, std::vector<int64_t> samp
 
 void printLatencyTable(std::FILE* out, const std::vector<LatencySummary>& rows, bool withRatios) {
   const LatencySummary* floor = withRatios ? floorOf(rows) : nullptr;
-  std::fprintf(out, "%-10s %7s %5s %9s %9s %9s %9s %9s %9s %9s %9s\n", "transport", "events", "lost", "min_us",
-               "p50_us", "p90_us", "p99_us", "p99.9_us", "max_us", "p50/floor", "p99/floor");
+  std::fprintf(out, "%-10s %7s %5s %9s %9s %9s %9s %9s %9s", "transport", "events", "lost", "min_us", "p50_us",
+               "p90_us", "p99_us", "p99.9_us", "max_us");
+  std::fprintf(out, floor ? " %9s %9s\n" : "\n", "p50/floor", "p99/floor");
   for (const auto& r : rows) {
-    std::fprintf(out, "%-10s %7zu %5zu %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %9.2f %9.2f\n", r.transport.c_str(),
-                 r.events, r.lost, r.minUs, r.p50Us, r.p90Us, r.p99Us, r.p999Us, r.maxUs,
-                 floor ? ratio(r.p50Us, floor->p50Us) : 0.0, floor ? ratio(r.p99Us, floor->p99Us) : 0.0);
+    std::fprintf(out, "%-10s %7zu %5zu %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f", r.transport.c_str(), r.events, r.lost,
+                 r.minUs, r.p50Us, r.p90Us, r.p99Us, r.p999Us, r.maxUs);
+    if (floor) {
+      std::fprintf(out, " %9.2f %9.2f\n", ratio(r.p50Us, floor->p50Us), ratio(r.p99Us, floor->p99Us));
+    } else {
+      std::fprintf(out, "\n");
+    }
   }
 }
 
