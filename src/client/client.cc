@@ -67,14 +67,13 @@ Client::~Client() = default;
 Result<int> Client::addWatch(const std::string& path, uint32_t mask, unsigned flags) {
   if (path.empty()) return Error{ENOENT, "cannot watch '': empty path"};
   if ((mask & IN_ALL_EVENTS) == 0) return Error{EINVAL, "cannot watch '" + path + "': no events requested"};
-  const bool recursive = flags & RNOTIFY_RECURSIVE;
   struct stat st;
   int statResult = (mask & IN_DONT_FOLLOW) ? ::lstat(path.c_str(), &st) : ::stat(path.c_str(), &st);
   if (statResult != 0) return Error::fromErrno(errno, "cannot watch '" + path + "'");
   const bool isDirectory = S_ISDIR(st.st_mode);
-  if ((recursive || (mask & IN_ONLYDIR)) && !isDirectory) {
-    return Error{ENOTDIR, "cannot watch '" + path + "' recursively: not a directory"};
-  }
+  if ((mask & IN_ONLYDIR) && !isDirectory) return Error{ENOTDIR, "cannot watch '" + path + "': not a directory"};
+  // As with inotifywait -r, a recursive watch on a file is a watch on the file.
+  const bool recursive = (flags & RNOTIFY_RECURSIVE) && isDirectory;
   char real[PATH_MAX];
   if (::realpath(path.c_str(), real) == nullptr) return Error::fromErrno(errno, "cannot watch '" + path + "'");
 

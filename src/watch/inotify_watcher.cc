@@ -18,6 +18,11 @@ namespace {
 // or moves is noticed even when no subscriber asked for it.
 constexpr uint32_t kSelfMask = IN_DELETE_SELF | IN_MOVE_SELF;
 constexpr uint32_t kFlagBits = IN_DONT_FOLLOW | IN_ONLYDIR | IN_EXCL_UNLINK;
+// Reading a directory makes the kernel report OPEN, ACCESS and CLOSE_NOWRITE
+// on it; while the initial walk reads the tree, its watches do not ask for
+// these, so that a subscriber never sees the walk itself (inotifywait lists
+// before it watches and shows nothing either).
+constexpr uint32_t kReadSideMask = IN_OPEN | IN_ACCESS | IN_CLOSE_NOWRITE;
 // A drain reads at most this many buffers before letting the owner's loop do
 // other work; a sustained flood must not starve client writes.
 constexpr int kMaxReadsPerDrain = 64;
@@ -116,6 +121,7 @@ Result<SubscriptionId> InotifyWatcher::subscribe(const std::string& rawPath, con
     Node* parent = nullptr;
     if (auto p = byPath_.find(parentPath); p != byPath_.end() && path != "/") parent = p->second;
     uint32_t mask = kSelfMask | wanted | (options.recursive ? kTreeMask : 0);
+    if (options.recursive) mask &= ~kReadSideMask;
     auto added = addNode(path, parent, name, mask, flags);
     if (!added) return added.error();
     node = *added;
@@ -129,12 +135,18 @@ Result<SubscriptionId> InotifyWatcher::subscribe(const std::string& rawPath, con
   SubscriptionId id = subscription->id;
   node->rooted.push_back(subscription.get());
   subscriptions_.emplace(id, std::move(subscription));
-  refreshMask(node);
   if (options.recursive) {
-    if (Status walked = walkExisting(node); !walked) {
+    walking_ = true;
+    refreshMask(node);
+    Status walked = walkExisting(node);
+    walking_ = false;
+    if (!walked) {
       unsubscribe(id);
       return walked.error();
     }
+    if (wanted & kReadSideMask) refreshSubtree(node);
+  } else {
+    refreshMask(node);
   }
   log::debug("inotify: subscription {} on {} ({} kernel watches)", id, path, nodes_.size());
   return id;
@@ -191,7 +203,17 @@ uint32_t InotifyWatcher::inheritedMask(const Node* node) const {
 uint32_t InotifyWatcher::wantedMask(const Node* node) const {
   uint32_t mask = kSelfMask | inheritedMask(node);
   for (const Subscription* s : node->rooted) mask |= s->mask;
-  return mask;
+  return walking_ ? mask & ~kReadSideMask : mask;
+}
+
+void InotifyWatcher::refreshSubtree(Node* root) {
+  std::vector<Node*> stack{root};
+  while (!stack.empty()) {
+    Node* node = stack.back();
+    stack.pop_back();
+    refreshMask(node);
+    for (auto& [name, child] : node->children) stack.push_back(child);
+  }
 }
 
 void InotifyWatcher::refreshMask(Node* node) {
@@ -224,8 +246,8 @@ Status InotifyWatcher::walkExisting(Node* root) {
         stack.push_back(c->second);
         continue;
       }
-      auto added = addNode(joinPath(node->path, name), node, name, kSelfMask | inheritedMask(node),
-                           IN_ONLYDIR | IN_DONT_FOLLOW);
+      auto added = addNode(joinPath(node->path, name), node, name,
+                           (kSelfMask | inheritedMask(node)) & ~kReadSideMask, IN_ONLYDIR | IN_DONT_FOLLOW);
       if (!added) {
         int code = added.error().code;
         if (code == ENOENT || code == ENOTDIR || code == EACCES) continue;

@@ -67,6 +67,7 @@ class InotifyWatcher final : public Watcher {
   uint32_t wantedMask(const Node* node) const;
   bool isNeeded(const Node* node) const;
   void refreshMask(Node* node);
+  void refreshSubtree(Node* root);
   void pruneSubtree(Node* node);
   void removeNode(Node* node, bool removeKernelWatch);
   void repath(Node* node, const std::string& newPath);
@@ -83,6 +84,7 @@ class InotifyWatcher final : public Watcher {
   std::unordered_map<uint32_t, Node*> movedAway_;  // MOVED_FROM of a directory, by cookie
   std::vector<Node*> synthesizedIn_;
   SubscriptionId nextId_ = 1;
+  bool walking_ = false;  // the initial walk of a recursive subscription is running
 };
 
 }  // namespace rnotify

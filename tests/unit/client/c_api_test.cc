@@ -86,6 +86,26 @@ TEST_F(CApiTest, DescriptorIsReadableExactlyWhileEventsWait) {
   EXPECT_EQ(::poll(&p, 1, 0), 0) << "still readable after everything was read";
 }
 
+TEST_F(CApiTest, RecursiveWatchOnAFileWatchesTheFile) {
+  std::string file = dir_ + "/file";
+  std::ofstream(file) << "x";
+  int wd = rnotify_add_watch(rn_, file.c_str(), IN_MODIFY, RNOTIFY_RECURSIVE);
+  ASSERT_GT(wd, 0) << rnotify_last_error(rn_);
+  std::ofstream(file, std::ios::app) << "y";
+  rnotify_event ev;
+  ASSERT_EQ(rnotify_next(rn_, &ev, 5000), 1);
+  EXPECT_EQ(ev.mask, IN_MODIFY);
+  EXPECT_EQ(std::string(ev.path), file);
+  EXPECT_STREQ(ev.name, "");
+}
+
+TEST_F(CApiTest, RecursiveWatchDoesNotReportItsOwnDirectoryListing) {
+  fs::create_directories(dir_ + "/a/b");
+  ASSERT_GT(rnotify_add_watch(rn_, dir_.c_str(), IN_ALL_EVENTS, RNOTIFY_RECURSIVE), 0) << rnotify_last_error(rn_);
+  rnotify_event ev;
+  EXPECT_EQ(rnotify_next(rn_, &ev, 300), 0) << "unexpected event " << ev.path << " " << ev.name << " " << ev.mask;
+}
+
 TEST_F(CApiTest, TimesOutWithZeroWhenNothingHappens) {
   ASSERT_GT(rnotify_add_watch(rn_, dir_.c_str(), IN_CREATE, 0), 0);
   rnotify_event ev;
@@ -100,7 +120,7 @@ TEST_F(CApiTest, ErrorsNameThePathAndSetErrno) {
 
   std::string file = dir_ + "/file";
   std::ofstream(file) << "x";
-  EXPECT_EQ(rnotify_add_watch(rn_, file.c_str(), IN_CREATE, RNOTIFY_RECURSIVE), -1);
+  EXPECT_EQ(rnotify_add_watch(rn_, file.c_str(), IN_CREATE | IN_ONLYDIR, 0), -1);
   EXPECT_EQ(errno, ENOTDIR);
   EXPECT_EQ(rnotify_add_watch(rn_, dir_.c_str(), 0, 0), -1);
   EXPECT_EQ(errno, EINVAL);
