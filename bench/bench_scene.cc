@@ -74,7 +74,7 @@ std::vector<std::string> BenchScene::sshArgv(const std::vector<std::string>& com
   // The flags the client library adds itself (sshfs_target.h, agentArgv).
   std::vector<std::string> argv{"ssh", "-F", sshd_->clientConfig(), "-T", "-oBatchMode=yes",
                                 "-oClearAllForwardings=yes", "-x", "-a"};
-  argv.insert(argv.end(), extraSshOptions.begin(), extraSshOptions.end());
+  argv.insert(argv.end(), extraSshOptions_.begin(), extraSshOptions_.end());
   argv.push_back("root@" + sshd_->address());
   argv.push_back("--");
   argv.insert(argv.end(), command.begin(), command.end());

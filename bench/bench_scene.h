@@ -46,7 +46,9 @@ class BenchScene {
   // Starts `ssh -F <config> root@127.0.0.1 -- rnotifyd --stdio` as the client
   // library would, and connects with Connection::overAgent.
   std::unique_ptr<Connection> connectAgent();
-  // ssh argv (the options the client library uses, plus extraSshOptions)
+  // Extra ssh options ("-oCiphers=...") for sshArgv, to compare ssh settings.
+  void setExtraSshOptions(std::vector<std::string> options) { extraSshOptions_ = std::move(options); }
+  // ssh argv (the options the client library uses, plus the extra options)
   // that runs `command` on the server.
   std::vector<std::string> sshArgv(const std::vector<std::string>& command) const;
   // The RNOTIFY_AGENT value for the C API path.
@@ -54,11 +56,7 @@ class BenchScene {
 
  private:
   std::string rnotifyd_;
- public:
-  // Extra ssh options ("-oCiphers=...") for sshArgv, to compare ssh settings.
-  std::vector<std::string> extraSshOptions;
-
- private:
+  std::vector<std::string> extraSshOptions_;
   testbed::TempDir root_;
   std::string exportDir_;
   std::unique_ptr<testbed::Process> daemon_;

@@ -97,7 +97,7 @@ void printMachine(const Options& o) {
 
 int run(const Options& o) {
   BenchScene scene(o.rnotifyd, o.baseDir);
-  scene.extraSshOptions = o.sshOptions;
+  scene.setExtraSshOptions(o.sshOptions);
   LatencyRunner runner(o.runner);
   if (wants(o, "inotify")) runner.add(std::make_unique<InotifySource>(scene.laneDir("inotify")));
   if (wants(o, "unix")) {

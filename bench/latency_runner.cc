@@ -100,7 +100,7 @@ std::vector<LatencySummary> LatencyRunner::summaries() const {
   return rows;
 }
 
-const std::vector<std::string> LatencyRunner::descriptions() const {
+std::vector<std::string> LatencyRunner::descriptions() const {
   std::vector<std::string> lines;
   for (const Lane& lane : lanes_) lines.push_back(lane.source->name() + ": " + lane.source->description());
   return lines;

@@ -39,7 +39,7 @@ class LatencyRunner {
   // events, per transport one after the other. Reading stops when all arrived
   // or when none came for idleTimeoutMs.
   std::vector<BurstResult> bursts(size_t count, int idleTimeoutMs);
-  const std::vector<std::string> descriptions() const;
+  std::vector<std::string> descriptions() const;
 
  private:
   struct Lane {
