@@ -149,6 +149,7 @@ class WatcherTest : public ::testing::Test {
     if (::access("/usr/bin/inotifywait", X_OK) != 0) GTEST_SKIP() << "inotifywait missing (install inotify-tools)";
     WatcherOptions o;
     o.program = "inotifywait";
+    o.cookie = false;  // inotifywait 3.22 has no %c
     o.args = {"-r"};
     o.path = dir_.path();
     watcher_ = std::make_unique<Watcher>(o);

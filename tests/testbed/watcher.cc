@@ -1,6 +1,7 @@
 // Watcher; see watcher.h.
 #include "watcher.h"
 
+#include <cstdlib>
 #include <regex>
 #include <sstream>
 
@@ -10,6 +11,7 @@ namespace rnotify::testbed {
 namespace {
 
 constexpr const char* kFormat = "%w|%f|%e";
+constexpr const char* kCookieFormat = "%w|%f|%e|%c";
 
 std::vector<std::string> splitFlags(const std::string& s) {
   std::vector<std::string> out;
@@ -47,7 +49,7 @@ Watcher::Watcher(WatcherOptions options) : options_(std::move(options)) {
   if (options_.monitor) p.argv.push_back("-m");
   if (options_.format) {
     p.argv.push_back("--format");
-    p.argv.push_back(kFormat);
+    p.argv.push_back(options_.cookie ? kCookieFormat : kFormat);
   }
   p.argv.insert(p.argv.end(), options_.args.begin(), options_.args.end());
   p.argv.push_back(options_.path);
@@ -61,12 +63,20 @@ Watcher::Watcher(WatcherOptions options) : options_(std::move(options)) {
 WatchedEvent Watcher::parse(const std::string& line) const {
   WatchedEvent e;
   e.line = line;
-  auto first = line.find('|');
-  auto last = line.rfind('|');
+  std::string rest = line;
+  // Fields are split from both ends, so that only the name may contain '|'.
+  if (options_.cookie) {
+    auto bar = rest.rfind('|');
+    if (bar == std::string::npos) return e;
+    e.cookie = static_cast<uint32_t>(std::strtoul(rest.c_str() + bar + 1, nullptr, 10));
+    rest.erase(bar);
+  }
+  auto first = rest.find('|');
+  auto last = rest.rfind('|');
   if (first == std::string::npos || first == last) return e;
-  e.dir = line.substr(0, first);
-  e.name = line.substr(first + 1, last - first - 1);
-  for (auto& f : splitFlags(line.substr(last + 1))) e.flags.insert(f);
+  e.dir = rest.substr(0, first);
+  e.name = rest.substr(first + 1, last - first - 1);
+  for (auto& f : splitFlags(rest.substr(last + 1))) e.flags.insert(f);
   std::string rel = e.dir;
   const std::string& root = options_.path;
   if (rel.rfind(root, 0) == 0 && (rel.size() == root.size() || rel[root.size()] == '/' || root.back() == '/')) {
@@ -144,6 +154,18 @@ std::string Watcher::report(const std::string& what) const {
     }
   }
   return ::testing::AssertionSuccess();
+}
+
+::testing::AssertionResult Watcher::expectMove(const ExpectedEvent& from, const ExpectedEvent& to,
+                                               Clock::duration timeout) {
+  if (auto r = expectAdjacent({from, to}, timeout); !r) return r;
+  if (!options_.cookie) return ::testing::AssertionSuccess();
+  auto lines = process_->lines(Stream::kStdout);
+  WatchedEvent a = parse(lines[cursor_ - 2]), b = parse(lines[cursor_ - 1]);
+  if (a.cookie != 0 && a.cookie == b.cookie) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << report("expected one non-zero cookie on " + from.describe() + " and " +
+                                                 to.describe() + ", got " + std::to_string(a.cookie) + " and " +
+                                                 std::to_string(b.cookie));
 }
 
 ::testing::AssertionResult Watcher::expectNoneBefore(const ExpectedEvent& forbidden, const ExpectedEvent& barrier,

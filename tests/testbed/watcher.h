@@ -1,4 +1,4 @@
-// Watcher: runs `rnotifywait -m --format '%w|%f|%e' [args] path` the way a user
+// Watcher: runs `rnotifywait -m --format '%w|%f|%e|%c' [args] path` the way a user
 // would, and turns its stdout into events that a test checks in order:
 //
 //   Watcher a(bed.watchA({"-r"}));
@@ -32,6 +32,7 @@ struct WatchedEvent {
   std::string dir;   // %w
   std::string name;  // %f
   std::set<std::string> flags;  // %e split at ','
+  uint32_t cookie = 0;          // %c, when the watcher prints it
   std::string path;  // relative to the watch root: "a/b/f", "" for the root itself
 };
 
@@ -53,7 +54,8 @@ struct WatcherOptions {
   std::map<std::string, std::optional<std::string>> env;  // more overrides
   const Netns* netns = nullptr;    // run inside this namespace (client A)
   bool monitor = true;             // -m
-  bool format = true;              // --format '%w|%f|%e' (off: raw output)
+  bool format = true;              // --format '%w|%f|%e|%c' (off: raw output)
+  bool cookie = true;              // print %c (inotifywait 3.22 lacks it: set false)
 };
 
 class Watcher {
@@ -74,6 +76,10 @@ class Watcher {
   // inotifywait's output can only pair by adjacency (it prints no cookie).
   ::testing::AssertionResult expectAdjacent(const std::vector<ExpectedEvent>& expected,
                                             Clock::duration timeout = std::chrono::seconds(10));
+  // A rename: `from` (MOVED_FROM) and `to` (MOVED_TO) adjacent, and, when the
+  // watcher prints cookies, carrying the same non-zero cookie.
+  ::testing::AssertionResult expectMove(const ExpectedEvent& from, const ExpectedEvent& to,
+                                        Clock::duration timeout = std::chrono::seconds(10));
   // Waits for `barrier` and checks that no event before it (since the last
   // expectation) matches `forbidden`. A test that must show that something
   // does NOT happen acts, then does something that surely produces `barrier`.
