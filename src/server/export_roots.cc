@@ -46,7 +46,9 @@ Result<std::string> ExportRoots::resolve(std::string_view requested, const std::
     return Error{EINVAL, "a path containing a NUL byte cannot be watched"};
   }
   if (requested.size() > PATH_MAX) return Error{ENAMETOOLONG, "the path is longer than PATH_MAX"};
-  std::string absolute = requested[0] == '/' ? std::string(requested) : base + "/" + std::string(requested);
+  std::string absolute;
+  if (requested[0] != '/') absolute.append(base).append("/");
+  absolute.append(requested);
   auto real = canonical(absolute);
   if (!real) {
     int code = real.error().code;

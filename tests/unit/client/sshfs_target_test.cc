@@ -2,6 +2,8 @@
 // mount's ssh, checked on command lines recorded from real sshfs mounts.
 #include "client/sshfs_target.h"
 
+#include <algorithm>
+
 #include <gtest/gtest.h>
 
 #include "sshfs_fixtures.h"
@@ -10,6 +12,9 @@ namespace rnotify {
 namespace {
 
 using Argv = std::vector<std::string>;
+
+// The agent's ssh prefers AES-GCM unless the mount chose ciphers (latency; see BENCHMARKS.md).
+constexpr const char* kCiphers = "-oCiphers=^aes128-gcm@openssh.com,aes256-gcm@openssh.com";
 
 TEST(ParseSshArgv, ObservedSshfsCommandLine) {
   Result<SshTarget> target = parseSshArgv(fixtures::kSshArgv);
@@ -102,7 +107,18 @@ TEST(AgentArgv, ObservedTargetGetsBatchModeAndCommand) {
   EXPECT_EQ(agentArgv(*target, "rnotifyd --stdio"),
             (Argv{"ssh", "-oPort=22417", "-F/tmp/mr-sshd.MMtw/ssh_config", "-oIdentityFile=/tmp/mr-sshd.MMtw/user_key",
                   "-oStrictHostKeyChecking=no", "-oUserKnownHostsFile=/dev/null", "-2", "-T", "-oBatchMode=yes",
-                  "-oClearAllForwardings=yes", "-x", "-a", "root@127.0.0.1", "--", "rnotifyd", "--stdio"}));
+                  "-oClearAllForwardings=yes", "-x", "-a", kCiphers, "root@127.0.0.1", "--", "rnotifyd", "--stdio"}));
+}
+
+TEST(AgentArgv, TheMountsOwnCipherChoiceIsKept) {
+  for (Argv options : {Argv{"-c", "aes256-ctr"}, Argv{"-caes256-ctr"}, Argv{"-oCiphers=aes256-ctr"},
+                       Argv{"-o", "Ciphers aes256-ctr"}}) {
+    SshTarget target;
+    target.destination = "h";
+    target.sshOptions = options;
+    Argv argv = agentArgv(target, "rnotifyd --stdio");
+    EXPECT_EQ(std::count(argv.begin(), argv.end(), std::string(kCiphers)), 0) << options[0];
+  }
 }
 
 TEST(AgentArgv, UserBatchModeCannotReenablePrompts) {
@@ -110,7 +126,7 @@ TEST(AgentArgv, UserBatchModeCannotReenablePrompts) {
   target.destination = "h";
   target.sshOptions = {"-o", "BatchMode=no", "-obatchmode no", "-F", "cfg", "-X"};
   EXPECT_EQ(agentArgv(target, "  /opt/rnotifyd   --stdio "),
-            (Argv{"ssh", "-F", "cfg", "-X", "-T", "-oBatchMode=yes", "-oClearAllForwardings=yes", "-x", "-a", "h", "--",
+            (Argv{"ssh", "-F", "cfg", "-X", "-T", "-oBatchMode=yes", "-oClearAllForwardings=yes", "-x", "-a", kCiphers, "h", "--",
                   "/opt/rnotifyd", "--stdio"}));
 }
 
