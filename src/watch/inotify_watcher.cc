@@ -19,9 +19,9 @@ namespace {
 constexpr uint32_t kSelfMask = IN_DELETE_SELF | IN_MOVE_SELF;
 constexpr uint32_t kFlagBits = IN_DONT_FOLLOW | IN_ONLYDIR | IN_EXCL_UNLINK;
 // Reading a directory makes the kernel report OPEN, ACCESS and CLOSE_NOWRITE
-// on it; while the initial walk reads the tree, its watches do not ask for
-// these, so that a subscriber never sees the walk itself (inotifywait lists
-// before it watches and shows nothing either).
+// on it (and on its parent's watch); while rnotify itself reads a tree (the
+// initial walk, or a new directory), the watches involved do not ask for
+// these, so that a subscriber never sees rnotify's own reads.
 constexpr uint32_t kReadSideMask = IN_OPEN | IN_ACCESS | IN_CLOSE_NOWRITE;
 // A drain reads at most this many buffers before letting the owner's loop do
 // other work; a sustained flood must not starve client writes.
@@ -303,15 +303,28 @@ void InotifyWatcher::repath(Node* node, const std::string& newPath) {
 
 void InotifyWatcher::addNewDirectory(Node* parent, std::string_view name) {
   if (inheritedMask(parent) == 0 || parent->children.count(std::string(name)) != 0) return;
-  std::string path = joinPath(parent->path, name);
-  auto added = addNode(path, parent, name, kSelfMask | inheritedMask(parent), IN_ONLYDIR | IN_DONT_FOLLOW);
-  if (!added) {
-    int code = added.error().code;
-    if (code != ENOENT && code != ENOTDIR) log::error("{}", added.error().message);
-    return;
+  // Reading the new subtree must not show up as OPEN/ACCESS/CLOSE_NOWRITE on
+  // the parent or on the new directories: drop those bits while it is read.
+  // (Such reads by others in the parent during the scan go unreported.)
+  const bool outermost = !walking_;
+  if (outermost) {
+    walking_ = true;
+    refreshMask(parent);
   }
-  refreshMask(*added);
-  scanNewDirectory(*added);
+  std::string path = joinPath(parent->path, name);
+  auto added = addNode(path, parent, name, (kSelfMask | inheritedMask(parent)) & ~kReadSideMask,
+                       IN_ONLYDIR | IN_DONT_FOLLOW);
+  if (added) {
+    refreshMask(*added);
+    scanNewDirectory(*added);
+  } else if (added.error().code != ENOENT && added.error().code != ENOTDIR) {
+    log::error("{}", added.error().message);
+  }
+  if (outermost) {
+    walking_ = false;
+    refreshMask(parent);
+    if (added) refreshSubtree(*added);
+  }
 }
 
 void InotifyWatcher::scanNewDirectory(Node* node) {

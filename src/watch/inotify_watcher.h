@@ -84,7 +84,7 @@ class InotifyWatcher final : public Watcher {
   std::unordered_map<uint32_t, Node*> movedAway_;  // MOVED_FROM of a directory, by cookie
   std::vector<Node*> synthesizedIn_;
   SubscriptionId nextId_ = 1;
-  bool walking_ = false;  // the initial walk of a recursive subscription is running
+  bool walking_ = false;  // rnotify is reading a tree: kernel masks leave out read-side events
 };
 
 }  // namespace rnotify

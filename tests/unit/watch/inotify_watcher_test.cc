@@ -1,6 +1,7 @@
 // The inotify backend on real kernel watches in a temporary directory:
 // recursion that loses nothing, one kernel watch per directory however many
 // subscriptions share it, renames, and the end of a watch.
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/inotify.h>
@@ -140,6 +141,25 @@ TEST_F(InotifyWatcherTest, NoDuplicateWhenFilesAppearWhileANewDirectoryIsRead) {
   for (int i = 0; i < kFiles; ++i) {
     ASSERT_EQ(count(sub, IN_CREATE, "d", "f" + std::to_string(i)), 1u) << "file f" << i;
   }
+}
+
+TEST_F(InotifyWatcherTest, ReadingANewDirectoryIsNotReportedAsSomeonesRead) {
+  SubscribeOptions options;
+  options.mask = IN_ALL_EVENTS;
+  options.recursive = true;
+  auto sub = watcher_->subscribe(root_, options);
+  ASSERT_TRUE(sub.ok());
+  fs::create_directories(root_ + "/n/m");
+  drainUntil([&] { return count(*sub, IN_CREATE | IN_ISDIR, "n", "m") == 1; }, "CREATE n/m");
+  drainQuiet();
+  for (auto& e : sink_.events) {
+    EXPECT_EQ(e.mask & (IN_OPEN | IN_ACCESS | IN_CLOSE_NOWRITE), 0u) << "rnotify's own read reported: " << describe(e);
+  }
+  DIR* d = ::opendir((root_ + "/n").c_str());  // someone else's read is still reported
+  ASSERT_NE(d, nullptr);
+  ::closedir(d);
+  drainUntil([&] { return count(*sub, IN_OPEN | IN_ISDIR, "", "n") == 1 && count(*sub, IN_OPEN | IN_ISDIR, "n", "") == 1; },
+             "OPEN of n on both watches");
 }
 
 TEST_F(InotifyWatcherTest, SubscriptionsOnOneDirectoryShareOneKernelWatch) {
