@@ -162,6 +162,22 @@ TEST_P(SshfsRemoteEvents, RemovingTheWatchedDirectoryIsDeleteSelf) {
   EXPECT_TRUE(a.expectSequence({{"DELETE_SELF,REMOTE", ""}}));
 }
 
+// Without network namespaces the bed runs on loopback (B connects from
+// 127.0.0.2); the product must work there too.
+TEST(SshfsRemoteEventsOnLoopback, ServerAndClientBWritesAreRemote) {
+  if (auto why = SshfsBed::missing(); !why.empty()) GTEST_SKIP() << why;
+  if (auto why = missingProduct(); !why.empty()) GTEST_SKIP() << why;
+  SshfsBedOptions o;
+  o.useNetns = false;
+  SshfsBed bed(o);
+  Watcher a(bed.watchA({"-r"}));
+  ASSERT_TRUE(a.established()) << bed.transcript();
+  writeFile(bed.server("from-server"), "s\n");
+  EXPECT_TRUE(a.expectSequence({{"CREATE,REMOTE", "from-server"}, {"CLOSE_WRITE,REMOTE", "from-server"}}));
+  writeFile(bed.b("from-b"), "b\n");
+  EXPECT_TRUE(a.expectSequence({{"CREATE,REMOTE", "from-b"}, {"CLOSE_WRITE,REMOTE", "from-b"}}));
+}
+
 INSTANTIATE_TEST_SUITE_P(Writers, SshfsRemoteEvents, ::testing::Values(Writer::kServer, Writer::kClientB),
                          [](const auto& info) { return info.param == Writer::kServer ? "OnServer" : "ThroughClientB"; });
 
