@@ -18,6 +18,7 @@
 #include <set>
 #include <sstream>
 
+#include "common/read_file.h"
 #include "common/unique_fd.h"
 
 namespace rnotify {
@@ -126,11 +127,10 @@ struct Process {
   std::vector<uint64_t> sockets;  // inodes of the unix/other sockets it holds
 };
 
-std::string readFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
+// "" when the file cannot be read: the process may have exited meanwhile.
+std::string readProcFile(const std::string& path) {
+  auto text = readFile(path);
+  return text ? *text : std::string();
 }
 
 std::string readLink(const std::string& path) {
@@ -140,7 +140,7 @@ std::string readLink(const std::string& path) {
 }
 
 void readStat(const std::string& dir, Process* p) {
-  std::string stat = readFile(dir + "/stat");
+  std::string stat = readProcFile(dir + "/stat");
   // The comm field may hold spaces and ')'; everything after the last ')' is numeric.
   size_t close = stat.rfind(')');
   if (close == std::string::npos) return;
@@ -176,9 +176,9 @@ std::vector<Process> scanProcesses(const std::string& procRoot) {
     std::string dir = procRoot + "/" + e->d_name;
     Process p;
     p.pid = std::atoi(e->d_name);
-    p.comm = readFile(dir + "/comm");
+    p.comm = readProcFile(dir + "/comm");
     while (!p.comm.empty() && p.comm.back() == '\n') p.comm.pop_back();
-    std::string cmdline = readFile(dir + "/cmdline");
+    std::string cmdline = readProcFile(dir + "/cmdline");
     for (size_t pos = 0; pos < cmdline.size();) {
       size_t end = cmdline.find('\0', pos);
       if (end == std::string::npos) end = cmdline.size();
