@@ -94,7 +94,12 @@ Netns::Netns() {
   }
 }
 
-Netns::~Netns() { destroyNamespace(name_); }
+Netns::~Netns() {
+  try {
+    destroyNamespace(name_);
+  } catch (...) {
+  }
+}
 
 std::vector<std::string> Netns::wrap(const std::vector<std::string>& argv) const {
   std::vector<std::string> out{"nsenter", "--net=" + path(), "--"};
@@ -134,7 +139,10 @@ VethLink::VethLink(const Netns& a, const Netns* b, int subnet) {
 }
 
 VethLink::~VethLink() {
-  if (!hostEnd_.empty()) runCommand({"ip", "link", "delete", hostEnd_}, Deadline::in(std::chrono::seconds(5)));
+  try {
+    if (!hostEnd_.empty()) runCommand({"ip", "link", "delete", hostEnd_}, Deadline::in(std::chrono::seconds(5)));
+  } catch (...) {
+  }
 }
 
 }  // namespace rnotify::testbed

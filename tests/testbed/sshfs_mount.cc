@@ -47,7 +47,12 @@ SshfsMount::SshfsMount(SshfsOptions options) : options_(std::move(options)) {
   }
 }
 
-SshfsMount::~SshfsMount() { unmount(); }
+SshfsMount::~SshfsMount() {
+  try {
+    unmount();
+  } catch (...) {
+  }
+}
 
 void SshfsMount::unmount() {
   if (!process_) return;

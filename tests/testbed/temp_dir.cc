@@ -32,13 +32,16 @@ TempDir::TempDir(const std::string& prefix, const std::string& base) {
 }
 
 TempDir::~TempDir() {
-  // Deepest first, so that nested mounts come off before their parents.
-  auto mounts = mountsBelow(path_);
-  for (auto it = mounts.rbegin(); it != mounts.rend(); ++it) {
-    ::umount2(it->c_str(), MNT_DETACH);
+  try {
+    // Deepest first, so that nested mounts come off before their parents.
+    auto mounts = mountsBelow(path_);
+    for (auto it = mounts.rbegin(); it != mounts.rend(); ++it) {
+      ::umount2(it->c_str(), MNT_DETACH);
+    }
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  } catch (...) {
   }
-  std::error_code ec;
-  std::filesystem::remove_all(path_, ec);
 }
 
 std::string TempDir::mkdir(const std::string& rel) const {
