@@ -12,7 +12,8 @@ namespace rnotify::bench {
 BenchScene::BenchScene(std::string rnotifydPath, const std::string& baseDir)
     : rnotifyd_(std::move(rnotifydPath)), root_("rnotify-bench-", baseDir) {
   if (::access(rnotifyd_.c_str(), X_OK) != 0) {
-    throw std::runtime_error("rnotifyd is not executable at '" + rnotifyd_ + "': build it (ninja rnotifyd) or pass --rnotifyd");
+    throw std::runtime_error("rnotifyd is not executable at '" + rnotifyd_ +
+                             "': build it (ninja rnotifyd) or pass --rnotifyd");
   }
   exportDir_ = root_.mkdir("export");
 }
@@ -72,8 +73,8 @@ std::string BenchScene::mountPath(const std::string& name) const { return *mount
 
 std::vector<std::string> BenchScene::sshArgv(const std::vector<std::string>& command) const {
   // The flags the client library adds itself (sshfs_target.h, agentArgv).
-  std::vector<std::string> argv{"ssh", "-F", sshd_->clientConfig(), "-T", "-oBatchMode=yes",
-                                "-oClearAllForwardings=yes", "-x", "-a"};
+  std::vector<std::string> argv{
+      "ssh", "-F", sshd_->clientConfig(), "-T", "-oBatchMode=yes", "-oClearAllForwardings=yes", "-x", "-a"};
   argv.insert(argv.end(), extraSshOptions_.begin(), extraSshOptions_.end());
   argv.push_back("root@" + sshd_->address());
   argv.push_back("--");
@@ -82,8 +83,8 @@ std::vector<std::string> BenchScene::sshArgv(const std::vector<std::string>& com
 }
 
 std::unique_ptr<Connection> BenchScene::connectAgent() {
-  auto connection = Connection::overAgent(sshArgv({rnotifyd_, "--stdio"}), "root@" + sshd_->address(),
-                                          agentCommand(), 20000);
+  auto connection =
+      Connection::overAgent(sshArgv({rnotifyd_, "--stdio"}), "root@" + sshd_->address(), agentCommand(), 20000);
   if (!connection) throw std::runtime_error("cannot start the agent over ssh: " + connection.error().message);
   return std::move(*connection);
 }

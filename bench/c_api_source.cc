@@ -31,8 +31,7 @@ std::optional<std::string> CApiSource::nextCreate(int timeoutMs) {
   using Clock = std::chrono::steady_clock;
   const auto deadline = Clock::now() + std::chrono::milliseconds(timeoutMs);
   for (;;) {
-    int left = static_cast<int>(
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count());
+    int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count());
     struct rnotify_event ev;
     int rc = rnotify_next(handle_, &ev, left < 0 ? 0 : left);
     if (rc < 0 && errno == EINTR) continue;

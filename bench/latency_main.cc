@@ -90,9 +90,10 @@ void printMachine(const Options& o) {
   std::printf("machine: %u cpus (%s), kernel %s %s\n", std::thread::hardware_concurrency(), cpuModel().c_str(),
               u.sysname, u.release);
   std::printf("export directory below %s (%s)\n", o.baseDir.c_str(), fsType(o.baseDir).c_str());
-  std::printf("method: %zu timed + %zu warm-up creates per transport, blocks of %zu rotated per round, "
-              "timeout %d ms, gap %d us\n",
-              o.runner.events, o.runner.warmup, o.runner.block, o.runner.timeoutMs, o.runner.gapUs);
+  std::printf(
+      "method: %zu timed + %zu warm-up creates per transport, blocks of %zu rotated per round, "
+      "timeout %d ms, gap %d us\n",
+      o.runner.events, o.runner.warmup, o.runner.block, o.runner.timeoutMs, o.runner.gapUs);
 }
 
 int run(const Options& o) {
@@ -182,8 +183,7 @@ int main(int argc, char** argv) {
   app.add_option("--events", o.runner.events, "Timed events per transport")->capture_default_str();
   app.add_option("--warmup", o.runner.warmup, "Untimed events per transport before timing")->capture_default_str();
   app.add_option("--block", o.runner.block, "Events per turn before the next transport")->capture_default_str();
-  app.add_option("--timeout-ms", o.runner.timeoutMs, "An event not seen by then counts as lost")
-      ->capture_default_str();
+  app.add_option("--timeout-ms", o.runner.timeoutMs, "An event not seen by then counts as lost")->capture_default_str();
   app.add_option("--gap-us", o.runner.gapUs, "Pause after each event (let all processes go idle)")
       ->capture_default_str();
   app.add_option("--burst", o.burst, "Creates in the throughput burst per transport; 0 skips it")

@@ -63,8 +63,8 @@ void printLatencyTable(std::FILE* out, const std::vector<LatencySummary>& rows, 
 }
 
 void printBurstTable(std::FILE* out, const std::vector<BurstResult>& rows) {
-  std::fprintf(out, "%-10s %8s %8s %9s %10s %11s %12s\n", "transport", "created", "received", "overflows",
-               "create_s", "deliver_s", "events_per_s");
+  std::fprintf(out, "%-10s %8s %8s %9s %10s %11s %12s\n", "transport", "created", "received", "overflows", "create_s",
+               "deliver_s", "events_per_s");
   for (const auto& r : rows) {
     std::fprintf(out, "%-10s %8zu %8zu %9zu %10.3f %11.3f %12.0f\n", r.transport.c_str(), r.created, r.received,
                  r.overflows, r.createSeconds, r.deliverSeconds, r.eventsPerSecond());

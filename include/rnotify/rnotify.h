@@ -35,7 +35,7 @@ extern "C" {
 #define RNOTIFY_CLOEXEC 0x1u
 
 /* rnotify_add_watch() flags. */
-#define RNOTIFY_RECURSIVE 0x1u /* watch every directory below, including new ones */
+#define RNOTIFY_RECURSIVE 0x1u  /* watch every directory below, including new ones */
 #define RNOTIFY_LOCAL_ONLY 0x2u /* never contact a server; plain inotify */
 
 typedef struct rnotify_handle rnotify_t;

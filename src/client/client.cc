@@ -171,8 +171,7 @@ Result<Connection*> Client::connectionFor(const ResolvedPath& resolved, std::str
   return nullptr;
 }
 
-Result<Connection*> Client::connect(const std::string& key,
-                                    std::function<Result<std::unique_ptr<Connection>>()> open) {
+Result<Connection*> Client::connect(const std::string& key, std::function<Result<std::unique_ptr<Connection>>()> open) {
   if (auto it = connections_.find(key); it != connections_.end()) {
     if (it->second->alive()) return it->second.get();
     connections_.erase(it);

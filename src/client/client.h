@@ -50,7 +50,7 @@ class Client final : public EventSink {
     std::string displayBase;  // "dir/" for a directory, "file" for a file
     bool isDirectory = false;
     uint32_t mask = 0;
-    SubscriptionId local = 0;   // 0: none
+    SubscriptionId local = 0;  // 0: none
     Connection* remote = nullptr;
     uint32_t remoteId = 0;
     std::string source;
@@ -58,8 +58,7 @@ class Client final : public EventSink {
 
   Client() = default;
   Status init();
-  Result<Connection*> connectionFor(const struct ResolvedPath& resolved, std::string* remotePath,
-                                    std::string* why);
+  Result<Connection*> connectionFor(const struct ResolvedPath& resolved, std::string* remotePath, std::string* why);
   Result<Connection*> connect(const std::string& key, std::function<Result<std::unique_ptr<Connection>>()> open);
   void onRemoteEvents(Connection& connection, struct proto::Events& events);
   void connectionLost(Connection& connection);

@@ -2,13 +2,13 @@
 #include "client/config.h"
 
 #include <pwd.h>
+#include <toml++/toml.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <fstream>
 #include <optional>
 #include <sstream>
-#include <toml++/toml.h>
 
 namespace rnotify {
 namespace {
@@ -74,7 +74,8 @@ Result<ConfigLayer> parseLayer(std::string_view text, std::string_view origin) {
       layer.agent = *value;
     } else if (name == "server") {
       const toml::array* servers = node.as_array();
-      if (servers == nullptr) return configError(origin, node.source(), "'server' must be written as [[server]] tables");
+      if (servers == nullptr)
+        return configError(origin, node.source(), "'server' must be written as [[server]] tables");
       for (const toml::node& item : *servers) {
         const toml::table* table = item.as_table();
         if (table == nullptr) return configError(origin, item.source(), "each 'server' must be a [[server]] table");
@@ -105,7 +106,8 @@ Result<std::optional<std::string>> readConfigFile(const std::string& path) {
 
 std::string trimTrailingSlashes(std::string_view text) {
   std::string out(text);
-  while (out.size() > 1 && out.back() == '/' && out[out.size() - 2] != ':' && out[out.size() - 2] != '/') out.pop_back();
+  while (out.size() > 1 && out.back() == '/' && out[out.size() - 2] != ':' && out[out.size() - 2] != '/')
+    out.pop_back();
   return out;
 }
 

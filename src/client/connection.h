@@ -26,8 +26,8 @@ class Connection {
   // destination names the server in messages ("root@host"); agentCommand is
   // the remote command, for the "not installed" message.
   static Result<std::unique_ptr<Connection>> overAgent(const std::vector<std::string>& argv,
-                                                       const std::string& destination,
-                                                       const std::string& agentCommand, int timeoutMs);
+                                                       const std::string& destination, const std::string& agentCommand,
+                                                       int timeoutMs);
   // endpoint: "unix:PATH" or "tcp:HOST:PORT".
   static Result<std::unique_ptr<Connection>> overSocket(const std::string& endpoint, int timeoutMs);
 

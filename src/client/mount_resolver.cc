@@ -49,9 +49,7 @@ std::string relativeTo(const std::string& path, const std::string& mountPoint) {
   return rest.substr(first, last - first + 1);
 }
 
-bool hasPrefix(std::string_view text, std::string_view prefix) {
-  return text.substr(0, prefix.size()) == prefix;
-}
+bool hasPrefix(std::string_view text, std::string_view prefix) { return text.substr(0, prefix.size()) == prefix; }
 
 }  // namespace
 
@@ -159,7 +157,7 @@ const MountInfo* MountResolver::walkTree(const std::string& path) const {
     }
   };
   stackOnto("/");
-  for (size_t slash = path.find('/', 1); ; slash = path.find('/', slash + 1)) {
+  for (size_t slash = path.find('/', 1);; slash = path.find('/', slash + 1)) {
     std::string prefix = path.substr(0, slash);
     if (prefix.size() > 1) stackOnto(prefix);
     if (slash == std::string::npos) break;
@@ -189,16 +187,14 @@ MountKind classify(std::string_view fsType) {
   // FUSE filesystems that only present local data; every other FUSE
   // filesystem may be backed by a remote store whose changes we cannot see.
   static constexpr std::array<std::string_view, 6> kLocalFuse = {
-      "fuse.lxcfs", "fuse.fuse-overlayfs", "fuse.squashfuse", "fuse.portal", "fuse.bindfs",
-      "fuse.rnotify-fuse"};
+      "fuse.lxcfs", "fuse.fuse-overlayfs", "fuse.squashfuse", "fuse.portal", "fuse.bindfs", "fuse.rnotify-fuse"};
   for (std::string_view local : kLocalFuse) {
     if (fsType == local) return MountKind::kLocal;
   }
   if (hasPrefix(fsType, "fuse.") || fsType == "fuse") return MountKind::kOtherNetwork;
   static constexpr std::array<std::string_view, 20> kNetwork = {
-      "ceph",   "9p",    "virtiofs", "glusterfs", "afs",     "coda",  "lustre",
-      "gpfs",   "beegfs", "ncpfs",   "ncp",       "vboxsf",  "prl_fs", "orangefs",
-      "pvfs2",  "ocfs2", "gfs2",     "davfs",     "vmhgfs",  "cvmfs"};
+      "ceph", "9p",     "virtiofs", "glusterfs", "afs",   "coda",  "lustre", "gpfs",  "beegfs", "ncpfs",
+      "ncp",  "vboxsf", "prl_fs",   "orangefs",  "pvfs2", "ocfs2", "gfs2",   "davfs", "vmhgfs", "cvmfs"};
   for (std::string_view net : kNetwork) {
     if (fsType == net) return MountKind::kOtherNetwork;
   }
@@ -207,11 +203,16 @@ MountKind classify(std::string_view fsType) {
 
 const char* mountKindName(MountKind kind) {
   switch (kind) {
-    case MountKind::kLocal: return "local";
-    case MountKind::kSshfs: return "sshfs";
-    case MountKind::kNfs: return "nfs";
-    case MountKind::kSmb: return "smb";
-    case MountKind::kOtherNetwork: return "network";
+    case MountKind::kLocal:
+      return "local";
+    case MountKind::kSshfs:
+      return "sshfs";
+    case MountKind::kNfs:
+      return "nfs";
+    case MountKind::kSmb:
+      return "smb";
+    case MountKind::kOtherNetwork:
+      return "network";
   }
   return "unknown";
 }

@@ -31,26 +31,71 @@ constexpr std::string_view kSshArgOptions = "bcDEeFIiJLlmOoPpQRSWwB";
 // right for sftp or a shell, wrong for the agent.
 constexpr std::string_view kDroppedFlags = "sNftTnGV";
 constexpr std::string_view kDroppedArgOptions = "WO";
-constexpr std::string_view kDroppedConfigKeys[] = {
-    "remotecommand", "requesttty", "sessiontype", "stdinnull", "forkafterauthentication"};
+constexpr std::string_view kDroppedConfigKeys[] = {"remotecommand", "requesttty", "sessiontype", "stdinnull",
+                                                   "forkafterauthentication"};
 
 // The -o options sshfs passes on to ssh (sshfs.c ssh_opts[], matched case-insensitively).
-constexpr std::string_view kSshfsSshOpts[] = {
-    "AddressFamily", "BatchMode", "BindAddress", "BindInterface", "CertificateFile",
-    "ChallengeResponseAuthentication", "CheckHostIP", "Cipher", "Ciphers", "Compression",
-    "CompressionLevel", "ConnectionAttempts", "ConnectTimeout", "ControlMaster", "ControlPath",
-    "ControlPersist", "FingerprintHash", "GlobalKnownHostsFile", "GSSAPIAuthentication",
-    "GSSAPIDelegateCredentials", "HostbasedAuthentication", "HostbasedKeyTypes",
-    "HostKeyAlgorithms", "HostKeyAlias", "HostName", "IdentitiesOnly", "IdentityFile",
-    "IdentityAgent", "IPQoS", "KbdInteractiveAuthentication", "KbdInteractiveDevices",
-    "KexAlgorithms", "LocalCommand", "LogLevel", "MACs", "NoHostAuthenticationForLocalhost",
-    "NumberOfPasswordPrompts", "PasswordAuthentication", "PermitLocalCommand", "PKCS11Provider",
-    "Port", "PreferredAuthentications", "ProxyCommand", "ProxyJump", "ProxyUseFdpass",
-    "PubkeyAcceptedKeyTypes", "PubkeyAuthentication", "RekeyLimit", "RevokedHostKeys",
-    "RhostsRSAAuthentication", "RSAAuthentication", "ServerAliveCountMax",
-    "ServerAliveInterval", "SmartcardDevice", "StrictHostKeyChecking", "TCPKeepAlive",
-    "UpdateHostKeys", "UsePrivilegedPort", "UserKnownHostsFile", "VerifyHostKeyDNS",
-    "VisualHostKey"};
+constexpr std::string_view kSshfsSshOpts[] = {"AddressFamily",
+                                              "BatchMode",
+                                              "BindAddress",
+                                              "BindInterface",
+                                              "CertificateFile",
+                                              "ChallengeResponseAuthentication",
+                                              "CheckHostIP",
+                                              "Cipher",
+                                              "Ciphers",
+                                              "Compression",
+                                              "CompressionLevel",
+                                              "ConnectionAttempts",
+                                              "ConnectTimeout",
+                                              "ControlMaster",
+                                              "ControlPath",
+                                              "ControlPersist",
+                                              "FingerprintHash",
+                                              "GlobalKnownHostsFile",
+                                              "GSSAPIAuthentication",
+                                              "GSSAPIDelegateCredentials",
+                                              "HostbasedAuthentication",
+                                              "HostbasedKeyTypes",
+                                              "HostKeyAlgorithms",
+                                              "HostKeyAlias",
+                                              "HostName",
+                                              "IdentitiesOnly",
+                                              "IdentityFile",
+                                              "IdentityAgent",
+                                              "IPQoS",
+                                              "KbdInteractiveAuthentication",
+                                              "KbdInteractiveDevices",
+                                              "KexAlgorithms",
+                                              "LocalCommand",
+                                              "LogLevel",
+                                              "MACs",
+                                              "NoHostAuthenticationForLocalhost",
+                                              "NumberOfPasswordPrompts",
+                                              "PasswordAuthentication",
+                                              "PermitLocalCommand",
+                                              "PKCS11Provider",
+                                              "Port",
+                                              "PreferredAuthentications",
+                                              "ProxyCommand",
+                                              "ProxyJump",
+                                              "ProxyUseFdpass",
+                                              "PubkeyAcceptedKeyTypes",
+                                              "PubkeyAuthentication",
+                                              "RekeyLimit",
+                                              "RevokedHostKeys",
+                                              "RhostsRSAAuthentication",
+                                              "RSAAuthentication",
+                                              "ServerAliveCountMax",
+                                              "ServerAliveInterval",
+                                              "SmartcardDevice",
+                                              "StrictHostKeyChecking",
+                                              "TCPKeepAlive",
+                                              "UpdateHostKeys",
+                                              "UsePrivilegedPort",
+                                              "UserKnownHostsFile",
+                                              "VerifyHostKeyDNS",
+                                              "VisualHostKey"};
 
 std::string lower(std::string_view text) {
   std::string out(text);
@@ -59,9 +104,7 @@ std::string lower(std::string_view text) {
 }
 
 // "Port=22" and "Port 22" both name the key "port".
-std::string configKey(std::string_view option) {
-  return lower(option.substr(0, option.find_first_of("= \t")));
-}
+std::string configKey(std::string_view option) { return lower(option.substr(0, option.find_first_of("= \t"))); }
 
 bool isDroppedConfig(std::string_view option) {
   std::string key = configKey(option);
@@ -240,8 +283,8 @@ bool hasSshfsShape(const Process& p) {
   return std::find(p.argv.begin(), p.argv.end(), "-oClearAllForwardings=yes") != p.argv.end();
 }
 
-const Process* findSshFor(const std::vector<Process>& procs, const Process& sshfs,
-                          const SshTarget& expected, const SocketPeerLookup& peerOf) {
+const Process* findSshFor(const std::vector<Process>& procs, const Process& sshfs, const SshTarget& expected,
+                          const SocketPeerLookup& peerOf) {
   std::vector<const Process*> ssh;
   for (const Process& p : procs) {
     if (!isSshfs(p)) ssh.push_back(&p);
@@ -391,8 +434,7 @@ Result<SshTarget> findSshfsTarget(const MountInfo& mount, const std::string& pro
   return findSshfsTarget(mount, procRoot, peerOf);
 }
 
-Result<SshTarget> findSshfsTarget(const MountInfo& mount, const std::string& procRoot,
-                                  const SocketPeerLookup& peerOf) {
+Result<SshTarget> findSshfsTarget(const MountInfo& mount, const std::string& procRoot, const SocketPeerLookup& peerOf) {
   Result<SshTarget> fromSource = parseSshfsSource(mount.source);
   if (!fromSource.ok()) return fromSource;
   std::vector<Process> procs = scanProcesses(procRoot);

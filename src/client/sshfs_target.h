@@ -78,8 +78,7 @@ std::optional<uint64_t> unixSocketPeer(uint64_t inode);
 Result<SshTarget> findSshfsTarget(const MountInfo& mount, const std::string& procRoot = "/proc");
 // Same, with the socket peer lookup supplied (tests use a fake one). The
 // two-argument form uses unixSocketPeer() for "/proc" and no lookup otherwise.
-Result<SshTarget> findSshfsTarget(const MountInfo& mount, const std::string& procRoot,
-                                  const SocketPeerLookup& peerOf);
+Result<SshTarget> findSshfsTarget(const MountInfo& mount, const std::string& procRoot, const SocketPeerLookup& peerOf);
 
 // The argv that starts the agent: {sshProgram, options..., "-T",
 // "-oBatchMode=yes", "-oClearAllForwardings=yes", "-x", "-a", destination,

@@ -22,11 +22,16 @@ std::atomic<int> gFd{STDERR_FILENO};
 
 const char* levelName(Level l) {
   switch (l) {
-    case Level::kDebug: return "debug";
-    case Level::kInfo: return "info";
-    case Level::kWarn: return "warning";
-    case Level::kError: return "error";
-    case Level::kOff: break;
+    case Level::kDebug:
+      return "debug";
+    case Level::kInfo:
+      return "info";
+    case Level::kWarn:
+      return "warning";
+    case Level::kError:
+      return "error";
+    case Level::kOff:
+      break;
   }
   return "";
 }
@@ -38,9 +43,9 @@ Level level() { return gLevel; }
 void setProgram(std::string_view name) { gProgram = name; }
 
 bool parseLevel(std::string_view text, Level* out) {
-  static constexpr std::pair<std::string_view, Level> kNames[] = {
-      {"debug", Level::kDebug}, {"info", Level::kInfo},   {"warn", Level::kWarn},
-      {"warning", Level::kWarn}, {"error", Level::kError}, {"off", Level::kOff}};
+  static constexpr std::pair<std::string_view, Level> kNames[] = {{"debug", Level::kDebug}, {"info", Level::kInfo},
+                                                                  {"warn", Level::kWarn},   {"warning", Level::kWarn},
+                                                                  {"error", Level::kError}, {"off", Level::kOff}};
   for (auto& [name, l] : kNames) {
     if (text == name) {
       *out = l;

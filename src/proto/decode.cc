@@ -40,7 +40,8 @@ Result<Message> decodeHello(std::string_view payload) {
     r.fail(std::string("magic is ") + hex + ", expected 0x59464e52 (\"RNFY\"); the peer does not speak rnotify");
   }
   if (r.ok() && (m.minVersion == 0 || m.minVersion > m.maxVersion)) {
-    r.fail("version range " + std::to_string(m.minVersion) + ".." + std::to_string(m.maxVersion) + " is empty or starts at 0");
+    r.fail("version range " + std::to_string(m.minVersion) + ".." + std::to_string(m.maxVersion) +
+           " is empty or starts at 0");
   }
   return finish(r, std::move(m));
 }
@@ -147,15 +148,24 @@ Result<Message> decodeFatal(std::string_view payload) {
 
 Result<Message> decode(Type type, std::string_view payload) {
   switch (type) {
-    case Type::kHello: return decodeHello(payload);
-    case Type::kWelcome: return decodeWelcome(payload);
-    case Type::kWatch: return decodeWatch(payload);
-    case Type::kUnwatch: return decodeUnwatch(payload);
-    case Type::kReply: return decodeReply(payload);
-    case Type::kEvents: return decodeEvents(payload);
-    case Type::kPing: return decodeToken<Ping>(payload, "Ping");
-    case Type::kPong: return decodeToken<Pong>(payload, "Pong");
-    case Type::kFatal: return decodeFatal(payload);
+    case Type::kHello:
+      return decodeHello(payload);
+    case Type::kWelcome:
+      return decodeWelcome(payload);
+    case Type::kWatch:
+      return decodeWatch(payload);
+    case Type::kUnwatch:
+      return decodeUnwatch(payload);
+    case Type::kReply:
+      return decodeReply(payload);
+    case Type::kEvents:
+      return decodeEvents(payload);
+    case Type::kPing:
+      return decodeToken<Ping>(payload, "Ping");
+    case Type::kPong:
+      return decodeToken<Pong>(payload, "Pong");
+    case Type::kFatal:
+      return decodeFatal(payload);
   }
   char hex[8];
   snprintf(hex, sizeof hex, "0x%02x", static_cast<unsigned>(type));

@@ -86,15 +86,24 @@ Type typeOf(const Message& msg) {
 
 const char* typeName(Type type) {
   switch (type) {
-    case Type::kHello: return "Hello";
-    case Type::kWelcome: return "Welcome";
-    case Type::kWatch: return "Watch";
-    case Type::kUnwatch: return "Unwatch";
-    case Type::kReply: return "Reply";
-    case Type::kEvents: return "Events";
-    case Type::kPing: return "Ping";
-    case Type::kPong: return "Pong";
-    case Type::kFatal: return "Fatal";
+    case Type::kHello:
+      return "Hello";
+    case Type::kWelcome:
+      return "Welcome";
+    case Type::kWatch:
+      return "Watch";
+    case Type::kUnwatch:
+      return "Unwatch";
+    case Type::kReply:
+      return "Reply";
+    case Type::kEvents:
+      return "Events";
+    case Type::kPing:
+      return "Ping";
+    case Type::kPong:
+      return "Pong";
+    case Type::kFatal:
+      return "Fatal";
   }
   return "unknown";
 }

@@ -27,7 +27,8 @@ bool isKnownType(uint8_t type) {
     case Type::kEvents:
     case Type::kPing:
     case Type::kPong:
-    case Type::kFatal: return true;
+    case Type::kFatal:
+      return true;
   }
   return false;
 }
@@ -51,7 +52,8 @@ Result<std::optional<Message>> FrameReader::next() {
   uint32_t length = wire::loadLe<uint32_t>(frame);
   if (length == 0) return Error{EPROTO, "frame of length 0 (a frame holds at least its type byte)"};
   if (length > maxFrame_) {
-    return Error{EMSGSIZE, "frame of " + std::to_string(length) + " bytes exceeds the limit of " + std::to_string(maxFrame_)};
+    return Error{EMSGSIZE,
+                 "frame of " + std::to_string(length) + " bytes exceeds the limit of " + std::to_string(maxFrame_)};
   }
   if (pending() < 5) return std::optional<Message>();
   uint8_t type = static_cast<uint8_t>(frame[4]);

@@ -25,7 +25,8 @@ class UnixListener final : public Listener {
     // kind of file is not ours to remove.
     struct stat st;
     if (::lstat(path_.c_str(), &st) == 0) {
-      if (!S_ISSOCK(st.st_mode)) return Error{EEXIST, "cannot listen on '" + path_ + "': it exists and is not a socket"};
+      if (!S_ISSOCK(st.st_mode))
+        return Error{EEXIST, "cannot listen on '" + path_ + "': it exists and is not a socket"};
       ::unlink(path_.c_str());
     }
     std::error_code ec;
@@ -87,7 +88,9 @@ class TcpListener final : public Listener {
     if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
     if (!ec) acceptor_.bind(endpoint, ec);
     if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
-    if (ec) return Error{ec.value(), "cannot listen on tcp:" + address.host + ":" + std::to_string(address.port) + ": " + ec.message()};
+    if (ec)
+      return Error{ec.value(),
+                   "cannot listen on tcp:" + address.host + ":" + std::to_string(address.port) + ": " + ec.message()};
     description_ = "tcp:" + address.host + ":" + std::to_string(acceptor_.local_endpoint().port());
     accept();
     return {};

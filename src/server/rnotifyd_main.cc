@@ -105,7 +105,8 @@ int main(int argc, char** argv) {
       "rnotifyd"};
   app.set_version_flag("--version", "rnotifyd " RNOTIFY_VERSION);
   app.add_flag("--stdio", options.stdio, "Serve one client on stdin/stdout (for ssh); exits when it leaves");
-  app.add_option("--listen", options.listen, "Accept clients on unix:PATH or tcp:ADDRESS:PORT (loopback only until TLS)")
+  app.add_option("--listen", options.listen,
+                 "Accept clients on unix:PATH or tcp:ADDRESS:PORT (loopback only until TLS)")
       ->type_name("ADDR");
   app.add_option("--export", options.exports,
                  "A directory clients may watch (repeatable); nothing outside the exports can be watched. "
@@ -128,7 +129,8 @@ int main(int argc, char** argv) {
   if (!options.logLevel.empty()) {
     rnotify::log::Level level;
     if (!rnotify::log::parseLevel(options.logLevel, &level)) {
-      std::fprintf(stderr, "rnotifyd: unknown log level '%s' (use debug, info, warn, error)\n", options.logLevel.c_str());
+      std::fprintf(stderr, "rnotifyd: unknown log level '%s' (use debug, info, warn, error)\n",
+                   options.logLevel.c_str());
       return kExitUsage;
     }
     rnotify::log::setLevel(level);

@@ -102,8 +102,8 @@ void Session::onHello(const proto::Hello& hello) {
     return;
   }
   if (hello.maxVersion < proto::kMinVersion || hello.minVersion > proto::kVersion) {
-    log::warn("{}: no common protocol version (client speaks {}..{}, server {}..{})", description_,
-              hello.minVersion, hello.maxVersion, proto::kMinVersion, proto::kVersion);
+    log::warn("{}: no common protocol version (client speaks {}..{}, server {}..{})", description_, hello.minVersion,
+              hello.maxVersion, proto::kMinVersion, proto::kVersion);
     close(EPROTONOSUPPORT, "no common protocol version: this server speaks " + std::to_string(proto::kMinVersion) +
                                ".." + std::to_string(proto::kVersion));
     return;
@@ -132,8 +132,8 @@ void Session::onWatch(const proto::Watch& watch) {
     reply.message = "no events requested for '" + watch.path + "'";
   } else if (watches_.size() >= server_.limits().maxWatchesPerClient) {
     reply.status = ENOSPC;
-    reply.message = "too many watches for one client (limit " +
-                    std::to_string(server_.limits().maxWatchesPerClient) + ")";
+    reply.message =
+        "too many watches for one client (limit " + std::to_string(server_.limits().maxWatchesPerClient) + ")";
     log::warn("{}: watch limit reached", description_);
   } else {
     auto id = server_.watch(*this, watch.path, watch.mask, watch.flags & proto::kWatchRecursive);

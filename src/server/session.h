@@ -28,8 +28,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // Closes the connection (after sending Fatal, if code != 0) and releases its watches.
   void close(int code = 0, const std::string& why = {});
   // Called by the server's event sink, once per event for a watch of this session.
-  void queueEvent(SubscriptionId watch, uint32_t mask, uint32_t cookie, std::string_view dir,
-                  std::string_view name);
+  void queueEvent(SubscriptionId watch, uint32_t mask, uint32_t cookie, std::string_view dir, std::string_view name);
   // Sends what has been queued. Called after each drain of the watcher.
   void flush();
   bool closed() const { return closed_; }
@@ -59,8 +58,8 @@ class Session : public std::enable_shared_from_this<Session> {
   bool closeAfterWrite_ = false;
 
   std::unordered_map<SubscriptionId, uint64_t> watches_;  // watch -> last sequence number sent
-  std::string pending_;  // frames waiting to be written
-  std::string writing_;  // the buffer of the write in flight
+  std::string pending_;                                   // frames waiting to be written
+  std::string writing_;                                   // the buffer of the write in flight
   bool writeInFlight_ = false;
   bool batchOpen_ = false;
   size_t batchStart_ = 0;

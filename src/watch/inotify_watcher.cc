@@ -99,7 +99,8 @@ Result<std::unique_ptr<Watcher>> InotifyWatcher::create(EventSink& sink) {
 InotifyWatcher::~InotifyWatcher() = default;
 
 Result<SubscriptionId> InotifyWatcher::subscribe(const std::string& rawPath, const SubscribeOptions& options) {
-  if (rawPath.empty() || rawPath[0] != '/') return Error{EINVAL, "cannot watch '" + rawPath + "': not an absolute path"};
+  if (rawPath.empty() || rawPath[0] != '/')
+    return Error{EINVAL, "cannot watch '" + rawPath + "': not an absolute path"};
   std::string path = rawPath;
   while (path.size() > 1 && path.back() == '/') path.pop_back();
 
@@ -246,8 +247,8 @@ Status InotifyWatcher::walkExisting(Node* root) {
         stack.push_back(c->second);
         continue;
       }
-      auto added = addNode(joinPath(node->path, name), node, name,
-                           (kSelfMask | inheritedMask(node)) & ~kReadSideMask, IN_ONLYDIR | IN_DONT_FOLLOW);
+      auto added = addNode(joinPath(node->path, name), node, name, (kSelfMask | inheritedMask(node)) & ~kReadSideMask,
+                           IN_ONLYDIR | IN_DONT_FOLLOW);
       if (!added) {
         int code = added.error().code;
         if (code == ENOENT || code == ENOTDIR || code == EACCES) continue;
@@ -312,8 +313,8 @@ void InotifyWatcher::addNewDirectory(Node* parent, std::string_view name) {
     refreshMask(parent);
   }
   std::string path = joinPath(parent->path, name);
-  auto added = addNode(path, parent, name, (kSelfMask | inheritedMask(parent)) & ~kReadSideMask,
-                       IN_ONLYDIR | IN_DONT_FOLLOW);
+  auto added =
+      addNode(path, parent, name, (kSelfMask | inheritedMask(parent)) & ~kReadSideMask, IN_ONLYDIR | IN_DONT_FOLLOW);
   if (added) {
     refreshMask(*added);
     scanNewDirectory(*added);
@@ -426,8 +427,10 @@ void InotifyWatcher::drain() {
     ssize_t n = ::read(fd_.get(), buffer, sizeof buffer);
     if (n < 0) {
       if (errno == EINTR) continue;
-      if (errno == EAGAIN) finishDrain();
-      else log::error("inotify: read failed: {}", std::strerror(errno));
+      if (errno == EAGAIN)
+        finishDrain();
+      else
+        log::error("inotify: read failed: {}", std::strerror(errno));
       return;
     }
     for (char* p = buffer; p < buffer + n;) {
@@ -441,7 +444,8 @@ void InotifyWatcher::drain() {
 
 Result<std::unique_ptr<Watcher>> makeWatcher(WatcherKind kind, EventSink& sink) {
   switch (kind) {
-    case WatcherKind::kInotify: return InotifyWatcher::create(sink);
+    case WatcherKind::kInotify:
+      return InotifyWatcher::create(sink);
   }
   return Error{ENOSYS, "unknown watcher backend"};
 }

@@ -56,8 +56,7 @@ class InotifyWatcher final : public Watcher {
 
   InotifyWatcher(UniqueFd fd, EventSink& sink) : fd_(std::move(fd)), sink_(sink) {}
 
-  Result<Node*> addNode(const std::string& path, Node* parent, std::string_view name, uint32_t mask,
-                        uint32_t flags);
+  Result<Node*> addNode(const std::string& path, Node* parent, std::string_view name, uint32_t mask, uint32_t flags);
   Status walkExisting(Node* root);
   void addNewDirectory(Node* parent, std::string_view name);
   void scanNewDirectory(Node* node);

@@ -23,8 +23,8 @@ class EventSink {
   // ("" for the directory itself). Views are valid only during the call.
   // IN_IGNORED with dir "" ends the subscription; the backend forgets it after
   // this call. IN_Q_OVERFLOW (dir and name "") means events may have been lost.
-  virtual void onEvent(SubscriptionId subscription, uint32_t mask, uint32_t cookie,
-                       std::string_view dir, std::string_view name) = 0;
+  virtual void onEvent(SubscriptionId subscription, uint32_t mask, uint32_t cookie, std::string_view dir,
+                       std::string_view name) = 0;
 };
 
 struct SubscribeOptions {

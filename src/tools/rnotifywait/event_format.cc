@@ -8,9 +8,7 @@
 
 namespace rnotify::wait {
 
-bool formatIsValid(std::string_view format) {
-  return !format.empty() && format.size() <= kMaxFormatLength;
-}
+bool formatIsValid(std::string_view format) { return !format.empty() && format.size() <= kMaxFormatLength; }
 
 namespace {
 
@@ -39,12 +37,24 @@ std::optional<std::string> formatEvent(std::string_view format, const EventView&
     char d = format[i + 1];
     ++i;
     switch (d) {
-      case '%': out += '%'; continue;
-      case '0': out += '\0'; continue;
-      case 'n': out += '\n'; continue;
-      case 'w': out += ev.path; continue;
-      case 'f': out += ev.name; continue;
-      case 'e': out += eventNames(ev.mask, ','); continue;
+      case '%':
+        out += '%';
+        continue;
+      case '0':
+        out += '\0';
+        continue;
+      case 'n':
+        out += '\n';
+        continue;
+      case 'w':
+        out += ev.path;
+        continue;
+      case 'f':
+        out += ev.name;
+        continue;
+      case 'e':
+        out += eventNames(ev.mask, ',');
+        continue;
       case 'c': {
         char hex[16];
         std::snprintf(hex, sizeof hex, "%x", ev.cookie);
@@ -57,7 +67,8 @@ std::optional<std::string> formatEvent(std::string_view format, const EventView&
         out += *time;
         continue;
       }
-      default: break;
+      default:
+        break;
     }
     // "%Xe": any other character followed by 'e' is a separator.
     if (i + 1 < format.size() && format[i + 1] == 'e') {
@@ -73,8 +84,7 @@ std::optional<std::string> formatEvent(std::string_view format, const EventView&
 
 std::string csvEscape(std::string_view field) {
   if (field.empty()) return {};
-  bool quote = field.find_first_of("\",\n") != std::string_view::npos || field.front() == ' ' ||
-               field.back() == ' ';
+  bool quote = field.find_first_of("\",\n") != std::string_view::npos || field.front() == ' ' || field.back() == ' ';
   if (!quote) return std::string(field);
   std::string out = "\"";
   for (char c : field) {

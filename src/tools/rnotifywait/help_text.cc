@@ -9,7 +9,8 @@
 namespace rnotify::wait {
 
 std::string helpText() {
-  return "rnotifywait " RNOTIFY_VERSION " (compatible with inotifywait 3.22)\n"
+  return "rnotifywait " RNOTIFY_VERSION
+         " (compatible with inotifywait 3.22)\n"
          "Wait for a particular event on a file or set of files, also on network\n"
          "filesystems: on an sshfs, NFS or SMB mount, changes made on the server or by\n"
          "other hosts are reported too (marked REMOTE), not only what this host did.\n"

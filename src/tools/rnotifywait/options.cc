@@ -5,9 +5,9 @@
 // The checks after that copy inotifywait's parse_opts() in order and wording.
 #include "tools/rnotifywait/options.h"
 
-#include <CLI/CLI.hpp>
 #include <fmt/core.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
@@ -116,15 +116,14 @@ std::optional<ParseOutcome> checkInOrder(const std::vector<ScannedOption>& scann
       if (auto err = parseTimeout(*value, &seconds)) return failure(*err);
     }
     if (name == "event" && !eventsFromList(*value)) {
-      return failure(fmt::format(
-          "'{}' is not a valid event!  Run with the '--help' option to see a list of events.\n", *value));
+      return failure(
+          fmt::format("'{}' is not a valid event!  Run with the '--help' option to see a list of events.\n", *value));
     }
     if (name == "fromfile" && ++fromfiles > 1) return failure("Multiple --fromfile options given.\n");
     if (name == "outfile" && ++outfiles > 1) return failure("Multiple --outfile options given.\n");
     log::Level level;
     if (name == "log-level" && !log::parseLevel(*value, &level)) {
-      return failure(fmt::format("'{}' is not a valid log level; use debug, info, warn, error or off.\n",
-                                 *value));
+      return failure(fmt::format("'{}' is not a valid log level; use debug, info, warn, error or off.\n", *value));
     }
   }
   return std::nullopt;

@@ -20,7 +20,7 @@ struct RegexFilter {
 struct Options {
   uint32_t events = 0;  // from -e; 0 means all events
   bool monitor = false;
-  int quiet = 0;  // -q: 1, -qq: 2
+  int quiet = 0;                // -q: 1, -qq: 2
   unsigned timeoutSeconds = 0;  // 0: wait forever (inotifywait stores it unsigned too)
   bool recursive = false;
   bool csv = false;

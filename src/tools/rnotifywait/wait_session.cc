@@ -4,10 +4,9 @@
 #include "tools/rnotifywait/wait_session.h"
 
 #include <fcntl.h>
+#include <fmt/core.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <fmt/core.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -52,7 +51,7 @@ bool redirectTo(int targetFd, const char* path, int flags, mode_t mode = 0) {
 int pendingSignal() { return gSignal; }
 
 void installSignalHandlers() {
-  struct sigaction sa{};
+  struct sigaction sa {};
   sa.sa_handler = onSignal;
   sigemptyset(&sa.sa_mask);
   sa.sa_flags = 0;  // no SA_RESTART: the wait inside rnotify_next() must return EINTR
@@ -112,8 +111,7 @@ bool WaitSession::readPathList() {
       std::ifstream in(*options_.fromfile);
       if (!in) {
         // inotifywait goes on with the operands.
-        std::fputs(fmt::format("Couldn't open {}: {}\n", *options_.fromfile, std::strerror(errno)).c_str(),
-                   stderr);
+        std::fputs(fmt::format("Couldn't open {}: {}\n", *options_.fromfile, std::strerror(errno)).c_str(), stderr);
       } else {
         paths_.addLines(in);
       }

@@ -46,8 +46,8 @@ class WaitSession {
   OutputLine output_;
   PathList paths_;
   rnotify_t* rn_ = nullptr;
-  uint32_t events_ = 0;        // what the user asked for (-e, or all)
-  uint32_t watchMask_ = 0;     // what the watches are asked for
+  uint32_t events_ = 0;               // what the user asked for (-e, or all)
+  uint32_t watchMask_ = 0;            // what the watches are asked for
   std::map<int, std::string> roots_;  // wd -> path as given
 };
 

@@ -2,14 +2,13 @@
 // descriptor that is readable exactly while events wait, and errors that name
 // the path. (Remote paths are covered by the integration tests.)
 #include <errno.h>
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <string>
-
-#include <gtest/gtest.h>
 
 #include "rnotify/rnotify.h"
 

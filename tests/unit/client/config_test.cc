@@ -76,7 +76,8 @@ void expectError(std::string_view text, const std::string& fragment) {
 
 TEST(ParseConfig, Errors) {
   expectError("agent = \"x\"\nagnet = \"y\"\n", "config.toml:2: unknown key 'agnet'");
-  expectError("[[server]]\nmatch = \"a:/b\"\nendpoint = \"tcp:a:1\"\nremoteroot = \"/x\"\n", "unknown key 'remoteroot'");
+  expectError("[[server]]\nmatch = \"a:/b\"\nendpoint = \"tcp:a:1\"\nremoteroot = \"/x\"\n",
+              "unknown key 'remoteroot'");
   expectError("[[server]]\nmatch = \"a:/b\"\nendpoint = \"http://a\"\n", "must start with 'unix:' or 'tcp:'");
   expectError("[[server]]\nmatch = \"a:/b\"\nendpoint = \"tcp:a\"\n", "tcp:HOST:PORT");
   expectError("[[server]]\nmatch = \"a:/b\"\n", "needs both 'match' and 'endpoint'");
@@ -87,8 +88,8 @@ TEST(ParseConfig, Errors) {
 }
 
 TEST(CheckEndpoint, Syntax) {
-  for (const char* good : {"unix:/run/rnotifyd.sock", "unix:@abstract", "tcp:nas:7311", "tcp:192.0.2.1:1",
-                           "tcp:[::1]:65535"}) {
+  for (const char* good :
+       {"unix:/run/rnotifyd.sock", "unix:@abstract", "tcp:nas:7311", "tcp:192.0.2.1:1", "tcp:[::1]:65535"}) {
     EXPECT_TRUE(checkEndpoint(good).ok()) << good;
   }
   for (const char* bad : {"", "unix:", "unix:relative.sock", "tcp:", "tcp::7311", "tcp:nas:", "tcp:nas:0",
@@ -102,8 +103,8 @@ TEST(LoadConfig, UserLayeredOverSystem) {
   ConfigSources sources;
   sources.systemFile = dir.write("etc/config.toml",
                                  "agent = \"system-agent\"\n[[server]]\nmatch = \"nas:/\"\nendpoint = \"tcp:nas:1\"\n");
-  sources.userFile = dir.write("home/config.toml",
-                               "[[server]]\nmatch = \"nas:/home\"\nendpoint = \"unix:/run/u.sock\"\n");
+  sources.userFile =
+      dir.write("home/config.toml", "[[server]]\nmatch = \"nas:/home\"\nendpoint = \"unix:/run/u.sock\"\n");
   Result<Config> config = loadConfig(sources);
   ASSERT_TRUE(config.ok()) << config.error().message;
   EXPECT_EQ(config->agent, "system-agent");  // the user file does not name one
@@ -216,8 +217,7 @@ TEST(ServerPathFor, BindMountOfSubdirectoryAddsTheMountRoot) {
   // A bind mount of a subdirectory shows it in root, not in the source.
   EXPECT_EQ(serverPathFor(smb, mount("cifs", "//nas/share", "/projects"), "a"), "/srv/samba/share/projects/a");
   // A cifs prefix path shows in both; it is not added twice.
-  EXPECT_EQ(serverPathFor(smb, mount("cifs", "//nas/share/projects", "/projects"), "a"),
-            "/srv/samba/share/projects/a");
+  EXPECT_EQ(serverPathFor(smb, mount("cifs", "//nas/share/projects", "/projects"), "a"), "/srv/samba/share/projects/a");
 }
 
 }  // namespace

@@ -149,8 +149,10 @@ TEST(FindSshfsTarget, SeveralSshfsForOneSourcePickedByMountPoint) {
   mount.source = "u@nas:/data";
   proc.add({100, 1, 500, "sshfs", {"sshfs", "-p", "2201", "u@nas:/data", "/home/u/other"}, {1000}});
   proc.add({101, 1, 501, "sshfs", {"sshfs", "-p", "2202", "u@nas:/data/", "work"}, {1001}, "/home/u"});
-  proc.add({200, 1, 499, "ssh", {"ssh", "-oClearAllForwardings=yes", "-oPort=2201", "-s", "--", "u@nas", "sftp"}, {2000}});
-  proc.add({201, 1, 500, "ssh", {"ssh", "-oClearAllForwardings=yes", "-oPort=2202", "-s", "--", "u@nas", "sftp"}, {2001}});
+  proc.add(
+      {200, 1, 499, "ssh", {"ssh", "-oClearAllForwardings=yes", "-oPort=2201", "-s", "--", "u@nas", "sftp"}, {2000}});
+  proc.add(
+      {201, 1, 500, "ssh", {"ssh", "-oClearAllForwardings=yes", "-oPort=2202", "-s", "--", "u@nas", "sftp"}, {2001}});
   Result<SshTarget> target = findSshfsTarget(mount, proc.root());
   ASSERT_TRUE(target.ok()) << target.error().message;
   EXPECT_EQ(target->sshOptions, (std::vector<std::string>{"-oClearAllForwardings=yes", "-oPort=2202"}));

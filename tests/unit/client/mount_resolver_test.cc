@@ -97,10 +97,10 @@ TEST(MountResolverResolve, StackedMountsTopmostWins) {
 
 TEST(MountResolverResolve, MountHiddenByLaterMountOnAncestorIsSkipped) {
   // /srv/data (51) was mounted first, then a tmpfs over /srv (52) hid it.
-  MountResolver resolver(MountResolver::parse(
-      "27 1 254:0 / / rw - ext4 /dev/vda rw\n"
-      "51 27 0:40 / /srv/data rw - nfs4 nas:/data rw\n"
-      "52 27 0:41 / /srv rw - tmpfs tmpfs rw\n"));
+  MountResolver resolver(
+      MountResolver::parse("27 1 254:0 / / rw - ext4 /dev/vda rw\n"
+                           "51 27 0:40 / /srv/data rw - nfs4 nas:/data rw\n"
+                           "52 27 0:41 / /srv rw - tmpfs tmpfs rw\n"));
   ResolvedPath path = resolver.resolve("/srv/data/file");
   EXPECT_EQ(path.mount.mountId, 52);
   EXPECT_EQ(path.kind, MountKind::kLocal);

@@ -2,9 +2,9 @@
 // mount's ssh, checked on command lines recorded from real sshfs mounts.
 #include "client/sshfs_target.h"
 
-#include <algorithm>
-
 #include <gtest/gtest.h>
+
+#include <algorithm>
 
 #include "sshfs_fixtures.h"
 
@@ -35,10 +35,26 @@ TEST(ParseSshArgv, CombinedFlagsAndAttachedArguments) {
 }
 
 TEST(ParseSshArgv, DropsSessionShapingOptions) {
-  Result<SshTarget> target = parseSshArgv({"ssh", "-NfT", "-t", "-n", "-W", "h:22", "-O", "check", "-s",
-                                           "-oRemoteCommand=ls", "-o", "requesttty yes", "-oSessionType=none",
-                                           "-oStdinNull=yes", "-o", "ForkAfterAuthentication=yes",
-                                           "-oIdentityFile=k", "user@h", "ls", "-l"});
+  Result<SshTarget> target = parseSshArgv({"ssh",
+                                           "-NfT",
+                                           "-t",
+                                           "-n",
+                                           "-W",
+                                           "h:22",
+                                           "-O",
+                                           "check",
+                                           "-s",
+                                           "-oRemoteCommand=ls",
+                                           "-o",
+                                           "requesttty yes",
+                                           "-oSessionType=none",
+                                           "-oStdinNull=yes",
+                                           "-o",
+                                           "ForkAfterAuthentication=yes",
+                                           "-oIdentityFile=k",
+                                           "user@h",
+                                           "ls",
+                                           "-l"});
   ASSERT_TRUE(target.ok()) << target.error().message;
   EXPECT_EQ(target->sshOptions, (Argv{"-oIdentityFile=k"}));
   EXPECT_EQ(target->destination, "user@h");
@@ -126,8 +142,8 @@ TEST(AgentArgv, UserBatchModeCannotReenablePrompts) {
   target.destination = "h";
   target.sshOptions = {"-o", "BatchMode=no", "-obatchmode no", "-F", "cfg", "-X"};
   EXPECT_EQ(agentArgv(target, "  /opt/rnotifyd   --stdio "),
-            (Argv{"ssh", "-F", "cfg", "-X", "-T", "-oBatchMode=yes", "-oClearAllForwardings=yes", "-x", "-a", kCiphers, "h", "--",
-                  "/opt/rnotifyd", "--stdio"}));
+            (Argv{"ssh", "-F", "cfg", "-X", "-T", "-oBatchMode=yes", "-oClearAllForwardings=yes", "-x", "-a", kCiphers,
+                  "h", "--", "/opt/rnotifyd", "--stdio"}));
 }
 
 TEST(ServerPath, JoinsRemoteDirAndRelative) {

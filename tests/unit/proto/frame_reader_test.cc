@@ -23,10 +23,15 @@ std::vector<Message> drain(FrameReader& reader) {
 }
 
 std::string conversation(std::vector<Message>& messages) {
-  messages = {Hello{1, 1, 0, "client"}, Welcome{1, 0, 99, kDefaultMaxFrame, "server"},
-              Watch{1, kWatchRecursive, IN_ALL_EVENTS, "/srv"}, Reply{1, 0, 1, "/srv"},
+  messages = {Hello{1, 1, 0, "client"},
+              Welcome{1, 0, 99, kDefaultMaxFrame, "server"},
+              Watch{1, kWatchRecursive, IN_ALL_EVENTS, "/srv"},
+              Reply{1, 0, 1, "/srv"},
               Events{{makeEvent(1, 1, IN_CREATE, "", "a"), makeEvent(1, 2, IN_MOVED_FROM, "x/y", "b", 5)}},
-              Ping{7}, Pong{7}, Unwatch{2, 1}, Fatal{0, "bye"}};
+              Ping{7},
+              Pong{7},
+              Unwatch{2, 1},
+              Fatal{0, "bye"}};
   std::string stream;
   for (const Message& msg : messages) encode(msg, stream);
   return stream;
@@ -75,7 +80,8 @@ TEST(FrameReader, LongStreamInOddChunksDecodesEverything) {
   for (uint32_t batch = 0; batch < 300; ++batch) {
     Events events;
     for (uint32_t i = 0; i < 50; ++i) {
-      events.events.push_back(makeEvent(batch + 1, i + 1, IN_MODIFY, "dir/" + std::to_string(batch), std::string(40, 'f')));
+      events.events.push_back(
+          makeEvent(batch + 1, i + 1, IN_MODIFY, "dir/" + std::to_string(batch), std::string(40, 'f')));
     }
     encode(events, stream);
     encode(Ping{batch}, stream);

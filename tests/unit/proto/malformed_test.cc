@@ -15,9 +15,14 @@ using test::payloadOf;
 using test::rawFrame;
 
 std::vector<Message> fixedLayoutMessages() {
-  return {Hello{1, 1, 0, "c"},  Welcome{1, 0, 5, kDefaultMaxFrame, "s"}, Watch{1, 1, IN_CREATE, "/p"},
-          Unwatch{1, 2},        Reply{1, 0, 2, "ok"},                    Ping{5},
-          Pong{6},              Fatal{EPROTO, "bye"}};
+  return {Hello{1, 1, 0, "c"},
+          Welcome{1, 0, 5, kDefaultMaxFrame, "s"},
+          Watch{1, 1, IN_CREATE, "/p"},
+          Unwatch{1, 2},
+          Reply{1, 0, 2, "ok"},
+          Ping{5},
+          Pong{6},
+          Fatal{EPROTO, "bye"}};
 }
 
 // Expects decoding to fail with code and a message containing text.
@@ -104,8 +109,7 @@ TEST(ProtoMalformed, NulBytesInStringsAreRejected) {
   expectError(Type::kReply, payloadOf(Reply{1, 0, 0, nul}), EPROTO, "message contains a NUL");
   expectError(Type::kEvents, payloadOf(Events{{makeEvent(1, 1, IN_CREATE, "", nul)}}), EPROTO,
               "record 0: name contains a NUL");
-  expectError(Type::kEvents, payloadOf(Events{{makeEvent(1, 1, IN_CREATE, nul, "x")}}), EPROTO,
-              "dir contains a NUL");
+  expectError(Type::kEvents, payloadOf(Events{{makeEvent(1, 1, IN_CREATE, nul, "x")}}), EPROTO, "dir contains a NUL");
 }
 
 TEST(ProtoMalformed, NamesAndPathsOverTheirLimitsAreRejected) {

@@ -101,7 +101,8 @@ TEST(ProtoRoundTrip, EventsWorkedExampleIsByteExact) {
 
 TEST(ProtoRoundTrip, IncrementalEventsEqualWholeEncodingAndAppendToExistingBytes) {
   Events events;
-  for (uint32_t i = 1; i <= 100; ++i) events.events.push_back(makeEvent(i % 3 + 1, i, IN_MODIFY, "d", "f" + std::to_string(i)));
+  for (uint32_t i = 1; i <= 100; ++i)
+    events.events.push_back(makeEvent(i % 3 + 1, i, IN_MODIFY, "d", "f" + std::to_string(i)));
   std::string out = "prefix";
   size_t start = beginEvents(out);
   EXPECT_EQ(start, 6u);

@@ -1,12 +1,11 @@
 // Confinement: nothing outside an exported root can be resolved, however the
 // path is spelled.
+#include "server/export_roots.h"
+
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <filesystem>
-
-#include <gtest/gtest.h>
-
-#include "server/export_roots.h"
 
 namespace rnotify {
 namespace {

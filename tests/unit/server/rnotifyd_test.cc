@@ -2,6 +2,7 @@
 // for bad requests, and bad input (malformed, oversized, truncated frames)
 // closing only the offending connection while a good client keeps receiving
 // its events. Also the exit codes scripts rely on.
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -12,8 +13,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-
-#include <gtest/gtest.h>
 
 #include "client/agent_process.h"
 #include "client/connection.h"
@@ -242,7 +241,9 @@ TEST_F(RnotifydTest, StdioAgentExitsZeroWhenItsClientLeaves) {
 }
 
 TEST_F(RnotifydTest, UsageErrorsExitTwo) {
-  for (std::vector<std::string> args : {std::vector<std::string>{}, {"--listen", "unix:/tmp/x"}, {"--bogus"},
+  for (std::vector<std::string> args : {std::vector<std::string>{},
+                                        {"--listen", "unix:/tmp/x"},
+                                        {"--bogus"},
                                         {"--stdio", "--listen", "tcp:10.1.2.3:1234", "--export", "/tmp"}}) {
     std::vector<std::string> argv{RNOTIFYD_PATH};
     argv.insert(argv.end(), args.begin(), args.end());

@@ -1,9 +1,8 @@
 // --exclude/--include matching on "%w%f", and "@dir" subtree exclusion.
 #include "tools/rnotifywait/event_filter.h"
 
-#include <sys/inotify.h>
-
 #include <gtest/gtest.h>
+#include <sys/inotify.h>
 
 namespace rnotify::wait {
 namespace {

@@ -2,9 +2,8 @@
 // prints them (expected strings were taken from the real inotifywait).
 #include "tools/rnotifywait/event_format.h"
 
-#include <sys/inotify.h>
-
 #include <gtest/gtest.h>
+#include <sys/inotify.h>
 
 #include "rnotify/rnotify.h"
 
@@ -45,7 +44,7 @@ TEST(EventFormat, Directives) {
   EXPECT_EQ(fmt("%%|%n|%q|%ww", kCreate), "%|\n|%q|d/w");
   EXPECT_EQ(fmt("a%0b", kCreate), std::string("a\0b", 3));
   EXPECT_EQ(fmt("%e%", kCreate), std::nullopt);  // lone trailing '%': inotifywait prints nothing
-  EXPECT_EQ(fmt("%ne", kCreate), "\ne");        // %n wins over %Xe
+  EXPECT_EQ(fmt("%ne", kCreate), "\ne");         // %n wins over %Xe
 }
 
 TEST(EventFormat, Time) {

@@ -7,8 +7,8 @@ namespace rnotify::wait {
 namespace {
 
 const std::vector<OptionSpec> kSpecs{
-    {"monitor", 'm', false}, {"quiet", 'q', false},     {"timeout", 't', true},
-    {"exclude", 0, true},    {"excludei", 0, true},     {"event", 'e', true},
+    {"monitor", 'm', false}, {"quiet", 'q', false}, {"timeout", 't', true},
+    {"exclude", 0, true},    {"excludei", 0, true}, {"event", 'e', true},
 };
 
 std::string names(const ScanResult& r) {

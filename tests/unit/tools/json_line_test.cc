@@ -1,9 +1,9 @@
 // --json lines: fields, and how non-UTF-8 names are carried.
 #include "tools/rnotifywait/json_line.h"
 
+#include <gtest/gtest.h>
 #include <sys/inotify.h>
 
-#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "rnotify/rnotify.h"
@@ -38,9 +38,9 @@ TEST(JsonLine, Utf8Validation) {
   EXPECT_TRUE(isValidUtf8(""));
   EXPECT_TRUE(isValidUtf8("plain"));
   EXPECT_TRUE(isValidUtf8("\xf0\x9f\x98\x80"));
-  EXPECT_FALSE(isValidUtf8("\xc0\xaf"));          // overlong
-  EXPECT_FALSE(isValidUtf8("\xed\xa0\x80"));      // surrogate
-  EXPECT_FALSE(isValidUtf8("\xe2\x82"));          // truncated
+  EXPECT_FALSE(isValidUtf8("\xc0\xaf"));      // overlong
+  EXPECT_FALSE(isValidUtf8("\xed\xa0\x80"));  // surrogate
+  EXPECT_FALSE(isValidUtf8("\xe2\x82"));      // truncated
   EXPECT_FALSE(isValidUtf8("\xff"));
 }
 

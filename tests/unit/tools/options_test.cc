@@ -2,9 +2,8 @@
 // against what inotifywait 3.22.6 prints, plus rnotifywait's own options.
 #include "tools/rnotifywait/options.h"
 
-#include <sys/inotify.h>
-
 #include <gtest/gtest.h>
+#include <sys/inotify.h>
 
 namespace rnotify::wait {
 namespace {
@@ -38,8 +37,8 @@ TEST(Options, Defaults) {
 }
 
 TEST(Options, InotifywaitSpellings) {
-  Options o = ok({"-mrqq", "-e", "create", "--event=delete,moved_to", "-ecreate", "a", "@a/b", "-t", "5", "--csv",
-                  "-P", "-s"});
+  Options o =
+      ok({"-mrqq", "-e", "create", "--event=delete,moved_to", "-ecreate", "a", "@a/b", "-t", "5", "--csv", "-P", "-s"});
   EXPECT_TRUE(o.monitor);
   EXPECT_TRUE(o.recursive);
   EXPECT_EQ(o.quiet, 2);

@@ -1,8 +1,11 @@
 // The inotify backend on real kernel watches in a temporary directory:
 // recursion that loses nothing, one kernel watch per directory however many
 // subscriptions share it, renames, and the end of a watch.
+#include "watch/inotify_watcher.h"
+
 #include <dirent.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
@@ -17,10 +20,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
-
-#include "watch/inotify_watcher.h"
 
 namespace rnotify {
 namespace {
@@ -158,8 +157,9 @@ TEST_F(InotifyWatcherTest, ReadingANewDirectoryIsNotReportedAsSomeonesRead) {
   DIR* d = ::opendir((root_ + "/n").c_str());  // someone else's read is still reported
   ASSERT_NE(d, nullptr);
   ::closedir(d);
-  drainUntil([&] { return count(*sub, IN_OPEN | IN_ISDIR, "", "n") == 1 && count(*sub, IN_OPEN | IN_ISDIR, "n", "") == 1; },
-             "OPEN of n on both watches");
+  drainUntil(
+      [&] { return count(*sub, IN_OPEN | IN_ISDIR, "", "n") == 1 && count(*sub, IN_OPEN | IN_ISDIR, "n", "") == 1; },
+      "OPEN of n on both watches");
 }
 
 TEST_F(InotifyWatcherTest, SubscriptionsOnOneDirectoryShareOneKernelWatch) {
