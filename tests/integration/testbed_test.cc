@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include "common/read_file.h"
 #include "mount_table.h"
 #include "netns.h"
 #include "process.h"
@@ -23,12 +24,9 @@ using std::chrono::seconds;
 
 // Running or sleeping; a zombie waiting for init to reap it counts as dead.
 bool alive(pid_t pid) {
-  std::string stat;
-  try {
-    stat = readFile("/proc/" + std::to_string(pid) + "/stat");
-  } catch (const std::exception&) {
-    return false;
-  }
+  auto file = rnotify::readFile("/proc/" + std::to_string(pid) + "/stat");
+  if (!file) return false;
+  const std::string& stat = *file;
   auto close = stat.rfind(") ");
   return close != std::string::npos && stat[close + 2] != 'Z' && stat[close + 2] != 'X';
 }

@@ -17,7 +17,6 @@
 #include <thread>
 
 #include "common/read_file.h"
-
 #include "netns.h"
 
 extern char** environ;
@@ -61,21 +60,12 @@ std::vector<char*> cStrings(std::vector<std::string>& strings) {
   return out;
 }
 
-// A small /proc file, "" if unreadable. Plain read(2): a process that exits
-// while we read makes read fail with ESRCH, and libstdc++'s filebuf turns that
-// into an exception even with the stream's exceptions off.
-std::string readProcFile(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  std::string out;
-  char buf[4096];
-  ssize_t n;
-  while (fd && (n = ::read(fd.get(), buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
-  return out;
-}
-
 // Parent pid from /proc/PID/stat; the comm field may contain spaces and ')'.
 pid_t parentOf(pid_t pid) {
-  std::string stat = readProcFile("/proc/" + std::to_string(pid) + "/stat");
+  // rnotify::readFile, not iostreams: the process may exit while we read.
+  auto file = rnotify::readFile("/proc/" + std::to_string(pid) + "/stat");
+  if (!file) return -1;
+  const std::string& stat = *file;
   auto close = stat.rfind(')');
   if (close == std::string::npos) return -1;
   std::istringstream rest(stat.substr(close + 1));

@@ -50,7 +50,11 @@ Sshd::Sshd(SshdOptions options) : options_(std::move(options)) {
       "UsePAM no\n"
       "StrictModes no\n"
       "PidFile none\n"
-      "LogLevel ERROR\n";
+      "LogLevel ERROR\n"
+      // bash sources ~/.bashrc for ssh commands only at shell level < 2. A
+      // throw-away server must not depend on the machine user's rc files (here
+      // root's runs `pyenv init`, whose rehash lock can stall a login for 60 s).
+      "SetEnv SHLVL=1\n";
   text += std::string("Subsystem sftp ") + kSftpServer + "\n";
   writeFile(config, text);
   clientConfig_ = writeClientConfig("ssh_config", {});
