@@ -3,9 +3,8 @@
 // of what the server or another client does, although `ls` shows those files.
 // This test passing means the problem exists here; rnotifywait's tests
 // (sshfs_remote_events_test.cc) show the same scenes with the events present.
-#include <unistd.h>
-
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include "sshfs_bed.h"
 #include "watcher.h"

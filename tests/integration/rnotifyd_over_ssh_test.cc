@@ -2,12 +2,11 @@
 // for a mount (`ssh <the mount's options> HOST rnotifyd --stdio`), by hand,
 // from client A's host. Pins down the bed's part of the contract: the ssh
 // config the mount uses also logs in for the agent, and the agent runs.
+#include <gtest/gtest.h>
 #include <unistd.h>
 
-#include <gtest/gtest.h>
-
-#include "product.h"
 #include "mount_table.h"
+#include "product.h"
 #include "sshfs_bed.h"
 
 namespace rnotify::testbed {

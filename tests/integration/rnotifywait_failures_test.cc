@@ -1,12 +1,11 @@
 // Issue 3: what rnotifywait does when it cannot watch (exit status 1 and a
 // message that names the path or says what to install, as inotifywait does
 // for its own failures), and that a local watch is plain inotify (no REMOTE).
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
-
-#include <gtest/gtest.h>
 
 #include "product.h"
 #include "sshfs_bed.h"

@@ -2,11 +2,10 @@
 // and sees, marked REMOTE and in order, every change made on the server
 // itself and through another client's mount (B). The scenes are the ones
 // problem_statement_test.cc shows inotify missing.
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <iostream>
-
-#include <gtest/gtest.h>
 
 #include "product.h"
 #include "sshfs_bed.h"
@@ -179,7 +178,9 @@ TEST(SshfsRemoteEventsOnLoopback, ServerAndClientBWritesAreRemote) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Writers, SshfsRemoteEvents, ::testing::Values(Writer::kServer, Writer::kClientB),
-                         [](const auto& info) { return info.param == Writer::kServer ? "OnServer" : "ThroughClientB"; });
+                         [](const auto& info) {
+                           return info.param == Writer::kServer ? "OnServer" : "ThroughClientB";
+                         });
 
 }  // namespace
 }  // namespace rnotify::testbed

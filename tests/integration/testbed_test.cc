@@ -1,12 +1,11 @@
 // Tests of the test bed itself (tests/testbed): if these fail, every other
 // integration test's verdict is meaningless. They need no product binary.
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
-
-#include <gtest/gtest.h>
 
 #include "common/read_file.h"
 #include "mount_table.h"
@@ -47,7 +46,8 @@ TEST(Process, CapturesLinesOfBothStreamsAndTheExitStatus) {
   o.argv = {"sh", "-c", "echo one; echo two >&2; printf 'no newline'; exit 3"};
   Process p(o);
   EXPECT_EQ(p.waitExit(Deadline::in(seconds(5))), 3);
-  auto line = p.waitForLine(Stream::kStdout, [](auto& l) { return l == "no newline"; }, Deadline::in(seconds(5)));
+  auto line = p.waitForLine(
+      Stream::kStdout, [](auto& l) { return l == "no newline"; }, Deadline::in(seconds(5)));
   EXPECT_EQ(line, 1u) << p.transcript();
   EXPECT_EQ(p.lines(Stream::kStderr), std::vector<std::string>{"two"});
 }
@@ -58,7 +58,8 @@ TEST(Process, AppliesEnvironmentOverrides) {
   o.argv = {"sh", "-c", "echo \"$RNOTIFY_TESTBED_VAR|${RNOTIFY_TESTBED_UNSET_ME-unset}\""};
   o.env = {{"RNOTIFY_TESTBED_VAR", "set"}, {"RNOTIFY_TESTBED_UNSET_ME", std::nullopt}};
   Process p(o);
-  EXPECT_TRUE(p.waitForLine(Stream::kStdout, [](auto& l) { return l == "set|unset"; }, Deadline::in(seconds(5))))
+  EXPECT_TRUE(p.waitForLine(
+      Stream::kStdout, [](auto& l) { return l == "set|unset"; }, Deadline::in(seconds(5))))
       << p.transcript();
 }
 
@@ -67,14 +68,16 @@ TEST(Process, WaitForLineGivesUpAtTheDeadlineOrWhenTheStreamEnds) {
   o.argv = {"sh", "-c", "echo ready; exec sleep 30"};
   Process p(o);
   auto start = Clock::now();
-  EXPECT_FALSE(p.waitForLine(Stream::kStdout, [](auto& l) { return l == "never"; }, Deadline::in(milliseconds(300))));
+  EXPECT_FALSE(p.waitForLine(
+      Stream::kStdout, [](auto& l) { return l == "never"; }, Deadline::in(milliseconds(300))));
   EXPECT_GE(Clock::now() - start, milliseconds(250));
 
   ProcessOptions quick;
   quick.argv = {"true"};
   Process q(quick);
   start = Clock::now();
-  EXPECT_FALSE(q.waitForLine(Stream::kStdout, [](auto&) { return true; }, Deadline::in(seconds(10))));
+  EXPECT_FALSE(q.waitForLine(
+      Stream::kStdout, [](auto&) { return true; }, Deadline::in(seconds(10))));
   EXPECT_LT(Clock::now() - start, seconds(5));
 }
 
@@ -85,7 +88,8 @@ TEST(Process, StdinPipe) {
   Process p(o);
   p.writeStdin("hello\n");
   p.closeStdin();
-  EXPECT_TRUE(p.waitForLine(Stream::kStdout, [](auto& l) { return l == "hello"; }, Deadline::in(seconds(5))));
+  EXPECT_TRUE(p.waitForLine(
+      Stream::kStdout, [](auto& l) { return l == "hello"; }, Deadline::in(seconds(5))));
   EXPECT_EQ(p.waitExit(Deadline::in(seconds(5))), 0);
 }
 
@@ -96,7 +100,8 @@ TEST(Process, DestructorKillsTheWholeFamily) {
     // setsid: a grandchild that left the process group, like sshd's sessions.
     o.argv = {"sh", "-c", "setsid sleep 300 & echo $!; wait"};
     Process p(o);
-    auto line = p.waitForLine(Stream::kStdout, [](auto&) { return true; }, Deadline::in(seconds(5)));
+    auto line = p.waitForLine(
+        Stream::kStdout, [](auto&) { return true; }, Deadline::in(seconds(5)));
     ASSERT_TRUE(line) << p.transcript();
     grandchild = std::stoi(p.lines(Stream::kStdout)[*line]);
     ASSERT_TRUE(alive(grandchild));
@@ -134,8 +139,8 @@ TEST(Sshd, AcceptsTheClientKeyOnLoopback) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root to run sshd as a throw-away server";
   if (auto why = Sshd::missing(); !why.empty()) GTEST_SKIP() << why;
   Sshd sshd;
-  auto r = runCommand({"ssh", "-F", sshd.clientConfig(), "root@127.0.0.1", "echo", "logged-in"},
-                      Deadline::in(seconds(20)));
+  auto r =
+      runCommand({"ssh", "-F", sshd.clientConfig(), "root@127.0.0.1", "echo", "logged-in"}, Deadline::in(seconds(20)));
   EXPECT_EQ(r.stdoutText, "logged-in\n") << r.describe({"ssh"}) << sshd.transcript();
 }
 

@@ -39,8 +39,7 @@ int Deadline::remainingMs() const {
   return ms > 1'000'000'000 ? 1'000'000'000 : static_cast<int>(ms);
 }
 
-bool waitUntil(const Deadline& deadline, const std::function<bool()>& condition,
-               milliseconds interval) {
+bool waitUntil(const Deadline& deadline, const std::function<bool()>& condition, milliseconds interval) {
   for (;;) {
     if (condition()) return true;
     if (deadline.expired()) return false;

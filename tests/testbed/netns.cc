@@ -25,7 +25,8 @@ std::string randomHex(int digits) {
 }
 
 bool sameNetns(const std::string& nsPath, int pid) {
-  struct stat a {}, b {};
+  struct stat a {
+  }, b{};
   if (::stat(nsPath.c_str(), &a) != 0) return false;
   std::string self = "/proc/" + std::to_string(pid) + "/ns/net";
   if (::stat(self.c_str(), &b) != 0) return false;

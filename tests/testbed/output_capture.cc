@@ -78,8 +78,7 @@ void OutputCapture::run() {
   changed_.notify_all();
 }
 
-std::optional<size_t> OutputCapture::waitForLine(Stream stream,
-                                                 const std::function<bool(const std::string&)>& match,
+std::optional<size_t> OutputCapture::waitForLine(Stream stream, const std::function<bool(const std::string&)>& match,
                                                  const Deadline& deadline, size_t from) {
   std::unique_lock lock(mutex_);
   size_t next = from;

@@ -191,7 +191,8 @@ bool Process::running() {
 }
 
 std::optional<int> Process::waitExit(const Deadline& deadline) {
-  waitUntil(deadline, [this] { return !running(); }, milliseconds(10));
+  waitUntil(
+      deadline, [this] { return !running(); }, milliseconds(10));
   return status_;
 }
 

@@ -82,12 +82,10 @@ struct CommandResult {
 };
 
 // Runs a command to completion (killing it at the deadline).
-CommandResult runCommand(const std::vector<std::string>& argv, const Deadline& deadline,
-                         const Netns* netns = nullptr);
+CommandResult runCommand(const std::vector<std::string>& argv, const Deadline& deadline, const Netns* netns = nullptr);
 // Same, but throws std::runtime_error with the command's output unless it
 // exits 0. For setup steps (ssh-keygen, ip netns add) that must work.
-std::string runChecked(const std::vector<std::string>& argv, const Deadline& deadline,
-                       const Netns* netns = nullptr);
+std::string runChecked(const std::vector<std::string>& argv, const Deadline& deadline, const Netns* netns = nullptr);
 
 // Pids of all descendants of `root` (children first), found through
 // /proc/*/stat. Processes that were reparented away are not found.

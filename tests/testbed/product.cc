@@ -24,9 +24,11 @@ std::string rnotifywaitPath() {
 std::string agentCommand() { return rnotifydPath() + " --stdio"; }
 
 std::string missingProduct() {
-  for (const auto& [name, path] : {std::pair{"rnotifyd", rnotifydPath()}, std::pair{"rnotifywait", rnotifywaitPath()}}) {
+  for (const auto& [name, path] :
+       {std::pair{"rnotifyd", rnotifydPath()}, std::pair{"rnotifywait", rnotifywaitPath()}}) {
     if (path.empty()) return std::string(name) + " is not part of this build (its CMake target does not exist yet)";
-    if (::access(path.c_str(), X_OK) != 0) return std::string(name) + " is not built: " + path + " (run ninja " + name + ")";
+    if (::access(path.c_str(), X_OK) != 0)
+      return std::string(name) + " is not built: " + path + " (run ninja " + name + ")";
   }
   return "";
 }

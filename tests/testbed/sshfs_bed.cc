@@ -43,7 +43,8 @@ SshfsBed::SshfsBed(SshfsBedOptions options) : options_(std::move(options)) {
     b.remote = "root@" + addressForB + ":" + exportDir_;
     b.mountPoint = dir_.mkdir("mnt-b");
     // On loopback, B still comes from another address than A.
-    b.sshConfig = usesNetns() ? sshd_->clientConfig() : sshd_->writeClientConfig("ssh_config_b", {"BindAddress 127.0.0.2"});
+    b.sshConfig =
+        usesNetns() ? sshd_->clientConfig() : sshd_->writeClientConfig("ssh_config_b", {"BindAddress 127.0.0.2"});
     b.options = options_.mountBOptions;
     b.netns = netnsB_.get();
     mountB_ = std::make_unique<SshfsMount>(b);

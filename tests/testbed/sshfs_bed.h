@@ -27,7 +27,7 @@
 namespace rnotify::testbed {
 
 struct SshfsBedOptions {
-  bool useNetns = true;  // false, or namespaces unavailable: loopback
+  bool useNetns = true;                    // false, or namespaces unavailable: loopback
   std::vector<std::string> mountAOptions;  // sshfs defaults
   std::vector<std::string> mountBOptions = kFreshViewOptions;
   bool withMountB = true;

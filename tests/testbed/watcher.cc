@@ -180,9 +180,8 @@ std::string Watcher::report(const std::string& what) const {
   auto lines = process_->lines(Stream::kStdout);
   for (size_t i = cursor_; i < *found; ++i) {
     if (forbidden.matches(parse(lines[i]))) {
-      return ::testing::AssertionFailure()
-             << report("expected no " + forbidden.describe() + " before " + barrier.describe() + ", but saw: " +
-                       lines[i]);
+      return ::testing::AssertionFailure() << report("expected no " + forbidden.describe() + " before " +
+                                                     barrier.describe() + ", but saw: " + lines[i]);
     }
   }
   cursor_ = *found + 1;
@@ -192,8 +191,7 @@ std::string Watcher::report(const std::string& what) const {
 ::testing::AssertionResult Watcher::waitFor(const std::string& regex, Clock::duration timeout) {
   std::regex re(regex);
   auto found = process_->waitForLine(
-      Stream::kStdout, [&](const std::string& l) { return std::regex_search(l, re); }, Deadline::in(timeout),
-      cursor_);
+      Stream::kStdout, [&](const std::string& l) { return std::regex_search(l, re); }, Deadline::in(timeout), cursor_);
   if (!found) return ::testing::AssertionFailure() << report("expected a line matching /" + regex + "/");
   cursor_ = *found + 1;
   return ::testing::AssertionSuccess();
@@ -201,13 +199,16 @@ std::string Watcher::report(const std::string& what) const {
 
 ::testing::AssertionResult Watcher::expectExit(int code, Clock::duration timeout) {
   auto status = process_->waitExit(Deadline::in(timeout));
-  if (!status) return ::testing::AssertionFailure() << report("expected exit status " + std::to_string(code) + ", but it is still running");
+  if (!status)
+    return ::testing::AssertionFailure() << report("expected exit status " + std::to_string(code) +
+                                                   ", but it is still running");
   if (*status != code) {
     return ::testing::AssertionFailure() << report("expected exit status " + std::to_string(code) + ", got " +
                                                    std::to_string(*status));
   }
   // Let the reader collect the last words before callers look at stderr.
-  process_->waitForLine(Stream::kStderr, [](const std::string&) { return false; }, Deadline::in(milliseconds(500)));
+  process_->waitForLine(
+      Stream::kStderr, [](const std::string&) { return false; }, Deadline::in(milliseconds(500)));
   return ::testing::AssertionSuccess();
 }
 

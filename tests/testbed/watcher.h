@@ -28,12 +28,12 @@ class Netns;
 
 // One line of output, split.
 struct WatchedEvent {
-  std::string line;  // as printed
-  std::string dir;   // %w
-  std::string name;  // %f
+  std::string line;             // as printed
+  std::string dir;              // %w
+  std::string name;             // %f
   std::set<std::string> flags;  // %e split at ','
   uint32_t cookie = 0;          // %c, when the watcher prints it
-  std::string path;  // relative to the watch root: "a/b/f", "" for the root itself
+  std::string path;             // relative to the watch root: "a/b/f", "" for the root itself
 };
 
 // What a test expects: `flags` must all be present ("CREATE,ISDIR,REMOTE"),
@@ -47,15 +47,15 @@ struct ExpectedEvent {
 };
 
 struct WatcherOptions {
-  std::string program;             // default: the built rnotifywait
-  std::vector<std::string> args;   // e.g. {"-r"}, {"-e", "create"}
-  std::string path;                // what to watch
-  std::optional<std::string> agent;  // RNOTIFY_AGENT; default agentCommand()
+  std::string program;                                    // default: the built rnotifywait
+  std::vector<std::string> args;                          // e.g. {"-r"}, {"-e", "create"}
+  std::string path;                                       // what to watch
+  std::optional<std::string> agent;                       // RNOTIFY_AGENT; default agentCommand()
   std::map<std::string, std::optional<std::string>> env;  // more overrides
-  const Netns* netns = nullptr;    // run inside this namespace (client A)
-  bool monitor = true;             // -m
-  bool format = true;              // --format '%w|%f|%e|%c' (off: raw output)
-  bool cookie = true;              // print %c (inotifywait 3.22 lacks it: set false)
+  const Netns* netns = nullptr;                           // run inside this namespace (client A)
+  bool monitor = true;                                    // -m
+  bool format = true;                                     // --format '%w|%f|%e|%c' (off: raw output)
+  bool cookie = true;                                     // print %c (inotifywait 3.22 lacks it: set false)
 };
 
 class Watcher {
