@@ -120,6 +120,11 @@ Result<int> Client::addWatch(const std::string& path, uint32_t mask, unsigned fl
         }
         watch.remote = *connection;
         watch.remoteId = reply->watchId;
+        if (!echo_ && config_->echoWindowMs > 0) {
+          EchoMatcher::Options echo;
+          echo.window = std::chrono::milliseconds(config_->echoWindowMs);
+          echo_.emplace(echo);
+        }
         watch.source = (*connection)->description() + " + local inotify";
         byRemote_[{watch.remote, watch.remoteId}] = watch.wd;
       }
@@ -208,6 +213,7 @@ void Client::endWatch(Watch& watch) {
     watch.remote->requestNoWait(unwatch);
   }
   queue_.push_back(ClientEvent{watch.wd, IN_IGNORED, 0, 0, watch.displayBase, {}});
+  if (echo_) echo_->forget(watch.wd);
   watches_.erase(watch.wd);
   updateReadiness();
 }
@@ -223,6 +229,11 @@ void Client::onEvent(SubscriptionId subscription, uint32_t mask, uint32_t cookie
     endWatch(watch);
     return;
   }
+  // What this host did through the mount comes back from the server too.
+  if (watch.remote != nullptr && echo_ &&
+      !echo_->admit(EchoMatcher::Side::kLocal, watch.wd, mask, dir, name, EchoMatcher::Clock::now())) {
+    return;
+  }
   push(watch, mask, cookie, 0, dir, name);
 }
 
@@ -235,6 +246,10 @@ void Client::onRemoteEvents(Connection& connection, proto::Events& events) {
       byRemote_.erase(it);
       watch.remote = nullptr;
       endWatch(watch);
+      continue;
+    }
+    if (echo_ && !echo_->admit(EchoMatcher::Side::kRemote, watch.wd, event.mask, event.dir, event.name,
+                               EchoMatcher::Clock::now())) {
       continue;
     }
     push(watch, event.mask | kInRemote, event.cookie, event.seq, event.dir, event.name);

@@ -14,6 +14,7 @@
 
 #include "client/config.h"
 #include "client/connection.h"
+#include "client/echo_matcher.h"
 #include "common/result.h"
 #include "common/unique_fd.h"
 #include "watch/watcher.h"
@@ -40,6 +41,7 @@ class Client final : public EventSink {
   // 1: *out filled; 0: timeout; error: EINTR or a failure.
   Result<int> next(ClientEvent* out, int timeoutMs);
   const char* watchSource(int wd) const;
+  uint64_t echoesAbsorbed() const { return echo_ ? echo_->absorbed() : 0; }
 
   void onEvent(SubscriptionId subscription, uint32_t mask, uint32_t cookie, std::string_view dir,
                std::string_view name) override;
@@ -77,6 +79,7 @@ class Client final : public EventSink {
   std::map<std::pair<Connection*, uint32_t>, int> byRemote_;
   std::deque<ClientEvent> queue_;
   std::optional<Config> config_;
+  std::optional<EchoMatcher> echo_;  // made when the first watch with both sources is
   int nextWd_ = 1;
 };
 

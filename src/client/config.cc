@@ -17,6 +17,7 @@ namespace {
 // that a user file without it does not undo the system file's choice.
 struct ConfigLayer {
   std::optional<std::string> agent;
+  std::optional<int> echoWindowMs;
   std::vector<ServerEntry> servers;
 };
 
@@ -72,6 +73,13 @@ Result<ConfigLayer> parseLayer(std::string_view text, std::string_view origin) {
         return configError(origin, node.source(), "'agent' is empty; name the command to run on the ssh server");
       }
       layer.agent = *value;
+    } else if (name == "echo_window_ms") {
+      const auto* number = node.as_integer();
+      if (number == nullptr || number->get() < 0 || number->get() > 600000) {
+        return configError(origin, node.source(),
+                           "'echo_window_ms' must be a whole number of milliseconds, 0 to 600000");
+      }
+      layer.echoWindowMs = static_cast<int>(number->get());
     } else if (name == "server") {
       const toml::array* servers = node.as_array();
       if (servers == nullptr)
@@ -84,7 +92,8 @@ Result<ConfigLayer> parseLayer(std::string_view text, std::string_view origin) {
         layer.servers.push_back(*entry);
       }
     } else {
-      return configError(origin, key.source(), "unknown key '" + name + "'; known keys: agent, [[server]]");
+      return configError(origin, key.source(),
+                         "unknown key '" + name + "'; known keys: agent, echo_window_ms, [[server]]");
     }
   }
   return layer;
@@ -166,6 +175,7 @@ Result<Config> parseConfig(std::string_view tomlText, std::string_view origin) {
   if (!layer.ok()) return layer.error();
   Config config;
   if (layer->agent) config.agent = *layer->agent;
+  if (layer->echoWindowMs) config.echoWindowMs = *layer->echoWindowMs;
   config.servers = std::move(layer->servers);
   config.origin = std::string(origin);
   return config;
@@ -179,6 +189,7 @@ ConfigSources configSourcesFromEnvironment() {
   ConfigSources sources;
   sources.explicitFile = env("RNOTIFY_CONFIG");
   sources.agentOverride = env("RNOTIFY_AGENT");
+  sources.echoWindowOverride = env("RNOTIFY_ECHO_WINDOW_MS");
   sources.systemFile = "/etc/rnotify/config.toml";
   std::string xdg = env("XDG_CONFIG_HOME");
   std::string home = env("HOME");
@@ -211,6 +222,7 @@ Result<Config> loadConfig(const ConfigSources& sources) {
   } else {
     std::vector<std::string> used;
     std::optional<std::string> agent;
+    std::optional<int> echoWindowMs;
     // User first, so that its agent wins and its servers come first.
     for (const std::string& path : {sources.userFile, sources.systemFile}) {
       if (path.empty()) continue;
@@ -220,16 +232,27 @@ Result<Config> loadConfig(const ConfigSources& sources) {
       Result<ConfigLayer> layer = parseLayer(**text, path);
       if (!layer.ok()) return layer.error();
       if (!agent) agent = layer->agent;
+      if (!echoWindowMs) echoWindowMs = layer->echoWindowMs;
       config.servers.insert(config.servers.end(), layer->servers.begin(), layer->servers.end());
       used.push_back(path);
     }
     if (agent) config.agent = *agent;
+    if (echoWindowMs) config.echoWindowMs = *echoWindowMs;
     for (const std::string& path : used) config.origin += (config.origin.empty() ? "" : " over ") + path;
     if (config.origin.empty()) config.origin = "built-in defaults";
   }
   if (!sources.agentOverride.empty()) {
     config.agent = sources.agentOverride;
     config.origin += " (agent from RNOTIFY_AGENT)";
+  }
+  if (!sources.echoWindowOverride.empty()) {
+    char* end = nullptr;
+    long ms = std::strtol(sources.echoWindowOverride.c_str(), &end, 10);
+    if (*end != '\0' || ms < 0 || ms > 600000) {
+      return Error{EINVAL, "RNOTIFY_ECHO_WINDOW_MS='" + sources.echoWindowOverride +
+                               "' is not a whole number of milliseconds from 0 to 600000"};
+    }
+    config.echoWindowMs = static_cast<int>(ms);
   }
   return config;
 }

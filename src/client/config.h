@@ -31,11 +31,12 @@ struct ServerEntry {
 
 struct Config {
   std::string agent = "rnotifyd --stdio";  // command run on the ssh server
+  int echoWindowMs = 2000;                 // echo_window_ms: how long a change waits for its echo; 0: no matching
   std::vector<ServerEntry> servers;        // [[server]] tables
   std::string origin;                      // which file(s) it came from, for messages
 };
 
-// Parses TOML text. Keys: agent = "...", [[server]] match/endpoint/remote_root.
+// Parses TOML text. Keys: agent = "...", echo_window_ms = N, [[server]] match/endpoint/remote_root.
 // Unknown keys, wrong types, a missing match/endpoint or a bad endpoint are
 // errors naming the file, the line and the key.
 Result<Config> parseConfig(std::string_view tomlText, std::string_view origin);
@@ -47,10 +48,11 @@ Status checkEndpoint(std::string_view endpoint);
 // Where loadConfig() looks; configSourcesFromEnvironment() fills it from the
 // environment, tests fill it themselves.
 struct ConfigSources {
-  std::string explicitFile;   // $RNOTIFY_CONFIG: used alone, must exist
-  std::string userFile;       // $XDG_CONFIG_HOME/rnotify/config.toml or ~/.config/rnotify/config.toml
-  std::string systemFile;     // /etc/rnotify/config.toml
-  std::string agentOverride;  // $RNOTIFY_AGENT
+  std::string explicitFile;        // $RNOTIFY_CONFIG: used alone, must exist
+  std::string userFile;            // $XDG_CONFIG_HOME/rnotify/config.toml or ~/.config/rnotify/config.toml
+  std::string systemFile;          // /etc/rnotify/config.toml
+  std::string agentOverride;       // $RNOTIFY_AGENT
+  std::string echoWindowOverride;  // $RNOTIFY_ECHO_WINDOW_MS
 };
 ConfigSources configSourcesFromEnvironment();
 

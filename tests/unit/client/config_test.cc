@@ -125,6 +125,32 @@ TEST(LoadConfig, UserLayeredOverSystem) {
   EXPECT_EQ(config->agent, "env-agent --stdio");
 }
 
+TEST(LoadConfig, EchoWindowFromFilesAndEnvironment) {
+  TempDir dir;
+  ConfigSources sources;
+  Result<Config> config = loadConfig(sources);
+  ASSERT_TRUE(config.ok());
+  EXPECT_EQ(config->echoWindowMs, 2000);
+  sources.systemFile = dir.write("etc/config.toml", "echo_window_ms = 500\n");
+  sources.userFile = dir.write("home/config.toml", "echo_window_ms = 0\n");
+  config = loadConfig(sources);
+  ASSERT_TRUE(config.ok()) << config.error().message;
+  EXPECT_EQ(config->echoWindowMs, 0) << "the user's choice wins, and 0 (off) is a choice";
+  sources.echoWindowOverride = "750";
+  config = loadConfig(sources);
+  ASSERT_TRUE(config.ok());
+  EXPECT_EQ(config->echoWindowMs, 750);
+  sources.echoWindowOverride = "soon";
+  config = loadConfig(sources);
+  ASSERT_FALSE(config.ok());
+  EXPECT_NE(config.error().message.find("RNOTIFY_ECHO_WINDOW_MS"), std::string::npos);
+  for (const char* bad : {"echo_window_ms = -1\n", "echo_window_ms = \"2s\"\n"}) {
+    Result<Config> parsed = parseConfig(bad, "test.toml");
+    ASSERT_FALSE(parsed.ok()) << bad;
+    EXPECT_NE(parsed.error().message.find("echo_window_ms"), std::string::npos) << parsed.error().message;
+  }
+}
+
 TEST(LoadConfig, MissingFilesAreFineButExplicitOneMustExist) {
   TempDir dir;
   ConfigSources sources;
