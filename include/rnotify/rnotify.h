@@ -44,7 +44,8 @@ struct rnotify_event {
   int wd;          /* the watch descriptor rnotify_add_watch() returned */
   uint32_t mask;   /* IN_* bits, IN_ISDIR, IN_REMOTE */
   uint32_t cookie; /* pairs IN_MOVED_FROM with IN_MOVED_TO, else 0 */
-  uint64_t seq;    /* per-watch sequence number from the server, 0 for local events */
+  uint64_t seq;    /* per-watch sequence number from the server, 0 for local events; a gap
+                    * means the server's event was the echo of a local one already returned */
   /* The directory the event happened in, written the way inotifywait prints
    * %w: the watched path as given, plus the subdirectory for recursive watches,
    * ending in '/' for directories; for a watch on a file, the file's path. */
