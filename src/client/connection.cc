@@ -205,10 +205,18 @@ bool Connection::pump() {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) return true;
     if (n == 0) {
-      if (agent_) {
+      if (agent_ && !welcomed_) {
         fail(explainAgentExit());
+      } else if (agent_) {
+        int code = agent_->reap(2000);
+        std::string said = lastLine(agent_->stderrText());
+        fail(Error{ECONNRESET, "lost the connection to " + description_ + " (exit status " + std::to_string(code) +
+                                   (said.empty() ? std::string() : ": " + said) +
+                                   "); changes made elsewhere are no longer reported for its watches"});
       } else {
-        fail(Error{ECONNRESET, description_ + " closed the connection"});
+        fail(Error{
+            ECONNRESET,
+            description_ + " closed the connection; changes made elsewhere are no longer reported for its watches"});
       }
     } else {
       fail(Error::fromErrno(errno, "reading from " + description_));

@@ -238,7 +238,9 @@ int WaitSession::waitForEvents() {
 
 void WaitSession::handleEvent(const rnotify_event& ev) {
   EventView view{ev.path ? ev.path : "", ev.name ? ev.name : "", ev.mask, ev.cookie, ev.seq};
-  if ((ev.mask & IN_Q_OVERFLOW) && options_.verbose) {
+  // inotifywait drops overflow silently; a lost event must never go unsaid,
+  // and stderr is not part of the output scripts parse. -qq silences it.
+  if ((ev.mask & IN_Q_OVERFLOW) && (options_.verbose || options_.quiet < 2)) {
     diag_.say(fmt::format("rnotifywait: events were lost ({}) on {}\n", eventNames(ev.mask), view.path));
   }
   if (options_.quiet < 2 && (ev.mask & events_) != 0) {
