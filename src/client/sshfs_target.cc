@@ -454,13 +454,14 @@ Result<SshTarget> findSshfsTarget(const MountInfo& mount, const std::string& pro
   return fromSource;
 }
 
-// True if the ssh options pick ciphers themselves (-c LIST, -oCiphers=..., -o "Ciphers ...").
-bool choosesCiphers(const std::vector<std::string>& options) {
+// True if the ssh options set `key` themselves (-oKey=..., -o "Key ...", or
+// the short flag that means the same, such as -c for Ciphers).
+bool setsOption(const std::vector<std::string>& options, std::string_view key, char shortFlag = 0) {
   for (size_t i = 0; i < options.size(); ++i) {
     const std::string& o = options[i];
-    if (o.rfind("-c", 0) == 0) return true;
-    if (o == "-o" && i + 1 < options.size() && configKey(options[i + 1]) == "ciphers") return true;
-    if (o.size() > 2 && o.rfind("-o", 0) == 0 && configKey(std::string_view(o).substr(2)) == "ciphers") return true;
+    if (shortFlag != 0 && o.size() >= 2 && o[0] == '-' && o[1] == shortFlag) return true;
+    if (o == "-o" && i + 1 < options.size() && configKey(options[i + 1]) == key) return true;
+    if (o.size() > 2 && o.rfind("-o", 0) == 0 && configKey(std::string_view(o).substr(2)) == key) return true;
   }
   return false;
 }
@@ -493,7 +494,12 @@ std::vector<std::string> agentArgv(const SshTarget& target, const std::string& a
   // ~25 us less per event than ssh's default chacha20-poly1305 on loopback
   // (docs/BENCHMARKS.md). "^" only moves them to the front of ssh's default
   // list, and a cipher choice in the mount's own options is left alone.
-  if (!choosesCiphers(options)) argv.push_back("-oCiphers=^aes128-gcm@openssh.com,aes256-gcm@openssh.com");
+  if (!setsOption(options, "ciphers", 'c')) argv.push_back("-oCiphers=^aes128-gcm@openssh.com,aes256-gcm@openssh.com");
+  // Never silence: ssh itself notices a dead network path (~45 s) and exits,
+  // even while the application is not reading events; the client then
+  // reports the loss. The mount's own settings win.
+  if (!setsOption(options, "serveraliveinterval")) argv.push_back("-oServerAliveInterval=15");
+  if (!setsOption(options, "serveralivecountmax")) argv.push_back("-oServerAliveCountMax=3");
   argv.push_back(target.destination);
   argv.push_back("--");
   std::istringstream words(agentCommand);

@@ -15,6 +15,9 @@ using Argv = std::vector<std::string>;
 
 // The agent's ssh prefers AES-GCM unless the mount chose ciphers (latency; see BENCHMARKS.md).
 constexpr const char* kCiphers = "-oCiphers=^aes128-gcm@openssh.com,aes256-gcm@openssh.com";
+// ...and notices a dead network path by itself.
+constexpr const char* kAlive = "-oServerAliveInterval=15";
+constexpr const char* kAliveCount = "-oServerAliveCountMax=3";
 
 TEST(ParseSshArgv, ObservedSshfsCommandLine) {
   Result<SshTarget> target = parseSshArgv(fixtures::kSshArgv);
@@ -123,7 +126,8 @@ TEST(AgentArgv, ObservedTargetGetsBatchModeAndCommand) {
   EXPECT_EQ(agentArgv(*target, "rnotifyd --stdio"),
             (Argv{"ssh", "-oPort=22417", "-F/tmp/mr-sshd.MMtw/ssh_config", "-oIdentityFile=/tmp/mr-sshd.MMtw/user_key",
                   "-oStrictHostKeyChecking=no", "-oUserKnownHostsFile=/dev/null", "-2", "-T", "-oBatchMode=yes",
-                  "-oClearAllForwardings=yes", "-x", "-a", kCiphers, "root@127.0.0.1", "--", "rnotifyd", "--stdio"}));
+                  "-oClearAllForwardings=yes", "-x", "-a", kCiphers, kAlive, kAliveCount, "root@127.0.0.1", "--",
+                  "rnotifyd", "--stdio"}));
 }
 
 TEST(AgentArgv, TheMountsOwnCipherChoiceIsKept) {
@@ -137,13 +141,23 @@ TEST(AgentArgv, TheMountsOwnCipherChoiceIsKept) {
   }
 }
 
+TEST(AgentArgv, TheMountsOwnKeepaliveIsKept) {
+  SshTarget target;
+  target.destination = "h";
+  target.sshOptions = {"-oServerAliveInterval=60", "-o", "ServerAliveCountMax 10"};
+  Argv argv = agentArgv(target, "rnotifyd --stdio");
+  EXPECT_EQ(std::count(argv.begin(), argv.end(), std::string(kAlive)), 0);
+  EXPECT_EQ(std::count(argv.begin(), argv.end(), std::string(kAliveCount)), 0);
+  EXPECT_EQ(std::count(argv.begin(), argv.end(), std::string("-oServerAliveInterval=60")), 1);
+}
+
 TEST(AgentArgv, UserBatchModeCannotReenablePrompts) {
   SshTarget target;
   target.destination = "h";
   target.sshOptions = {"-o", "BatchMode=no", "-obatchmode no", "-F", "cfg", "-X"};
   EXPECT_EQ(agentArgv(target, "  /opt/rnotifyd   --stdio "),
             (Argv{"ssh", "-F", "cfg", "-X", "-T", "-oBatchMode=yes", "-oClearAllForwardings=yes", "-x", "-a", kCiphers,
-                  "h", "--", "/opt/rnotifyd", "--stdio"}));
+                  kAlive, kAliveCount, "h", "--", "/opt/rnotifyd", "--stdio"}));
 }
 
 TEST(ServerPath, JoinsRemoteDirAndRelative) {
