@@ -46,6 +46,8 @@ class Sshd {
   const std::string& clientKey() const { return clientKey_; }
   // sshd's own output (with -e, its log goes to stderr).
   std::string transcript() const { return process_ ? process_->transcript() : ""; }
+  // The listening sshd; every session it serves (and the agents they run) descends from it.
+  pid_t pid() const { return process_ ? process_->pid() : -1; }
 
  private:
   SshdOptions options_;
