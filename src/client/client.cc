@@ -145,15 +145,24 @@ Result<Connection*> Client::connectionFor(const ResolvedPath& resolved, std::str
   }
   switch (resolved.kind) {
     case MountKind::kSshfs: {
-      auto target = findSshfsTarget(resolved.mount);
-      if (!target) return target.error();
-      std::vector<std::string> argv = agentArgv(*target, config_->agent);
-      *remotePath = serverPath(*target, resolved.relative);
+      std::string mountKey = resolved.mount.mountPoint + '\n' + resolved.mount.source;
+      auto known = sshTargets_.find(mountKey);
+      if (known == sshTargets_.end()) {
+        auto target = findSshfsTarget(resolved.mount);
+        if (!target) return target.error();
+        known = sshTargets_.emplace(mountKey, std::move(*target)).first;
+      }
+      const SshTarget& target = known->second;
+      std::vector<std::string> argv = agentArgv(target, config_->agent);
+      *remotePath = serverPath(target, resolved.relative);
       std::string key;
       for (const std::string& a : argv) key += a + '\x1f';
-      std::string destination = target->destination;
+      std::string destination = target.destination;
       std::string agent = config_->agent;
-      return connect(key, [&]() { return Connection::overAgent(argv, destination, agent, connectTimeoutMs()); });
+      auto connection =
+          connect(key, [&]() { return Connection::overAgent(argv, destination, agent, connectTimeoutMs()); });
+      if (!connection) sshTargets_.erase(mountKey);  // remounted with other options? look again next time
+      return connection;
     }
     case MountKind::kNfs:
     case MountKind::kSmb: {

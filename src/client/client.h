@@ -15,6 +15,7 @@
 #include "client/config.h"
 #include "client/connection.h"
 #include "client/echo_matcher.h"
+#include "client/sshfs_target.h"
 #include "common/result.h"
 #include "common/unique_fd.h"
 #include "watch/watcher.h"
@@ -74,6 +75,9 @@ class Client final : public EventSink {
   bool readySignalled_ = false;
   std::unique_ptr<Watcher> local_;
   std::map<std::string, std::unique_ptr<Connection>> connections_;
+  // The ssh settings of each sshfs mount (mount point + source), found once:
+  // finding them scans /proc.
+  std::map<std::string, SshTarget> sshTargets_;
   std::map<int, Watch> watches_;
   std::map<SubscriptionId, int> byLocal_;
   std::map<std::pair<Connection*, uint32_t>, int> byRemote_;
