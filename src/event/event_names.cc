@@ -42,27 +42,10 @@ constexpr std::array<NamedBit, 19> kPrintOrder{{
     {kInRemote, "REMOTE"},
 }};
 
-// Names inotifywait -e accepts (onestr_to_event()).
-constexpr std::array<NamedBit, 20> kParseNames{{
-    {IN_ACCESS, "ACCESS"},
-    {IN_MODIFY, "MODIFY"},
-    {IN_ATTRIB, "ATTRIB"},
-    {IN_CLOSE_WRITE, "CLOSE_WRITE"},
-    {IN_CLOSE_NOWRITE, "CLOSE_NOWRITE"},
-    {IN_OPEN, "OPEN"},
-    {IN_MOVED_FROM, "MOVED_FROM"},
-    {IN_MOVED_TO, "MOVED_TO"},
-    {IN_CREATE, "CREATE"},
-    {IN_DELETE, "DELETE"},
-    {IN_DELETE_SELF, "DELETE_SELF"},
-    {IN_UNMOUNT, "UNMOUNT"},
-    {IN_Q_OVERFLOW, "Q_OVERFLOW"},
-    {IN_IGNORED, "IGNORED"},
-    {IN_CLOSE, "CLOSE"},
-    {IN_MOVE_SELF, "MOVE_SELF"},
+// inotifywait -e accepts every printed name but REMOTE (where an event came
+// from is not something to ask for), plus these two (onestr_to_event()).
+constexpr std::array<NamedBit, 2> kParseOnlyNames{{
     {IN_MOVE, "MOVE"},
-    {IN_ISDIR, "ISDIR"},
-    {IN_ONESHOT, "ONESHOT"},
     {IN_ALL_EVENTS, "ALL_EVENTS"},
 }};
 
@@ -95,7 +78,10 @@ std::string eventNames(uint32_t mask, char sep) {
 
 uint32_t eventFromName(std::string_view name) {
   if (name.empty()) return 0;
-  for (const auto& [bits, known] : kParseNames) {
+  for (const auto& [bits, known] : kPrintOrder) {
+    if (bits != kInRemote && equalsIgnoreCase(name, known)) return bits;
+  }
+  for (const auto& [bits, known] : kParseOnlyNames) {
     if (equalsIgnoreCase(name, known)) return bits;
   }
   return 0;
