@@ -228,7 +228,7 @@ void Client::endWatch(Watch& watch) {
 }
 
 void Client::onEvent(SubscriptionId subscription, uint32_t mask, uint32_t cookie, std::string_view dir,
-                     std::string_view name) {
+                     std::string_view name, int /*pid*/) {
   auto it = byLocal_.find(subscription);
   if (it == byLocal_.end()) return;
   Watch& watch = watches_.at(it->second);

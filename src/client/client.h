@@ -45,7 +45,7 @@ class Client final : public EventSink {
   uint64_t echoesAbsorbed() const { return echo_ ? echo_->absorbed() : 0; }
 
   void onEvent(SubscriptionId subscription, uint32_t mask, uint32_t cookie, std::string_view dir,
-               std::string_view name) override;
+               std::string_view name, int pid) override;
 
  private:
   struct Watch {

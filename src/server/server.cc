@@ -87,7 +87,7 @@ void Server::sessionClosed(Session& session) {
 }
 
 void Server::onEvent(SubscriptionId subscription, uint32_t mask, uint32_t cookie, std::string_view dir,
-                     std::string_view name) {
+                     std::string_view name, int /*pid*/) {
   auto it = subscriptions_.find(subscription);
   if (it == subscriptions_.end()) return;
   Session* session = it->second;

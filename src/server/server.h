@@ -51,7 +51,7 @@ class Server final : public EventSink {
   std::string_view backendName() const { return watcher_->name(); }
 
   void onEvent(SubscriptionId subscription, uint32_t mask, uint32_t cookie, std::string_view dir,
-               std::string_view name) override;
+               std::string_view name, int pid) override;
 
  private:
   Server(asio::io_context& io, ExportRoots exports, ServerLimits limits);

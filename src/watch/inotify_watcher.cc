@@ -344,7 +344,7 @@ void InotifyWatcher::deliver(Node* node, uint32_t mask, uint32_t cookie, std::st
     for (const Subscription* s : at->rooted) {
       if (at != node && !s->recursive) continue;
       if ((mask & s->mask & IN_ALL_EVENTS) == 0 && (mask & (IN_Q_OVERFLOW | IN_UNMOUNT)) == 0) continue;
-      sink_.onEvent(s->id, mask, cookie, relativeTo(node->path, at->path), name);
+      sink_.onEvent(s->id, mask, cookie, relativeTo(node->path, at->path), name, 0);
     }
   }
 }
@@ -355,7 +355,7 @@ void InotifyWatcher::endSubscriptionsAt(Node* node) {
   for (Subscription* s : ending) {
     SubscriptionId id = s->id;
     subscriptions_.erase(id);
-    sink_.onEvent(id, IN_IGNORED, 0, {}, {});
+    sink_.onEvent(id, IN_IGNORED, 0, {}, {}, 0);
   }
 }
 
@@ -364,7 +364,7 @@ void InotifyWatcher::process(int wd, uint32_t mask, uint32_t cookie, std::string
     log::warn("inotify: the kernel event queue overflowed; events were lost");
     std::vector<SubscriptionId> ids;
     for (auto& [id, s] : subscriptions_) ids.push_back(id);
-    for (SubscriptionId id : ids) sink_.onEvent(id, IN_Q_OVERFLOW, 0, {}, {});
+    for (SubscriptionId id : ids) sink_.onEvent(id, IN_Q_OVERFLOW, 0, {}, {}, 0);
     return;
   }
   auto it = nodes_.find(wd);

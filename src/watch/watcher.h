@@ -23,8 +23,10 @@ class EventSink {
   // ("" for the directory itself). Views are valid only during the call.
   // IN_IGNORED with dir "" ends the subscription; the backend forgets it after
   // this call. IN_Q_OVERFLOW (dir and name "") means events may have been lost.
+  // pid is the process that caused the event when the backend knows it
+  // (fanotify), 0 otherwise (inotify never reports it).
   virtual void onEvent(SubscriptionId subscription, uint32_t mask, uint32_t cookie, std::string_view dir,
-                       std::string_view name) = 0;
+                       std::string_view name, int pid) = 0;
 };
 
 struct SubscribeOptions {
