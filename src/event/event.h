@@ -23,6 +23,26 @@ inline constexpr uint32_t kTreeMask =
 // Everything but the noisy read-side events, which are forwarded only on request.
 inline constexpr uint32_t kDefaultMask = IN_ALL_EVENTS & ~(IN_ACCESS | IN_OPEN | IN_CLOSE_NOWRITE);
 
+// Who caused an event, as far as the server can tell (docs/PROTOCOL.md 4.6).
+enum class Origin : uint8_t {
+  kUnknown = 0,  // no attribution (inotify backend, unprivileged agent, knfsd)
+  kOther = 1,    // another client, or a process on the server
+  kSelf = 2,     // the client that receives the event, through its own mount
+};
+
+// The state of the entry right after the event, attached on request so that a
+// client can tell its own change from a later one by someone else.
+struct EventStat {
+  uint64_t size = 0;
+  int64_t mtimeSec = 0;
+  uint32_t mtimeNsec = 0;
+  uint32_t mode = 0;  // st_mode: type and permission bits
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  uint64_t ino = 0;
+  bool operator==(const EventStat&) const = default;
+};
+
 struct Event {
   uint32_t watch = 0;   // subscription / watch id
   uint64_t seq = 0;     // per-watch sequence number, from 1
@@ -30,6 +50,9 @@ struct Event {
   uint32_t cookie = 0;  // pairs MOVED_FROM / MOVED_TO
   std::string dir;      // directory relative to the watch root: "" or "a/b"
   std::string name;     // entry name in dir; "" for events on dir itself
+  Origin origin = Origin::kUnknown;
+  bool hasStat = false;
+  EventStat stat;
 };
 
 }  // namespace rnotify

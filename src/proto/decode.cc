@@ -90,6 +90,22 @@ Result<Message> decodeReply(std::string_view payload) {
   return finish(r, std::move(m));
 }
 
+Result<Message> decodeDeclare(std::string_view payload) {
+  WireReader r(payload, "Declare");
+  Declare m;
+  m.requestId = r.get<uint32_t>("requestId");
+  uint16_t count = r.get<uint16_t>("count");
+  if (r.ok() && count > kMaxDeclared) {
+    r.fail("count " + std::to_string(count) + " is above the limit of " + std::to_string(kMaxDeclared));
+  }
+  for (uint16_t i = 0; i < count && r.ok(); ++i) {
+    std::string_view origin = r.getString("origin", kMaxOriginText);
+    if (r.ok() && origin.empty()) r.fail("origin " + std::to_string(i) + " is empty");
+    m.origins.emplace_back(origin);
+  }
+  return finish(r, std::move(m));
+}
+
 // One record; `r` holds exactly the recordLength bytes. Bytes after the known
 // fields belong to later versions and are skipped.
 void decodeRecord(WireReader& r, Event& ev) {
@@ -102,6 +118,24 @@ void decodeRecord(WireReader& r, Event& ev) {
   if (!r.ok()) return;
   if (std::string p = dirProblem(ev.dir); !p.empty()) return r.fail(p);
   if (std::string p = nameProblem(ev.name); !p.empty()) return r.fail(p);
+  if (r.remaining() == 0) return;
+  // The extension of section 4.6: origin, then the stat block.
+  uint8_t origin = r.get<uint8_t>("origin");
+  uint8_t hasStat = r.get<uint8_t>("hasStat");
+  if (!r.ok()) return;
+  if (origin > static_cast<uint8_t>(Origin::kSelf)) return r.fail("origin " + std::to_string(origin) + " is not 0, 1 or 2");
+  if (hasStat > 1) return r.fail("hasStat " + std::to_string(hasStat) + " is not 0 or 1");
+  ev.origin = static_cast<Origin>(origin);
+  ev.hasStat = hasStat == 1;
+  if (!ev.hasStat) return;
+  ev.stat.size = r.get<uint64_t>("size");
+  ev.stat.mtimeSec = r.get<int64_t>("mtimeSec");
+  ev.stat.mtimeNsec = r.get<uint32_t>("mtimeNsec");
+  ev.stat.mode = r.get<uint32_t>("mode");
+  ev.stat.uid = r.get<uint32_t>("uid");
+  ev.stat.gid = r.get<uint32_t>("gid");
+  ev.stat.ino = r.get<uint64_t>("ino");
+  if (r.ok() && ev.stat.mtimeNsec >= 1000000000u) r.fail("mtimeNsec " + std::to_string(ev.stat.mtimeNsec) + " is not below 1e9");
 }
 
 Result<Message> decodeEvents(std::string_view payload) {
@@ -158,6 +192,8 @@ Result<Message> decode(Type type, std::string_view payload) {
       return decodeUnwatch(payload);
     case Type::kReply:
       return decodeReply(payload);
+    case Type::kDeclare:
+      return decodeDeclare(payload);
     case Type::kEvents:
       return decodeEvents(payload);
     case Type::kPing:

@@ -16,6 +16,9 @@ using wire::put;
 using wire::putString;
 
 constexpr size_t kRecordHeader = 2 + 4 + 8 + 4 + 4;  // recordLength .. cookie
+constexpr size_t kStatSize = 8 + 8 + 4 + 4 + 4 + 4 + 8;  // size .. ino
+
+bool hasExtension(const Event& ev) { return ev.origin != Origin::kUnknown || ev.hasStat; }
 
 size_t clampedDir(const Event& ev) { return std::min(ev.dir.size(), kMaxPath + 1); }
 size_t clampedName(const Event& ev) { return std::min(ev.name.size(), kMaxName + 1); }
@@ -53,6 +56,11 @@ struct PayloadWriter {
     put<uint32_t>(out, m.watchId);
     putString(out, m.message);
   }
+  void operator()(const Declare& m) {
+    put<uint32_t>(out, m.requestId);
+    put<uint16_t>(out, static_cast<uint16_t>(std::min(m.origins.size(), size_t{0xffff})));
+    for (size_t i = 0; i < m.origins.size() && i < 0xffff; ++i) putString(out, m.origins[i], kMaxOriginText + 1);
+  }
   void operator()(const Events& m) {
     put<uint32_t>(out, static_cast<uint32_t>(m.events.size()));
     for (const Event& ev : m.events) appendEvent(out, ev);
@@ -76,6 +84,7 @@ Type typeOf(const Message& msg) {
         if constexpr (std::is_same_v<T, Watch>) return Type::kWatch;
         if constexpr (std::is_same_v<T, Unwatch>) return Type::kUnwatch;
         if constexpr (std::is_same_v<T, Reply>) return Type::kReply;
+        if constexpr (std::is_same_v<T, Declare>) return Type::kDeclare;
         if constexpr (std::is_same_v<T, Events>) return Type::kEvents;
         if constexpr (std::is_same_v<T, Ping>) return Type::kPing;
         if constexpr (std::is_same_v<T, Pong>) return Type::kPong;
@@ -96,6 +105,8 @@ const char* typeName(Type type) {
       return "Unwatch";
     case Type::kReply:
       return "Reply";
+    case Type::kDeclare:
+      return "Declare";
     case Type::kEvents:
       return "Events";
     case Type::kPing:
@@ -116,7 +127,11 @@ void encode(const Message& msg, std::string& out) {
   wire::storeLe<uint32_t>(out.data() + start, static_cast<uint32_t>(out.size() - start - 4));
 }
 
-size_t eventRecordSize(const Event& ev) { return kRecordHeader + 2 + clampedDir(ev) + 2 + clampedName(ev); }
+size_t eventRecordSize(const Event& ev) {
+  size_t size = kRecordHeader + 2 + clampedDir(ev) + 2 + clampedName(ev);
+  if (hasExtension(ev)) size += 2 + (ev.hasStat ? kStatSize : 0);
+  return size;
+}
 
 size_t beginEvents(std::string& out) {
   size_t start = out.size();
@@ -141,6 +156,17 @@ void appendEvent(std::string& out, const Event& ev) {
   out.append(ev.dir, 0, dirSize);
   put<uint16_t>(out, static_cast<uint16_t>(nameSize));
   out.append(ev.name, 0, nameSize);
+  if (!hasExtension(ev)) return;
+  put<uint8_t>(out, static_cast<uint8_t>(ev.origin));
+  put<uint8_t>(out, ev.hasStat ? 1 : 0);
+  if (!ev.hasStat) return;
+  put<uint64_t>(out, ev.stat.size);
+  put<int64_t>(out, ev.stat.mtimeSec);
+  put<uint32_t>(out, ev.stat.mtimeNsec);
+  put<uint32_t>(out, ev.stat.mode);
+  put<uint32_t>(out, ev.stat.uid);
+  put<uint32_t>(out, ev.stat.gid);
+  put<uint64_t>(out, ev.stat.ino);
 }
 
 void finishEvents(std::string& out, size_t start, uint32_t count) {

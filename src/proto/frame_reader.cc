@@ -24,6 +24,7 @@ bool isKnownType(uint8_t type) {
     case Type::kWatch:
     case Type::kUnwatch:
     case Type::kReply:
+    case Type::kDeclare:
     case Type::kEvents:
     case Type::kPing:
     case Type::kPong:

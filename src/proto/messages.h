@@ -20,13 +20,17 @@ inline constexpr size_t kMaxName = 255;   // NAME_MAX
 inline constexpr size_t kMaxPath = 4096;  // PATH_MAX
 
 // Capability bits, negotiated in the handshake (both sides must set a bit for
-// it to be in force). v1 defines none as in force; the bits are reserved so
-// that later versions can add them without a new version number.
+// it to be in force). A server sets kCapOrigin only when it can attribute
+// events (a backend that reports pids, and the privilege to read /proc of
+// other users' processes).
 enum Capability : uint64_t {
-  kCapResume = 1u << 0,  // resume from a sequence number after reconnecting
-  kCapOrigin = 1u << 1,  // events tagged with who caused them
-  kCapStat = 1u << 2,    // events carry size, mtime, mode, owner
+  kCapResume = 1u << 0,  // resume from a sequence number after reconnecting (reserved)
+  kCapOrigin = 1u << 1,  // Declare; events tagged with who caused them
+  kCapStat = 1u << 2,    // events carry size, mtime, mode, owner on request
 };
+
+inline constexpr size_t kMaxDeclared = 64;      // origins in one Declare
+inline constexpr size_t kMaxOriginText = 255;  // bytes of one origin
 
 enum class Type : uint8_t {
   kHello = 0x01,
@@ -34,6 +38,7 @@ enum class Type : uint8_t {
   kWatch = 0x10,
   kUnwatch = 0x11,
   kReply = 0x12,
+  kDeclare = 0x13,
   kEvents = 0x20,
   kPing = 0x30,
   kPong = 0x31,
@@ -42,7 +47,10 @@ enum class Type : uint8_t {
 
 enum WatchFlag : uint32_t {
   kWatchRecursive = 1u << 0,
+  kWatchOthersOnly = 1u << 1,  // kCapOrigin: drop events attributed to this client
+  kWatchStat = 1u << 2,        // kCapStat: attach the entry's state to events
 };
+inline constexpr uint32_t kKnownWatchFlags = kWatchRecursive | kWatchOthersOnly | kWatchStat;
 
 struct Hello {  // client -> server, first frame
   uint16_t minVersion = kMinVersion;
@@ -78,6 +86,16 @@ struct Reply {  // server -> client, one per Watch / Unwatch
   std::string message;   // error text naming the path; on success the resolved server path
 };
 
+// client -> server, with kCapOrigin: how the server sees this client's other
+// connections, e.g. "ssh 192.0.2.7 50412" for the ssh connection of an sshfs
+// mount (its client address and port, as in the server's SSH_CONNECTION).
+// Events caused through those connections are this client's own. Answered by
+// Reply; a later Declare replaces the earlier list.
+struct Declare {
+  uint32_t requestId = 0;
+  std::vector<std::string> origins;
+};
+
 struct Events {  // server -> client
   std::vector<Event> events;
 };
@@ -94,6 +112,6 @@ struct Fatal {  // either direction, then the sender closes
   std::string message;
 };
 
-using Message = std::variant<Hello, Welcome, Watch, Unwatch, Reply, Events, Ping, Pong, Fatal>;
+using Message = std::variant<Hello, Welcome, Watch, Unwatch, Reply, Declare, Events, Ping, Pong, Fatal>;
 
 }  // namespace rnotify::proto

@@ -32,6 +32,8 @@ Status validate(const Event& ev) {
   if (Status s = checkPath("event", "dir", ev.dir, kMaxPath); !s) return s;
   if (Status s = checkPath("event", "name", ev.name, kMaxName); !s) return s;
   if (Status s = check("event", dirProblem(ev.dir)); !s) return s;
+  if (static_cast<uint8_t>(ev.origin) > static_cast<uint8_t>(Origin::kSelf)) return check("event", "bad origin");
+  if (ev.hasStat && ev.stat.mtimeNsec >= 1000000000u) return check("event", "mtimeNsec not below 1e9");
   return check("event", nameProblem(ev.name));
 }
 
@@ -51,6 +53,16 @@ Status validate(const Message& msg) {
         } else if constexpr (std::is_same_v<T, Reply>) {
           if (m.status < 0) return check("Reply", "negative status");
           return checkText("Reply", "message", m.message);
+        } else if constexpr (std::is_same_v<T, Declare>) {
+          if (m.origins.size() > kMaxDeclared) {
+            return check("Declare", "more than " + std::to_string(kMaxDeclared) + " origins");
+          }
+          for (const std::string& origin : m.origins) {
+            if (origin.empty()) return check("Declare", "an empty origin");
+            if (Status s = checkText("Declare", "origin", origin); !s) return s;
+            if (origin.size() > kMaxOriginText) return check("Declare", "an origin over 255 bytes");
+          }
+          return {};
         } else if constexpr (std::is_same_v<T, Events>) {
           for (const Event& ev : m.events) {
             if (Status s = validate(ev); !s) return s;

@@ -57,13 +57,14 @@ TEST(ProtoMalformed, TrailingBytesAfterAFixedMessageAreRejected) {
 }
 
 TEST(ProtoMalformed, ExtraBytesInsideARecordAreSkipped) {
-  // A later version appends fields to a record; a v1 reader skips them.
+  // A later version appends fields to a record, after the extension of
+  // section 4.6 (origin 0, no stat); this reader skips them.
   Event first = makeEvent(1, 1, IN_CREATE, "d", "f");
   Event second = makeEvent(1, 2, IN_DELETE, "", "g");
   std::string payload = payloadOf(Events{{first, second}});
   size_t firstLength = eventRecordSize(first) - 2;
-  payload[4] = static_cast<char>(firstLength + 3);
-  payload.insert(4 + 2 + firstLength, "EXT");
+  payload[4] = static_cast<char>(firstLength + 5);
+  payload.insert(4 + 2 + firstLength, std::string("\0\0EXT", 5));
   auto result = decode(Type::kEvents, payload);
   ASSERT_TRUE(result.ok()) << result.error().message;
   const auto& events = std::get<Events>(result.value()).events;

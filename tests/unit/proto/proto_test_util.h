@@ -13,7 +13,7 @@
 namespace rnotify {
 inline bool operator==(const Event& a, const Event& b) {
   return a.watch == b.watch && a.seq == b.seq && a.mask == b.mask && a.cookie == b.cookie && a.dir == b.dir &&
-         a.name == b.name;
+         a.name == b.name && a.origin == b.origin && a.hasStat == b.hasStat && (!a.hasStat || a.stat == b.stat);
 }
 }  // namespace rnotify
 
@@ -35,6 +35,9 @@ inline bool operator==(const Unwatch& a, const Unwatch& b) {
 }
 inline bool operator==(const Reply& a, const Reply& b) {
   return a.requestId == b.requestId && a.status == b.status && a.watchId == b.watchId && a.message == b.message;
+}
+inline bool operator==(const Declare& a, const Declare& b) {
+  return a.requestId == b.requestId && a.origins == b.origins;
 }
 inline bool operator==(const Events& a, const Events& b) { return a.events == b.events; }
 inline bool operator==(const Ping& a, const Ping& b) { return a.token == b.token; }

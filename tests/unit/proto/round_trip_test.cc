@@ -38,6 +38,15 @@ std::vector<Message> sampleMessages() {
   events.events.push_back(makeEvent(1, 3, IN_MOVED_TO | IN_ISDIR, "c", std::string(kMaxName, 'n'), 77));
   events.events.push_back(makeEvent(9, UINT64_MAX, IN_DELETE_SELF, std::string(kMaxPath, 'd'), ""));
   events.events.push_back(makeEvent(0, 0, IN_Q_OVERFLOW, "", ""));
+  Event attributed = makeEvent(2, 5, IN_MODIFY, "x", "y");
+  attributed.origin = Origin::kSelf;
+  events.events.push_back(attributed);
+  Event withStat = makeEvent(2, 6, IN_ATTRIB, "", "y");
+  withStat.hasStat = true;
+  withStat.stat = EventStat{UINT64_MAX, -1, 999999999, 0100644, 1000, 100, 42};
+  events.events.push_back(withStat);
+  withStat.origin = Origin::kOther;
+  events.events.push_back(withStat);
   return {
       Hello{1, 7, kCapResume | kCapStat | (1ull << 63), "rnotify/0.1 host=laptop"},
       Hello{},
@@ -48,6 +57,8 @@ std::vector<Message> sampleMessages() {
       Unwatch{43, 7},
       Reply{42, 0, 7, "/srv/data"},
       Reply{44, ENOSYS, 0, "cannot watch '/mnt/x': no backend for this filesystem"},
+      Declare{45, {"ssh 192.0.2.7 50412", "ssh ::1 22"}},
+      Declare{46, {}},
       events,
       Events{},
       Ping{0xfeedfacecafebeefull},
@@ -129,6 +140,34 @@ TEST(ProtoRoundTrip, RemoteBitIsNeverOnTheWire) {
   auto result = test::readOne(frame);
   ASSERT_TRUE(result.ok()) << result.error().message;
   EXPECT_EQ(std::get<Events>(*result.value()).events[0].mask, uint32_t{IN_CREATE});
+}
+
+TEST(ProtoRoundTrip, RecordExtensionIsOnlyWrittenWhenItCarriesSomething) {
+  Event plain = makeEvent(1, 1, IN_CREATE, "", "x");
+  Event tagged = plain;
+  tagged.origin = Origin::kOther;
+  EXPECT_EQ(eventRecordSize(tagged), eventRecordSize(plain) + 2);
+  EXPECT_EQ(frameOf(Events{{tagged}}).size(), frameOf(Events{{plain}}).size() + 2);
+  tagged.hasStat = true;
+  EXPECT_EQ(eventRecordSize(tagged), eventRecordSize(plain) + 2 + 40);
+  EXPECT_EQ(frameOf(Events{{tagged}}).size(), frameOf(Events{{plain}}).size() + 2 + 40);
+}
+
+TEST(ProtoRoundTrip, BadExtensionsAreMalformed) {
+  Event tagged = makeEvent(1, 1, IN_CREATE, "", "x");
+  tagged.origin = Origin::kSelf;
+  std::string frame = frameOf(Events{{tagged}});
+  size_t originAt = frame.size() - 2;
+  std::string bad = frame;
+  bad[originAt] = 3;
+  EXPECT_EQ(test::readOne(bad).error().code, EPROTO);
+  bad = frame;
+  bad[originAt + 1] = 1;  // claims a stat block that is not there
+  EXPECT_EQ(test::readOne(bad).error().code, EPROTO);
+  Declare tooMany{1, std::vector<std::string>(kMaxDeclared + 1, "ssh 10.0.0.1 1")};
+  EXPECT_FALSE(validate(Message(tooMany)).ok());
+  EXPECT_EQ(test::readOne(frameOf(tooMany)).error().code, EPROTO);
+  EXPECT_EQ(test::readOne(frameOf(Declare{1, {""}})).error().code, EPROTO);
 }
 
 TEST(ProtoRoundTrip, TypeOfAndTypeName) {
