@@ -44,6 +44,11 @@ class Watcher {
   virtual void drain() = 0;
   virtual size_t kernelWatchCount() const = 0;
   virtual std::string_view name() const = 0;
+  // The backend that serves a subscription (a composite watcher routes each
+  // subscription to one of several).
+  virtual std::string_view backendFor(SubscriptionId) const { return name(); }
+  // Whether events of this subscription carry the acting pid.
+  virtual bool reportsPids(SubscriptionId) const { return false; }
 };
 
 enum class WatcherKind { kInotify };
