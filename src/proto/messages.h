@@ -47,10 +47,14 @@ enum class Type : uint8_t {
 
 enum WatchFlag : uint32_t {
   kWatchRecursive = 1u << 0,
-  kWatchOthersOnly = 1u << 1,  // kCapOrigin: drop events attributed to this client
-  kWatchStat = 1u << 2,        // kCapStat: attach the entry's state to events
+  // kCapOrigin: every event carries its origin (self or other). A server that
+  // cannot attribute the events of this path refuses the watch (EOPNOTSUPP)
+  // rather than tagging some of them unknown; the client then asks again without.
+  kWatchOrigin = 1u << 1,
+  kWatchOthersOnly = 1u << 2,  // kCapOrigin: as kWatchOrigin, and events of this client are dropped
+  kWatchStat = 1u << 3,        // kCapStat: attach the entry's state to events
 };
-inline constexpr uint32_t kKnownWatchFlags = kWatchRecursive | kWatchOthersOnly | kWatchStat;
+inline constexpr uint32_t kKnownWatchFlags = kWatchRecursive | kWatchOrigin | kWatchOthersOnly | kWatchStat;
 
 struct Hello {  // client -> server, first frame
   uint16_t minVersion = kMinVersion;

@@ -61,9 +61,11 @@ void Server::shutdown() {
   for (auto& session : open) session->close(ESHUTDOWN, "the server is shutting down");
 }
 
-Result<SubscriptionId> Server::watch(Session& session, const std::string& path, uint32_t mask, bool recursive) {
+Result<SubscriptionId> Server::watch(Session& session, const std::string& path, uint32_t mask, bool recursive,
+                                     std::string* resolvedPath) {
   auto resolved = exports_.resolve(path, cwd_);
   if (!resolved) return resolved.error();
+  *resolvedPath = *resolved;
   SubscribeOptions options;
   options.mask = mask;
   options.recursive = recursive;
@@ -87,13 +89,13 @@ void Server::sessionClosed(Session& session) {
 }
 
 void Server::onEvent(SubscriptionId subscription, uint32_t mask, uint32_t cookie, std::string_view dir,
-                     std::string_view name, int /*pid*/) {
+                     std::string_view name, int pid) {
   auto it = subscriptions_.find(subscription);
   if (it == subscriptions_.end()) return;
   Session* session = it->second;
   // The backend forgets a subscription after reporting IN_IGNORED for it.
   if ((mask & IN_IGNORED) && dir.empty()) subscriptions_.erase(it);
-  session->queueEvent(subscription, mask, cookie, dir, name);
+  session->queueEvent(subscription, mask, cookie, dir, name, pid);
 }
 
 }  // namespace rnotify

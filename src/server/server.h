@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "server/export_roots.h"
+#include "server/origin_resolver.h"
 #include "server/session.h"
 #include "watch/watcher.h"
 
@@ -40,7 +41,9 @@ class Server final : public EventSink {
   void onIdle(std::function<void()> callback) { onIdle_ = std::move(callback); }
 
   // For sessions.
-  Result<SubscriptionId> watch(Session& session, const std::string& path, uint32_t mask, bool recursive);
+  // *resolved receives the canonical server path that is watched.
+  Result<SubscriptionId> watch(Session& session, const std::string& path, uint32_t mask, bool recursive,
+                               std::string* resolved);
   void unwatch(SubscriptionId id);
   void sessionClosed(Session& session);
   void markDirty(Session& session) { dirty_.push_back(&session); }
@@ -49,6 +52,12 @@ class Server final : public EventSink {
   uint64_t instanceId() const { return instanceId_; }
   const std::string& workingDirectory() const { return cwd_; }
   std::string_view backendName() const { return watcher_->name(); }
+  std::string_view backendFor(SubscriptionId id) const { return watcher_->backendFor(id); }
+  // Origin attribution: offered when this process may read other users'
+  // /proc entries; possible for a watch whose backend reports pids.
+  bool offersAttribution() const { return attribution_; }
+  bool canAttribute(SubscriptionId id) const { return attribution_ && watcher_->reportsPids(id); }
+  OriginResolver& origins() { return origins_; }
 
   void onEvent(SubscriptionId subscription, uint32_t mask, uint32_t cookie, std::string_view dir,
                std::string_view name, int pid) override;
@@ -61,6 +70,8 @@ class Server final : public EventSink {
   ExportRoots exports_;
   ServerLimits limits_;
   std::unique_ptr<Watcher> watcher_;
+  OriginResolver origins_;
+  bool attribution_ = OriginResolver::privileged();
   std::unique_ptr<asio::posix::stream_descriptor> kernelFd_;
   std::unordered_map<SubscriptionId, Session*> subscriptions_;  // the SubscriptionRegistry
   std::set<std::shared_ptr<Session>> sessions_;

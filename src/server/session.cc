@@ -1,6 +1,8 @@
 #include "server/session.h"
 
+#include <fcntl.h>
 #include <sys/inotify.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 
@@ -11,7 +13,8 @@ namespace rnotify {
 namespace {
 
 // Room left in an EVENTS frame for one more record of the largest size.
-constexpr size_t kRecordReserve = 2 + 4 + 8 + 4 + 4 + 2 + proto::kMaxPath + 2 + proto::kMaxName;
+constexpr size_t kRecordReserve = 2 + 4 + 8 + 4 + 4 + 2 + proto::kMaxPath + 2 + proto::kMaxName + 2 + 40;
+constexpr uint32_t kOriginFlags = proto::kWatchOrigin | proto::kWatchOthersOnly;
 
 }  // namespace
 
@@ -81,6 +84,8 @@ void Session::handle(proto::Message& message) {
           onWatch(m);
         } else if constexpr (std::is_same_v<T, proto::Unwatch>) {
           onUnwatch(m);
+        } else if constexpr (std::is_same_v<T, proto::Declare>) {
+          onDeclare(m);
         } else if constexpr (std::is_same_v<T, proto::Ping>) {
           send(proto::Pong{m.token});
         } else if constexpr (std::is_same_v<T, proto::Pong>) {
@@ -114,7 +119,9 @@ void Session::onHello(const proto::Hello& hello) {
   log::info("{}: handshake from '{}'", description_, hello.clientName);
   proto::Welcome welcome;
   welcome.version = std::min(hello.maxVersion, proto::kVersion);
-  welcome.capabilities = 0;  // v1: no optional capability is in force yet
+  uint64_t offered = proto::kCapStat | (server_.offersAttribution() ? uint64_t{proto::kCapOrigin} : 0);
+  capabilities_ = hello.capabilities & offered;
+  welcome.capabilities = capabilities_;
   welcome.instanceId = server_.instanceId();
   welcome.maxFrame = server_.limits().maxFrame;
   welcome.serverName = "rnotifyd " RNOTIFY_VERSION " (" + std::string(server_.backendName()) + ")";
@@ -124,9 +131,15 @@ void Session::onHello(const proto::Hello& hello) {
 void Session::onWatch(const proto::Watch& watch) {
   proto::Reply reply;
   reply.requestId = watch.requestId;
-  if ((watch.flags & ~uint32_t{proto::kWatchRecursive}) != 0) {
+  if ((watch.flags & ~proto::kKnownWatchFlags) != 0) {
     reply.status = EINVAL;
     reply.message = "unknown watch flags";
+  } else if ((watch.flags & kOriginFlags) && !(capabilities_ & proto::kCapOrigin)) {
+    reply.status = EOPNOTSUPP;
+    reply.message = "this server cannot tell who made a change (rnotifyd needs root for that)";
+  } else if ((watch.flags & proto::kWatchStat) && !(capabilities_ & proto::kCapStat)) {
+    reply.status = EINVAL;
+    reply.message = "stat data was not negotiated";
   } else if ((watch.mask & IN_ALL_EVENTS) == 0) {
     reply.status = EINVAL;
     reply.message = "no events requested for '" + watch.path + "'";
@@ -136,11 +149,20 @@ void Session::onWatch(const proto::Watch& watch) {
         "too many watches for one client (limit " + std::to_string(server_.limits().maxWatchesPerClient) + ")";
     log::warn("{}: watch limit reached", description_);
   } else {
-    auto id = server_.watch(*this, watch.path, watch.mask, watch.flags & proto::kWatchRecursive);
+    std::string resolved;
+    auto id = server_.watch(*this, watch.path, watch.mask, watch.flags & proto::kWatchRecursive, &resolved);
+    if (id && (watch.flags & kOriginFlags) && !server_.canAttribute(*id)) {
+      std::string backend(server_.backendFor(*id));
+      server_.unwatch(*id);
+      id = Error{EOPNOTSUPP, "changes under '" + resolved + "' cannot be attributed: it is watched with " + backend +
+                                 ", which does not report who made them (fanotify does, on most local filesystems)"};
+    }
     if (id) {
-      watches_.emplace(*id, 0);
+      watches_.emplace(*id, WatchState{0, watch.flags, resolved});
       reply.watchId = *id;
-      log::info("{}: watch {} on '{}'", description_, *id, watch.path);
+      reply.message = resolved;
+      log::info("{}: watch {} on '{}' ({}{}{})", description_, *id, resolved, server_.backendFor(*id),
+                (watch.flags & kOriginFlags) ? ", attributed" : "", (watch.flags & proto::kWatchStat) ? ", stat" : "");
     } else {
       reply.status = id.error().code;
       reply.message = id.error().message;
@@ -163,11 +185,52 @@ void Session::onUnwatch(const proto::Unwatch& unwatch) {
   send(reply);
 }
 
+void Session::onDeclare(const proto::Declare& declare) {
+  proto::Reply reply;
+  reply.requestId = declare.requestId;
+  if (!(capabilities_ & proto::kCapOrigin)) {
+    reply.status = EOPNOTSUPP;
+    reply.message = "origin attribution was not negotiated";
+  } else {
+    declared_.clear();
+    declared_.insert(declare.origins.begin(), declare.origins.end());
+    std::string list;
+    for (const std::string& origin : declare.origins) list += (list.empty() ? "" : ", ") + origin;
+    log::info("{}: its own connections: {}", description_, list.empty() ? "none" : list);
+  }
+  send(reply);
+}
+
+void Session::attachStat(const std::string& root, std::string_view dir, std::string_view name) {
+  statPath_.assign(root);
+  if (!dir.empty()) statPath_.append("/").append(dir);
+  if (!name.empty()) statPath_.append("/").append(name);
+  struct stat st;
+  scratch_.hasStat = ::fstatat(AT_FDCWD, statPath_.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+  if (!scratch_.hasStat) return;
+  scratch_.stat.size = static_cast<uint64_t>(st.st_size);
+  scratch_.stat.mtimeSec = st.st_mtim.tv_sec;
+  scratch_.stat.mtimeNsec = static_cast<uint32_t>(st.st_mtim.tv_nsec);
+  scratch_.stat.mode = st.st_mode;
+  scratch_.stat.uid = st.st_uid;
+  scratch_.stat.gid = st.st_gid;
+  scratch_.stat.ino = st.st_ino;
+}
+
 void Session::queueEvent(SubscriptionId watch, uint32_t mask, uint32_t cookie, std::string_view dir,
-                         std::string_view name) {
+                         std::string_view name, int pid) {
   if (closed_) return;
   auto it = watches_.find(watch);
   if (it == watches_.end()) return;
+  WatchState& state = it->second;
+  scratch_.origin = Origin::kUnknown;
+  if ((state.flags & kOriginFlags) && pid > 0) {
+    const std::string& key = server_.origins().keyOf(pid);
+    scratch_.origin = !key.empty() && declared_.count(key) != 0 ? Origin::kSelf : Origin::kOther;
+    if (scratch_.origin == Origin::kSelf && (state.flags & proto::kWatchOthersOnly)) return;
+  }
+  scratch_.hasStat = false;
+  if ((state.flags & proto::kWatchStat) && !(mask & (IN_IGNORED | IN_Q_OVERFLOW))) attachStat(state.root, dir, name);
   if (!batchOpen_) {
     batchStart_ = proto::beginEvents(pending_);
     batchCount_ = 0;
@@ -175,7 +238,7 @@ void Session::queueEvent(SubscriptionId watch, uint32_t mask, uint32_t cookie, s
     server_.markDirty(*this);
   }
   scratch_.watch = watch;
-  scratch_.seq = ++it->second;
+  scratch_.seq = ++state.seq;
   scratch_.mask = mask;
   scratch_.cookie = cookie;
   scratch_.dir.assign(dir);

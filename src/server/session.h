@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "event/event.h"
 #include "proto/codec.h"
@@ -28,7 +29,9 @@ class Session : public std::enable_shared_from_this<Session> {
   // Closes the connection (after sending Fatal, if code != 0) and releases its watches.
   void close(int code = 0, const std::string& why = {});
   // Called by the server's event sink, once per event for a watch of this session.
-  void queueEvent(SubscriptionId watch, uint32_t mask, uint32_t cookie, std::string_view dir, std::string_view name);
+  // pid: who caused it (0 unknown), for watches that asked for the origin.
+  void queueEvent(SubscriptionId watch, uint32_t mask, uint32_t cookie, std::string_view dir, std::string_view name,
+                  int pid);
   // Sends what has been queued. Called after each drain of the watcher.
   void flush();
   bool closed() const { return closed_; }
@@ -42,6 +45,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void onHello(const proto::Hello& hello);
   void onWatch(const proto::Watch& watch);
   void onUnwatch(const proto::Unwatch& unwatch);
+  void onDeclare(const proto::Declare& declare);
+  void attachStat(const std::string& root, std::string_view dir, std::string_view name);
   void send(const proto::Message& message);
   void closeBatch();
   void startWrite();
@@ -57,7 +62,15 @@ class Session : public std::enable_shared_from_this<Session> {
   bool closed_ = false;
   bool closeAfterWrite_ = false;
 
-  std::unordered_map<SubscriptionId, uint64_t> watches_;  // watch -> last sequence number sent
+  struct WatchState {
+    uint64_t seq = 0;    // last sequence number sent
+    uint32_t flags = 0;  // proto::WatchFlag
+    std::string root;    // the watched server path, for kWatchStat
+  };
+  std::unordered_map<SubscriptionId, WatchState> watches_;
+  uint64_t capabilities_ = 0;                   // in force after the handshake
+  std::unordered_set<std::string> declared_;    // origins that are this client's own
+  std::string statPath_;                        // scratch for attachStat
   std::string pending_;                                   // frames waiting to be written
   std::string writing_;                                   // the buffer of the write in flight
   bool writeInFlight_ = false;

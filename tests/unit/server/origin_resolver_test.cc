@@ -120,9 +120,11 @@ TEST(OriginResolver, AttributesAProcessAndItsDescendants) {
   if (!OriginResolver::privileged()) GTEST_SKIP() << "needs root";
   Child served("192.0.2.7 50412 192.0.2.1 22");
   Child unserved("");
+  // Until the spawned child execs, /proc shows this process's environment.
+  ASSERT_GT(served.grandchild(), 0);
+  ASSERT_GT(unserved.grandchild(), 0);
   OriginResolver resolver;
   EXPECT_EQ(resolver.keyOf(served.pid()), "ssh 192.0.2.7 50412");
-  ASSERT_GT(served.grandchild(), 0);
   EXPECT_EQ(resolver.keyOf(served.grandchild()), "ssh 192.0.2.7 50412");
   EXPECT_EQ(resolver.keyOf(unserved.pid()), "");
   EXPECT_EQ(resolver.keyOf(0), "");
@@ -141,6 +143,7 @@ TEST(OriginResolver, AnExitedProcessIsForgotten) {
   {
     Child gone("192.0.2.7 50412 192.0.2.1 22");
     pid = gone.pid();
+    ASSERT_GT(gone.grandchild(), 0);
     EXPECT_EQ(resolver.keyOf(pid), "ssh 192.0.2.7 50412");
   }
   // Past the revalidation interval, the dead pid no longer resolves.
