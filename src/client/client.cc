@@ -3,6 +3,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -20,6 +21,7 @@ namespace {
 
 constexpr uint64_t kTagLocal = 1;
 constexpr uint64_t kTagReady = 2;
+constexpr uint64_t kTagRelease = 3;
 
 int connectTimeoutMs() {
   if (const char* env = std::getenv("RNOTIFY_CONNECT_TIMEOUT_MS")) {
@@ -59,6 +61,10 @@ Status Client::init() {
   if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, local_->fd(), &ev) != 0) return lastError("epoll_ctl");
   ev.data.u64 = kTagReady;
   if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, ready_.get(), &ev) != 0) return lastError("epoll_ctl");
+  release_.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
+  if (!release_) return lastError("timerfd_create");
+  ev.data.u64 = kTagRelease;
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, release_.get(), &ev) != 0) return lastError("epoll_ctl");
   return {};
 }
 
@@ -88,6 +94,7 @@ Result<int> Client::addWatch(const std::string& path, uint32_t mask, unsigned fl
   watch.displayBase = displayBase(path, isDirectory);
   watch.isDirectory = isDirectory;
   watch.mask = mask;
+  watch.localRoot = real;
   watch.local = *local;
   watch.source = "local inotify";
 
@@ -104,11 +111,14 @@ Result<int> Client::addWatch(const std::string& path, uint32_t mask, unsigned fl
         log::warn("'{}': {}; only changes made by this host will be seen", path, why);
         watch.source = "local inotify only (" + why + ")";
       } else {
-        proto::Watch request;
-        request.flags = recursive ? uint32_t{proto::kWatchRecursive} : 0u;
-        request.mask = mask & IN_ALL_EVENTS;
-        request.path = remotePath;
-        auto reply = (*connection)->request(request, connectTimeoutMs() * 3);
+        std::string originKey;
+        if (resolved.kind == MountKind::kSshfs) {
+          auto known = originKeys_.find(resolved.mount.mountPoint + '\n' + resolved.mount.source);
+          if (known != originKeys_.end()) originKey = known->second;
+        }
+        Dedup::Strategy strategy = Dedup::Strategy::kNone;
+        std::string note;
+        auto reply = watchRemote(**connection, remotePath, mask & IN_ALL_EVENTS, recursive, originKey, &strategy, &note);
         if (!reply || reply->status != 0) {
           local_->unsubscribe(*local);
           if (!reply) {
@@ -118,14 +128,20 @@ Result<int> Client::addWatch(const std::string& path, uint32_t mask, unsigned fl
           return Error{reply->status, "cannot watch '" + path + "' (server path '" + remotePath + "' on " +
                                           (*connection)->description() + "): " + reply->message};
         }
+        if (!note.empty()) log::warn("'{}': {}", path, note);
         watch.remote = *connection;
         watch.remoteId = reply->watchId;
-        if (!echo_ && config_->echoWindowMs > 0) {
-          EchoMatcher::Options echo;
-          echo.window = std::chrono::milliseconds(config_->echoWindowMs);
-          echo_.emplace(echo);
+        if (!dedup_) {
+          Dedup::Options options;
+          options.window = std::chrono::milliseconds(config_->echoWindowMs);
+          options.hold = std::chrono::milliseconds(config_->echoHoldMs);
+          dedup_ = std::make_unique<Dedup>(options, [this](int wd, uint32_t m, uint32_t c, uint64_t seq,
+                                                           std::string_view dir, std::string_view name) {
+            emit(wd, m, c, seq, dir, name);
+          });
         }
-        watch.source = (*connection)->description() + " + local inotify";
+        dedup_->setStrategy(watch.wd, strategy);
+        watch.source = (*connection)->description() + " + local inotify, " + Dedup::name(strategy);
         byRemote_[{watch.remote, watch.remoteId}] = watch.wd;
       }
     }
@@ -161,7 +177,11 @@ Result<Connection*> Client::connectionFor(const ResolvedPath& resolved, std::str
       std::string agent = config_->agent;
       auto connection =
           connect(key, [&]() { return Connection::overAgent(argv, destination, agent, connectTimeoutMs()); });
-      if (!connection) sshTargets_.erase(mountKey);  // remounted with other options? look again next time
+      if (!connection) {
+        sshTargets_.erase(mountKey);  // remounted with other options? look again next time
+      } else if (!originKeys_.count(mountKey)) {
+        originKeys_[mountKey] = sshOriginKey(target);
+      }
       return connection;
     }
     case MountKind::kNfs:
@@ -221,8 +241,8 @@ void Client::endWatch(Watch& watch) {
     unwatch.watchId = watch.remoteId;
     watch.remote->requestNoWait(unwatch);
   }
+  if (dedup_) dedup_->forget(watch.wd);  // delivers what it still held
   queue_.push_back(ClientEvent{watch.wd, IN_IGNORED, 0, 0, watch.displayBase, {}});
-  if (echo_) echo_->forget(watch.wd);
   watches_.erase(watch.wd);
   updateReadiness();
 }
@@ -239,11 +259,113 @@ void Client::onEvent(SubscriptionId subscription, uint32_t mask, uint32_t cookie
     return;
   }
   // What this host did through the mount comes back from the server too.
-  if (watch.remote != nullptr && echo_ &&
-      !echo_->admit(EchoMatcher::Side::kLocal, watch.wd, mask, dir, name, EchoMatcher::Clock::now())) {
+  if (watch.remote == nullptr || !dedup_) {
+    push(watch, mask, cookie, 0, dir, name);
     return;
   }
-  push(watch, mask, cookie, 0, dir, name);
+  EventStat state;
+  const EventStat* stat = nullptr;
+  if (dedup_->strategy(watch.wd) == Dedup::Strategy::kState && (mask & (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE))) {
+    std::string path = watch.localRoot;
+    if (watch.isDirectory) {
+      if (!dir.empty()) path.append("/").append(dir);
+      if (!name.empty()) path.append("/").append(name);
+    }
+    struct stat st;
+    if (::lstat(path.c_str(), &st) == 0) {
+      state.size = static_cast<uint64_t>(st.st_size);
+      state.mtimeSec = st.st_mtim.tv_sec;
+      state.mtimeNsec = static_cast<uint32_t>(st.st_mtim.tv_nsec);
+      state.mode = st.st_mode;
+      state.uid = st.st_uid;
+      state.gid = st.st_gid;
+      state.ino = st.st_ino;
+      stat = &state;
+    }
+  }
+  dedup_->local(watch.wd, mask, cookie, dir, name, stat, Dedup::Clock::now());
+  armReleaseTimer();
+}
+
+void Client::emit(int wd, uint32_t mask, uint32_t cookie, uint64_t seq, std::string_view dir, std::string_view name) {
+  auto it = watches_.find(wd);
+  if (it != watches_.end()) push(it->second, mask, cookie, seq, dir, name);
+}
+
+void Client::armReleaseTimer() {
+  itimerspec spec{};
+  auto due = dedup_ ? dedup_->nextRelease() : Dedup::Clock::time_point::max();
+  if (due != Dedup::Clock::time_point::max()) {
+    // CLOCK_MONOTONIC is steady_clock's clock on Linux.
+    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(due.time_since_epoch()).count();
+    if (ns <= 0) ns = 1;
+    spec.it_value.tv_sec = ns / 1000000000;
+    spec.it_value.tv_nsec = ns % 1000000000;
+  }
+  ::timerfd_settime(release_.get(), TFD_TIMER_ABSTIME, &spec, nullptr);
+}
+
+bool Client::declare(Connection& connection, const std::string& originKey) {
+  Declared& declared = declared_[&connection];
+  for (const std::string& known : declared.origins) {
+    if (known == originKey) return true;
+  }
+  proto::Declare request;
+  request.origins = declared.origins;
+  request.origins.push_back(originKey);
+  auto reply = connection.request(request, connectTimeoutMs());
+  if (!reply || reply->status != 0) {
+    log::debug("{}: Declare refused: {}", connection.description(), reply ? reply->message : reply.error().message);
+    return false;
+  }
+  declared.origins = std::move(request.origins);
+  return true;
+}
+
+Result<proto::Reply> Client::watchRemote(Connection& connection, const std::string& remotePath, uint32_t mask,
+                                         bool recursive, const std::string& originKey, Dedup::Strategy* strategy,
+                                         std::string* note) {
+  proto::Watch request;
+  request.flags = recursive ? uint32_t{proto::kWatchRecursive} : 0u;
+  request.mask = mask;
+  request.path = remotePath;
+  const DedupMode mode = config_->echoWindowMs == 0 ? DedupMode::kOff : config_->dedup;
+  const uint64_t caps = connection.welcome().capabilities;
+  const int timeout = connectTimeoutMs() * 3;
+  std::string why;
+  if (mode == DedupMode::kOff) {
+    *strategy = Dedup::Strategy::kNone;
+    return connection.request(request, timeout);
+  }
+  if (mode == DedupMode::kAuto || mode == DedupMode::kOrigin) {
+    if (!(caps & proto::kCapOrigin)) {
+      why = "the server cannot tell who made a change (rnotifyd runs without root)";
+    } else if (originKey.empty()) {
+      why = "the mount's ssh connection could not be identified (ProxyCommand or ProxyJump?)";
+    } else if (!declare(connection, originKey)) {
+      why = "the server refused the declaration of this host's connection";
+    } else {
+      proto::Watch attributed = request;
+      attributed.flags |= proto::kWatchOrigin;
+      auto reply = connection.request(attributed, timeout);
+      if (!reply || reply->status != EOPNOTSUPP) {
+        *strategy = Dedup::Strategy::kOrigin;
+        return reply;
+      }
+      why = reply->message;
+    }
+    if (mode == DedupMode::kOrigin) *note = "origin attribution is not available: " + why;
+  }
+  if ((mode == DedupMode::kAuto || mode == DedupMode::kOrigin || mode == DedupMode::kState) &&
+      (caps & proto::kCapStat)) {
+    request.flags |= proto::kWatchStat;
+    *strategy = Dedup::Strategy::kState;
+  } else {
+    if (mode == DedupMode::kState) *note = "the server does not send the state of entries; matching echoes only";
+    *strategy = Dedup::Strategy::kEcho;
+  }
+  if (!note->empty()) *note += std::string("; using ") + Dedup::name(*strategy);
+  return connection.request(request, timeout);
 }
 
 void Client::onRemoteEvents(Connection& connection, proto::Events& events) {
@@ -257,12 +379,13 @@ void Client::onRemoteEvents(Connection& connection, proto::Events& events) {
       endWatch(watch);
       continue;
     }
-    if (echo_ && !echo_->admit(EchoMatcher::Side::kRemote, watch.wd, event.mask, event.dir, event.name,
-                               EchoMatcher::Clock::now())) {
-      continue;
+    if (dedup_) {
+      dedup_->remote(watch.wd, event, Dedup::Clock::now());
+    } else {
+      push(watch, event.mask | kInRemote, event.cookie, event.seq, event.dir, event.name);
     }
-    push(watch, event.mask | kInRemote, event.cookie, event.seq, event.dir, event.name);
   }
+  armReleaseTimer();
 }
 
 void Client::connectionLost(Connection& connection) {
@@ -270,6 +393,7 @@ void Client::connectionLost(Connection& connection) {
   log::error("{}", connection.failure().message);
   // Never silence: every watch served by it gets an overflow event, meaning
   // "remote events may have been missed from here on".
+  declared_.erase(&connection);
   for (auto it = byRemote_.begin(); it != byRemote_.end();) {
     if (it->first.first != &connection) {
       ++it;
@@ -277,6 +401,7 @@ void Client::connectionLost(Connection& connection) {
     }
     Watch& watch = watches_.at(it->second);
     watch.remote = nullptr;
+    if (dedup_) dedup_->forget(watch.wd);  // local reports flow straight through from now on
     watch.source = "local inotify only (lost " + connection.description() + ")";
     push(watch, IN_Q_OVERFLOW | kInRemote, 0, 0, {}, {});
     it = byRemote_.erase(it);
@@ -316,6 +441,10 @@ Result<int> Client::next(ClientEvent* out, int timeoutMs) {
   using Clock = std::chrono::steady_clock;
   const auto deadline = Clock::now() + std::chrono::milliseconds(timeoutMs < 0 ? 0 : timeoutMs);
   for (;;) {
+    if (dedup_ && dedup_->held() > 0) {
+      dedup_->release(Dedup::Clock::now());
+      armReleaseTimer();
+    }
     if (!queue_.empty()) {
       *out = std::move(queue_.front());
       queue_.pop_front();
@@ -336,10 +465,17 @@ Result<int> Client::next(ClientEvent* out, int timeoutMs) {
     for (int i = 0; i < n; ++i) {
       if (ready[i].data.u64 == kTagLocal) {
         local_->drain();
+      } else if (ready[i].data.u64 == kTagRelease) {
+        uint64_t expirations;
+        [[maybe_unused]] ssize_t r = ::read(release_.get(), &expirations, sizeof expirations);
       } else if (ready[i].data.u64 != kTagReady) {
         auto* connection = static_cast<Connection*>(ready[i].data.ptr);
         if (!connection->pump()) connectionLost(*connection);
       }
+    }
+    if (dedup_ && dedup_->held() > 0) {
+      dedup_->release(Dedup::Clock::now());
+      armReleaseTimer();
     }
     if (n == 0 && queue_.empty() && timeoutMs >= 0) return 0;
   }

@@ -14,7 +14,7 @@
 
 #include "client/config.h"
 #include "client/connection.h"
-#include "client/echo_matcher.h"
+#include "client/dedup.h"
 #include "client/sshfs_target.h"
 #include "common/result.h"
 #include "common/unique_fd.h"
@@ -42,7 +42,7 @@ class Client final : public EventSink {
   // 1: *out filled; 0: timeout; error: EINTR or a failure.
   Result<int> next(ClientEvent* out, int timeoutMs);
   const char* watchSource(int wd) const;
-  uint64_t echoesAbsorbed() const { return echo_ ? echo_->absorbed() : 0; }
+  uint64_t echoesAbsorbed() const { return dedup_ ? dedup_->absorbed() + dedup_->paired() : 0; }
 
   void onEvent(SubscriptionId subscription, uint32_t mask, uint32_t cookie, std::string_view dir,
                std::string_view name, int pid) override;
@@ -53,10 +53,15 @@ class Client final : public EventSink {
     std::string displayBase;  // "dir/" for a directory, "file" for a file
     bool isDirectory = false;
     uint32_t mask = 0;
+    std::string localRoot;     // the real path watched, for stat
     SubscriptionId local = 0;  // 0: none
     Connection* remote = nullptr;
     uint32_t remoteId = 0;
     std::string source;
+  };
+  // What a connection has been told about this host (proto::Declare).
+  struct Declared {
+    std::vector<std::string> origins;
   };
 
   Client() = default;
@@ -66,12 +71,21 @@ class Client final : public EventSink {
   void onRemoteEvents(Connection& connection, struct proto::Events& events);
   void connectionLost(Connection& connection);
   void push(Watch& watch, uint32_t mask, uint32_t cookie, uint64_t seq, std::string_view dir, std::string_view name);
+  void emit(int wd, uint32_t mask, uint32_t cookie, uint64_t seq, std::string_view dir, std::string_view name);
+  // Subscribes on the server with the best de-duplication both sides allow;
+  // *strategy receives the one in force.
+  Result<proto::Reply> watchRemote(Connection& connection, const std::string& remotePath, uint32_t mask,
+                                   bool recursive, const std::string& originKey, Dedup::Strategy* strategy,
+                                   std::string* note);
+  bool declare(Connection& connection, const std::string& originKey);
+  void armReleaseTimer();
   void endWatch(Watch& watch);
   void pumpReady(int timeoutMs);
   void updateReadiness();
 
   UniqueFd epoll_;
   UniqueFd ready_;  // eventfd: readable while queue_ is not empty
+  UniqueFd release_;  // timerfd: when the next held local report is due
   bool readySignalled_ = false;
   std::unique_ptr<Watcher> local_;
   std::map<std::string, std::unique_ptr<Connection>> connections_;
@@ -83,7 +97,9 @@ class Client final : public EventSink {
   std::map<std::pair<Connection*, uint32_t>, int> byRemote_;
   std::deque<ClientEvent> queue_;
   std::optional<Config> config_;
-  std::optional<EchoMatcher> echo_;  // made when the first watch with both sources is
+  std::unique_ptr<Dedup> dedup_;
+  std::map<Connection*, Declared> declared_;
+  std::map<std::string, std::string> originKeys_;  // sshfs mount key -> its ssh connection as the server sees it
   int nextWd_ = 1;
 };
 

@@ -18,8 +18,20 @@ namespace {
 struct ConfigLayer {
   std::optional<std::string> agent;
   std::optional<int> echoWindowMs;
+  std::optional<int> echoHoldMs;
+  std::optional<DedupMode> dedup;
   std::vector<ServerEntry> servers;
 };
+
+Result<int> parseMilliseconds(std::string_view what, std::string_view text) {
+  std::string value(text);
+  char* end = nullptr;
+  long ms = std::strtol(value.c_str(), &end, 10);
+  if (value.empty() || *end != '\0' || ms < 0 || ms > 600000) {
+    return Error{EINVAL, std::string(what) + "='" + value + "' is not a whole number of milliseconds from 0 to 600000"};
+  }
+  return static_cast<int>(ms);
+}
 
 Error configError(std::string_view origin, const toml::source_region& where, const std::string& what) {
   std::string at(origin);
@@ -80,6 +92,18 @@ Result<ConfigLayer> parseLayer(std::string_view text, std::string_view origin) {
                            "'echo_window_ms' must be a whole number of milliseconds, 0 to 600000");
       }
       layer.echoWindowMs = static_cast<int>(number->get());
+    } else if (name == "echo_hold_ms") {
+      const auto* number = node.as_integer();
+      if (number == nullptr || number->get() < 0 || number->get() > 600000) {
+        return configError(origin, node.source(), "'echo_hold_ms' must be a whole number of milliseconds, 0 to 600000");
+      }
+      layer.echoHoldMs = static_cast<int>(number->get());
+    } else if (name == "dedup") {
+      Result<std::string> value = stringValue(origin, node, name);
+      if (!value.ok()) return value.error();
+      Result<DedupMode> mode = parseDedupMode(*value);
+      if (!mode.ok()) return configError(origin, node.source(), mode.error().message);
+      layer.dedup = *mode;
     } else if (name == "server") {
       const toml::array* servers = node.as_array();
       if (servers == nullptr)
@@ -93,7 +117,8 @@ Result<ConfigLayer> parseLayer(std::string_view text, std::string_view origin) {
       }
     } else {
       return configError(origin, key.source(),
-                         "unknown key '" + name + "'; known keys: agent, echo_window_ms, [[server]]");
+                         "unknown key '" + name +
+                             "'; known keys: agent, dedup, echo_window_ms, echo_hold_ms, [[server]]");
     }
   }
   return layer;
@@ -176,6 +201,8 @@ Result<Config> parseConfig(std::string_view tomlText, std::string_view origin) {
   Config config;
   if (layer->agent) config.agent = *layer->agent;
   if (layer->echoWindowMs) config.echoWindowMs = *layer->echoWindowMs;
+  if (layer->echoHoldMs) config.echoHoldMs = *layer->echoHoldMs;
+  if (layer->dedup) config.dedup = *layer->dedup;
   config.servers = std::move(layer->servers);
   config.origin = std::string(origin);
   return config;
@@ -190,6 +217,8 @@ ConfigSources configSourcesFromEnvironment() {
   sources.explicitFile = env("RNOTIFY_CONFIG");
   sources.agentOverride = env("RNOTIFY_AGENT");
   sources.echoWindowOverride = env("RNOTIFY_ECHO_WINDOW_MS");
+  sources.echoHoldOverride = env("RNOTIFY_ECHO_HOLD_MS");
+  sources.dedupOverride = env("RNOTIFY_DEDUP");
   sources.systemFile = "/etc/rnotify/config.toml";
   std::string xdg = env("XDG_CONFIG_HOME");
   std::string home = env("HOME");
@@ -223,6 +252,8 @@ Result<Config> loadConfig(const ConfigSources& sources) {
     std::vector<std::string> used;
     std::optional<std::string> agent;
     std::optional<int> echoWindowMs;
+    std::optional<int> echoHoldMs;
+    std::optional<DedupMode> dedup;
     // User first, so that its agent wins and its servers come first.
     for (const std::string& path : {sources.userFile, sources.systemFile}) {
       if (path.empty()) continue;
@@ -233,11 +264,15 @@ Result<Config> loadConfig(const ConfigSources& sources) {
       if (!layer.ok()) return layer.error();
       if (!agent) agent = layer->agent;
       if (!echoWindowMs) echoWindowMs = layer->echoWindowMs;
+      if (!echoHoldMs) echoHoldMs = layer->echoHoldMs;
+      if (!dedup) dedup = layer->dedup;
       config.servers.insert(config.servers.end(), layer->servers.begin(), layer->servers.end());
       used.push_back(path);
     }
     if (agent) config.agent = *agent;
     if (echoWindowMs) config.echoWindowMs = *echoWindowMs;
+    if (echoHoldMs) config.echoHoldMs = *echoHoldMs;
+    if (dedup) config.dedup = *dedup;
     for (const std::string& path : used) config.origin += (config.origin.empty() ? "" : " over ") + path;
     if (config.origin.empty()) config.origin = "built-in defaults";
   }
@@ -254,7 +289,40 @@ Result<Config> loadConfig(const ConfigSources& sources) {
     }
     config.echoWindowMs = static_cast<int>(ms);
   }
+  if (!sources.echoHoldOverride.empty()) {
+    Result<int> ms = parseMilliseconds("RNOTIFY_ECHO_HOLD_MS", sources.echoHoldOverride);
+    if (!ms.ok()) return ms.error();
+    config.echoHoldMs = *ms;
+  }
+  if (!sources.dedupOverride.empty()) {
+    Result<DedupMode> mode = parseDedupMode(sources.dedupOverride);
+    if (!mode.ok()) return Error{EINVAL, "RNOTIFY_DEDUP: " + mode.error().message};
+    config.dedup = *mode;
+  }
   return config;
+}
+
+const char* dedupModeName(DedupMode mode) {
+  switch (mode) {
+    case DedupMode::kAuto:
+      return "auto";
+    case DedupMode::kOrigin:
+      return "origin";
+    case DedupMode::kState:
+      return "state";
+    case DedupMode::kEcho:
+      return "echo";
+    case DedupMode::kOff:
+      return "off";
+  }
+  return "auto";
+}
+
+Result<DedupMode> parseDedupMode(std::string_view text) {
+  for (DedupMode mode : {DedupMode::kAuto, DedupMode::kOrigin, DedupMode::kState, DedupMode::kEcho, DedupMode::kOff}) {
+    if (text == dedupModeName(mode)) return mode;
+  }
+  return Error{EINVAL, "'" + std::string(text) + "' is not a de-duplication mode; use auto, origin, state, echo or off"};
 }
 
 const ServerEntry* findServer(const Config& config, const MountInfo& mount) {

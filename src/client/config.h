@@ -29,14 +29,23 @@ struct ServerEntry {
   std::string remoteRoot;  // server path of the mount source's root; default: for NFS the path after ':' in the source
 };
 
+// How the client avoids reporting its own changes twice (docs/ARCHITECTURE.md,
+// "One change, one event"): kAuto picks per watch the best the server offers.
+enum class DedupMode { kAuto, kOrigin, kState, kEcho, kOff };
+const char* dedupModeName(DedupMode mode);
+Result<DedupMode> parseDedupMode(std::string_view text);
+
 struct Config {
   std::string agent = "rnotifyd --stdio";  // command run on the ssh server
   int echoWindowMs = 2000;                 // echo_window_ms: how long a change waits for its echo; 0: no matching
+  int echoHoldMs = 250;                    // echo_hold_ms: how long a local change is held for the server's copy
+  DedupMode dedup = DedupMode::kAuto;      // dedup = "auto" | "origin" | "state" | "echo" | "off"
   std::vector<ServerEntry> servers;        // [[server]] tables
   std::string origin;                      // which file(s) it came from, for messages
 };
 
-// Parses TOML text. Keys: agent = "...", echo_window_ms = N, [[server]] match/endpoint/remote_root.
+// Parses TOML text. Keys: agent = "...", echo_window_ms = N, echo_hold_ms = N,
+// dedup = "auto|origin|state|echo|off", [[server]] match/endpoint/remote_root.
 // Unknown keys, wrong types, a missing match/endpoint or a bad endpoint are
 // errors naming the file, the line and the key.
 Result<Config> parseConfig(std::string_view tomlText, std::string_view origin);
@@ -53,6 +62,8 @@ struct ConfigSources {
   std::string systemFile;          // /etc/rnotify/config.toml
   std::string agentOverride;       // $RNOTIFY_AGENT
   std::string echoWindowOverride;  // $RNOTIFY_ECHO_WINDOW_MS
+  std::string echoHoldOverride;    // $RNOTIFY_ECHO_HOLD_MS
+  std::string dedupOverride;       // $RNOTIFY_DEDUP
 };
 ConfigSources configSourcesFromEnvironment();
 

@@ -144,6 +144,7 @@ Status Connection::handshake(int timeoutMs) {
   char host[256] = "";
   ::gethostname(host, sizeof host - 1);
   hello.clientName = std::string("rnotify " RNOTIFY_VERSION " on ") + host;
+  hello.capabilities = proto::kCapOrigin | proto::kCapStat;
   if (Status s = send(hello); !s) return s;
   auto deadline = Clock::now() + std::chrono::milliseconds(timeoutMs);
   while (!welcomed_) {
@@ -251,6 +252,7 @@ uint32_t Connection::assignRequestId(proto::Message& message) {
   uint32_t id = nextRequestId_++;
   if (auto* w = std::get_if<proto::Watch>(&message)) w->requestId = id;
   if (auto* u = std::get_if<proto::Unwatch>(&message)) u->requestId = id;
+  if (auto* d = std::get_if<proto::Declare>(&message)) d->requestId = id;
   return id;
 }
 

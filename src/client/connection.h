@@ -38,9 +38,9 @@ class Connection {
   const Error& failure() const { return failure_; }
   const proto::Welcome& welcome() const { return welcome_; }
 
-  // Sends Watch or Unwatch and waits for its Reply.
+  // Sends Watch, Unwatch or Declare and waits for its Reply.
   Result<proto::Reply> request(proto::Message message, int timeoutMs);
-  // Sends Watch or Unwatch; its Reply is dropped when it arrives.
+  // Sends Watch, Unwatch or Declare; its Reply is dropped when it arrives.
   void requestNoWait(proto::Message message);
   // Reads and handles everything available without blocking. False once the
   // connection has failed; failure() then says why.

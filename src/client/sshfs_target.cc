@@ -1,6 +1,8 @@
 // Finding an sshfs mount's ssh settings; see sshfs_target.h for why and how.
 #include "client/sshfs_target.h"
 
+#include "common/proc_net.h"
+
 #include <dirent.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
@@ -448,10 +450,19 @@ Result<SshTarget> findSshfsTarget(const MountInfo& mount, const std::string& pro
     if (!parsed.ok()) continue;
     parsed->remoteDir = fromSource->remoteDir;
     parsed->fromProcess = true;
+    parsed->sshPid = ssh->pid;
     return parsed;
   }
   if (!candidates.empty()) applySshfsArgv(candidates.front()->argv, &fromSource.value());
   return fromSource;
+}
+
+std::string sshOriginKey(const SshTarget& target, const std::string& procRoot) {
+  if (target.sshPid <= 0) return {};
+  auto connections = tcpConnectionsOf(target.sshPid, procRoot);
+  if (!connections || connections->size() != 1) return {};
+  const TcpConnection& c = connections->front();
+  return "ssh " + c.localAddress + " " + std::to_string(c.localPort);
 }
 
 // True if the ssh options set `key` themselves (-oKey=..., -o "Key ...", or

@@ -36,7 +36,13 @@ struct SshTarget {
   std::vector<std::string> sshOptions;
   std::string sshProgram = "ssh";  // argv[0] of the ssh process sshfs started (or "ssh")
   bool fromProcess = false;        // true if the options were taken from the running ssh process
+  int sshPid = 0;                  // that process, when found: its TCP connection identifies the mount to the server
 };
+
+// How the server sees the mount's ssh connection ("ssh <client address>
+// <client port>", as in SSH_CONNECTION there), or "" when the ssh process is
+// unknown or does not speak TCP itself (ProxyCommand, ProxyJump).
+std::string sshOriginKey(const SshTarget& target, const std::string& procRoot = "/proc");
 
 // Splits an ssh argv (argv[0] included) into program, options (everything
 // before the destination; options with arguments kept with their argument, in

@@ -1,0 +1,244 @@
+#include "client/dedup.h"
+
+#include <sys/inotify.h>
+
+namespace rnotify {
+namespace {
+
+// Bits that make two reports "the same event". The cookie is left out: the
+// local kernel and the server's kernel number renames independently.
+constexpr uint32_t kKindBits = IN_ALL_EVENTS | IN_ISDIR;
+constexpr uint32_t kUnpaired = IN_IGNORED | IN_Q_OVERFLOW | IN_UNMOUNT;
+constexpr uint32_t kReadSide = IN_OPEN | IN_ACCESS | IN_CLOSE_NOWRITE;
+// Kinds whose server copy can carry the entry's state.
+constexpr uint32_t kStateKinds = IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE;
+
+bool sameState(const EventStat& mine, const EventStat& theirs) {
+  // Seconds only: SFTP v3 carries whole seconds, so sshfs shows nothing finer.
+  return mine.size == theirs.size && mine.mode == theirs.mode && mine.uid == theirs.uid && mine.gid == theirs.gid &&
+         mine.mtimeSec == theirs.mtimeSec;
+}
+
+}  // namespace
+
+Dedup::Entry Dedup::makeEntry(Role role, Clock::time_point due, std::string key, int wd) {
+  Entry entry;
+  entry.role = role;
+  entry.due = due;
+  entry.key = std::move(key);
+  entry.wd = wd;
+  return entry;
+}
+
+const char* Dedup::name(Strategy strategy) {
+  switch (strategy) {
+    case Strategy::kOrigin:
+      return "origin attribution";
+    case Strategy::kState:
+      return "state comparison";
+    case Strategy::kEcho:
+      return "echo matching";
+    case Strategy::kNone:
+      break;
+  }
+  return "no de-duplication";
+}
+
+bool Dedup::pairable(uint32_t mask) { return (mask & kUnpaired) == 0 && (mask & IN_ALL_EVENTS) != 0; }
+bool Dedup::readSide(uint32_t mask) { return (mask & kReadSide) != 0; }
+
+std::string Dedup::keyOf(int wd, uint32_t mask, std::string_view dir, std::string_view name) {
+  std::string key;
+  key.reserve(24 + dir.size() + name.size());
+  key.append(std::to_string(wd)).push_back(':');
+  key.append(std::to_string(mask & kKindBits)).push_back(':');
+  key.append(dir).push_back('/');
+  key.append(name);
+  return key;
+}
+
+void Dedup::setStrategy(int wd, Strategy strategy) {
+  if (this->strategy(wd) == strategy) return;
+  forget(wd);
+  strategies_[wd] = strategy;
+}
+
+Dedup::Strategy Dedup::strategy(int wd) const {
+  auto it = strategies_.find(wd);
+  return it == strategies_.end() ? Strategy::kNone : it->second;
+}
+
+Dedup::Entry* Dedup::find(const std::string& key, Role role) {
+  Entry* best = nullptr;
+  auto [lo, hi] = byKey_.equal_range(key);
+  for (auto it = lo; it != hi; ++it) {
+    Entry* e = it->second;
+    // Entries of one role are queued in arrival order, so the oldest has the earliest due time.
+    if (e->role == role && (best == nullptr || e->due < best->due)) best = e;
+  }
+  return best;
+}
+
+void Dedup::remember(Queue& queue, Entry entry) {
+  queue.push_back(std::move(entry));
+  Entry* stored = &queue.back();
+  byKey_.emplace(stored->key, stored);
+  if (stored->role == Role::kHeldLocal) {
+    ++heldCount_;
+  } else {
+    ++rememberedCount_;
+  }
+}
+
+void Dedup::retire(Entry& entry) {
+  if (!entry.live) return;
+  entry.live = false;
+  auto [lo, hi] = byKey_.equal_range(entry.key);
+  for (auto it = lo; it != hi; ++it) {
+    if (it->second == &entry) {
+      byKey_.erase(it);
+      break;
+    }
+  }
+  if (entry.role == Role::kHeldLocal) {
+    --heldCount_;
+  } else {
+    --rememberedCount_;
+  }
+  if (lastHeld_ == &entry) lastHeld_ = nullptr;
+}
+
+void Dedup::deliverHeld(Entry& entry, Clock::time_point now) {
+  // Its echo did not come in time: deliver it as this host's, and let it
+  // still absorb the echo if that arrives within the window.
+  Entry delivered = makeEntry(Role::kDeliveredLocal, now + options_.window, entry.key, entry.wd);
+  retire(entry);
+  emit_(entry.wd, entry.mask, entry.cookie, 0, entry.dir, entry.name);
+  remember(delivered_, std::move(delivered));
+}
+
+void Dedup::trim(Queue& queue, Clock::time_point now, bool isHeld) {
+  while (!queue.empty()) {
+    Entry& front = queue.front();
+    if (front.live) {
+      bool over = (isHeld ? heldCount_ : rememberedCount_) > options_.maxPending;
+      if (front.due > now && !over) break;
+      if (isHeld) {
+        deliverHeld(front, now);
+      } else {
+        retire(front);
+      }
+    }
+    queue.pop_front();
+  }
+}
+
+void Dedup::release(Clock::time_point now) {
+  trim(held_, now, true);
+  trim(delivered_, now, false);
+}
+
+Dedup::Clock::time_point Dedup::nextRelease() const {
+  for (const Entry& e : held_) {
+    if (e.live) return e.due;
+  }
+  return Clock::time_point::max();
+}
+
+void Dedup::forget(int wd) {
+  // Held reports are delivered (in order), never dropped.
+  for (Entry& e : held_) {
+    if (e.live && e.wd == wd) {
+      retire(e);
+      emit_(e.wd, e.mask, e.cookie, 0, e.dir, e.name);
+    }
+  }
+  for (Entry& e : delivered_) {
+    if (e.live && e.wd == wd) retire(e);
+  }
+  strategies_.erase(wd);
+}
+
+void Dedup::local(int wd, uint32_t mask, uint32_t cookie, std::string_view dir, std::string_view name,
+                  const EventStat* stat, Clock::time_point now) {
+  Strategy s = strategy(wd);
+  if (s == Strategy::kNone || !pairable(mask)) {
+    lastHeld_ = nullptr;
+    emit_(wd, mask, cookie, 0, dir, name);
+    return;
+  }
+  if (s == Strategy::kOrigin) {
+    // The server's attributed copy is delivered instead; reads may never reach it.
+    if (readSide(mask)) emit_(wd, mask, cookie, 0, dir, name);
+    return;
+  }
+  release(now);
+  std::string key = keyOf(wd, mask, dir, name);
+  if (Entry* early = find(key, Role::kDeliveredRemote)) {
+    retire(*early);  // the server's copy came first and was delivered
+    ++absorbed_;
+    lastHeld_ = nullptr;
+    return;
+  }
+  if (readSide(mask)) {
+    // Not held: the server may never see a read this host's cache served.
+    lastHeld_ = nullptr;
+    emit_(wd, mask, cookie, 0, dir, name);
+    remember(delivered_, makeEntry(Role::kDeliveredLocal, now + options_.window, std::move(key), wd));
+    return;
+  }
+  if (lastHeld_ != nullptr && lastHeld_->live && lastHeld_->key == key) {
+    ++absorbed_;  // the kernel would have merged it into the previous one, had that been unread
+    return;
+  }
+  Entry entry = makeEntry(Role::kHeldLocal, now + options_.hold, std::move(key), wd);
+  entry.mask = mask;
+  entry.cookie = cookie;
+  entry.dir.assign(dir);
+  entry.name.assign(name);
+  if (stat != nullptr && s == Strategy::kState) {
+    entry.hasStat = true;
+    entry.stat = *stat;
+  }
+  remember(held_, std::move(entry));
+  lastHeld_ = &held_.back();
+  trim(held_, now, true);  // keeps the bound
+}
+
+void Dedup::remote(int wd, const Event& event, Clock::time_point now) {
+  Strategy s = strategy(wd);
+  uint32_t mask = event.mask & ~kInRemote;
+  if (s == Strategy::kNone || !pairable(mask)) {
+    emit_(wd, mask | kInRemote, event.cookie, event.seq, event.dir, event.name);
+    return;
+  }
+  if (s == Strategy::kOrigin) {
+    if (event.origin == Origin::kSelf) {
+      if (!readSide(mask)) emit_(wd, mask, event.cookie, event.seq, event.dir, event.name);
+      return;
+    }
+    emit_(wd, mask | kInRemote, event.cookie, event.seq, event.dir, event.name);
+    return;
+  }
+  release(now);
+  std::string key = keyOf(wd, mask, event.dir, event.name);
+  if (Entry* mine = find(key, Role::kHeldLocal)) {
+    // This host's change: delivered once, at its place in the server's order.
+    bool someoneElse = s == Strategy::kState && mine->hasStat && event.hasStat && (mask & kStateKinds) &&
+                       !sameState(mine->stat, event.stat);
+    retire(*mine);
+    ++paired_;
+    emit_(wd, someoneElse ? mask | kInRemote : mask, event.cookie, event.seq, event.dir, event.name);
+    return;
+  }
+  if (Entry* mine = find(key, Role::kDeliveredLocal)) {
+    retire(*mine);  // the echo of a change delivered when its hold ended
+    ++absorbed_;
+    return;
+  }
+  emit_(wd, mask | kInRemote, event.cookie, event.seq, event.dir, event.name);
+  remember(delivered_, makeEntry(Role::kDeliveredRemote, now + options_.window, std::move(key), wd));
+  trim(delivered_, now, false);
+}
+
+}  // namespace rnotify

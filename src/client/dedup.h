@@ -1,0 +1,129 @@
+// Dedup: one change, one event, for watches that have both a local source
+// (this host's kernel, on the mount) and a remote one (the server). A change
+// this host makes through the mount is reported by both; the user must see
+// it once, and a change by anyone else must never be hidden. Per watch, one
+// of three strategies (docs/ARCHITECTURE.md, "One change, one event"):
+//
+// - kOrigin: the server tags each event with who caused it (Declare, and an
+//   attributed watch). The server's stream is the whole truth, in the
+//   server's order: the local kernel's copies of changes are dropped, the
+//   server's own-origin events are delivered without IN_REMOTE. Read-side
+//   events (OPEN, ACCESS, CLOSE_NOWRITE) come from the local kernel, since
+//   reads served from this host's cache never reach the server.
+// - kEcho: no attribution. A local report is held (at most `hold`) until its
+//   echo from the server arrives (same watch, kind, directory and name); it is
+//   then delivered once, at the echo's place in the server's order. A local
+//   report whose echo does not come in time is delivered when the hold ends,
+//   and still absorbs its echo if that arrives within `window`. A server
+//   report that comes before the local one is delivered at once and absorbs
+//   the local one. Each report absorbs at most one other, so the number of
+//   events delivered equals the number the server saw: another host's change
+//   is only ever paired with an equal local one, never hidden.
+// - kState: kEcho, plus the entry's state (size, mtime, mode, owner) that the
+//   server attaches to MODIFY/ATTRIB/CLOSE_WRITE: when it differs from the
+//   state this host saw after its own change, someone else changed the entry
+//   too, and the event is delivered as IN_REMOTE instead of as this host's.
+// - kNone: both streams pass through (no remote source, or dedup = off).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "event/event.h"
+
+namespace rnotify {
+
+class Dedup {
+ public:
+  using Clock = std::chrono::steady_clock;
+  enum class Strategy { kNone, kOrigin, kState, kEcho };
+
+  struct Options {
+    std::chrono::milliseconds hold{250};     // how long a local report waits for the server's copy
+    std::chrono::milliseconds window{2000};  // how long a delivered report can still absorb its copy
+    size_t maxPending = 65536;               // bound on remembered reports; the oldest go first
+  };
+
+  // Receives every event to deliver, in order. mask includes IN_REMOTE for
+  // events the user is to see as made elsewhere.
+  using Emit = std::function<void(int wd, uint32_t mask, uint32_t cookie, uint64_t seq, std::string_view dir,
+                                  std::string_view name)>;
+
+  Dedup(Options options, Emit emit) : options_(options), emit_(std::move(emit)) {}
+
+  // "origin attribution", "state comparison", "echo matching", "no de-duplication".
+  static const char* name(Strategy strategy);
+
+  void setStrategy(int wd, Strategy strategy);
+  Strategy strategy(int wd) const;
+
+  // A report of this host's kernel. stat: the entry's state just after the
+  // change, for kState (nullptr when unknown).
+  void local(int wd, uint32_t mask, uint32_t cookie, std::string_view dir, std::string_view name,
+             const EventStat* stat, Clock::time_point now);
+  // A report of the server (mask without IN_REMOTE).
+  void remote(int wd, const Event& event, Clock::time_point now);
+  // Delivers the held local reports whose hold has ended.
+  void release(Clock::time_point now);
+  // When the next held report is due, or Clock::time_point::max().
+  Clock::time_point nextRelease() const;
+  // Delivers everything held for a watch and forgets it (the watch ended or
+  // lost its remote source).
+  void forget(int wd);
+
+  size_t held() const { return heldCount_; }
+  size_t remembered() const { return rememberedCount_; }
+  uint64_t absorbed() const { return absorbed_; }
+  uint64_t paired() const { return paired_; }
+
+  // Whether reports of this kind are paired at all (not IGNORED, Q_OVERFLOW, UNMOUNT).
+  static bool pairable(uint32_t mask);
+  // Read-side kinds, which a local cache can serve without the server seeing them.
+  static bool readSide(uint32_t mask);
+
+ private:
+  // A report waiting for its counterpart, in one of three roles.
+  enum class Role : uint8_t { kHeldLocal, kDeliveredLocal, kDeliveredRemote };
+  struct Entry {
+    Role role = Role::kHeldLocal;
+    bool live = true;
+    Clock::time_point due;  // end of the hold (kHeldLocal) or of the window
+    std::string key;
+    int wd = 0;
+    uint32_t mask = 0;
+    uint32_t cookie = 0;
+    std::string dir;
+    std::string name;
+    bool hasStat = false;
+    EventStat stat;
+  };
+  using Queue = std::deque<Entry>;
+
+  static Entry makeEntry(Role role, Clock::time_point due, std::string key, int wd);
+  static std::string keyOf(int wd, uint32_t mask, std::string_view dir, std::string_view name);
+  // The oldest live entry of `role` with this key, or nullptr.
+  Entry* find(const std::string& key, Role role);
+  void remember(Queue& queue, Entry entry);
+  void retire(Entry& entry);
+  void trim(Queue& queue, Clock::time_point now, bool deliverHeld);
+  void deliverHeld(Entry& entry, Clock::time_point now);
+
+  Options options_;
+  Emit emit_;
+  std::unordered_map<int, Strategy> strategies_;
+  Queue held_;        // kHeldLocal, oldest first (one hold for all: due order is arrival order)
+  Queue delivered_;   // kDeliveredLocal and kDeliveredRemote, oldest first
+  std::unordered_multimap<std::string, Entry*> byKey_;
+  size_t heldCount_ = 0;
+  size_t rememberedCount_ = 0;
+  uint64_t absorbed_ = 0;
+  uint64_t paired_ = 0;
+  Entry* lastHeld_ = nullptr;  // the latest local report, while held: an identical one right after it coalesces
+};
+
+}  // namespace rnotify

@@ -1,0 +1,219 @@
+// Dedup: one change, one event, without ever hiding another host's change.
+// Each test feeds the local and the server's reports in an order that
+// happens on a real mount and checks what the user is given.
+#include "client/dedup.h"
+
+#include <gtest/gtest.h>
+#include <sys/inotify.h>
+
+#include <string>
+#include <vector>
+
+namespace rnotify {
+namespace {
+
+using std::chrono::milliseconds;
+using Strategy = Dedup::Strategy;
+
+struct Out {
+  uint32_t mask;
+  uint32_t cookie;
+  std::string name;
+  bool operator==(const Out&) const = default;
+};
+
+std::ostream& operator<<(std::ostream& os, const Out& o) {
+  return os << "{mask 0x" << std::hex << o.mask << std::dec << " cookie " << o.cookie << " '" << o.name << "'}";
+}
+
+class DedupTest : public ::testing::Test {
+ protected:
+  explicit DedupTest(Strategy strategy = Strategy::kEcho) : dedup_(options(), [this](int, uint32_t mask, uint32_t cookie,
+                                                                                      uint64_t, std::string_view,
+                                                                                      std::string_view name) {
+    out_.push_back(Out{mask, cookie, std::string(name)});
+  }) {
+    dedup_.setStrategy(1, strategy);
+  }
+  static Dedup::Options options() {
+    Dedup::Options o;
+    o.hold = milliseconds(100);
+    o.window = milliseconds(1000);
+    return o;
+  }
+  void local(uint32_t mask, const char* name, int at, uint32_t cookie = 0, const EventStat* stat = nullptr) {
+    dedup_.local(1, mask, cookie, "", name, stat, t0_ + milliseconds(at));
+  }
+  void remote(uint32_t mask, const char* name, int at, uint32_t cookie = 0, Origin origin = Origin::kUnknown,
+              const EventStat* stat = nullptr) {
+    Event e;
+    e.watch = 7;
+    e.mask = mask;
+    e.cookie = cookie;
+    e.name = name;
+    e.origin = origin;
+    if (stat != nullptr) {
+      e.hasStat = true;
+      e.stat = *stat;
+    }
+    dedup_.remote(1, e, t0_ + milliseconds(at));
+  }
+  void release(int at) { dedup_.release(t0_ + milliseconds(at)); }
+
+  Dedup dedup_;
+  std::vector<Out> out_;
+  Dedup::Clock::time_point t0_ = Dedup::Clock::now();
+};
+
+TEST_F(DedupTest, ALocalChangeIsDeliveredOnceAtItsEchosPlace) {
+  local(IN_CREATE, "f", 0, 0);
+  EXPECT_TRUE(out_.empty()) << "held until the server's copy arrives";
+  remote(IN_CREATE, "f", 2);
+  ASSERT_EQ(out_, (std::vector<Out>{{IN_CREATE, 0, "f"}}));  // this host's: no IN_REMOTE
+  release(5000);
+  EXPECT_EQ(out_.size(), 1u);
+  EXPECT_EQ(dedup_.held(), 0u);
+}
+
+TEST_F(DedupTest, RenamesTakeTheServersCookieOnBothHalves) {
+  local(IN_MOVED_FROM, "a", 0, 11);
+  local(IN_MOVED_TO, "b", 0, 11);
+  remote(IN_MOVED_FROM, "a", 1, 900);
+  remote(IN_MOVED_TO, "b", 1, 900);
+  EXPECT_EQ(out_, (std::vector<Out>{{IN_MOVED_FROM, 900, "a"}, {IN_MOVED_TO, 900, "b"}}));
+}
+
+TEST_F(DedupTest, AnEchoArrivingFirstIsDeliveredAndAbsorbsTheLocalReport) {
+  remote(IN_CREATE, "f", 0);
+  local(IN_CREATE, "f", 1);
+  release(5000);
+  EXPECT_EQ(out_, (std::vector<Out>{{IN_CREATE | IN_REMOTE, 0, "f"}}));
+}
+
+TEST_F(DedupTest, AnotherHostsChangeIsNeverHidden) {
+  // This host and another both chmod f: the server reports two ATTRIBs.
+  local(IN_ATTRIB, "f", 0);
+  remote(IN_ATTRIB, "f", 1);
+  remote(IN_ATTRIB, "f", 2);
+  release(5000);
+  EXPECT_EQ(out_, (std::vector<Out>{{IN_ATTRIB, 0, "f"}, {IN_ATTRIB | IN_REMOTE, 0, "f"}}));
+}
+
+TEST_F(DedupTest, UnrelatedServerEventsAreNotDelayedAndOrderFollowsTheServer) {
+  local(IN_CREATE, "mine", 0);
+  remote(IN_DELETE, "theirs", 1);
+  remote(IN_CREATE, "mine", 2);
+  EXPECT_EQ(out_, (std::vector<Out>{{IN_DELETE | IN_REMOTE, 0, "theirs"}, {IN_CREATE, 0, "mine"}}));
+}
+
+TEST_F(DedupTest, ALocalReportWithoutEchoIsDeliveredWhenTheHoldEnds) {
+  local(IN_MODIFY, "f", 0);
+  release(99);
+  EXPECT_TRUE(out_.empty());
+  EXPECT_EQ(dedup_.nextRelease(), t0_ + milliseconds(100));
+  release(100);
+  ASSERT_EQ(out_, (std::vector<Out>{{IN_MODIFY, 0, "f"}}));
+  // A late echo within the window is still absorbed ...
+  remote(IN_MODIFY, "f", 500);
+  EXPECT_EQ(out_.size(), 1u);
+  // ... one after the window is a new change.
+  local(IN_MODIFY, "g", 600);
+  release(700);
+  remote(IN_MODIFY, "g", 1701);
+  EXPECT_EQ(out_.back(), (Out{IN_MODIFY | IN_REMOTE, 0, "g"}));
+}
+
+TEST_F(DedupTest, RepeatedIdenticalLocalReportsCoalesceAsTheKernelWould) {
+  local(IN_MODIFY, "f", 0);
+  local(IN_MODIFY, "f", 0);
+  remote(IN_MODIFY, "f", 1);
+  release(5000);
+  EXPECT_EQ(out_, (std::vector<Out>{{IN_MODIFY, 0, "f"}}));
+  // Not when something else came between them.
+  local(IN_MODIFY, "g", 6000);
+  local(IN_CLOSE_WRITE, "g", 6000);
+  local(IN_MODIFY, "g", 6000);
+  EXPECT_EQ(dedup_.held(), 3u);
+}
+
+TEST_F(DedupTest, ReadSideReportsAreNotHeld) {
+  local(IN_OPEN, "f", 0);
+  EXPECT_EQ(out_, (std::vector<Out>{{IN_OPEN, 0, "f"}}));
+  remote(IN_OPEN, "f", 1);  // the server saw the same open
+  EXPECT_EQ(out_.size(), 1u);
+}
+
+TEST_F(DedupTest, QueueAndWatchReportsAreNeverPaired) {
+  local(IN_Q_OVERFLOW, "", 0);
+  remote(IN_Q_OVERFLOW, "", 0);
+  EXPECT_EQ(out_, (std::vector<Out>{{IN_Q_OVERFLOW, 0, ""}, {IN_Q_OVERFLOW | IN_REMOTE, 0, ""}}));
+}
+
+TEST_F(DedupTest, ForgettingAWatchDeliversWhatWasHeld) {
+  local(IN_CREATE, "f", 0);
+  dedup_.forget(1);
+  EXPECT_EQ(out_, (std::vector<Out>{{IN_CREATE, 0, "f"}}));
+  EXPECT_EQ(dedup_.strategy(1), Strategy::kNone);
+}
+
+TEST_F(DedupTest, TheBoundDeliversTheOldestHeldFirst) {
+  Dedup::Options o = options();
+  o.maxPending = 2;
+  std::vector<std::string> names;
+  Dedup small(o, [&](int, uint32_t, uint32_t, uint64_t, std::string_view, std::string_view n) {
+    names.emplace_back(n);
+  });
+  small.setStrategy(1, Strategy::kEcho);
+  for (const char* n : {"a", "b", "c", "d"}) small.local(1, IN_CREATE, 0, "", n, nullptr, t0_);
+  EXPECT_EQ(names, (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(small.held(), 2u);
+}
+
+class DedupOriginTest : public DedupTest {
+ protected:
+  DedupOriginTest() : DedupTest(Strategy::kOrigin) {}
+};
+
+TEST_F(DedupOriginTest, TheServersAttributedStreamIsTheTruth) {
+  local(IN_CREATE, "mine", 0);
+  local(IN_OPEN, "mine", 0);
+  remote(IN_CREATE, "mine", 1, 0, Origin::kSelf);
+  remote(IN_OPEN, "mine", 1, 0, Origin::kSelf);
+  remote(IN_CREATE, "theirs", 2, 0, Origin::kOther);
+  remote(IN_Q_OVERFLOW, "", 3, 0, Origin::kUnknown);
+  release(5000);
+  EXPECT_EQ(out_, (std::vector<Out>{{IN_OPEN, 0, "mine"},
+                                    {IN_CREATE, 0, "mine"},
+                                    {IN_CREATE | IN_REMOTE, 0, "theirs"},
+                                    {IN_Q_OVERFLOW | IN_REMOTE, 0, ""}}));
+}
+
+class DedupStateTest : public DedupTest {
+ protected:
+  DedupStateTest() : DedupTest(Strategy::kState) {}
+};
+
+TEST_F(DedupStateTest, AServerStateThatIsNotMineMeansSomeoneElseChangedItToo) {
+  EventStat mine{6, 1000, 0, 0100644, 0, 0, 5};
+  EventStat theirs = mine;
+  theirs.size = 12;
+  local(IN_CLOSE_WRITE, "f", 0, 0, &mine);
+  remote(IN_CLOSE_WRITE, "f", 1, 0, Origin::kUnknown, &mine);
+  local(IN_CLOSE_WRITE, "f", 10, 0, &mine);
+  remote(IN_CLOSE_WRITE, "f", 11, 0, Origin::kUnknown, &theirs);
+  EXPECT_EQ(out_, (std::vector<Out>{{IN_CLOSE_WRITE, 0, "f"}, {IN_CLOSE_WRITE | IN_REMOTE, 0, "f"}}));
+}
+
+class DedupNoneTest : public DedupTest {
+ protected:
+  DedupNoneTest() : DedupTest(Strategy::kNone) {}
+};
+
+TEST_F(DedupNoneTest, BothStreamsPassThrough) {
+  local(IN_CREATE, "f", 0);
+  remote(IN_CREATE, "f", 1);
+  EXPECT_EQ(out_, (std::vector<Out>{{IN_CREATE, 0, "f"}, {IN_CREATE | IN_REMOTE, 0, "f"}}));
+}
+
+}  // namespace
+}  // namespace rnotify
