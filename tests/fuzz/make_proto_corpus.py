@@ -51,8 +51,14 @@ SEEDS = {
     "events_create": b"\xff\x00" + events(record(3, 7, 0x100, b"src", b"a.c")),
     "events_rename_ext": b"\xff\x07" + events(
         record(1, 1, 0x40, b"a/b", b"old", cookie=9),
-        record(1, 2, 0x80, b"c", b"new\xff\xfe", cookie=9, extension=b"\x01\x02\x03"),
+        record(1, 2, 0x80, b"c", b"new\xff\xfe", cookie=9, extension=b"\x01\x00\x03"),
         record(0, 0, 0x4000, b"", b"")),
+    "declare": b"\xff\x00" + frame(0x13, struct.pack("<IH", 4, 2) + string(b"ssh 192.0.2.7 50412")
+                                      + string(b"ssh ::1 22")),
+    "events_origin_stat": b"\xff\x00" + events(
+        record(2, 1, 0x2, b"", b"f", extension=b"\x02\x00"),
+        record(2, 2, 0x4, b"d", b"f", extension=b"\x01\x01" + struct.pack("<QqIIIIQ", 6, 1700000000, 5, 0o100644,
+                                                                             1000, 100, 42))),
     "ping_pong_fatal": b"\x01\x03" + frame(0x30, struct.pack("<Q", 42)) + frame(0x31, struct.pack("<Q", 42))
     + frame(0x3F, struct.pack("<i", 90) + string(b"frame of 4294967295 bytes exceeds the limit of 1048576")),
     "oversized": b"\x00\x00" + b"\xff\xff\xff\xff\x01",
