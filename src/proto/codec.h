@@ -24,6 +24,11 @@ size_t beginEvents(std::string& out);
 void appendEvent(std::string& out, const Event& ev);
 void finishEvents(std::string& out, size_t start, uint32_t count);
 
+// Entries frames are built like Events: the server appends records while it
+// walks a tree. entryRecordSize() is the bytes appendEntry() adds.
+size_t entryRecordSize(const TreeEntry& entry);
+void appendEntry(std::string& out, const TreeEntry& entry);
+
 // Decodes one frame's payload (without length prefix and type byte).
 Result<Message> decode(Type type, std::string_view payload);
 

@@ -106,6 +106,59 @@ Result<Message> decodeDeclare(std::string_view payload) {
   return finish(r, std::move(m));
 }
 
+Result<Message> decodeSnapshot(std::string_view payload) {
+  WireReader r(payload, "Snapshot");
+  Snapshot m;
+  m.requestId = r.get<uint32_t>("requestId");
+  m.watchId = r.get<uint32_t>("watchId");
+  return finish(r, m);
+}
+
+void decodeStat(WireReader& r, EventStat& st) {
+  st.size = r.get<uint64_t>("size");
+  st.mtimeSec = r.get<int64_t>("mtimeSec");
+  st.mtimeNsec = r.get<uint32_t>("mtimeNsec");
+  st.mode = r.get<uint32_t>("mode");
+  st.uid = r.get<uint32_t>("uid");
+  st.gid = r.get<uint32_t>("gid");
+  st.ino = r.get<uint64_t>("ino");
+  if (r.ok() && st.mtimeNsec >= 1000000000u) r.fail("mtimeNsec " + std::to_string(st.mtimeNsec) + " is not below 1e9");
+}
+
+// Smallest entry record including its u16 length: two strings (the name
+// never empty) and the stat block.
+constexpr size_t kMinEntryBody = 2 + 2 + 1 + 40;
+constexpr size_t kMinEntry = 2 + kMinEntryBody;
+
+Result<Message> decodeEntries(std::string_view payload) {
+  WireReader r(payload, "Entries");
+  Entries m;
+  m.requestId = r.get<uint32_t>("requestId");
+  uint32_t count = r.get<uint32_t>("count");
+  if (r.ok() && count > r.remaining() / kMinEntry) {
+    r.fail("count " + std::to_string(count) + " cannot fit in " + std::to_string(r.remaining()) + " bytes");
+  }
+  if (!r.ok()) return Error{EPROTO, r.error()};
+  m.entries.reserve(count);
+  for (uint32_t i = 0; i < count && r.ok(); ++i) {
+    uint16_t length = r.get<uint16_t>("recordLength");
+    WireReader record = r.take(length, "entry");
+    if (!r.ok()) break;
+    TreeEntry& e = m.entries.emplace_back();
+    e.dir = record.getString("dir", kMaxPath);
+    e.name = record.getString("name", kMaxName);
+    if (record.ok()) {
+      if (std::string p = dirProblem(e.dir); !p.empty()) record.fail(p);
+      if (std::string p = nameProblem(e.name); record.ok() && !p.empty()) record.fail(p);
+      if (record.ok() && e.name.empty()) record.fail("empty name");
+    }
+    if (record.ok()) decodeStat(record, e.stat);
+    // Bytes after the known fields belong to later versions and are skipped.
+    if (!record.ok()) r.fail("entry " + std::to_string(i) + ": " + record.detail());
+  }
+  return finish(r, std::move(m));
+}
+
 // One record; `r` holds exactly the recordLength bytes. Bytes after the known
 // fields belong to later versions and are skipped.
 void decodeRecord(WireReader& r, Event& ev) {
@@ -128,14 +181,7 @@ void decodeRecord(WireReader& r, Event& ev) {
   ev.origin = static_cast<Origin>(origin);
   ev.hasStat = hasStat == 1;
   if (!ev.hasStat) return;
-  ev.stat.size = r.get<uint64_t>("size");
-  ev.stat.mtimeSec = r.get<int64_t>("mtimeSec");
-  ev.stat.mtimeNsec = r.get<uint32_t>("mtimeNsec");
-  ev.stat.mode = r.get<uint32_t>("mode");
-  ev.stat.uid = r.get<uint32_t>("uid");
-  ev.stat.gid = r.get<uint32_t>("gid");
-  ev.stat.ino = r.get<uint64_t>("ino");
-  if (r.ok() && ev.stat.mtimeNsec >= 1000000000u) r.fail("mtimeNsec " + std::to_string(ev.stat.mtimeNsec) + " is not below 1e9");
+  decodeStat(r, ev.stat);
 }
 
 Result<Message> decodeEvents(std::string_view payload) {
@@ -194,6 +240,10 @@ Result<Message> decode(Type type, std::string_view payload) {
       return decodeReply(payload);
     case Type::kDeclare:
       return decodeDeclare(payload);
+    case Type::kSnapshot:
+      return decodeSnapshot(payload);
+    case Type::kEntries:
+      return decodeEntries(payload);
     case Type::kEvents:
       return decodeEvents(payload);
     case Type::kPing:

@@ -20,6 +20,16 @@ constexpr size_t kStatSize = 8 + 8 + 4 + 4 + 4 + 4 + 8;  // size .. ino
 
 bool hasExtension(const Event& ev) { return ev.origin != Origin::kUnknown || ev.hasStat; }
 
+void putStat(std::string& out, const EventStat& st) {
+  put<uint64_t>(out, st.size);
+  put<int64_t>(out, st.mtimeSec);
+  put<uint32_t>(out, st.mtimeNsec);
+  put<uint32_t>(out, st.mode);
+  put<uint32_t>(out, st.uid);
+  put<uint32_t>(out, st.gid);
+  put<uint64_t>(out, st.ino);
+}
+
 size_t clampedDir(const Event& ev) { return std::min(ev.dir.size(), kMaxPath + 1); }
 size_t clampedName(const Event& ev) { return std::min(ev.name.size(), kMaxName + 1); }
 
@@ -61,6 +71,15 @@ struct PayloadWriter {
     put<uint16_t>(out, static_cast<uint16_t>(std::min(m.origins.size(), size_t{0xffff})));
     for (size_t i = 0; i < m.origins.size() && i < 0xffff; ++i) putString(out, m.origins[i], kMaxOriginText + 1);
   }
+  void operator()(const Snapshot& m) {
+    put<uint32_t>(out, m.requestId);
+    put<uint32_t>(out, m.watchId);
+  }
+  void operator()(const Entries& m) {
+    put<uint32_t>(out, m.requestId);
+    put<uint32_t>(out, static_cast<uint32_t>(m.entries.size()));
+    for (const TreeEntry& e : m.entries) appendEntry(out, e);
+  }
   void operator()(const Events& m) {
     put<uint32_t>(out, static_cast<uint32_t>(m.events.size()));
     for (const Event& ev : m.events) appendEvent(out, ev);
@@ -85,6 +104,8 @@ Type typeOf(const Message& msg) {
         if constexpr (std::is_same_v<T, Unwatch>) return Type::kUnwatch;
         if constexpr (std::is_same_v<T, Reply>) return Type::kReply;
         if constexpr (std::is_same_v<T, Declare>) return Type::kDeclare;
+        if constexpr (std::is_same_v<T, Snapshot>) return Type::kSnapshot;
+        if constexpr (std::is_same_v<T, Entries>) return Type::kEntries;
         if constexpr (std::is_same_v<T, Events>) return Type::kEvents;
         if constexpr (std::is_same_v<T, Ping>) return Type::kPing;
         if constexpr (std::is_same_v<T, Pong>) return Type::kPong;
@@ -107,6 +128,10 @@ const char* typeName(Type type) {
       return "Reply";
     case Type::kDeclare:
       return "Declare";
+    case Type::kSnapshot:
+      return "Snapshot";
+    case Type::kEntries:
+      return "Entries";
     case Type::kEvents:
       return "Events";
     case Type::kPing:
@@ -160,13 +185,18 @@ void appendEvent(std::string& out, const Event& ev) {
   put<uint8_t>(out, static_cast<uint8_t>(ev.origin));
   put<uint8_t>(out, ev.hasStat ? 1 : 0);
   if (!ev.hasStat) return;
-  put<uint64_t>(out, ev.stat.size);
-  put<int64_t>(out, ev.stat.mtimeSec);
-  put<uint32_t>(out, ev.stat.mtimeNsec);
-  put<uint32_t>(out, ev.stat.mode);
-  put<uint32_t>(out, ev.stat.uid);
-  put<uint32_t>(out, ev.stat.gid);
-  put<uint64_t>(out, ev.stat.ino);
+  putStat(out, ev.stat);
+}
+
+size_t entryRecordSize(const TreeEntry& e) {
+  return 2 + 2 + std::min(e.dir.size(), kMaxPath + 1) + 2 + std::min(e.name.size(), kMaxName + 1) + kStatSize;
+}
+
+void appendEntry(std::string& out, const TreeEntry& e) {
+  put<uint16_t>(out, static_cast<uint16_t>(entryRecordSize(e) - 2));
+  putString(out, e.dir, kMaxPath + 1);
+  putString(out, e.name, kMaxName + 1);
+  putStat(out, e.stat);
 }
 
 void finishEvents(std::string& out, size_t start, uint32_t count) {

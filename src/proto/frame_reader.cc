@@ -25,6 +25,8 @@ bool isKnownType(uint8_t type) {
     case Type::kUnwatch:
     case Type::kReply:
     case Type::kDeclare:
+    case Type::kSnapshot:
+    case Type::kEntries:
     case Type::kEvents:
     case Type::kPing:
     case Type::kPong:

@@ -27,6 +27,7 @@ enum Capability : uint64_t {
   kCapResume = 1u << 0,  // resume from a sequence number after reconnecting (reserved)
   kCapOrigin = 1u << 1,  // Declare; events tagged with who caused them
   kCapStat = 1u << 2,    // events carry size, mtime, mode, owner on request
+  kCapResync = 1u << 3,  // Snapshot/Entries: the client can re-read a watched tree after a gap
 };
 
 inline constexpr size_t kMaxDeclared = 64;      // origins in one Declare
@@ -39,7 +40,9 @@ enum class Type : uint8_t {
   kUnwatch = 0x11,
   kReply = 0x12,
   kDeclare = 0x13,
+  kSnapshot = 0x14,
   kEvents = 0x20,
+  kEntries = 0x21,
   kPing = 0x30,
   kPong = 0x31,
   kFatal = 0x3f,
@@ -104,6 +107,25 @@ struct Events {  // server -> client
   std::vector<Event> events;
 };
 
+// client -> server, with kCapResync: list what a watch covers now (its root's
+// entries, and for a recursive watch everything below). Answered by Entries
+// frames carrying the same requestId, then a Reply.
+struct Snapshot {
+  uint32_t requestId = 0;
+  uint32_t watchId = 0;
+};
+
+struct TreeEntry {
+  std::string dir;   // relative to the watch root: "" or "a/b"
+  std::string name;  // one entry name, never ""
+  EventStat stat;    // lstat of the entry
+};
+
+struct Entries {  // server -> client, part of the answer to a Snapshot
+  uint32_t requestId = 0;
+  std::vector<TreeEntry> entries;
+};
+
 struct Ping {
   uint64_t token = 0;
 };
@@ -116,6 +138,7 @@ struct Fatal {  // either direction, then the sender closes
   std::string message;
 };
 
-using Message = std::variant<Hello, Welcome, Watch, Unwatch, Reply, Declare, Events, Ping, Pong, Fatal>;
+using Message =
+    std::variant<Hello, Welcome, Watch, Unwatch, Reply, Declare, Snapshot, Events, Entries, Ping, Pong, Fatal>;
 
 }  // namespace rnotify::proto

@@ -63,6 +63,16 @@ Status validate(const Message& msg) {
             if (origin.size() > kMaxOriginText) return check("Declare", "an origin over 255 bytes");
           }
           return {};
+        } else if constexpr (std::is_same_v<T, Entries>) {
+          for (const TreeEntry& e : m.entries) {
+            if (Status s = checkPath("Entries", "dir", e.dir, kMaxPath); !s) return s;
+            if (Status s = checkPath("Entries", "name", e.name, kMaxName); !s) return s;
+            if (Status s = check("Entries", dirProblem(e.dir)); !s) return s;
+            if (Status s = check("Entries", nameProblem(e.name)); !s) return s;
+            if (e.name.empty()) return check("Entries", "an empty name");
+            if (e.stat.mtimeNsec >= 1000000000u) return check("Entries", "mtimeNsec not below 1e9");
+          }
+          return {};
         } else if constexpr (std::is_same_v<T, Events>) {
           for (const Event& ev : m.events) {
             if (Status s = validate(ev); !s) return s;

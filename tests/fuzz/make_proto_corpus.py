@@ -59,6 +59,11 @@ SEEDS = {
         record(2, 1, 0x2, b"", b"f", extension=b"\x02\x00"),
         record(2, 2, 0x4, b"d", b"f", extension=b"\x01\x01" + struct.pack("<QqIIIIQ", 6, 1700000000, 5, 0o100644,
                                                                              1000, 100, 42))),
+    "snapshot_entries": b"\xff\x00" + frame(0x14, struct.pack("<II", 5, 1)) + frame(0x21, struct.pack("<II", 5, 2)
+        + struct.pack("<H", 2 + 0 + 2 + 1 + 40) + string(b"") + string(b"a")
+        + struct.pack("<QqIIIIQ", 0, 1, 2, 0o40755, 0, 0, 7)
+        + struct.pack("<H", 2 + 3 + 2 + 1 + 40) + string(b"a/b") + string(b"c")
+        + struct.pack("<QqIIIIQ", 9, 1, 2, 0o100644, 0, 0, 8)),
     "ping_pong_fatal": b"\x01\x03" + frame(0x30, struct.pack("<Q", 42)) + frame(0x31, struct.pack("<Q", 42))
     + frame(0x3F, struct.pack("<i", 90) + string(b"frame of 4294967295 bytes exceeds the limit of 1048576")),
     "oversized": b"\x00\x00" + b"\xff\xff\xff\xff\x01",

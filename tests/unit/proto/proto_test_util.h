@@ -40,6 +40,15 @@ inline bool operator==(const Declare& a, const Declare& b) {
   return a.requestId == b.requestId && a.origins == b.origins;
 }
 inline bool operator==(const Events& a, const Events& b) { return a.events == b.events; }
+inline bool operator==(const Snapshot& a, const Snapshot& b) {
+  return a.requestId == b.requestId && a.watchId == b.watchId;
+}
+inline bool operator==(const TreeEntry& a, const TreeEntry& b) {
+  return a.dir == b.dir && a.name == b.name && a.stat == b.stat;
+}
+inline bool operator==(const Entries& a, const Entries& b) {
+  return a.requestId == b.requestId && a.entries == b.entries;
+}
 inline bool operator==(const Ping& a, const Ping& b) { return a.token == b.token; }
 inline bool operator==(const Pong& a, const Pong& b) { return a.token == b.token; }
 inline bool operator==(const Fatal& a, const Fatal& b) { return a.code == b.code && a.message == b.message; }

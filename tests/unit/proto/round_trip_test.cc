@@ -59,6 +59,10 @@ std::vector<Message> sampleMessages() {
       Reply{44, ENOSYS, 0, "cannot watch '/mnt/x': no backend for this filesystem"},
       Declare{45, {"ssh 192.0.2.7 50412", "ssh ::1 22"}},
       Declare{46, {}},
+      Snapshot{47, 3},
+      Entries{47, {TreeEntry{"", "a", EventStat{1, 2, 3, 040755, 0, 0, 9}},
+                   TreeEntry{"a/b", rawName, EventStat{UINT64_MAX, -5, 0, 0100600, 1, 2, 3}}}},
+      Entries{48, {}},
       events,
       Events{},
       Ping{0xfeedfacecafebeefull},
@@ -168,6 +172,17 @@ TEST(ProtoRoundTrip, BadExtensionsAreMalformed) {
   EXPECT_FALSE(validate(Message(tooMany)).ok());
   EXPECT_EQ(test::readOne(frameOf(tooMany)).error().code, EPROTO);
   EXPECT_EQ(test::readOne(frameOf(Declare{1, {""}})).error().code, EPROTO);
+}
+
+TEST(ProtoRoundTrip, BadEntriesAreMalformed) {
+  std::string frame = frameOf(Entries{1, {TreeEntry{"", "x", EventStat{}}}});
+  EXPECT_TRUE(test::readOne(frame).ok());
+  EXPECT_EQ(test::readOne(frameOf(Entries{1, {TreeEntry{"", "", EventStat{}}}})).error().code, EPROTO);
+  EXPECT_EQ(test::readOne(frameOf(Entries{1, {TreeEntry{"../up", "x", EventStat{}}}})).error().code, EPROTO);
+  EXPECT_FALSE(validate(Message(Entries{1, {TreeEntry{"", "a/b", EventStat{}}}})).ok());
+  std::string lying = frame;
+  lying[5 + 4] = 9;  // count 9 in a frame with room for one
+  EXPECT_EQ(test::readOne(lying).error().code, EPROTO);
 }
 
 TEST(ProtoRoundTrip, TypeOfAndTypeName) {
