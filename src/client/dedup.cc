@@ -205,6 +205,53 @@ void Dedup::local(int wd, uint32_t mask, uint32_t cookie, std::string_view dir, 
   trim(held_, now, true);  // keeps the bound
 }
 
+void Dedup::followRename(int wd, const Event& event) {
+  const uint32_t mask = event.mask & ~kInRemote;
+  if ((mask & IN_MOVED_FROM) && event.cookie != 0) {
+    if (renames_.size() >= 64) renames_.clear();  // their MOVED_TO never came: moved out of the watch
+    renames_[event.cookie] = {event.dir, event.name};
+    return;
+  }
+  if (!(mask & IN_MOVED_TO) || event.cookie == 0) return;
+  auto from = renames_.find(event.cookie);
+  if (from == renames_.end()) return;
+  const auto [oldDir, oldName] = std::move(from->second);
+  renames_.erase(from);
+  if (heldCount_ == 0) return;
+  // A local report still held when the server renames its entry belongs to
+  // an operation the server applied after the rename (had it come before, its
+  // copy would have arrived first), so the server reports it under the new
+  // name: sshfs sends a file's close after someone else renamed it, for one.
+  const std::string oldPath = oldDir.empty() ? oldName : oldDir + "/" + oldName;
+  const std::string newPath = event.dir.empty() ? event.name : event.dir + "/" + event.name;
+  for (Entry& e : held_) {
+    if (!e.live || e.wd != wd) continue;
+    std::string path = e.dir.empty() ? e.name : e.dir + "/" + e.name;
+    if (path == oldPath && !(e.mask & (IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE))) {
+      e.dir = event.dir;
+      e.name = event.name;
+    } else if ((mask & IN_ISDIR) && path.size() > oldPath.size() && path.compare(0, oldPath.size(), oldPath) == 0 &&
+               path[oldPath.size()] == '/') {
+      std::string moved = newPath + path.substr(oldPath.size());
+      size_t slash = moved.rfind('/');
+      e.dir = moved.substr(0, slash);
+      e.name = moved.substr(slash + 1);
+    } else {
+      continue;
+    }
+    // Re-file it under its new key.
+    auto [lo, hi] = byKey_.equal_range(e.key);
+    for (auto it = lo; it != hi; ++it) {
+      if (it->second == &e) {
+        byKey_.erase(it);
+        break;
+      }
+    }
+    e.key = keyOf(e.wd, e.mask, e.dir, e.name);
+    byKey_.emplace(e.key, &e);
+  }
+}
+
 void Dedup::remote(int wd, const Event& event, Clock::time_point now) {
   Strategy s = strategy(wd);
   uint32_t mask = event.mask & ~kInRemote;
@@ -221,6 +268,7 @@ void Dedup::remote(int wd, const Event& event, Clock::time_point now) {
     return;
   }
   release(now);
+  followRename(wd, event);
   std::string key = keyOf(wd, mask, event.dir, event.name);
   if (Entry* mine = find(key, Role::kHeldLocal)) {
     // This host's change: delivered once, at its place in the server's order.

@@ -23,6 +23,10 @@
 //   server attaches to MODIFY/ATTRIB/CLOSE_WRITE: when it differs from the
 //   state this host saw after its own change, someone else changed the entry
 //   too, and the event is delivered as IN_REMOTE instead of as this host's.
+// A held local report follows the server's renames of its entry: the server
+// may apply this host's operation after someone else renamed the entry (sshfs
+// sends a close after the application's close() returned), and then reports
+// it under the new name.
 // - kNone: both streams pass through (no remote source, or dedup = off).
 #pragma once
 
@@ -112,6 +116,8 @@ class Dedup {
   void retire(Entry& entry);
   void trim(Queue& queue, Clock::time_point now, bool deliverHeld);
   void deliverHeld(Entry& entry, Clock::time_point now);
+  // Moves held local reports along when the server renames their entry.
+  void followRename(int wd, const Event& event);
 
   Options options_;
   Emit emit_;
@@ -123,6 +129,7 @@ class Dedup {
   size_t rememberedCount_ = 0;
   uint64_t absorbed_ = 0;
   uint64_t paired_ = 0;
+  std::unordered_map<uint32_t, std::pair<std::string, std::string>> renames_;  // server MOVED_FROM by cookie
   Entry* lastHeld_ = nullptr;  // the latest local report, while held: an identical one right after it coalesces
 };
 

@@ -136,6 +136,19 @@ TEST_F(DedupTest, RepeatedIdenticalLocalReportsCoalesceAsTheKernelWould) {
   EXPECT_EQ(dedup_.held(), 3u);
 }
 
+TEST_F(DedupTest, AHeldReportFollowsTheServersRenameOfItsEntry) {
+  // This host closes f; before sshfs's close reaches the server, another host
+  // renames f to g; the server reports the close under g.
+  local(IN_CLOSE_WRITE, "f", 0);
+  remote(IN_MOVED_FROM, "f", 1, 5);
+  remote(IN_MOVED_TO, "g", 1, 5);
+  remote(IN_CLOSE_WRITE, "g", 2);
+  release(5000);
+  EXPECT_EQ(out_, (std::vector<Out>{{IN_MOVED_FROM | IN_REMOTE, 5, "f"},
+                                    {IN_MOVED_TO | IN_REMOTE, 5, "g"},
+                                    {IN_CLOSE_WRITE, 0, "g"}}));
+}
+
 TEST_F(DedupTest, ReadSideReportsAreNotHeld) {
   local(IN_OPEN, "f", 0);
   EXPECT_EQ(out_, (std::vector<Out>{{IN_OPEN, 0, "f"}}));
