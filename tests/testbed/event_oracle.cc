@@ -90,9 +90,18 @@ std::string eventKind(const WatchedEvent& event) {
 }
 
 void collapseRepeats(std::vector<std::string>& kinds) {
-  auto end = std::unique(kinds.begin(), kinds.end(),
-                         [](const std::string& a, const std::string& b) { return a == b && collapsible(a); });
-  kinds.erase(end, kinds.end());
+  std::vector<std::string> out;
+  out.reserve(kinds.size());
+  for (size_t i = 0; i < kinds.size();) {
+    if (!collapsible(kinds[i])) {
+      out.push_back(std::move(kinds[i++]));
+      continue;
+    }
+    std::set<std::string> run;  // sorted, each kind once
+    while (i < kinds.size() && collapsible(kinds[i])) run.insert(std::move(kinds[i++]));
+    out.insert(out.end(), run.begin(), run.end());
+  }
+  kinds = std::move(out);
 }
 
 EventHistory historyOf(const std::vector<WatchedEvent>& events, const std::set<std::string>& ignored) {
@@ -107,19 +116,28 @@ EventHistory historyOf(const std::vector<WatchedEvent>& events, const std::set<s
 
 std::map<std::string, std::vector<std::string>> annotatedHistoryOf(const std::vector<WatchedEvent>& events,
                                                                    const std::set<std::string>& ignored) {
-  std::map<std::string, std::vector<std::pair<std::string, std::string>>> runs;
+  // Per path: structural kinds one by one, runs of collapsible kinds as a
+  // sorted set, each with the origins seen ("local+remote").
+  std::map<std::string, std::vector<std::pair<std::string, std::string>>> seqs;
+  std::map<std::string, std::map<std::string, std::string>> openRun;
+  auto closeRun = [&](const std::string& path) {
+    for (auto& [kind, origin] : openRun[path]) seqs[path].emplace_back(kind, origin);
+    openRun[path].clear();
+  };
   for (const WatchedEvent& e : events) {
     if (ignored.count(e.path)) continue;
     std::string kind = eventKind(e), origin = e.flags.count("REMOTE") ? "remote" : "local";
-    auto& seq = runs[e.path];
-    if (!seq.empty() && seq.back().first == kind && collapsible(kind)) {
-      if (seq.back().second.find(origin) == std::string::npos) seq.back().second += "+" + origin;
+    if (collapsible(kind)) {
+      std::string& seen = openRun[e.path][kind];
+      if (seen.find(origin) == std::string::npos) seen += (seen.empty() ? "" : "+") + origin;
       continue;
     }
-    seq.emplace_back(kind, origin);
+    closeRun(e.path);
+    seqs[e.path].emplace_back(kind, origin);
   }
   std::map<std::string, std::vector<std::string>> out;
-  for (auto& [path, seq] : runs) {
+  for (auto& [path, run] : openRun) closeRun(path);
+  for (auto& [path, seq] : seqs) {
     for (auto& [kind, origin] : seq) out[path].push_back(kind + "  " + origin);
   }
   return out;

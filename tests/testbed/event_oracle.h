@@ -6,10 +6,13 @@
 //
 // Two inotify instances may coalesce identical consecutive events differently
 // (the kernel merges an event into the queue's tail only if that tail is the
-// same event), and one write over sshfs may become several server writes. So
-// runs of identical MODIFY, ATTRIB or CLOSE_WRITE on a path are collapsed to
-// one on both sides first; every other event (CREATE, DELETE, MOVED_FROM,
-// MOVED_TO, with or without ISDIR) must match one for one.
+// same event), one write over sshfs may become several server writes, and
+// fanotify (rnotifyd's backend when it runs as root) merges all unread events
+// of one process on one entry into one, whose kinds rnotifyd then reports in a
+// fixed order. So a run of MODIFY, ATTRIB and CLOSE_WRITE events on a path,
+// between two structural events, is compared as the set of kinds in it; every
+// other event (CREATE, DELETE, MOVED_FROM, MOVED_TO, with or without ISDIR)
+// must match one for one and in order.
 //
 // The comparison aligns the two sequences of a path with a longest common
 // subsequence. Whatever the alignment leaves over is a duplicate (only the
@@ -52,7 +55,7 @@ std::map<std::string, size_t> structuralCounts(const std::vector<WatchedEvent>& 
 // Whether a run of this kind counts once: MODIFY, ATTRIB, CLOSE_WRITE (with or
 // without ISDIR or CLOSE).
 bool collapsible(const std::string& kind);
-// Collapses runs of identical consecutive collapsible kinds in place.
+// Replaces each run of consecutive collapsible kinds by its distinct kinds, sorted.
 void collapseRepeats(std::vector<std::string>& kinds);
 
 // The result of comparing one path.

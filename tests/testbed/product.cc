@@ -3,6 +3,8 @@
 
 #include <unistd.h>
 
+#include <cstdlib>
+
 namespace rnotify::testbed {
 
 std::string rnotifydPath() {
@@ -21,7 +23,10 @@ std::string rnotifywaitPath() {
 #endif
 }
 
-std::string agentCommand() { return rnotifydPath() + " --stdio"; }
+std::string agentCommand() {
+  const char* extra = std::getenv("RNOTIFY_TEST_AGENT_ARGS");
+  return rnotifydPath() + " --stdio" + (extra != nullptr && *extra != '\0' ? std::string(" ") + extra : "");
+}
 
 std::string missingProduct() {
   for (const auto& [name, path] :

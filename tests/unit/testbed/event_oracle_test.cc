@@ -25,8 +25,8 @@ TEST(EventOracleTest, CollapsesRepeatsOfContentAndAttributeEventsOnly) {
       "ATTRIB,ISDIR", "ATTRIB,ISDIR", "MODIFY", "CREATE,ISDIR",      "CREATE,ISDIR",      "DELETE", "DELETE",
       "CREATE"};
   collapseRepeats(kinds);
-  EXPECT_EQ(kinds, (std::vector<std::string>{"CREATE", "MODIFY", "CLOSE,CLOSE_WRITE", "ATTRIB", "ATTRIB,ISDIR",
-                                             "MODIFY", "CREATE,ISDIR", "CREATE,ISDIR", "DELETE", "DELETE", "CREATE"}));
+  EXPECT_EQ(kinds, (std::vector<std::string>{"CREATE", "ATTRIB", "ATTRIB,ISDIR", "CLOSE,CLOSE_WRITE", "MODIFY",
+                                             "CREATE,ISDIR", "CREATE,ISDIR", "DELETE", "DELETE", "CREATE"}));
 }
 
 TEST(EventOracleTest, HistoryIsPerPathAndSkipsIgnoredPaths) {
