@@ -4,6 +4,9 @@
 // a unix socket, rnotify over ssh stdio through the C API on a real sshfs
 // mount (the product path), and the same agent driven by rnotify::Connection
 // directly, side by side in one run; optionally a burst throughput figure.
+// The own-* lanes measure what de-duplication adds: the file is created
+// through the client's own sshfs mount, so the local kernel and the server
+// both report it, and each lane runs the C API with another RNOTIFY_DEDUP.
 // docs/BENCHMARKS.md explains the method and the results. Not a CTest test:
 // a benchmark has no pass/fail, and it takes a minute.
 #include <signal.h>
@@ -13,8 +16,11 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -31,14 +37,28 @@ namespace {
 
 using namespace rnotify::bench;
 
+// Changes made through the client's own mount, one lane per RNOTIFY_DEDUP
+// mode. own-off is their floor: the local kernel's event, nothing held.
+struct OwnLane {
+  const char* name;
+  const char* dedup;
+};
+constexpr OwnLane kOwnLanes[] = {
+    {"own-off", "off"}, {"own-echo", "echo"}, {"own-state", "state"}, {"own-origin", "origin"}, {"own-auto", "auto"},
+};
+
 struct Options {
   RunnerOptions runner;
   size_t burst = 100000;
   bool probes = true;
   int burstIdleMs = 10000;
-  std::vector<std::string> transports{"inotify", "unix", "ssh", "ssh-agent"};
+  std::vector<std::string> transports{"inotify",   "unix",       "ssh",      "own-off",  "own-echo",
+                                      "own-state", "own-origin", "own-auto", "ssh-agent"};
   std::string csv;
+  std::string dedupCsv;
   std::string samples;
+  int settleMs = 50;
+  int drainMs = 300;
   std::vector<std::string> sshOptions;
   // tmpfs: a create costs ~4 us there and never waits for a journal, so the
   // numbers are about notification, not about the disk (docs/BENCHMARKS.md).
@@ -52,6 +72,100 @@ struct Options {
 
 bool wants(const Options& o, const std::string& name) {
   return std::find(o.transports.begin(), o.transports.end(), name) != o.transports.end();
+}
+
+bool wantsOwn(const Options& o) {
+  for (const OwnLane& lane : kOwnLanes) {
+    if (wants(o, lane.name)) return true;
+  }
+  return false;
+}
+
+struct OwnRow {
+  std::string lane;
+  std::string dedup;
+  std::string strategy;  // in force, from rnotify_watch_source()
+  const CApiSource* source = nullptr;
+  CopyCount copies;
+  LatencySummary latency;
+};
+
+// lane -> its RNOTIFY_DEDUP and source (owned by the runner)
+using OwnModes = std::map<std::string, std::pair<std::string, const CApiSource*>>;
+
+std::vector<OwnRow> ownRows(const std::vector<CopyCount>& copies, const std::vector<LatencySummary>& latency,
+                            const OwnModes& modes) {
+  std::vector<OwnRow> rows;
+  for (const CopyCount& c : copies) {
+    OwnRow row;
+    row.lane = c.transport;
+    row.copies = c;
+    auto mode = modes.find(c.transport);
+    if (mode != modes.end()) {
+      row.dedup = mode->second.first;
+      row.source = mode->second.second;
+      row.strategy = row.source->strategy();
+    }
+    for (const LatencySummary& l : latency) {
+      if (l.transport == c.transport) row.latency = l;
+    }
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
+const OwnRow* ownFloor(const std::vector<OwnRow>& rows) {
+  for (const OwnRow& r : rows) {
+    if (r.lane == "own-off") return &r;
+  }
+  return nullptr;
+}
+
+void printOwnTable(std::FILE* out, const std::vector<OwnRow>& rows) {
+  const OwnRow* floor = ownFloor(rows);
+  std::fprintf(out, "%-10s %-6s %-19s %7s %5s %8s %6s %6s %6s %6s %10s %9s %9s %9s %9s", "lane", "dedup",
+               "strategy in force", "changes", "lost", "copies/c", "0", "1", "2", "3+", "mknod_p50", "wait_p50",
+               "wait_p99", "p50_us", "p99_us");
+  std::fprintf(out, floor ? " %9s %9s\n" : "\n", "+p50_us", "+p99_us");
+  for (const OwnRow& r : rows) {
+    const CopyCount& c = r.copies;
+    std::fprintf(out, "%-10s %-6s %-19s %7zu %5zu %8.3f %6zu %6zu %6zu %6zu %10.1f %9.1f %9.1f %9.1f %9.1f",
+                 r.lane.c_str(), r.dedup.c_str(), r.strategy.empty() ? "?" : r.strategy.c_str(), c.changes,
+                 r.latency.lost, c.perChange(), c.withCopies[0], c.withCopies[1], c.withCopies[2], c.withCopies[3],
+                 c.create.p50Us, c.wait.p50Us, c.wait.p99Us, r.latency.p50Us, r.latency.p99Us);
+    if (floor) {
+      std::fprintf(out, " %9.1f %9.1f\n", r.latency.p50Us - floor->latency.p50Us,
+                   r.latency.p99Us - floor->latency.p99Us);
+    } else {
+      std::fprintf(out, "\n");
+    }
+  }
+}
+
+void writeOwnCsv(const std::string& path, const std::vector<OwnRow>& rows) {
+  std::FILE* f = std::fopen(path.c_str(), "w");
+  if (f == nullptr) throw std::runtime_error("cannot write " + path + ": " + std::strerror(errno));
+  std::fprintf(f,
+               "lane,dedup,strategy,changes,lost,copies,copies_per_change,changes_0_copies,changes_1_copy,"
+               "changes_2_copies,changes_3plus_copies,mknod_p50_us,mknod_p99_us,wait_p50_us,wait_p90_us,wait_p99_us,"
+               "p50_us,p90_us,p99_us,p999_us,max_us,"
+               "added_p50_us,added_p99_us\n");
+  const OwnRow* floor = ownFloor(rows);
+  for (const OwnRow& r : rows) {
+    const CopyCount& c = r.copies;
+    const LatencySummary& l = r.latency;
+    std::fprintf(f, "%s,%s,%s,%zu,%zu,%zu,%.3f,%zu,%zu,%zu,%zu,%.1f,%.1f,%.1f,%.1f,%.1f,%.1f,%.1f,%.1f,%.1f,%.1f,",
+                 r.lane.c_str(), r.dedup.c_str(), r.strategy.c_str(), c.changes, l.lost, c.copies, c.perChange(),
+                 c.withCopies[0], c.withCopies[1], c.withCopies[2], c.withCopies[3], c.create.p50Us, c.create.p99Us,
+                 c.wait.p50Us, c.wait.p90Us, c.wait.p99Us, l.p50Us, l.p90Us, l.p99Us, l.p999Us, l.maxUs);
+    if (floor) {
+      std::fprintf(f, "%.1f,%.1f,%.1f,%.1f\n", l.p50Us - floor->latency.p50Us, l.p99Us - floor->latency.p99Us,
+                   c.wait.p50Us - floor->copies.wait.p50Us, c.wait.p99Us - floor->copies.wait.p99Us);
+    } else {
+      std::fprintf(f, ",,,\n");
+    }
+  }
+  if (std::fclose(f) != 0) throw std::runtime_error("cannot write " + path + ": " + std::strerror(errno));
 }
 
 std::string cpuModel() {
@@ -105,16 +219,37 @@ int run(const Options& o) {
     std::string dir = scene.laneDir("unix");
     runner.add(std::make_unique<ConnectionSource>("unix", scene.connectUnix(), dir, dir));
   }
-  if (wants(o, "ssh") || wants(o, "ssh-agent")) {
+  OwnModes ownModes;
+  if (wants(o, "ssh") || wants(o, "ssh-agent") || wantsOwn(o)) {
     if (std::string why = BenchScene::sshMissing(); !why.empty()) {
       std::printf("skipping ssh transports: %s\n", why.c_str());
     } else {
       scene.startSsh();
+      // The client library reads the agent command from here (config.cc).
+      ::setenv("RNOTIFY_AGENT", scene.agentCommand().c_str(), 1);
       if (wants(o, "ssh")) {
         std::string dir = scene.laneDir("ssh");
-        // The client library reads the agent command from here (config.cc).
-        ::setenv("RNOTIFY_AGENT", scene.agentCommand().c_str(), 1);
         runner.add(std::make_unique<CApiSource>("ssh", scene.mountPath("ssh"), dir));
+      }
+      for (const OwnLane& own : kOwnLanes) {
+        if (!wants(o, own.name)) continue;
+        scene.laneDir(own.name);
+        // Watched and changed through the same mount: the local kernel sees
+        // each create, and the server echoes it.
+        std::string path = scene.mountPath(own.name);
+        CApiSourceOptions options;
+        options.dedup = own.dedup;
+        options.localCreatesCount = true;
+        auto source = std::make_unique<CApiSource>(own.name, path, path, options);
+        ownModes[own.name] = {own.dedup, source.get()};
+        LaneOptions lane;
+        lane.countCopies = true;
+        // Without de-duplication the server's copy follows the local one;
+        // wait for it so that it does not land in the next change's timing.
+        lane.settleCopies = std::string(own.dedup) == "off" ? 2 : 1;
+        lane.settleMs = o.settleMs;
+        lane.drainMs = o.drainMs;
+        runner.add(std::move(source), lane);
       }
       if (wants(o, "ssh-agent")) {
         std::string dir = scene.laneDir("ssh-agent");
@@ -131,6 +266,31 @@ int run(const Options& o) {
   std::printf("\ncreate -> event latency (microseconds; ratios against raw inotify)\n");
   printLatencyTable(stdout, latency);
   std::fflush(stdout);
+
+  std::vector<OwnRow> own = ownRows(runner.copyCounts(), latency, ownModes);
+  if (!own.empty()) {
+    std::printf(
+        "\nchanges made through the client's own mount: create events delivered per change (copies/c; how many "
+        "changes had 0, 1, 2, 3+ copies), the mknodat call alone (mknod_p50; events are read after it returns), "
+        "the wait from its return to the first copy (wait_*), and latency added over own-off (+p50, +p99; "
+        "microseconds)\n");
+    printOwnTable(stdout, own);
+    for (const OwnRow& r : own) {
+      if (r.dedup != "off" || r.source == nullptr) continue;
+      // Which report comes first, and how long its copy takes: what echo
+      // matching waits for when the local report comes first.
+      std::printf(
+          "%s: the first copy was the server's for %zu and this host's kernel's for %zu changes "
+          "(warm-up included)",
+          r.lane.c_str(), r.source->firstRemote(), r.source->firstLocal());
+      if (r.copies.gap.events > 0) {
+        std::printf("; second copy after the first: p50 %.1f us, p90 %.1f us, p99 %.1f us (%zu changes)",
+                    r.copies.gap.p50Us, r.copies.gap.p90Us, r.copies.gap.p99Us, r.copies.gap.events);
+      }
+      std::printf("\n");
+    }
+    std::fflush(stdout);
+  }
 
   // What the byte streams alone cost, without rnotify, for the discussion of
   // where the time goes. Same sample count as the timed events.
@@ -153,10 +313,15 @@ int run(const Options& o) {
     std::printf("\nburst of %zu creates from a second thread, events/s = received / (first create -> last event)\n",
                 o.burst);
     printBurstTable(stdout, bursts);
+    if (!own.empty()) std::printf("(own-* lanes take no part in the burst)\n");
   }
   if (!o.csv.empty()) {
     writeCsv(o.csv, latency, streams, bursts);
     std::printf("\nwrote %s\n", o.csv.c_str());
+  }
+  if (!o.dedupCsv.empty() && !own.empty()) {
+    writeOwnCsv(o.dedupCsv, own);
+    std::printf("wrote %s\n", o.dedupCsv.c_str());
   }
   if (!o.samples.empty()) {
     runner.writeSamples(o.samples);
@@ -188,9 +353,22 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--burst", o.burst, "Creates in the throughput burst per transport; 0 skips it")
       ->capture_default_str();
-  app.add_option("--transports", o.transports, "Any of inotify, unix, ssh, ssh-agent")
+  std::vector<std::string> known{"inotify", "unix", "ssh", "ssh-agent"};
+  for (const OwnLane& own : kOwnLanes) known.push_back(own.name);
+  app.add_option("--transports", o.transports,
+                 "Any of inotify, unix, ssh, ssh-agent, and own-off, own-echo, own-state, own-origin, own-auto "
+                 "(created through the client's own sshfs mount, RNOTIFY_DEDUP=off|echo|state|origin|auto)")
       ->delimiter(',')
-      ->check(CLI::IsMember({"inotify", "unix", "ssh", "ssh-agent"}))
+      ->check(CLI::IsMember(known))
+      ->capture_default_str();
+  bool dedupLanes = false;
+  app.add_flag("--dedup", dedupLanes, "Add the five own-* lanes to --transports (they are in the default set)");
+  app.add_option("--dedup-csv", o.dedupCsv, "Write the own-* lanes' copies and added latency here as CSV")
+      ->type_name("PATH");
+  app.add_option("--settle-ms", o.settleMs, "own-off: wait at most this long for the server's copy (untimed)")
+      ->capture_default_str();
+  app.add_option("--drain-ms", o.drainMs,
+                 "own-*: after each block, count late copies until none came for this long (untimed)")
       ->capture_default_str();
   app.add_flag("!--no-probes", o.probes, "Skip the byte-stream probes (pipe, ssh-pipe)");
   app.add_option("--csv", o.csv, "Write the summary here as CSV")->type_name("PATH");
@@ -201,6 +379,11 @@ int main(int argc, char** argv) {
   app.add_option("--dir", o.baseDir, "Create the export directory below this directory")->capture_default_str();
   app.add_option("--rnotifyd", o.rnotifyd, "The rnotifyd binary to run")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  if (dedupLanes) {
+    for (const OwnLane& own : kOwnLanes) {
+      if (!wants(o, own.name)) o.transports.push_back(own.name);
+    }
+  }
   if (o.runner.events == 0) {
     std::fprintf(stderr, "bench_latency: --events must be at least 1\n");
     return 2;

@@ -31,8 +31,9 @@ void createFile(int dirFd, const std::string& name, const std::string& dirPath) 
 
 }  // namespace
 
-void LatencyRunner::add(std::unique_ptr<EventSource> source) {
+void LatencyRunner::add(std::unique_ptr<EventSource> source, LaneOptions laneOptions) {
   Lane lane;
+  lane.options = laneOptions;
   lane.dir.reset(::open(source->changeDir().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!lane.dir) throw std::runtime_error("cannot open " + source->changeDir() + ": " + std::strerror(errno));
   lane.source = std::move(source);
@@ -40,30 +41,64 @@ void LatencyRunner::add(std::unique_ptr<EventSource> source) {
   lanes_.push_back(std::move(lane));
 }
 
+void LatencyRunner::noteCopy(Lane& lane, const std::string& name) {
+  if (!lane.options.countCopies) return;
+  auto it = lane.copies.find(name);
+  if (it != lane.copies.end()) ++it->second.count;  // other names are not this lane's changes
+}
+
 void LatencyRunner::runBlock(Lane& lane, size_t count, bool timed) {
   EventSource& source = *lane.source;
+  const bool counting = lane.options.countCopies;
   for (size_t i = 0; i < count; ++i) {
     std::string name = "e" + std::to_string(lane.nextId++);
+    if (counting) lane.copies[name].timed = timed;
     const int64_t start = nowNs();
     createFile(lane.dir.get(), name, source.changeDir());
+    const int64_t created = counting ? nowNs() : 0;
+    if (counting && timed) lane.createNs.push_back(created - start);
     const int64_t deadline = start + int64_t{options_.timeoutMs} * 1000000;
     bool seen = false;
+    int64_t firstAt = 0;
     for (;;) {
       int64_t left = deadline - nowNs();
       if (left <= 0) break;
       auto got = source.nextCreate(static_cast<int>((left + 999999) / 1000000));
       if (!got) break;
-      if (*got == name) {  // anything else is a late event of an earlier, lost one
+      if (*got == name) {  // anything else is a late event of an earlier, lost one (or a copy)
         const int64_t end = nowNs();
         if (timed) lane.samples.push_back(end - start);
+        if (timed && counting) lane.waitNs.push_back(end - created);
+        firstAt = end;
+        noteCopy(lane, *got);
         seen = true;
         break;
       }
+      noteCopy(lane, *got);
     }
     if (!seen && timed) ++lane.lost;
+    if (seen && counting) {
+      // Untimed: let the expected further copies through before the next change.
+      const int64_t settleBy = nowNs() + int64_t{lane.options.settleMs} * 1000000;
+      while (lane.copies[name].count < lane.options.settleCopies) {
+        int64_t left = settleBy - nowNs();
+        if (left <= 0) break;
+        auto got = source.nextCreate(static_cast<int>((left + 999999) / 1000000));
+        if (!got) break;
+        noteCopy(lane, *got);
+        if (timed && *got == name && lane.copies[name].count == 2) lane.copyGaps.push_back(nowNs() - firstAt);
+      }
+    }
     lane.created.push_back(std::move(name));
     if (options_.gapUs > 0) std::this_thread::sleep_for(std::chrono::microseconds(options_.gapUs));
   }
+}
+
+void LatencyRunner::endBlock(Lane& lane) {
+  if (lane.options.countCopies) {
+    while (auto got = lane.source->nextCreate(lane.options.drainMs)) noteCopy(lane, *got);
+  }
+  removeCreated(lane);
 }
 
 void LatencyRunner::removeCreated(Lane& lane) {
@@ -75,7 +110,7 @@ void LatencyRunner::run(std::FILE* progress) {
   // Warm-up: connections, page cache, dentries, branch predictors; discarded.
   for (Lane& lane : lanes_) {
     runBlock(lane, options_.warmup, false);
-    removeCreated(lane);
+    endBlock(lane);
   }
   const size_t block = std::max<size_t>(1, options_.block);
   const size_t rounds = (options_.events + block - 1) / block;
@@ -84,7 +119,7 @@ void LatencyRunner::run(std::FILE* progress) {
     for (size_t k = 0; k < lanes_.size(); ++k) {
       Lane& lane = lanes_[(round + k) % lanes_.size()];
       runBlock(lane, count, true);
-      removeCreated(lane);
+      endBlock(lane);
     }
     if (progress) {
       std::fputc('.', progress);
@@ -97,6 +132,26 @@ void LatencyRunner::run(std::FILE* progress) {
 std::vector<LatencySummary> LatencyRunner::summaries() const {
   std::vector<LatencySummary> rows;
   for (const Lane& lane : lanes_) rows.push_back(summarize(lane.source->name(), lane.samples, lane.lost));
+  return rows;
+}
+
+std::vector<CopyCount> LatencyRunner::copyCounts() const {
+  std::vector<CopyCount> rows;
+  for (const Lane& lane : lanes_) {
+    if (!lane.options.countCopies) continue;
+    CopyCount row;
+    row.transport = lane.source->name();
+    for (const auto& [name, copies] : lane.copies) {
+      if (!copies.timed) continue;
+      ++row.changes;
+      row.copies += copies.count;
+      ++row.withCopies[std::min<unsigned>(copies.count, 3)];
+    }
+    row.gap = summarize(row.transport, lane.copyGaps, 0);
+    row.create = summarize(row.transport, lane.createNs, 0);
+    row.wait = summarize(row.transport, lane.waitNs, 0);
+    rows.push_back(std::move(row));
+  }
   return rows;
 }
 
@@ -156,7 +211,9 @@ BurstResult LatencyRunner::burst(Lane& lane, size_t count, int idleTimeoutMs) {
 
 std::vector<BurstResult> LatencyRunner::bursts(size_t count, int idleTimeoutMs) {
   std::vector<BurstResult> results;
-  for (Lane& lane : lanes_) results.push_back(burst(lane, count, idleTimeoutMs));
+  for (Lane& lane : lanes_) {
+    if (!lane.options.countCopies) results.push_back(burst(lane, count, idleTimeoutMs));
+  }
   return results;
 }
 

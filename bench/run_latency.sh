@@ -1,8 +1,10 @@
 #!/bin/sh
 # Builds bench_latency (Release) in its own build directory and runs it,
-# writing the summary to bench/results/latency.csv. Needs root, /dev/fuse,
-# sshd and sshfs for the ssh transports (they are skipped otherwise).
-# Extra arguments go to bench_latency, e.g. --events 20000 or --dir /var/tmp.
+# writing the summary to bench/results/latency.csv, and the own-* lanes'
+# copies per change and added latency (de-duplication) to
+# bench/results/latency_dedup.csv. Needs root, /dev/fuse, sshd and sshfs for
+# the ssh transports (they are skipped otherwise). Extra arguments go to
+# bench_latency, e.g. --events 20000, --dir /var/tmp or --transports own-off,own-echo.
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${RNOTIFY_BENCH_BUILD:-$root/build-bench}
@@ -13,5 +15,6 @@ cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release "-DCMAKE_CXX_FL
 ninja -j2 -C "$build" bench_latency rnotifyd
 mkdir -p "$root/bench/results"
 echo "load before: $(cat /proc/loadavg)"
-"$build/bench/bench_latency" --csv "$root/bench/results/latency.csv" "$@"
+"$build/bench/bench_latency" --csv "$root/bench/results/latency.csv" \
+  --dedup-csv "$root/bench/results/latency_dedup.csv" "$@"
 echo "load after: $(cat /proc/loadavg)"
