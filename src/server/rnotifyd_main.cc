@@ -27,6 +27,7 @@ struct Options {
   std::vector<std::string> exports;
   std::string logLevel;
   std::string logFile;
+  std::string watcher = "auto";
   rnotify::ServerLimits limits;
 };
 
@@ -41,11 +42,15 @@ int run(const Options& options) {
   }
 
   asio::io_context io(1);
-  auto server = Server::create(io, std::move(*exports), options.limits, WatcherKind::kInotify);
+  const WatcherKind kind = options.watcher == "inotify"    ? WatcherKind::kInotify
+                           : options.watcher == "fanotify" ? WatcherKind::kFanotify
+                                                           : WatcherKind::kAuto;
+  auto server = Server::create(io, std::move(*exports), options.limits, kind);
   if (!server) {
     log::error("cannot start: {}", server.error().message);
     return kExitFailure;
   }
+  log::info("watching with {}", (*server)->backendName());
 
   std::vector<std::unique_ptr<Listener>> listeners;
   for (const std::string& text : options.listen) {
@@ -112,6 +117,12 @@ int main(int argc, char** argv) {
                  "A directory clients may watch (repeatable); nothing outside the exports can be watched. "
                  "Default with --stdio only: / (the ssh user's own permissions apply)")
       ->type_name("DIR");
+  app.add_option("--watcher", options.watcher,
+                 "Watching backend: auto (default: fanotify filesystem marks where rnotifyd runs as root and the "
+                 "filesystem takes them, which also tells which process made each change; inotify elsewhere), "
+                 "inotify, or fanotify (root only)")
+      ->check(CLI::IsMember({"auto", "inotify", "fanotify"}))
+      ->type_name("BACKEND");
   app.add_option("--log-level", options.logLevel, "debug, info, warn (default) or error; also RNOTIFY_LOG_LEVEL")
       ->type_name("LEVEL");
   app.add_option("--log-file", options.logFile, "Append logs to this file instead of stderr")->type_name("PATH");

@@ -10,6 +10,9 @@
 
 #include "common/log.h"
 #include "event/event.h"
+#include "watch/auto_watcher.h"
+#include "watch/fanotify_watcher.h"
+#include "watch/watch_path.h"
 
 namespace rnotify {
 namespace {
@@ -26,15 +29,6 @@ constexpr uint32_t kReadSideMask = IN_OPEN | IN_ACCESS | IN_CLOSE_NOWRITE;
 // A drain reads at most this many buffers before letting the owner's loop do
 // other work; a sustained flood must not starve client writes.
 constexpr int kMaxReadsPerDrain = 64;
-
-std::string joinPath(std::string_view dir, std::string_view name) {
-  std::string path;
-  path.reserve(dir.size() + 1 + name.size());
-  path.append(dir);
-  if (path.empty() || path.back() != '/') path.push_back('/');
-  path.append(name);
-  return path;
-}
 
 std::string_view relativeTo(const std::string& path, const std::string& root) {
   if (path.size() <= root.size()) return {};
@@ -99,10 +93,9 @@ Result<std::unique_ptr<Watcher>> InotifyWatcher::create(EventSink& sink) {
 InotifyWatcher::~InotifyWatcher() = default;
 
 Result<SubscriptionId> InotifyWatcher::subscribe(const std::string& rawPath, const SubscribeOptions& options) {
-  if (rawPath.empty() || rawPath[0] != '/')
-    return Error{EINVAL, "cannot watch '" + rawPath + "': not an absolute path"};
-  std::string path = rawPath;
-  while (path.size() > 1 && path.back() == '/') path.pop_back();
+  auto checked = watchPath(rawPath);
+  if (!checked) return checked.error();
+  const std::string& path = *checked;
 
   uint32_t flags = options.mask & kFlagBits;
   if (options.recursive) flags |= IN_ONLYDIR;
@@ -446,6 +439,13 @@ Result<std::unique_ptr<Watcher>> makeWatcher(WatcherKind kind, EventSink& sink) 
   switch (kind) {
     case WatcherKind::kInotify:
       return InotifyWatcher::create(sink);
+    case WatcherKind::kFanotify: {
+      auto watcher = FanotifyWatcher::create(sink);
+      if (!watcher) return watcher.error();
+      return std::unique_ptr<Watcher>(std::move(*watcher));
+    }
+    case WatcherKind::kAuto:
+      return AutoWatcher::create(sink);
   }
   return Error{ENOSYS, "unknown watcher backend"};
 }

@@ -1,8 +1,9 @@
-// Watcher: the one small interface every watching backend implements (inotify
-// now; fanotify, SMB2 and polling later). The rest of rnotify never knows which
-// backend runs. A backend is drained by one loop: when fd() is readable the
-// owner calls drain(), which reads everything the kernel has queued and hands
-// each event, once per interested subscription, to the EventSink.
+// Watcher: the one small interface every watching backend implements (inotify,
+// fanotify, and the automatic choice between them; SMB2 and polling later).
+// The rest of rnotify never knows which backend runs. A backend is drained by
+// one loop: when fd() is readable the owner calls drain(), which reads
+// everything the kernel has queued and hands each event, once per interested
+// subscription, to the EventSink.
 #pragma once
 
 #include <cstdint>
@@ -38,7 +39,8 @@ class Watcher {
  public:
   virtual ~Watcher() = default;
   virtual int fd() const = 0;
-  // path must be absolute. Errors carry errno (ENOENT, EACCES, ENOTDIR, ENOSPC).
+  // path must be absolute. Errors carry errno (ENOENT, EACCES, ENOTDIR, ENOSPC;
+  // ENODEV, EXDEV, EOPNOTSUPP from fanotify where a filesystem cannot be marked).
   virtual Result<SubscriptionId> subscribe(const std::string& path, const SubscribeOptions& options) = 0;
   virtual void unsubscribe(SubscriptionId id) = 0;
   virtual void drain() = 0;
@@ -51,7 +53,9 @@ class Watcher {
   virtual bool reportsPids(SubscriptionId) const { return false; }
 };
 
-enum class WatcherKind { kInotify };
+// kAuto: fanotify where the process may use it and the path's filesystem
+// takes a filesystem mark, inotify elsewhere (AutoWatcher).
+enum class WatcherKind { kInotify, kFanotify, kAuto };
 
 // The one place a backend is chosen.
 Result<std::unique_ptr<Watcher>> makeWatcher(WatcherKind kind, EventSink& sink);

@@ -1,0 +1,303 @@
+#include "watch/fanotify_watcher.h"
+
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <sys/fanotify.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "common/log.h"
+#include "watch/file_handle.h"
+#include "watch/watch_path.h"
+
+namespace rnotify {
+namespace {
+
+// Every mark asks for these, whatever its subscribers want, so that the cache
+// follows the tree and a subscription notices its root going away. On a
+// filesystem mark FAN_EVENT_ON_CHILD is implied; it is spelled out for clarity.
+constexpr uint64_t kMarkBaseMask =
+    FAN_CREATE | FAN_DELETE | FAN_RENAME | FAN_DELETE_SELF | FAN_MOVE_SELF | FAN_ONDIR | FAN_EVENT_ON_CHILD;
+
+// A drain reads at most this much (4 MiB, as InotifyWatcher) before letting
+// the owner's loop do other work; a sustained flood must not starve clients.
+constexpr size_t kBufferSize = 256 * 1024;
+constexpr int kMaxReadsPerDrain = 16;
+// Directories whose path is remembered: at most ~25 MB, whatever the size of
+// the watched trees (a miss costs an open_by_handle_at and a readlink).
+constexpr size_t kCacheCapacity = 1 << 16;
+
+uint64_t markMaskFor(uint32_t wanted) {
+  uint64_t mask = wanted & IN_ALL_EVENTS & ~(IN_MOVED_FROM | IN_MOVED_TO);
+  if (wanted & (IN_MOVED_FROM | IN_MOVED_TO)) mask |= FAN_RENAME;
+  return mask;
+}
+
+bool hasCapability(int capability) {
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[2] = {};
+  if (::syscall(SYS_capget, &header, data) != 0) return false;
+  return (data[capability / 32].effective & (1u << (capability % 32))) != 0;
+}
+
+std::string parentOf(const std::string& path) {
+  size_t slash = path.rfind('/');
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+// open_by_handle_at resolves through a descriptor on the mount, and it must
+// not be O_PATH. Holding the watched directory itself open would delay its
+// DELETE_SELF until we let go, so we hold the root of its mount: walk up
+// while ".." stays on the same mount. Opened before the mark exists, so that
+// its open goes unreported.
+UniqueFd openMountRoot(int dirFd, int mountId) {
+  UniqueFd current(::openat(dirFd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC));
+  while (current) {
+    UniqueFd up(::openat(current.get(), "..", O_PATH | O_DIRECTORY | O_CLOEXEC));
+    struct stat here, there;
+    if (!up || ::fstat(current.get(), &here) != 0 || ::fstat(up.get(), &there) != 0) break;
+    if (here.st_dev == there.st_dev && here.st_ino == there.st_ino) break;  // "/" (or a chroot's root)
+    if (here.st_dev != there.st_dev || mountIdOf(up.get()) != mountId) break;
+    current = std::move(up);
+  }
+  if (!current) return current;
+  return UniqueFd(::openat(current.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+}
+
+Error pathError(int code, const std::string& path) { return Error::fromErrno(code, "cannot watch '" + path + "'"); }
+
+Error markError(int code, const std::string& path) {
+  const char* why;
+  switch (code) {
+    case ENODEV:
+      why = "its filesystem has no fsid, as FUSE filesystems (sshfs) do; inotify can watch it";
+      break;
+    case EXDEV:
+      why = "its filesystem shares its fsid with another (a btrfs subvolume?); inotify can watch it";
+      break;
+    case EOPNOTSUPP:
+      why = "its filesystem cannot name files by handle; inotify can watch it";
+      break;
+    case EPERM:
+      why = "filesystem marks need CAP_SYS_ADMIN; run rnotifyd as root or use inotify";
+      break;
+    case EINVAL:
+      why = "the kernel cannot report renames on filesystem marks (needs Linux 5.17)";
+      break;
+    default:
+      why = "fanotify_mark failed";
+  }
+  return Error::fromErrno(code, "cannot watch '" + path + "' with fanotify (" + why + ")");
+}
+
+}  // namespace
+
+Result<std::unique_ptr<FanotifyWatcher>> FanotifyWatcher::create(EventSink& sink) {
+  // fanotify_init works unprivileged since 5.13, but filesystem marks need
+  // CAP_SYS_ADMIN and open_by_handle_at CAP_DAC_READ_SEARCH: refuse early so
+  // that the automatic choice falls back to inotify at once.
+  if (!hasCapability(CAP_SYS_ADMIN) || !hasCapability(CAP_DAC_READ_SEARCH)) {
+    return Error{EPERM, "fanotify needs CAP_SYS_ADMIN and CAP_DAC_READ_SEARCH (run rnotifyd as root, or use inotify)"};
+  }
+  int fd = ::fanotify_init(FAN_CLASS_NOTIF | FAN_CLOEXEC | FAN_NONBLOCK | FAN_REPORT_DFID_NAME_TARGET, O_RDONLY);
+  if (fd < 0) {
+    if (errno == EINVAL) return Error{EINVAL, "fanotify_init: the kernel cannot report target file ids (needs 5.17)"};
+    return lastError("fanotify_init");
+  }
+  return std::unique_ptr<FanotifyWatcher>(new FanotifyWatcher(UniqueFd(fd), sink));
+}
+
+FanotifyWatcher::FanotifyWatcher(UniqueFd fd, EventSink& sink)
+    : fd_(std::move(fd)), sink_(sink), buffer_(std::make_unique<char[]>(kBufferSize)), cache_(kCacheCapacity) {}
+
+// Closing the fanotify descriptor drops every mark at once.
+FanotifyWatcher::~FanotifyWatcher() = default;
+
+Result<SubscriptionId> FanotifyWatcher::subscribe(const std::string& rawPath, const SubscribeOptions& options) {
+  auto checked = watchPath(rawPath);
+  if (!checked) return checked.error();
+  const std::string& path = *checked;
+
+  // O_PATH: no FAN_OPEN/FAN_CLOSE of our own for the subscriber to see.
+  const int follow = (options.mask & IN_DONT_FOLLOW) ? O_NOFOLLOW : 0;
+  UniqueFd pathFd(::open(path.c_str(), O_PATH | O_CLOEXEC | follow));
+  if (!pathFd) return pathError(errno, path);
+  struct stat st;
+  if (::fstat(pathFd.get(), &st) != 0) return pathError(errno, path);
+  const bool isDir = S_ISDIR(st.st_mode);
+  if (options.recursive && !isDir)
+    return Error{ENOTDIR, "cannot watch '" + path + "': not a directory (a recursive watch needs one)"};
+  if ((options.mask & IN_ONLYDIR) && !isDir) return Error{ENOTDIR, "cannot watch '" + path + "': not a directory"};
+  std::string canonical = pathOfFd(pathFd.get());
+  if (canonical.empty()) return Error{ENOENT, "cannot watch '" + path + "': it has no path any more"};
+  struct statfs fsStat;
+  if (::fstatfs(pathFd.get(), &fsStat) != 0) return pathError(errno, path);
+  std::array<char, 8> fsid;
+  std::memcpy(fsid.data(), &fsStat.f_fsid, fsid.size());
+  int mountId = -1;
+  auto key = handleKeyOf(pathFd.get(), fsid, &mountId);
+  if (!key) return markError(key.error().code, path);
+
+  Filesystem* fs = filesystemFor(*key);
+  if (fs == nullptr) {
+    UniqueFd parentFd;
+    if (!isDir) {
+      parentFd.reset(::open(parentOf(canonical).c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+      if (!parentFd) return pathError(errno, path);
+    }
+    auto marked = markFilesystem(isDir ? pathFd.get() : parentFd.get(), canonical, fsid, mountId);
+    if (!marked) return marked.error();
+    fs = *marked;
+  } else if (fs->mountId != mountId) {
+    // Handles resolve through the mount first marked; a second mount of the
+    // same filesystem (a bind mount) would give this watch paths it never asked for.
+    Directory* seen = isDir ? directory(fs, *key) : nullptr;
+    if (!isDir || seen == nullptr || seen->path != canonical) {
+      return Error{EXDEV, "cannot watch '" + path + "' with fanotify: it is reached through another mount of " +
+                              "a filesystem already watched at '" + fs->path + "'; inotify can watch it"};
+    }
+  }
+
+  auto subscription = std::make_unique<Subscription>();
+  Subscription* s = subscription.get();
+  s->id = nextId_++;
+  s->fs = fs;
+  s->mask = options.mask & IN_ALL_EVENTS;
+  s->recursive = options.recursive;
+  if (isDir) {
+    Directory* root = cache_.find(*key);
+    if (root == nullptr) {
+      root = cache_.insert(*key, canonical);
+    } else if (root->path != canonical) {
+      if (!root->path.empty() && !root->stale) cache_.repath(root->path, canonical);
+      if (root->path != canonical) cache_.setPath(root, canonical);
+    }
+    root->pins++;
+    s->root = root;
+    fs->directorySubscriptions++;
+  } else {
+    auto it = files_.find(*key);
+    if (it == files_.end()) {
+      auto watch = std::make_unique<FileWatch>();
+      watch->key = *key;
+      it = files_.emplace(watch->key, std::move(watch)).first;
+    }
+    it->second->subscriptions.push_back(s);
+    s->file = it->second.get();
+  }
+  fs->subscriptions.push_back(s);
+  subscriptions_.emplace(s->id, std::move(subscription));
+  ++generation_;
+  SubscriptionId id = s->id;
+  if (Status marked = updateMark(fs); !marked) {
+    endSubscription(s);
+    return marked.error();
+  }
+  log::debug("fanotify: subscription {} on {} ({} filesystem marks)", id, canonical, filesystems_.size());
+  return id;
+}
+
+Result<FanotifyWatcher::Filesystem*> FanotifyWatcher::markFilesystem(int dirFd, const std::string& path,
+                                                                     std::array<char, 8> fsid, int mountId) {
+  UniqueFd mountFd = openMountRoot(dirFd, mountId);
+  if (!mountFd) return pathError(errno, path);
+  if (::fanotify_mark(fd_.get(), FAN_MARK_ADD | FAN_MARK_FILESYSTEM, kMarkBaseMask, mountFd.get(), nullptr) != 0) {
+    return markError(errno, path);
+  }
+  auto fs = std::make_unique<Filesystem>();
+  fs->fsid = fsid;
+  fs->mountFd = std::move(mountFd);
+  fs->mountId = mountId;
+  fs->path = path;
+  fs->markMask = kMarkBaseMask;
+  filesystems_.push_back(std::move(fs));
+  log::debug("fanotify: marked the filesystem of {}", path);
+  return filesystems_.back().get();
+}
+
+Status FanotifyWatcher::updateMark(Filesystem* fs) {
+  uint64_t wanted = kMarkBaseMask;
+  for (const Subscription* s : fs->subscriptions) wanted |= markMaskFor(s->mask);
+  const uint64_t added = wanted & ~fs->markMask;
+  const uint64_t removed = fs->markMask & ~wanted;
+  if (added != 0 &&
+      ::fanotify_mark(fd_.get(), FAN_MARK_ADD | FAN_MARK_FILESYSTEM, added, fs->mountFd.get(), nullptr) != 0) {
+    return markError(errno, fs->path);
+  }
+  if (removed != 0 &&
+      ::fanotify_mark(fd_.get(), FAN_MARK_REMOVE | FAN_MARK_FILESYSTEM, removed, fs->mountFd.get(), nullptr) != 0) {
+    log::warn("fanotify: could not narrow the mark on {}: {}", fs->path, std::strerror(errno));
+  }
+  fs->markMask = wanted;
+  return {};
+}
+
+void FanotifyWatcher::unsubscribe(SubscriptionId id) {
+  auto it = subscriptions_.find(id);
+  if (it != subscriptions_.end()) endSubscription(it->second.get());
+}
+
+void FanotifyWatcher::endSubscription(Subscription* s) {
+  Filesystem* fs = s->fs;
+  std::erase(fs->subscriptions, s);
+  if (s->root != nullptr) {
+    fs->directorySubscriptions--;
+    if (--s->root->pins == 0 && s->root->path.empty()) cache_.erase(s->root);
+  }
+  if (FileWatch* watch = s->file) {
+    std::erase(watch->subscriptions, s);
+    if (watch->subscriptions.empty()) {
+      std::string key = watch->key;
+      files_.erase(key);
+    }
+  }
+  subscriptions_.erase(s->id);
+  ++generation_;
+  if (fs->subscriptions.empty()) {
+    releaseFilesystem(fs);
+  } else {
+    (void)updateMark(fs);
+  }
+}
+
+void FanotifyWatcher::releaseFilesystem(Filesystem* fs) {
+  if (draining_) {
+    // Events of this buffer may still point at it; let go after the buffer.
+    if (std::find(releaseLater_.begin(), releaseLater_.end(), fs) == releaseLater_.end()) releaseLater_.push_back(fs);
+    return;
+  }
+  ::fanotify_mark(fd_.get(), FAN_MARK_REMOVE | FAN_MARK_FILESYSTEM, fs->markMask, fs->mountFd.get(), nullptr);
+  cache_.eraseWithPrefix(std::string_view(fs->fsid.data(), fs->fsid.size()));
+  log::debug("fanotify: unmarked the filesystem of {}", fs->path);
+  std::erase_if(filesystems_, [fs](const auto& owned) { return owned.get() == fs; });
+}
+
+FanotifyWatcher::Filesystem* FanotifyWatcher::filesystemFor(std::string_view key) const {
+  if (key.size() < kFsidSize) return nullptr;
+  for (const auto& fs : filesystems_) {
+    if (std::memcmp(fs->fsid.data(), key.data(), kFsidSize) == 0) return fs.get();
+  }
+  return nullptr;
+}
+
+void FanotifyWatcher::drain() {
+  for (int reads = 0; reads < kMaxReadsPerDrain; ++reads) {
+    ssize_t n = ::read(fd_.get(), buffer_.get(), kBufferSize);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN) log::error("fanotify: read failed: {}", std::strerror(errno));
+      return;
+    }
+    if (n == 0) return;
+    processBuffer(static_cast<size_t>(n));
+  }
+}
+
+}  // namespace rnotify
