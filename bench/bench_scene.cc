@@ -31,6 +31,7 @@ std::unique_ptr<Connection> BenchScene::connectUnix() {
   std::string endpoint = "unix:" + (root_ / "s.sock");
   testbed::ProcessOptions options;
   options.argv = {rnotifyd_, "--listen", endpoint, "--export", exportDir_};
+  options.argv.insert(options.argv.end(), rnotifydArgs_.begin(), rnotifydArgs_.end());
   daemon_ = std::make_unique<testbed::Process>(std::move(options));
   // No readiness signal from the daemon: retry the connect until it listens.
   auto deadline = testbed::Deadline::in(std::chrono::seconds(10));
@@ -82,9 +83,16 @@ std::vector<std::string> BenchScene::sshArgv(const std::vector<std::string>& com
   return argv;
 }
 
+std::string BenchScene::agentCommand() const {
+  std::string command = rnotifyd_ + " --stdio";
+  for (const std::string& arg : rnotifydArgs_) command += " " + arg;
+  return command;
+}
+
 std::unique_ptr<Connection> BenchScene::connectAgent() {
-  auto connection =
-      Connection::overAgent(sshArgv({rnotifyd_, "--stdio"}), "root@" + sshd_->address(), agentCommand(), 20000);
+  std::vector<std::string> command{rnotifyd_, "--stdio"};
+  command.insert(command.end(), rnotifydArgs_.begin(), rnotifydArgs_.end());
+  auto connection = Connection::overAgent(sshArgv(command), "root@" + sshd_->address(), agentCommand(), 20000);
   if (!connection) throw std::runtime_error("cannot start the agent over ssh: " + connection.error().message);
   return std::move(*connection);
 }

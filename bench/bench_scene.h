@@ -51,11 +51,15 @@ class BenchScene {
   // ssh argv (the options the client library uses, plus the extra options)
   // that runs `command` on the server.
   std::vector<std::string> sshArgv(const std::vector<std::string>& command) const;
-  // The RNOTIFY_AGENT value for the C API path.
-  std::string agentCommand() const { return rnotifyd_ + " --stdio"; }
+  // Extra arguments for every rnotifyd the scene starts (daemon and agents),
+  // e.g. {"--watcher", "inotify"}; set before connecting.
+  void setRnotifydArgs(std::vector<std::string> args) { rnotifydArgs_ = std::move(args); }
+  // The RNOTIFY_AGENT value for the C API path (split on spaces there).
+  std::string agentCommand() const;
 
  private:
   std::string rnotifyd_;
+  std::vector<std::string> rnotifydArgs_;
   std::vector<std::string> extraSshOptions_;
   testbed::TempDir root_;
   std::string exportDir_;

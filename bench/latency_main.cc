@@ -60,6 +60,7 @@ struct Options {
   int settleMs = 50;
   int drainMs = 300;
   std::vector<std::string> sshOptions;
+  std::string watcher;  // rnotifyd --watcher for every rnotifyd started; "" = its default
   // tmpfs: a create costs ~4 us there and never waits for a journal, so the
   // numbers are about notification, not about the disk (docs/BENCHMARKS.md).
   std::string baseDir = "/dev/shm";
@@ -213,6 +214,7 @@ void printMachine(const Options& o) {
 int run(const Options& o) {
   BenchScene scene(o.rnotifyd, o.baseDir);
   scene.setExtraSshOptions(o.sshOptions);
+  if (!o.watcher.empty()) scene.setRnotifydArgs({"--watcher", o.watcher});
   LatencyRunner runner(o.runner);
   if (wants(o, "inotify")) runner.add(std::make_unique<InotifySource>(scene.laneDir("inotify")));
   if (wants(o, "unix")) {
@@ -378,6 +380,10 @@ int main(int argc, char** argv) {
                  "Extra ssh option for ssh-agent and ssh-pipe (repeatable), e.g. -oCiphers=aes128-gcm@openssh.com");
   app.add_option("--dir", o.baseDir, "Create the export directory below this directory")->capture_default_str();
   app.add_option("--rnotifyd", o.rnotifyd, "The rnotifyd binary to run")->capture_default_str();
+  app.add_option("--watcher", o.watcher,
+                 "rnotifyd --watcher for every rnotifyd started (default: rnotifyd's own, auto; the own-origin lane "
+                 "needs fanotify)")
+      ->check(CLI::IsMember({"auto", "inotify", "fanotify"}));
   CLI11_PARSE(app, argc, argv);
   if (dedupLanes) {
     for (const OwnLane& own : kOwnLanes) {
