@@ -31,6 +31,20 @@ extern "C" {
 #define IN_REMOTE 0x00800000u
 #endif
 
+/* Set on events rnotify computed instead of receiving them: after a gap (a
+ * lost connection, an overflowed queue) it re-reads the watched tree and
+ * reports what changed meanwhile as ordinary events with this bit. */
+#ifndef IN_SYNTHESIZED
+#define IN_SYNTHESIZED 0x00400000u
+#endif
+
+/* A status event, alone or with IN_REMOTE: the connection to the server is
+ * back after a loss (which was reported as IN_Q_OVERFLOW | IN_REMOTE); the
+ * changes missed meanwhile follow as IN_SYNTHESIZED events. */
+#ifndef IN_RESTORED
+#define IN_RESTORED 0x00200000u
+#endif
+
 /* rnotify_init() flags. */
 #define RNOTIFY_CLOEXEC 0x1u
 

@@ -8,6 +8,8 @@
 
 #include <chrono>
 #include <climits>
+#include <cmath>
+#include <random>
 #include <cstdlib>
 
 #include "client/mount_resolver.h"
@@ -111,46 +113,166 @@ Result<int> Client::addWatch(const std::string& path, uint32_t mask, unsigned fl
         log::warn("'{}': {}; only changes made by this host will be seen", path, why);
         watch.source = "local inotify only (" + why + ")";
       } else {
-        std::string originKey;
         if (resolved.kind == MountKind::kSshfs) {
           auto known = originKeys_.find(resolved.mount.mountPoint + '\n' + resolved.mount.source);
-          if (known != originKeys_.end()) originKey = known->second;
+          if (known != originKeys_.end()) watch.originKey = known->second;
         }
-        Dedup::Strategy strategy = Dedup::Strategy::kNone;
+        for (const auto& [key, c] : connections_) {
+          if (c.get() == *connection) watch.connectionKey = key;
+        }
+        watch.remotePath = remotePath;
+        watch.recursive = recursive;
         std::string note;
-        auto reply = watchRemote(**connection, remotePath, mask & IN_ALL_EVENTS, recursive, originKey, &strategy, &note);
-        if (!reply || reply->status != 0) {
+        if (Status attached = attachRemote(watch, **connection, &note); !attached) {
           local_->unsubscribe(*local);
-          if (!reply) {
-            if (!(*connection)->alive()) connectionLost(**connection);
-            return Error{reply.error().code, "cannot watch '" + path + "': " + reply.error().message};
-          }
-          return Error{reply->status, "cannot watch '" + path + "' (server path '" + remotePath + "' on " +
-                                          (*connection)->description() + "): " + reply->message};
+          if (!(*connection)->alive()) connectionLost(**connection);
+          return Error{attached.error().code, "cannot watch '" + path + "': " + attached.error().message};
         }
         if (!note.empty()) log::warn("'{}': {}", path, note);
-        watch.remote = *connection;
-        watch.remoteId = reply->watchId;
-        if (!dedup_) {
-          Dedup::Options options;
-          options.window = std::chrono::milliseconds(config_->echoWindowMs);
-          options.hold = std::chrono::milliseconds(config_->echoHoldMs);
-          dedup_ = std::make_unique<Dedup>(options, [this](int wd, uint32_t m, uint32_t c, uint64_t seq,
-                                                           std::string_view dir, std::string_view name) {
-            emit(wd, m, c, seq, dir, name);
-          });
-        }
-        dedup_->setStrategy(watch.wd, strategy);
-        watch.source = (*connection)->description() + " + local inotify, " + Dedup::name(strategy);
-        byRemote_[{watch.remote, watch.remoteId}] = watch.wd;
       }
     }
   }
   byLocal_[watch.local] = watch.wd;
   int wd = nextWd_++;
   log::debug("watch {} on '{}': {}", wd, path, watch.source);
-  watches_.emplace(wd, std::move(watch));
+  Watch& stored = watches_.emplace(wd, std::move(watch)).first->second;
+  // The first listing, so that a later gap can be told in detail. Events that
+  // arrive meanwhile are delivered as usual (the listing includes them).
+  if (stored.remote != nullptr && (stored.remote->welcome().capabilities & proto::kCapResync)) resync(stored);
   return wd;
+}
+
+Status Client::attachRemote(Watch& watch, Connection& connection, std::string* note) {
+  Dedup::Strategy strategy = Dedup::Strategy::kNone;
+  auto reply = watchRemote(connection, watch.remotePath, watch.mask & IN_ALL_EVENTS, watch.recursive, watch.originKey,
+                           &strategy, note);
+  if (!reply) return reply.error();
+  if (reply->status != 0) {
+    return Error{reply->status,
+                 "server path '" + watch.remotePath + "' on " + connection.description() + ": " + reply->message};
+  }
+  watch.remote = &connection;
+  watch.remoteId = reply->watchId;
+  watch.waitingForServer = false;
+  if (!dedup_) {
+    Dedup::Options options;
+    options.window = std::chrono::milliseconds(config_->echoWindowMs);
+    options.hold = std::chrono::milliseconds(config_->echoHoldMs);
+    dedup_ = std::make_unique<Dedup>(options, [this](int wd, uint32_t m, uint32_t c, uint64_t seq,
+                                                     std::string_view dir, std::string_view name) {
+      emit(wd, m, c, seq, dir, name);
+    });
+  }
+  dedup_->setStrategy(watch.wd, strategy);
+  watch.source = connection.description() + " + local inotify, " + Dedup::name(strategy);
+  byRemote_[{watch.remote, watch.remoteId}] = watch.wd;
+  return {};
+}
+
+void Client::resync(Watch& watch) {
+  watch.resyncWanted = false;
+  if (watch.remote == nullptr) return;
+  Connection& connection = *watch.remote;
+  const int wd = watch.wd;
+  auto entries = connection.snapshot(watch.remoteId, connectTimeoutMs() * 3);
+  // Events that arrived meanwhile may have ended the watch.
+  auto it = watches_.find(wd);
+  if (it == watches_.end()) return;
+  Watch& w = it->second;
+  if (!entries) {
+    if (!connection.alive()) {
+      connectionLost(connection);
+    } else {
+      log::warn("cannot re-read '{}' on {}: {}", w.displayBase, connection.description(), entries.error().message);
+    }
+    return;
+  }
+  if (w.view) {
+    size_t reported = 0;
+    for (const TreeView::Change& change : w.view->diff(*entries, &nextCookie_)) {
+      if ((change.mask & w.mask & IN_ALL_EVENTS) == 0) continue;
+      push(w, change.mask | kInSynthesized | kInRemote, change.cookie, 0, change.dir, change.name);
+      ++reported;
+    }
+    log::info("'{}': re-read {} entries on {}; {} changes missed meanwhile", w.displayBase, entries->size(),
+              connection.description(), reported);
+  } else {
+    w.view = std::make_unique<TreeView>();
+  }
+  w.view->reset(*entries);
+}
+
+void Client::runResyncs() {
+  std::vector<int> wanted;
+  for (auto& [wd, watch] : watches_) {
+    if (watch.resyncWanted) wanted.push_back(wd);
+  }
+  for (int wd : wanted) {
+    auto it = watches_.find(wd);
+    if (it != watches_.end()) resync(it->second);
+  }
+}
+
+std::chrono::milliseconds Client::backoff(int attempt) {
+  // 250 ms doubling to a cap, each with +-20 % jitter so that many clients
+  // cut off together do not come back together.
+  static thread_local std::minstd_rand random(std::random_device{}());
+  int capMs = 30000;
+  if (const char* env = std::getenv("RNOTIFY_RECONNECT_MAX_MS")) {
+    if (int v = std::atoi(env); v > 0) capMs = v;
+  }
+  double ms = std::min<double>(capMs, 250.0 * std::pow(2.0, std::min(attempt, 20)));
+  std::uniform_real_distribution<double> jitter(0.8, 1.2);
+  return std::chrono::milliseconds(static_cast<int64_t>(ms * jitter(random)));
+}
+
+void Client::retryConnections() {
+  auto now = std::chrono::steady_clock::now();
+  std::vector<std::string> due;
+  for (const auto& [key, retry] : retries_) {
+    if (retry.due <= now) due.push_back(key);
+  }
+  for (const std::string& key : due) {
+    Retry& retry = retries_.at(key);
+    // A short attempt: this runs inside the caller's rnotify_next().
+    Opener opener = openers_.at(key);
+    auto connection = connect(key, opener, std::min(connectTimeoutMs(), 5000));
+    if (!connection) {
+      ++retry.attempt;
+      auto wait = backoff(retry.attempt);
+      log::info("still cannot reach the server ({}); next try in {} ms", connection.error().message, wait.count());
+      retry.due = std::chrono::steady_clock::now() + wait;
+      continue;
+    }
+    retries_.erase(key);
+    log::warn("{}: connected again; restoring its watches", (*connection)->description());
+    std::vector<int> waiting;
+    for (auto& [wd, watch] : watches_) {
+      if (watch.waitingForServer && watch.connectionKey == key) waiting.push_back(wd);
+    }
+    for (int wd : waiting) {
+      auto it = watches_.find(wd);
+      if (it == watches_.end()) continue;
+      Watch& watch = it->second;
+      std::string note;
+      if (Status attached = attachRemote(watch, **connection, &note); !attached) {
+        if (!(*connection)->alive()) {
+          connectionLost(**connection);  // lost again: schedules another try
+          break;
+        }
+        log::warn("'{}': cannot watch on the server again: {}", watch.displayBase, attached.error().message);
+        watch.waitingForServer = false;
+        if (attached.error().code == ENOENT && watch.view) {
+          // The watched directory went away while the server was unreachable.
+          push(watch, IN_DELETE_SELF | kInSynthesized | kInRemote, 0, 0, {}, {});
+          endWatch(watch);
+        }
+        continue;
+      }
+      push(watch, kInRestored | kInRemote, 0, 0, {}, {});
+      if (watch.view) watch.resyncWanted = true;
+    }
+  }
 }
 
 Result<Connection*> Client::connectionFor(const ResolvedPath& resolved, std::string* remotePath, std::string* why) {
@@ -176,7 +298,9 @@ Result<Connection*> Client::connectionFor(const ResolvedPath& resolved, std::str
       std::string destination = target.destination;
       std::string agent = config_->agent;
       auto connection =
-          connect(key, [&]() { return Connection::overAgent(argv, destination, agent, connectTimeoutMs()); });
+          connect(key, [argv, destination, agent](int timeoutMs) {
+            return Connection::overAgent(argv, destination, agent, timeoutMs);
+          });
       if (!connection) {
         sshTargets_.erase(mountKey);  // remounted with other options? look again next time
       } else if (!originKeys_.count(mountKey)) {
@@ -194,7 +318,7 @@ Result<Connection*> Client::connectionFor(const ResolvedPath& resolved, std::str
       }
       *remotePath = serverPathFor(*entry, resolved.mount, resolved.relative);
       std::string endpoint = entry->endpoint;
-      return connect(endpoint, [&]() { return Connection::overSocket(endpoint, connectTimeoutMs()); });
+      return connect(endpoint, [endpoint](int timeoutMs) { return Connection::overSocket(endpoint, timeoutMs); });
     }
     case MountKind::kOtherNetwork:
       *why = "server-side watching is not available for " + resolved.mount.fsType + " mounts";
@@ -205,12 +329,17 @@ Result<Connection*> Client::connectionFor(const ResolvedPath& resolved, std::str
   return nullptr;
 }
 
-Result<Connection*> Client::connect(const std::string& key, std::function<Result<std::unique_ptr<Connection>>()> open) {
+Result<Connection*> Client::connect(const std::string& key,
+                                    std::function<Result<std::unique_ptr<Connection>>(int timeoutMs)> open,
+                                    int timeoutMs) {
   if (auto it = connections_.find(key); it != connections_.end()) {
     if (it->second->alive()) return it->second.get();
+    ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, it->second->readFd(), nullptr);
+    declared_.erase(it->second.get());
     connections_.erase(it);
   }
-  auto opened = open();
+  openers_[key] = open;
+  auto opened = open(timeoutMs > 0 ? timeoutMs : connectTimeoutMs());
   if (!opened) return opened.error();
   Connection* connection = opened->get();
   connection->setEventsHandler([this](Connection& c, proto::Events& events) { onRemoteEvents(c, events); });
@@ -295,6 +424,7 @@ void Client::emit(int wd, uint32_t mask, uint32_t cookie, uint64_t seq, std::str
 void Client::armReleaseTimer() {
   itimerspec spec{};
   auto due = dedup_ ? dedup_->nextRelease() : Dedup::Clock::time_point::max();
+  for (const auto& [key, retry] : retries_) due = std::min(due, retry.due);
   if (due != Dedup::Clock::time_point::max()) {
     // CLOCK_MONOTONIC is steady_clock's clock on Linux.
     auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(due.time_since_epoch()).count();
@@ -331,6 +461,8 @@ Result<proto::Reply> Client::watchRemote(Connection& connection, const std::stri
   request.path = remotePath;
   const DedupMode mode = config_->echoWindowMs == 0 ? DedupMode::kOff : config_->dedup;
   const uint64_t caps = connection.welcome().capabilities;
+  // The entry's state on every event keeps the view current for a resync.
+  if ((caps & proto::kCapResync) && (caps & proto::kCapStat)) request.flags |= proto::kWatchStat;
   const int timeout = connectTimeoutMs() * 3;
   std::string why;
   if (mode == DedupMode::kOff) {
@@ -379,6 +511,13 @@ void Client::onRemoteEvents(Connection& connection, proto::Events& events) {
       endWatch(watch);
       continue;
     }
+    if (watch.view) {
+      if (event.mask & IN_Q_OVERFLOW) {
+        watch.resyncWanted = true;  // the server lost events: re-read, report the differences
+      } else {
+        watch.view->apply(event);
+      }
+    }
     if (dedup_) {
       dedup_->remote(watch.wd, event, Dedup::Clock::now());
     } else {
@@ -391,6 +530,14 @@ void Client::onRemoteEvents(Connection& connection, proto::Events& events) {
 void Client::connectionLost(Connection& connection) {
   ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, connection.readFd(), nullptr);
   log::error("{}", connection.failure().message);
+  for (const auto& [key, c] : connections_) {
+    if (c.get() == &connection && openers_.count(key) && !retries_.count(key)) {
+      Retry retry;
+      retry.due = std::chrono::steady_clock::now() + backoff(0);
+      retries_[key] = retry;
+      log::info("will try to reach it again in the background");
+    }
+  }
   // Never silence: every watch served by it gets an overflow event, meaning
   // "remote events may have been missed from here on".
   declared_.erase(&connection);
@@ -401,8 +548,10 @@ void Client::connectionLost(Connection& connection) {
     }
     Watch& watch = watches_.at(it->second);
     watch.remote = nullptr;
+    watch.waitingForServer = !watch.connectionKey.empty();
+    watch.resyncWanted = false;
     if (dedup_) dedup_->forget(watch.wd);  // local reports flow straight through from now on
-    watch.source = "local inotify only (lost " + connection.description() + ")";
+    watch.source = "local inotify only (lost " + connection.description() + "; reconnecting)";
     push(watch, IN_Q_OVERFLOW | kInRemote, 0, 0, {}, {});
     it = byRemote_.erase(it);
   }
@@ -441,10 +590,12 @@ Result<int> Client::next(ClientEvent* out, int timeoutMs) {
   using Clock = std::chrono::steady_clock;
   const auto deadline = Clock::now() + std::chrono::milliseconds(timeoutMs < 0 ? 0 : timeoutMs);
   for (;;) {
+    if (!retries_.empty()) retryConnections();
+    runResyncs();
     if (dedup_ && dedup_->held() > 0) {
       dedup_->release(Dedup::Clock::now());
-      armReleaseTimer();
     }
+    armReleaseTimer();
     if (!queue_.empty()) {
       *out = std::move(queue_.front());
       queue_.pop_front();

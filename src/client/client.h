@@ -15,6 +15,7 @@
 #include "client/config.h"
 #include "client/connection.h"
 #include "client/dedup.h"
+#include "client/tree_view.h"
 #include "client/sshfs_target.h"
 #include "common/result.h"
 #include "common/unique_fd.h"
@@ -58,6 +59,14 @@ class Client final : public EventSink {
     Connection* remote = nullptr;
     uint32_t remoteId = 0;
     std::string source;
+    // How the remote watch was made, to make it again after a reconnection.
+    std::string connectionKey;  // "" when the watch never had a remote source
+    std::string remotePath;
+    std::string originKey;
+    bool recursive = false;
+    bool waitingForServer = false;     // lost; a reconnection is scheduled
+    std::unique_ptr<TreeView> view;    // what the server's tree looked like, for resync
+    bool resyncWanted = false;
   };
   // What a connection has been told about this host (proto::Declare).
   struct Declared {
@@ -67,7 +76,10 @@ class Client final : public EventSink {
   Client() = default;
   Status init();
   Result<Connection*> connectionFor(const struct ResolvedPath& resolved, std::string* remotePath, std::string* why);
-  Result<Connection*> connect(const std::string& key, std::function<Result<std::unique_ptr<Connection>>()> open);
+  // timeoutMs 0: the configured connect timeout.
+  Result<Connection*> connect(const std::string& key,
+                              std::function<Result<std::unique_ptr<Connection>>(int timeoutMs)> open,
+                              int timeoutMs = 0);
   void onRemoteEvents(Connection& connection, struct proto::Events& events);
   void connectionLost(Connection& connection);
   void push(Watch& watch, uint32_t mask, uint32_t cookie, uint64_t seq, std::string_view dir, std::string_view name);
@@ -79,6 +91,14 @@ class Client final : public EventSink {
                                    std::string* note);
   bool declare(Connection& connection, const std::string& originKey);
   void armReleaseTimer();
+  // Makes the remote side of a watch: watch, then list (initial view), or
+  // after a reconnection compare the listing with the view and report the
+  // differences. Error: the server refused the watch.
+  Status attachRemote(Watch& watch, Connection& connection, std::string* note);
+  void resync(Watch& watch);
+  void runResyncs();
+  void retryConnections();
+  std::chrono::milliseconds backoff(int attempt);
   void endWatch(Watch& watch);
   void pumpReady(int timeoutMs);
   void updateReadiness();
@@ -100,6 +120,14 @@ class Client final : public EventSink {
   std::unique_ptr<Dedup> dedup_;
   std::map<Connection*, Declared> declared_;
   std::map<std::string, std::string> originKeys_;  // sshfs mount key -> its ssh connection as the server sees it
+  using Opener = std::function<Result<std::unique_ptr<Connection>>(int timeoutMs)>;
+  std::map<std::string, Opener> openers_;  // how to open each connection again
+  struct Retry {
+    int attempt = 0;
+    std::chrono::steady_clock::time_point due;
+  };
+  std::map<std::string, Retry> retries_;  // lost connections waiting to be opened again
+  uint32_t nextCookie_ = 0x40000000;      // for synthesized moves; far from the kernels' numbers
   int nextWd_ = 1;
 };
 

@@ -144,7 +144,7 @@ Status Connection::handshake(int timeoutMs) {
   char host[256] = "";
   ::gethostname(host, sizeof host - 1);
   hello.clientName = std::string("rnotify " RNOTIFY_VERSION " on ") + host;
-  hello.capabilities = proto::kCapOrigin | proto::kCapStat;
+  hello.capabilities = proto::kCapOrigin | proto::kCapStat | proto::kCapResync;
   if (Status s = send(hello); !s) return s;
   auto deadline = Clock::now() + std::chrono::milliseconds(timeoutMs);
   while (!welcomed_) {
@@ -229,6 +229,11 @@ bool Connection::pump() {
 void Connection::handle(proto::Message& message) {
   if (auto* events = std::get_if<proto::Events>(&message)) {
     if (onEvents_) onEvents_(*this, *events);
+  } else if (auto* entries = std::get_if<proto::Entries>(&message)) {
+    if (std::find(unwanted_.begin(), unwanted_.end(), entries->requestId) == unwanted_.end()) {
+      auto& list = listings_[entries->requestId];
+      for (proto::TreeEntry& e : entries->entries) list.push_back(std::move(e));
+    }
   } else if (auto* reply = std::get_if<proto::Reply>(&message)) {
     if (auto it = std::find(unwanted_.begin(), unwanted_.end(), reply->requestId); it != unwanted_.end()) {
       unwanted_.erase(it);
@@ -253,7 +258,23 @@ uint32_t Connection::assignRequestId(proto::Message& message) {
   if (auto* w = std::get_if<proto::Watch>(&message)) w->requestId = id;
   if (auto* u = std::get_if<proto::Unwatch>(&message)) u->requestId = id;
   if (auto* d = std::get_if<proto::Declare>(&message)) d->requestId = id;
+  if (auto* p = std::get_if<proto::Snapshot>(&message)) p->requestId = id;
   return id;
+}
+
+Result<std::vector<proto::TreeEntry>> Connection::snapshot(uint32_t watchId, int timeoutMs) {
+  proto::Snapshot request;
+  request.watchId = watchId;
+  uint32_t id = nextRequestId_;  // request() assigns this one
+  auto reply = this->request(request, timeoutMs);
+  std::vector<proto::TreeEntry> entries;
+  if (auto it = listings_.find(id); it != listings_.end()) {
+    entries = std::move(it->second);
+    listings_.erase(it);
+  }
+  if (!reply) return reply.error();
+  if (reply->status != 0) return Error{reply->status, description_ + ": " + reply->message};
+  return entries;
 }
 
 Result<proto::Reply> Connection::request(proto::Message message, int timeoutMs) {

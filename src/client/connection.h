@@ -40,6 +40,9 @@ class Connection {
 
   // Sends Watch, Unwatch or Declare and waits for its Reply.
   Result<proto::Reply> request(proto::Message message, int timeoutMs);
+  // Lists what a watch covers now (proto::Snapshot); events that arrive
+  // meanwhile go to the events handler first, as always.
+  Result<std::vector<proto::TreeEntry>> snapshot(uint32_t watchId, int timeoutMs);
   // Sends Watch, Unwatch or Declare; its Reply is dropped when it arrives.
   void requestNoWait(proto::Message message);
   // Reads and handles everything available without blocking. False once the
@@ -69,6 +72,7 @@ class Connection {
   EventsHandler onEvents_;
   uint32_t nextRequestId_ = 1;
   std::map<uint32_t, proto::Reply> replies_;
+  std::map<uint32_t, std::vector<proto::TreeEntry>> listings_;  // Entries by request, until its Reply
   std::vector<uint32_t> unwanted_;  // requests whose replies nobody waits for
 };
 

@@ -511,6 +511,9 @@ std::vector<std::string> agentArgv(const SshTarget& target, const std::string& a
   // reports the loss. The mount's own settings win.
   if (!setsOption(options, "serveraliveinterval")) argv.push_back("-oServerAliveInterval=15");
   if (!setsOption(options, "serveralivecountmax")) argv.push_back("-oServerAliveCountMax=3");
+  // A reconnection attempt runs inside the application's rnotify_next(): an
+  // unreachable host must fail fast, not after TCP's minutes of retries.
+  if (!setsOption(options, "connecttimeout")) argv.push_back("-oConnectTimeout=5");
   argv.push_back(target.destination);
   argv.push_back("--");
   std::istringstream words(agentCommand);

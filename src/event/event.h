@@ -14,6 +14,8 @@
 namespace rnotify {
 
 inline constexpr uint32_t kInRemote = IN_REMOTE;
+inline constexpr uint32_t kInSynthesized = IN_SYNTHESIZED;
+inline constexpr uint32_t kInRestored = IN_RESTORED;
 
 // The events a kernel watch is always asked for when it serves a recursive
 // subscription, so that the tree can follow new, moved and deleted directories.

@@ -15,6 +15,7 @@ Server::Server(asio::io_context& io, ExportRoots exports, ServerLimits limits)
   instanceId_ = (uint64_t{random()} << 32) | random();
   char cwd[PATH_MAX];
   cwd_ = ::getcwd(cwd, sizeof cwd) ? cwd : "/";
+  selfPid_ = ::getpid();
 }
 
 Result<std::unique_ptr<Server>> Server::create(asio::io_context& io, ExportRoots exports, ServerLimits limits,
@@ -92,6 +93,8 @@ void Server::onEvent(SubscriptionId subscription, uint32_t mask, uint32_t cookie
                      std::string_view name, int pid) {
   auto it = subscriptions_.find(subscription);
   if (it == subscriptions_.end()) return;
+  // rnotifyd's own reads (a Snapshot's walk) are nobody's change.
+  if (pid != 0 && pid == selfPid_) return;
   Session* session = it->second;
   // The backend forgets a subscription after reporting IN_IGNORED for it.
   if ((mask & IN_IGNORED) && dir.empty()) subscriptions_.erase(it);

@@ -81,6 +81,7 @@ class Server final : public EventSink {
   uint64_t nextSessionId_ = 1;
   std::string cwd_;
   bool shuttingDown_ = false;
+  int selfPid_ = 0;
 };
 
 }  // namespace rnotify

@@ -4,9 +4,14 @@
 #include <sys/inotify.h>
 #include <sys/stat.h>
 
+#include <dirent.h>
+
 #include <algorithm>
+#include <cstring>
+#include <vector>
 
 #include "common/log.h"
+#include "proto/wire.h"
 #include "server/server.h"
 
 namespace rnotify {
@@ -86,6 +91,8 @@ void Session::handle(proto::Message& message) {
           onUnwatch(m);
         } else if constexpr (std::is_same_v<T, proto::Declare>) {
           onDeclare(m);
+        } else if constexpr (std::is_same_v<T, proto::Snapshot>) {
+          onSnapshot(m);
         } else if constexpr (std::is_same_v<T, proto::Ping>) {
           send(proto::Pong{m.token});
         } else if constexpr (std::is_same_v<T, proto::Pong>) {
@@ -119,7 +126,8 @@ void Session::onHello(const proto::Hello& hello) {
   log::info("{}: handshake from '{}'", description_, hello.clientName);
   proto::Welcome welcome;
   welcome.version = std::min(hello.maxVersion, proto::kVersion);
-  uint64_t offered = proto::kCapStat | (server_.offersAttribution() ? uint64_t{proto::kCapOrigin} : 0);
+  uint64_t offered =
+      proto::kCapStat | proto::kCapResync | (server_.offersAttribution() ? uint64_t{proto::kCapOrigin} : 0);
   capabilities_ = hello.capabilities & offered;
   welcome.capabilities = capabilities_;
   welcome.instanceId = server_.instanceId();
@@ -201,20 +209,111 @@ void Session::onDeclare(const proto::Declare& declare) {
   send(reply);
 }
 
+namespace {
+
+EventStat toEventStat(const struct stat& st) {
+  EventStat out;
+  out.size = static_cast<uint64_t>(st.st_size);
+  out.mtimeSec = st.st_mtim.tv_sec;
+  out.mtimeNsec = static_cast<uint32_t>(st.st_mtim.tv_nsec);
+  out.mode = st.st_mode;
+  out.uid = st.st_uid;
+  out.gid = st.st_gid;
+  out.ino = st.st_ino;
+  return out;
+}
+
+// Lists dirFd's entries (relative directory `dir`), then descends into
+// subdirectories when recursive. Symbolic links are never followed; a
+// directory that vanishes meanwhile is skipped (its DELETE is on the way).
+void walkTree(int dirFd, const std::string& dir, bool recursive, const std::function<void(proto::TreeEntry&)>& add) {
+  DIR* d = ::fdopendir(dirFd);
+  if (d == nullptr) {
+    ::close(dirFd);
+    return;
+  }
+  std::vector<std::string> subdirs;
+  proto::TreeEntry entry;
+  entry.dir = dir;
+  while (const dirent* e = ::readdir(d)) {
+    if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
+    struct stat st;
+    if (::fstatat(::dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+    entry.name = e->d_name;
+    entry.stat = toEventStat(st);
+    add(entry);
+    if (recursive && S_ISDIR(st.st_mode)) subdirs.emplace_back(e->d_name);
+  }
+  for (const std::string& name : subdirs) {
+    std::string child = dir.empty() ? name : dir + "/" + name;
+    if (child.size() > proto::kMaxPath) continue;
+    int fd = ::openat(::dirfd(d), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd >= 0) walkTree(fd, child, recursive, add);
+  }
+  ::closedir(d);
+}
+
+}  // namespace
+
+void Session::onSnapshot(const proto::Snapshot& snapshot) {
+  proto::Reply reply;
+  reply.requestId = snapshot.requestId;
+  reply.watchId = snapshot.watchId;
+  auto it = watches_.find(snapshot.watchId);
+  if (!(capabilities_ & proto::kCapResync)) {
+    reply.status = EOPNOTSUPP;
+    reply.message = "resync was not negotiated";
+  } else if (it == watches_.end()) {
+    reply.status = EINVAL;
+    reply.message = "no such watch";
+  } else {
+    const WatchState& state = it->second;
+    int fd = ::open(state.root.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 && errno != ENOTDIR) {
+      reply.status = errno;
+      reply.message = "cannot list '" + state.root + "': " + std::strerror(errno);
+    } else {
+      // Frames are filled up to the peer's limit; events queued so far go first.
+      closeBatch();
+      size_t start = 0;
+      uint32_t count = 0;
+      uint64_t total = 0;
+      auto begin = [&] {
+        start = pending_.size();
+        proto::encode(proto::Entries{snapshot.requestId, {}}, pending_);
+        count = 0;
+      };
+      auto finish = [&] {
+        proto::wire::storeLe<uint32_t>(pending_.data() + start, static_cast<uint32_t>(pending_.size() - start - 4));
+        proto::wire::storeLe<uint32_t>(pending_.data() + start + 9, count);
+      };
+      begin();
+      if (fd >= 0) {
+        walkTree(fd, "", state.flags & proto::kWatchRecursive, [&](proto::TreeEntry& entry) {
+          if (pending_.size() - start + proto::entryRecordSize(entry) > proto::kDefaultMaxFrame) {
+            finish();
+            begin();
+          }
+          proto::appendEntry(pending_, entry);
+          ++count;
+          ++total;
+        });
+      }
+      finish();
+      reply.message = std::to_string(total) + " entries";
+      log::info("{}: snapshot of watch {} ('{}'): {} entries", description_, snapshot.watchId, state.root, total);
+    }
+  }
+  send(reply);
+}
+
 void Session::attachStat(const std::string& root, std::string_view dir, std::string_view name) {
   statPath_.assign(root);
   if (!dir.empty()) statPath_.append("/").append(dir);
   if (!name.empty()) statPath_.append("/").append(name);
   struct stat st;
   scratch_.hasStat = ::fstatat(AT_FDCWD, statPath_.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
-  if (!scratch_.hasStat) return;
-  scratch_.stat.size = static_cast<uint64_t>(st.st_size);
-  scratch_.stat.mtimeSec = st.st_mtim.tv_sec;
-  scratch_.stat.mtimeNsec = static_cast<uint32_t>(st.st_mtim.tv_nsec);
-  scratch_.stat.mode = st.st_mode;
-  scratch_.stat.uid = st.st_uid;
-  scratch_.stat.gid = st.st_gid;
-  scratch_.stat.ino = st.st_ino;
+  if (scratch_.hasStat) scratch_.stat = toEventStat(st);
 }
 
 void Session::queueEvent(SubscriptionId watch, uint32_t mask, uint32_t cookie, std::string_view dir,

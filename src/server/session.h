@@ -46,6 +46,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void onWatch(const proto::Watch& watch);
   void onUnwatch(const proto::Unwatch& unwatch);
   void onDeclare(const proto::Declare& declare);
+  void onSnapshot(const proto::Snapshot& snapshot);
   void attachStat(const std::string& root, std::string_view dir, std::string_view name);
   void send(const proto::Message& message);
   void closeBatch();

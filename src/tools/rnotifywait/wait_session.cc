@@ -243,6 +243,14 @@ void WaitSession::handleEvent(const rnotify_event& ev) {
   if ((ev.mask & IN_Q_OVERFLOW) && (options_.verbose || options_.quiet < 2)) {
     diag_.say(fmt::format("rnotifywait: events were lost ({}) on {}\n", eventNames(ev.mask), view.path));
   }
+  if (ev.mask & IN_RESTORED) {
+    if (options_.verbose || options_.quiet < 2) {
+      diag_.say(fmt::format("rnotifywait: the server is reachable again for {}; changes missed meanwhile follow "
+                            "(marked SYNTHESIZED)\n",
+                            view.path));
+    }
+    return;  // a status, not a change: never on stdout
+  }
   if (options_.quiet < 2 && (ev.mask & events_) != 0) {
     timespec now{};
     clock_gettime(CLOCK_REALTIME, &now);

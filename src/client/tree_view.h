@@ -1,0 +1,63 @@
+// TreeView: what the client knows of a watched tree, so that after a gap (a
+// lost connection, an overflowed queue) it can tell the user exactly what
+// changed meanwhile instead of only "something may have". It starts from a
+// listing by the server (proto::Snapshot), follows the server's events (which
+// carry the entry's state, proto::kWatchStat), and after a gap is compared
+// with a fresh listing; the differences become ordinary events flagged
+// IN_SYNTHESIZED: CREATE, DELETE, MODIFY, ATTRIB, and MOVED_FROM/MOVED_TO when
+// an inode reappears under another name.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "event/event.h"
+#include "proto/messages.h"
+
+namespace rnotify {
+
+class TreeView {
+ public:
+  // Per entry: what the comparison needs, nothing more (48 bytes + the path).
+  struct State {
+    uint64_t ino = 0;
+    uint64_t size = 0;
+    int64_t mtimeSec = 0;
+    uint32_t mtimeNsec = 0;
+    uint32_t mode = 0;
+    uint32_t uid = 0;
+    uint32_t gid = 0;
+  };
+  struct Change {
+    uint32_t mask = 0;  // IN_* | IN_ISDIR
+    uint32_t cookie = 0;
+    std::string dir;
+    std::string name;
+  };
+
+  void reset(const std::vector<proto::TreeEntry>& entries);
+  // Follows one server event (IN_REMOTE not set; stat when the server had it).
+  void apply(const Event& event);
+  // What changed from this view to `now`, in an order a user can replay:
+  // moves, then deletions (deepest first), creations (shallowest first),
+  // modifications, attribute changes. Cookies for synthesized moves are taken
+  // from *nextCookie.
+  std::vector<Change> diff(const std::vector<proto::TreeEntry>& now, uint32_t* nextCookie) const;
+
+  size_t size() const { return entries_.size(); }
+  bool contains(const std::string& path) const { return entries_.count(path) != 0; }
+
+ private:
+  using Map = std::unordered_map<std::string, State>;
+  static Map build(const std::vector<proto::TreeEntry>& entries);
+  void eraseTree(const std::string& path, std::vector<std::pair<std::string, State>>* keep);
+
+  Map entries_;  // "dir/name" relative to the watch root
+  // Directories moved away (MOVED_FROM) whose MOVED_TO may follow: their
+  // entries, relative to the directory, by cookie.
+  std::unordered_map<uint32_t, std::vector<std::pair<std::string, State>>> movedAway_;
+};
+
+}  // namespace rnotify
