@@ -1,8 +1,11 @@
 // BenchScene; see bench_scene.h.
 #include "bench_scene.h"
 
+#include <sys/mount.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <stdexcept>
 
 #include "deadline.h"
@@ -23,9 +26,21 @@ BenchScene::~BenchScene() {
   mount_.reset();
   sshd_.reset();
   daemon_.reset();
+  // Lazily: nothing should hold them now, and the files must go either way.
+  for (auto it = laneMounts_.rbegin(); it != laneMounts_.rend(); ++it) ::umount2(it->c_str(), MNT_DETACH);
 }
 
-std::string BenchScene::laneDir(const std::string& name) const { return root_.mkdir("export/" + name); }
+std::string BenchScene::laneDir(const std::string& name) {
+  std::string dir = root_.mkdir("export/" + name);
+  if (separateFilesystems_) {
+    if (::mount("rnotify-bench", dir.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") != 0) {
+      throw std::runtime_error("cannot mount a tmpfs on " + dir + ": " + std::strerror(errno) +
+                               " (run as root, or pass --shared-fs)");
+    }
+    laneMounts_.push_back(dir);
+  }
+  return dir;
+}
 
 std::unique_ptr<Connection> BenchScene::connectUnix() {
   std::string endpoint = "unix:" + (root_ / "s.sock");

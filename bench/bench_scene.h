@@ -27,9 +27,15 @@ class BenchScene {
   BenchScene& operator=(const BenchScene&) = delete;
 
   const std::string& exportDir() const { return exportDir_; }
+  // Mount a fresh tmpfs on each lane directory (root only). rnotifyd's
+  // fanotify backend marks whole filesystems: on one shared filesystem every
+  // agent would wake for every lane's changes, and the lanes would no longer
+  // be independent.
+  void setSeparateFilesystems(bool separate) { separateFilesystems_ = separate; }
   // Creates exportDir/name (one per transport, so that one transport's files
-  // never wake another's watcher) and returns its path.
-  std::string laneDir(const std::string& name) const;
+  // never wake another's watcher), on its own tmpfs if asked, and returns its
+  // path. Throws if the tmpfs cannot be mounted.
+  std::string laneDir(const std::string& name);
 
   // Starts `rnotifyd --listen unix:<tmp>/s.sock --export <export>` and
   // connects to it with Connection::overSocket. Throws if that fails.
@@ -60,6 +66,8 @@ class BenchScene {
  private:
   std::string rnotifyd_;
   std::vector<std::string> rnotifydArgs_;
+  bool separateFilesystems_ = false;
+  std::vector<std::string> laneMounts_;  // unmounted after everything that used them
   std::vector<std::string> extraSshOptions_;
   testbed::TempDir root_;
   std::string exportDir_;

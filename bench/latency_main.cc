@@ -60,7 +60,8 @@ struct Options {
   int settleMs = 50;
   int drainMs = 300;
   std::vector<std::string> sshOptions;
-  std::string watcher;  // rnotifyd --watcher for every rnotifyd started; "" = its default
+  std::string watcher;    // rnotifyd --watcher for every rnotifyd started; "" = its default
+  bool sharedFs = false;  // all lanes on the base directory's filesystem
   // tmpfs: a create costs ~4 us there and never waits for a journal, so the
   // numbers are about notification, not about the disk (docs/BENCHMARKS.md).
   std::string baseDir = "/dev/shm";
@@ -199,12 +200,19 @@ std::string selfPath() {
   return std::string(buffer, static_cast<size_t>(n));
 }
 
+// A tmpfs per lane when the export is on tmpfs anyway (the default) and we
+// may mount; on a disk filesystem (--dir /var/tmp) the lanes stay on it, since
+// that filesystem is what is being measured.
+bool laneFilesystems(const Options& o) { return !o.sharedFs && ::geteuid() == 0 && fsType(o.baseDir) == "tmpfs"; }
+
 void printMachine(const Options& o) {
   struct utsname u;
   ::uname(&u);
   std::printf("machine: %u cpus (%s), kernel %s %s\n", std::thread::hardware_concurrency(), cpuModel().c_str(),
               u.sysname, u.release);
-  std::printf("export directory below %s (%s)\n", o.baseDir.c_str(), fsType(o.baseDir).c_str());
+  std::printf("export directory below %s (%s)%s\n", o.baseDir.c_str(), fsType(o.baseDir).c_str(),
+              laneFilesystems(o) ? ", each lane's directory on its own tmpfs"
+                                 : ", all lanes on one filesystem (fanotify agents see every lane's changes)");
   std::printf(
       "method: %zu timed + %zu warm-up creates per transport, blocks of %zu rotated per round, "
       "timeout %d ms, gap %d us\n",
@@ -215,6 +223,8 @@ int run(const Options& o) {
   BenchScene scene(o.rnotifyd, o.baseDir);
   scene.setExtraSshOptions(o.sshOptions);
   if (!o.watcher.empty()) scene.setRnotifydArgs({"--watcher", o.watcher});
+  const bool separate = laneFilesystems(o);
+  scene.setSeparateFilesystems(separate);
   LatencyRunner runner(o.runner);
   if (wants(o, "inotify")) runner.add(std::make_unique<InotifySource>(scene.laneDir("inotify")));
   if (wants(o, "unix")) {
@@ -384,6 +394,9 @@ int main(int argc, char** argv) {
                  "rnotifyd --watcher for every rnotifyd started (default: rnotifyd's own, auto; the own-origin lane "
                  "needs fanotify)")
       ->check(CLI::IsMember({"auto", "inotify", "fanotify"}));
+  app.add_flag("--shared-fs", o.sharedFs,
+               "Keep all lanes on the --dir filesystem instead of a tmpfs each; with rnotifyd's fanotify backend "
+               "every agent then wakes for every lane's changes");
   CLI11_PARSE(app, argc, argv);
   if (dedupLanes) {
     for (const OwnLane& own : kOwnLanes) {
