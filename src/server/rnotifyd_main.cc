@@ -131,6 +131,11 @@ int main(int argc, char** argv) {
   app.add_option("--max-frame", options.limits.maxFrame, "Largest protocol frame accepted, in bytes")
       ->check(CLI::Range(rnotify::proto::kMinMaxFrame, 64u << 20))
       ->capture_default_str();
+  app.add_option("--max-queued-bytes", options.limits.maxQueuedBytesPerClient,
+                 "Bytes queued for a client that does not read before its events are dropped; it is then told "
+                 "which watches lost events (Q_OVERFLOW) and re-reads them")
+      ->check(CLI::Range(size_t{64} << 10, size_t{1} << 34))
+      ->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

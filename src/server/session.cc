@@ -322,6 +322,11 @@ void Session::queueEvent(SubscriptionId watch, uint32_t mask, uint32_t cookie, s
   auto it = watches_.find(watch);
   if (it == watches_.end()) return;
   WatchState& state = it->second;
+  if (shedding_ && !(mask & IN_IGNORED)) {
+    overflowed_.insert(watch);
+    ++shed_;
+    return;
+  }
   scratch_.origin = Origin::kUnknown;
   if ((state.flags & kOriginFlags) && pid > 0) {
     const std::string& key = server_.origins().keyOf(pid);
@@ -353,6 +358,16 @@ void Session::queueEvent(SubscriptionId watch, uint32_t mask, uint32_t cookie, s
   }
 }
 
+void Session::endShedding() {
+  shedding_ = false;
+  log::warn("{}: caught up; {} events were dropped on {} watches, which are told to re-read", description_, shed_,
+            overflowed_.size());
+  for (SubscriptionId watch : overflowed_) queueEvent(watch, IN_Q_OVERFLOW, 0, {}, {}, 0);
+  overflowed_.clear();
+  shed_ = 0;
+  closeBatch();
+}
+
 void Session::closeBatch() {
   if (!batchOpen_) return;
   batchOpen_ = false;
@@ -366,10 +381,13 @@ void Session::closeBatch() {
 void Session::flush() {
   if (closed_) return;
   closeBatch();
-  if (pending_.size() > server_.limits().maxQueuedBytesPerClient) {
-    log::warn("{}: client is not reading ({} bytes queued); disconnecting it", description_, pending_.size());
-    close(ENOBUFS, "client too slow: event queue limit reached");
-    return;
+  if (!shedding_ && pending_.size() > server_.limits().maxQueuedBytesPerClient) {
+    // Never block the loop and never grow without bound: drop this client's
+    // events from here on and tell it which watches lost some once it has
+    // caught up, so that it re-reads them.
+    log::warn("{}: client is not reading ({} bytes queued); dropping its events until it catches up", description_,
+              pending_.size());
+    shedding_ = true;
   }
   startWrite();
 }
@@ -400,6 +418,7 @@ void Session::startWrite() {
       self->transport_->close();
       return;
     }
+    if (self->shedding_ && self->pending_.empty()) self->endShedding();
     self->startWrite();
   });
 }

@@ -72,6 +72,13 @@ class Session : public std::enable_shared_from_this<Session> {
   uint64_t capabilities_ = 0;                   // in force after the handshake
   std::unordered_set<std::string> declared_;    // origins that are this client's own
   std::string statPath_;                        // scratch for attachStat
+  // Backpressure: past the queued-bytes limit, events are dropped instead of
+  // queued, and the watches that lost some get IN_Q_OVERFLOW (the client
+  // then re-reads them) once the queue has been written out.
+  bool shedding_ = false;
+  std::unordered_set<SubscriptionId> overflowed_;
+  uint64_t shed_ = 0;
+  void endShedding();
   std::string pending_;                                   // frames waiting to be written
   std::string writing_;                                   // the buffer of the write in flight
   bool writeInFlight_ = false;

@@ -2,6 +2,7 @@
 // for bad requests, and bad input (malformed, oversized, truncated frames)
 // closing only the offending connection while a good client keeps receiving
 // its events. Also the exit codes scripts rely on.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
@@ -223,6 +224,51 @@ INSTANTIATE_TEST_SUITE_P(
                       BadInput{"truncatedHello", helloFrame() + frameWithType(0x10, "\x01\x02"), EPROTO},
                       BadInput{"vanishMidFrame", std::string("\x40\x00\x00\x00\x01RNFY", 9), 0}),
     [](const auto& info) { return std::string(info.param.name); });
+
+// A client that does not read must neither block the server nor make it grow
+// without bound: past the limit its events are dropped, and once it has
+// caught up it learns which watch lost some (Q_OVERFLOW), then events flow again.
+TEST_F(RnotifydTest, AClientThatDoesNotReadLosesEventsButIsToldWhich) {
+  auto daemon = start({"--max-queued-bytes", "65536"});
+  auto c = client();
+  ASSERT_TRUE(c);
+  proto::Reply reply = watch(*c, base_ + "/export/dir");
+  ASSERT_EQ(reply.status, 0) << reply.message;
+  // Far more than the limit plus the socket's buffers, while the client sleeps.
+  const std::string stem = base_ + "/export/dir/" + std::string(120, 'n');
+  for (int i = 0; i < 20000; ++i) {
+    std::string path = stem + std::to_string(i);
+    ASSERT_EQ(::close(::open(path.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644)), 0);
+    ASSERT_EQ(::unlink(path.c_str()), 0);
+  }
+  size_t creates = 0, overflows = 0;
+  bool sawEnd = false, endAfterOverflow = false;
+  c->setEventsHandler([&](Connection&, proto::Events& events) {
+    for (auto& e : events.events) {
+      if (e.mask & IN_Q_OVERFLOW) ++overflows;
+      if ((e.mask & IN_CREATE) && e.name == "end") {
+        sawEnd = true;
+        endAfterOverflow = overflows > 0;
+      } else if (e.mask & IN_CREATE) {
+        ++creates;
+      }
+    }
+  });
+  auto deadline = Clock::now() + std::chrono::seconds(20);
+  bool madeEnd = false;
+  while (!sawEnd && Clock::now() < deadline) {
+    struct pollfd p = {c->readFd(), POLLIN, 0};
+    ::poll(&p, 1, 100);
+    ASSERT_TRUE(c->pump()) << c->failure().message;
+    if (overflows > 0 && !madeEnd) {
+      std::ofstream(base_ + "/export/dir/end") << "x";
+      madeEnd = true;
+    }
+  }
+  EXPECT_EQ(overflows, 1u);
+  EXPECT_LT(creates, 20000u);
+  EXPECT_TRUE(sawEnd && endAfterOverflow) << "events must flow again after the overflow notice";
+}
 
 TEST_F(RnotifydTest, ExitsZeroOnSigterm) {
   auto daemon = start();
