@@ -1,0 +1,122 @@
+// TreeView: after a gap the differences between what the client knew and a
+// fresh listing are reported as the events a watcher would have seen.
+#include "client/tree_view.h"
+
+#include <gtest/gtest.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+
+#include <string>
+#include <vector>
+
+namespace rnotify {
+namespace {
+
+proto::TreeEntry file(std::string dir, std::string name, uint64_t ino, uint64_t size = 0, uint32_t mode = 0100644) {
+  proto::TreeEntry e;
+  e.dir = std::move(dir);
+  e.name = std::move(name);
+  e.stat.ino = ino;
+  e.stat.size = size;
+  e.stat.mode = mode;
+  e.stat.mtimeSec = 1000;
+  return e;
+}
+proto::TreeEntry dir(std::string parent, std::string name, uint64_t ino) {
+  return file(std::move(parent), std::move(name), ino, 4096, 040755);
+}
+
+std::vector<std::string> describe(const std::vector<TreeView::Change>& changes) {
+  std::vector<std::string> out;
+  for (const auto& c : changes) {
+    std::string kind = (c.mask & IN_CREATE)        ? "CREATE"
+                       : (c.mask & IN_DELETE)      ? "DELETE"
+                       : (c.mask & IN_MODIFY)      ? "MODIFY"
+                       : (c.mask & IN_ATTRIB)      ? "ATTRIB"
+                       : (c.mask & IN_MOVED_FROM)  ? "MOVED_FROM"
+                       : (c.mask & IN_MOVED_TO)    ? "MOVED_TO"
+                                                   : "?";
+    if (c.mask & IN_ISDIR) kind += ",ISDIR";
+    out.push_back(kind + " " + (c.dir.empty() ? "" : c.dir + "/") + c.name);
+  }
+  return out;
+}
+
+TEST(TreeView, ReportsCreationsDeletionsModificationsAndAttributes) {
+  TreeView view;
+  view.reset({file("", "kept", 1, 10), file("", "gone", 2), file("", "grown", 3, 5), file("", "chmodded", 4)});
+  auto chmodded = file("", "chmodded", 4);
+  chmodded.stat.mode = 0100600;
+  uint32_t cookie = 1;
+  auto changes = view.diff({file("", "kept", 1, 10), file("", "grown", 3, 50), chmodded, file("", "new", 5)}, &cookie);
+  EXPECT_EQ(describe(changes),
+            (std::vector<std::string>{"DELETE gone", "CREATE new", "MODIFY grown", "ATTRIB chmodded"}));
+}
+
+TEST(TreeView, ARenameIsOnePairAndADirectoryCarriesItsContents) {
+  TreeView view;
+  view.reset({dir("", "a", 10), file("a", "f", 11), file("", "x", 12)});
+  uint32_t cookie = 7;
+  auto changes = view.diff({dir("", "b", 10), file("b", "f", 11), file("", "y", 12)}, &cookie);
+  ASSERT_EQ(describe(changes),
+            (std::vector<std::string>{"MOVED_FROM,ISDIR a", "MOVED_TO,ISDIR b", "MOVED_FROM x", "MOVED_TO y"}));
+  EXPECT_EQ(changes[0].cookie, changes[1].cookie);
+  EXPECT_EQ(changes[2].cookie, changes[3].cookie);
+  EXPECT_NE(changes[0].cookie, changes[2].cookie);
+}
+
+TEST(TreeView, DeletionsGoDeepestFirstAndCreationsShallowestFirst) {
+  TreeView view;
+  view.reset({dir("", "old", 1), dir("old", "sub", 2), file("old/sub", "f", 3)});
+  uint32_t cookie = 1;
+  auto changes = view.diff({dir("", "new", 4), dir("new", "sub", 5), file("new/sub", "f", 6)}, &cookie);
+  EXPECT_EQ(describe(changes), (std::vector<std::string>{"DELETE old/sub/f", "DELETE,ISDIR old/sub", "DELETE,ISDIR old",
+                                                         "CREATE,ISDIR new", "CREATE,ISDIR new/sub",
+                                                         "CREATE new/sub/f"}));
+}
+
+TEST(TreeView, AReplacedEntryIsADeleteAndACreate) {
+  TreeView view;
+  view.reset({file("", "f", 1)});
+  uint32_t cookie = 1;
+  EXPECT_EQ(describe(view.diff({file("", "f", 2)}, &cookie)), (std::vector<std::string>{"DELETE f", "CREATE f"}));
+}
+
+TEST(TreeView, FollowsTheServersEventsSoThatNothingIsReportedTwice) {
+  TreeView view;
+  view.reset({dir("", "d", 1), file("d", "f", 2)});
+  auto event = [](uint32_t mask, std::string dir, std::string name, const proto::TreeEntry* state, uint32_t cookie = 0) {
+    Event e;
+    e.mask = mask;
+    e.dir = std::move(dir);
+    e.name = std::move(name);
+    e.cookie = cookie;
+    if (state != nullptr) {
+      e.hasStat = true;
+      e.stat = state->stat;
+    }
+    return e;
+  };
+  auto g = file("d", "g", 3, 4);
+  view.apply(event(IN_CREATE, "d", "g", &g));
+  auto e = dir("", "e", 1);
+  view.apply(event(IN_MOVED_FROM | IN_ISDIR, "", "d", nullptr, 9));
+  view.apply(event(IN_MOVED_TO | IN_ISDIR, "", "e", &e, 9));
+  view.apply(event(IN_DELETE, "e", "f", nullptr));
+  uint32_t cookie = 1;
+  // The listing shows exactly what the events said: no differences.
+  EXPECT_TRUE(view.diff({dir("", "e", 1), file("e", "g", 3, 4)}, &cookie).empty());
+  EXPECT_EQ(view.size(), 2u);
+}
+
+TEST(TreeView, TheRootGoingAwayEmptiesTheView) {
+  TreeView view;
+  view.reset({file("", "f", 1)});
+  Event self;
+  self.mask = IN_DELETE_SELF;
+  view.apply(self);
+  EXPECT_EQ(view.size(), 0u);
+}
+
+}  // namespace
+}  // namespace rnotify
