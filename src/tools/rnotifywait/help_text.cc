@@ -108,7 +108,12 @@ std::string helpText() {
          "\tISDIR\t\tthe entry is a directory\n"
          "\tREMOTE\t\tthe change was reported by the file server: it was made\n"
          "\t      \t\ton the server or by another host (e.g. \"CREATE,REMOTE\").\n"
-         "\t      \t\tLocal filesystems never show it.\n";
+         "\t      \t\tLocal filesystems never show it.\n"
+         "\tSYNTHESIZED\tafter a gap (lost connection, overflowed queue) rnotify\n"
+         "\t           \tre-read the tree and reports what changed meanwhile\n"
+         "\t           \twith this flag (e.g. \"CREATE,REMOTE,SYNTHESIZED\").\n"
+         "A lost connection is said on stderr (\"events were lost\"); rnotify\n"
+         "reconnects by itself and says so on stderr too (\"reachable again\").\n";
 }
 
 }  // namespace rnotify::wait
