@@ -151,6 +151,37 @@ TEST(LoadConfig, EchoWindowFromFilesAndEnvironment) {
   }
 }
 
+TEST(LoadConfig, DedupModeAndHoldFromFilesAndEnvironment) {
+  TempDir dir;
+  ConfigSources sources;
+  Result<Config> config = loadConfig(sources);
+  ASSERT_TRUE(config.ok());
+  EXPECT_EQ(config->dedup, DedupMode::kAuto);
+  EXPECT_EQ(config->echoHoldMs, 250);
+  sources.systemFile = dir.write("etc/config.toml", "dedup = \"echo\"\necho_hold_ms = 100\n");
+  sources.userFile = dir.write("home/config.toml", "dedup = \"state\"\n");
+  config = loadConfig(sources);
+  ASSERT_TRUE(config.ok()) << config.error().message;
+  EXPECT_EQ(config->dedup, DedupMode::kState) << "the user's choice wins";
+  EXPECT_EQ(config->echoHoldMs, 100) << "what the user leaves out comes from the system file";
+  sources.dedupOverride = "origin";
+  sources.echoHoldOverride = "40";
+  config = loadConfig(sources);
+  ASSERT_TRUE(config.ok()) << config.error().message;
+  EXPECT_EQ(config->dedup, DedupMode::kOrigin);
+  EXPECT_EQ(config->echoHoldMs, 40);
+  sources.dedupOverride = "smart";
+  config = loadConfig(sources);
+  ASSERT_FALSE(config.ok());
+  EXPECT_NE(config.error().message.find("RNOTIFY_DEDUP"), std::string::npos) << config.error().message;
+  EXPECT_NE(config.error().message.find("auto, origin, state, echo or off"), std::string::npos);
+  for (const char* bad : {"dedup = 1\n", "dedup = \"fast\"\n", "echo_hold_ms = -5\n"}) {
+    Result<Config> parsed = parseConfig(bad, "test.toml");
+    ASSERT_FALSE(parsed.ok()) << bad;
+    EXPECT_NE(parsed.error().message.find("test.toml:1"), std::string::npos) << parsed.error().message;
+  }
+}
+
 TEST(LoadConfig, MissingFilesAreFineButExplicitOneMustExist) {
   TempDir dir;
   ConfigSources sources;
