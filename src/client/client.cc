@@ -187,6 +187,15 @@ void Client::resync(Watch& watch) {
     }
     return;
   }
+  // A view costs ~150 bytes per entry: past this, a gap is announced
+  // (IN_Q_OVERFLOW) but its differences are not computed.
+  constexpr size_t kMaxViewEntries = 1000000;
+  if (entries->size() > kMaxViewEntries) {
+    log::warn("'{}': {} entries on the server; after a gap only the gap itself will be reported, not what changed",
+              w.displayBase, entries->size());
+    w.view.reset();
+    return;
+  }
   if (w.view) {
     size_t reported = 0;
     for (const TreeView::Change& change : w.view->diff(*entries, &nextCookie_)) {
