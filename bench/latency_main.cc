@@ -151,7 +151,7 @@ void writeOwnCsv(const std::string& path, const std::vector<OwnRow>& rows) {
                "lane,dedup,strategy,changes,lost,copies,copies_per_change,changes_0_copies,changes_1_copy,"
                "changes_2_copies,changes_3plus_copies,mknod_p50_us,mknod_p99_us,wait_p50_us,wait_p90_us,wait_p99_us,"
                "p50_us,p90_us,p99_us,p999_us,max_us,"
-               "added_p50_us,added_p99_us\n");
+               "added_p50_us,added_p99_us,added_wait_p50_us,added_wait_p99_us\n");
   const OwnRow* floor = ownFloor(rows);
   for (const OwnRow& r : rows) {
     const CopyCount& c = r.copies;
