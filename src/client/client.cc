@@ -184,9 +184,24 @@ void Client::resync(Watch& watch) {
       connectionLost(connection);
     } else {
       log::warn("cannot re-read '{}' on {}: {}", w.displayBase, connection.description(), entries.error().message);
+      w.untilListing = false;
+      connection.releaseDeferred();
     }
     return;
   }
+  // Events sent after the listing are handed over once the view is the
+  // listing. Changes made while the server listed are in both: those the
+  // listing already shows are not reported a second time.
+  struct Release {
+    Client& client;
+    Connection& c;
+    int wd;
+    ~Release() {
+      if (auto it = client.watches_.find(wd); it != client.watches_.end()) it->second.afterListing = true;
+      c.releaseDeferred();
+      if (auto it = client.watches_.find(wd); it != client.watches_.end()) it->second.afterListing = false;
+    }
+  } release{*this, connection, wd};
   // A view costs ~150 bytes per entry: past this, a gap is announced
   // (IN_Q_OVERFLOW) but its differences are not computed.
   constexpr size_t kMaxViewEntries = 1000000;
@@ -209,6 +224,7 @@ void Client::resync(Watch& watch) {
     w.view = std::make_unique<TreeView>();
   }
   w.view->reset(*entries);
+  w.untilListing = false;
 }
 
 void Client::runResyncs() {
@@ -279,7 +295,13 @@ void Client::retryConnections() {
         continue;
       }
       push(watch, kInRestored | kInRemote, 0, 0, {}, {});
-      if (watch.view) watch.resyncWanted = true;
+      if (watch.view) {
+        // Until the listing, the server's events only repeat what the
+        // listing's differences will tell: the gap lasts until then.
+        watch.untilListing = true;
+        resync(watch);
+        if (!(*connection)->alive()) break;
+      }
     }
   }
 }
@@ -520,9 +542,12 @@ void Client::onRemoteEvents(Connection& connection, proto::Events& events) {
       endWatch(watch);
       continue;
     }
+    if (watch.untilListing && !(event.mask & (IN_Q_OVERFLOW | IN_IGNORED))) continue;
     if (watch.view) {
       if (event.mask & IN_Q_OVERFLOW) {
         watch.resyncWanted = true;  // the server lost events: re-read, report the differences
+      } else if (watch.afterListing && watch.view->alreadyShows(event)) {
+        continue;  // made while the server listed: the listing's differences told it
       } else {
         watch.view->apply(event);
       }

@@ -67,6 +67,8 @@ class Client final : public EventSink {
     bool waitingForServer = false;     // lost; a reconnection is scheduled
     std::unique_ptr<TreeView> view;    // what the server's tree looked like, for resync
     bool resyncWanted = false;
+    bool afterListing = false;  // handing over the events that came after a listing
+    bool untilListing = false;  // reconnected: the coming listing stands for the events before it
   };
   // What a connection has been told about this host (proto::Declare).
   struct Declared {

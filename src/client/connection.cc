@@ -228,13 +228,21 @@ bool Connection::pump() {
 
 void Connection::handle(proto::Message& message) {
   if (auto* events = std::get_if<proto::Events>(&message)) {
-    if (onEvents_) onEvents_(*this, *events);
+    if (listingStarted_) {
+      // After the listing: the caller applies these once it has taken the
+      // listing in, not to the state the listing replaces.
+      deferred_.push_back(std::move(*events));
+    } else if (onEvents_) {
+      onEvents_(*this, *events);
+    }
   } else if (auto* entries = std::get_if<proto::Entries>(&message)) {
+    if (entries->requestId == listingRequest_) listingStarted_ = true;
     if (std::find(unwanted_.begin(), unwanted_.end(), entries->requestId) == unwanted_.end()) {
       auto& list = listings_[entries->requestId];
       for (proto::TreeEntry& e : entries->entries) list.push_back(std::move(e));
     }
   } else if (auto* reply = std::get_if<proto::Reply>(&message)) {
+    if (reply->requestId == listingRequest_) listingStarted_ = true;
     if (auto it = std::find(unwanted_.begin(), unwanted_.end(), reply->requestId); it != unwanted_.end()) {
       unwanted_.erase(it);
     } else {
@@ -266,7 +274,11 @@ Result<std::vector<proto::TreeEntry>> Connection::snapshot(uint32_t watchId, int
   proto::Snapshot request;
   request.watchId = watchId;
   uint32_t id = nextRequestId_;  // request() assigns this one
+  listingRequest_ = id;
+  listingStarted_ = false;
   auto reply = this->request(request, timeoutMs);
+  listingRequest_ = 0;
+  listingStarted_ = false;
   std::vector<proto::TreeEntry> entries;
   if (auto it = listings_.find(id); it != listings_.end()) {
     entries = std::move(it->second);
@@ -275,6 +287,14 @@ Result<std::vector<proto::TreeEntry>> Connection::snapshot(uint32_t watchId, int
   if (!reply) return reply.error();
   if (reply->status != 0) return Error{reply->status, description_ + ": " + reply->message};
   return entries;
+}
+
+void Connection::releaseDeferred() {
+  while (!deferred_.empty()) {
+    proto::Events events = std::move(deferred_.front());
+    deferred_.pop_front();
+    if (onEvents_) onEvents_(*this, events);
+  }
 }
 
 Result<proto::Reply> Connection::request(proto::Message message, int timeoutMs) {

@@ -5,6 +5,7 @@
 // the events handler when the owner pumps the connection.
 #pragma once
 
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -40,9 +41,12 @@ class Connection {
 
   // Sends Watch, Unwatch or Declare and waits for its Reply.
   Result<proto::Reply> request(proto::Message message, int timeoutMs);
-  // Lists what a watch covers now (proto::Snapshot); events that arrive
-  // meanwhile go to the events handler first, as always.
+  // Lists what a watch covers now (proto::Snapshot). Events sent before the
+  // listing go to the events handler as always; events that come after it
+  // are held until releaseDeferred(), so that the caller can first take the
+  // listing in.
   Result<std::vector<proto::TreeEntry>> snapshot(uint32_t watchId, int timeoutMs);
+  void releaseDeferred();
   // Sends Watch, Unwatch or Declare; its Reply is dropped when it arrives.
   void requestNoWait(proto::Message message);
   // Reads and handles everything available without blocking. False once the
@@ -73,6 +77,9 @@ class Connection {
   uint32_t nextRequestId_ = 1;
   std::map<uint32_t, proto::Reply> replies_;
   std::map<uint32_t, std::vector<proto::TreeEntry>> listings_;  // Entries by request, until its Reply
+  uint32_t listingRequest_ = 0;  // the Snapshot being awaited
+  bool listingStarted_ = false;  // its Entries or Reply arrived: later events are deferred
+  std::deque<proto::Events> deferred_;
   std::vector<uint32_t> unwanted_;  // requests whose replies nobody waits for
 };
 

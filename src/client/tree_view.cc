@@ -55,6 +55,16 @@ void TreeView::reset(const std::vector<proto::TreeEntry>& entries) {
   movedAway_.clear();
 }
 
+bool TreeView::alreadyShows(const Event& event) const {
+  if (event.name.empty()) return false;
+  auto it = entries_.find(join(event.dir, event.name));
+  if (event.mask & (IN_CREATE | IN_MOVED_TO)) {
+    return it != entries_.end() && (!event.hasStat || it->second.ino == event.stat.ino);
+  }
+  if (event.mask & (IN_DELETE | IN_MOVED_FROM)) return it == entries_.end();
+  return false;
+}
+
 void TreeView::eraseTree(const std::string& path, std::vector<std::pair<std::string, State>>* keep) {
   entries_.erase(path);
   std::string prefix = path + "/";
@@ -105,19 +115,25 @@ void TreeView::apply(const Event& event) {
   }
   if ((mask & (IN_CREATE | IN_MOVED_TO | IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE)) && event.hasStat) {
     entries_[path] = toState(event.stat);
+  } else if (mask & (IN_CREATE | IN_MOVED_TO)) {
+    // Gone before the server looked: known to exist, state unknown (ino 0),
+    // so that a gap that swallows its DELETE still reports one.
+    State unknown;
+    unknown.mode = (mask & IN_ISDIR) ? S_IFDIR : 0;
+    entries_[path] = unknown;
   }
 }
 
 std::vector<TreeView::Change> TreeView::diff(const std::vector<proto::TreeEntry>& nowEntries,
                                              uint32_t* nextCookie) const {
   Map now = build(nowEntries);
-  std::vector<std::string> removed, added;
-  std::vector<Change> moves, deletes, creates, modifies, attribs;
   auto changeOf = [](uint32_t mask, const std::string& path, const State& s) {
     auto [dir, name] = split(path);
     return Change{mask | (isDir(s) ? uint32_t{IN_ISDIR} : 0u), 0, dir, name};
   };
-  auto compare = [&](const std::string& oldPath, const State& before, const std::string& newPath, const State& after) {
+  std::vector<Change> modifies, attribs;
+  auto compare = [&](const State& before, const std::string& newPath, const State& after) {
+    if (before.ino == 0) return;  // state never known: nothing to compare
     if (!isDir(after) && (before.size != after.size || before.mtimeSec != after.mtimeSec ||
                           before.mtimeNsec != after.mtimeNsec)) {
       modifies.push_back(changeOf(IN_MODIFY, newPath, after));
@@ -125,82 +141,185 @@ std::vector<TreeView::Change> TreeView::diff(const std::vector<proto::TreeEntry>
     if ((before.mode & 07777) != (after.mode & 07777) || before.uid != after.uid || before.gid != after.gid) {
       attribs.push_back(changeOf(IN_ATTRIB, newPath, after));
     }
-    (void)oldPath;
   };
+  // Same entry at the same path: the inode (unknown counts as the same) and the type.
+  auto same = [](const State& before, const State& after) {
+    if (before.ino == 0) return isDir(before) == isDir(after);  // only whether it was a directory is known
+    return sameKind(before, after) && before.ino == after.ino;
+  };
+  std::vector<std::string> removed, added;
   for (const auto& [path, before] : entries_) {
     auto it = now.find(path);
-    if (it == now.end() || it->second.ino != before.ino || !sameKind(it->second, before)) {
+    if (it == now.end() || !same(before, it->second)) {
       removed.push_back(path);
     } else {
-      compare(path, before, path, it->second);
+      compare(before, path, it->second);
     }
   }
   for (const auto& [path, after] : now) {
     auto it = entries_.find(path);
-    if (it == entries_.end() || it->second.ino != after.ino || !sameKind(it->second, after)) added.push_back(path);
+    if (it == entries_.end() || !same(it->second, after)) added.push_back(path);
   }
-  // Renames: an inode that left one name and appeared under another. A moved
-  // directory carries its contents along: they are not reported again.
+  auto byDepth = [](const std::string& a, const std::string& b) {
+    return depth(a) != depth(b) ? depth(a) < depth(b) : a < b;
+  };
+  std::sort(removed.begin(), removed.end(), byDepth);
+  std::sort(added.begin(), added.end(), byDepth);
+
+  // Renames: an inode that left one name and appeared under another. A file
+  // keeps its size and mtime when renamed; an inode number alone is not
+  // enough (ext4 reuses a freed one at once). A moved directory carries its
+  // contents along: they are not reported again.
   std::unordered_map<uint64_t, std::string> addedByIno;
   for (const std::string& path : added) addedByIno.emplace(now.at(path).ino, path);
-  std::sort(removed.begin(), removed.end(), [](const std::string& a, const std::string& b) {
-    return depth(a) != depth(b) ? depth(a) < depth(b) : a < b;
-  });
+  struct Move {
+    std::string from, to;
+  };
+  std::vector<Move> moves;
   std::unordered_map<std::string, std::string> movedDirs;  // old path -> new path
-  std::vector<std::string> stillRemoved;
-  std::unordered_map<std::string, bool> consumed;
+  std::unordered_map<std::string, bool> consumed;          // added paths explained by a move
+  std::unordered_map<std::string, bool> vacated;           // removed paths explained by a move
   for (const std::string& path : removed) {
     const State& before = entries_.at(path);
-    // Inside a moved directory, at the same relative place?
-    auto [dir, name] = split(path);
     bool carried = false;
-    for (std::string up = dir; !up.empty(); up = split(up).first) {
+    for (std::string up = split(path).first; !up.empty(); up = split(up).first) {
       auto moved = movedDirs.find(up);
-      if (moved != movedDirs.end()) {
-        std::string there = moved->second + path.substr(up.size());
-        auto it = now.find(there);
-        if (it != now.end() && it->second.ino == before.ino && !consumed[there]) {
-          consumed[there] = true;
-          compare(path, before, there, it->second);
-          carried = true;
-        }
-        break;
+      if (moved == movedDirs.end()) continue;
+      std::string there = moved->second + path.substr(up.size());
+      auto it = now.find(there);
+      if (it != now.end() && before.ino != 0 && it->second.ino == before.ino && !consumed[there]) {
+        consumed[there] = true;
+        vacated[path] = true;
+        compare(before, there, it->second);
+        carried = true;
+        if (isDir(before)) movedDirs[path] = there;
       }
+      break;
     }
     if (carried) continue;
     auto byIno = addedByIno.find(before.ino);
-    if (before.ino != 0 && byIno != addedByIno.end() && !consumed[byIno->second] &&
-        sameKind(before, now.at(byIno->second))) {
-      const std::string& target = byIno->second;
-      consumed[target] = true;
+    if (before.ino == 0 || byIno == addedByIno.end() || consumed[byIno->second]) continue;
+    const State& after = now.at(byIno->second);
+    bool renamed = sameKind(before, after) &&
+                   (isDir(before) || (before.size == after.size && before.mtimeSec == after.mtimeSec &&
+                                      before.mtimeNsec == after.mtimeNsec));
+    if (!renamed) continue;
+    consumed[byIno->second] = true;
+    vacated[path] = true;
+    moves.push_back(Move{path, byIno->second});
+    if (isDir(before)) movedDirs[path] = byIno->second;
+    compare(before, byIno->second, after);
+  }
+
+  // The order in which the changes replay: a directory is created before
+  // anything moves into it, a name is vacated (moved on, or deleted) before
+  // something moves or is created there, a directory's contents go before
+  // the directory is deleted. Kahn's algorithm over those constraints; among
+  // the ready steps moves go first, then deletions deepest first, then
+  // creations shallowest first. A name that a move replaces is not deleted
+  // separately (rename(2) replaced it, as inotify would have shown).
+  enum Kind { kMove = 0, kDelete = 1, kCreate = 2 };
+  struct Step {
+    Kind kind;
+    std::string path;  // target for moves
+    size_t move = 0;   // index into moves
+    std::vector<size_t> next;
+    size_t waiting = 0;
+  };
+  std::vector<Step> steps;
+  std::unordered_map<std::string, size_t> createAt, deleteAt, moveFrom;
+  std::unordered_map<std::string, bool> moveTarget;
+  for (size_t i = 0; i < moves.size(); ++i) moveTarget[moves[i].to] = true;
+  for (size_t i = 0; i < moves.size(); ++i) {
+    moveFrom[moves[i].from] = steps.size();
+    steps.push_back(Step{kMove, moves[i].to, i, {}, 0});
+  }
+  for (const std::string& path : removed) {
+    if (vacated[path] || moveTarget[path]) continue;
+    deleteAt[path] = steps.size();
+    steps.push_back(Step{kDelete, path, 0, {}, 0});
+  }
+  for (const std::string& path : added) {
+    if (consumed[path]) continue;
+    createAt[path] = steps.size();
+    steps.push_back(Step{kCreate, path, 0, {}, 0});
+  }
+  auto edge = [&](size_t before, size_t after) {
+    steps[before].next.push_back(after);
+    ++steps[after].waiting;
+  };
+  auto vacate = [&](const std::string& path, size_t step) {  // whatever frees `path` goes before `step`
+    if (auto m = moveFrom.find(path); m != moveFrom.end() && m->second != step) edge(m->second, step);
+    if (auto d = deleteAt.find(path); d != deleteAt.end()) edge(d->second, step);
+  };
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const std::string parent = split(steps[i].path).first;
+    if (steps[i].kind == kMove || steps[i].kind == kCreate) {
+      if (auto c = createAt.find(parent); c != createAt.end()) edge(c->second, i);
+      vacate(steps[i].path, i);
+    }
+    if (steps[i].kind == kMove || steps[i].kind == kDelete) {
+      const std::string& gone = steps[i].kind == kMove ? moves[steps[i].move].from : steps[i].path;
+      // The old parent loses this entry before it is itself deleted.
+      if (auto d = deleteAt.find(split(gone).first); d != deleteAt.end()) edge(i, d->second);
+    }
+  }
+  auto later = [&](size_t a, size_t b) {  // priority: true if a goes after b
+    if (steps[a].kind != steps[b].kind) return steps[a].kind > steps[b].kind;
+    size_t da = depth(steps[a].path), db = depth(steps[b].path);
+    if (da != db) return steps[a].kind == kDelete ? da < db : da > db;
+    return steps[a].path > steps[b].path;
+  };
+  std::vector<size_t> ready;
+  for (size_t i = 0; i < steps.size(); ++i) {
+    if (steps[i].waiting == 0) ready.push_back(i);
+  }
+  std::make_heap(ready.begin(), ready.end(), later);
+  std::vector<bool> done(steps.size(), false);
+  std::vector<Change> out;
+  auto emit = [&](size_t i) {
+    done[i] = true;
+    const Step& step = steps[i];
+    if (step.kind == kMove) {
+      const Move& m = moves[step.move];
       uint32_t cookie = (*nextCookie)++;
       if (cookie == 0) cookie = (*nextCookie)++;
-      Change from = changeOf(IN_MOVED_FROM, path, before);
-      Change to = changeOf(IN_MOVED_TO, target, now.at(target));
+      Change from = changeOf(IN_MOVED_FROM, m.from, entries_.at(m.from));
+      Change to = changeOf(IN_MOVED_TO, m.to, now.at(m.to));
       from.cookie = to.cookie = cookie;
-      moves.push_back(std::move(from));
-      moves.push_back(std::move(to));
-      if (isDir(before)) movedDirs[path] = target;
-      compare(path, before, target, now.at(target));
-      continue;
+      out.push_back(std::move(from));
+      out.push_back(std::move(to));
+    } else if (step.kind == kDelete) {
+      out.push_back(changeOf(IN_DELETE, step.path, entries_.at(step.path)));
+    } else {
+      out.push_back(changeOf(IN_CREATE, step.path, now.at(step.path)));
     }
-    stillRemoved.push_back(path);
+  };
+  for (size_t emitted = 0; emitted < steps.size();) {
+    if (ready.empty()) {
+      // A cycle (two names swapped): break it at the first step left.
+      for (size_t i = 0; i < steps.size(); ++i) {
+        if (!done[i]) {
+          steps[i].waiting = 0;
+          ready.push_back(i);
+          break;
+        }
+      }
+    }
+    std::pop_heap(ready.begin(), ready.end(), later);
+    size_t i = ready.back();
+    ready.pop_back();
+    if (done[i]) continue;
+    emit(i);
+    ++emitted;
+    for (size_t n : steps[i].next) {
+      if (!done[n] && --steps[n].waiting == 0) {
+        ready.push_back(n);
+        std::push_heap(ready.begin(), ready.end(), later);
+      }
+    }
   }
-  // Deepest first, so that a directory's contents go before the directory.
-  std::sort(stillRemoved.begin(), stillRemoved.end(), [](const std::string& a, const std::string& b) {
-    return depth(a) != depth(b) ? depth(a) > depth(b) : a < b;
-  });
-  // A removed directory's contents are reported too, as inotify would have.
-  for (const std::string& path : stillRemoved) deletes.push_back(changeOf(IN_DELETE, path, entries_.at(path)));
-  std::sort(added.begin(), added.end(), [](const std::string& a, const std::string& b) {
-    return depth(a) != depth(b) ? depth(a) < depth(b) : a < b;
-  });
-  for (const std::string& path : added) {
-    if (!consumed[path]) creates.push_back(changeOf(IN_CREATE, path, now.at(path)));
-  }
-  std::vector<Change> out;
-  out.reserve(moves.size() + deletes.size() + creates.size() + modifies.size() + attribs.size());
-  for (auto* group : {&moves, &deletes, &creates, &modifies, &attribs}) {
+  for (auto* group : {&modifies, &attribs}) {
     for (Change& c : *group) out.push_back(std::move(c));
   }
   return out;

@@ -46,6 +46,12 @@ class TreeView {
   // from *nextCookie.
   std::vector<Change> diff(const std::vector<proto::TreeEntry>& now, uint32_t* nextCookie) const;
 
+  // Whether a structural event only repeats what the view already shows (a
+  // change made while the server was listing, so both in the listing and in
+  // a later event): a CREATE/MOVED_TO of an entry present with that inode, a
+  // DELETE/MOVED_FROM of an entry absent.
+  bool alreadyShows(const Event& event) const;
+
   size_t size() const { return entries_.size(); }
   bool contains(const std::string& path) const { return entries_.count(path) != 0; }
 

@@ -109,6 +109,55 @@ TEST(TreeView, FollowsTheServersEventsSoThatNothingIsReportedTwice) {
   EXPECT_EQ(view.size(), 2u);
 }
 
+// The order must replay: applying the changes to the old tree in order gives
+// the new one.
+TEST(TreeView, ARenameOntoAnExistingNameReplacesItWithoutADelete) {
+  TreeView view;
+  view.reset({file("", "a", 1, 5), file("", "b", 2, 7)});
+  uint32_t cookie = 1;
+  EXPECT_EQ(describe(view.diff({file("", "b", 1, 5)}, &cookie)),
+            (std::vector<std::string>{"MOVED_FROM a", "MOVED_TO b"}));
+}
+
+TEST(TreeView, ARotationReplaysOldestFirst) {
+  TreeView view;
+  view.reset({file("", "log", 1, 10), file("", "log.1", 2, 20), file("", "log.2", 3, 30)});
+  uint32_t cookie = 1;
+  EXPECT_EQ(describe(view.diff({file("", "log", 4, 0), file("", "log.1", 1, 10), file("", "log.2", 2, 20)}, &cookie)),
+            (std::vector<std::string>{"MOVED_FROM log.1", "MOVED_TO log.2", "MOVED_FROM log", "MOVED_TO log.1",
+                                      "CREATE log"}));
+}
+
+TEST(TreeView, AReusedInodeNumberIsNotARename) {
+  TreeView view;
+  view.reset({dir("", "d", 1), file("d", "x", 5, 3)});
+  auto reused = file("", "f", 5, 9);
+  reused.stat.mtimeSec = 2000;
+  uint32_t cookie = 1;
+  EXPECT_EQ(describe(view.diff({dir("", "d", 1), reused}, &cookie)),
+            (std::vector<std::string>{"DELETE d/x", "CREATE f"}));
+}
+
+TEST(TreeView, ADirectoryIsCreatedBeforeSomethingMovesIntoIt) {
+  TreeView view;
+  view.reset({file("", "a", 1)});
+  uint32_t cookie = 1;
+  EXPECT_EQ(describe(view.diff({dir("", "n", 9), file("n", "a", 1)}, &cookie)),
+            (std::vector<std::string>{"CREATE,ISDIR n", "MOVED_FROM a", "MOVED_TO n/a"}));
+}
+
+TEST(TreeView, AnEntryWhoseStateWasNeverKnownIsStillReportedGone) {
+  TreeView view;
+  view.reset({});
+  Event created;
+  created.mask = IN_CREATE;
+  created.name = "brief";  // no stat: it was gone before the server looked
+  view.apply(created);
+  uint32_t cookie = 1;
+  EXPECT_EQ(describe(view.diff({}, &cookie)), (std::vector<std::string>{"DELETE brief"}));
+  EXPECT_TRUE(view.diff({file("", "brief", 8)}, &cookie).empty()) << "present: nothing to compare it with";
+}
+
 TEST(TreeView, TheRootGoingAwayEmptiesTheView) {
   TreeView view;
   view.reset({file("", "f", 1)});
