@@ -4,69 +4,77 @@
 #include <sys/inotify.h>
 
 #include <cerrno>
+#include <cstring>
 
 #include "common/log.h"
 #include "watch/fanotify_watcher.h"
 #include "watch/inotify_watcher.h"
+#include "watch/pid_probe.h"
 
 namespace rnotify {
-namespace {
-
-// Errors about the path itself: inotify would refuse it the same way.
-bool isPathError(int code) {
-  return code == ENOENT || code == ENOTDIR || code == EACCES || code == ELOOP || code == ENAMETOOLONG;
-}
-
-}  // namespace
 
 Result<std::unique_ptr<Watcher>> AutoWatcher::create(EventSink& sink) {
   std::unique_ptr<AutoWatcher> watcher(new AutoWatcher(sink));
-  auto fanotify = FanotifyWatcher::create(watcher->fanotifyRelay_);
-  if (fanotify) {
-    watcher->fanotify_ = std::move(*fanotify);
+  std::unique_ptr<PidProbe> probe;
+  if (auto created = PidProbe::create(); created) {
+    probe = std::move(*created);
   } else {
-    log::debug("fanotify is not available, watching with inotify only: {}", fanotify.error().message);
+    log::debug("inotify events carry no pid: {}", created.error().message);
   }
-  auto inotify = InotifyWatcher::create(watcher->inotifyRelay_);
+  auto inotify = InotifyWatcher::create(watcher->inotifyRelay_, std::move(probe));
   if (!inotify) return inotify.error();
   watcher->inotify_ = std::move(*inotify);
-  watcher->name_ = watcher->fanotify_ ? "fanotify+inotify" : "inotify";
+  watcher->name_ = watcher->inotify_->name();
 
   watcher->epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
   if (!watcher->epoll_) return lastError("epoll_create1");
-  for (Watcher* backend : {watcher->fanotify_.get(), watcher->inotify_.get()}) {
-    if (backend == nullptr) continue;
-    struct epoll_event event = {};
-    event.events = EPOLLIN;
-    event.data.ptr = backend;
-    if (::epoll_ctl(watcher->epoll_.get(), EPOLL_CTL_ADD, backend->fd(), &event) != 0) {
-      return lastError("epoll_ctl");
-    }
+  struct epoll_event event = {};
+  event.events = EPOLLIN;
+  event.data.ptr = watcher->inotify_.get();
+  if (::epoll_ctl(watcher->epoll_.get(), EPOLL_CTL_ADD, watcher->inotify_->fd(), &event) != 0) {
+    return lastError("epoll_ctl");
   }
   return std::unique_ptr<Watcher>(std::move(watcher));
 }
 
+Watcher* AutoWatcher::fanotify() {
+  if (fanotifyTried_) return fanotify_.get();
+  fanotifyTried_ = true;
+  auto created = FanotifyWatcher::create(fanotifyRelay_);
+  if (!created) {
+    log::debug("fanotify is not available: {}", created.error().message);
+    return nullptr;
+  }
+  struct epoll_event event = {};
+  event.events = EPOLLIN;
+  event.data.ptr = created->get();
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, (*created)->fd(), &event) != 0) {
+    log::error("epoll_ctl: {}", std::strerror(errno));
+    return nullptr;
+  }
+  fanotify_ = std::move(*created);
+  return fanotify_.get();
+}
+
 Result<SubscriptionId> AutoWatcher::subscribe(const std::string& path, const SubscribeOptions& options) {
-  Watcher* backend = nullptr;
-  Relay* relay = nullptr;
-  Result<SubscriptionId> inner = Error{ENOSYS, "no backend"};
-  if (fanotify_) {
-    inner = fanotify_->subscribe(path, options);
-    if (inner) {
-      backend = fanotify_.get();
-      relay = &fanotifyRelay_;
-    } else if (isPathError(inner.error().code)) {
-      return inner.error();
-    } else {
-      log::info("'{}' is watched with inotify: {}", path, inner.error().message);
+  Watcher* backend = inotify_.get();
+  Relay* relay = &inotifyRelay_;
+  Result<SubscriptionId> inner = inotify_->subscribe(path, options);
+  if (!inner && inner.error().code == ENOSPC) {
+    // The inotify watch limit: a filesystem mark costs nothing per directory.
+    if (Watcher* fallback = fanotify(); fallback != nullptr) {
+      auto marked = fallback->subscribe(path, options);
+      if (marked) {
+        log::info("'{}' is watched with fanotify: {}", path, inner.error().message);
+        inner = std::move(marked);
+        backend = fallback;
+        relay = &fanotifyRelay_;
+      } else {
+        log::info("'{}' cannot be watched with fanotify either: {}", path, marked.error().message);
+      }
     }
   }
-  if (backend == nullptr) {
-    inner = inotify_->subscribe(path, options);
-    if (!inner) return inner.error();
-    backend = inotify_.get();
-    relay = &inotifyRelay_;
-  }
+  if (!inner) return inner.error();
   SubscriptionId id = nextId_++;
   routes_[id] = Route{backend, relay, *inner};
   relay->outer[*inner] = id;

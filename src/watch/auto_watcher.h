@@ -1,11 +1,14 @@
-// AutoWatcher: fanotify where it can, inotify elsewhere. When rnotifyd runs as
-// root, a path whose filesystem takes a filesystem mark is watched by
-// FanotifyWatcher (no per-directory cost, and the acting pid of every event);
-// a path on a filesystem that refuses one (FUSE has no fsid; some overlayfs
-// and btrfs subvolumes), or every path when the process may not use fanotify,
-// goes to InotifyWatcher. One descriptor (an epoll set over both backends) and
-// one id space across both, so that the owner cannot tell them apart except
-// by asking backendFor().
+// AutoWatcher: inotify first, fanotify where inotify cannot. Every path is
+// watched by InotifyWatcher, whose events come one by one in the order the
+// kernel made them; fanotify merges a process's unread events on one name
+// into one record, and that order is lost. When rnotifyd may use fanotify
+// (CAP_SYS_ADMIN), a PidProbe gives the inotify events their acting pid
+// ("inotify+pids"), for origin attribution, on any filesystem (FUSE too).
+// FanotifyWatcher, with a filesystem mark and no per-directory cost, takes a
+// path only when inotify refuses it for its watch limit (ENOSPC: a huge tree);
+// rnotifyd --watcher fanotify uses it for everything. One descriptor (an epoll
+// set over both backends) and one id space across both, so that the owner
+// cannot tell them apart except by asking backendFor().
 #pragma once
 
 #include <memory>
@@ -26,7 +29,7 @@ class AutoWatcher final : public Watcher {
   void unsubscribe(SubscriptionId id) override;
   void drain() override;
   size_t kernelWatchCount() const override;
-  // "fanotify+inotify", or "inotify" when fanotify is not available.
+  // "inotify+pids", or "inotify" when the process may not use fanotify.
   std::string_view name() const override { return name_; }
   std::string_view backendFor(SubscriptionId id) const override;
   bool reportsPids(SubscriptionId id) const override;
@@ -51,12 +54,15 @@ class AutoWatcher final : public Watcher {
 
   explicit AutoWatcher(EventSink& sink) : sink_(sink), fanotifyRelay_(*this), inotifyRelay_(*this) {}
   const Route* route(SubscriptionId id) const;
+  // Made on first need; null when the process may not use fanotify.
+  Watcher* fanotify();
 
   EventSink& sink_;
   Relay fanotifyRelay_;
   Relay inotifyRelay_;
-  std::unique_ptr<Watcher> fanotify_;  // null when unprivileged
   std::unique_ptr<Watcher> inotify_;
+  std::unique_ptr<Watcher> fanotify_;
+  bool fanotifyTried_ = false;
   UniqueFd epoll_;
   std::unordered_map<SubscriptionId, Route> routes_;
   SubscriptionId nextId_ = 1;

@@ -1,12 +1,10 @@
 #include "watch/fanotify_watcher.h"
 
 #include <fcntl.h>
-#include <linux/capability.h>
 #include <sys/fanotify.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -14,6 +12,7 @@
 #include <utility>
 
 #include "common/log.h"
+#include "watch/capability.h"
 #include "watch/file_handle.h"
 #include "watch/watch_path.h"
 
@@ -38,13 +37,6 @@ uint64_t markMaskFor(uint32_t wanted) {
   uint64_t mask = wanted & IN_ALL_EVENTS & ~(IN_MOVED_FROM | IN_MOVED_TO);
   if (wanted & (IN_MOVED_FROM | IN_MOVED_TO)) mask |= FAN_RENAME;
   return mask;
-}
-
-bool hasCapability(int capability) {
-  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
-  __user_cap_data_struct data[2] = {};
-  if (::syscall(SYS_capget, &header, data) != 0) return false;
-  return (data[capability / 32].effective & (1u << (capability % 32))) != 0;
 }
 
 std::string parentOf(const std::string& path) {

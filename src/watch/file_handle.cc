@@ -31,14 +31,33 @@ int mountIdOf(int fd) {
   return mountId;
 }
 
-int pathOfHandle(int mountFd, std::string_view key, std::string* path) {
+UniqueFd openHandle(int mountFd, std::string_view key) {
   if (key.size() < kFsidSize + kFileHandleHeaderSize ||
       key.size() - kFsidSize - kFileHandleHeaderSize > MAX_HANDLE_SZ) {
-    return EINVAL;
+    errno = EINVAL;
+    return UniqueFd();
   }
   alignas(struct file_handle) unsigned char storage[sizeof(struct file_handle) + MAX_HANDLE_SZ];
   std::memcpy(storage, key.data() + kFsidSize, key.size() - kFsidSize);
-  UniqueFd fd(::open_by_handle_at(mountFd, reinterpret_cast<struct file_handle*>(storage), O_PATH | O_CLOEXEC));
+  return UniqueFd(::open_by_handle_at(mountFd, reinterpret_cast<struct file_handle*>(storage), O_PATH | O_CLOEXEC));
+}
+
+std::string mountRootOf(int dirFd) {
+  const int mountId = mountIdOf(dirFd);
+  UniqueFd current(::openat(dirFd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC));
+  while (current) {
+    UniqueFd up(::openat(current.get(), "..", O_PATH | O_DIRECTORY | O_CLOEXEC));
+    struct stat here, there;
+    if (!up || ::fstat(current.get(), &here) != 0 || ::fstat(up.get(), &there) != 0) break;
+    if (here.st_dev == there.st_dev && here.st_ino == there.st_ino) break;  // "/" (or a chroot's root)
+    if (here.st_dev != there.st_dev || mountIdOf(up.get()) != mountId) break;
+    current = std::move(up);
+  }
+  return current ? pathOfFd(current.get()) : std::string();
+}
+
+int pathOfHandle(int mountFd, std::string_view key, std::string* path) {
+  UniqueFd fd = openHandle(mountFd, key);
   if (!fd) return errno;
   struct stat st;
   if (::fstat(fd.get(), &st) == 0 && st.st_nlink == 0) return ESTALE;

@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "common/result.h"
+#include "common/unique_fd.h"
 
 namespace rnotify {
 
@@ -23,6 +24,14 @@ Result<std::string> handleKeyOf(int fd, const std::array<char, kFsidSize>& fsid,
 // on its mount (not O_PATH). Returns 0, or an errno: ESTALE or ENOENT when the
 // object is gone (a removed directory still held open counts as gone).
 int pathOfHandle(int mountFd, std::string_view key, std::string* path);
+
+// The object a key names, opened O_PATH through a descriptor on its mount
+// (not O_PATH); invalid with errno set when it cannot be.
+UniqueFd openHandle(int mountFd, std::string_view key);
+
+// The path of the root of the mount that the directory open on dirFd is on,
+// as this process sees it; "" if unknown. Walks up with O_PATH: no events.
+std::string mountRootOf(int dirFd);
 
 // The mount id (as in /proc/self/mountinfo) of the object open on fd; -1 if
 // its filesystem cannot encode handles.

@@ -6,7 +6,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <climits>
 #include <cstring>
+#include <optional>
 
 #include "common/log.h"
 #include "event/event.h"
@@ -78,7 +80,7 @@ Error watchError(int code, const std::string& path) {
 
 }  // namespace
 
-Result<std::unique_ptr<Watcher>> InotifyWatcher::create(EventSink& sink) {
+Result<std::unique_ptr<Watcher>> InotifyWatcher::create(EventSink& sink, std::unique_ptr<PidProbe> probe) {
   int fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
   if (fd < 0) {
     if (errno == EMFILE) {
@@ -86,7 +88,7 @@ Result<std::unique_ptr<Watcher>> InotifyWatcher::create(EventSink& sink) {
     }
     return lastError("inotify_init1");
   }
-  return std::unique_ptr<Watcher>(new InotifyWatcher(UniqueFd(fd), sink));
+  return std::unique_ptr<Watcher>(new InotifyWatcher(UniqueFd(fd), sink, std::move(probe)));
 }
 
 // Closing the inotify descriptor drops every kernel watch at once.
@@ -116,7 +118,8 @@ Result<SubscriptionId> InotifyWatcher::subscribe(const std::string& rawPath, con
     if (auto p = byPath_.find(parentPath); p != byPath_.end() && path != "/") parent = p->second;
     uint32_t mask = kSelfMask | wanted | (options.recursive ? kTreeMask : 0);
     if (options.recursive) mask &= ~kReadSideMask;
-    auto added = addNode(path, parent, name, mask, flags);
+    bool pids = options.pids || (parent != nullptr && wantsPids(parent, false));
+    auto added = addNode(path, parent, name, mask, flags, pids);
     if (!added) return added.error();
     node = *added;
   }
@@ -126,6 +129,7 @@ Result<SubscriptionId> InotifyWatcher::subscribe(const std::string& rawPath, con
   subscription->root = node;
   subscription->mask = wanted;
   subscription->recursive = options.recursive;
+  subscription->pids = options.pids && probe_ != nullptr;
   SubscriptionId id = subscription->id;
   node->rooted.push_back(subscription.get());
   subscriptions_.emplace(id, std::move(subscription));
@@ -156,9 +160,25 @@ void InotifyWatcher::unsubscribe(SubscriptionId id) {
 }
 
 Result<InotifyWatcher::Node*> InotifyWatcher::addNode(const std::string& path, Node* parent, std::string_view name,
-                                                      uint32_t mask, uint32_t flags) {
+                                                      uint32_t mask, uint32_t flags, bool pids) {
+  // The probe's mark comes first: every event of the new watch then has its
+  // fanotify record (and a few before it, which are never asked for).
+  std::optional<PidProbe::Marking> marking;
+  if (probe_ && pids) {
+    auto prepared = probe_->prepare(path, !(flags & IN_DONT_FOLLOW), mask);
+    if (prepared) {
+      marking = std::move(*prepared);
+    } else {
+      log::debug("inotify: no pids for events in '{}': {}", path, prepared.error().message);
+    }
+  }
   int wd = ::inotify_add_watch(fd_.get(), path.c_str(), mask | flags);
-  if (wd < 0) return watchError(errno, path);
+  if (wd < 0) {
+    int code = errno;
+    if (marking) probe_->abandon(std::move(*marking));
+    return watchError(code, path);
+  }
+  if (marking) probe_->bind(wd, std::move(*marking));
   if (auto existing = nodes_.find(wd); existing != nodes_.end()) {
     // The same directory under a path we already knew (it was moved here, or a
     // watch on it existed for another subscription): the kernel shares the watch.
@@ -212,15 +232,27 @@ void InotifyWatcher::refreshSubtree(Node* root) {
 
 void InotifyWatcher::refreshMask(Node* node) {
   uint32_t mask = wantedMask(node);
-  if (mask == node->kernelMask) return;
-  int wd = ::inotify_add_watch(fd_.get(), node->path.c_str(), mask | node->flags);
-  if (wd == node->wd) {
+  if (mask != node->kernelMask) {
+    int wd = ::inotify_add_watch(fd_.get(), node->path.c_str(), mask | node->flags);
+    if (wd != node->wd) {
+      // The path now names another directory (renamed behind our back).
+      if (wd >= 0 && nodes_.find(wd) == nodes_.end()) ::inotify_rm_watch(fd_.get(), wd);
+      log::warn("inotify: could not update the watch on '{}' (it moved or vanished)", node->path);
+      return;
+    }
     node->kernelMask = mask;
-    return;
   }
-  // The path now names another directory (renamed behind our back).
-  if (wd >= 0 && nodes_.find(wd) == nodes_.end()) ::inotify_rm_watch(fd_.get(), wd);
-  log::warn("inotify: could not update the watch on '{}' (it moved or vanished)", node->path);
+  if (probe_) probe_->update(node->wd, node->path, !(node->flags & IN_DONT_FOLLOW), wantsPids(node, true) ? mask : 0);
+}
+
+bool InotifyWatcher::wantsPids(const Node* node, bool rooted) const {
+  if (!probe_) return false;
+  for (const Node* n = node; n != nullptr; n = n->parent) {
+    for (const Subscription* s : n->rooted) {
+      if (s->pids && (s->recursive || (rooted && n == node))) return true;
+    }
+  }
+  return false;
 }
 
 Status InotifyWatcher::walkExisting(Node* root) {
@@ -241,7 +273,7 @@ Status InotifyWatcher::walkExisting(Node* root) {
         continue;
       }
       auto added = addNode(joinPath(node->path, name), node, name, (kSelfMask | inheritedMask(node)) & ~kReadSideMask,
-                           IN_ONLYDIR | IN_DONT_FOLLOW);
+                           IN_ONLYDIR | IN_DONT_FOLLOW, wantsPids(node, false));
       if (!added) {
         int code = added.error().code;
         if (code == ENOENT || code == ENOTDIR || code == EACCES) continue;
@@ -273,6 +305,7 @@ void InotifyWatcher::removeNode(Node* node, bool removeKernelWatch) {
   // A late IN_IGNORED for this wd finds no node and is dropped; the kernel
   // hands out watch descriptors cyclically, so it cannot hit a newer node.
   if (removeKernelWatch) ::inotify_rm_watch(fd_.get(), node->wd);
+  if (probe_) probe_->forget(node->wd, removeKernelWatch ? node->path : std::string());
   if (node->parent != nullptr) {
     for (auto it = node->parent->children.begin(); it != node->parent->children.end(); ++it) {
       if (it->second == node) {
@@ -306,8 +339,8 @@ void InotifyWatcher::addNewDirectory(Node* parent, std::string_view name) {
     refreshMask(parent);
   }
   std::string path = joinPath(parent->path, name);
-  auto added =
-      addNode(path, parent, name, (kSelfMask | inheritedMask(parent)) & ~kReadSideMask, IN_ONLYDIR | IN_DONT_FOLLOW);
+  auto added = addNode(path, parent, name, (kSelfMask | inheritedMask(parent)) & ~kReadSideMask,
+                       IN_ONLYDIR | IN_DONT_FOLLOW, wantsPids(parent, false));
   if (added) {
     refreshMask(*added);
     scanNewDirectory(*added);
@@ -324,20 +357,24 @@ void InotifyWatcher::addNewDirectory(Node* parent, std::string_view name) {
 void InotifyWatcher::scanNewDirectory(Node* node) {
   auto entries = listDirectory(node->path);
   if (!entries) return;  // already gone again; its DELETE follows
+  // What was made after the probe marked the directory has its record.
+  const bool pids = probe_ && probe_->covers(node->wd);
+  if (pids && !entries->empty()) probe_->drain();
   for (auto& [name, isDir] : *entries) {
     if (node->synthesized.empty()) synthesizedIn_.push_back(node);
     node->synthesized.insert(name);
-    deliver(node, IN_CREATE | (isDir ? IN_ISDIR : 0), 0, name);
+    const int pid = pids ? probe_->take(node->wd, name, IN_CREATE, -1, false) : 0;
+    deliver(node, IN_CREATE | (isDir ? IN_ISDIR : 0), 0, name, pid);
     if (isDir) addNewDirectory(node, name);
   }
 }
 
-void InotifyWatcher::deliver(Node* node, uint32_t mask, uint32_t cookie, std::string_view name) {
+void InotifyWatcher::deliver(Node* node, uint32_t mask, uint32_t cookie, std::string_view name, int pid) {
   for (Node* at = node; at != nullptr; at = at->parent) {
     for (const Subscription* s : at->rooted) {
       if (at != node && !s->recursive) continue;
       if ((mask & s->mask & IN_ALL_EVENTS) == 0 && (mask & (IN_Q_OVERFLOW | IN_UNMOUNT)) == 0) continue;
-      sink_.onEvent(s->id, mask, cookie, relativeTo(node->path, at->path), name, 0);
+      sink_.onEvent(s->id, mask, cookie, relativeTo(node->path, at->path), name, pid);
     }
   }
 }
@@ -371,6 +408,8 @@ void InotifyWatcher::process(int wd, uint32_t mask, uint32_t cookie, std::string
     for (Node* orphan : orphans) pruneSubtree(orphan);
     return;
   }
+  // Taken before a repeat is dropped below, so that its record is spent.
+  const int pid = pidOf(node, mask, name);
   if (!name.empty() && !node->synthesized.empty()) {
     if (mask & (IN_CREATE | IN_MOVED_TO)) {
       if (node->synthesized.erase(std::string(name)) != 0) return;  // already reported by the scan
@@ -378,7 +417,7 @@ void InotifyWatcher::process(int wd, uint32_t mask, uint32_t cookie, std::string
       node->synthesized.erase(std::string(name));
     }
   }
-  deliver(node, mask, cookie, name);
+  deliver(node, mask, cookie, name, pid);
   if (!(mask & IN_ISDIR) || name.empty()) return;
   if (mask & IN_CREATE) {
     addNewDirectory(node, name);
@@ -403,6 +442,21 @@ void InotifyWatcher::process(int wd, uint32_t mask, uint32_t cookie, std::string
   }
 }
 
+int InotifyWatcher::pidOf(Node* node, uint32_t mask, std::string_view name) {
+  const uint32_t bit = mask & IN_ALL_EVENTS & ~(IN_DELETE_SELF | IN_MOVE_SELF);
+  if (!probe_ || bit == 0 || !probe_->covers(node->wd)) return 0;
+  int childWd = -1;
+  if ((mask & IN_ISDIR) && !name.empty()) {
+    if (auto c = node->children.find(name); c != node->children.end()) childWd = c->second->wd;
+  }
+  return probe_->take(node->wd, name, bit, childWd);
+}
+
+bool InotifyWatcher::reportsPids(SubscriptionId id) const {
+  auto it = subscriptions_.find(id);
+  return it != subscriptions_.end() && it->second->pids && probe_->covers(it->second->root->wd);
+}
+
 void InotifyWatcher::finishDrain() {
   // A directory moved out of the watched tree has no MOVED_TO partner; the
   // kernel queues the pair adjacently, so an empty queue proves it left.
@@ -417,20 +471,29 @@ void InotifyWatcher::finishDrain() {
 void InotifyWatcher::drain() {
   alignas(struct inotify_event) char buffer[64 * 1024];
   for (int reads = 0; reads < kMaxReadsPerDrain; ++reads) {
+    if (probe_) probe_->beginRead();
     ssize_t n = ::read(fd_.get(), buffer, sizeof buffer);
     if (n < 0) {
       if (errno == EINTR) continue;
-      if (errno == EAGAIN)
+      if (errno == EAGAIN) {
         finishDrain();
-      else
+        if (probe_) probe_->retire();
+      } else {
         log::error("inotify: read failed: {}", std::strerror(errno));
+      }
       return;
     }
+    // The fanotify half of every event just read is queued by now.
+    if (probe_) probe_->drain();
     for (char* p = buffer; p < buffer + n;) {
       const auto* ev = reinterpret_cast<const struct inotify_event*>(p);
       std::string_view name = ev->len ? std::string_view(ev->name, ::strnlen(ev->name, ev->len)) : std::string_view();
       process(ev->wd, ev->mask, ev->cookie, name);
       p += sizeof(struct inotify_event) + ev->len;
+    }
+    // A read with room left for the largest event emptied the queue.
+    if (probe_ && static_cast<size_t>(n) + sizeof(struct inotify_event) + NAME_MAX + 1 <= sizeof buffer) {
+      probe_->retire();
     }
   }
 }

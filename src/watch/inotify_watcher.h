@@ -6,6 +6,9 @@
 // touch a/b/c/f` loses nothing. Events are handed to the sink in the kernel's
 // order, once per interested subscription, with the directory relative to that
 // subscription's root.
+//
+// With a PidProbe, events carry the acting pid too ("inotify+pids"); the
+// stream itself is the same, event for event.
 #pragma once
 
 #include <map>
@@ -16,13 +19,15 @@
 #include <vector>
 
 #include "common/unique_fd.h"
+#include "watch/pid_probe.h"
 #include "watch/watcher.h"
 
 namespace rnotify {
 
 class InotifyWatcher final : public Watcher {
  public:
-  static Result<std::unique_ptr<Watcher>> create(EventSink& sink);
+  // probe: where pids come from (null: every pid is 0).
+  static Result<std::unique_ptr<Watcher>> create(EventSink& sink, std::unique_ptr<PidProbe> probe = nullptr);
   ~InotifyWatcher() override;
 
   int fd() const override { return fd_.get(); }
@@ -30,7 +35,10 @@ class InotifyWatcher final : public Watcher {
   void unsubscribe(SubscriptionId id) override;
   void drain() override;
   size_t kernelWatchCount() const override { return nodes_.size(); }
-  std::string_view name() const override { return "inotify"; }
+  std::string_view name() const override { return probe_ ? "inotify+pids" : "inotify"; }
+  // When the probe could mark the subscription's root (directories made
+  // later are marked as they are watched).
+  bool reportsPids(SubscriptionId id) const override;
 
  private:
   struct Subscription;
@@ -52,11 +60,15 @@ class InotifyWatcher final : public Watcher {
     Node* root = nullptr;
     uint32_t mask = 0;
     bool recursive = false;
+    bool pids = false;
   };
 
-  InotifyWatcher(UniqueFd fd, EventSink& sink) : fd_(std::move(fd)), sink_(sink) {}
+  InotifyWatcher(UniqueFd fd, EventSink& sink, std::unique_ptr<PidProbe> probe)
+      : fd_(std::move(fd)), sink_(sink), probe_(std::move(probe)) {}
 
-  Result<Node*> addNode(const std::string& path, Node* parent, std::string_view name, uint32_t mask, uint32_t flags);
+  // pids: mark the new watch's directory for the probe.
+  Result<Node*> addNode(const std::string& path, Node* parent, std::string_view name, uint32_t mask, uint32_t flags,
+                        bool pids);
   Status walkExisting(Node* root);
   void addNewDirectory(Node* parent, std::string_view name);
   void scanNewDirectory(Node* node);
@@ -64,6 +76,9 @@ class InotifyWatcher final : public Watcher {
   // no recursive subscription covers node.
   uint32_t inheritedMask(const Node* node) const;
   uint32_t wantedMask(const Node* node) const;
+  // Whether a recursive subscription at node or above wants pids; with
+  // `rooted`, any subscription at node too.
+  bool wantsPids(const Node* node, bool rooted) const;
   bool isNeeded(const Node* node) const;
   void refreshMask(Node* node);
   void refreshSubtree(Node* root);
@@ -71,12 +86,14 @@ class InotifyWatcher final : public Watcher {
   void removeNode(Node* node, bool removeKernelWatch);
   void repath(Node* node, const std::string& newPath);
   void process(int wd, uint32_t mask, uint32_t cookie, std::string_view name);
-  void deliver(Node* node, uint32_t mask, uint32_t cookie, std::string_view name);
+  int pidOf(Node* node, uint32_t mask, std::string_view name);
+  void deliver(Node* node, uint32_t mask, uint32_t cookie, std::string_view name, int pid);
   void endSubscriptionsAt(Node* node);
   void finishDrain();
 
   UniqueFd fd_;
   EventSink& sink_;
+  std::unique_ptr<PidProbe> probe_;
   std::unordered_map<int, std::unique_ptr<Node>> nodes_;  // by watch descriptor
   std::unordered_map<std::string, Node*> byPath_;
   std::unordered_map<SubscriptionId, std::unique_ptr<Subscription>> subscriptions_;

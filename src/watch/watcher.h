@@ -25,7 +25,7 @@ class EventSink {
   // IN_IGNORED with dir "" ends the subscription; the backend forgets it after
   // this call. IN_Q_OVERFLOW (dir and name "") means events may have been lost.
   // pid is the process that caused the event when the backend knows it
-  // (fanotify), 0 otherwise (inotify never reports it).
+  // (fanotify; inotify with a PidProbe), 0 otherwise.
   virtual void onEvent(SubscriptionId subscription, uint32_t mask, uint32_t cookie, std::string_view dir,
                        std::string_view name, int pid) = 0;
 };
@@ -33,6 +33,9 @@ class EventSink {
 struct SubscribeOptions {
   uint32_t mask = 0;       // IN_* events wanted; IN_DONT_FOLLOW/IN_ONLYDIR/IN_EXCL_UNLINK honoured
   bool recursive = false;  // every directory below, including ones created later
+  // The caller needs each event's acting pid (origin attribution); false
+  // spares a backend that has to work for it (inotify's PidProbe) the cost.
+  bool pids = true;
 };
 
 class Watcher {
@@ -53,8 +56,9 @@ class Watcher {
   virtual bool reportsPids(SubscriptionId) const { return false; }
 };
 
-// kAuto: fanotify where the process may use it and the path's filesystem
-// takes a filesystem mark, inotify elsewhere (AutoWatcher).
+// kInotify: plain inotify, no pids. kFanotify: filesystem marks only.
+// kAuto: inotify with pids where the process may use fanotify, and a
+// filesystem mark where inotify's watch limit is reached (AutoWatcher).
 enum class WatcherKind { kInotify, kFanotify, kAuto };
 
 // The one place a backend is chosen.

@@ -2,7 +2,7 @@
 // otherwise): the same paths, masks and end of watch as the inotify backend,
 // a tree created at once without a race, renames with one cookie, directory
 // handles resolved across renames and removals, the acting pid, and the
-// automatic choice that sends FUSE paths to inotify.
+// automatic choice, which watches with inotify and pids first (FUSE too).
 //
 // A filesystem mark sees the whole filesystem, including whatever else this
 // machine does meanwhile, so "nothing else came" is checked with a barrier: a
@@ -502,26 +502,26 @@ TEST_F(FanotifyWatcherTest, FuseRefusesAFilesystemMark) {
   EXPECT_EQ(refused.error().code, ENODEV) << refused.error().message;
 }
 
-TEST_F(FanotifyWatcherTest, AutoSendsFuseToInotifyAndTheRestToFanotify) {
+TEST_F(FanotifyWatcherTest, AutoWatchesFuseAndDiskWithInotifyAndPids) {
   FuseMount fuse(root_);
   if (!fuse.mounted()) GTEST_SKIP() << "sshfs or sftp-server missing";
   auto automatic = AutoWatcher::create(sink_);
   ASSERT_TRUE(automatic.ok()) << automatic.error().message;
   ASSERT_TRUE(use(std::move(*automatic)));
-  EXPECT_EQ(watcher_->name(), "fanotify+inotify");
+  EXPECT_EQ(watcher_->name(), "inotify+pids");
   fs::create_directories(root_ + "/disk");
   auto onFuse = subscribe(fuse.dir(), true);
   auto onDisk = subscribe(root_ + "/disk", true);
   EXPECT_NE(onFuse, onDisk);
-  EXPECT_EQ(watcher_->backendFor(onFuse), "inotify");
-  EXPECT_EQ(watcher_->backendFor(onDisk), "fanotify");
-  EXPECT_FALSE(watcher_->reportsPids(onFuse));
+  EXPECT_EQ(watcher_->backendFor(onFuse), "inotify+pids");
+  EXPECT_EQ(watcher_->backendFor(onDisk), "inotify+pids");
+  EXPECT_TRUE(watcher_->reportsPids(onFuse));
   EXPECT_TRUE(watcher_->reportsPids(onDisk));
   touch(fuse.dir() + "/f");
   touch(root_ + "/disk/g");
   drainUntil([&] { return count(onFuse, IN_CREATE, "", "f") == 1 && count(onDisk, IN_CREATE, "", "g") == 1; },
-             "events from both backends through one descriptor");
-  EXPECT_EQ(find(onFuse, IN_CREATE, "", "f")->pid, 0);
+             "events from both filesystems through one descriptor");
+  EXPECT_EQ(find(onFuse, IN_CREATE, "", "f")->pid, ::getpid());
   EXPECT_EQ(find(onDisk, IN_CREATE, "", "g")->pid, ::getpid());
   watcher_->unsubscribe(onFuse);
   watcher_->unsubscribe(onDisk);
@@ -534,7 +534,7 @@ TEST_F(FanotifyWatcherTest, AutoEndsASubscriptionOnceAndForgetsIt) {
   ASSERT_TRUE(use(std::move(*automatic)));
   fs::create_directories(root_ + "/w");
   auto sub = subscribe(root_ + "/w", false);
-  EXPECT_EQ(watcher_->backendFor(sub), "fanotify");
+  EXPECT_EQ(watcher_->backendFor(sub), "inotify+pids");
   fs::remove(root_ + "/w");
   drainUntil([&] { return count(sub, IN_IGNORED, "", "") == 1; }, "IGNORED");
   EXPECT_EQ(watcher_->backendFor(sub), "");
