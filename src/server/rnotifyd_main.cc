@@ -118,9 +118,10 @@ int main(int argc, char** argv) {
                  "Default with --stdio only: / (the ssh user's own permissions apply)")
       ->type_name("DIR");
   app.add_option("--watcher", options.watcher,
-                 "Watching backend: auto (default: fanotify filesystem marks where rnotifyd runs as root and the "
-                 "filesystem takes them, which also tells which process made each change; inotify elsewhere), "
-                 "inotify, or fanotify (root only)")
+                 "Watching backend: auto (default: inotify, exact order; as root also a fanotify mark on the same "
+                 "directories that tells which process made each change, for clients that ask; fanotify filesystem "
+                 "marks only where the inotify watch limit is reached), inotify (no attribution), or fanotify "
+                 "(root only; one mark per filesystem, merges a process's unread events on one entry)")
       ->check(CLI::IsMember({"auto", "inotify", "fanotify"}))
       ->type_name("BACKEND");
   app.add_option("--log-level", options.logLevel, "debug, info, warn (default) or error; also RNOTIFY_LOG_LEVEL")

@@ -63,13 +63,14 @@ void Server::shutdown() {
 }
 
 Result<SubscriptionId> Server::watch(Session& session, const std::string& path, uint32_t mask, bool recursive,
-                                     std::string* resolvedPath) {
+                                     bool attributed, std::string* resolvedPath) {
   auto resolved = exports_.resolve(path, cwd_);
   if (!resolved) return resolved.error();
   *resolvedPath = *resolved;
   SubscribeOptions options;
   options.mask = mask;
   options.recursive = recursive;
+  options.pids = attributed;  // the pid probe costs kernel work per event: only where it is used
   auto id = watcher_->subscribe(*resolved, options);
   if (!id) return id.error();
   subscriptions_[*id] = &session;

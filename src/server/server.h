@@ -42,8 +42,9 @@ class Server final : public EventSink {
 
   // For sessions.
   // *resolved receives the canonical server path that is watched.
+  // attributed: the watch needs the acting pid of its events (origin flags).
   Result<SubscriptionId> watch(Session& session, const std::string& path, uint32_t mask, bool recursive,
-                               std::string* resolved);
+                               bool attributed, std::string* resolved);
   void unwatch(SubscriptionId id);
   void sessionClosed(Session& session);
   void markDirty(Session& session) { dirty_.push_back(&session); }

@@ -158,7 +158,8 @@ void Session::onWatch(const proto::Watch& watch) {
     log::warn("{}: watch limit reached", description_);
   } else {
     std::string resolved;
-    auto id = server_.watch(*this, watch.path, watch.mask, watch.flags & proto::kWatchRecursive, &resolved);
+    auto id = server_.watch(*this, watch.path, watch.mask, watch.flags & proto::kWatchRecursive,
+                            (watch.flags & kOriginFlags) != 0, &resolved);
     if (id && (watch.flags & kOriginFlags) && !server_.canAttribute(*id)) {
       std::string backend(server_.backendFor(*id));
       server_.unwatch(*id);

@@ -68,7 +68,7 @@ WatchedEvent Watcher::parse(const std::string& line) const {
   if (options_.cookie) {
     auto bar = rest.rfind('|');
     if (bar == std::string::npos) return e;
-    e.cookie = static_cast<uint32_t>(std::strtoul(rest.c_str() + bar + 1, nullptr, 10));
+    e.cookie = static_cast<uint32_t>(std::strtoul(rest.c_str() + bar + 1, nullptr, 16));
     rest.erase(bar);
   }
   auto first = rest.find('|');
