@@ -48,6 +48,14 @@ class Server final : public EventSink {
   void unwatch(SubscriptionId id);
   void sessionClosed(Session& session);
   void markDirty(Session& session) { dirty_.push_back(&session); }
+  // Reads what the kernel has queued now (a Snapshot does, right after its
+  // walk, so that every event from before the walk's end precedes its Reply).
+  void drainKernel() {
+    watcher_->drain();
+    std::vector<Session*> dirty;
+    dirty.swap(dirty_);
+    for (Session* session : dirty) session->flush();
+  }
   asio::io_context& io() { return io_; }
   const ServerLimits& limits() const { return limits_; }
   uint64_t instanceId() const { return instanceId_; }

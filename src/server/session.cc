@@ -301,6 +301,11 @@ void Session::onSnapshot(const proto::Snapshot& snapshot) {
         });
       }
       finish();
+      // Changes made before or while the tree was read are in the kernel's
+      // queue: they go out between the Entries and the Reply, where the
+      // client knows the listing may already show them. What comes after the
+      // Reply is newer than the listing.
+      server_.drainKernel();
       reply.message = std::to_string(total) + " entries";
       log::info("{}: snapshot of watch {} ('{}'): {} entries", description_, snapshot.watchId, state.root, total);
     }
