@@ -433,13 +433,7 @@ void Client::onEvent(SubscriptionId subscription, uint32_t mask, uint32_t cookie
     }
     struct stat st;
     if (::lstat(path.c_str(), &st) == 0) {
-      state.size = static_cast<uint64_t>(st.st_size);
-      state.mtimeSec = st.st_mtim.tv_sec;
-      state.mtimeNsec = static_cast<uint32_t>(st.st_mtim.tv_nsec);
-      state.mode = st.st_mode;
-      state.uid = st.st_uid;
-      state.gid = st.st_gid;
-      state.ino = st.st_ino;
+      state = eventStatOf(st);
       stat = &state;
     }
   }

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <sys/inotify.h>
+#include <sys/stat.h>
 
 #include <cstdint>
 #include <string>
@@ -44,6 +45,18 @@ struct EventStat {
   uint64_t ino = 0;
   bool operator==(const EventStat&) const = default;
 };
+
+inline EventStat eventStatOf(const struct stat& st) {
+  EventStat out;
+  out.size = static_cast<uint64_t>(st.st_size);
+  out.mtimeSec = st.st_mtim.tv_sec;
+  out.mtimeNsec = static_cast<uint32_t>(st.st_mtim.tv_nsec);
+  out.mode = st.st_mode;
+  out.uid = st.st_uid;
+  out.gid = st.st_gid;
+  out.ino = st.st_ino;
+  return out;
+}
 
 struct Event {
   uint32_t watch = 0;   // subscription / watch id

@@ -212,18 +212,6 @@ void Session::onDeclare(const proto::Declare& declare) {
 
 namespace {
 
-EventStat toEventStat(const struct stat& st) {
-  EventStat out;
-  out.size = static_cast<uint64_t>(st.st_size);
-  out.mtimeSec = st.st_mtim.tv_sec;
-  out.mtimeNsec = static_cast<uint32_t>(st.st_mtim.tv_nsec);
-  out.mode = st.st_mode;
-  out.uid = st.st_uid;
-  out.gid = st.st_gid;
-  out.ino = st.st_ino;
-  return out;
-}
-
 // Lists dirFd's entries (relative directory `dir`), then descends into
 // subdirectories when recursive. Symbolic links are never followed; a
 // directory that vanishes meanwhile is skipped (its DELETE is on the way).
@@ -241,7 +229,7 @@ void walkTree(int dirFd, const std::string& dir, bool recursive, const std::func
     struct stat st;
     if (::fstatat(::dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
     entry.name = e->d_name;
-    entry.stat = toEventStat(st);
+    entry.stat = eventStatOf(st);
     add(entry);
     if (recursive && S_ISDIR(st.st_mode)) subdirs.emplace_back(e->d_name);
   }
@@ -319,7 +307,7 @@ void Session::attachStat(const std::string& root, std::string_view dir, std::str
   if (!name.empty()) statPath_.append("/").append(name);
   struct stat st;
   scratch_.hasStat = ::fstatat(AT_FDCWD, statPath_.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
-  if (scratch_.hasStat) scratch_.stat = toEventStat(st);
+  if (scratch_.hasStat) scratch_.stat = eventStatOf(st);
 }
 
 void Session::queueEvent(SubscriptionId watch, uint32_t mask, uint32_t cookie, std::string_view dir,
