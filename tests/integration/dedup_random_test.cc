@@ -514,12 +514,14 @@ class DedupModeTest : public DedupRandomTest, public ::testing::WithParamInterfa
 // The oracle's own noise: the kernel hands an event to each inotify instance
 // in turn, so two processes acting on one name in the same microsecond can be
 // queued in one order for rnotifyd's instance and in the other for
-// inotifywait's. Measured: 0 differences in most 20k-operation runs, one now
+// inotifywait's. Measured: 0 differences in most 20k-operation runs, 1-3 now
 // and then, even with de-duplication off (A's REMOTE events alone against
-// the oracle). RNOTIFY_DEDUP_TOLERANCE=0 makes every run strict.
+// the oracle; one swap counts as 2 misordered, or 1 missing + 1 misordered).
+// Real de-duplication faults have shown as 5 to thousands per run.
+// RNOTIFY_DEDUP_TOLERANCE=0 makes every run strict.
 size_t tolerance() {
   const char* env = std::getenv("RNOTIFY_DEDUP_TOLERANCE");
-  return env != nullptr ? std::strtoul(env, nullptr, 10) : 2;
+  return env != nullptr ? std::strtoul(env, nullptr, 10) : 4;
 }
 
 TEST_P(DedupModeTest, EveryChangeIsReportedOnceAndInOrder) {

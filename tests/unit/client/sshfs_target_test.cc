@@ -18,6 +18,7 @@ constexpr const char* kCiphers = "-oCiphers=^aes128-gcm@openssh.com,aes256-gcm@o
 // ...and notices a dead network path by itself.
 constexpr const char* kAlive = "-oServerAliveInterval=15";
 constexpr const char* kAliveCount = "-oServerAliveCountMax=3";
+constexpr const char* kConnectTimeout = "-oConnectTimeout=5";
 
 TEST(ParseSshArgv, ObservedSshfsCommandLine) {
   Result<SshTarget> target = parseSshArgv(fixtures::kSshArgv);
@@ -126,7 +127,7 @@ TEST(AgentArgv, ObservedTargetGetsBatchModeAndCommand) {
   EXPECT_EQ(agentArgv(*target, "rnotifyd --stdio"),
             (Argv{"ssh", "-oPort=22417", "-F/tmp/mr-sshd.MMtw/ssh_config", "-oIdentityFile=/tmp/mr-sshd.MMtw/user_key",
                   "-oStrictHostKeyChecking=no", "-oUserKnownHostsFile=/dev/null", "-2", "-T", "-oBatchMode=yes",
-                  "-oClearAllForwardings=yes", "-x", "-a", kCiphers, kAlive, kAliveCount, "root@127.0.0.1", "--",
+                  "-oClearAllForwardings=yes", "-x", "-a", kCiphers, kAlive, kAliveCount, kConnectTimeout, "root@127.0.0.1", "--",
                   "rnotifyd", "--stdio"}));
 }
 
@@ -151,13 +152,21 @@ TEST(AgentArgv, TheMountsOwnKeepaliveIsKept) {
   EXPECT_EQ(std::count(argv.begin(), argv.end(), std::string("-oServerAliveInterval=60")), 1);
 }
 
+TEST(AgentArgv, TheMountsOwnConnectTimeoutIsKept) {
+  SshTarget target;
+  target.destination = "h";
+  target.sshOptions = {"-oConnectTimeout=30"};
+  Argv argv = agentArgv(target, "rnotifyd --stdio");
+  EXPECT_EQ(std::count(argv.begin(), argv.end(), std::string(kConnectTimeout)), 0);
+}
+
 TEST(AgentArgv, UserBatchModeCannotReenablePrompts) {
   SshTarget target;
   target.destination = "h";
   target.sshOptions = {"-o", "BatchMode=no", "-obatchmode no", "-F", "cfg", "-X"};
   EXPECT_EQ(agentArgv(target, "  /opt/rnotifyd   --stdio "),
             (Argv{"ssh", "-F", "cfg", "-X", "-T", "-oBatchMode=yes", "-oClearAllForwardings=yes", "-x", "-a", kCiphers,
-                  kAlive, kAliveCount, "h", "--", "/opt/rnotifyd", "--stdio"}));
+                  kAlive, kAliveCount, kConnectTimeout, "h", "--", "/opt/rnotifyd", "--stdio"}));
 }
 
 TEST(ServerPath, JoinsRemoteDirAndRelative) {
