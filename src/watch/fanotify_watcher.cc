@@ -50,15 +50,7 @@ std::string parentOf(const std::string& path) {
 // while ".." stays on the same mount. Opened before the mark exists, so that
 // its open goes unreported.
 UniqueFd openMountRoot(int dirFd, int mountId) {
-  UniqueFd current(::openat(dirFd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC));
-  while (current) {
-    UniqueFd up(::openat(current.get(), "..", O_PATH | O_DIRECTORY | O_CLOEXEC));
-    struct stat here, there;
-    if (!up || ::fstat(current.get(), &here) != 0 || ::fstat(up.get(), &there) != 0) break;
-    if (here.st_dev == there.st_dev && here.st_ino == there.st_ino) break;  // "/" (or a chroot's root)
-    if (here.st_dev != there.st_dev || mountIdOf(up.get()) != mountId) break;
-    current = std::move(up);
-  }
+  UniqueFd current = openMountRootPath(dirFd, mountId);
   if (!current) return current;
   return UniqueFd(::openat(current.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
 }

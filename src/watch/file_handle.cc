@@ -42,8 +42,7 @@ UniqueFd openHandle(int mountFd, std::string_view key) {
   return UniqueFd(::open_by_handle_at(mountFd, reinterpret_cast<struct file_handle*>(storage), O_PATH | O_CLOEXEC));
 }
 
-std::string mountRootOf(int dirFd) {
-  const int mountId = mountIdOf(dirFd);
+UniqueFd openMountRootPath(int dirFd, int mountId) {
   UniqueFd current(::openat(dirFd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC));
   while (current) {
     UniqueFd up(::openat(current.get(), "..", O_PATH | O_DIRECTORY | O_CLOEXEC));
@@ -53,7 +52,12 @@ std::string mountRootOf(int dirFd) {
     if (here.st_dev != there.st_dev || mountIdOf(up.get()) != mountId) break;
     current = std::move(up);
   }
-  return current ? pathOfFd(current.get()) : std::string();
+  return current;
+}
+
+std::string mountRootOf(int dirFd) {
+  UniqueFd root = openMountRootPath(dirFd, mountIdOf(dirFd));
+  return root ? pathOfFd(root.get()) : std::string();
 }
 
 int pathOfHandle(int mountFd, std::string_view key, std::string* path) {

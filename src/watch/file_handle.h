@@ -32,6 +32,9 @@ UniqueFd openHandle(int mountFd, std::string_view key);
 // The path of the root of the mount that the directory open on dirFd is on,
 // as this process sees it; "" if unknown. Walks up with O_PATH: no events.
 std::string mountRootOf(int dirFd);
+// An O_PATH descriptor of the root of the mount (mountId) that holds dirFd,
+// found by walking ".." while it stays on that mount; invalid on failure.
+UniqueFd openMountRootPath(int dirFd, int mountId);
 
 // The mount id (as in /proc/self/mountinfo) of the object open on fd; -1 if
 // its filesystem cannot encode handles.
