@@ -164,6 +164,8 @@ Status Client::attachRemote(Watch& watch, Connection& connection, std::string* n
     });
   }
   dedup_->setStrategy(watch.wd, strategy);
+  watch.strategy = strategy;
+  watch.lastSeq = 0;
   watch.source = connection.description() + " + local inotify, " + Dedup::name(strategy);
   byRemote_[{watch.remote, watch.remoteId}] = watch.wd;
   return {};
@@ -271,6 +273,24 @@ void Client::retryConnections() {
     }
     retries_.erase(key);
     log::warn("{}: connected again; restoring its watches", (*connection)->description());
+    // Watches the server resumed: the events it replays follow.
+    if (auto resumed = resumed_.find(*connection); resumed != resumed_.end()) {
+      for (auto& [wd, watch] : watches_) {
+        if (!watch.waitingForServer || watch.connectionKey != key || !resumed->second.count(watch.remoteId)) continue;
+        watch.remote = *connection;
+        watch.waitingForServer = false;
+        byRemote_[{watch.remote, watch.remoteId}] = wd;
+        if (dedup_) dedup_->setStrategy(wd, watch.strategy);
+        watch.source = (*connection)->description() + " + local inotify, " + Dedup::name(watch.strategy);
+        push(watch, kInRestored | kInRemote, 0, 0, {}, {});
+      }
+      resumed_.erase(resumed);
+      (*connection)->releaseDeferred();
+      if (!(*connection)->alive()) {
+        connectionLost(**connection);
+        continue;
+      }
+    }
     std::vector<int> waiting;
     for (auto& [wd, watch] : watches_) {
       if (watch.waitingForServer && watch.connectionKey == key) waiting.push_back(wd);
@@ -367,12 +387,14 @@ Result<Connection*> Client::connect(const std::string& key,
     if (it->second->alive()) return it->second.get();
     ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, it->second->readFd(), nullptr);
     declared_.erase(it->second.get());
+    resumed_.erase(it->second.get());
     connections_.erase(it);
   }
   openers_[key] = open;
   auto opened = open(timeoutMs > 0 ? timeoutMs : connectTimeoutMs());
   if (!opened) return opened.error();
   Connection* connection = opened->get();
+  if (Status attached = attachSession(key, *connection); !attached) return attached.error();
   connection->setEventsHandler([this](Connection& c, proto::Events& events) { onRemoteEvents(c, events); });
   epoll_event ev{};
   ev.events = EPOLLIN;
@@ -380,6 +402,48 @@ Result<Connection*> Client::connect(const std::string& key,
   if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, connection->readFd(), &ev) != 0) return lastError("epoll_ctl");
   connections_.emplace(key, std::move(*opened));
   return connection;
+}
+
+Status Client::attachSession(const std::string& key, Connection& connection) {
+  if (!(connection.welcome().capabilities & proto::kCapResume)) return {};
+  Ticket& ticket = tickets_[key];
+  if (ticket.token[0] == 0 && ticket.token[1] == 0) {
+    std::random_device random;
+    for (uint64_t& half : ticket.token) half = (uint64_t{random()} << 32) | random() | 1;
+  }
+  proto::Attach attach;
+  attach.token[0] = ticket.token[0];
+  attach.token[1] = ticket.token[1];
+  if (ticket.instanceId != 0) {
+    attach.instanceId = ticket.instanceId;
+    for (const auto& [wd, watch] : watches_) {
+      if (watch.waitingForServer && watch.connectionKey == key && watch.remoteId != 0) {
+        attach.positions.push_back({watch.remoteId, watch.lastSeq});
+      }
+    }
+    if (attach.positions.empty()) attach.instanceId = 0;
+  }
+  auto reply = connection.attach(attach, connectTimeoutMs());
+  if (!reply) return reply.error();
+  ticket.instanceId = connection.welcome().instanceId;
+  if (reply->status == EEXIST) {
+    // Another session holds this token (a second handle after a restart of
+    // this one is impossible; be safe): start afresh with a new token.
+    ticket = Ticket{};
+    return attachSession(key, connection);
+  }
+  if (attach.instanceId != 0 && reply->status == 0) {
+    std::set<uint32_t>& ids = resumed_[&connection];
+    for (const proto::WatchPosition& p : attach.positions) {
+      ids.insert(p.watchId);
+      connection.setReceived(p.watchId, p.seq);
+    }
+    log::info("{}: {}; what happened meanwhile is replayed", connection.description(), reply->message);
+  } else {
+    if (attach.instanceId != 0) log::info("{}: cannot resume: {}", connection.description(), reply->message);
+    connection.releaseDeferred();
+  }
+  return {};
 }
 
 Status Client::removeWatch(int wd) {
@@ -530,6 +594,7 @@ void Client::onRemoteEvents(Connection& connection, proto::Events& events) {
     auto it = byRemote_.find({&connection, event.watch});
     if (it == byRemote_.end()) continue;  // a watch removed while its events were on the way
     Watch& watch = watches_.at(it->second);
+    watch.lastSeq = event.seq;
     if ((event.mask & IN_IGNORED) && event.dir.empty()) {
       byRemote_.erase(it);
       watch.remote = nullptr;

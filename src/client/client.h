@@ -10,6 +10,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 
 #include "client/config.h"
@@ -69,6 +70,8 @@ class Client final : public EventSink {
     bool resyncWanted = false;
     bool afterListing = false;  // handing over the events that came after a listing
     bool untilListing = false;  // reconnected: the coming listing stands for the events before it
+    Dedup::Strategy strategy = Dedup::Strategy::kNone;
+    uint64_t lastSeq = 0;  // of the server's events, for resuming after a reconnection
   };
   // What a connection has been told about this host (proto::Declare).
   struct Declared {
@@ -129,6 +132,15 @@ class Client final : public EventSink {
     std::chrono::steady_clock::time_point due;
   };
   std::map<std::string, Retry> retries_;  // lost connections waiting to be opened again
+  // Each connection's session on its server (proto::Attach), so that after a
+  // reconnection the server replays what was missed instead of a re-read.
+  struct Ticket {
+    uint64_t token[2] = {0, 0};
+    uint64_t instanceId = 0;  // of the server the session was made with
+  };
+  std::map<std::string, Ticket> tickets_;
+  std::map<Connection*, std::set<uint32_t>> resumed_;  // watch ids the server resumed
+  Status attachSession(const std::string& key, Connection& connection);
   uint32_t nextCookie_ = 0x40000000;      // for synthesized moves; far from the kernels' numbers
   int nextWd_ = 1;
 };

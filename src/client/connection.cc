@@ -120,6 +120,11 @@ Result<std::unique_ptr<Connection>> Connection::overSocket(const std::string& en
   return c;
 }
 
+Connection::~Connection() {
+  // Leaving on purpose: the server need not keep anything for a comeback.
+  if (alive_ && welcomed_) (void)send(proto::Fatal{0, "the client closed the connection"});
+}
+
 int Connection::readFd() const { return agent_ ? agent_->output() : socket_.get(); }
 
 Status Connection::send(const proto::Message& message) {
@@ -144,7 +149,7 @@ Status Connection::handshake(int timeoutMs) {
   char host[256] = "";
   ::gethostname(host, sizeof host - 1);
   hello.clientName = std::string("rnotify " RNOTIFY_VERSION " on ") + host;
-  hello.capabilities = proto::kCapOrigin | proto::kCapStat | proto::kCapResync;
+  hello.capabilities = proto::kCapOrigin | proto::kCapStat | proto::kCapResync | proto::kCapResume;
   if (Status s = send(hello); !s) return s;
   auto deadline = Clock::now() + std::chrono::milliseconds(timeoutMs);
   while (!welcomed_) {
@@ -204,7 +209,10 @@ bool Connection::pump() {
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno == EAGAIN) return true;
+    if (n < 0 && errno == EAGAIN) {
+      acknowledge(false);
+      return alive_;
+    }
     if (n == 0) {
       if (agent_ && !welcomed_) {
         fail(explainAgentExit());
@@ -228,7 +236,12 @@ bool Connection::pump() {
 
 void Connection::handle(proto::Message& message) {
   if (auto* events = std::get_if<proto::Events>(&message)) {
-    if (listingStarted_) {
+    for (const Event& event : events->events) {
+      received_[event.watch] = event.seq;
+      unacked_[event.watch] = event.seq;
+    }
+    unackedEvents_ += events->events.size();
+    if (listingStarted_ || holding_) {
       // After the listing: the caller applies these once it has taken the
       // listing in, not to the state the listing replaces.
       deferred_.push_back(std::move(*events));
@@ -267,6 +280,7 @@ uint32_t Connection::assignRequestId(proto::Message& message) {
   if (auto* u = std::get_if<proto::Unwatch>(&message)) u->requestId = id;
   if (auto* d = std::get_if<proto::Declare>(&message)) d->requestId = id;
   if (auto* p = std::get_if<proto::Snapshot>(&message)) p->requestId = id;
+  if (auto* a = std::get_if<proto::Attach>(&message)) a->requestId = id;
   return id;
 }
 
@@ -289,7 +303,27 @@ Result<std::vector<proto::TreeEntry>> Connection::snapshot(uint32_t watchId, int
   return entries;
 }
 
+void Connection::acknowledge(bool force) {
+  // Acknowledgements let the server drop what it kept for a replay; one small
+  // frame per 256 events, or per second of trickle, is enough for that.
+  if (!(welcome_.capabilities & proto::kCapResume) || unacked_.empty() || !alive_) return;
+  auto now = Clock::now();
+  if (!force && unackedEvents_ < 256 && now - lastAck_ < std::chrono::seconds(1)) return;
+  proto::Ack ack;
+  for (const auto& [watch, seq] : unacked_) ack.positions.push_back({watch, seq});
+  unacked_.clear();
+  unackedEvents_ = 0;
+  lastAck_ = now;
+  (void)send(ack);  // a failure marks the connection dead
+}
+
+Result<proto::Reply> Connection::attach(const proto::Attach& attach, int timeoutMs) {
+  holding_ = true;
+  return request(attach, timeoutMs);
+}
+
 void Connection::releaseDeferred() {
+  holding_ = false;
   while (!deferred_.empty()) {
     proto::Events events = std::move(deferred_.front());
     deferred_.pop_front();

@@ -5,6 +5,7 @@
 // the events handler when the owner pumps the connection.
 #pragma once
 
+#include <chrono>
 #include <deque>
 #include <functional>
 #include <map>
@@ -32,7 +33,23 @@ class Connection {
   // endpoint: "unix:PATH" or "tcp:HOST:PORT".
   static Result<std::unique_ptr<Connection>> overSocket(const std::string& endpoint, int timeoutMs);
 
+  ~Connection();
+
   void setEventsHandler(EventsHandler handler) { onEvents_ = std::move(handler); }
+  // Names this client's session (proto::Attach, capability resume): a new
+  // one, or after a reconnection the one to resume. Events that arrive after
+  // it (a replay) are held until releaseDeferred().
+  Result<proto::Reply> attach(const proto::Attach& attach, int timeoutMs);
+  // The last event received for a watch (0: none), for a later Attach.
+  uint64_t received(uint32_t watchId) const {
+    auto it = received_.find(watchId);
+    return it == received_.end() ? 0 : it->second;
+  }
+  // Gives the connection up without telling the server (as a broken link
+  // would): the server keeps the session for a comeback.
+  void drop(Error why) { fail(std::move(why)); }
+  // A resumed watch: where the previous connection left it.
+  void setReceived(uint32_t watchId, uint64_t seq) { received_[watchId] = seq; }
   int readFd() const;
   const std::string& description() const { return description_; }
   bool alive() const { return alive_; }
@@ -61,6 +78,7 @@ class Connection {
   void fail(Error error);
   void handle(proto::Message& message);
   uint32_t assignRequestId(proto::Message& message);
+  void acknowledge(bool force);
   Error explainAgentExit();
 
   std::optional<AgentProcess> agent_;
@@ -81,6 +99,11 @@ class Connection {
   bool listingStarted_ = false;  // its Entries or Reply arrived: later events are deferred
   std::deque<proto::Events> deferred_;
   std::vector<uint32_t> unwanted_;  // requests whose replies nobody waits for
+  bool holding_ = false;            // after an Attach: events wait for releaseDeferred()
+  std::map<uint32_t, uint64_t> received_;  // per watch, the last seq received
+  std::map<uint32_t, uint64_t> unacked_;   // ... of those not acknowledged yet
+  size_t unackedEvents_ = 0;
+  std::chrono::steady_clock::time_point lastAck_{};
 };
 
 }  // namespace rnotify

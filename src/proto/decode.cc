@@ -114,6 +114,44 @@ Result<Message> decodeSnapshot(std::string_view payload) {
   return finish(r, m);
 }
 
+// (u32 watchId, u64 seq) x count, count a u32 that must fit the payload.
+void decodePositions(WireReader& r, std::vector<WatchPosition>& out) {
+  uint32_t count = r.get<uint32_t>("count");
+  if (r.ok() && count > kMaxPositions) {
+    r.fail("count " + std::to_string(count) + " is above the limit of " + std::to_string(kMaxPositions));
+  }
+  if (r.ok() && count > r.remaining() / 12) {
+    r.fail("count " + std::to_string(count) + " cannot fit in " + std::to_string(r.remaining()) + " bytes");
+  }
+  if (!r.ok()) return;
+  out.reserve(count);
+  for (uint32_t i = 0; i < count && r.ok(); ++i) {
+    WatchPosition& p = out.emplace_back();
+    p.watchId = r.get<uint32_t>("watchId");
+    p.seq = r.get<uint64_t>("seq");
+  }
+}
+
+Result<Message> decodeAttach(std::string_view payload) {
+  WireReader r(payload, "Attach");
+  Attach m;
+  m.requestId = r.get<uint32_t>("requestId");
+  m.token[0] = r.get<uint64_t>("token");
+  m.token[1] = r.get<uint64_t>("token");
+  m.instanceId = r.get<uint64_t>("instanceId");
+  if (r.ok() && m.token[0] == 0 && m.token[1] == 0) r.fail("the token is zero");
+  decodePositions(r, m.positions);
+  if (r.ok() && m.instanceId == 0 && !m.positions.empty()) r.fail("positions without an instanceId");
+  return finish(r, std::move(m));
+}
+
+Result<Message> decodeAck(std::string_view payload) {
+  WireReader r(payload, "Ack");
+  Ack m;
+  decodePositions(r, m.positions);
+  return finish(r, std::move(m));
+}
+
 void decodeStat(WireReader& r, EventStat& st) {
   st.size = r.get<uint64_t>("size");
   st.mtimeSec = r.get<int64_t>("mtimeSec");
@@ -244,6 +282,10 @@ Result<Message> decode(Type type, std::string_view payload) {
       return decodeSnapshot(payload);
     case Type::kEntries:
       return decodeEntries(payload);
+    case Type::kAttach:
+      return decodeAttach(payload);
+    case Type::kAck:
+      return decodeAck(payload);
     case Type::kEvents:
       return decodeEvents(payload);
     case Type::kPing:

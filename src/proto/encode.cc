@@ -84,6 +84,22 @@ struct PayloadWriter {
     put<uint32_t>(out, static_cast<uint32_t>(m.events.size()));
     for (const Event& ev : m.events) appendEvent(out, ev);
   }
+  void putPositions(const std::vector<WatchPosition>& positions) {
+    size_t n = std::min(positions.size(), kMaxPositions + 1);
+    put<uint32_t>(out, static_cast<uint32_t>(n));
+    for (size_t i = 0; i < n; ++i) {
+      put<uint32_t>(out, positions[i].watchId);
+      put<uint64_t>(out, positions[i].seq);
+    }
+  }
+  void operator()(const Attach& m) {
+    put<uint32_t>(out, m.requestId);
+    put<uint64_t>(out, m.token[0]);
+    put<uint64_t>(out, m.token[1]);
+    put<uint64_t>(out, m.instanceId);
+    putPositions(m.positions);
+  }
+  void operator()(const Ack& m) { putPositions(m.positions); }
   void operator()(const Ping& m) { put<uint64_t>(out, m.token); }
   void operator()(const Pong& m) { put<uint64_t>(out, m.token); }
   void operator()(const Fatal& m) {
@@ -110,6 +126,8 @@ Type typeOf(const Message& msg) {
         if constexpr (std::is_same_v<T, Ping>) return Type::kPing;
         if constexpr (std::is_same_v<T, Pong>) return Type::kPong;
         if constexpr (std::is_same_v<T, Fatal>) return Type::kFatal;
+        if constexpr (std::is_same_v<T, Attach>) return Type::kAttach;
+        if constexpr (std::is_same_v<T, Ack>) return Type::kAck;
       },
       msg);
 }
@@ -130,6 +148,10 @@ const char* typeName(Type type) {
       return "Declare";
     case Type::kSnapshot:
       return "Snapshot";
+    case Type::kAttach:
+      return "Attach";
+    case Type::kAck:
+      return "Ack";
     case Type::kEntries:
       return "Entries";
     case Type::kEvents:

@@ -26,6 +26,8 @@ bool isKnownType(uint8_t type) {
     case Type::kReply:
     case Type::kDeclare:
     case Type::kSnapshot:
+    case Type::kAttach:
+    case Type::kAck:
     case Type::kEntries:
     case Type::kEvents:
     case Type::kPing:

@@ -24,7 +24,7 @@ inline constexpr size_t kMaxPath = 4096;  // PATH_MAX
 // events (a backend that reports pids, and the privilege to read /proc of
 // other users' processes).
 enum Capability : uint64_t {
-  kCapResume = 1u << 0,  // resume from a sequence number after reconnecting (reserved)
+  kCapResume = 1u << 0,  // Attach/Ack: after a reconnection the server replays what the client missed
   kCapOrigin = 1u << 1,  // Declare; events tagged with who caused them
   kCapStat = 1u << 2,    // events carry size, mtime, mode, owner on request
   kCapResync = 1u << 3,  // Snapshot/Entries: the client can re-read a watched tree after a gap
@@ -41,6 +41,8 @@ enum class Type : uint8_t {
   kReply = 0x12,
   kDeclare = 0x13,
   kSnapshot = 0x14,
+  kAttach = 0x15,
+  kAck = 0x16,
   kEvents = 0x20,
   kEntries = 0x21,
   kPing = 0x30,
@@ -126,6 +128,34 @@ struct Entries {  // server -> client, part of the answer to a Snapshot
   std::vector<TreeEntry> entries;
 };
 
+// Where a client stands in one watch's sequence of events.
+struct WatchPosition {
+  uint32_t watchId = 0;
+  uint64_t seq = 0;  // the last event of that watch the client received
+};
+inline constexpr size_t kMaxPositions = 65536;  // in one Attach or Ack
+
+// client -> server, with kCapResume, before any Watch: names the client's
+// session so that it can be resumed. A new session: instanceId 0 and no
+// positions. After a reconnection: the token of the session, the server
+// instance it was made with, and the last sequence number of each watch; the
+// server takes the session's watches over (same ids) and replays each watch's
+// events after that number, or sends IN_Q_OVERFLOW on the watches whose
+// events it no longer has. Answered by Reply (status 0; ESTALE: the server
+// restarted; ENOENT: no such session any more, e.g. it expired).
+struct Attach {
+  uint32_t requestId = 0;
+  uint64_t token[2] = {0, 0};  // 128 random bits chosen by the client, not all zero
+  uint64_t instanceId = 0;     // 0 for a new session
+  std::vector<WatchPosition> positions;
+};
+
+// client -> server, with kCapResume: the client has received these events,
+// so the server need not keep them for a replay.
+struct Ack {
+  std::vector<WatchPosition> positions;
+};
+
 struct Ping {
   uint64_t token = 0;
 };
@@ -139,6 +169,6 @@ struct Fatal {  // either direction, then the sender closes
 };
 
 using Message =
-    std::variant<Hello, Welcome, Watch, Unwatch, Reply, Declare, Snapshot, Events, Entries, Ping, Pong, Fatal>;
+    std::variant<Hello, Welcome, Watch, Unwatch, Reply, Declare, Snapshot, Events, Entries, Ping, Pong, Fatal, Attach, Ack>;
 
 }  // namespace rnotify::proto

@@ -63,6 +63,14 @@ Status validate(const Message& msg) {
             if (origin.size() > kMaxOriginText) return check("Declare", "an origin over 255 bytes");
           }
           return {};
+        } else if constexpr (std::is_same_v<T, Attach>) {
+          if (m.token[0] == 0 && m.token[1] == 0) return check("Attach", "a zero token");
+          if (m.positions.size() > kMaxPositions) return check("Attach", "too many positions");
+          if (m.instanceId == 0 && !m.positions.empty()) return check("Attach", "positions without an instanceId");
+          return {};
+        } else if constexpr (std::is_same_v<T, Ack>) {
+          if (m.positions.size() > kMaxPositions) return check("Ack", "too many positions");
+          return {};
         } else if constexpr (std::is_same_v<T, Entries>) {
           for (const TreeEntry& e : m.entries) {
             if (Status s = checkPath("Entries", "dir", e.dir, kMaxPath); !s) return s;

@@ -51,6 +51,8 @@ int run(const Options& options) {
     return kExitFailure;
   }
   log::info("watching with {}", (*server)->backendName());
+  // A client can come back only to a server that outlives its connection.
+  (*server)->setResumable(!options.listen.empty());
 
   std::vector<std::unique_ptr<Listener>> listeners;
   for (const std::string& text : options.listen) {
@@ -136,6 +138,16 @@ int main(int argc, char** argv) {
                  "Bytes queued for a client that does not read before its events are dropped; it is then told "
                  "which watches lost events (Q_OVERFLOW) and re-reads them")
       ->check(CLI::Range(size_t{64} << 10, size_t{1} << 34))
+      ->capture_default_str();
+  app.add_option("--journal-events", options.limits.journalRecords,
+                 "Events kept per client until it acknowledges them, so that a client whose connection broke "
+                 "gets what it missed when it comes back (0: none; it then re-reads its watched trees)")
+      ->capture_default_str();
+  app.add_option("--journal-bytes", options.limits.journalBytes, "The same bound in bytes")
+      ->capture_default_str();
+  app.add_option("--resume-grace", options.limits.resumeGraceSeconds,
+                 "Seconds the watches of a lost client connection are kept, waiting for it to come back")
+      ->check(CLI::Range(0, 86400))
       ->capture_default_str();
   try {
     app.parse(argc, argv);

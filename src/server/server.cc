@@ -83,6 +83,10 @@ void Server::unwatch(SubscriptionId id) {
 
 void Server::sessionClosed(Session& session) {
   std::erase(dirty_, &session);
+  if (session.attached()) {
+    auto it = byToken_.find(session.token());
+    if (it != byToken_.end() && it->second == &session) byToken_.erase(it);
+  }
   // Destroy it once the current handler is done with it.
   asio::post(io_, [this, self = session.shared_from_this()] {
     sessions_.erase(self);

@@ -8,6 +8,7 @@
 #include <asio.hpp>
 #include <cstdint>
 #include <memory>
+#include <map>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -25,6 +26,11 @@ struct ServerLimits {
   uint32_t maxFrame = proto::kDefaultMaxFrame;
   size_t maxQueuedBytesPerClient = 64u << 20;  // a client this far behind is disconnected
   int handshakeTimeoutSeconds = 10;
+  // Resume (proto::kCapResume): events kept per session for a replay, and how
+  // long the watches of a lost connection wait for their client.
+  size_t journalRecords = 65536;
+  size_t journalBytes = 16u << 20;
+  int resumeGraceSeconds = 120;
 };
 
 class Server final : public EventSink {
@@ -48,6 +54,19 @@ class Server final : public EventSink {
   void unwatch(SubscriptionId id);
   void sessionClosed(Session& session);
   void markDirty(Session& session) { dirty_.push_back(&session); }
+  // Resume: whether a client can come back to this server (it listens, or
+  // takes connections handed over by ssh agents), and the sessions by token.
+  bool resumable() const { return resumable_; }
+  void setResumable(bool resumable) { resumable_ = resumable; }
+  Session* sessionByToken(std::pair<uint64_t, uint64_t> token) const {
+    auto it = byToken_.find(token);
+    return it == byToken_.end() ? nullptr : it->second;
+  }
+  void registerToken(Session& session) { byToken_[session.token()] = &session; }
+  // Routes a subscription's events to another session (a resumed one).
+  void retarget(SubscriptionId id, Session& session) {
+    if (auto it = subscriptions_.find(id); it != subscriptions_.end()) it->second = &session;
+  }
   // Reads what the kernel has queued now (a Snapshot does, right after its
   // walk, so that every event from before the walk's end precedes its Reply).
   void drainKernel() {
@@ -85,6 +104,8 @@ class Server final : public EventSink {
   std::unordered_map<SubscriptionId, Session*> subscriptions_;  // the SubscriptionRegistry
   std::set<std::shared_ptr<Session>> sessions_;
   std::vector<Session*> dirty_;
+  std::map<std::pair<uint64_t, uint64_t>, Session*> byToken_;
+  bool resumable_ = false;
   std::function<void()> onIdle_;
   uint64_t instanceId_ = 0;
   uint64_t nextSessionId_ = 1;

@@ -29,7 +29,8 @@ Session::Session(Server& server, std::unique_ptr<Transport> transport, uint64_t 
       id_(id),
       description_("client " + std::to_string(id) + " (" + transport_->describe() + ")"),
       reader_(proto::kMinMaxFrame),  // a Hello must fit in 4 KiB; the full limit applies after it
-      handshakeTimer_(server.io()) {}
+      handshakeTimer_(server.io()),
+      graceTimer_(server.io()) {}
 
 Session::~Session() = default;
 
@@ -44,15 +45,15 @@ void Session::start() {
 
 void Session::readMore() {
   transport_->asyncReadSome(asio::buffer(readBuffer_), [self = shared_from_this()](std::error_code ec, size_t n) {
-    if (self->closed_) return;
+    if (self->closed_ || self->parked_) return;
     if (ec) {
       if (self->reader_.pending() > 0) {
         log::warn("{}: connection ended in the middle of a frame ({} bytes unread)", self->description_,
                   self->reader_.pending());
-      } else if (ec != asio::error::eof) {
+      } else if (ec != asio::error::eof && ec != asio::error::operation_aborted) {
         log::info("{}: read failed: {}", self->description_, ec.message());
       }
-      self->close();
+      if (!self->parked_) self->lost();
       return;
     }
     self->onBytes(n);
@@ -93,12 +94,17 @@ void Session::handle(proto::Message& message) {
           onDeclare(m);
         } else if constexpr (std::is_same_v<T, proto::Snapshot>) {
           onSnapshot(m);
+        } else if constexpr (std::is_same_v<T, proto::Attach>) {
+          onAttach(m);
+        } else if constexpr (std::is_same_v<T, proto::Ack>) {
+          onAck(m);
         } else if constexpr (std::is_same_v<T, proto::Ping>) {
           send(proto::Pong{m.token});
         } else if constexpr (std::is_same_v<T, proto::Pong>) {
           // Keepalive answer; receiving it was the point.
         } else if constexpr (std::is_same_v<T, proto::Fatal>) {
-          log::warn("{}: client reported an error: {}", description_, m.message);
+          // Code 0: the client is leaving on purpose (nothing to keep for it).
+          if (m.code != 0) log::warn("{}: client reported an error: {}", description_, m.message);
           close();
         } else {
           log::warn("{}: sent a frame only a server may send", description_);
@@ -126,8 +132,9 @@ void Session::onHello(const proto::Hello& hello) {
   log::info("{}: handshake from '{}'", description_, hello.clientName);
   proto::Welcome welcome;
   welcome.version = std::min(hello.maxVersion, proto::kVersion);
-  uint64_t offered =
-      proto::kCapStat | proto::kCapResync | (server_.offersAttribution() ? uint64_t{proto::kCapOrigin} : 0);
+  uint64_t offered = proto::kCapStat | proto::kCapResync |
+                     (server_.offersAttribution() ? uint64_t{proto::kCapOrigin} : 0) |
+                     (server_.resumable() ? uint64_t{proto::kCapResume} : 0);
   capabilities_ = hello.capabilities & offered;
   welcome.capabilities = capabilities_;
   welcome.instanceId = server_.instanceId();
@@ -189,6 +196,7 @@ void Session::onUnwatch(const proto::Unwatch& unwatch) {
     reply.message = "no such watch";
   } else {
     server_.unwatch(unwatch.watchId);
+    if (journal_) journal_->forget(unwatch.watchId);
     reply.watchId = unwatch.watchId;
   }
   send(reply);
@@ -341,8 +349,10 @@ void Session::queueEvent(SubscriptionId watch, uint32_t mask, uint32_t cookie, s
   scratch_.cookie = cookie;
   scratch_.dir.assign(dir);
   scratch_.name.assign(name);
+  const size_t recordStart = pending_.size();
   proto::appendEvent(pending_, scratch_);
   ++batchCount_;
+  if (journal_) journal_->append(watch, scratch_.seq, std::string_view(pending_).substr(recordStart));
   if ((mask & IN_IGNORED) && dir.empty()) watches_.erase(it);
   if (pending_.size() - batchStart_ + kRecordReserve > server_.limits().maxFrame) {
     closeBatch();
@@ -375,6 +385,10 @@ void Session::closeBatch() {
 void Session::flush() {
   if (closed_) return;
   closeBatch();
+  if (parked_) {
+    pending_.clear();  // nobody to send to; the journal has the events
+    return;
+  }
   if (!shedding_ && pending_.size() > server_.limits().maxQueuedBytesPerClient) {
     // Never block the loop and never grow without bound: drop this client's
     // events from here on and tell it which watches lost some once it has
@@ -394,17 +408,18 @@ void Session::send(const proto::Message& message) {
 }
 
 void Session::startWrite() {
-  if (writeInFlight_ || batchOpen_ || pending_.empty()) return;
+  if (writeInFlight_ || batchOpen_ || pending_.empty() || parked_) return;
   writing_.swap(pending_);
   pending_.clear();
   writeInFlight_ = true;
   transport_->asyncWrite(asio::buffer(writing_), [self = shared_from_this()](std::error_code ec, size_t) {
     self->writeInFlight_ = false;
     self->writing_.clear();
+    if (self->parked_) return;
     if (ec) {
       if (!self->closed_) log::info("{}: write failed: {}", self->description_, ec.message());
       self->closeAfterWrite_ = false;
-      if (!self->closed_) self->close();
+      if (!self->closed_) self->lost();
       self->transport_->close();
       return;
     }
@@ -420,7 +435,9 @@ void Session::startWrite() {
 void Session::close(int code, const std::string& why) {
   if (closed_) return;
   closed_ = true;
+  parked_ = false;
   handshakeTimer_.cancel();
+  graceTimer_.cancel();
   releaseWatches();
   if (code != 0) {
     batchOpen_ = false;
@@ -447,6 +464,159 @@ void Session::close(int code, const std::string& why) {
 void Session::releaseWatches() {
   for (auto& [watch, seq] : watches_) server_.unwatch(watch);
   watches_.clear();
+}
+
+void Session::lost() {
+  if (attached_ && server_.resumable() && server_.limits().resumeGraceSeconds > 0 && !watches_.empty()) {
+    park();
+  } else {
+    close();
+  }
+}
+
+void Session::park() {
+  parked_ = true;
+  handshakeTimer_.cancel();
+  transport_->close();
+  batchOpen_ = false;
+  pending_.clear();
+  const int grace = server_.limits().resumeGraceSeconds;
+  log::info("{}: connection lost; keeping its {} watches and their events for {} s in case it comes back",
+            description_, watches_.size(), grace);
+  graceTimer_.expires_after(std::chrono::seconds(grace));
+  graceTimer_.async_wait([self = shared_from_this()](std::error_code ec) {
+    if (ec || !self->parked_ || self->closed_) return;
+    log::info("{}: did not come back within {} s; its watches end", self->description_,
+              self->server_.limits().resumeGraceSeconds);
+    self->close();
+  });
+}
+
+void Session::handOver() {
+  closed_ = true;
+  parked_ = false;
+  handshakeTimer_.cancel();
+  graceTimer_.cancel();
+  transport_->close();
+  log::info("{}: taken over by a new connection", description_);
+  server_.sessionClosed(*this);
+}
+
+void Session::onAttach(const proto::Attach& attach) {
+  proto::Reply reply;
+  reply.requestId = attach.requestId;
+  const std::pair<uint64_t, uint64_t> token{attach.token[0], attach.token[1]};
+  Session* old = server_.sessionByToken(token);
+  std::unordered_map<SubscriptionId, uint64_t> replayFrom;
+  std::vector<SubscriptionId> gaps;
+  if (!(capabilities_ & proto::kCapResume)) {
+    reply.status = EOPNOTSUPP;
+    reply.message = "resuming was not negotiated";
+    send(reply);
+    return;
+  }
+  if (attached_ || !watches_.empty()) {
+    reply.status = EINVAL;
+    reply.message = "Attach must be the first request, and come once";
+    send(reply);
+    return;
+  }
+  if (attach.instanceId == 0) {
+    if (old != nullptr) {
+      reply.status = EEXIST;
+      reply.message = "a session with this token exists";
+      send(reply);
+      return;
+    }
+    reply.message = "new session";
+  } else if (attach.instanceId != server_.instanceId()) {
+    reply.status = ESTALE;
+    reply.message = "rnotifyd started again since (its watches and events are gone); this is a new session";
+  } else if (old == nullptr || old == this) {
+    reply.status = ENOENT;
+    reply.message = "the session is gone (it ended, or did not come back within " +
+                    std::to_string(server_.limits().resumeGraceSeconds) + " s); this is a new session";
+  } else {
+    takeOver(*old, attach.positions, &replayFrom, &gaps);
+    reply.message = "resumed " + std::to_string(watches_.size()) + " watches";
+    if (!gaps.empty()) reply.message += ", " + std::to_string(gaps.size()) + " of them with a gap";
+  }
+  attached_ = true;
+  token_[0] = attach.token[0];
+  token_[1] = attach.token[1];
+  if (!journal_) journal_ = std::make_unique<Journal>(server_.limits().journalRecords, server_.limits().journalBytes);
+  server_.registerToken(*this);
+  send(reply);
+  if (attach.instanceId != 0 && reply.status == 0) {
+    replay(replayFrom);
+    for (SubscriptionId watch : gaps) queueEvent(watch, IN_Q_OVERFLOW, 0, {}, {}, 0);
+    closeBatch();
+    startWrite();
+  }
+}
+
+void Session::takeOver(Session& old, const std::vector<proto::WatchPosition>& positions,
+                       std::unordered_map<SubscriptionId, uint64_t>* replayFrom, std::vector<SubscriptionId>* gaps) {
+  watches_ = std::move(old.watches_);
+  old.watches_.clear();
+  declared_ = std::move(old.declared_);
+  journal_ = std::move(old.journal_);
+  std::unordered_set<SubscriptionId> shed = std::move(old.overflowed_);
+  old.handOver();
+  for (auto& [id, state] : watches_) server_.retarget(id, *this);
+  std::unordered_map<SubscriptionId, uint64_t> wanted;
+  for (const proto::WatchPosition& p : positions) wanted[p.watchId] = p.seq;
+  uint64_t replayed = 0;
+  for (auto it = watches_.begin(); it != watches_.end();) {
+    auto want = wanted.find(it->first);
+    if (want == wanted.end()) {  // the client no longer wants it
+      server_.unwatch(it->first);
+      journal_->forget(it->first);
+      it = watches_.erase(it);
+      continue;
+    }
+    if (want->second > it->second.seq || !journal_->canReplay(it->first, want->second) || shed.count(it->first)) {
+      gaps->push_back(it->first);
+    } else {
+      (*replayFrom)[it->first] = want->second;
+      replayed += it->second.seq - want->second;
+    }
+    ++it;
+  }
+  // Watches that ended (IN_IGNORED) while the client was away: their last
+  // events are still to be replayed.
+  for (const auto& [id, seq] : wanted) {
+    if (!watches_.count(id) && journal_->canReplay(id, seq)) (*replayFrom)[id] = seq;
+  }
+  log::info("{}: resumed a session of {} watches: {} events to replay, {} watches with a gap", description_,
+            watches_.size(), replayed, gaps->size());
+}
+
+void Session::replay(const std::unordered_map<SubscriptionId, uint64_t>& replayFrom) {
+  closeBatch();
+  size_t start = proto::beginEvents(pending_);
+  uint32_t count = 0;
+  journal_->forEach([&](uint32_t watch, uint64_t seq, std::string_view record) {
+    auto it = replayFrom.find(watch);
+    if (it == replayFrom.end() || seq <= it->second) return;
+    if (pending_.size() - start + record.size() > server_.limits().maxFrame) {
+      proto::finishEvents(pending_, start, count);
+      start = proto::beginEvents(pending_);
+      count = 0;
+    }
+    pending_.append(record);
+    ++count;
+  });
+  if (count == 0) {
+    pending_.resize(start);
+  } else {
+    proto::finishEvents(pending_, start, count);
+  }
+}
+
+void Session::onAck(const proto::Ack& ack) {
+  if (!journal_) return;
+  for (const proto::WatchPosition& p : ack.positions) journal_->acknowledge(p.watchId, p.seq);
 }
 
 }  // namespace rnotify

@@ -13,6 +13,7 @@
 
 #include "event/event.h"
 #include "proto/codec.h"
+#include "server/journal.h"
 #include "server/transport.h"
 #include "watch/watcher.h"
 
@@ -35,6 +36,12 @@ class Session : public std::enable_shared_from_this<Session> {
   // Sends what has been queued. Called after each drain of the watcher.
   void flush();
   bool closed() const { return closed_; }
+  // Waiting for its client to come back (kCapResume): the connection is gone,
+  // the watches and the journal are kept until the grace period ends.
+  bool parked() const { return parked_; }
+  bool attached() const { return attached_; }
+  std::pair<uint64_t, uint64_t> token() const { return {token_[0], token_[1]}; }
+  const Journal* journal() const { return journal_.get(); }
   uint64_t id() const { return id_; }
   const std::string& describe() const { return description_; }
 
@@ -47,6 +54,19 @@ class Session : public std::enable_shared_from_this<Session> {
   void onUnwatch(const proto::Unwatch& unwatch);
   void onDeclare(const proto::Declare& declare);
   void onSnapshot(const proto::Snapshot& snapshot);
+  void onAttach(const proto::Attach& attach);
+  void onAck(const proto::Ack& ack);
+  // The connection broke: park (if the session can be resumed) or close.
+  void lost();
+  void park();
+  // A new connection took this session's watches over.
+  void handOver();
+  // Takes the watches of `old` over; *replayFrom receives, per watch the
+  // client named, the seq after which to replay; *gaps the watches whose
+  // events are no longer all in the journal.
+  void takeOver(Session& old, const std::vector<proto::WatchPosition>& positions,
+                std::unordered_map<SubscriptionId, uint64_t>* replayFrom, std::vector<SubscriptionId>* gaps);
+  void replay(const std::unordered_map<SubscriptionId, uint64_t>& replayFrom);
   void attachStat(const std::string& root, std::string_view dir, std::string_view name);
   void send(const proto::Message& message);
   void closeBatch();
@@ -87,6 +107,12 @@ class Session : public std::enable_shared_from_this<Session> {
   uint32_t batchCount_ = 0;
   Event scratch_;  // reused so that queueing an event allocates nothing once warm
   asio::steady_timer handshakeTimer_;
+  // Resume (kCapResume).
+  bool attached_ = false;
+  bool parked_ = false;
+  uint64_t token_[2] = {0, 0};
+  std::unique_ptr<Journal> journal_;
+  asio::steady_timer graceTimer_;
 };
 
 }  // namespace rnotify

@@ -20,6 +20,8 @@ std::vector<Message> fixedLayoutMessages() {
           Watch{1, 1, IN_CREATE, "/p"},
           Unwatch{1, 2},
           Reply{1, 0, 2, "ok"},
+          Attach{1, {2, 3}, 4, {{5, 6}}},
+          Ack{{{1, 2}}},
           Ping{5},
           Pong{6},
           Fatal{EPROTO, "bye"}};
@@ -101,6 +103,19 @@ TEST(ProtoMalformed, CountsThatCannotFitAreRejectedBeforeAllocating) {
   payload = payloadOf(Events{{makeEvent(1, 1, IN_CREATE, "", ""), makeEvent(1, 2, IN_CREATE, "", "")}});
   payload[0] = 1;  // fewer than present: the rest is trailing garbage
   expectError(Type::kEvents, payload, EPROTO, "trailing bytes");
+}
+
+TEST(ProtoMalformed, ResumeMessagesAreChecked) {
+  std::string payload = payloadOf(Ack{{{1, 2}}});
+  payload[0] = payload[1] = payload[2] = '\xff';
+  payload[3] = 0;
+  expectError(Type::kAck, payload, EPROTO, "is above the limit of 65536");
+  payload = payloadOf(Ack{{{1, 2}}});
+  payload[0] = 2;
+  expectError(Type::kAck, payload, EPROTO, "count 2 cannot fit in 12 bytes");
+  expectError(Type::kAttach, payloadOf(Attach{1, {0, 0}, 0, {}}), EPROTO, "the token is zero");
+  expectError(Type::kAttach, payloadOf(Attach{1, {1, 0}, 0, {{1, 1}}}), EPROTO, "positions without an instanceId");
+  EXPECT_FALSE(validate(Attach{1, {0, 0}, 0, {}}).ok());
 }
 
 TEST(ProtoMalformed, NulBytesInStringsAreRejected) {

@@ -49,6 +49,14 @@ inline bool operator==(const TreeEntry& a, const TreeEntry& b) {
 inline bool operator==(const Entries& a, const Entries& b) {
   return a.requestId == b.requestId && a.entries == b.entries;
 }
+inline bool operator==(const WatchPosition& a, const WatchPosition& b) {
+  return a.watchId == b.watchId && a.seq == b.seq;
+}
+inline bool operator==(const Attach& a, const Attach& b) {
+  return a.requestId == b.requestId && a.token[0] == b.token[0] && a.token[1] == b.token[1] &&
+         a.instanceId == b.instanceId && a.positions == b.positions;
+}
+inline bool operator==(const Ack& a, const Ack& b) { return a.positions == b.positions; }
 inline bool operator==(const Ping& a, const Ping& b) { return a.token == b.token; }
 inline bool operator==(const Pong& a, const Pong& b) { return a.token == b.token; }
 inline bool operator==(const Fatal& a, const Fatal& b) { return a.code == b.code && a.message == b.message; }
