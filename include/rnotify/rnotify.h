@@ -45,6 +45,16 @@ extern "C" {
 #define IN_RESTORED 0x00200000u
 #endif
 
+/* Set on events found by polling: where neither the local kernel nor a server
+ * can watch, rnotify re-reads the tree at an interval and reports the
+ * differences (CREATE, DELETE, MODIFY, ATTRIB, MOVED_FROM/MOVED_TO with one
+ * cookie). A polled event comes up to one interval late, and changes that
+ * cancel out between two scans are not seen. Free in inotify's mask (its
+ * event bits end at 0x00008000, its flags start at 0x01000000). */
+#ifndef IN_POLLED
+#define IN_POLLED 0x00100000u
+#endif
+
 /* rnotify_init() flags. */
 #define RNOTIFY_CLOEXEC 0x1u
 

@@ -1,0 +1,130 @@
+// PollScanner: the polling backend, for trees that neither the local kernel
+// nor a server can watch. Each scan re-reads the tree (one directory, or
+// recursively) and reports the differences from the previous scan as
+// rnotify::Event with inotify's masks plus IN_POLLED: CREATE, DELETE, MODIFY
+// (size or mtime), ATTRIB (mode, owner, or only ctime: xattrs, ACLs, link
+// count), and MOVED_FROM/MOVED_TO with one cookie when an inode reappears
+// under another name with the same size and mtime (a moved directory carries
+// its contents); IN_ISDIR on directories. The order replays: applied in order
+// to the previous listing, the events give the new one (pollDiff orders the
+// structural part).
+//
+// Cost per scan: one statx per entry, with only the fields compared, relative
+// to its directory's descriptor; one open per directory; getdents64 only for
+// directories whose mtime changed. A directory whose mtime is unchanged is not
+// re-listed, because creating, deleting or renaming an entry in it would have
+// changed its mtime; its entries are still statx'd one by one, which is what
+// detects in-place modifications (writes, truncation, chmod, chown, touch).
+// Timestamps are coarse on some filesystems (sshfs: 1 s; FAT: 2 s; ext4 on an
+// old kernel: one tick), so a change made in the same tick as a listing leaves
+// the mtime as it was: a directory is therefore re-listed until one listing
+// was taken `mtimeGranularity` after its current mtime was first seen.
+//
+// What a scan does not see: changes that cancel out between two scans (a
+// file created and deleted, chmod and back); a rewrite that keeps size and
+// mtime (same-size write within one timestamp tick, or mtime set back by the
+// writer); the intermediate steps of several changes to one entry (a file
+// written twice is one MODIFY); a rename that also changed the file's size or
+// mtime (reported as DELETE + CREATE), as is a file replaced by another inode
+// (an editor's save through a temporary file). touch is reported as MODIFY,
+// where inotify says ATTRIB: a poll cannot tell a write from utimensat.
+//
+// No thread: the owner calls scan() when deadline() has passed (an epoll
+// timeout from timeoutMs()); PollInterval decides the next deadline.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "client/poll_fs.h"
+#include "client/poll_interval.h"
+#include "common/result.h"
+#include "event/event.h"
+
+namespace rnotify {
+
+class PollScanner {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  struct Options {
+    bool recursive = true;
+    // AT_STATX_FORCE_SYNC on directories by default: on NFS and FUSE their
+    // attributes (mtime) then come from the server at every scan, which is
+    // what lets an unchanged directory be skipped safely. kAll does the same
+    // for every file (one round trip per entry on a network filesystem).
+    PollFs::Sync sync = PollFs::Sync::kDirectories;
+    std::chrono::milliseconds mtimeGranularity{2000};
+    // False where inode numbers are not stable (FUSE filesystems without
+    // use_ino, such as sshfs, whose numbers can change when the kernel
+    // forgets an inode): an entry is then the same while its name and type
+    // are, and the root's inode is not checked.
+    bool stableInodes = true;
+    PollInterval::Settings interval;
+  };
+
+  struct Counters {
+    PollFsCounters fs;
+    uint64_t scans = 0;
+    uint64_t dirsListed = 0;
+    uint64_t dirsSkipped = 0;  // mtime unchanged: not re-listed
+  };
+
+  // root: a directory; a relative path is taken from the current directory
+  // at each scan, so pass an absolute one.
+  PollScanner(std::string root, Options options);
+  ~PollScanner();
+  PollScanner(const PollScanner&) = delete;
+  PollScanner& operator=(const PollScanner&) = delete;
+
+  // Scans now and returns the differences, each with IN_POLLED; the entry's
+  // state (hasStat) on CREATE, MOVED_TO, MODIFY and ATTRIB. watch and seq are
+  // left 0 for the caller. The first scan takes the baseline and returns no
+  // event. When the root is gone (or replaced by another directory): DELETE
+  // for everything known, DELETE_SELF and IGNORED, then ended(). An error
+  // (root unreadable at the first scan, or for another reason than being
+  // gone) leaves the known state as it was; the next deadline is set either way.
+  Result<std::vector<Event>> scan();
+
+  Clock::time_point deadline() const { return interval_.deadline(); }
+  int timeoutMs(Clock::time_point now) const { return interval_.timeoutMs(now); }
+  PollInterval& interval() { return interval_; }
+  bool ended() const { return ended_; }
+
+  const std::string& root() const { return root_; }
+  size_t entries() const;      // known entries, root excluded
+  size_t memoryBytes() const;  // of the known state, approximately
+  const Counters& counters() const { return counters_; }
+
+ private:
+  struct Dir;
+  struct Entry;
+  struct Cycle;
+
+  void scanDir(int parentFd, const char* name, const PollStat& self, Dir& dir, const std::string& path, Cycle& c);
+  void relist(int fd, Dir& dir, const std::string& path, Cycle& c);
+  void restat(int fd, Dir& dir, const std::string& path, Cycle& c);
+  bool needsListing(const Dir& dir, const PollStat& self) const;
+  // Compares an entry found under its old name; false if it is another object.
+  bool same(const Entry& known, const PollStat& now) const;
+  void update(Entry& known, const PollStat& now, const std::string& path, const char* name, Cycle& c);
+  void removed(const Entry& gone, const std::string& path, const char* name, Cycle& c);
+  void added(const PollStat& st, const std::string& path, const char* name, Cycle& c);
+  std::vector<Event> events(Cycle& c);
+  const Entry* find(const std::string& path) const;  // in the state after the scan
+
+  std::string root_;
+  Options options_;
+  PollFs fs_;
+  PollInterval interval_;
+  std::unique_ptr<Entry> rootEntry_;  // the root's own state and its directory
+  bool baseline_ = false;
+  bool ended_ = false;
+  uint32_t nextCookie_ = 1;
+  Counters counters_;
+};
+
+}  // namespace rnotify

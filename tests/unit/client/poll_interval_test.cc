@@ -1,0 +1,104 @@
+// PollInterval: the polling backend's schedule, on given times (no sleeping).
+#include "client/poll_interval.h"
+
+#include <gtest/gtest.h>
+
+namespace rnotify {
+namespace {
+
+using std::chrono::milliseconds;
+using Clock = PollInterval::Clock;
+
+PollInterval::Settings settings() {
+  PollInterval::Settings s;
+  s.initial = milliseconds(2000);
+  s.min = milliseconds(250);
+  s.max = milliseconds(5000);
+  s.idleAfter = milliseconds(60000);
+  s.maxDuty = 0.2;
+  return s;
+}
+
+TEST(PollInterval, DueAtOnceThenAtTheDefaultInterval) {
+  PollInterval p(settings());
+  Clock::time_point t0{std::chrono::seconds(100)};
+  EXPECT_EQ(p.timeoutMs(t0), 0);
+  p.onScan(t0, milliseconds(1), false);
+  EXPECT_EQ(p.current(), milliseconds(2000));
+  EXPECT_EQ(p.deadline(), t0 + milliseconds(2000));
+  EXPECT_EQ(p.timeoutMs(t0 + milliseconds(500)), 1500);
+  EXPECT_EQ(p.timeoutMs(t0 + milliseconds(2500)), 0);
+}
+
+TEST(PollInterval, FasterAfterAChangeThenBackToTheDefault) {
+  PollInterval p(settings());
+  Clock::time_point t{std::chrono::seconds(100)};
+  p.onScan(t, milliseconds(1), false);
+  t += milliseconds(2000);
+  p.onScan(t, milliseconds(1), true);
+  EXPECT_EQ(p.current(), milliseconds(250));
+  EXPECT_EQ(p.deadline(), t + milliseconds(250));
+  std::vector<int64_t> seen;
+  for (int i = 0; i < 5; ++i) {
+    t = p.deadline();
+    p.onScan(t, milliseconds(1), false);
+    seen.push_back(p.current().count());
+  }
+  EXPECT_EQ(seen, (std::vector<int64_t>{500, 1000, 2000, 2000, 2000}));
+  t = p.deadline();
+  p.onScan(t, milliseconds(1), true);  // another change: fast again at once
+  EXPECT_EQ(p.current(), milliseconds(250));
+}
+
+TEST(PollInterval, SlowerWhenIdleUpToTheMaximum) {
+  PollInterval p(settings());
+  Clock::time_point t{std::chrono::seconds(100)};
+  p.onScan(t, milliseconds(1), true);
+  while (t < Clock::time_point{std::chrono::seconds(159)}) {
+    t = p.deadline();
+    p.onScan(t, milliseconds(1), false);
+    ASSERT_LE(p.current(), milliseconds(2000));
+  }
+  for (int i = 0; i < 20; ++i) {
+    t = p.deadline();
+    p.onScan(t, milliseconds(1), false);
+  }
+  EXPECT_EQ(p.current(), milliseconds(5000));
+  t = p.deadline();
+  p.onScan(t, milliseconds(1), true);
+  EXPECT_EQ(p.current(), milliseconds(250));
+}
+
+TEST(PollInterval, AScanTakesAtMostItsShareOfTime) {
+  PollInterval p(settings());
+  Clock::time_point t{std::chrono::seconds(100)};
+  p.onScan(t, milliseconds(1000), true);  // at 20 %: 4 s of rest after 1 s of scanning
+  EXPECT_EQ(p.deadline(), t + milliseconds(4000));
+  p.onScan(t, milliseconds(10), true);
+  EXPECT_EQ(p.deadline(), t + milliseconds(250));
+}
+
+TEST(PollInterval, BoundsAreMadeConsistent) {
+  PollInterval::Settings s = settings();
+  s.min = milliseconds(3000);
+  s.initial = milliseconds(1000);
+  s.max = milliseconds(2000);
+  s.maxDuty = 0;
+  PollInterval p(s);
+  EXPECT_EQ(p.settings().max, milliseconds(3000));
+  EXPECT_EQ(p.settings().initial, milliseconds(3000));
+  EXPECT_EQ(p.settings().maxDuty, 1.0);
+}
+
+TEST(PollInterval, HurryOnlyBringsTheDeadlineForward) {
+  PollInterval p(settings());
+  Clock::time_point t{std::chrono::seconds(100)};
+  p.onScan(t, milliseconds(1), false);
+  p.hurry(t + milliseconds(5000));
+  EXPECT_EQ(p.deadline(), t + milliseconds(2000));
+  p.hurry(t + milliseconds(10));
+  EXPECT_EQ(p.deadline(), t + milliseconds(10));
+}
+
+}  // namespace
+}  // namespace rnotify
