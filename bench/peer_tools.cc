@@ -167,7 +167,15 @@ void PeerTool::startWatchman(const std::string& work) {
   });
   if (!up) throw std::runtime_error("watchman did not start (see " + work + "/watchman.log)");
   // JSON requests, one per line; answers and subscription reports likewise.
+  // One request at a time: watchman 4.9 drops a second request that arrives
+  // in the same read as the first.
   writeAll(socket_.get(), "[\"watch\", \"" + dir_ + "\"]\n");
+  std::string answer;
+  for (char c = 0; c != '\n';) {
+    if (::read(socket_.get(), &c, 1) != 1) throw std::runtime_error("watchman: no answer to watch");
+    answer += c;
+  }
+  if (answer.find("\"error\"") != std::string::npos) throw std::runtime_error("watchman: " + answer);
   writeAll(socket_.get(), "[\"subscribe\", \"" + dir_ + "\", \"bench\", {\"fields\": [\"name\", \"exists\"], "
                               "\"empty_on_fresh_instance\": true}]\n");
   ::fcntl(socket_.get(), F_SETFL, O_NONBLOCK);

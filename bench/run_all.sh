@@ -1,0 +1,54 @@
+#!/bin/sh
+# Every benchmark in one command (docs/BENCHMARKS.md): builds the benchmarks
+# (Release, -O2) in their own build directory, runs them one after the other
+# and draws the figures. Needs root (tmpfs mounts, fanotify, sysctls, a memory
+# cgroup, sshd + sshfs for the ssh lanes) and, for the peer lanes,
+# inotify-tools, fswatch and watchman; python3-matplotlib for the figures.
+#
+#   bench/run_all.sh                 full size (about 10 minutes on 2 cores)
+#   bench/run_all.sh --quick         scaled down (about 2 minutes)
+#
+# Results: bench/results/{latency,latency_dedup,throughput,fanout,tree,peers,
+# peers_burst}.csv, the samples behind the latency figure
+# (bench/results/*_samples.csv, not committed), docs/bench-*.png.
+set -eu
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${RNOTIFY_BENCH_BUILD:-$root/build-bench}
+results=$root/bench/results
+quick=0
+[ "${1:-}" = "--quick" ] && quick=1
+
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release "-DCMAKE_CXX_FLAGS_RELEASE=-O2 -DNDEBUG" \
+  -DRNOTIFY_BENCH=ON >/dev/null
+ninja -j2 -C "$build" rnotifyd bench_latency bench_throughput bench_fanout bench_tree bench_peers
+mkdir -p "$results"
+b=$build/bench
+echo "== machine: $(nproc) CPUs, $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
+
+if [ $quick = 1 ]; then
+  latency="--events 2000 --warmup 200 --burst 0"
+  throughput="--events 100000"
+  fanout="--events 20000"
+  tree="--dirs 100000"
+  peers="--events 1000 --warmup 100 --poll-events 3 --burst-events 100000"
+else
+  latency="--burst 0"
+  throughput=""
+  fanout=""
+  tree=""
+  peers=""
+fi
+
+echo "== latency (bench_latency, docs: Latency)"
+RNOTIFY_BENCH_BUILD=$build "$root/bench/run_latency.sh" $latency --samples "$results/latency_samples.csv"
+echo "== throughput (bench_throughput)"
+"$b/bench_throughput" $throughput --csv "$results/throughput.csv"
+echo "== fan-out (bench_fanout)"
+"$b/bench_fanout" $fanout --csv "$results/fanout.csv"
+echo "== a tree of directories (bench_tree)"
+"$b/bench_tree" $tree --csv "$results/tree.csv"
+echo "== peers (bench_peers)"
+"$b/bench_peers" $peers --csv "$results/peers.csv" --burst-csv "$results/peers_burst.csv" \
+  --samples "$results/peers_samples.csv"
+echo "== figures"
+/usr/bin/python3 "$root/bench/plot.py" --results "$results" --out "$root/docs"
