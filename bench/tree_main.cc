@@ -39,6 +39,7 @@ using namespace rnotify::bench;
 struct Options {
   uint64_t dirs = 1000000;
   std::vector<std::string> backends{"inotify", "fanotify"};
+  bool sweep = true;
   std::string baseDir = "/dev/shm";
   std::string csv;
 #ifdef RNOTIFYD_PATH
@@ -58,6 +59,10 @@ struct Row {
   uint64_t cgroupBytes = 0, kmemBytes = 0, kmemPeakBytes = 0;
   int64_t slabDeltaKb = 0;  // system Slab after the watch minus before the daemon started
   double exitSeconds = 0;   // SIGTERM -> reaped (the kernel frees the watches)
+  // The sweep: one file created in every directory, every event received.
+  double sweepSeconds = 0;
+  uint64_t sweepEvents = 0;
+  uint64_t sweepRssKb = 0, sweepHwmKb = 0;
   std::string cgroupNote;
 };
 
@@ -66,6 +71,7 @@ double since(BenchClock::time_point t) { return std::chrono::duration<double>(Be
 struct Tree {
   uint64_t dirs = 0;
   std::string last;  // the last directory made, relative to the root
+  std::vector<std::string> paths;  // every directory, relative to the root
 };
 
 // top = ceil(sqrt(n)) directories, the rest spread below them: two levels,
@@ -83,6 +89,7 @@ Tree makeTree(const std::string& root, uint64_t n) {
     if (::mkdirat(rootFd.get(), name, 0755) != 0) throw std::runtime_error(std::string("mkdirat: ") + std::strerror(errno));
     ++tree.dirs;
     tree.last = name;
+    tree.paths.push_back(name);
     rnotify::UniqueFd sub(::openat(rootFd.get(), name, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     uint64_t children = below / top + (t < below % top ? 1 : 0);
     for (uint64_t c = 0; c < children; ++c) {
@@ -93,6 +100,7 @@ Tree makeTree(const std::string& root, uint64_t n) {
       }
       ++tree.dirs;
       tree.last = std::string(name) + "/" + child;
+      tree.paths.push_back(tree.last);
     }
   }
   return tree;
@@ -147,6 +155,31 @@ Row measure(const Options& o, const std::string& backend, const std::string& roo
   row.kmemBytes = cgroup.kmemBytes();
   row.kmemPeakBytes = cgroup.kmemPeakBytes();
   row.slabDeltaKb = static_cast<int64_t>(systemSlabKb()) - static_cast<int64_t>(slabBefore);
+  if (o.sweep) {
+    // Events from every directory: the fanotify backend then has resolved
+    // and cached every directory's handle, its worst case for memory.
+    auto sweepStart = BenchClock::now();
+    uint64_t target = seen + tree.paths.size();
+    auto pumpSome = [&](int ms) {
+      struct pollfd p = {connection->readFd(), POLLIN, 0};
+      if (::poll(&p, 1, ms) > 0 && !connection->pump()) throw std::runtime_error(connection->failure().message);
+    };
+    for (size_t i = 0; i < tree.paths.size(); ++i) {
+      std::string file = root + "/" + tree.paths[i] + "/w-" + backend;
+      if (::mknod(file.c_str(), S_IFREG | 0644, 0) != 0) throw std::runtime_error("mknod " + file + ": " + std::strerror(errno));
+      if (i % 1024 == 0) pumpSome(0);
+    }
+    auto sweepDeadline = BenchClock::now() + std::chrono::seconds(300);
+    while (seen < target && BenchClock::now() < sweepDeadline) pumpSome(100);
+    row.sweepSeconds = since(sweepStart);
+    row.sweepEvents = seen - (target - tree.paths.size());
+    if (auto m = procMemory(daemon->pid())) {
+      row.sweepRssKb = m->rssKb;
+      row.sweepHwmKb = m->hwmKb;
+    }
+    std::printf("  sweep: %llu of %zu events in %.2f s\n", static_cast<unsigned long long>(row.sweepEvents),
+                tree.paths.size(), row.sweepSeconds);
+  }
   connection.reset();
   auto stop = BenchClock::now();
   daemon.reset();
@@ -157,14 +190,16 @@ Row measure(const Options& o, const std::string& backend, const std::string& roo
 void printTable(const std::vector<Row>& rows) {
   std::printf("\n| backend | directories | watch set-up s | first event ms | rnotifyd VmRSS MB | VmHWM MB | "
               "idle RSS MB | cgroup kmem MB | kmem peak MB | cgroup total MB | system Slab delta MB | "
-              "kernel bytes per directory | exit s |\n");
-  std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+              "kernel bytes per directory | exit s | sweep events | sweep s | VmRSS after sweep MB |\n");
+  std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (const Row& r : rows) {
-    std::printf("| %s | %llu | %.2f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.0f | %.2f |\n",
+    std::printf("| %s | %llu | %.2f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.0f | %.2f | %llu | %.2f | "
+                "%.1f |\n",
                 r.backend.c_str(), static_cast<unsigned long long>(r.dirs), r.setupSeconds, r.firstEventMs,
                 r.rssKb / 1024.0, r.hwmKb / 1024.0, r.rssIdleKb / 1024.0, r.kmemBytes / 1048576.0,
                 r.kmemPeakBytes / 1048576.0, r.cgroupBytes / 1048576.0, r.slabDeltaKb / 1024.0,
-                r.dirs > 0 ? static_cast<double>(r.kmemBytes) / r.dirs : 0, r.exitSeconds);
+                r.dirs > 0 ? static_cast<double>(r.kmemBytes) / r.dirs : 0, r.exitSeconds,
+                static_cast<unsigned long long>(r.sweepEvents), r.sweepSeconds, r.sweepRssKb / 1024.0);
     if (!r.cgroupNote.empty()) std::printf("(%s: %s)\n", r.backend.c_str(), r.cgroupNote.c_str());
   }
 }
@@ -174,14 +209,18 @@ void writeCsv(const std::string& path, const std::vector<Row>& rows, double make
   if (f == nullptr) throw std::runtime_error("cannot write " + path);
   std::fprintf(f,
                "kind,backend,dirs,tree_make_s,setup_s,first_event_ms,rss_kb,hwm_kb,idle_rss_kb,cgroup_bytes,"
-               "kmem_bytes,kmem_peak_bytes,slab_delta_kb,exit_s,load_before\n");
+               "kmem_bytes,kmem_peak_bytes,slab_delta_kb,exit_s,sweep_events,sweep_s,sweep_rss_kb,sweep_hwm_kb,"
+               "load_before\n");
   for (const Row& r : rows) {
-    std::fprintf(f, "tree,%s,%llu,%.3f,%.4f,%.3f,%llu,%llu,%llu,%llu,%llu,%llu,%lld,%.3f,%s\n", r.backend.c_str(),
+    std::fprintf(f, "tree,%s,%llu,%.3f,%.4f,%.3f,%llu,%llu,%llu,%llu,%llu,%llu,%lld,%.3f,%llu,%.3f,%llu,%llu,%s\n",
+                 r.backend.c_str(),
                  static_cast<unsigned long long>(r.dirs), makeSeconds, r.setupSeconds, r.firstEventMs,
                  static_cast<unsigned long long>(r.rssKb), static_cast<unsigned long long>(r.hwmKb),
                  static_cast<unsigned long long>(r.rssIdleKb), static_cast<unsigned long long>(r.cgroupBytes),
                  static_cast<unsigned long long>(r.kmemBytes), static_cast<unsigned long long>(r.kmemPeakBytes),
-                 static_cast<long long>(r.slabDeltaKb), r.exitSeconds, load.c_str());
+                 static_cast<long long>(r.slabDeltaKb), r.exitSeconds, static_cast<unsigned long long>(r.sweepEvents),
+                 r.sweepSeconds, static_cast<unsigned long long>(r.sweepRssKb),
+                 static_cast<unsigned long long>(r.sweepHwmKb), load.c_str());
   }
   std::fclose(f);
 }
@@ -196,6 +235,9 @@ int main(int argc, char** argv) {
                "memory cgroup)."};
   app.add_option("--dirs", o.dirs, "Directories in the tree")->capture_default_str();
   app.add_option("--backends", o.backends, "inotify, fanotify, auto")->delimiter(',')->capture_default_str();
+  app.add_option("--sweep", o.sweep, "After the set-up, create a file in every directory and wait for every event "
+                 "(the fanotify backend then caches every directory)")
+      ->capture_default_str();
   app.add_option("--dir", o.baseDir, "Base directory (the tree gets its own tmpfs below it)")->capture_default_str();
   app.add_option("--rnotifyd", o.rnotifyd, "rnotifyd binary")->capture_default_str();
   app.add_option("--csv", o.csv, "Write the results here");
