@@ -2,14 +2,19 @@
 // ask for and streams the events back. Started by ssh (--stdio, like
 // sftp-server) or as a daemon listening on a unix socket or loopback TCP.
 #include <signal.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <asio.hpp>
+#include <climits>
 #include <cstdio>
+#include <functional>
+#include <optional>
 #include <memory>
 #include <vector>
 
 #include "common/log.h"
+#include "server/agent_handoff.h"
 #include "server/listener.h"
 #include "server/server.h"
 #include "server/transport.h"
@@ -23,6 +28,10 @@ constexpr int kExitUsage = 2;
 
 struct Options {
   bool stdio = false;
+  bool noDaemon = false;
+  std::string agentDaemon;  // internal: the per-user daemon behind --stdio agents, on this socket
+  int idleExitSeconds = 10;
+  std::vector<std::string> passthrough;  // the options, for the daemon an agent starts
   std::vector<std::string> listen;
   std::vector<std::string> exports;
   std::string logLevel;
@@ -31,8 +40,40 @@ struct Options {
   rnotify::ServerLimits limits;
 };
 
+// --stdio: hand the connection to this user's daemon, so that the watches
+// outlive a broken ssh connection (see server/agent_handoff.h). Returns the
+// exit code, or nothing when this process should serve the client itself.
+std::optional<int> handOff(const Options& options) {
+  using namespace rnotify;
+  auto dir = agentRuntimeDir();
+  std::string why;
+  if (dir) {
+    std::string socket = agentSocketPath(*dir, options.passthrough);
+    char exe[PATH_MAX] = "";
+    ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
+    std::vector<std::string> argv{std::string(exe, n > 0 ? static_cast<size_t>(n) : 0), "--agent-daemon", socket};
+    argv.insert(argv.end(), options.passthrough.begin(), options.passthrough.end());
+    if (options.logFile.empty()) {
+      argv.push_back("--log-file");
+      argv.push_back(socket.substr(0, socket.size() - 5) + ".log");
+    }
+    auto code = handOffToDaemon(socket, argv);
+    if (code) return *code;
+    why = code.error().message;
+  } else {
+    why = dir.error().message;
+  }
+  log::warn("serving this connection alone, without its daemon ({}): a broken connection will make the client "
+            "re-read its watched trees instead of resuming",
+            why);
+  return std::nullopt;
+}
+
 int run(const Options& options) {
   using namespace rnotify;
+  if (options.stdio && !options.noDaemon && options.listen.empty()) {
+    if (auto code = handOff(options)) return *code;
+  }
   std::vector<std::string> exportPaths = options.exports;
   if (exportPaths.empty()) exportPaths.push_back("/");  // --stdio only: the kernel's permissions confine the ssh user
   auto exports = ExportRoots::create(exportPaths);
@@ -52,7 +93,18 @@ int run(const Options& options) {
   }
   log::info("watching with {}", (*server)->backendName());
   // A client can come back only to a server that outlives its connection.
-  (*server)->setResumable(!options.listen.empty());
+  (*server)->setResumable(!options.listen.empty() || !options.agentDaemon.empty());
+  std::unique_ptr<AgentAcceptor> agents;
+  if (!options.agentDaemon.empty()) {
+    auto acceptor = AgentAcceptor::start(io, **server, options.agentDaemon);
+    if (!acceptor) {
+      // A daemon started by a race with another agent: the other one serves.
+      log::info("{}", acceptor.error().message);
+      return acceptor.error().code == EEXIST ? kExitOk : kExitFailure;
+    }
+    agents = std::move(*acceptor);
+    log::info("serving ssh agents at {} (pid {})", options.agentDaemon, ::getpid());
+  }
 
   std::vector<std::unique_ptr<Listener>> listeners;
   for (const std::string& text : options.listen) {
@@ -72,12 +124,32 @@ int run(const Options& options) {
 
   auto stop = [&] {
     for (auto& l : listeners) l->stop();
+    if (agents) agents->stop();
     (*server)->shutdown();
   };
+  // The agents' daemon leaves once it has served nobody for a while.
+  asio::steady_timer idle(io);
+  size_t acceptedBefore = 0;
+  std::function<void()> checkIdle = [&] {
+    idle.expires_after(std::chrono::seconds(options.idleExitSeconds));
+    idle.async_wait([&](std::error_code ec) {
+      if (ec) return;
+      if ((*server)->sessionCount() == 0 && agents->accepted() == acceptedBefore) {
+        log::info("no client for {} s; exiting", options.idleExitSeconds);
+        stop();
+        io.stop();  // nothing is left to flush; the signal handler would keep the loop alive
+        return;
+      }
+      acceptedBefore = agents->accepted();
+      checkIdle();
+    });
+  };
+  if (agents) checkIdle();
   asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](std::error_code ec, int signal) {
     if (ec) return;
     log::info("signal {} received, shutting down", signal);
+    idle.cancel();
     stop();
     signals.cancel();
   });
@@ -111,7 +183,20 @@ int main(int argc, char** argv) {
       "1 on a runtime error (cannot listen, cannot watch), 2 on a usage error.",
       "rnotifyd"};
   app.set_version_flag("--version", "rnotifyd " RNOTIFY_VERSION);
-  app.add_flag("--stdio", options.stdio, "Serve one client on stdin/stdout (for ssh); exits when it leaves");
+  app.add_flag("--stdio", options.stdio,
+               "Serve one client on stdin/stdout (for ssh); exits when it leaves. The watches live in a per-user "
+               "daemon that this starts when needed, so that a client whose ssh connection broke can resume "
+               "where it stopped (socket in $XDG_RUNTIME_DIR/rnotify or /tmp/rnotify-UID; "
+               "RNOTIFY_RUNTIME_DIR overrides)");
+  app.add_flag("--no-daemon", options.noDaemon,
+               "With --stdio: serve in this process only (a broken connection then ends the watches; the "
+               "client re-reads its trees when it reconnects)");
+  app.add_option("--agent-daemon", options.agentDaemon, "Internal: the daemon behind --stdio agents")
+      ->group("");
+  app.add_option("--idle-exit", options.idleExitSeconds,
+                 "Seconds the daemon behind --stdio agents stays without clients before it exits")
+      ->check(CLI::Range(1, 86400))
+      ->capture_default_str();
   app.add_option("--listen", options.listen,
                  "Accept clients on unix:PATH or tcp:ADDRESS:PORT (loopback only until TLS)")
       ->type_name("ADDR");
@@ -168,7 +253,15 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "rnotifyd: cannot open log file '%s'\n", options.logFile.c_str());
     return kExitUsage;
   }
-  if (!options.stdio && options.listen.empty()) {
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a != "--stdio" && a != "--no-daemon") options.passthrough.push_back(a);
+  }
+  if (!options.agentDaemon.empty() && options.stdio) {
+    std::fprintf(stderr, "rnotifyd: --agent-daemon is internal and excludes --stdio\n");
+    return kExitUsage;
+  }
+  if (!options.stdio && options.listen.empty() && options.agentDaemon.empty()) {
     std::fprintf(stderr, "rnotifyd: nothing to serve: give --stdio or --listen ADDR (see --help)\n");
     return kExitUsage;
   }

@@ -76,6 +76,7 @@ class Server final : public EventSink {
     for (Session* session : dirty) session->flush();
   }
   asio::io_context& io() { return io_; }
+  size_t sessionCount() const { return sessions_.size(); }
   const ServerLimits& limits() const { return limits_; }
   uint64_t instanceId() const { return instanceId_; }
   const std::string& workingDirectory() const { return cwd_; }

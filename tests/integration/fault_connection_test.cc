@@ -1,10 +1,12 @@
 // Losing the agent, or the ssh connection it runs on, in the middle of a
 // stream of changes. The client must say so (a loss notice per watch), try
 // again in the background, say when it is back (the RESTORED notice, on
-// stderr, never an event line) and report what changed meanwhile as
-// SYNTHESIZED events. Afterwards its view of the tree (the first listing
-// replayed with every event rnotifywait printed) must be the server's tree,
-// with no change told twice.
+// stderr, never an event line) and report what changed meanwhile: replayed
+// by the server from its journal when the watches survived (the daemon behind
+// the ssh agents lives on: the events themselves, exactly), or as SYNTHESIZED
+// differences when they did not (rnotifyd killed, or --no-daemon).
+// Afterwards its view of the tree (the first listing replayed with every event
+// rnotifywait printed) must be the server's tree, with no change told twice.
 //
 // The agent goes through an AgentGate, closed while the connection is down, so
 // that the changes the test makes "while the server is unreachable" really
@@ -80,6 +82,12 @@ pid_t sessionOf(pid_t agent) {
   return -1;
 }
 
+// How the missed changes come back.
+enum class Recovery {
+  kReplay,  // the watches survived: the server replays the events themselves
+  kReread,  // they did not: the client re-reads and reports the differences
+};
+
 class ConnectionFault : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -87,6 +95,15 @@ class ConnectionFault : public ::testing::Test {
     if (auto why = missingProduct(); !why.empty()) GTEST_SKIP() << why;
     bed_ = std::make_unique<SshfsBed>();
     gate_ = std::make_unique<AgentGate>(bed_->scratch());
+  }
+  // The agent started by ssh and the daemon behind it: everything that held
+  // the watches.
+  void killAgentAndDaemon() {
+    pid_t agent = onlyAgent(*bed_);
+    ASSERT_GT(agent, 0);
+    auto daemons = bed_->sshd().agentDaemons();
+    for (pid_t daemon : daemons) ASSERT_EQ(::kill(daemon, SIGKILL), 0);
+    ASSERT_EQ(::kill(agent, SIGKILL), 0);
   }
   void TearDown() override {
     if (HasFailure() && watcher_) {
@@ -111,7 +128,10 @@ class ConnectionFault : public ::testing::Test {
   }
 
   // The whole scenario; `cut` breaks the connection while changes stream in.
-  void run(const std::function<void()>& cut) {
+  void run(const std::function<void()>& cut, Recovery recovery) {
+    const bool replay = recovery == Recovery::kReplay;
+    // The flags every report of a missed change carries.
+    const std::string missed = replay ? "REMOTE,!SYNTHESIZED" : "REMOTE,SYNTHESIZED";
     SshfsBed& bed = *bed_;
     for (const char* d : {"keep", "stream", "d", "moveme"}) ::mkdir(bed.server(d).c_str(), 0755);
     for (const char* f : {"keep/a", "mod", "perm", "gone", "old", "d/x", "d/y", "moveme/inner"})
@@ -144,8 +164,13 @@ class ConnectionFault : public ::testing::Test {
 
     gate_->open();
     ASSERT_TRUE(outputSays(*a, "the server is reachable again", 20s));
-    // ATTRIB is the last kind in a resync's report.
-    EXPECT_TRUE(a->expectSequence({{"ATTRIB,REMOTE,SYNTHESIZED", "perm"}}, 20s));
+    if (replay) {
+      // The last change made while cut off, replayed.
+      EXPECT_TRUE(a->expectSequence({{"DELETE,ISDIR,REMOTE,!SYNTHESIZED", "d"}}, 20s));
+    } else {
+      // ATTRIB is the last kind in a resync's report.
+      EXPECT_TRUE(a->expectSequence({{"ATTRIB,REMOTE,SYNTHESIZED", "perm"}}, 20s));
+    }
 
     churn.stop();
     writeFile(bed.server("after"), "x\n");  // the barrier: after everything else, in the server's order
@@ -156,17 +181,20 @@ class ConnectionFault : public ::testing::Test {
     EXPECT_EQ(countOutput(*a, "the server is reachable again"), 1u);
     EXPECT_EQ(countEvents(events, "RESTORED"), 0u) << "RESTORED is a notice, not a change";
 
-    // Every change made while cut off, reported once, as SYNTHESIZED.
-    EXPECT_EQ(countEvents(events, "MODIFY,REMOTE,SYNTHESIZED", "mod"), 1u);
-    EXPECT_EQ(countEvents(events, "ATTRIB,REMOTE,SYNTHESIZED", "perm"), 1u);
-    EXPECT_EQ(countEvents(events, "DELETE,REMOTE,SYNTHESIZED", "gone"), 1u);
-    EXPECT_EQ(countEvents(events, "CREATE,ISDIR,REMOTE,SYNTHESIZED", "fresh"), 1u);
-    EXPECT_EQ(countEvents(events, "CREATE,REMOTE,SYNTHESIZED", "fresh/inner"), 1u);
-    EXPECT_EQ(countEvents(events, "DELETE,REMOTE,SYNTHESIZED", "d/x"), 1u);
-    EXPECT_EQ(countEvents(events, "DELETE,REMOTE,SYNTHESIZED", "d/y"), 1u);
-    EXPECT_EQ(countEvents(events, "DELETE,ISDIR,REMOTE,SYNTHESIZED", "d"), 1u);
-    for (auto [from, to, flags] :
-         {std::tuple{"old", "new", "REMOTE,SYNTHESIZED"}, std::tuple{"moveme", "moved", "ISDIR,REMOTE,SYNTHESIZED"}}) {
+    // Every change made while cut off, reported once: replayed, or as the
+    // SYNTHESIZED difference.
+    EXPECT_EQ(countEvents(events, (replay ? "CLOSE_WRITE," : "MODIFY,") + missed, "mod"), 1u);
+    EXPECT_EQ(countEvents(events, "ATTRIB," + missed, "perm"), 1u);
+    EXPECT_EQ(countEvents(events, "DELETE," + missed, "gone"), 1u);
+    EXPECT_EQ(countEvents(events, "CREATE,ISDIR," + missed, "fresh"), 1u);
+    EXPECT_EQ(countEvents(events, "CREATE," + missed, "fresh/inner"), 1u);
+    EXPECT_EQ(countEvents(events, "DELETE," + missed, "d/x"), 1u);
+    EXPECT_EQ(countEvents(events, "DELETE," + missed, "d/y"), 1u);
+    EXPECT_EQ(countEvents(events, "DELETE,ISDIR," + missed, "d"), 1u);
+    if (replay) {
+      EXPECT_EQ(countEvents(events, "SYNTHESIZED"), 0u) << "the journal had every event: no re-read";
+    }
+    for (auto [from, to, flags] : {std::tuple{"old", "new", missed}, std::tuple{"moveme", "moved", "ISDIR," + missed}}) {
       uint32_t cookieFrom = 0, cookieTo = 0;
       size_t n = 0;
       for (const WatchedEvent& e : events) {
@@ -201,27 +229,47 @@ class ConnectionFault : public ::testing::Test {
   std::unique_ptr<Watcher> watcher_;
 };
 
-// kill -9 of rnotifyd on the server, as the OOM killer or an admin would.
-TEST_F(ConnectionFault, AgentKilledMidStreamIsReportedAndRepaired) {
-  run([&] {
-    pid_t agent = onlyAgent(*bed_);
-    ASSERT_GT(agent, 0);
-    ASSERT_EQ(::kill(agent, SIGKILL), 0);
-  });
+// kill -9 of rnotifyd on the server (the agent and the daemon that holds the
+// watches), as the OOM killer or an admin would: a new rnotifyd starts, the
+// watches and their journal are gone, the client re-reads.
+TEST_F(ConnectionFault, RnotifydKilledMidStreamIsReportedAndRepaired) {
+  run([&] { killAgentAndDaemon(); }, Recovery::kReread);
+}
+
+// kill -9 of the agent only: that connection ends, the daemon keeps the
+// watches, and the client resumes.
+TEST_F(ConnectionFault, AgentKilledMidStreamIsReplayed) {
+  run(
+      [&] {
+        ASSERT_EQ(bed_->sshd().agentDaemons().size(), 1u) << "the agent runs without its daemon";
+        pid_t agent = onlyAgent(*bed_);
+        ASSERT_GT(agent, 0);
+        ASSERT_EQ(::kill(agent, SIGKILL), 0);
+      },
+      Recovery::kReplay);
 }
 
 // The ssh connection breaks: the sshd process serving the agent's connection
 // dies (not the listening sshd, which the reconnection needs).
-TEST_F(ConnectionFault, SshSessionKilledIsReportedAndRepaired) {
-  run([&] {
-    pid_t agent = onlyAgent(*bed_);
-    ASSERT_GT(agent, 0);
-    pid_t session = sessionOf(agent);
-    ASSERT_GT(session, 0) << "no sshd above the agent " << agent;
-    ASSERT_NE(session, bed_->sshd().pid()) << "the agent's nearest sshd is the listener itself";
-    ASSERT_EQ(::kill(session, SIGKILL), 0);
-  });
+void killSshSession(SshfsBed& bed) {
+  pid_t agent = onlyAgent(bed);
+  ASSERT_GT(agent, 0);
+  pid_t session = sessionOf(agent);
+  ASSERT_GT(session, 0) << "no sshd above the agent " << agent;
+  ASSERT_NE(session, bed.sshd().pid()) << "the agent's nearest sshd is the listener itself";
+  ASSERT_EQ(::kill(session, SIGKILL), 0);
+}
+
+TEST_F(ConnectionFault, SshSessionKilledIsReplayed) {
+  run([&] { killSshSession(*bed_); }, Recovery::kReplay);
   EXPECT_EQ(::kill(bed_->sshd().pid(), 0), 0) << "the listening sshd must have survived";
+}
+
+// The same with an agent that serves alone (rnotifyd --stdio --no-daemon):
+// its watches end with the connection; the client re-reads.
+TEST_F(ConnectionFault, SshSessionKilledWithoutTheDaemonIsReread) {
+  gate_ = std::make_unique<AgentGate>(bed_->scratch(), "--no-daemon");
+  run([&] { killSshSession(*bed_); }, Recovery::kReread);
 }
 
 // A resync's report must replay: applied in order, its events must give the
@@ -234,9 +282,8 @@ TEST_F(ConnectionFault, SynthesizedRenamesReplayInOrder) {
   const std::set<std::string> initial = listTree(bed.exportDir());
 
   gate_->close();
-  pid_t agent = onlyAgent(bed);
-  ASSERT_GT(agent, 0);
-  ASSERT_EQ(::kill(agent, SIGKILL), 0);
+  killAgentAndDaemon();  // a re-read, not a replay
+  ASSERT_FALSE(HasFailure());
   ASSERT_TRUE(outputSays(*a, "events were lost", 15s));
   // Rotation: log.1 -> log.2, log -> log.1, a new log; and a rename onto an
   // existing name (b is replaced).

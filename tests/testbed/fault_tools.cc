@@ -244,7 +244,7 @@ std::vector<pid_t> agentsBelow(pid_t sshd) {
   return out;
 }
 
-AgentGate::AgentGate(const TempDir& dir) : script_(dir / "agent-gate.sh"), gate_(dir / "agent-gate.closed") {
+AgentGate::AgentGate(const TempDir& dir, const std::string& extraArgs) : script_(dir / "agent-gate.sh"), gate_(dir / "agent-gate.closed") {
   writeFile(script_,
             "#!/bin/sh\n"
             "# The agent, unless the test holds it back.\n"
@@ -252,7 +252,7 @@ AgentGate::AgentGate(const TempDir& dir) : script_(dir / "agent-gate.sh"), gate_
                 gate_ +
                 "' ]; then echo 'agent-gate: rnotifyd is held back by the test' >&2; exit 75; fi\n"
                 "exec " +
-                agentCommand() + "\n");
+                agentCommand() + (extraArgs.empty() ? "" : " " + extraArgs) + "\n");
   if (::chmod(script_.c_str(), 0755) != 0) throw std::runtime_error("chmod " + script_ + " failed");
 }
 

@@ -125,7 +125,8 @@ std::vector<pid_t> agentsBelow(pid_t sshd);
 // working rnotifyd would. Use command() as WatcherOptions::agent.
 class AgentGate {
  public:
-  explicit AgentGate(const TempDir& dir);
+  // extraArgs: appended to the agent's command line (e.g. "--no-daemon").
+  explicit AgentGate(const TempDir& dir, const std::string& extraArgs = "");
   const std::string& command() const { return script_; }
   void close();
   void open();

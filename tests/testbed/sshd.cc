@@ -1,9 +1,12 @@
 // Sshd; see sshd.h.
 #include "sshd.h"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <stdexcept>
 
 #include "tcp_probe.h"
@@ -54,7 +57,8 @@ Sshd::Sshd(SshdOptions options) : options_(std::move(options)) {
       // bash sources ~/.bashrc for ssh commands only at shell level < 2. A
       // throw-away server must not depend on the machine user's rc files (here
       // root's runs `pyenv init`, whose rehash lock can stall a login for 60 s).
-      "SetEnv SHLVL=1\n";
+      "SetEnv SHLVL=1 RNOTIFY_RUNTIME_DIR=" +
+      runtimeDir() + "\n";
   text += std::string("Subsystem sftp ") + kSftpServer + "\n";
   writeFile(config, text);
   clientConfig_ = writeClientConfig("ssh_config", {});
@@ -76,7 +80,25 @@ Sshd::Sshd(SshdOptions options) : options_(std::move(options)) {
   }
 }
 
-Sshd::~Sshd() = default;
+Sshd::~Sshd() {
+  // The agents' daemon outlives connections by design; not this test bed.
+  for (pid_t pid : agentDaemons()) ::kill(pid, SIGKILL);
+}
+
+std::vector<pid_t> Sshd::agentDaemons() const {
+  std::vector<pid_t> out;
+  const std::string marker = std::string("--agent-daemon") + '\0' + runtimeDir() + "/";
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream in(entry.path() / "cmdline", std::ios::binary);
+    std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (cmdline.find(marker) != std::string::npos) {
+      out.push_back(static_cast<pid_t>(std::stol(name)));
+    }
+  }
+  return out;
+}
 
 std::string Sshd::writeClientConfig(const std::string& name, const std::vector<std::string>& extraLines) const {
   std::string path = dir_ / name;

@@ -48,6 +48,11 @@ class Sshd {
   std::string transcript() const { return process_ ? process_->transcript() : ""; }
   // The listening sshd; every session it serves (and the agents they run) descends from it.
   pid_t pid() const { return process_ ? process_->pid() : -1; }
+  // Where the agents of this server keep their daemon's socket
+  // (RNOTIFY_RUNTIME_DIR of its ssh sessions): one daemon per test bed.
+  std::string runtimeDir() const { return dir_ / "run"; }
+  // The rnotifyd daemons behind this server's agents (usually 0 or 1).
+  std::vector<pid_t> agentDaemons() const;
 
  private:
   SshdOptions options_;
