@@ -6,7 +6,7 @@
 // Bounded in records and bytes: past either bound the oldest records go,
 // and each watch remembers up to which sequence number it lost records; a
 // resume from before that number is a gap (the client re-reads that watch).
-// Memory: the record's bytes plus 16 bytes of index (docs/BENCHMARKS.md).
+// Memory: the record's bytes plus 24 bytes of index (docs/BENCHMARKS.md).
 #pragma once
 
 #include <cstdint>

@@ -66,6 +66,10 @@ SEEDS = {
         + struct.pack("<QqIIIIQ", 9, 1, 2, 0o100644, 0, 0, 8)),
     "ping_pong_fatal": b"\x01\x03" + frame(0x30, struct.pack("<Q", 42)) + frame(0x31, struct.pack("<Q", 42))
     + frame(0x3F, struct.pack("<i", 90) + string(b"frame of 4294967295 bytes exceeds the limit of 1048576")),
+    "attach_ack": b"\xff\x00" + frame(0x15, struct.pack("<IQQQI", 6, 0x1122334455667788, 1, 0x0123456789ABCDEF, 2)
+        + struct.pack("<IQ", 1, 7) + struct.pack("<IQ", 3, 0))
+    + frame(0x16, struct.pack("<I", 1) + struct.pack("<IQ", 1, 9)),
+    "attach_new": b"\x10\x01" + frame(0x15, struct.pack("<IQQQI", 1, 5, 5, 0, 0)),
     "oversized": b"\x00\x00" + b"\xff\xff\xff\xff\x01",
     "truncated_events": b"\xff\x02" + events(record(1, 1, 0x100, b"", b"x"))[:-1],
 }
