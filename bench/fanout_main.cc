@@ -32,6 +32,8 @@ struct Options {
   std::vector<int> clients{1, 10, 100};
   std::vector<std::string> backends{"raw-inotify", "inotify", "fanotify"};
   int idleMs = 10000;
+  uint64_t maxQueuedEvents = 0;  // 0: leave fs.inotify/fanotify.max_queued_events as they are
+  std::string queueInForce;      // fs.inotify.max_queued_events during the run
   std::string baseDir = "/dev/shm";
   std::string csv;
 #ifdef RNOTIFYD_PATH
@@ -88,6 +90,12 @@ Row runCase(const Options& o, const std::string& backend, int clients, rnotify::
     row.completeClients += c.complete ? 1 : 0;
     row.seconds = std::max(row.seconds, c.lastEventSeconds);
   }
+  if (daemon && row.completeClients < clients) {
+    // Say why: rnotifyd logs kernel overflows and clients it sheds.
+    std::string log = daemon->transcript();
+    if (log.size() > 2000) log = "..." + log.substr(log.size() - 2000);
+    std::printf("  incomplete; rnotifyd said:\n%s\n", log.c_str());
+  }
   return row;
 }
 
@@ -123,15 +131,16 @@ void writeCsv(const std::string& path, const Options& o, const std::vector<Row>&
   if (f == nullptr) throw std::runtime_error("cannot write " + path);
   std::fprintf(f,
                "kind,backend,clients,events,deliveries_expected,deliveries,overflows,clients_complete,seconds,"
-               "deliveries_per_s,producer_s,daemon_cpu_s,daemon_rss_kb,load_before\n");
+               "deliveries_per_s,producer_s,daemon_cpu_s,daemon_rss_kb,max_queued_events,load_before\n");
   for (const Row& r : rows) {
-    std::fprintf(f, "fanout,%s,%d,%llu,%llu,%llu,%llu,%d,%.4f,%.1f,%.4f,%s,%llu,%s\n", r.backend.c_str(), r.clients,
+    std::fprintf(f, "fanout,%s,%d,%llu,%llu,%llu,%llu,%d,%.4f,%.1f,%.4f,%s,%llu,%s,%s\n", r.backend.c_str(), r.clients,
                  static_cast<unsigned long long>(o.events / 2 * 2),
                  static_cast<unsigned long long>(static_cast<uint64_t>(r.clients) * (o.events / 2) * 2),
                  static_cast<unsigned long long>(r.deliveries), static_cast<unsigned long long>(r.overflows),
                  r.completeClients, r.seconds, r.rate(), r.burst.totalSeconds,
                  r.daemonCpu ? std::to_string(*r.daemonCpu).c_str() : "",
-                 static_cast<unsigned long long>(r.daemonRssKb), load.c_str());
+                 static_cast<unsigned long long>(r.daemonRssKb), o.queueInForce.c_str(),
+                 load.c_str());
   }
   std::fclose(f);
 }
@@ -149,6 +158,10 @@ int main(int argc, char** argv) {
   app.add_option("--clients", o.clients, "Client counts")->delimiter(',')->capture_default_str();
   app.add_option("--backends", o.backends, "raw-inotify (baseline), inotify, fanotify")
       ->delimiter(',')
+      ->capture_default_str();
+  app.add_option("--max-queued-events", o.maxQueuedEvents,
+                 "Set fs.inotify.max_queued_events and fs.fanotify.max_queued_events for the run (restored after); "
+                 "0: leave them")
       ->capture_default_str();
   app.add_option("--idle-ms", o.idleMs, "Give up when nothing came for this long after the burst")
       ->capture_default_str();
@@ -169,6 +182,14 @@ int main(int argc, char** argv) {
     if (std::stoi(readSysctl("fs/inotify/max_user_instances")) < most + 64) {
       instances.emplace("fs/inotify/max_user_instances", std::to_string(most + 64));
     }
+    std::optional<SysctlOverride> inotifyQueue, fanotifyQueue;
+    if (o.maxQueuedEvents > 0) {
+      inotifyQueue.emplace("fs/inotify/max_queued_events", std::to_string(o.maxQueuedEvents));
+      fanotifyQueue.emplace("fs/fanotify/max_queued_events", std::to_string(o.maxQueuedEvents));
+    }
+    o.queueInForce = readSysctl("fs/inotify/max_queued_events");
+    std::printf("fs.inotify.max_queued_events = %s, fs.fanotify.max_queued_events = %s\n",
+                readSysctl("fs/inotify/max_queued_events").c_str(), readSysctl("fs/fanotify/max_queued_events").c_str());
     rnotify::testbed::TempDir work("rnotify-fanout-", o.baseDir);
     for (int clients : o.clients) {
       for (const std::string& backend : o.backends) {

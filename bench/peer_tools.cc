@@ -117,6 +117,7 @@ PeerTool::PeerTool(PeerKind kind, const std::string& dir, const std::string& wor
   std::string why = peerMissing(kind);
   if (!why.empty()) throw std::runtime_error(why);
   std::string log = work + "/" + name_ + ".stderr";
+  stderrPath_ = kind == PeerKind::kWatchman ? work + "/watchman.stderr" : log;
   std::vector<std::string> argv;
   switch (kind) {
     case PeerKind::kInotifywait:
@@ -196,7 +197,7 @@ void PeerTool::waitReady() {
     while (!probeSeen_ && !until.expired()) {
       struct pollfd p = {readFd_, POLLIN, 0};
       if (::poll(&p, 1, until.remainingMs()) > 0) pump();
-      if (tool_ && !tool_->running()) throw std::runtime_error(name_ + " exited at start");
+      if ((tool_ && !tool_->running()) || !ended_.empty()) throw std::runtime_error(name_ + " exited at start");
     }
   }
   if (!probeSeen_) throw std::runtime_error(name_ + " reported nothing within 20 s of its start");
@@ -214,7 +215,19 @@ bool PeerTool::readSome() {
   ssize_t n = ::read(readFd_, chunk, sizeof chunk);
   if (n < 0 && (errno == EAGAIN || errno == EINTR)) return false;
   if (n < 0) throw std::runtime_error(name_ + ": read: " + std::strerror(errno));
-  if (n == 0) throw std::runtime_error(name_ + " closed its output (did it exit?)");
+  if (n == 0) {
+    // A tool that gives up (fswatch exits when the kernel queue overflows)
+    // is a result, not a failure of the benchmark.
+    std::string last;
+    try {
+      std::string text = testbed::readFile(stderrPath_);
+      while (!text.empty() && text.back() == '\n') text.pop_back();
+      last = text.substr(text.rfind('\n') == std::string::npos ? 0 : text.rfind('\n') + 1);
+    } catch (const std::exception&) {
+    }
+    ended_ = name_ + " exited" + (last.empty() ? "" : ": " + last);
+    return false;
+  }
   buffer_.append(chunk, static_cast<size_t>(n));
   size_t start = 0;
   for (size_t nl; (nl = buffer_.find('\n', start)) != std::string::npos; start = nl + 1) {
@@ -225,7 +238,7 @@ bool PeerTool::readSome() {
 }
 
 void PeerTool::pump() {
-  while (readSome()) {
+  while (ended_.empty() && readSome()) {
   }
 }
 

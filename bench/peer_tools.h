@@ -67,11 +67,14 @@ class PeerTool final : public EventSource, public EventCounter {
   std::optional<std::string> nextCreate(int timeoutMs) override;
 
   // EventCounter
-  int fd() const override { return readFd_; }
+  int fd() const override { return ended_.empty() ? readFd_ : -1; }
   void pump() override;
   bool complete(uint64_t files) const override;
 
   pid_t pid() const { return tool_->pid(); }
+  // Why the tool stopped reporting ("" while it runs): it exited, with the
+  // last line it wrote to stderr.
+  const std::string& ended() const { return ended_; }
 
  private:
   // One report: a name and whether it exists now (created) or not (deleted).
@@ -94,6 +97,8 @@ class PeerTool final : public EventSource, public EventCounter {
   std::deque<std::string> creates_;  // for nextCreate
   bool keepNames_ = true;            // nextCreate needs the names; the burst only counts
   std::string probe_;                // waitReady's file
+  std::string stderrPath_;
+  std::string ended_;
   bool probeSeen_ = false;
 };
 

@@ -37,8 +37,9 @@ struct Options {
   size_t pollEvents = 10;
   uint64_t burstEvents = 1000000;
   double burstMaxSeconds = 120;
-  std::vector<std::string> lanes{"inotify",         "rnotify-unix-inotify", "rnotify-unix-fanotify", "rnotify-ssh",
-                                 "inotifywait",     "fswatch-inotify",      "watchman",              "fswatch-poll"};
+  std::vector<std::string> lanes{"inotify",         "rnotify-unix-inotify", "rnotify-unix-fanotify",
+                                 "rnotify-ssh-inotify", "rnotify-ssh-fanotify", "inotifywait",
+                                 "fswatch-inotify", "watchman",             "fswatch-poll"};
   std::string baseDir = "/dev/shm";
   std::string csv;
   std::string burstCsv;
@@ -75,14 +76,15 @@ class LaneWorld {
     return daemons_.back()->connect();
   }
 
-  // The agent over ssh (inotify backend), as the client library starts it.
-  std::unique_ptr<rnotify::Connection> sshClient(std::string* dir, const std::string& name) {
+  // The agent over ssh, as the client library starts it.
+  std::unique_ptr<rnotify::Connection> sshClient(std::string* dir, const std::string& name,
+                                                 const std::string& backend) {
     if (!scene_) {
       scene_ = std::make_unique<BenchScene>(o_.rnotifyd, o_.baseDir);
       scene_->setSeparateFilesystems(true);
       scene_->startSsh();
-      scene_->setRnotifydArgs({"--watcher", "inotify"});
     }
+    scene_->setRnotifydArgs({"--watcher", backend});
     *dir = scene_->laneDir(name);
     return scene_->connectAgent();
   }
@@ -101,9 +103,9 @@ std::unique_ptr<EventSource> latencySource(const std::string& lane, LaneWorld& w
     return std::make_unique<PeerTool>(*kind, dir, work, false);
   }
   if (lane == "inotify") return std::make_unique<InotifySource>(world.freshDir("lat-inotify"));
-  if (lane == "rnotify-ssh") {
+  if (lane.rfind("rnotify-ssh-", 0) == 0) {
     std::string dir;
-    auto client = world.sshClient(&dir, "lat-ssh");
+    auto client = world.sshClient(&dir, "lat-" + lane, lane.substr(std::string("rnotify-ssh-").size()));
     return std::make_unique<ConnectionSource>(lane, std::move(client), dir, dir);
   }
   std::string backend = lane == "rnotify-unix-fanotify" ? "fanotify" : "inotify";
@@ -114,6 +116,7 @@ std::unique_ptr<EventSource> latencySource(const std::string& lane, LaneWorld& w
 struct BurstRow {
   std::string lane;
   BurstOutcome outcome;
+  std::string note;  // a tool that exited during the burst
 };
 
 BurstRow burstLane(const Options& o, const std::string& lane, rnotify::testbed::TempDir& work) {
@@ -123,21 +126,26 @@ BurstRow burstLane(const Options& o, const std::string& lane, rnotify::testbed::
   burst.maxSeconds = o.burstMaxSeconds;
   burst.idleMs = 5000;
   std::unique_ptr<EventCounter> counter;
+  PeerTool* peer = nullptr;
   if (auto kind = peerKind(lane)) {
     burst.dir = world.freshDir("burst-" + lane);
-    counter = std::make_unique<PeerTool>(*kind, burst.dir, work.path(), true);
+    auto tool = std::make_unique<PeerTool>(*kind, burst.dir, work.path(), true);
+    peer = tool.get();
+    counter = std::move(tool);
   } else if (lane == "inotify") {
     burst.dir = world.freshDir("burst-inotify");
     counter = std::make_unique<RawInotifyCounter>(burst.dir);
-  } else if (lane == "rnotify-ssh") {
-    auto client = world.sshClient(&burst.dir, "burst-ssh");
+  } else if (lane.rfind("rnotify-ssh-", 0) == 0) {
+    auto client = world.sshClient(&burst.dir, "burst-" + lane, lane.substr(std::string("rnotify-ssh-").size()));
     counter = std::make_unique<ConnectionCounter>(std::move(client), burst.dir);
   } else {
     burst.dir = world.freshDir("burst-" + lane);
     counter = std::make_unique<ConnectionCounter>(
         world.unixClient(lane == "rnotify-unix-fanotify" ? "fanotify" : "inotify", burst.dir), burst.dir);
   }
-  return {lane, runBurst(burst, {counter.get()})};
+  BurstRow row{lane, runBurst(burst, {counter.get()}), ""};
+  if (peer != nullptr) row.note = peer->ended();
+  return row;
 }
 
 // Watchman reports the state of files when they settle, not every event (a
@@ -152,8 +160,8 @@ double fullReportRate(const BurstRow& r) {
 
 void printBurstTable(const std::vector<BurstRow>& rows) {
   std::printf("\n| lane | events | creates reported | deletes reported | overflows | complete | producer s | "
-              "last report s | events/s (reported) | events/s (full report) | x raw inotify |\n"
-              "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|\n");
+              "last report s | events/s (reported) | events/s (full report) | x raw inotify | note |\n"
+              "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|\n");
   double floor = 0;
   for (const BurstRow& r : rows) {
     if (r.lane == "inotify") floor = fullReportRate(r);
@@ -161,11 +169,11 @@ void printBurstTable(const std::vector<BurstRow>& rows) {
   for (const BurstRow& r : rows) {
     const CounterOutcome& c = r.outcome.counters.front();
     double rate = eventsPerSecond(r.outcome, c);
-    std::printf("| %s | %llu | %llu | %llu | %llu | %s | %.2f | %.2f | %.0f | %.0f | %.2f |\n", r.lane.c_str(),
+    std::printf("| %s | %llu | %llu | %llu | %llu | %s | %.2f | %.2f | %.0f | %.0f | %.2f | %s |\n", r.lane.c_str(),
                 static_cast<unsigned long long>(2 * r.outcome.files), static_cast<unsigned long long>(c.counts.creates),
                 static_cast<unsigned long long>(c.counts.deletes), static_cast<unsigned long long>(c.counts.overflows),
                 c.complete ? "yes" : "NO", r.outcome.totalSeconds, c.lastEventSeconds, rate, fullReportRate(r),
-                floor > 0 ? fullReportRate(r) / floor : 0);
+                floor > 0 ? fullReportRate(r) / floor : 0, r.note.c_str());
   }
 }
 
@@ -173,14 +181,17 @@ void writeBurstCsv(const std::string& path, const std::vector<BurstRow>& rows, c
   FILE* f = std::fopen(path.c_str(), "w");
   if (f == nullptr) throw std::runtime_error("cannot write " + path);
   std::fprintf(f, "kind,lane,events,creates,deletes,overflows,complete,producer_s,last_event_s,events_per_s,"
-                  "full_report_events_per_s,load_before\n");
+                  "full_report_events_per_s,load_before,note\n");
   for (const BurstRow& r : rows) {
     const CounterOutcome& c = r.outcome.counters.front();
-    std::fprintf(f, "burst,%s,%llu,%llu,%llu,%llu,%d,%.4f,%.4f,%.1f,%.1f,%s\n", r.lane.c_str(),
+    std::string note = r.note;
+    std::replace(note.begin(), note.end(), ',', ';');
+    std::replace(note.begin(), note.end(), '"', '\'');
+    std::fprintf(f, "burst,%s,%llu,%llu,%llu,%llu,%d,%.4f,%.4f,%.1f,%.1f,%s,\"%s\"\n", r.lane.c_str(),
                  static_cast<unsigned long long>(2 * r.outcome.files), static_cast<unsigned long long>(c.counts.creates),
                  static_cast<unsigned long long>(c.counts.deletes), static_cast<unsigned long long>(c.counts.overflows),
                  c.complete ? 1 : 0, r.outcome.totalSeconds, c.lastEventSeconds, eventsPerSecond(r.outcome, c),
-                 fullReportRate(r), load.c_str());
+                 fullReportRate(r), load.c_str(), note.c_str());
   }
   std::fclose(f);
 }
@@ -222,7 +233,7 @@ int main(int argc, char** argv) {
         std::printf("%s: skipped, %s\n", lane.c_str(), peerMissing(*kind).c_str());
         continue;
       }
-      if (lane == "rnotify-ssh" && !BenchScene::sshMissing().empty()) {
+      if (lane.rfind("rnotify-ssh-", 0) == 0 && !BenchScene::sshMissing().empty()) {
         std::printf("%s: skipped, %s\n", lane.c_str(), BenchScene::sshMissing().c_str());
         continue;
       }

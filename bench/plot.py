@@ -135,12 +135,18 @@ def plot_scale(results, out):
         return None
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
     if os.path.exists(fanout):
-        rows = read_rows(fanout)
         ax = axes[0]
-        for backend in OrderedDict((r["backend"], 1) for r in rows):
-            sel = [r for r in rows if r["backend"] == backend]
-            ax.plot([int(r["clients"]) for r in sel], [float(r["deliveries_per_s"]) for r in sel], marker="o",
-                    label=backend)
+        big = os.path.join(results, "fanout_queue1m.csv")
+        for path, style in ((fanout, "-"), (big, "--")):
+            if not os.path.exists(path):
+                continue
+            rows = read_rows(path)
+            for backend in OrderedDict((r["backend"], 1) for r in rows):
+                sel = [r for r in rows if r["backend"] == backend]
+                lost = any(r["deliveries"] != r["deliveries_expected"] for r in sel)
+                ax.plot([int(r["clients"]) for r in sel], [float(r["deliveries_per_s"]) for r in sel], marker="o",
+                        linestyle=style,
+                        label=f"{backend}, queue {sel[0].get('max_queued_events', '?')}" + (" (LOSS)" if lost else ""))
         ax.axhline(1e6, color="grey", linestyle="--", linewidth=1)
         ax.text(1, 1e6, " target 1M/s", color="grey", fontsize=7, va="bottom")
         ax.set_xscale("log")

@@ -8,9 +8,10 @@
 #   bench/run_all.sh                 full size (about 10 minutes on 2 cores)
 #   bench/run_all.sh --quick         scaled down (about 2 minutes)
 #
-# Results: bench/results/{latency,latency_dedup,throughput,fanout,tree,peers,
-# peers_burst}.csv, the samples behind the latency figure
-# (bench/results/*_samples.csv, not committed), docs/bench-*.png.
+# Results: bench/results/{latency_all,latency_all_dedup,throughput,fanout,
+# fanout_queue1m,tree,peers,peers_burst}.csv, the samples behind the latency
+# figure (bench/results/*_samples.csv, not committed), docs/bench-*.png.
+# (bench/run_latency.sh alone writes latency.csv and latency_dedup.csv.)
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${RNOTIFY_BENCH_BUILD:-$root/build-bench}
@@ -39,12 +40,15 @@ else
   peers=""
 fi
 
-echo "== latency (bench_latency, docs: Latency)"
-RNOTIFY_BENCH_BUILD=$build "$root/bench/run_latency.sh" $latency --samples "$results/latency_samples.csv"
+echo "== latency (bench_latency)"
+"$b/bench_latency" $latency --csv "$results/latency_all.csv" --dedup-csv "$results/latency_all_dedup.csv" \
+  --samples "$results/latency_samples.csv"
 echo "== throughput (bench_throughput)"
 "$b/bench_throughput" $throughput --csv "$results/throughput.csv"
-echo "== fan-out (bench_fanout)"
+echo "== fan-out (bench_fanout), the kernel queues as they are"
 "$b/bench_fanout" $fanout --csv "$results/fanout.csv"
+echo "== fan-out (bench_fanout), kernel queues of 1,000,000 events"
+"$b/bench_fanout" $fanout --max-queued-events 1000000 --csv "$results/fanout_queue1m.csv"
 echo "== a tree of directories (bench_tree)"
 "$b/bench_tree" $tree --csv "$results/tree.csv"
 echo "== peers (bench_peers)"

@@ -137,6 +137,10 @@ Row runLane(const Options& o, const std::string& lane, const std::string& mode, 
     row.burst = runBurst(burst, {&counter});
     auto after = cpuSeconds(daemon.pid());
     if (before && after) row.daemonCpu = *after - *before;
+    if (!row.burst.counters.front().complete) {
+      // Say why: rnotifyd logs kernel overflows and clients it sheds.
+      std::printf("  incomplete; rnotifyd said:\n%s\n", daemon.transcript().c_str());
+    }
   } else {
     throw std::runtime_error("unknown lane '" + lane + "'");
   }
