@@ -23,6 +23,8 @@ struct PollScanner::Dir {
   int64_t listedMtimeNs = 0;     // the directory's mtime when it was last listed
   Clock::time_point mtimeSince;  // when that mtime was first seen
   Clock::time_point listedAt;    // when the last listing started
+  Clock::time_point hotUntil;    // files statx'd at every scan until then
+  uint32_t phase = 0;            // which of the sweepScans scans checks the files
   bool listed = false;
   const char* nameOf(const Entry& e) const;
 };
@@ -178,11 +180,17 @@ void PollScanner::relist(int fd, Dir& dir, const std::string& path, Cycle& c) {
   dir.entries = std::move(next.entries);
 }
 
-void PollScanner::restat(int fd, Dir& dir, const std::string& path, Cycle& c) {
+void PollScanner::restat(int fd, Dir& dir, const std::string& path, bool files, Cycle& c) {
   ++counters_.dirsSkipped;
+  counters_.dirsSwept += files;
   size_t kept = 0;
   for (size_t i = 0; i < dir.entries.size(); ++i) {
     Entry& known = dir.entries[i];
+    if (!files && !isDir(known.st)) {
+      if (kept != i) dir.entries[kept] = std::move(known);
+      ++kept;
+      continue;
+    }
     const char* name = dir.nameOf(known);
     PollStat st;
     int err = fs_.stat(fd, name, isDir(known.st), &st);
@@ -207,6 +215,15 @@ void PollScanner::restat(int fd, Dir& dir, const std::string& path, Cycle& c) {
 void PollScanner::scanDir(int parentFd, const char* name, const PollStat& self, Dir& dir, const std::string& path,
                           Cycle& c) {
   bool list = needsListing(dir, self);
+  if (!dir.listed) dir.phase = nextPhase_++;
+  const int sweep = std::max(options_.sweepScans, 1);
+  bool files = list || dir.hotUntil > c.start || (dir.phase + counters_.scans) % sweep == 0;
+  bool subdirs = std::any_of(dir.entries.begin(), dir.entries.end(), [](const Entry& e) { return isDir(e.st); });
+  if (!files && !subdirs) {  // nothing below to statx this time
+    ++counters_.dirsSkipped;
+    return;
+  }
+  size_t changesBefore = c.gone.size() + c.found.size() + c.changed.size();
   int err = 0;
   UniqueFd fd = fs_.openDir(parentFd, name, list, &err);
   if (!fd) {
@@ -225,8 +242,9 @@ void PollScanner::scanDir(int parentFd, const char* name, const PollStat& self, 
     dir.listedAt = now;
     dir.listed = true;
   } else {
-    restat(fd.get(), dir, path, c);
+    restat(fd.get(), dir, path, files, c);
   }
+  if (c.gone.size() + c.found.size() + c.changed.size() != changesBefore) dir.hotUntil = c.start + options_.hotFor;
   for (Entry& e : dir.entries) {
     if (e.dir) scanDir(fd.get(), dir.nameOf(e), e.st, *e.dir, join(path, dir.nameOf(e)), c);
   }

@@ -9,12 +9,14 @@
 // to the previous listing, the events give the new one (pollDiff orders the
 // structural part).
 //
-// Cost per scan: one statx per entry, with only the fields compared, relative
-// to its directory's descriptor; one open per directory; getdents64 only for
-// directories whose mtime changed. A directory whose mtime is unchanged is not
-// re-listed, because creating, deleting or renaming an entry in it would have
-// changed its mtime; its entries are still statx'd one by one, which is what
-// detects in-place modifications (writes, truncation, chmod, chown, touch).
+// Cost per scan: one statx per directory and one open of each directory that
+// has subdirectories, relative to its parent's descriptor, asking only for
+// the fields compared; getdents64 only for directories whose mtime changed. A
+// directory whose mtime is unchanged is not re-listed, because creating,
+// deleting or renaming an entry in it would have changed its mtime; its files
+// are still statx'd one by one, which is what detects in-place modifications
+// (writes, truncation, chmod, chown, touch): at every scan while the directory
+// is hot, else at every `sweepScans`-th scan (Options).
 // Timestamps are coarse on some filesystems (sshfs: 1 s; FAT: 2 s; ext4 on an
 // old kernel: one tick), so a change made in the same tick as a listing leaves
 // the mtime as it was: a directory is therefore re-listed until one listing
@@ -63,6 +65,16 @@ class PollScanner {
     // forgets an inode): an entry is then the same while its name and type
     // are, and the root's inode is not checked.
     bool stableInodes = true;
+    // In-place changes (writes, chmod) show only in a file's own statx, one
+    // syscall per file. A directory's files are statx'd at every scan while
+    // it is hot (a change found in it within `hotFor`), and
+    // otherwise at every `sweepScans`-th scan, the directories taking turns:
+    // 1 checks every file at every scan; 2 halves the cost of a scan of a
+    // quiet tree and reports an in-place change of a long-untouched file up
+    // to one interval later. Directories themselves (so creations, deletions
+    // and renames anywhere) are checked at every scan.
+    int sweepScans = 2;
+    std::chrono::seconds hotFor{60};
     PollInterval::Settings interval;
   };
 
@@ -71,6 +83,7 @@ class PollScanner {
     uint64_t scans = 0;
     uint64_t dirsListed = 0;
     uint64_t dirsSkipped = 0;  // mtime unchanged: not re-listed
+    uint64_t dirsSwept = 0;    // of those, the ones whose files were statx'd
   };
 
   // root: a directory; a relative path is taken from the current directory
@@ -97,7 +110,11 @@ class PollScanner {
   const std::string& root() const { return root_; }
   size_t entries() const;      // known entries, root excluded
   size_t memoryBytes() const;  // of the known state, approximately
-  const Counters& counters() const { return counters_; }
+  Counters counters() const {
+    Counters c = counters_;
+    c.fs = fs_.counters();
+    return c;
+  }
 
  private:
   struct Dir;
@@ -106,7 +123,7 @@ class PollScanner {
 
   void scanDir(int parentFd, const char* name, const PollStat& self, Dir& dir, const std::string& path, Cycle& c);
   void relist(int fd, Dir& dir, const std::string& path, Cycle& c);
-  void restat(int fd, Dir& dir, const std::string& path, Cycle& c);
+  void restat(int fd, Dir& dir, const std::string& path, bool files, Cycle& c);
   bool needsListing(const Dir& dir, const PollStat& self) const;
   // Compares an entry found under its old name; false if it is another object.
   bool same(const Entry& known, const PollStat& now) const;
@@ -124,6 +141,7 @@ class PollScanner {
   bool baseline_ = false;
   bool ended_ = false;
   uint32_t nextCookie_ = 1;
+  uint32_t nextPhase_ = 0;
   Counters counters_;
 };
 

@@ -57,9 +57,11 @@ std::vector<Event> scan(PollScanner& scanner) {
   return std::move(*result);
 }
 
+// Unchanged directories trusted at once, every file checked at every scan.
 PollScanner::Options fastOptions() {
   PollScanner::Options o;
   o.mtimeGranularity = std::chrono::milliseconds(0);
+  o.sweepScans = 1;
   return o;
 }
 
@@ -113,6 +115,35 @@ TEST(PollScanner, UnchangedDirectoriesAreNotListedButInPlaceChangesAreSeen) {
   writeFile(tmp / "a/b/h", "");
   EXPECT_EQ(describe(scan(scanner)), (std::vector<std::string>{"CREATE a/b/h"}));
   EXPECT_EQ(scanner.counters().dirsListed, listed + 1);
+}
+
+TEST(PollScanner, QuietDirectoriesFilesAreCheckedInTurnsHotOnesAtEveryScan) {
+  TempDir tmp;
+  for (const char* d : {"a", "b", "c"}) {
+    tmp.mkdir(d);
+    writeFile(tmp / (std::string(d) + "/f"), "1");
+  }
+  PollScanner::Options o = fastOptions();
+  o.sweepScans = 3;
+  PollScanner scanner(tmp.path(), o);
+  scan(scanner);
+  uint64_t statx = scanner.counters().fs.statx;
+  EXPECT_TRUE(scan(scanner).empty());
+  // The root (its own statx, and its three directories) and one directory's file.
+  EXPECT_EQ(scanner.counters().fs.statx - statx, 1u + 3u + 1u);
+
+  // An in-place change in a quiet directory: seen within sweepScans scans.
+  writeFile(tmp / "b/f", "22");
+  std::vector<std::string> seen;
+  int scans = 0;
+  while (seen.empty() && scans < 3) {
+    seen = describe(scan(scanner));
+    ++scans;
+  }
+  EXPECT_EQ(seen, (std::vector<std::string>{"MODIFY b/f"}));
+  // b is hot now: its next change shows at the next scan.
+  writeFile(tmp / "b/f", "333");
+  EXPECT_EQ(describe(scan(scanner)), (std::vector<std::string>{"MODIFY b/f"}));
 }
 
 TEST(PollScanner, ADirectoryIsListedUntilItsMtimeIsOlderThanTheGranularity) {
