@@ -62,7 +62,7 @@ UniqueFd PollFs::openDir(int dirfd, const char* name, bool forListing, int* erro
   return fd;
 }
 
-int PollFs::list(int fd, std::string* names) {
+int PollFs::list(int fd, std::string* names, std::vector<uint64_t>* inos) {
   if (buffer_.empty()) buffer_.resize(kBufferSize);
   for (;;) {
     ++counters_.getdents;
@@ -75,6 +75,7 @@ int PollFs::list(int fd, std::string* names) {
       const char* name = d->d_name;
       if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'))) continue;
       names->append(name, std::strlen(name) + 1);
+      inos->push_back(d->d_ino);
     }
   }
 }

@@ -51,8 +51,8 @@ class PollFs {
   // NFS no request goes to the server). Invalid fd and errno on failure.
   UniqueFd openDir(int dirfd, const char* name, bool forListing, int* error);
   // Appends every name in the directory but "." and "..", each followed by a
-  // NUL, to *names. 0 or an errno.
-  int list(int fd, std::string* names);
+  // NUL, to *names, and its inode number (d_ino) to *inos. 0 or an errno.
+  int list(int fd, std::string* names, std::vector<uint64_t>* inos);
 
   const PollFsCounters& counters() const { return counters_; }
 

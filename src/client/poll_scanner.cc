@@ -23,7 +23,6 @@ struct PollScanner::Dir {
   int64_t listedMtimeNs = 0;     // the directory's mtime when it was last listed
   Clock::time_point mtimeSince;  // when that mtime was first seen
   Clock::time_point listedAt;    // when the last listing started
-  Clock::time_point hotUntil;    // files statx'd at every scan until then
   uint32_t phase = 0;            // which of the sweepScans scans checks the files
   bool listed = false;
   const char* nameOf(const Entry& e) const;
@@ -32,6 +31,7 @@ struct PollScanner::Dir {
 struct PollScanner::Entry {
   PollStat st;
   uint32_t nameOffset = 0;   // into the owning Dir's names
+  uint32_t hotUntil = 0;     // statx'd at every scan before this scan number
   std::unique_ptr<Dir> dir;  // a directory the scan descends into
 };
 
@@ -84,6 +84,8 @@ bool PollScanner::needsListing(const Dir& dir, const PollStat& self) const {
   return dir.listedAt < dir.mtimeSince + options_.mtimeGranularity;
 }
 
+bool PollScanner::hot(const Entry& e) const { return e.hotUntil > counters_.scans; }
+
 bool PollScanner::same(const Entry& known, const PollStat& now) const {
   if ((known.st.mode & S_IFMT) != (now.mode & S_IFMT)) return false;
   return !options_.stableInodes || (known.st.ino == now.ino && known.st.btime == now.btime);
@@ -98,6 +100,7 @@ void PollScanner::update(Entry& known, const PollStat& now, const std::string& p
     if (!attrib && !modified && !isDir(now) && was.ctimeNs != now.ctimeNs) attrib = true;
     if (modified) c.changed.push_back(polled(IN_MODIFY, path, name, now));
     if (attrib) c.changed.push_back(polled(IN_ATTRIB, path, name, now));
+    if (modified || attrib) known.hotUntil = static_cast<uint32_t>(counters_.scans + options_.hotScans);
   }
   known.st = now;
 }
@@ -115,19 +118,21 @@ void PollScanner::added(const PollStat& st, const std::string& path, const char*
   c.found.push_back(PollItem{join(path, name), st});
 }
 
-void PollScanner::relist(int fd, Dir& dir, const std::string& path, Cycle& c) {
+void PollScanner::relist(int fd, Dir& dir, const std::string& path, bool files, Cycle& c) {
   std::string names;
-  if (int err = fs_.list(fd, &names); err != 0) {
+  std::vector<uint64_t> inos;
+  if (int err = fs_.list(fd, &names, &inos); err != 0) {
     log::debug("poll: cannot list '{}/{}': {}", root_, path, std::strerror(err));
     return;  // keep what was known
   }
   ++counters_.dirsListed;
-  std::vector<uint32_t> order;
-  for (size_t at = 0; at < names.size(); at += std::strlen(names.data() + at) + 1) {
-    order.push_back(static_cast<uint32_t>(at));
+  std::vector<std::pair<uint32_t, uint64_t>> order;  // name offset, d_ino
+  for (size_t at = 0, k = 0; at < names.size(); at += std::strlen(names.data() + at) + 1, ++k) {
+    order.emplace_back(static_cast<uint32_t>(at), inos[k]);
   }
-  std::sort(order.begin(), order.end(),
-            [&](uint32_t a, uint32_t b) { return std::strcmp(names.data() + a, names.data() + b) < 0; });
+  std::sort(order.begin(), order.end(), [&](const auto& a, const auto& b) {
+    return std::strcmp(names.data() + a.first, names.data() + b.first) < 0;
+  });
 
   Dir next;
   next.names.reserve(names.size());
@@ -140,6 +145,7 @@ void PollScanner::relist(int fd, Dir& dir, const std::string& path, Cycle& c) {
   auto fresh = [&](const char* name, const PollStat& st) {
     Entry e;
     e.st = st;
+    if (c.report) e.hotUntil = static_cast<uint32_t>(counters_.scans + options_.hotScans);
     if (isDir(st) && options_.recursive) e.dir = std::make_unique<Dir>();
     added(st, path, name, c);
     keep(name, std::move(e));
@@ -147,11 +153,18 @@ void PollScanner::relist(int fd, Dir& dir, const std::string& path, Cycle& c) {
   size_t i = 0, j = 0;
   while (i < dir.entries.size() || j < order.size()) {
     const char* oldName = i < dir.entries.size() ? dir.nameOf(dir.entries[i]) : nullptr;
-    const char* newName = j < order.size() ? names.data() + order[j] : nullptr;
+    const char* newName = j < order.size() ? names.data() + order[j].first : nullptr;
     int cmp = oldName == nullptr ? 1 : newName == nullptr ? -1 : std::strcmp(oldName, newName);
     if (cmp < 0) {  // gone
       removed(dir.entries[i], path, oldName, c);
       ++i;
+      continue;
+    }
+    if (cmp == 0 && !files && !isDir(dir.entries[i].st) && !hot(dir.entries[i]) && options_.stableInodes &&
+        order[j].second == dir.entries[i].st.ino) {
+      keep(oldName, std::move(dir.entries[i]));  // the same inode, not due for a check
+      ++i;
+      ++j;
       continue;
     }
     PollStat st;
@@ -186,7 +199,7 @@ void PollScanner::restat(int fd, Dir& dir, const std::string& path, bool files, 
   size_t kept = 0;
   for (size_t i = 0; i < dir.entries.size(); ++i) {
     Entry& known = dir.entries[i];
-    if (!files && !isDir(known.st)) {
+    if (!files && !isDir(known.st) && !hot(known)) {
       if (kept != i) dir.entries[kept] = std::move(known);
       ++kept;
       continue;
@@ -217,13 +230,13 @@ void PollScanner::scanDir(int parentFd, const char* name, const PollStat& self, 
   bool list = needsListing(dir, self);
   if (!dir.listed) dir.phase = nextPhase_++;
   const int sweep = std::max(options_.sweepScans, 1);
-  bool files = list || dir.hotUntil > c.start || (dir.phase + counters_.scans) % sweep == 0;
-  bool subdirs = std::any_of(dir.entries.begin(), dir.entries.end(), [](const Entry& e) { return isDir(e.st); });
-  if (!files && !subdirs) {  // nothing below to statx this time
+  bool files = (dir.phase + counters_.scans) % sweep == 0;
+  bool some =
+      std::any_of(dir.entries.begin(), dir.entries.end(), [&](const Entry& e) { return isDir(e.st) || hot(e); });
+  if (!list && !files && !some) {  // nothing below to statx this time
     ++counters_.dirsSkipped;
     return;
   }
-  size_t changesBefore = c.gone.size() + c.found.size() + c.changed.size();
   int err = 0;
   UniqueFd fd = fs_.openDir(parentFd, name, list, &err);
   if (!fd) {
@@ -236,7 +249,7 @@ void PollScanner::scanDir(int parentFd, const char* name, const PollStat& self, 
     // Read after the open, so not before the statx that gave self.mtimeNs.
     Clock::time_point now = Clock::now();
     bool changed = !dir.listed || self.mtimeNs != dir.listedMtimeNs;
-    relist(fd.get(), dir, path, c);
+    relist(fd.get(), dir, path, files, c);
     if (changed) dir.mtimeSince = now;
     dir.listedMtimeNs = self.mtimeNs;
     dir.listedAt = now;
@@ -244,7 +257,6 @@ void PollScanner::scanDir(int parentFd, const char* name, const PollStat& self, 
   } else {
     restat(fd.get(), dir, path, files, c);
   }
-  if (c.gone.size() + c.found.size() + c.changed.size() != changesBefore) dir.hotUntil = c.start + options_.hotFor;
   for (Entry& e : dir.entries) {
     if (e.dir) scanDir(fd.get(), dir.nameOf(e), e.st, *e.dir, join(path, dir.nameOf(e)), c);
   }

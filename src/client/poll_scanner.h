@@ -15,8 +15,8 @@
 // directory whose mtime is unchanged is not re-listed, because creating,
 // deleting or renaming an entry in it would have changed its mtime; its files
 // are still statx'd one by one, which is what detects in-place modifications
-// (writes, truncation, chmod, chown, touch): at every scan while the directory
-// is hot, else at every `sweepScans`-th scan (Options).
+// (writes, truncation, chmod, chown, touch): recently changed files at every
+// scan, the others at every `sweepScans`-th scan (Options).
 // Timestamps are coarse on some filesystems (sshfs: 1 s; FAT: 2 s; ext4 on an
 // old kernel: one tick), so a change made in the same tick as a listing leaves
 // the mtime as it was: a directory is therefore re-listed until one listing
@@ -66,15 +66,16 @@ class PollScanner {
     // are, and the root's inode is not checked.
     bool stableInodes = true;
     // In-place changes (writes, chmod) show only in a file's own statx, one
-    // syscall per file. A directory's files are statx'd at every scan while
-    // it is hot (a change found in it within `hotFor`), and
-    // otherwise at every `sweepScans`-th scan, the directories taking turns:
-    // 1 checks every file at every scan; 2 halves the cost of a scan of a
-    // quiet tree and reports an in-place change of a long-untouched file up
-    // to one interval later. Directories themselves (so creations, deletions
-    // and renames anywhere) are checked at every scan.
+    // syscall per file. A directory's files are statx'd at every
+    // `sweepScans`-th scan, the directories taking turns; a file that changed
+    // or appeared within the last `hotScans` scans, at every scan. 1 checks
+    // every file at every scan; 2 halves the cost of a scan and reports an
+    // in-place change of a file that was quiet up to one interval later.
+    // Directories themselves (so creations, deletions and renames anywhere)
+    // are checked at every scan; a re-listed directory's names are statx'd
+    // when new, or when the listing shows another inode number for them.
     int sweepScans = 2;
-    std::chrono::seconds hotFor{60};
+    int hotScans = 30;
     PollInterval::Settings interval;
   };
 
@@ -122,8 +123,9 @@ class PollScanner {
   struct Cycle;
 
   void scanDir(int parentFd, const char* name, const PollStat& self, Dir& dir, const std::string& path, Cycle& c);
-  void relist(int fd, Dir& dir, const std::string& path, Cycle& c);
+  void relist(int fd, Dir& dir, const std::string& path, bool files, Cycle& c);
   void restat(int fd, Dir& dir, const std::string& path, bool files, Cycle& c);
+  bool hot(const Entry& e) const;
   bool needsListing(const Dir& dir, const PollStat& self) const;
   // Compares an entry found under its old name; false if it is another object.
   bool same(const Entry& known, const PollStat& now) const;

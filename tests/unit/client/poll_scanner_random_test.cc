@@ -304,7 +304,7 @@ TEST(PollScannerRandom, EventsReplayWhenUnchangedDirectoriesAreSkipped) {
   PollScanner::Options o;
   o.mtimeGranularity = std::chrono::milliseconds(0);
   o.sweepScans = 3;
-  o.hotFor = std::chrono::seconds(0);  // files of every directory checked in turns only
+  o.hotScans = 0;  // files checked in turns only
   uint32_t s = seed();
   std::cout << "seed " << s << " (RNOTIFY_POLL_SEED to repeat)\n";
   runRandom(o, s, 200);
