@@ -152,6 +152,19 @@ Result<Message> decodeAck(std::string_view payload) {
   return finish(r, std::move(m));
 }
 
+Result<Message> decodeAuth(std::string_view payload) {
+  WireReader r(payload, "Auth");
+  Auth m;
+  m.requestId = r.get<uint32_t>("requestId");
+  m.user = r.getString("user", kMaxUserName);
+  m.token = r.getString("token", kMaxToken);
+  if (r.ok()) {
+    if (std::string p = userProblem(m.user); !p.empty()) r.fail(p);
+  }
+  if (r.ok() && m.token.empty()) r.fail("token is empty");
+  return finish(r, std::move(m));
+}
+
 void decodeStat(WireReader& r, EventStat& st) {
   st.size = r.get<uint64_t>("size");
   st.mtimeSec = r.get<int64_t>("mtimeSec");
@@ -286,6 +299,8 @@ Result<Message> decode(Type type, std::string_view payload) {
       return decodeAttach(payload);
     case Type::kAck:
       return decodeAck(payload);
+    case Type::kAuth:
+      return decodeAuth(payload);
     case Type::kEvents:
       return decodeEvents(payload);
     case Type::kPing:

@@ -100,6 +100,11 @@ struct PayloadWriter {
     putPositions(m.positions);
   }
   void operator()(const Ack& m) { putPositions(m.positions); }
+  void operator()(const Auth& m) {
+    put<uint32_t>(out, m.requestId);
+    putString(out, m.user, kMaxUserName + 1);
+    putString(out, m.token, kMaxToken + 1);
+  }
   void operator()(const Ping& m) { put<uint64_t>(out, m.token); }
   void operator()(const Pong& m) { put<uint64_t>(out, m.token); }
   void operator()(const Fatal& m) {
@@ -128,6 +133,7 @@ Type typeOf(const Message& msg) {
         if constexpr (std::is_same_v<T, Fatal>) return Type::kFatal;
         if constexpr (std::is_same_v<T, Attach>) return Type::kAttach;
         if constexpr (std::is_same_v<T, Ack>) return Type::kAck;
+        if constexpr (std::is_same_v<T, Auth>) return Type::kAuth;
       },
       msg);
 }
@@ -152,6 +158,8 @@ const char* typeName(Type type) {
       return "Attach";
     case Type::kAck:
       return "Ack";
+    case Type::kAuth:
+      return "Auth";
     case Type::kEntries:
       return "Entries";
     case Type::kEvents:

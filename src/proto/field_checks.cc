@@ -36,4 +36,11 @@ std::string nameProblem(std::string_view name) {
   return {};
 }
 
+std::string userProblem(std::string_view user) {
+  if (user.empty()) return "user is empty";
+  if (user.find('/') != std::string_view::npos) return "user contains '/'";
+  if (user == "." || user == "..") return "user is '" + std::string(user) + "'";
+  return {};
+}
+
 }  // namespace rnotify::proto

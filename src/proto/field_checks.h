@@ -15,5 +15,8 @@ std::string stringProblem(std::string_view field, std::string_view s, size_t lim
 std::string dirProblem(std::string_view dir);
 // "" or one directory entry: no '/', not "." or "..".
 std::string nameProblem(std::string_view name);
+// An Auth user name: 1..255 bytes, no '/', not "." or ".." (the server uses
+// it as a file name in its token directory).
+std::string userProblem(std::string_view user);
 
 }  // namespace rnotify::proto

@@ -28,6 +28,7 @@ bool isKnownType(uint8_t type) {
     case Type::kSnapshot:
     case Type::kAttach:
     case Type::kAck:
+    case Type::kAuth:
     case Type::kEntries:
     case Type::kEvents:
     case Type::kPing:

@@ -28,6 +28,7 @@ enum Capability : uint64_t {
   kCapOrigin = 1u << 1,  // Declare; events tagged with who caused them
   kCapStat = 1u << 2,    // events carry size, mtime, mode, owner on request
   kCapResync = 1u << 3,  // Snapshot/Entries: the client can re-read a watched tree after a gap
+  kCapAuth = 1u << 4,    // Auth: a bearer token, on a TLS listener that asks for one
 };
 
 inline constexpr size_t kMaxDeclared = 64;      // origins in one Declare
@@ -43,6 +44,7 @@ enum class Type : uint8_t {
   kSnapshot = 0x14,
   kAttach = 0x15,
   kAck = 0x16,
+  kAuth = 0x17,
   kEvents = 0x20,
   kEntries = 0x21,
   kPing = 0x30,
@@ -156,6 +158,18 @@ struct Ack {
   std::vector<WatchPosition> positions;
 };
 
+// client -> server, with kCapAuth, right after Welcome: the user's bearer
+// token, on a TLS listener that authenticates clients by token (rnotifyd
+// --token-dir). Until a Reply with status 0 answers it, the server accepts
+// nothing else; a wrong token gets Reply EACCES and the connection closes.
+struct Auth {
+  uint32_t requestId = 0;
+  std::string user;   // the local user name on the server, 1..255 bytes, no '/'
+  std::string token;  // the secret, 1..1024 bytes; never logged
+};
+inline constexpr size_t kMaxUserName = 255;
+inline constexpr size_t kMaxToken = 1024;
+
 struct Ping {
   uint64_t token = 0;
 };
@@ -169,6 +183,7 @@ struct Fatal {  // either direction, then the sender closes
 };
 
 using Message =
-    std::variant<Hello, Welcome, Watch, Unwatch, Reply, Declare, Snapshot, Events, Entries, Ping, Pong, Fatal, Attach, Ack>;
+    std::variant<Hello, Welcome, Watch, Unwatch, Reply, Declare, Snapshot, Events, Entries, Ping, Pong, Fatal, Attach, Ack,
+                 Auth>;
 
 }  // namespace rnotify::proto

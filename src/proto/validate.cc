@@ -68,6 +68,15 @@ Status validate(const Message& msg) {
           if (m.positions.size() > kMaxPositions) return check("Attach", "too many positions");
           if (m.instanceId == 0 && !m.positions.empty()) return check("Attach", "positions without an instanceId");
           return {};
+        } else if constexpr (std::is_same_v<T, Auth>) {
+          if (Status s = checkPath("Auth", "user", m.user, kMaxUserName); !s) return s;
+          if (Status s = check("Auth", userProblem(m.user)); !s) return s;
+          if (m.token.empty()) return check("Auth", "an empty token");
+          // The token's bytes are never part of the message: it is a secret.
+          if (m.token.size() > kMaxToken || m.token.find('\0') != std::string::npos) {
+            return check("Auth", "a token that is over " + std::to_string(kMaxToken) + " bytes or contains NUL");
+          }
+          return {};
         } else if constexpr (std::is_same_v<T, Ack>) {
           if (m.positions.size() > kMaxPositions) return check("Ack", "too many positions");
           return {};

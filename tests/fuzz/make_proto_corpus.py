@@ -70,6 +70,10 @@ SEEDS = {
         + struct.pack("<IQ", 1, 7) + struct.pack("<IQ", 3, 0))
     + frame(0x16, struct.pack("<I", 1) + struct.pack("<IQ", 1, 9)),
     "attach_new": b"\x10\x01" + frame(0x15, struct.pack("<IQQQI", 1, 5, 5, 0, 0)),
+    "auth": b"\xff\x00" + hello() + welcome() + frame(0x17, struct.pack("<I", 1) + string(b"alice")
+                                                       + string(b"0123456789abcdef0123456789abcdef"))
+    + frame(0x12, struct.pack("<IiI", 1, 0, 0) + string(b"authenticated as alice")),
+    "auth_bad_user": b"\x10\x00" + frame(0x17, struct.pack("<I", 2) + string(b"../root") + string(b"t")),
     "oversized": b"\x00\x00" + b"\xff\xff\xff\xff\x01",
     "truncated_events": b"\xff\x02" + events(record(1, 1, 0x100, b"", b"x"))[:-1],
 }

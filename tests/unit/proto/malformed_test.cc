@@ -22,6 +22,7 @@ std::vector<Message> fixedLayoutMessages() {
           Reply{1, 0, 2, "ok"},
           Attach{1, {2, 3}, 4, {{5, 6}}},
           Ack{{{1, 2}}},
+          Auth{1, "alice", "secret"},
           Ping{5},
           Pong{6},
           Fatal{EPROTO, "bye"}};
@@ -116,6 +117,24 @@ TEST(ProtoMalformed, ResumeMessagesAreChecked) {
   expectError(Type::kAttach, payloadOf(Attach{1, {0, 0}, 0, {}}), EPROTO, "the token is zero");
   expectError(Type::kAttach, payloadOf(Attach{1, {1, 0}, 0, {{1, 1}}}), EPROTO, "positions without an instanceId");
   EXPECT_FALSE(validate(Attach{1, {0, 0}, 0, {}}).ok());
+}
+
+TEST(ProtoMalformed, AuthFieldsAreChecked) {
+  expectError(Type::kAuth, payloadOf(Auth{1, "", "secret"}), EPROTO, "user is empty");
+  expectError(Type::kAuth, payloadOf(Auth{1, "../etc", "secret"}), EPROTO, "user contains '/'");
+  expectError(Type::kAuth, payloadOf(Auth{1, "..", "secret"}), EPROTO, "user is '..'");
+  expectError(Type::kAuth, payloadOf(Auth{1, "alice", ""}), EPROTO, "token is empty");
+  expectError(Type::kAuth, payloadOf(Auth{1, std::string(kMaxUserName + 1, 'u'), "t"}), EPROTO,
+              "user is 256 bytes, the limit is 255");
+  expectError(Type::kAuth, payloadOf(Auth{1, "alice", std::string(kMaxToken + 1, 't')}), EPROTO,
+              "token is 1025 bytes, the limit is 1024");
+  expectError(Type::kAuth, payloadOf(Auth{1, "alice", std::string("se\0cret", 7)}), EPROTO, "token contains a NUL");
+  // A sender is told before it sends; the message never repeats the token.
+  auto tooLong = validate(Auth{1, "alice", std::string(kMaxToken + 1, 't')});
+  ASSERT_FALSE(tooLong.ok());
+  EXPECT_EQ(tooLong.error().message.find("ttt"), std::string::npos) << tooLong.error().message;
+  EXPECT_FALSE(validate(Auth{1, "a/b", "t"}).ok());
+  EXPECT_FALSE(validate(Auth{1, "alice", ""}).ok());
 }
 
 TEST(ProtoMalformed, NulBytesInStringsAreRejected) {

@@ -57,6 +57,9 @@ inline bool operator==(const Attach& a, const Attach& b) {
          a.instanceId == b.instanceId && a.positions == b.positions;
 }
 inline bool operator==(const Ack& a, const Ack& b) { return a.positions == b.positions; }
+inline bool operator==(const Auth& a, const Auth& b) {
+  return a.requestId == b.requestId && a.user == b.user && a.token == b.token;
+}
 inline bool operator==(const Ping& a, const Ping& b) { return a.token == b.token; }
 inline bool operator==(const Pong& a, const Pong& b) { return a.token == b.token; }
 inline bool operator==(const Fatal& a, const Fatal& b) { return a.code == b.code && a.message == b.message; }

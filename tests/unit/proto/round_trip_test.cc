@@ -69,6 +69,8 @@ std::vector<Message> sampleMessages() {
       Attach{50, {7, 0}, 0x0123456789abcdefull, {{1, 0}, {3, UINT64_MAX}}},
       Ack{{{1, 99}}},
       Ack{},
+      Auth{51, "alice", "6f1c2e9a-token"},
+      Auth{52, std::string(kMaxUserName, 'u'), std::string(kMaxToken, 't')},
       Ping{0xfeedfacecafebeefull},
       Pong{1},
       Fatal{EMSGSIZE, "frame of 4294967295 bytes exceeds the limit of 1048576"},
