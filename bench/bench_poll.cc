@@ -4,13 +4,13 @@
 // entries changed before each cycle (writes, chmods, touches, creations,
 // deletions, renames). CPU time (user + sys) per cycle, and system calls per
 // cycle (PollScanner counts its own; fswatch's are counted by the kernel's
-// syscall tracepoint through `perf stat`, over a few extra cycles). Then the detection latency of
+// syscall tracepoints through `perf stat`). Then the detection latency of
 // PollScanner at the default interval: a file created at a random moment of
 // an idle interval, to the scan that reports it.
 //
-// fswatch runs as a child; its CPU comes from /proc (schedstat, ns), its
-// cycles from its own rhythm: it scans, then sleeps `latency` seconds, so a
-// cycle is one busy stretch between two sleeps, seen by polling its CPU time.
+// fswatch runs as a child at the same time as PollScanner (same window, same
+// changes: the machine's load drifts); its CPU comes from /proc (schedstat,
+// ns), its cycles from its sleeps (it scans, then sleeps `latency` seconds).
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -25,10 +25,12 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <random>
 #include <sstream>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "client/poll_scanner.h"
@@ -231,63 +233,55 @@ void waitIdle(pid_t pid) {
     last = now;
   }
 }
-// Waits for the next scan to start and end.
-void waitCycle(pid_t pid) {
-  double start = procCpu(pid);
-  while (procCpu(pid) - start < 0.002) std::this_thread::sleep_for(10ms);
-  waitIdle(pid);
-}
-
-// Counts the system calls of `pid` while `during` runs: perf's syscall
-// tracepoint, counted in the kernel (strace would slow fswatch tenfold).
-template <typename F>
-double countSyscalls(pid_t pid, const std::string& scratch, F during) {
-  std::string out = scratch + ".perf";
-  pid_t perf = spawn({"perf", "stat", "-e", "raw_syscalls:sys_enter", "-x,", "-o", out, "-p", std::to_string(pid)});
-  std::this_thread::sleep_for(300ms);
-  during();
-  kill(perf, SIGINT);
-  waitpid(perf, nullptr, 0);
-  std::ifstream in(out);
-  std::string line;
-  double count = -1;
-  while (std::getline(in, line)) {
-    if (line.find("raw_syscalls:sys_enter") != std::string::npos) count = std::stod(line.substr(0, line.find(',')));
+// fswatch's poll monitor running beside PollScanner on the same tree, over
+// the same window (the machine's load drifts; measuring both at once keeps
+// the ratio fair). Its system calls and its sleeps (one per cycle, so its
+// cycle count) are counted by the kernel's syscall tracepoints through `perf
+// stat` (strace would slow it tenfold).
+class FswatchRun {
+ public:
+  FswatchRun(const std::string& root, int latency) : scratch_(root + ".perf") {
+    pid_ = spawn({"fswatch", "-m", "poll_monitor", "-r", "-l", std::to_string(latency), root});
+    std::this_thread::sleep_for(200ms);
+    waitIdle(pid_);  // the initial scan is done
+    perf_ = spawn({"perf", "stat", "-e", "raw_syscalls:sys_enter", "-e", "syscalls:sys_enter_clock_nanosleep", "-e",
+                   "syscalls:sys_enter_nanosleep", "-x,", "-o", scratch_, "-p", std::to_string(pid_)});
+    std::this_thread::sleep_for(300ms);
+    cpu0_ = procCpu(pid_);
+    std::tie(user0_, sys0_) = procUserSys(pid_);
   }
-  std::filesystem::remove(out);
-  return count;
-}
-
-Cost measureFswatch(Tree* tree, Mutator* mutator, int cycles, size_t changes, int latency) {
-  pid_t pid = spawn({"fswatch", "-m", "poll_monitor", "-r", "-l", std::to_string(latency), tree->root});
-  std::this_thread::sleep_for(200ms);
-  waitIdle(pid);  // the initial scan is done
-  Cost c;
-  double cpu0 = procCpu(pid);
-  auto [u0, s0] = procUserSys(pid);
-  for (int i = 0; i < cycles; ++i) {
-    mutator->apply(changes);
-    waitCycle(pid);
-  }
-  double cpu1 = procCpu(pid);
-  auto [u1, s1] = procUserSys(pid);
-  c.cycles = cycles;
-  c.cpu = (cpu1 - cpu0) / cycles;
-  c.user = (u1 - u0) / cycles;
-  c.sys = (s1 - s0) / cycles;
-  // Then the syscalls of a few more cycles (separately: counting costs a little).
-  const int counted = 3;
-  double calls = countSyscalls(pid, tree->root, [&] {
-    for (int i = 0; i < counted; ++i) {
-      mutator->apply(changes);
-      waitCycle(pid);
+  Cost stop() {
+    double cpu1 = procCpu(pid_);
+    auto [user1, sys1] = procUserSys(pid_);
+    kill(perf_, SIGINT);
+    waitpid(perf_, nullptr, 0);
+    kill(pid_, SIGTERM);
+    waitpid(pid_, nullptr, 0);
+    double calls = 0, sleeps = 0;
+    std::ifstream in(scratch_);
+    for (std::string line; std::getline(in, line);) {
+      if (line.empty() || line[0] == '#' || line.find(',') == std::string::npos) continue;
+      double n = std::atof(line.substr(0, line.find(',')).c_str());
+      if (line.find("raw_syscalls:sys_enter") != std::string::npos) calls = n;
+      if (line.find("nanosleep") != std::string::npos) sleeps += n;
     }
-  });
-  c.syscalls = calls / counted;
-  kill(pid, SIGTERM);
-  waitpid(pid, nullptr, 0);
-  return c;
-}
+    std::filesystem::remove(scratch_);
+    Cost c;
+    c.cycles = static_cast<int>(sleeps);
+    if (sleeps > 0) {
+      c.cpu = (cpu1 - cpu0_) / sleeps;
+      c.user = (user1 - user0_) / sleeps;
+      c.sys = (sys1 - sys0_) / sleeps;
+      c.syscalls = calls / sleeps;
+    }
+    return c;
+  }
+
+ private:
+  std::string scratch_;
+  pid_t pid_ = -1, perf_ = -1;
+  double cpu0_ = 0, user0_ = 0, sys0_ = 0;
+};
 
 // Detection latency at the default settings: a file created at a random
 // moment of an idle (default-length) interval, to the scan that reports it.
@@ -356,24 +350,28 @@ int main(int argc, char** argv) {
   const size_t onePercent = (tree.files.size() + tree.dirs.size()) / 100;
   const int interval = 2;  // s, both tools
 
-  Cost full0 = measureScanner(&tree, &mutator, cycles, 0, std::chrono::seconds(interval), 1);
-  print("rnotify, every file, unchanged", full0);
-  Cost full1 = measureScanner(&tree, &mutator, cycles, onePercent, std::chrono::seconds(interval), 1);
-  print("rnotify, every file, 1 % changed", full1);
-  Cost ours0 = measureScanner(&tree, &mutator, cycles, 0, std::chrono::seconds(interval), 2);
-  print("rnotify, default (sweep 2), unchanged", ours0);
-  Cost ours1 = measureScanner(&tree, &mutator, cycles, onePercent, std::chrono::seconds(interval), 2);
-  print("rnotify, default (sweep 2), 1 % changed", ours1);
+  Cost full[2], ours[2], fs[2];
+  for (int changed = 0; changed < 2; ++changed) {
+    size_t changes = changed ? onePercent : 0;
+    std::unique_ptr<FswatchRun> run;
+    if (fswatch) run = std::make_unique<FswatchRun>(tree.root, interval);
+    full[changed] = measureScanner(&tree, &mutator, cycles, changes, std::chrono::seconds(interval), 1);
+    ours[changed] = measureScanner(&tree, &mutator, cycles, changes, std::chrono::seconds(interval), 2);
+    if (run) fs[changed] = run->stop();
+    const char* what = changed ? "1 % changed" : "unchanged";
+    print((std::string("rnotify, every file, ") + what).c_str(), full[changed]);
+    print((std::string("rnotify, default (sweep 2), ") + what).c_str(), ours[changed]);
+    if (run) {
+      print((std::string("fswatch poll_monitor, ") + what).c_str(), fs[changed]);
+      std::printf("  (fswatch: %d cycles in the same window)\n", fs[changed].cycles);
+    }
+  }
   if (fswatch) {
-    Cost fs0 = measureFswatch(&tree, &mutator, cycles, 0, interval);
-    print("fswatch poll_monitor, unchanged", fs0);
-    Cost fs1 = measureFswatch(&tree, &mutator, cycles, onePercent, interval);
-    print("fswatch poll_monitor, 1 % changed", fs1);
     std::printf("  ratio CPU, default: unchanged %.3f, 1 %% changed %.3f; every file: %.3f, %.3f\n",
-                ours0.cpu / fs0.cpu, ours1.cpu / fs1.cpu, full0.cpu / fs0.cpu, full1.cpu / fs1.cpu);
+                ours[0].cpu / fs[0].cpu, ours[1].cpu / fs[1].cpu, full[0].cpu / fs[0].cpu, full[1].cpu / fs[1].cpu);
     std::printf("  ratio syscalls, default: unchanged %.3f, 1 %% changed %.3f; every file: %.3f, %.3f\n",
-                ours0.syscalls / fs0.syscalls, ours1.syscalls / fs1.syscalls, full0.syscalls / fs0.syscalls,
-                full1.syscalls / fs1.syscalls);
+                ours[0].syscalls / fs[0].syscalls, ours[1].syscalls / fs[1].syscalls, full[0].syscalls / fs[0].syscalls,
+                full[1].syscalls / fs[1].syscalls);
   }
   std::vector<double> lat = detectionLatency(tree, latencySamples);
   std::sort(lat.begin(), lat.end());
