@@ -37,6 +37,7 @@ struct Options {
   size_t pollEvents = 10;
   uint64_t burstEvents = 1000000;
   double burstMaxSeconds = 120;
+  int burstIdleMs = 30000;
   std::vector<std::string> lanes{"inotify",         "rnotify-unix-inotify", "rnotify-unix-fanotify",
                                  "rnotify-ssh-inotify", "rnotify-ssh-fanotify", "inotifywait",
                                  "fswatch-inotify", "watchman",             "fswatch-poll"};
@@ -124,7 +125,7 @@ BurstRow burstLane(const Options& o, const std::string& lane, rnotify::testbed::
   BurstOptions burst;
   burst.files = o.burstEvents / 2;
   burst.maxSeconds = o.burstMaxSeconds;
-  burst.idleMs = 5000;
+  burst.idleMs = o.burstIdleMs;
   std::unique_ptr<EventCounter> counter;
   PeerTool* peer = nullptr;
   if (auto kind = peerKind(lane)) {
@@ -211,6 +212,9 @@ int main(int argc, char** argv) {
   app.add_option("--burst-events", o.burstEvents, "Events per burst (half creates, half deletes); 0: no burst")
       ->capture_default_str();
   app.add_option("--burst-max-seconds", o.burstMaxSeconds, "Stop waiting for a lane's reports after this long")
+      ->capture_default_str();
+  app.add_option("--burst-idle-ms", o.burstIdleMs,
+                 "After the burst, stop waiting for a lane when it reported nothing for this long")
       ->capture_default_str();
   app.add_option("--lanes", o.lanes, "Lanes")->delimiter(',')->capture_default_str();
   app.add_option("--dir", o.baseDir, "Base directory (each lane mounts its own tmpfs below it)")->capture_default_str();
