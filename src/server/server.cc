@@ -1,5 +1,6 @@
 #include "server/server.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <climits>
@@ -63,16 +64,23 @@ void Server::shutdown() {
 }
 
 Result<SubscriptionId> Server::watch(Session& session, const std::string& path, uint32_t mask, bool recursive,
-                                     bool attributed, std::string* resolvedPath) {
-  auto resolved = exports_.resolve(path, cwd_);
+                                     bool attributed, std::string* resolvedPath, const Credentials* as) {
+  auto resolved = exports_.resolveEntry(path, cwd_, as);
   if (!resolved) return resolved.error();
-  *resolvedPath = *resolved;
+  *resolvedPath = resolved->path;
   SubscribeOptions options;
   options.mask = mask;
   options.recursive = recursive;
   options.pids = attributed;  // the pid probe costs kernel work per event: only where it is used
-  auto id = watcher_->subscribe(*resolved, options);
+  auto id = watcher_->subscribe(resolved->path, options);
   if (!id) return id.error();
+  // The kernel watch is made by path: if the entry was swapped (for a link
+  // leading out, say) between the resolution and the watch, refuse.
+  struct stat st;
+  if (::lstat(resolved->path.c_str(), &st) != 0 || st.st_dev != resolved->dev || st.st_ino != resolved->ino) {
+    watcher_->unsubscribe(*id);
+    return Error{EACCES, "'" + path + "' changed while it was being watched (replaced by another entry); try again"};
+  }
   subscriptions_[*id] = &session;
   return id;
 }

@@ -49,8 +49,12 @@ class Server final : public EventSink {
   // For sessions.
   // *resolved receives the canonical server path that is watched.
   // attributed: the watch needs the acting pid of its events (origin flags).
+  // as: the client's credentials when the kernel must check its permission
+  // (the daemon runs as another user); nothing for clients that are the
+  // daemon's own user.
   Result<SubscriptionId> watch(Session& session, const std::string& path, uint32_t mask, bool recursive,
-                               bool attributed, std::string* resolved);
+                               bool attributed, std::string* resolved, const Credentials* as = nullptr);
+  const ExportRoots& exports() const { return exports_; }
   void unwatch(SubscriptionId id);
   void sessionClosed(Session& session);
   void markDirty(Session& session) { dirty_.push_back(&session); }

@@ -3,9 +3,14 @@
 #include "server/export_roots.h"
 
 #include <gtest/gtest.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
+#include <iostream>
+#include <thread>
 
 namespace rnotify {
 namespace {
@@ -55,6 +60,53 @@ TEST_F(ExportRootsTest, RefusesEverythingOutside) {
   ASSERT_FALSE(relative.ok());
   EXPECT_EQ(relative.error().code, EACCES);
   EXPECT_NE(relative.error().message.find("outside the exported"), std::string::npos);
+}
+
+TEST_F(ExportRootsTest, LoopsAndAbsoluteLinksAreRefusedByTheKernelWalk) {
+  fs::create_symlink("loop2", base_ + "/export/loop1");
+  fs::create_symlink("loop1", base_ + "/export/loop2");
+  auto loop = roots_.resolve(base_ + "/export/loop1", "/");
+  ASSERT_FALSE(loop.ok());
+  EXPECT_EQ(loop.error().code, ELOOP) << loop.error().message;
+  // An absolute link that points back inside is refused too: RESOLVE_BENEATH
+  // never lets a walk restart from "/".
+  fs::create_symlink(base_ + "/export/sub", base_ + "/export/absolute");
+  auto absolute = roots_.resolve(base_ + "/export/absolute", "/");
+  ASSERT_FALSE(absolute.ok());
+  EXPECT_EQ(absolute.error().code, EACCES) << absolute.error().message;
+}
+
+TEST_F(ExportRootsTest, ADirectorySwappedForALinkNeverLeadsOut) {
+  // A client keeps asking for export/swap/x while another process swaps
+  // export/swap between a real directory and a link to the secret one: no
+  // answer may ever be a path outside the export.
+  fs::create_directories(base_ + "/export/real/x");
+  fs::create_directories(base_ + "/secret/x");
+  std::atomic<bool> stop{false};
+  std::thread swapper([&] {
+    const std::string swap = base_ + "/export/swap", link = base_ + "/export/swap.link",
+                      dir = base_ + "/export/swap.dir";
+    fs::create_symlink(base_ + "/secret", link);
+    fs::create_directory(dir);
+    fs::create_directory(dir + "/x");
+    while (!stop) {
+      ::renameat2(AT_FDCWD, link.c_str(), AT_FDCWD, swap.c_str(), 0);
+      ::renameat2(AT_FDCWD, swap.c_str(), AT_FDCWD, link.c_str(), 0);
+      ::renameat2(AT_FDCWD, dir.c_str(), AT_FDCWD, swap.c_str(), 0);
+      ::renameat2(AT_FDCWD, swap.c_str(), AT_FDCWD, dir.c_str(), 0);
+    }
+  });
+  int inside = 0;
+  for (int i = 0; i < 20000; ++i) {
+    auto r = roots_.resolve(base_ + "/export/swap/x", "/");
+    if (r.ok()) {
+      ++inside;
+      EXPECT_EQ(r->rfind(base_ + "/export/", 0), 0u) << "resolved outside: " << *r;
+    }
+  }
+  stop = true;
+  swapper.join();
+  std::cerr << inside << " of 20000 resolutions landed inside the export; none outside\n";
 }
 
 TEST_F(ExportRootsTest, RefusesMalformedPaths) {
