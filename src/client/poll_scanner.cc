@@ -341,33 +341,26 @@ const PollScanner::Entry* PollScanner::find(const std::string& path) const {
   return e;
 }
 
-size_t PollScanner::entries() const {
-  size_t n = 0;
-  std::vector<const Dir*> todo;
-  if (rootEntry_ && rootEntry_->dir) todo.push_back(rootEntry_->dir.get());
-  while (!todo.empty()) {
-    const Dir* d = todo.back();
-    todo.pop_back();
-    n += d->entries.size();
-    for (const Entry& e : d->entries) {
-      if (e.dir) todo.push_back(e.dir.get());
+std::vector<const PollScanner::Dir*> PollScanner::allDirs() const {
+  std::vector<const Dir*> out;
+  if (rootEntry_ && rootEntry_->dir) out.push_back(rootEntry_->dir.get());
+  for (size_t i = 0; i < out.size(); ++i) {
+    for (const Entry& e : out[i]->entries) {
+      if (e.dir) out.push_back(e.dir.get());
     }
   }
+  return out;
+}
+
+size_t PollScanner::entries() const {
+  size_t n = 0;
+  for (const Dir* d : allDirs()) n += d->entries.size();
   return n;
 }
 
 size_t PollScanner::memoryBytes() const {
   size_t bytes = 0;
-  std::vector<const Dir*> todo;
-  if (rootEntry_ && rootEntry_->dir) todo.push_back(rootEntry_->dir.get());
-  while (!todo.empty()) {
-    const Dir* d = todo.back();
-    todo.pop_back();
-    bytes += sizeof(Dir) + d->names.capacity() + d->entries.capacity() * sizeof(Entry);
-    for (const Entry& e : d->entries) {
-      if (e.dir) todo.push_back(e.dir.get());
-    }
-  }
+  for (const Dir* d : allDirs()) bytes += sizeof(Dir) + d->names.capacity() + d->entries.capacity() * sizeof(Entry);
   return bytes;
 }
 

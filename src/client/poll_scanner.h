@@ -134,6 +134,7 @@ class PollScanner {
   void added(const PollStat& st, const std::string& path, const char* name, Cycle& c);
   std::vector<Event> events(Cycle& c);
   const Entry* find(const std::string& path) const;  // in the state after the scan
+  std::vector<const Dir*> allDirs() const;
 
   std::string root_;
   Options options_;
