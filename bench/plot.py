@@ -119,9 +119,17 @@ def plot_throughput(results, out):
             values = [float(r["full_report_events_per_s"]) for r in sel]
             colors = ["#888888" if r["lane"] == "inotify" else "#1f77b4" if r["lane"].startswith("rnotify")
                       else "#ff7f0e" for r in sel]
-            notes = ["" if r["complete"] == "1" else " incomplete" for r in sel]
             bars(ax, labels, values, colors, f"{int(sel[0]['events']):,} events, peer tools (bench_peers)",
-                 "events/s until every file was reported", notes)
+                 "events/s until every file was reported")
+            top = max(values) if values else 1
+            for x, r in enumerate(sel):
+                if r["complete"] == "1":
+                    continue
+                half = int(r["events"]) // 2
+                shown = max(int(r["creates"]), int(r["deletes"]))
+                why = "exited" if r.get("note") else "incomplete"
+                ax.text(x, top * 0.03, f"{why}: {100 * shown / half:.0f}% of files", rotation=90, ha="center",
+                        va="bottom", fontsize=7, color="#d62728")
     fig.tight_layout()
     path = os.path.join(out, "bench-throughput.png")
     fig.savefig(path, dpi=110)
@@ -167,8 +175,13 @@ def plot_scale(results, out):
         w = 0.27
         ax.bar([x - w for x in xs], setup, w, label="watch set-up, s")
         ax2 = ax.twinx()
-        ax2.bar([x for x in xs], rss, w, color="#2ca02c", label="rnotifyd RSS, MB")
+        ax2.bar([x for x in xs], rss, w, color="#2ca02c", label="rnotifyd RSS after set-up, MB")
         ax2.bar([x + w for x in xs], kmem, w, color="#d62728", label="kernel (cgroup kmem), MB")
+        for x, v in zip(xs, setup):
+            ax.text(x - w, v, f"{v:.2f} s", ha="center", va="bottom", fontsize=7)
+        for x, v, k in zip(xs, rss, kmem):
+            ax2.text(x, v, f"{v:.0f}", ha="center", va="bottom", fontsize=7)
+            ax2.text(x + w, k, f"{k:.1f}", ha="center", va="bottom", fontsize=7)
         ax.set_xticks(list(xs))
         ax.set_xticklabels(labels)
         ax.set_ylabel("seconds")
