@@ -5,8 +5,8 @@
 # cgroup, sshd + sshfs for the ssh lanes) and, for the peer lanes,
 # inotify-tools, fswatch and watchman; python3-matplotlib for the figures.
 #
-#   bench/run_all.sh                 full size (about 10 minutes on 2 cores)
-#   bench/run_all.sh --quick         scaled down (about 2 minutes)
+#   bench/run_all.sh                 full size (about 20 minutes on 2 busy cores)
+#   bench/run_all.sh --quick         scaled down (a few minutes); overwrites the CSVs and figures too
 #
 # Results: bench/results/{latency_all,latency_all_dedup,throughput,fanout,
 # fanout_queue1m,tree,peers,peers_burst}.csv, the samples behind the latency
