@@ -11,6 +11,27 @@
 #include "common/log.h"
 
 namespace rnotify::preload {
+namespace {
+
+// initial-exec: the library is loaded at start-up (LD_PRELOAD), and the
+// check sits on inotify_init1's path.
+__attribute__((tls_model("initial-exec"))) thread_local bool tInsideCore = false;
+
+// Marks the calls into the client core on this thread.
+class CoreCall {
+ public:
+  CoreCall() : outer_(tInsideCore) { tInsideCore = true; }
+  ~CoreCall() { tInsideCore = outer_; }
+  CoreCall(const CoreCall&) = delete;
+  CoreCall& operator=(const CoreCall&) = delete;
+
+ private:
+  bool outer_;
+};
+
+}  // namespace
+
+bool insideClientCore() { return tInsideCore; }
 
 std::unique_ptr<ClientFeed> ClientFeed::start(std::mutex& lock, Deliver deliver, std::string* why) {
   UniqueFd stop(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
@@ -18,7 +39,11 @@ std::unique_ptr<ClientFeed> ClientFeed::start(std::mutex& lock, Deliver deliver,
     *why = std::string("eventfd: ") + std::strerror(errno);
     return nullptr;
   }
-  rnotify_t* handle = rnotify_init(RNOTIFY_CLOEXEC);
+  rnotify_t* handle = nullptr;
+  {
+    CoreCall call;
+    handle = rnotify_init(RNOTIFY_CLOEXEC);
+  }
   if (handle == nullptr) {
     *why = std::string("cannot start the rnotify client: ") + std::strerror(errno);
     return nullptr;
@@ -34,6 +59,7 @@ std::unique_ptr<ClientFeed> ClientFeed::start(std::mutex& lock, Deliver deliver,
   } catch (...) {
     ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
     *why = "cannot start the event thread";
+    CoreCall call;
     rnotify_close(handle);
     feed->handle_ = nullptr;
     return nullptr;
@@ -52,7 +78,10 @@ ClientFeed::~ClientFeed() {
     [[maybe_unused]] ssize_t n = ::write(stop_.get(), &one, sizeof one);
     thread_.join();
   }
-  if (handle_ != nullptr) rnotify_close(handle_);
+  if (handle_ != nullptr) {
+    CoreCall call;
+    rnotify_close(handle_);
+  }
 }
 
 void ClientFeed::abandon() {
@@ -64,6 +93,7 @@ void ClientFeed::abandon() {
 }
 
 int ClientFeed::addWatch(const char* path, uint32_t mask, unsigned flags, std::string* why) {
+  CoreCall call;
   int wd = rnotify_add_watch(handle_, path, mask, flags);
   if (wd < 0) {
     int code = errno;
@@ -73,11 +103,15 @@ int ClientFeed::addWatch(const char* path, uint32_t mask, unsigned flags, std::s
   return wd;
 }
 
-void ClientFeed::removeWatch(int clientWd) { rnotify_rm_watch(handle_, clientWd); }
+void ClientFeed::removeWatch(int clientWd) {
+  CoreCall call;
+  rnotify_rm_watch(handle_, clientWd);
+}
 
 const char* ClientFeed::watchSource(int clientWd) const { return rnotify_watch_source(handle_, clientWd); }
 
 void ClientFeed::run() {
+  CoreCall call;  // this thread runs nothing else
   pollfd fds[2] = {{rnotify_fd(handle_), POLLIN, 0}, {stop_.get(), POLLIN, 0}};
   int failures = 0;
   for (;;) {

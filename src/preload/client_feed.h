@@ -28,6 +28,11 @@
 
 namespace rnotify::preload {
 
+// True on a thread while it runs the client core. The core opens its own
+// inotify descriptor (for this host's events on the mount): that call must
+// reach the kernel, not the shim.
+bool insideClientCore();
+
 class ClientFeed {
  public:
   using Deliver = std::function<void(const rnotify_event& event)>;

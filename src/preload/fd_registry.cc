@@ -5,7 +5,6 @@
 #include <atomic>
 #include <cstdint>
 #include <mutex>
-#include <shared_mutex>
 #include <unordered_map>
 
 #include "preload/shim_instance.h"
@@ -20,8 +19,11 @@ constexpr int kBitmapFds = 65536;
 std::atomic<uint64_t> gBits[kBitmapFds / 64];
 std::atomic<bool> gHighFds{false};
 
+// A plain mutex, not a reader-writer lock: the fork handler locks it in the
+// parent and unlocks it in the child, and glibc's rwlock remembers the
+// writer's thread id, which the child does not have.
 struct Table {
-  std::shared_mutex mutex;
+  std::mutex mutex;
   std::unordered_map<int, std::shared_ptr<ShimInstance>> byFd;
 };
 
@@ -47,7 +49,7 @@ void prepareFork() { table().mutex.lock(); }
 void parentAfterFork() { table().mutex.unlock(); }
 void childAfterFork() {
   Table& t = table();
-  for (auto& [fd, instance] : t.byFd) instance->becomeForkedCopy();
+  for (auto& [fd, instance] : t.byFd) instance->becomeForkedCopy(fd);
   t.mutex.unlock();
 }
 
@@ -61,7 +63,7 @@ bool maybe(int fd) {
 
 std::shared_ptr<ShimInstance> find(int fd) {
   Table& t = table();
-  std::shared_lock lock(t.mutex);
+  std::lock_guard lock(t.mutex);
   auto it = t.byFd.find(fd);
   return it == t.byFd.end() ? nullptr : it->second;
 }
@@ -69,7 +71,7 @@ std::shared_ptr<ShimInstance> find(int fd) {
 void add(int fd, std::shared_ptr<ShimInstance> instance) {
   Table& t = table();
   std::shared_ptr<ShimInstance> replaced;  // released after the lock
-  std::unique_lock lock(t.mutex);
+  std::lock_guard lock(t.mutex);
   auto& slot = t.byFd[fd];
   replaced = std::move(slot);
   slot = std::move(instance);
@@ -78,7 +80,7 @@ void add(int fd, std::shared_ptr<ShimInstance> instance) {
 
 std::shared_ptr<ShimInstance> remove(int fd) {
   Table& t = table();
-  std::unique_lock lock(t.mutex);
+  std::lock_guard lock(t.mutex);
   auto it = t.byFd.find(fd);
   if (it == t.byFd.end()) return nullptr;
   std::shared_ptr<ShimInstance> instance = std::move(it->second);
@@ -90,7 +92,7 @@ std::shared_ptr<ShimInstance> remove(int fd) {
 std::vector<std::shared_ptr<ShimInstance>> removeRange(unsigned first, unsigned last) {
   Table& t = table();
   std::vector<std::shared_ptr<ShimInstance>> removed;
-  std::unique_lock lock(t.mutex);
+  std::lock_guard lock(t.mutex);
   for (auto it = t.byFd.begin(); it != t.byFd.end();) {
     unsigned fd = static_cast<unsigned>(it->first);
     if (fd >= first && fd <= last) {

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <memory>
 
+#include "preload/client_feed.h"
 #include "preload/fd_registry.h"
 #include "preload/notice.h"
 #include "preload/real_calls.h"
@@ -66,6 +67,7 @@ void forget(int fd) {
 }  // namespace
 
 RNOTIFY_SHIM_EXPORT int inotify_init1(int flags) {
+  if (rnotify::preload::insideClientCore()) return real().inotifyInit1(flags);
   if (flags & ~(IN_NONBLOCK | IN_CLOEXEC)) {
     errno = EINVAL;
     return -1;

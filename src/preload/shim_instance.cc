@@ -73,9 +73,22 @@ ShimInstance::~ShimInstance() {
   feed.reset();
 }
 
-void ShimInstance::becomeForkedCopy() {
+void ShimInstance::becomeForkedCopy(int programFd) {
   forked_ = true;
   if (feed_) feed_.release()->abandon();  // the parent's; its memory is left alone
+  // Only system calls here, and the C library's own: the registry is locked.
+  const RealCalls& real = preload::real();
+  if (!childPoll_) {
+    int status = real.fcntl(programFd, F_GETFL);
+    childPoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
+    if (!childPoll_) return;  // the inherited set stays: it still reads K
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ::epoll_ctl(childPoll_.get(), EPOLL_CTL_ADD, kernel_.get(), &ev);
+    if (status >= 0 && (status & O_NONBLOCK)) real.fcntl(childPoll_.get(), F_SETFL, O_NONBLOCK);
+  }
+  int fdFlags = real.fcntl(programFd, F_GETFD);
+  real.dup3(childPoll_.get(), programFd, (fdFlags >= 0 && (fdFlags & FD_CLOEXEC)) ? O_CLOEXEC : 0);
 }
 
 // --- reading -------------------------------------------------------------

@@ -55,9 +55,12 @@ class ShimInstance {
   int addWatch(const char* path, uint32_t mask);
   int rmWatch(int wd);
 
-  // In the child of a fork (called by the fork handler, one thread alive):
-  // from now on only K serves, without locks; the parent keeps the rest.
-  void becomeForkedCopy();
+  // In the child of a fork (called by the fork handler for each of the
+  // instance's numbers, one thread alive): from now on only K serves,
+  // without locks; the parent keeps the rest. The number is pointed at a new
+  // epoll set of K alone: the inherited set also holds E, which the parent
+  // raises for events the child can never read.
+  void becomeForkedCopy(int programFd);
 
  private:
   struct ServedWatch {
@@ -84,6 +87,7 @@ class ShimInstance {
   UniqueFd kernel_;  // K, non-blocking
   UniqueFd ready_;   // E: readable while queue_ is not empty
   bool forked_ = false;
+  UniqueFd childPoll_;  // in a forked child: the program's descriptor, K alone
 
   std::mutex queueMutex_;
   RecordQueue queue_;
