@@ -31,6 +31,7 @@ class DirectoryCache {
     uint32_t mask = 0;    // IN_* the subscription wants
     uint32_t offset = 0;  // the directory relative to the subscription's root is path.substr(offset)
     bool isRoot = false;  // the directory is the subscription's root
+    bool recursive = false;  // the subscription sees the directory's subdirectories too
   };
 
   struct Directory {

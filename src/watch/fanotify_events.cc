@@ -65,9 +65,9 @@ const std::vector<DirectoryCache::Cover>& FanotifyWatcher::coversOf(Directory* d
     if (s->root == nullptr || s->root->path.empty()) continue;
     const std::string& root = s->root->path;
     if (s->root == d || d->path == root) {
-      d->covers.push_back({s->id, s->mask, static_cast<uint32_t>(d->path.size()), true});
+      d->covers.push_back({s->id, s->mask, static_cast<uint32_t>(d->path.size()), true, s->recursive});
     } else if (s->recursive && isBelow(d->path, root)) {
-      d->covers.push_back({s->id, s->mask, static_cast<uint32_t>(root == "/" ? 1 : root.size() + 1), false});
+      d->covers.push_back({s->id, s->mask, static_cast<uint32_t>(root == "/" ? 1 : root.size() + 1), false, true});
     }
   }
   return d->covers;
@@ -192,6 +192,12 @@ void FanotifyWatcher::process(const Parsed& parsed) {
 
 void FanotifyWatcher::onEntry(Directory* d, std::string_view name, uint64_t mask, std::string_view target, int pid) {
   const uint32_t dirFlag = (mask & FAN_ONDIR) ? IN_ISDIR : 0;
+  if (dirFlag && (mask & FAN_DELETE)) {
+    // The kernel sends the directory's DELETE_SELF before its parent's DELETE.
+    // A subscription root reports its own, through its inode mark.
+    const Directory* gone = target.empty() ? nullptr : cache_.find(target);
+    if (gone == nullptr || gone->pins == 0) deliverSubdirectorySelf(d, name, IN_DELETE_SELF, pid);
+  }
   const auto& covers = coversOf(d);
   for (uint32_t bit : kDeliveryOrder) {
     if (!(mask & bit)) continue;
@@ -267,6 +273,18 @@ void FanotifyWatcher::deliverToParent(Directory* d, uint32_t mask, int pid) {
   }
 }
 
+void FanotifyWatcher::deliverSubdirectorySelf(Directory* parent, std::string_view name, uint32_t bit, int pid) {
+  std::string relative;
+  for (const auto& c : coversOf(parent)) {
+    if (!c.recursive || !(c.mask & bit)) continue;
+    std::string_view at = parent->relative(c);
+    relative.assign(at);
+    if (!relative.empty()) relative += '/';
+    relative += name;
+    sink_.onEvent(c.id, bit, 0, relative, {}, pid);
+  }
+}
+
 void FanotifyWatcher::onRename(Filesystem* fs, const Parsed& parsed, uint64_t mask, int pid) {
   const uint32_t dirFlag = (mask & FAN_ONDIR) ? IN_ISDIR : 0;
   Directory* from = parsed.oldDir.key.empty() ? nullptr : directory(fs, parsed.oldDir.key);
@@ -276,8 +294,10 @@ void FanotifyWatcher::onRename(Filesystem* fs, const Parsed& parsed, uint64_t ma
   // A move out of every subscribed tree is a MOVED_FROM alone, a move into
   // one a MOVED_TO alone, as with inotify.
   bool intoCovered = false;
+  bool watchedBefore = false;  // inotify would have had a watch on the moved directory
   if (from != nullptr) {
     for (const auto& c : coversOf(from)) {
+      watchedBefore |= c.recursive;
       if (c.mask & IN_MOVED_FROM) {
         sink_.onEvent(c.id, IN_MOVED_FROM | dirFlag, cookie, from->relative(c), parsed.oldDir.name, pid);
       }
@@ -296,6 +316,13 @@ void FanotifyWatcher::onRename(Filesystem* fs, const Parsed& parsed, uint64_t ma
   std::string oldPath = from != nullptr && !from->path.empty() ? joinPath(from->path, parsed.oldDir.name) : "";
   std::string newPath = to != nullptr && !to->path.empty() ? joinPath(to->path, parsed.newDir.name) : "";
   followDirectoryMove(fs, oldPath, newPath, parsed.object, intoCovered);
+  // Its MOVE_SELF follows the rename, seen at its new place; a subscription
+  // root reports its own, through its inode mark. (`to` is still cached:
+  // only a move to an unknown place forgets entries.)
+  if (watchedBefore && to != nullptr && !newPath.empty()) {
+    const Directory* moved = parsed.object.empty() ? nullptr : cache_.find(parsed.object);
+    if (moved == nullptr || moved->pins == 0) deliverSubdirectorySelf(to, parsed.newDir.name, IN_MOVE_SELF, pid);
+  }
 }
 
 // Keeps the cache true after a directory moved from `from` to `to` (either

@@ -19,11 +19,16 @@
 namespace rnotify {
 namespace {
 
-// Every mark asks for these, whatever its subscribers want, so that the cache
-// follows the tree and a subscription notices its root going away. On a
-// filesystem mark FAN_EVENT_ON_CHILD is implied; it is spelled out for clarity.
-constexpr uint64_t kMarkBaseMask =
-    FAN_CREATE | FAN_DELETE | FAN_RENAME | FAN_DELETE_SELF | FAN_MOVE_SELF | FAN_ONDIR | FAN_EVENT_ON_CHILD;
+// Every filesystem mark asks for these, whatever its subscribers want, so that
+// the cache follows the tree. On a filesystem mark FAN_EVENT_ON_CHILD is
+// implied; it is spelled out for clarity. DELETE_SELF and MOVE_SELF are not
+// here: on a filesystem mark they would queue a second event for every file
+// deleted or moved anywhere on it. They are asked for on inode marks of the
+// objects that need them (subscription roots and watched files); a
+// subdirectory's own DELETE_SELF and MOVE_SELF are derived from the
+// DELETE|ONDIR and RENAME|ONDIR its parent reports.
+constexpr uint64_t kMarkBaseMask = FAN_CREATE | FAN_DELETE | FAN_RENAME | FAN_ONDIR | FAN_EVENT_ON_CHILD;
+constexpr uint64_t kSelfEvents = FAN_DELETE_SELF | FAN_MOVE_SELF;
 
 // A drain reads at most this much (4 MiB, as InotifyWatcher) before letting
 // the owner's loop do other work; a sustained flood must not starve clients.
@@ -34,7 +39,7 @@ constexpr int kMaxReadsPerDrain = 16;
 constexpr size_t kCacheCapacity = 1 << 16;
 
 uint64_t markMaskFor(uint32_t wanted) {
-  uint64_t mask = wanted & IN_ALL_EVENTS & ~(IN_MOVED_FROM | IN_MOVED_TO);
+  uint64_t mask = wanted & IN_ALL_EVENTS & ~(IN_MOVED_FROM | IN_MOVED_TO | kSelfEvents);
   if (wanted & (IN_MOVED_FROM | IN_MOVED_TO)) mask |= FAN_RENAME;
   return mask;
 }
@@ -53,6 +58,13 @@ UniqueFd openMountRoot(int dirFd, int mountId) {
   UniqueFd current = openMountRootPath(dirFd, mountId);
   if (!current) return current;
   return UniqueFd(::openat(current.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+}
+
+// fanotify_mark cannot take an O_PATH descriptor as its object, but it
+// follows the descriptor's /proc link.
+int markInode(int group, unsigned int flags, uint64_t mask, int objectFd) {
+  const std::string link = "/proc/self/fd/" + std::to_string(objectFd);
+  return ::fanotify_mark(group, flags | FAN_MARK_INODE, mask, AT_FDCWD, link.c_str());
 }
 
 Error pathError(int code, const std::string& path) { return Error::fromErrno(code, "cannot watch '" + path + "'"); }
@@ -149,6 +161,19 @@ Result<SubscriptionId> FanotifyWatcher::subscribe(const std::string& rawPath, co
     }
   }
 
+  // The object's own DELETE_SELF and MOVE_SELF, once per root or file.
+  const bool firstOnObject = isDir ? [&] {
+    const Directory* d = cache_.find(*key);
+    return d == nullptr || d->pins == 0;
+  }()
+                                   : files_.find(*key) == files_.end();
+  if (firstOnObject &&
+      markInode(fd_.get(), FAN_MARK_ADD, kSelfEvents | (isDir ? FAN_ONDIR : 0), pathFd.get()) != 0) {
+    Error e = markError(errno, path);
+    if (fs->subscriptions.empty()) releaseFilesystem(fs);
+    return e;
+  }
+
   auto subscription = std::make_unique<Subscription>();
   Subscription* s = subscription.get();
   s->id = nextId_++;
@@ -233,12 +258,16 @@ void FanotifyWatcher::endSubscription(Subscription* s) {
   std::erase(fs->subscriptions, s);
   if (s->root != nullptr) {
     fs->directorySubscriptions--;
-    if (--s->root->pins == 0 && s->root->path.empty()) cache_.erase(s->root);
+    if (--s->root->pins == 0) {
+      unmarkInode(fs, s->root->key, kSelfEvents | FAN_ONDIR);
+      if (s->root->path.empty()) cache_.erase(s->root);
+    }
   }
   if (FileWatch* watch = s->file) {
     std::erase(watch->subscriptions, s);
     if (watch->subscriptions.empty()) {
       std::string key = watch->key;
+      unmarkInode(fs, key, kSelfEvents);
       files_.erase(key);
     }
   }
@@ -248,6 +277,15 @@ void FanotifyWatcher::endSubscription(Subscription* s) {
     releaseFilesystem(fs);
   } else {
     (void)updateMark(fs);
+  }
+}
+
+// The object may be gone (its mark went with it) or not: resolved by handle.
+void FanotifyWatcher::unmarkInode(Filesystem* fs, std::string_view key, uint64_t mask) {
+  UniqueFd object = openHandle(fs->mountFd.get(), key);
+  if (!object) return;
+  if (markInode(fd_.get(), FAN_MARK_REMOVE, mask, object.get()) != 0 && errno != ENOENT) {
+    log::debug("fanotify: could not remove an inode mark under {}: {}", fs->path, std::strerror(errno));
   }
 }
 

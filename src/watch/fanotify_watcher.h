@@ -1,6 +1,8 @@
 // FanotifyWatcher: the fanotify backend (needs root). One filesystem mark per
 // filesystem that holds a subscription, shared by all of them, so a tree costs
-// nothing per directory: a million directories are one mark, and a tree made
+// nothing per directory (besides, an inode mark on each subscription root and
+// watched file asks for its DELETE_SELF and MOVE_SELF, which a filesystem mark
+// would ask for on every file): a million directories are one mark, and a tree made
 // at once (`mkdir -p a/b/c && touch a/b/c/f`) loses nothing, because there is
 // no watch to add before its events count. Every event carries the acting
 // process (metadata->pid).
@@ -96,6 +98,7 @@ class FanotifyWatcher final : public Watcher {
   Result<Filesystem*> markFilesystem(int dirFd, const std::string& path, std::array<char, 8> fsid, int mountId);
   Status updateMark(Filesystem* fs);
   void releaseFilesystem(Filesystem* fs);
+  void unmarkInode(Filesystem* fs, std::string_view key, uint64_t mask);
   void endSubscription(Subscription* s);
   Filesystem* filesystemFor(std::string_view key) const;
   Directory* directory(Filesystem* fs, std::string_view key);
@@ -114,6 +117,9 @@ class FanotifyWatcher final : public Watcher {
   void followDirectoryMove(Filesystem* fs, const std::string& from, const std::string& to, std::string_view target,
                            bool intoCovered);
   void deliverToParent(Directory* d, uint32_t mask, int pid);
+  // DELETE_SELF or MOVE_SELF of the subdirectory `name` of `parent`, to the
+  // recursive subscriptions that see it (as inotify's watch on it would).
+  void deliverSubdirectorySelf(Directory* parent, std::string_view name, uint32_t bit, int pid);
   void overflow();
 
   UniqueFd fd_;

@@ -23,6 +23,12 @@ namespace {
 // or moves is noticed even when no subscriber asked for it.
 constexpr uint32_t kSelfMask = IN_DELETE_SELF | IN_MOVE_SELF;
 constexpr uint32_t kFlagBits = IN_DONT_FOLLOW | IN_ONLYDIR | IN_EXCL_UNLINK;
+// Node::bits: subscriptions are rooted at the node (see rooted_). Not an
+// inotify bit.
+constexpr uint32_t kRootedBit = 0x00100000;
+static_assert((kRootedBit & (IN_ALL_EVENTS | kFlagBits | IN_UNMOUNT | IN_Q_OVERFLOW | IN_IGNORED | IN_ISDIR |
+                             IN_ONESHOT | IN_MASK_ADD | IN_MASK_CREATE)) == 0);
+constexpr uint32_t kKernelMaskBits = ~(kFlagBits | kRootedBit);
 // Reading a directory makes the kernel report OPEN, ACCESS and CLOSE_NOWRITE
 // on it (and on its parent's watch); while rnotify itself reads a tree (the
 // initial walk, or a new directory), the watches involved do not ask for
@@ -31,11 +37,6 @@ constexpr uint32_t kReadSideMask = IN_OPEN | IN_ACCESS | IN_CLOSE_NOWRITE;
 // A drain reads at most this many buffers before letting the owner's loop do
 // other work; a sustained flood must not starve client writes.
 constexpr int kMaxReadsPerDrain = 64;
-
-std::string_view relativeTo(const std::string& path, const std::string& root) {
-  if (path.size() <= root.size()) return {};
-  return std::string_view(path).substr(root == "/" ? 1 : root.size() + 1);
-}
 
 std::pair<std::string, std::string> splitParent(const std::string& path) {
   size_t slash = path.rfind('/');
@@ -92,7 +93,94 @@ Result<std::unique_ptr<Watcher>> InotifyWatcher::create(EventSink& sink, std::un
 }
 
 // Closing the inotify descriptor drops every kernel watch at once.
-InotifyWatcher::~InotifyWatcher() = default;
+InotifyWatcher::~InotifyWatcher() {
+  nodes_.forEach([](Node* node) { delete node; });
+}
+
+// --- The tree of nodes: names only, paths built on demand.
+
+std::string InotifyWatcher::pathOf(const Node* node) const {
+  if (node->parent == nullptr) return node->name;
+  size_t length = 0;
+  const Node* top = node;
+  for (; top->parent != nullptr; top = top->parent) length += top->name.size() + 1;
+  std::string path;
+  path.resize(top->name.size() + length);
+  size_t end = path.size();
+  for (const Node* n = node; n->parent != nullptr; n = n->parent) {
+    end -= n->name.size();
+    path.replace(end, n->name.size(), n->name);
+    path[--end] = '/';
+  }
+  path.replace(0, top->name.size(), top->name);
+  if (top->name == "/") path.erase(1, 1);  // "//a" -> "/a"
+  return path;
+}
+
+InotifyWatcher::Node* InotifyWatcher::findNode(const std::string& path) const {
+  // From every root that is a prefix of the path, down by names.
+  for (const auto& [id, s] : subscriptions_) {
+    Node* top = s->root;
+    while (top->parent != nullptr) top = top->parent;
+    const std::string& base = top->name;
+    if (path == base) return top;
+    size_t start;
+    if (base == "/") {
+      start = 1;
+    } else if (path.size() > base.size() && path[base.size()] == '/' && path.compare(0, base.size(), base) == 0) {
+      start = base.size() + 1;
+    } else {
+      continue;
+    }
+    Node* node = top;
+    while (node != nullptr && start <= path.size()) {
+      size_t slash = path.find('/', start);
+      if (slash == std::string::npos) slash = path.size();
+      node = child(node, std::string_view(path).substr(start, slash - start));
+      start = slash + 1;
+    }
+    if (node != nullptr) return node;
+  }
+  return nullptr;
+}
+
+std::vector<InotifyWatcher::Node*> InotifyWatcher::childrenOf(const Node* node) const {
+  std::vector<Node*> list;
+  for (Node* c = node->firstChild; c != nullptr; c = c->next) list.push_back(c);
+  return list;
+}
+
+void InotifyWatcher::attach(Node* node, Node* parent, std::string_view name) {
+  // A child we thought was there under that name was replaced behind our back.
+  if (Node* stale = child(parent, name); stale != nullptr && stale != node) detach(stale);
+  node->name.assign(name);
+  node->parent = parent;
+  node->prev = nullptr;
+  node->next = parent->firstChild;
+  if (parent->firstChild != nullptr) parent->firstChild->prev = node;
+  parent->firstChild = node;
+  children_.insert(node);
+}
+
+void InotifyWatcher::detach(Node* node) {
+  if (node->parent == nullptr) return;
+  std::string path = pathOf(node);
+  children_.erase(node);
+  if (node->prev != nullptr) {
+    node->prev->next = node->next;
+  } else {
+    node->parent->firstChild = node->next;
+  }
+  if (node->next != nullptr) node->next->prev = node->prev;
+  node->parent = node->next = node->prev = nullptr;
+  node->name = std::move(path);
+}
+
+const std::vector<InotifyWatcher::Subscription*>* InotifyWatcher::rootedAt(const Node* node) const {
+  if (!(node->bits & kRootedBit)) return nullptr;
+  auto it = rooted_.find(node);
+  return it == rooted_.end() ? nullptr : &it->second;
+}
 
 Result<SubscriptionId> InotifyWatcher::subscribe(const std::string& rawPath, const SubscribeOptions& options) {
   auto checked = watchPath(rawPath);
@@ -109,13 +197,10 @@ Result<SubscriptionId> InotifyWatcher::subscribe(const std::string& rawPath, con
   }
 
   const uint32_t wanted = options.mask & IN_ALL_EVENTS;
-  Node* node;
-  if (auto it = byPath_.find(path); it != byPath_.end()) {
-    node = it->second;
-  } else {
+  Node* node = findNode(path);
+  if (node == nullptr) {
     auto [parentPath, name] = splitParent(path);
-    Node* parent = nullptr;
-    if (auto p = byPath_.find(parentPath); p != byPath_.end() && path != "/") parent = p->second;
+    Node* parent = path != "/" ? findNode(parentPath) : nullptr;
     uint32_t mask = kSelfMask | wanted | (options.recursive ? kTreeMask : 0);
     if (options.recursive) mask &= ~kReadSideMask;
     bool pids = options.pids || (parent != nullptr && wantsPids(parent, false));
@@ -131,7 +216,8 @@ Result<SubscriptionId> InotifyWatcher::subscribe(const std::string& rawPath, con
   subscription->recursive = options.recursive;
   subscription->pids = options.pids && probe_ != nullptr;
   SubscriptionId id = subscription->id;
-  node->rooted.push_back(subscription.get());
+  rooted_[node].push_back(subscription.get());
+  node->bits |= kRootedBit;
   subscriptions_.emplace(id, std::move(subscription));
   if (options.recursive) {
     walking_ = true;
@@ -154,7 +240,13 @@ void InotifyWatcher::unsubscribe(SubscriptionId id) {
   auto it = subscriptions_.find(id);
   if (it == subscriptions_.end()) return;
   Node* node = it->second->root;
-  std::erase(node->rooted, it->second.get());
+  if (auto r = rooted_.find(node); r != rooted_.end()) {
+    std::erase(r->second, it->second.get());
+    if (r->second.empty()) {
+      rooted_.erase(r);
+      node->bits &= ~kRootedBit;
+    }
+  }
   subscriptions_.erase(it);
   pruneSubtree(node);
 }
@@ -179,36 +271,36 @@ Result<InotifyWatcher::Node*> InotifyWatcher::addNode(const std::string& path, N
     return watchError(code, path);
   }
   if (marking) probe_->bind(wd, std::move(*marking));
-  if (auto existing = nodes_.find(wd); existing != nodes_.end()) {
+  if (Node* node = nodes_.find(wd); node != nullptr) {
     // The same directory under a path we already knew (it was moved here, or a
     // watch on it existed for another subscription): the kernel shares the watch.
-    Node* node = existing->second.get();
     if (parent != nullptr && node->parent == nullptr && node != parent) {
-      node->parent = parent;
-      parent->children[std::string(name)] = node;
-      repath(node, path);
+      bool below = false;  // would be its own ancestor
+      for (const Node* n = parent; n != nullptr; n = n->parent) below |= n == node;
+      if (!below) attach(node, parent, name);
     }
-    node->kernelMask = mask;
+    node->bits = (node->bits & ~kKernelMaskBits) | (mask & kKernelMaskBits);
     return node;
   }
-  auto node = std::make_unique<Node>();
+  auto* node = new Node;
   node->wd = wd;
-  node->path = path;
-  node->parent = parent;
-  node->kernelMask = mask;
-  node->flags = flags;
-  Node* raw = node.get();
-  if (parent != nullptr) parent->children[std::string(name)] = raw;
-  byPath_[path] = raw;
-  nodes_.emplace(wd, std::move(node));
-  return raw;
+  node->bits = (mask & kKernelMaskBits) | (flags & kFlagBits);
+  nodes_.insert(node);
+  if (parent != nullptr) {
+    attach(node, parent, name);
+  } else {
+    node->name = path;
+  }
+  return node;
 }
 
 uint32_t InotifyWatcher::inheritedMask(const Node* node) const {
   uint32_t mask = 0;
   for (const Node* n = node; n != nullptr; n = n->parent) {
-    for (const Subscription* s : n->rooted) {
-      if (s->recursive) mask |= s->mask | kTreeMask;
+    if (const auto* rooted = rootedAt(n)) {
+      for (const Subscription* s : *rooted) {
+        if (s->recursive) mask |= s->mask | kTreeMask;
+      }
     }
   }
   return mask;
@@ -216,7 +308,9 @@ uint32_t InotifyWatcher::inheritedMask(const Node* node) const {
 
 uint32_t InotifyWatcher::wantedMask(const Node* node) const {
   uint32_t mask = kSelfMask | inheritedMask(node);
-  for (const Subscription* s : node->rooted) mask |= s->mask;
+  if (const auto* rooted = rootedAt(node)) {
+    for (const Subscription* s : *rooted) mask |= s->mask;
+  }
   return walking_ ? mask & ~kReadSideMask : mask;
 }
 
@@ -226,30 +320,37 @@ void InotifyWatcher::refreshSubtree(Node* root) {
     Node* node = stack.back();
     stack.pop_back();
     refreshMask(node);
-    for (auto& [name, child] : node->children) stack.push_back(child);
+    for (Node* c = node->firstChild; c != nullptr; c = c->next) stack.push_back(c);
   }
 }
 
 void InotifyWatcher::refreshMask(Node* node) {
   uint32_t mask = wantedMask(node);
-  if (mask != node->kernelMask) {
-    int wd = ::inotify_add_watch(fd_.get(), node->path.c_str(), mask | node->flags);
+  std::string path;
+  if ((mask & kKernelMaskBits) != (node->bits & kKernelMaskBits)) {
+    path = pathOf(node);
+    int wd = ::inotify_add_watch(fd_.get(), path.c_str(), mask | (node->bits & kFlagBits));
     if (wd != node->wd) {
       // The path now names another directory (renamed behind our back).
-      if (wd >= 0 && nodes_.find(wd) == nodes_.end()) ::inotify_rm_watch(fd_.get(), wd);
-      log::warn("inotify: could not update the watch on '{}' (it moved or vanished)", node->path);
+      if (wd >= 0 && nodes_.find(wd) == nullptr) ::inotify_rm_watch(fd_.get(), wd);
+      log::warn("inotify: could not update the watch on '{}' (it moved or vanished)", path);
       return;
     }
-    node->kernelMask = mask;
+    node->bits = (node->bits & ~kKernelMaskBits) | (mask & kKernelMaskBits);
   }
-  if (probe_) probe_->update(node->wd, node->path, !(node->flags & IN_DONT_FOLLOW), wantsPids(node, true) ? mask : 0);
+  if (probe_) {
+    if (path.empty()) path = pathOf(node);
+    probe_->update(node->wd, path, !(node->bits & IN_DONT_FOLLOW), wantsPids(node, true) ? mask : 0);
+  }
 }
 
 bool InotifyWatcher::wantsPids(const Node* node, bool rooted) const {
   if (!probe_) return false;
   for (const Node* n = node; n != nullptr; n = n->parent) {
-    for (const Subscription* s : n->rooted) {
-      if (s->pids && (s->recursive || (rooted && n == node))) return true;
+    if (const auto* subs = rootedAt(n)) {
+      for (const Subscription* s : *subs) {
+        if (s->pids && (s->recursive || (rooted && n == node))) return true;
+      }
     }
   }
   return false;
@@ -260,19 +361,20 @@ Status InotifyWatcher::walkExisting(Node* root) {
   while (!stack.empty()) {
     Node* node = stack.back();
     stack.pop_back();
-    auto entries = listDirectory(node->path);
+    const std::string path = pathOf(node);
+    auto entries = listDirectory(path);
     if (!entries) {
       if (node == root) return entries.error();
       continue;  // vanished or unreadable below the root: nothing to watch there
     }
     for (auto& [name, isDir] : *entries) {
       if (!isDir) continue;
-      if (auto c = node->children.find(name); c != node->children.end()) {
-        refreshMask(c->second);
-        stack.push_back(c->second);
+      if (Node* c = child(node, name); c != nullptr) {
+        refreshMask(c);
+        stack.push_back(c);
         continue;
       }
-      auto added = addNode(joinPath(node->path, name), node, name, (kSelfMask | inheritedMask(node)) & ~kReadSideMask,
+      auto added = addNode(joinPath(path, name), node, name, (kSelfMask | inheritedMask(node)) & ~kReadSideMask,
                            IN_ONLYDIR | IN_DONT_FOLLOW, wantsPids(node, false));
       if (!added) {
         int code = added.error().code;
@@ -287,13 +389,11 @@ Status InotifyWatcher::walkExisting(Node* root) {
 }
 
 bool InotifyWatcher::isNeeded(const Node* node) const {
-  return !node->rooted.empty() || (node->parent != nullptr && inheritedMask(node->parent) != 0);
+  return rootedAt(node) != nullptr || (node->parent != nullptr && inheritedMask(node->parent) != 0);
 }
 
 void InotifyWatcher::pruneSubtree(Node* node) {
-  std::vector<Node*> children;
-  for (auto& [name, child] : node->children) children.push_back(child);
-  for (Node* child : children) pruneSubtree(child);
+  for (Node* c : childrenOf(node)) pruneSubtree(c);
   if (isNeeded(node)) {
     refreshMask(node);
   } else {
@@ -305,31 +405,19 @@ void InotifyWatcher::removeNode(Node* node, bool removeKernelWatch) {
   // A late IN_IGNORED for this wd finds no node and is dropped; the kernel
   // hands out watch descriptors cyclically, so it cannot hit a newer node.
   if (removeKernelWatch) ::inotify_rm_watch(fd_.get(), node->wd);
-  if (probe_) probe_->forget(node->wd, removeKernelWatch ? node->path : std::string());
-  if (node->parent != nullptr) {
-    for (auto it = node->parent->children.begin(); it != node->parent->children.end(); ++it) {
-      if (it->second == node) {
-        node->parent->children.erase(it);
-        break;
-      }
-    }
-  }
-  for (auto& [name, child] : node->children) child->parent = nullptr;
-  if (auto p = byPath_.find(node->path); p != byPath_.end() && p->second == node) byPath_.erase(p);
-  std::erase(synthesizedIn_, node);
+  if (probe_) probe_->forget(node->wd, removeKernelWatch ? pathOf(node) : std::string());
+  // Children left behind become roots of their own, under their paths.
+  while (node->firstChild != nullptr) detach(node->firstChild);
+  detach(node);
+  if (node->bits & kRootedBit) rooted_.erase(node);
+  synthesized_.erase(node);
   std::erase_if(movedAway_, [node](const auto& entry) { return entry.second == node; });
-  nodes_.erase(node->wd);
-}
-
-void InotifyWatcher::repath(Node* node, const std::string& newPath) {
-  if (auto p = byPath_.find(node->path); p != byPath_.end() && p->second == node) byPath_.erase(p);
-  node->path = newPath;
-  byPath_[newPath] = node;
-  for (auto& [name, child] : node->children) repath(child, joinPath(newPath, name));
+  nodes_.erase(node);
+  delete node;
 }
 
 void InotifyWatcher::addNewDirectory(Node* parent, std::string_view name) {
-  if (inheritedMask(parent) == 0 || parent->children.count(std::string(name)) != 0) return;
+  if (inheritedMask(parent) == 0 || child(parent, name) != nullptr) return;
   // Reading the new subtree must not show up as OPEN/ACCESS/CLOSE_NOWRITE on
   // the parent or on the new directories: drop those bits while it is read.
   // (Such reads by others in the parent during the scan go unreported.)
@@ -338,7 +426,7 @@ void InotifyWatcher::addNewDirectory(Node* parent, std::string_view name) {
     walking_ = true;
     refreshMask(parent);
   }
-  std::string path = joinPath(parent->path, name);
+  std::string path = joinPath(pathOf(parent), name);
   auto added = addNode(path, parent, name, (kSelfMask | inheritedMask(parent)) & ~kReadSideMask,
                        IN_ONLYDIR | IN_DONT_FOLLOW, wantsPids(parent, false));
   if (added) {
@@ -355,14 +443,13 @@ void InotifyWatcher::addNewDirectory(Node* parent, std::string_view name) {
 }
 
 void InotifyWatcher::scanNewDirectory(Node* node) {
-  auto entries = listDirectory(node->path);
+  auto entries = listDirectory(pathOf(node));
   if (!entries) return;  // already gone again; its DELETE follows
   // What was made after the probe marked the directory has its record.
   const bool pids = probe_ && probe_->covers(node->wd);
   if (pids && !entries->empty()) probe_->drain();
   for (auto& [name, isDir] : *entries) {
-    if (node->synthesized.empty()) synthesizedIn_.push_back(node);
-    node->synthesized.insert(name);
+    synthesized_[node].insert(name);
     const int pid = pids ? probe_->take(node->wd, name, IN_CREATE, -1, false) : 0;
     deliver(node, IN_CREATE | (isDir ? IN_ISDIR : 0), 0, name, pid);
     if (isDir) addNewDirectory(node, name);
@@ -370,18 +457,44 @@ void InotifyWatcher::scanNewDirectory(Node* node) {
 }
 
 void InotifyWatcher::deliver(Node* node, uint32_t mask, uint32_t cookie, std::string_view name, int pid) {
-  for (Node* at = node; at != nullptr; at = at->parent) {
-    for (const Subscription* s : at->rooted) {
+  // The node's path below each ancestor: "c/d" below a, "d" below c. Built
+  // once per event in a reused buffer (no allocation once it is large enough),
+  // and only when an ancestor has subscriptions.
+  chain_.clear();
+  bool anyAbove = false;
+  for (const Node* at = node->parent; at != nullptr; at = at->parent) anyAbove |= (at->bits & kRootedBit) != 0;
+  if (anyAbove) {
+    for (const Node* at = node; at->parent != nullptr; at = at->parent) chain_.push_back(at);
+    // chain_: node, its parent, ... up to the child of the top node.
+    pathScratch_.clear();
+    offsets_.assign(chain_.size() + 1, 0);
+    for (size_t i = chain_.size(); i-- > 0;) {
+      if (!pathScratch_.empty()) pathScratch_ += '/';
+      offsets_[i + 1] = pathScratch_.size();  // below chain_[i + 1] (or the top) starts here
+      pathScratch_ += chain_[i]->name;
+    }
+  }
+  size_t depth = 0;  // at == node, then its parent (1), ...
+  for (const Node* at = node; at != nullptr; at = at->parent, ++depth) {
+    const auto* rooted = rootedAt(at);
+    if (rooted == nullptr) continue;
+    const std::string_view relative =
+        depth == 0 ? std::string_view() : std::string_view(pathScratch_).substr(offsets_[depth]);
+    for (const Subscription* s : *rooted) {
       if (at != node && !s->recursive) continue;
       if ((mask & s->mask & IN_ALL_EVENTS) == 0 && (mask & (IN_Q_OVERFLOW | IN_UNMOUNT)) == 0) continue;
-      sink_.onEvent(s->id, mask, cookie, relativeTo(node->path, at->path), name, pid);
+      sink_.onEvent(s->id, mask, cookie, relative, name, pid);
     }
   }
 }
 
 void InotifyWatcher::endSubscriptionsAt(Node* node) {
   std::vector<Subscription*> ending;
-  ending.swap(node->rooted);
+  if (auto r = rooted_.find(node); r != rooted_.end()) {
+    ending.swap(r->second);
+    rooted_.erase(r);
+  }
+  node->bits &= ~kRootedBit;
   for (Subscription* s : ending) {
     SubscriptionId id = s->id;
     subscriptions_.erase(id);
@@ -397,24 +510,24 @@ void InotifyWatcher::process(int wd, uint32_t mask, uint32_t cookie, std::string
     for (SubscriptionId id : ids) sink_.onEvent(id, IN_Q_OVERFLOW, 0, {}, {}, 0);
     return;
   }
-  auto it = nodes_.find(wd);
-  if (it == nodes_.end()) return;  // a watch we already removed
-  Node* node = it->second.get();
+  Node* node = nodes_.find(wd);
+  if (node == nullptr) return;  // a watch we already removed
   if (mask & IN_IGNORED) {
     endSubscriptionsAt(node);
-    std::vector<Node*> orphans;
-    for (auto& [n, child] : node->children) orphans.push_back(child);
+    std::vector<Node*> orphans = childrenOf(node);
     removeNode(node, false);
     for (Node* orphan : orphans) pruneSubtree(orphan);
     return;
   }
   // Taken before a repeat is dropped below, so that its record is spent.
   const int pid = pidOf(node, mask, name);
-  if (!name.empty() && !node->synthesized.empty()) {
-    if (mask & (IN_CREATE | IN_MOVED_TO)) {
-      if (node->synthesized.erase(std::string(name)) != 0) return;  // already reported by the scan
-    } else if (mask & (IN_DELETE | IN_MOVED_FROM)) {
-      node->synthesized.erase(std::string(name));
+  if (!name.empty() && !synthesized_.empty()) {
+    if (auto found = synthesized_.find(node); found != synthesized_.end()) {
+      if (mask & (IN_CREATE | IN_MOVED_TO)) {
+        if (found->second.erase(std::string(name)) != 0) return;  // already reported by the scan
+      } else if (mask & (IN_DELETE | IN_MOVED_FROM)) {
+        found->second.erase(std::string(name));
+      }
     }
   }
   deliver(node, mask, cookie, name, pid);
@@ -422,20 +535,18 @@ void InotifyWatcher::process(int wd, uint32_t mask, uint32_t cookie, std::string
   if (mask & IN_CREATE) {
     addNewDirectory(node, name);
   } else if (mask & IN_MOVED_FROM) {
-    if (auto c = node->children.find(name); c != node->children.end()) {
-      Node* child = c->second;
-      node->children.erase(c);
-      child->parent = nullptr;
-      movedAway_[cookie] = child;
+    if (Node* moved = child(node, name); moved != nullptr) {
+      detach(moved);
+      movedAway_[cookie] = moved;
     }
   } else if (mask & IN_MOVED_TO) {
     if (auto m = movedAway_.find(cookie); m != movedAway_.end()) {
-      Node* child = m->second;
+      Node* moved = m->second;
       movedAway_.erase(m);
-      child->parent = node;
-      node->children[std::string(name)] = child;
-      repath(child, joinPath(node->path, name));
-      pruneSubtree(child);
+      bool below = false;  // cannot be: a directory cannot move into itself
+      for (const Node* n = node; n != nullptr; n = n->parent) below |= n == moved;
+      if (!below) attach(moved, node, name);
+      pruneSubtree(moved);
     } else {
       addNewDirectory(node, name);
     }
@@ -447,7 +558,7 @@ int InotifyWatcher::pidOf(Node* node, uint32_t mask, std::string_view name) {
   if (!probe_ || bit == 0 || !probe_->covers(node->wd)) return 0;
   int childWd = -1;
   if ((mask & IN_ISDIR) && !name.empty()) {
-    if (auto c = node->children.find(name); c != node->children.end()) childWd = c->second->wd;
+    if (const Node* c = child(node, name); c != nullptr) childWd = c->wd;
   }
   return probe_->take(node->wd, name, bit, childWd);
 }
@@ -464,8 +575,7 @@ void InotifyWatcher::finishDrain() {
   for (auto& [cookie, node] : movedAway_) left.push_back(node);
   movedAway_.clear();
   for (Node* node : left) pruneSubtree(node);
-  for (Node* node : synthesizedIn_) node->synthesized.clear();
-  synthesizedIn_.clear();
+  synthesized_.clear();
 }
 
 void InotifyWatcher::drain() {

@@ -11,14 +11,17 @@
 // stream itself is the same, event for event.
 #pragma once
 
-#include <map>
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
 #include "common/unique_fd.h"
+#include "watch/flat_index.h"
 #include "watch/pid_probe.h"
 #include "watch/watcher.h"
 
@@ -42,18 +45,19 @@ class InotifyWatcher final : public Watcher {
 
  private:
   struct Subscription;
+  // One kernel watch. A million of them are kept (~110 bytes each with the
+  // indexes below), so a node holds only its name: paths are built when
+  // needed by walking up. Children are an intrusive list (for walks) and
+  // entries of children_ (for lookups by name); subscriptions rooted here and
+  // synthesized names live in maps of their own, for the few nodes that have them.
   struct Node {
     int wd = -1;
-    std::string path;  // absolute; kept current across renames inside the tree
+    uint32_t bits = 0;  // the kernel mask, the IN_ONLYDIR/IN_DONT_FOLLOW/IN_EXCL_UNLINK flags, kRootedBit
     Node* parent = nullptr;
-    std::map<std::string, Node*, std::less<>> children;
-    std::vector<Subscription*> rooted;
-    uint32_t kernelMask = 0;
-    uint32_t flags = 0;  // IN_ONLYDIR, IN_DONT_FOLLOW, IN_EXCL_UNLINK
-    // Names reported by reading a new directory: the kernel may report the
-    // same creations again (they happened after the watch was added but before
-    // the read). Cleared once the kernel queue has been drained empty.
-    std::unordered_set<std::string> synthesized;
+    Node* firstChild = nullptr;
+    Node* next = nullptr;  // siblings
+    Node* prev = nullptr;
+    std::string name;  // in its parent; a node without a parent (a root): its absolute path
   };
   struct Subscription {
     SubscriptionId id = 0;
@@ -61,6 +65,22 @@ class InotifyWatcher final : public Watcher {
     uint32_t mask = 0;
     bool recursive = false;
     bool pids = false;
+  };
+  struct ByWd {
+    static size_t hash(const Node* n) { return hashKey(n->wd); }
+    static size_t hashKey(int wd) { return mixHash(static_cast<uint32_t>(wd)); }
+    static bool matches(const Node* n, int wd) { return n->wd == wd; }
+  };
+  struct ChildKey {
+    const Node* parent;
+    std::string_view name;
+  };
+  struct ByParentAndName {
+    static size_t hash(const Node* n) { return hashKey(ChildKey{n->parent, n->name}); }
+    static size_t hashKey(const ChildKey& k) {
+      return mixHash(reinterpret_cast<uintptr_t>(k.parent) ^ std::hash<std::string_view>{}(k.name));
+    }
+    static bool matches(const Node* n, const ChildKey& k) { return n->parent == k.parent && n->name == k.name; }
   };
 
   InotifyWatcher(UniqueFd fd, EventSink& sink, std::unique_ptr<PidProbe> probe)
@@ -84,21 +104,36 @@ class InotifyWatcher final : public Watcher {
   void refreshSubtree(Node* root);
   void pruneSubtree(Node* node);
   void removeNode(Node* node, bool removeKernelWatch);
-  void repath(Node* node, const std::string& newPath);
   void process(int wd, uint32_t mask, uint32_t cookie, std::string_view name);
   int pidOf(Node* node, uint32_t mask, std::string_view name);
   void deliver(Node* node, uint32_t mask, uint32_t cookie, std::string_view name, int pid);
   void endSubscriptionsAt(Node* node);
   void finishDrain();
 
+  // The tree of nodes.
+  std::string pathOf(const Node* node) const;
+  Node* findNode(const std::string& path) const;  // by absolute path
+  Node* child(const Node* parent, std::string_view name) const { return children_.find(ChildKey{parent, name}); }
+  std::vector<Node*> childrenOf(const Node* node) const;
+  void attach(Node* node, Node* parent, std::string_view name);  // node has no parent
+  void detach(Node* node);  // node keeps its absolute path as its name
+  const std::vector<Subscription*>* rootedAt(const Node* node) const;
+
   UniqueFd fd_;
   EventSink& sink_;
   std::unique_ptr<PidProbe> probe_;
-  std::unordered_map<int, std::unique_ptr<Node>> nodes_;  // by watch descriptor
-  std::unordered_map<std::string, Node*> byPath_;
+  FlatIndex<Node, ByWd> nodes_;  // owns the nodes
+  FlatIndex<Node, ByParentAndName> children_;
+  std::unordered_map<const Node*, std::vector<Subscription*>> rooted_;  // nodes with kRootedBit
   std::unordered_map<SubscriptionId, std::unique_ptr<Subscription>> subscriptions_;
   std::unordered_map<uint32_t, Node*> movedAway_;  // MOVED_FROM of a directory, by cookie
-  std::vector<Node*> synthesizedIn_;
+  // Names reported by reading a new directory: the kernel may report the
+  // same creations again (they happened after the watch was added but before
+  // the read). Cleared once the kernel queue has been drained empty.
+  std::unordered_map<const Node*, std::unordered_set<std::string>> synthesized_;
+  std::vector<const Node*> chain_;  // deliver()'s scratch: node and its ancestors
+  std::vector<size_t> offsets_;
+  std::string pathScratch_;
   SubscriptionId nextId_ = 1;
   bool walking_ = false;  // rnotify is reading a tree: kernel masks leave out read-side events
 };
