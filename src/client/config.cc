@@ -5,6 +5,9 @@
 #include <toml++/toml.h>
 #include <unistd.h>
 
+#include <strings.h>
+
+#include <cctype>
 #include <cstdlib>
 #include <fstream>
 #include <optional>
@@ -44,12 +47,68 @@ Result<std::string> stringValue(std::string_view origin, const toml::node& node,
   return configError(origin, node.source(), "'" + key + "' must be a string (in double quotes)");
 }
 
+// "~/x" is $HOME/x; anything else as written.
+std::string expandHome(const std::string& path) {
+  if (path.rfind("~/", 0) != 0) return path;
+  const char* home = std::getenv("HOME");
+  if (home == nullptr || *home == '\0') {
+    if (const passwd* pw = ::getpwuid(::getuid()); pw != nullptr && pw->pw_dir != nullptr) home = pw->pw_dir;
+  }
+  return home == nullptr ? path : std::string(home) + path.substr(1);
+}
+
+// The TLS keys of a [[server]] entry; false if `name` is not one.
+Result<bool> parseTlsKey(const std::string& name, const std::string& value, TlsSettings& tls) {
+  if (name == "tls_ca") {
+    tls.ca = expandHome(value);
+  } else if (name == "tls_fingerprint") {
+    Result<std::string> fingerprint = normalizeFingerprint(value);
+    if (!fingerprint.ok()) return fingerprint.error();
+    tls.fingerprint = *fingerprint;
+  } else if (name == "tls_cert") {
+    tls.cert = expandHome(value);
+  } else if (name == "tls_key") {
+    tls.key = expandHome(value);
+  } else if (name == "token_file") {
+    tls.tokenFile = expandHome(value);
+  } else if (name == "token_user") {
+    tls.tokenUser = value;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+// What a tls: endpoint needs, and that other endpoints have no TLS keys.
+std::string tlsProblem(const ServerEntry& entry) {
+  const TlsSettings& tls = entry.tls;
+  bool any = !tls.ca.empty() || !tls.fingerprint.empty() || !tls.cert.empty() || !tls.key.empty() ||
+             !tls.tokenFile.empty() || !tls.tokenUser.empty();
+  if (entry.endpoint.rfind("tls:", 0) != 0) {
+    return any ? "tls_* and token_* keys apply to tls: endpoints only, not to '" + entry.endpoint + "'" : "";
+  }
+  if (tls.ca.empty() && tls.fingerprint.empty()) {
+    return "[[server]] with a tls: endpoint needs tls_ca (the CA that signed the server's certificate) or "
+           "tls_fingerprint (its SHA-256 fingerprint) to verify the server";
+  }
+  if (tls.cert.empty() != tls.key.empty()) return "tls_cert and tls_key go together";
+  if (tls.cert.empty() && tls.tokenFile.empty()) {
+    return "[[server]] with a tls: endpoint needs tls_cert and tls_key, or token_file, for the server to know "
+           "who you are";
+  }
+  if (!tls.tokenUser.empty() && tls.tokenFile.empty()) return "token_user needs token_file";
+  return "";
+}
+
 Result<ServerEntry> parseServer(std::string_view origin, const toml::table& table) {
   ServerEntry entry;
   for (const auto& [key, node] : table) {
     std::string name(key.str());
     Result<std::string> value = stringValue(origin, node, name);
     if (!value.ok()) return value.error();
+    Result<bool> tlsKey = parseTlsKey(name, *value, entry.tls);
+    if (!tlsKey.ok()) return configError(origin, node.source(), tlsKey.error().message);
+    if (*tlsKey) continue;
     if (name == "match") {
       entry.match = *value;
     } else if (name == "endpoint") {
@@ -59,12 +118,15 @@ Result<ServerEntry> parseServer(std::string_view origin, const toml::table& tabl
       entry.remoteRoot = *value;
     } else {
       return configError(origin, key.source(),
-                         "unknown key '" + name + "' in [[server]]; known keys: match, endpoint, remote_root");
+                         "unknown key '" + name +
+                             "' in [[server]]; known keys: match, endpoint, remote_root, tls_ca, tls_fingerprint, "
+                             "tls_cert, tls_key, token_file, token_user");
     }
   }
   if (entry.match.empty() || entry.endpoint.empty()) {
     return configError(origin, table.source(), "[[server]] needs both 'match' and 'endpoint'");
   }
+  if (std::string problem = tlsProblem(entry); !problem.empty()) return configError(origin, table.source(), problem);
   return entry;
 }
 
@@ -175,7 +237,7 @@ Status checkEndpoint(std::string_view endpoint) {
     }
     return {};
   }
-  if (endpoint.substr(0, 4) == "tcp:") {
+  if (endpoint.substr(0, 4) == "tcp:" || endpoint.substr(0, 4) == "tls:") {
     std::string_view rest = endpoint.substr(4);
     size_t colon = rest.rfind(':');
     std::string_view host = colon == std::string_view::npos ? "" : rest.substr(0, colon);
@@ -188,12 +250,31 @@ Status checkEndpoint(std::string_view endpoint) {
       portOk = number >= 1 && number <= 65535;
     }
     if (!hostOk || !portOk) {
-      return Error{EINVAL, quoted + " is not tcp:HOST:PORT (port 1-65535; IPv6 as tcp:[::1]:7311)"};
+      return Error{EINVAL, quoted + " is not " + std::string(endpoint.substr(0, 3)) +
+                               ":HOST:PORT (port 1-65535; IPv6 as tcp:[::1]:7311)"};
     }
     return {};
   }
-  return Error{EINVAL, quoted + " must start with 'unix:' or 'tcp:'"};
+  return Error{EINVAL, quoted + " must start with 'unix:' or 'tcp:' (plain), or 'tls:'"};
 }
+
+Result<std::string> normalizeFingerprint(std::string_view text) {
+  if (text.size() > 7 && strncasecmp(text.data(), "SHA256:", 7) == 0) text.remove_prefix(7);
+  std::string out;
+  for (char c : text) {
+    if (c == ':') continue;
+    if (!std::isxdigit(static_cast<unsigned char>(c))) {
+      return Error{EINVAL, "tls_fingerprint '" + std::string(text) + "' is not hex digits"};
+    }
+    out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  if (out.size() != 64) {
+    return Error{EINVAL, "tls_fingerprint must be a SHA-256 fingerprint (64 hex digits, colons allowed), as "
+                         "'openssl x509 -noout -fingerprint -sha256 -in server.pem' prints it"};
+  }
+  return out;
+}
+
 
 Result<Config> parseConfig(std::string_view tomlText, std::string_view origin) {
   Result<ConfigLayer> layer = parseLayer(tomlText, origin);

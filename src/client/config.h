@@ -7,8 +7,11 @@
 //   agent = "rnotifyd --stdio"          # run on the ssh server
 //   [[server]]
 //   match = "nas:/export"               # mount source prefix
-//   endpoint = "tcp:nas:7311"           # or "unix:/run/rnotifyd.sock"
+//   endpoint = "tls:nas:7311"           # or "unix:/run/rnotifyd.sock", "tcp:127.0.0.1:7311"
 //   remote_root = "/srv/export"         # server path of `match` (NFS default: the path after ':')
+//   tls_ca = "/etc/rnotify/ca.pem"      # tls: the server's CA, and/or tls_fingerprint = "SHA256:..."
+//   tls_cert = "~/.config/rnotify/me.pem"   # a client certificate and key, or token_file (+ token_user)
+//   tls_key = "~/.config/rnotify/me.key"
 //
 // Files: $RNOTIFY_CONFIG alone if set; else the user's file layered over
 // /etc/rnotify/config.toml. RNOTIFY_AGENT overrides agent.
@@ -19,14 +22,16 @@
 #include <vector>
 
 #include "client/mount_resolver.h"
+#include "client/tls_settings.h"
 #include "common/result.h"
 
 namespace rnotify {
 
 struct ServerEntry {
   std::string match;       // mount source prefix this entry serves, e.g. "nas:/export" or "//nas/share"
-  std::string endpoint;    // "unix:/run/rnotifyd.sock" or "tcp:host:port"
+  std::string endpoint;    // "unix:/run/rnotifyd.sock", "tls:host:port" or "tcp:host:port"
   std::string remoteRoot;  // server path of the mount source's root; default: for NFS the path after ':' in the source
+  TlsSettings tls = {};    // tls_ca, tls_fingerprint, tls_cert, tls_key, token_file, token_user (tls: endpoints)
 };
 
 // How the client avoids reporting its own changes twice (docs/ARCHITECTURE.md,
@@ -45,14 +50,21 @@ struct Config {
 };
 
 // Parses TOML text. Keys: agent = "...", echo_window_ms = N, echo_hold_ms = N,
-// dedup = "auto|origin|state|echo|off", [[server]] match/endpoint/remote_root.
-// Unknown keys, wrong types, a missing match/endpoint or a bad endpoint are
-// errors naming the file, the line and the key.
+// dedup = "auto|origin|state|echo|off", [[server]] match/endpoint/remote_root
+// and, for tls: endpoints, tls_ca/tls_fingerprint (at least one), tls_cert
+// with tls_key, token_file, token_user; paths may start with "~/".
+// Unknown keys, wrong types, a missing match/endpoint, a bad endpoint or
+// fingerprint, TLS keys on a non-tls: endpoint are errors naming the file,
+// the line and the key.
 Result<Config> parseConfig(std::string_view tomlText, std::string_view origin);
 
-// Checks "unix:/abs/path" or "tcp:host:port" ("tcp:[::1]:7311"); an error
-// saying what is wrong otherwise.
+// Checks "unix:/abs/path", "tcp:host:port" or "tls:host:port"
+// ("tcp:[::1]:7311"); an error saying what is wrong otherwise.
 Status checkEndpoint(std::string_view endpoint);
+
+// tls_fingerprint: "SHA256:AB:CD..." or "abcd..." (64 hex digits, colons
+// allowed) as 64 lowercase hex digits; an error if it is not one.
+Result<std::string> normalizeFingerprint(std::string_view text);
 
 // Where loadConfig() looks; configSourcesFromEnvironment() fills it from the
 // environment, tests fill it themselves.

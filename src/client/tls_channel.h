@@ -1,0 +1,52 @@
+// TlsChannel: the client's end of a TLS 1.3 connection to rnotifyd (OpenSSL
+// directly, on the Connection's non-blocking socket). It verifies the server
+// (tls_ca, tls_fingerprint or both) during open(), presents the client
+// certificate if configured, and then reads and writes like a socket: read()
+// returns EAGAIN once OpenSSL needs more bytes from the network, so a caller
+// that reads until EAGAIN has also drained what OpenSSL buffered.
+#pragma once
+
+#include <openssl/types.h>
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "client/tls_settings.h"
+#include "common/result.h"
+
+namespace rnotify {
+
+class TlsChannel {
+ public:
+  // fd: a connected, non-blocking TCP socket (not owned). host: the name or
+  // address the endpoint gave, checked against the certificate with tls_ca.
+  // what: the server in messages ("rnotifyd at tls:nas:7311").
+  static Result<std::unique_ptr<TlsChannel>> open(int fd, const std::string& host, const TlsSettings& settings,
+                                                  int timeoutMs, const std::string& what);
+  ~TlsChannel();
+  TlsChannel(const TlsChannel&) = delete;
+  TlsChannel& operator=(const TlsChannel&) = delete;
+
+  // Decrypted bytes (> 0), 0 at the end of the stream, or an error: EAGAIN
+  // when nothing more is there now, else what broke (a TLS alert, ...).
+  Result<size_t> read(char* buffer, size_t size);
+  // Writes all of data, waiting for the socket as needed.
+  Status write(std::string_view data);
+  // Whether OpenSSL holds bytes that a poll() on the socket would not show.
+  bool pending() const;
+
+ private:
+  TlsChannel(int fd, std::string what) : fd_(fd), what_(std::move(what)) {}
+  Status handshake(const std::string& host, const TlsSettings& settings, int timeoutMs);
+  Status checkFingerprint(const std::string& expected);
+  // What went wrong in the last OpenSSL call, with a hint where one helps.
+  Error failure(int result, const std::string& doing);
+
+  int fd_;
+  std::string what_;
+  SSL_CTX* ctx_ = nullptr;
+  SSL* ssl_ = nullptr;
+};
+
+}  // namespace rnotify
