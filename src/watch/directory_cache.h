@@ -41,6 +41,9 @@ class DirectoryCache {
     // resolve the handle again before trusting the path.
     bool stale = false;
     uint32_t pins = 0;  // subscriptions rooted here; never evicted while pinned
+    // Its DELETE_SELF came through its inode mark (it was a subscription
+    // root): its parent's DELETE must not report it again.
+    bool selfReported = false;
     std::vector<Cover> covers;
     uint64_t coversGeneration = 0;  // 0: recompute
 

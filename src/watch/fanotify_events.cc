@@ -196,7 +196,9 @@ void FanotifyWatcher::onEntry(Directory* d, std::string_view name, uint64_t mask
     // The kernel sends the directory's DELETE_SELF before its parent's DELETE.
     // A subscription root reports its own, through its inode mark.
     const Directory* gone = target.empty() ? nullptr : cache_.find(target);
-    if (gone == nullptr || gone->pins == 0) deliverSubdirectorySelf(d, name, IN_DELETE_SELF, pid);
+    if (gone == nullptr || (gone->pins == 0 && !gone->selfReported)) {
+      deliverSubdirectorySelf(d, name, IN_DELETE_SELF, pid);
+    }
   }
   const auto& covers = coversOf(d);
   for (uint32_t bit : kDeliveryOrder) {
@@ -234,6 +236,10 @@ void FanotifyWatcher::onDirectoryItself(Directory* d, uint64_t mask, int pid) {
     cache_.erase(d);
     return;
   }
+  // Kept until its parent's DELETE (which erases it), so that this
+  // DELETE_SELF is not reported twice. Without a path, ending its last
+  // subscription erases it: not to be touched after.
+  d->selfReported = true;
   std::vector<Subscription*> ending;
   if (Filesystem* fs = filesystemFor(d->key)) {
     for (Subscription* s : fs->subscriptions) {
@@ -245,7 +251,6 @@ void FanotifyWatcher::onDirectoryItself(Directory* d, uint64_t mask, int pid) {
     endSubscription(s);
     sink_.onEvent(id, IN_IGNORED, 0, {}, {}, 0);
   }
-  if (d->pins == 0) cache_.erase(d);
 }
 
 // inotify also reports an event on a directory to the watch on its parent,

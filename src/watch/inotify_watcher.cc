@@ -165,6 +165,12 @@ void InotifyWatcher::attach(Node* node, Node* parent, std::string_view name) {
 void InotifyWatcher::detach(Node* node) {
   if (node->parent == nullptr) return;
   std::string path = pathOf(node);
+  unlink(node);
+  node->name = std::move(path);
+}
+
+void InotifyWatcher::unlink(Node* node) {
+  if (node->parent == nullptr) return;
   children_.erase(node);
   if (node->prev != nullptr) {
     node->prev->next = node->next;
@@ -173,7 +179,6 @@ void InotifyWatcher::detach(Node* node) {
   }
   if (node->next != nullptr) node->next->prev = node->prev;
   node->parent = node->next = node->prev = nullptr;
-  node->name = std::move(path);
 }
 
 const std::vector<InotifyWatcher::Subscription*>* InotifyWatcher::rootedAt(const Node* node) const {
@@ -408,7 +413,7 @@ void InotifyWatcher::removeNode(Node* node, bool removeKernelWatch) {
   if (probe_) probe_->forget(node->wd, removeKernelWatch ? pathOf(node) : std::string());
   // Children left behind become roots of their own, under their paths.
   while (node->firstChild != nullptr) detach(node->firstChild);
-  detach(node);
+  unlink(node);
   if (node->bits & kRootedBit) rooted_.erase(node);
   synthesized_.erase(node);
   std::erase_if(movedAway_, [node](const auto& entry) { return entry.second == node; });

@@ -117,6 +117,7 @@ class InotifyWatcher final : public Watcher {
   std::vector<Node*> childrenOf(const Node* node) const;
   void attach(Node* node, Node* parent, std::string_view name);  // node has no parent
   void detach(Node* node);  // node keeps its absolute path as its name
+  void unlink(Node* node);  // from its parent, name unchanged (the node is going)
   const std::vector<Subscription*>* rootedAt(const Node* node) const;
 
   UniqueFd fd_;

@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
+#include <sys/fanotify.h>
 #include <sys/inotify.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -313,6 +314,86 @@ TEST_F(FanotifyWatcherTest, DeletingTheWatchedDirectoryEndsTheSubscription) {
   EXPECT_LT(indexOf(sub, IN_DELETE_SELF, "", ""), indexOf(sub, IN_IGNORED, "", ""));
   EXPECT_EQ(find(sub, IN_DELETE_SELF, "", "")->mask, static_cast<uint32_t>(IN_DELETE_SELF)) << "as inotify: no ISDIR";
   EXPECT_EQ(watcher_->kernelWatchCount(), 0u) << "the last subscription on the filesystem released its mark";
+}
+
+// The group's marks as the kernel lists them (/proc/self/fdinfo): masks of
+// filesystem marks and of inode marks.
+struct Marks {
+  std::vector<uint64_t> filesystem, inode;
+};
+Marks marksOf(int fd) {
+  Marks marks;
+  std::ifstream in("/proc/self/fdinfo/" + std::to_string(fd));
+  for (std::string line; std::getline(in, line);) {
+    size_t at = line.find(" mask:");
+    if (line.rfind("fanotify ", 0) != 0 || at == std::string::npos) continue;
+    uint64_t mask = std::strtoull(line.c_str() + at + 6, nullptr, 16);
+    if (line.find(" ino:") != std::string::npos) {
+      marks.inode.push_back(mask);
+    } else if (line.find("sdev:") != std::string::npos && line.find("mnt_id:") == std::string::npos) {
+      marks.filesystem.push_back(mask);
+    }
+  }
+  return marks;
+}
+
+TEST_F(FanotifyWatcherTest, OnlyRootsAndWatchedFilesAskForTheirOwnDeleteAndMove) {
+  // On the filesystem mark, DELETE_SELF and MOVE_SELF would queue a second
+  // event for every file deleted or moved anywhere on the filesystem.
+  constexpr uint64_t kSelf = FAN_DELETE_SELF | FAN_MOVE_SELF;
+  fs::create_directories(root_ + "/w/sub");
+  touch(root_ + "/file");
+  auto tree = subscribe(root_ + "/w", true);
+  auto again = subscribe(root_ + "/w", false);
+  auto file = subscribe(root_ + "/file", false);
+  Marks marks = marksOf(watcher_->fd());
+  ASSERT_EQ(marks.filesystem.size(), 1u);
+  EXPECT_EQ(marks.filesystem[0] & kSelf, 0u) << std::hex << marks.filesystem[0];
+  ASSERT_EQ(marks.inode.size(), 2u) << "one for the root (shared by two subscriptions), one for the file";
+  for (uint64_t mask : marks.inode) EXPECT_EQ(mask & kSelf, kSelf) << std::hex << mask;
+  watcher_->unsubscribe(tree);
+  EXPECT_EQ(marksOf(watcher_->fd()).inode.size(), 2u);
+  watcher_->unsubscribe(again);
+  watcher_->unsubscribe(file);
+  marks = marksOf(watcher_->fd());
+  EXPECT_TRUE(marks.inode.empty());
+  EXPECT_TRUE(marks.filesystem.empty());
+}
+
+// As InotifyWatcherTest.SubdirectoriesReportTheirOwnDeleteAndMove: derived
+// from the parent's DELETE and RENAME of a directory.
+TEST_F(FanotifyWatcherTest, SubdirectoriesReportTheirOwnDeleteAndMove) {
+  fs::create_directories(root_ + "/a/b");
+  fs::create_directories(root_ + "/a/c");
+  auto sub = subscribe(root_, true);
+  auto flat = subscribe(root_ + "/a", false);
+  fs::rename(root_ + "/a/c", root_ + "/a/d");
+  touch(root_ + "/a/f");
+  fs::remove(root_ + "/a/f");
+  fs::remove(root_ + "/a/b");
+  drainUntil([&] { return count(sub, IN_DELETE | IN_ISDIR, "a", "b") == 1; }, "DELETE a/b");
+  barrier();
+  EXPECT_EQ(count(sub, IN_DELETE_SELF, "a/b", ""), 1u) << seen();
+  EXPECT_EQ(count(sub, IN_MOVE_SELF, "a/d", ""), 1u) << seen();
+  EXPECT_EQ(find(sub, IN_DELETE_SELF, "a/b", "")->mask, static_cast<uint32_t>(IN_DELETE_SELF)) << "no ISDIR";
+  EXPECT_LT(indexOf(sub, IN_DELETE_SELF, "a/b", ""), indexOf(sub, IN_DELETE | IN_ISDIR, "a", "b"));
+  EXPECT_LT(indexOf(sub, IN_MOVED_TO | IN_ISDIR, "a", "d"), indexOf(sub, IN_MOVE_SELF, "a/d", ""));
+  size_t selfEvents = 0;
+  for (auto& e : sink_.events) selfEvents += (e.mask & (IN_DELETE_SELF | IN_MOVE_SELF)) != 0;
+  EXPECT_EQ(selfEvents, 2u) << "none for the file, none for the non-recursive subscription:\n" << seen();
+  EXPECT_EQ(count(flat, IN_DELETE | IN_ISDIR, "", "b"), 1u);
+}
+
+TEST_F(FanotifyWatcherTest, ASubscriptionRootInsideATreeReportsItsOwnDeleteOnce) {
+  fs::create_directories(root_ + "/a/r");
+  auto outer = subscribe(root_, true);
+  auto inner = subscribe(root_ + "/a/r", false);
+  fs::remove(root_ + "/a/r");
+  drainUntil([&] { return count(inner, IN_IGNORED, "", "") == 1; }, "IGNORED for inner");
+  barrier();
+  EXPECT_EQ(count(inner, IN_DELETE_SELF, "", ""), 1u) << seen();
+  EXPECT_EQ(count(outer, IN_DELETE_SELF, "a/r", ""), 1u) << seen();
+  EXPECT_EQ(count(outer, IN_DELETE | IN_ISDIR, "a", "r"), 1u) << seen();
 }
 
 TEST_F(FanotifyWatcherTest, AMovedRootIsFollowed) {

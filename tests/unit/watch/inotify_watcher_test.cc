@@ -236,6 +236,68 @@ TEST_F(InotifyWatcherTest, DeletingTheWatchedDirectoryEndsTheSubscription) {
   EXPECT_EQ(watcher_->kernelWatchCount(), 0u);
 }
 
+// The reference for FanotifyWatcherTest.SubdirectoriesReportTheirOwnDeleteAndMove:
+// a subdirectory's watch reports its own DELETE_SELF (before its parent's
+// DELETE) and MOVE_SELF (after the rename, at its new place) to recursive
+// subscriptions only; a file has no watch and reports neither.
+TEST_F(InotifyWatcherTest, SubdirectoriesReportTheirOwnDeleteAndMove) {
+  fs::create_directories(root_ + "/a/b");
+  fs::create_directories(root_ + "/a/c");
+  auto sub = subscribe(root_, true);
+  auto flat = subscribe(root_ + "/a", false);
+  fs::rename(root_ + "/a/c", root_ + "/a/d");
+  touch(root_ + "/a/f");
+  fs::remove(root_ + "/a/f");
+  fs::remove(root_ + "/a/b");
+  drainUntil([&] { return count(sub, IN_DELETE | IN_ISDIR, "a", "b") == 1; }, "DELETE a/b");
+  drainQuiet();
+  EXPECT_EQ(count(sub, IN_DELETE_SELF, "a/b", ""), 1u);
+  EXPECT_EQ(count(sub, IN_DELETE_SELF, "", ""), 0u);
+  EXPECT_EQ(count(sub, IN_MOVE_SELF, "a/d", ""), 1u);
+  EXPECT_EQ(count(sub, IN_MOVE_SELF, "a/c", ""), 0u);
+  size_t deleteSelf = 0, deleted = 0, movedTo = 0, moveSelf = 0, selfEvents = 0;
+  for (size_t i = 0; i < sink_.events.size(); ++i) {
+    const Seen& e = sink_.events[i];
+    if (e.sub == sub && (e.mask & IN_DELETE_SELF)) deleteSelf = i;
+    if (e.sub == sub && (e.mask & IN_DELETE) && e.name == "b") deleted = i;
+    if (e.sub == sub && (e.mask & IN_MOVED_TO) && e.name == "d") movedTo = i;
+    if (e.sub == sub && (e.mask & IN_MOVE_SELF)) moveSelf = i;
+    if (e.mask & (IN_DELETE_SELF | IN_MOVE_SELF)) ++selfEvents;
+  }
+  EXPECT_LT(deleteSelf, deleted);
+  EXPECT_LT(movedTo, moveSelf);
+  EXPECT_EQ(selfEvents, 2u) << "none for the file, none for the non-recursive subscription";
+  EXPECT_EQ(count(flat, IN_DELETE | IN_ISDIR, "", "b"), 1u);
+}
+
+// Paths are built from names: deep below a root, after a rename of a
+// directory between, and for two subscriptions rooted at different depths.
+TEST_F(InotifyWatcherTest, PathsFollowRenamesAtEveryDepth) {
+  fs::create_directories(root_ + "/a/b/c/d/e");
+  auto outer = subscribe(root_, true);
+  auto inner = subscribe(root_ + "/a/b", true);
+  touch(root_ + "/a/b/c/d/e/f1");
+  drainUntil([&] { return count(inner, IN_CREATE, "c/d/e", "f1") == 1; }, "CREATE f1 for inner");
+  EXPECT_EQ(count(outer, IN_CREATE, "a/b/c/d/e", "f1"), 1u);
+  fs::rename(root_ + "/a/b/c", root_ + "/a/b/x");
+  fs::rename(root_ + "/a", root_ + "/y");
+  touch(root_ + "/y/b/x/d/e/f2");
+  drainUntil([&] { return count(inner, IN_CREATE, "x/d/e", "f2") == 1; }, "CREATE f2 under the new names");
+  EXPECT_EQ(count(outer, IN_CREATE, "y/b/x/d/e", "f2"), 1u);
+  // A new subscription finds the existing watch under its new path.
+  const size_t watches = watcher_->kernelWatchCount();
+  auto deep = subscribe(root_ + "/y/b/x/d", false, IN_CREATE);
+  EXPECT_EQ(watcher_->kernelWatchCount(), watches);
+  touch(root_ + "/y/b/x/d/f3");
+  drainUntil([&] { return count(deep, IN_CREATE, "", "f3") == 1; }, "CREATE f3 for deep");
+  EXPECT_EQ(count(inner, IN_CREATE, "x/d", "f3"), 1u);
+  watcher_->unsubscribe(outer);
+  watcher_->unsubscribe(inner);
+  EXPECT_EQ(watcher_->kernelWatchCount(), 1u) << "only deep's directory stays watched";
+  touch(root_ + "/y/b/x/d/f4");
+  drainUntil([&] { return count(deep, IN_CREATE, "", "f4") == 1; }, "CREATE f4 for deep alone");
+}
+
 TEST_F(InotifyWatcherTest, RefusesMissingPathsAndRecursiveWatchesOnFiles) {
   SubscribeOptions options;
   options.mask = IN_CREATE;
