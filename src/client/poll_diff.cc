@@ -26,12 +26,13 @@ bool under(const std::string& path, const std::string& dir) {
   return path.size() > dir.size() && path[dir.size()] == '/' && path.compare(0, dir.size(), dir) == 0;
 }
 bool sameInode(const PollStat& a, const PollStat& b) {
-  return (a.mode & S_IFMT) == (b.mode & S_IFMT) && a.ino == b.ino && a.btime == b.btime;
+  return a.ino != 0 && (a.mode & S_IFMT) == (b.mode & S_IFMT) && a.ino == b.ino && a.btime == b.btime;
 }
+bool sameContent(const PollStat& a, const PollStat& b) { return a.size == b.size && a.mtimeNs == b.mtimeNs; }
 
-Event polled(uint32_t mask, const std::string& path, const PollStat& st, bool withStat) {
+Event polled(uint32_t mask, const std::string& path, const PollStat& st, bool withStat, uint32_t flag) {
   Event ev;
-  ev.mask = mask | IN_POLLED | (isDir(st) ? uint32_t{IN_ISDIR} : 0u);
+  ev.mask = mask | flag | (isDir(st) ? uint32_t{IN_ISDIR} : 0u);
   ev.dir = parentOf(path);
   ev.name = nameOf(path);
   ev.hasStat = withStat;
@@ -44,8 +45,8 @@ Event polled(uint32_t mask, const std::string& path, const PollStat& st, bool wi
 class Replay {
  public:
   Replay(const std::vector<PollItem>& gone, const std::vector<PollItem>& found,
-         const std::function<bool(const std::string&)>& unchangedDir, uint32_t* nextCookie)
-      : gone_(gone), found_(found), unchangedDir_(unchangedDir), nextCookie_(nextCookie) {}
+         const std::function<bool(const std::string&)>& unchangedDir, uint32_t* nextCookie, uint32_t flag)
+      : gone_(gone), found_(found), unchangedDir_(unchangedDir), nextCookie_(nextCookie), flag_(flag) {}
 
   std::vector<Event> run() {
     match();
@@ -55,18 +56,26 @@ class Replay {
       if (steps.empty()) break;
       bool progress = false;
       for (const Step& s : steps) progress |= tryStep(s);
-      if (!progress && !unpairFirstMove(steps))
-        break;  // cannot happen: without moves, deletions and creations always progress
+      if (!progress && !unpairFirstMove(steps)) {
+        // Cannot happen with consistent listings (without moves, deletions
+        // and creations always progress); were a parent missing from one,
+        // what is left is still told rather than lost.
+        for (const Step& s : steps) {
+          if (s.kind == kDelete) out_.push_back(polled(IN_DELETE, whereIs(s.index), gone_[s.index].st, false, flag_));
+          if (s.kind == kCreate) out_.push_back(polled(IN_CREATE, found_[s.index].path, found_[s.index].st, true, flag_));
+        }
+        break;
+      }
     }
     for (size_t g = 0; g < gone_.size(); ++g) {  // moved entries that changed on the way
       if (target_[g] < 0) continue;
       const PollStat& was = gone_[g].st;
       const PollItem& now = found_[target_[g]];
-      if (!isDir(now.st) && (was.size != now.st.size || was.mtimeNs != now.st.mtimeNs)) {
-        out_.push_back(polled(IN_MODIFY, now.path, now.st, true));
+      if (!isDir(now.st) && !sameContent(was, now.st)) {
+        out_.push_back(polled(IN_MODIFY, now.path, now.st, true, flag_));
       }
       if ((was.mode & 07777) != (now.st.mode & 07777) || was.uid != now.st.uid || was.gid != now.st.gid) {
-        out_.push_back(polled(IN_ATTRIB, now.path, now.st, true));
+        out_.push_back(polled(IN_ATTRIB, now.path, now.st, true, flag_));
       }
     }
     return std::move(out_);
@@ -119,9 +128,53 @@ class Replay {
       for (auto it = first; it != last; ++it) {
         const PollStat& st = found_[it->second].st;
         if (claimed_[it->second] || !sameInode(item.st, st)) continue;
-        if (!isDir(st) && (st.size != item.st.size || st.mtimeNs != item.st.mtimeNs)) continue;
+        if (!isDir(st) && !sameContent(st, item.st)) continue;
         claim(g, it->second, false);
         break;
+      }
+    }
+    confirmDirectories(order, goneAt);
+  }
+
+  // A directory's inode number alone says little where there is no birth
+  // time to go with it (btime 0: sshfs, TreeView's listings): ext4 gives a
+  // freed number to the next mkdir, so `rm -r d; mkdir e` would look like
+  // `mv d e` plus deletions. Such a directory with files below it counts as
+  // moved only if it carried one of them along, directly or through a
+  // subdirectory: the same name, inode, size and mtime below the new name.
+  // Without files below it there is nothing to tell it by: its inode
+  // decides. A directory not confirmed is a deletion and a creation; a
+  // subdirectory it carried that stands as a move on its own (confirmed the
+  // same way) stays a move, the rest is deleted and created too. Deepest
+  // first, so that a subdirectory is judged before its parent.
+  void confirmDirectories(const std::vector<int>& shallowestFirst, const std::unordered_map<std::string, int>& goneAt) {
+    std::vector<std::vector<int>> children(gone_.size());
+    for (size_t g = 0; g < gone_.size(); ++g) {
+      if (auto p = goneAt.find(parentOf(gone_[g].path)); p != goneAt.end()) children[p->second].push_back(static_cast<int>(g));
+    }
+    std::vector<bool> evidence(gone_.size(), false);  // moved, and known to be the same inode
+    std::vector<bool> files(gone_.size(), false);     // a file (not a directory) at or below it
+    for (auto it = shallowestFirst.rbegin(); it != shallowestFirst.rend(); ++it) {
+      int g = *it;
+      const PollStat& was = gone_[g].st;
+      files[g] = !isDir(was);
+      for (int c : children[g]) files[g] = files[g] || files[c];
+      if (target_[g] < 0) continue;
+      if (!isDir(was)) {
+        evidence[g] = sameContent(was, found_[target_[g]].st);
+        continue;
+      }
+      if (was.btime != 0) {
+        evidence[g] = true;  // sameInode compared the birth times
+        continue;
+      }
+      for (int c : children[g]) evidence[g] = evidence[g] || (carried_[c] && target_[c] >= 0 && evidence[c]);
+      if (evidence[g] || !files[g]) continue;
+      unclaim(g);
+      for (int c : children[g]) {
+        if (!carried_[c] || target_[c] < 0) continue;
+        carried_[c] = false;  // a move of its own, if it is one
+        if (!isDir(gone_[c].st)) unclaim(c);  // evidence[c] is false: another size or mtime
       }
     }
   }
@@ -129,6 +182,11 @@ class Replay {
     target_[g] = f;
     carried_[g] = carried;
     claimed_[f] = true;
+  }
+  void unclaim(int g) {
+    claimed_[target_[g]] = false;
+    target_[g] = -1;
+    carried_[g] = false;
   }
 
   // What is left, in the order preferred within one pass: moves (shallowest
@@ -160,8 +218,12 @@ class Replay {
     auto it = at_.find(path);
     if (it == at_.end()) return unchangedDir_(path);
     if (it->second.found >= 0) return isDir(found_[it->second.found].st);
+    // Where it belongs, and there for good: moved there, or carried by a
+    // directory that is. (A pending move whose target is where it stands
+    // still has to leave: its parent is replaced.)
     int g = it->second.gone;
-    return target_[g] >= 0 && found_[target_[g]].path == path && isDir(gone_[g].st);
+    if (target_[g] < 0 || found_[target_[g]].path != path || !isDir(gone_[g].st)) return false;
+    return done_[g] || (carried_[g] && finalDir(parentOf(path)));
   }
   bool hasChildren(const std::string& path) const {
     auto it = at_.lower_bound(path + "/");
@@ -175,7 +237,7 @@ class Replay {
       if (claimed_[s.index] || at_.count(f.path) || !finalDir(parentOf(f.path))) return false;
       at_[f.path] = Slot{-1, s.index};
       claimed_[s.index] = true;
-      out_.push_back(polled(IN_CREATE, f.path, f.st, true));
+      out_.push_back(polled(IN_CREATE, f.path, f.st, true, flag_));
       return true;
     }
     if (done_[s.index] || carried_[s.index]) return false;
@@ -184,7 +246,7 @@ class Replay {
       if (hasChildren(from)) return false;
       at_.erase(from);
       done_[s.index] = true;
-      out_.push_back(polled(IN_DELETE, from, gone_[s.index].st, false));
+      out_.push_back(polled(IN_DELETE, from, gone_[s.index].st, false, flag_));
       return true;
     }
     const PollItem& to = found_[target_[s.index]];
@@ -193,8 +255,8 @@ class Replay {
     done_[s.index] = true;
     uint32_t cookie = (*nextCookie_)++;
     if (cookie == 0) cookie = (*nextCookie_)++;
-    Event a = polled(IN_MOVED_FROM, from, gone_[s.index].st, false);
-    Event b = polled(IN_MOVED_TO, to.path, to.st, true);
+    Event a = polled(IN_MOVED_FROM, from, gone_[s.index].st, false, flag_);
+    Event b = polled(IN_MOVED_TO, to.path, to.st, true, flag_);
     a.cookie = b.cookie = cookie;
     out_.push_back(std::move(a));
     out_.push_back(std::move(b));
@@ -242,6 +304,7 @@ class Replay {
   const std::vector<PollItem>& found_;
   const std::function<bool(const std::string&)>& unchangedDir_;
   uint32_t* nextCookie_;
+  uint32_t flag_;
   std::vector<int> target_;  // per gone entry: the found entry it became, or -1
   std::vector<bool> carried_, done_, claimed_;
   std::map<std::string, Slot> at_;                // ordered, for subtrees
@@ -264,8 +327,9 @@ EventStat eventStatOf(const PollStat& st) {
 }
 
 std::vector<Event> pollDiff(const std::vector<PollItem>& gone, const std::vector<PollItem>& found,
-                            const std::function<bool(const std::string&)>& unchangedDir, uint32_t* nextCookie) {
-  return Replay(gone, found, unchangedDir, nextCookie).run();
+                            const std::function<bool(const std::string&)>& unchangedDir, uint32_t* nextCookie,
+                            uint32_t flag) {
+  return Replay(gone, found, unchangedDir, nextCookie, flag).run();
 }
 
 }  // namespace rnotify

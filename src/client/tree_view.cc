@@ -4,6 +4,10 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <functional>
+#include <string_view>
+
+#include "client/poll_diff.h"
 
 namespace rnotify {
 namespace {
@@ -37,9 +41,25 @@ TreeView::State toState(const EventStat& st) {
   return s;
 }
 
+// For pollDiff. The mtime in nanoseconds wraps (modulo 2^64) rather than
+// overflow for dates beyond 2262: only compared for equality.
+PollStat pollStatOf(const TreeView::State& s) {
+  PollStat st;
+  st.ino = s.ino;
+  st.size = s.size;
+  st.mtimeNs = static_cast<int64_t>(static_cast<uint64_t>(s.mtimeSec) * 1000000000u + s.mtimeNsec);
+  st.mode = s.mode;
+  st.uid = s.uid;
+  st.gid = s.gid;
+  return st;  // no birth time (btime 0): listings do not carry it
+}
+
 bool isDir(const TreeView::State& s) { return S_ISDIR(s.mode); }
+std::string_view parentOf(std::string_view path) {
+  size_t slash = path.rfind('/');
+  return slash == std::string_view::npos ? std::string_view() : path.substr(0, slash);
+}
 bool sameKind(const TreeView::State& a, const TreeView::State& b) { return (a.mode & S_IFMT) == (b.mode & S_IFMT); }
-size_t depth(const std::string& path) { return static_cast<size_t>(std::count(path.begin(), path.end(), '/')); }
 
 }  // namespace
 
@@ -127,201 +147,86 @@ void TreeView::apply(const Event& event) {
 std::vector<TreeView::Change> TreeView::diff(const std::vector<proto::TreeEntry>& nowEntries,
                                              uint32_t* nextCookie) const {
   Map now = build(nowEntries);
-  auto changeOf = [](uint32_t mask, const std::string& path, const State& s) {
-    auto [dir, name] = split(path);
-    return Change{mask | (isDir(s) ? uint32_t{IN_ISDIR} : 0u), 0, dir, name};
-  };
-  std::vector<Change> modifies, attribs;
-  auto compare = [&](const State& before, const std::string& newPath, const State& after) {
-    if (before.ino == 0) return;  // state never known: nothing to compare
-    if (!isDir(after) && (before.size != after.size || before.mtimeSec != after.mtimeSec ||
-                          before.mtimeNsec != after.mtimeNsec)) {
-      modifies.push_back(changeOf(IN_MODIFY, newPath, after));
-    }
-    if ((before.mode & 07777) != (after.mode & 07777) || before.uid != after.uid || before.gid != after.gid) {
-      attribs.push_back(changeOf(IN_ATTRIB, newPath, after));
-    }
-  };
   // Same entry at the same path: the inode (unknown counts as the same) and the type.
   auto same = [](const State& before, const State& after) {
     if (before.ino == 0) return isDir(before) == isDir(after);  // only whether it was a directory is known
     return sameKind(before, after) && before.ino == after.ino;
   };
-  std::vector<std::string> removed, added;
+  // Kept: the same entry at `path` and at every directory above it. What is
+  // not kept is gone (from the view) or found (in the listing) with its whole
+  // subtree, as pollDiff wants it; a directory replaced by another takes its
+  // contents along even where their inodes stayed (they were moved out and
+  // back, or deleted and made again: either way they left the directory).
+  // A path in neither (a directory above entries that neither lists, in a
+  // view that missed it) counts as kept: nothing tells of a change.
+  struct Hash {  // lookups by string_view, without a copy
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  std::unordered_map<std::string, bool, Hash, std::equal_to<>> keptDirs;
+  std::function<bool(std::string_view)> keptDir = [&](std::string_view dir) -> bool {
+    if (dir.empty()) return true;
+    if (auto it = keptDirs.find(dir); it != keptDirs.end()) return it->second;
+    std::string path(dir);
+    auto b = entries_.find(path);
+    auto a = now.find(path);
+    bool kept = (b == entries_.end() || a == now.end()) ? b == entries_.end() && a == now.end()
+                                                         : same(b->second, a->second);
+    kept = kept && keptDir(parentOf(dir));
+    keptDirs.emplace(std::move(path), kept);
+    return kept;
+  };
+
+  std::vector<PollItem> gone, found;
+  std::vector<std::string> modified, attributed;
+  size_t keptCount = 0;
   for (const auto& [path, before] : entries_) {
     auto it = now.find(path);
-    if (it == now.end() || !same(before, it->second)) {
-      removed.push_back(path);
-    } else {
-      compare(before, path, it->second);
+    if (it == now.end() || !same(before, it->second) || !keptDir(parentOf(path))) {
+      gone.push_back(PollItem{path, pollStatOf(before)});
+      continue;
+    }
+    ++keptCount;
+    if (before.ino == 0) continue;  // state never known: nothing to compare
+    const State& after = it->second;
+    if (!isDir(after) && (before.size != after.size || before.mtimeSec != after.mtimeSec ||
+                          before.mtimeNsec != after.mtimeNsec)) {
+      modified.push_back(path);
+    }
+    if ((before.mode & 07777) != (after.mode & 07777) || before.uid != after.uid || before.gid != after.gid) {
+      attributed.push_back(path);
     }
   }
-  for (const auto& [path, after] : now) {
-    auto it = entries_.find(path);
-    if (it == entries_.end() || !same(it->second, after)) added.push_back(path);
-  }
-  auto byDepth = [](const std::string& a, const std::string& b) {
-    return depth(a) != depth(b) ? depth(a) < depth(b) : a < b;
-  };
-  std::sort(removed.begin(), removed.end(), byDepth);
-  std::sort(added.begin(), added.end(), byDepth);
-
-  // Renames: an inode that left one name and appeared under another. A file
-  // keeps its size and mtime when renamed; an inode number alone is not
-  // enough (ext4 reuses a freed one at once). A moved directory carries its
-  // contents along: they are not reported again.
-  std::unordered_map<uint64_t, std::string> addedByIno;
-  for (const std::string& path : added) addedByIno.emplace(now.at(path).ino, path);
-  struct Move {
-    std::string from, to;
-  };
-  std::vector<Move> moves;
-  std::unordered_map<std::string, std::string> movedDirs;  // old path -> new path
-  std::unordered_map<std::string, bool> consumed;          // added paths explained by a move
-  std::unordered_map<std::string, bool> vacated;           // removed paths explained by a move
-  for (const std::string& path : removed) {
-    const State& before = entries_.at(path);
-    bool carried = false;
-    for (std::string up = split(path).first; !up.empty(); up = split(up).first) {
-      auto moved = movedDirs.find(up);
-      if (moved == movedDirs.end()) continue;
-      std::string there = moved->second + path.substr(up.size());
-      auto it = now.find(there);
-      if (it != now.end() && before.ino != 0 && it->second.ino == before.ino && !consumed[there]) {
-        consumed[there] = true;
-        vacated[path] = true;
-        compare(before, there, it->second);
-        carried = true;
-        if (isDir(before)) movedDirs[path] = there;
+  if (keptCount != now.size()) {  // else every entry of the listing is one kept
+    for (const auto& [path, after] : now) {
+      auto it = entries_.find(path);
+      if (it == entries_.end() || !same(it->second, after) || !keptDir(parentOf(path))) {
+        found.push_back(PollItem{path, pollStatOf(after)});
       }
-      break;
     }
-    if (carried) continue;
-    auto byIno = addedByIno.find(before.ino);
-    if (before.ino == 0 || byIno == addedByIno.end() || consumed[byIno->second]) continue;
-    const State& after = now.at(byIno->second);
-    bool renamed = sameKind(before, after) &&
-                   (isDir(before) || (before.size == after.size && before.mtimeSec == after.mtimeSec &&
-                                      before.mtimeNsec == after.mtimeNsec));
-    if (!renamed) continue;
-    consumed[byIno->second] = true;
-    vacated[path] = true;
-    moves.push_back(Move{path, byIno->second});
-    if (isDir(before)) movedDirs[path] = byIno->second;
-    compare(before, byIno->second, after);
   }
+  auto byPath = [](const PollItem& a, const PollItem& b) { return a.path < b.path; };
+  std::sort(gone.begin(), gone.end(), byPath);  // the same input, the same report
+  std::sort(found.begin(), found.end(), byPath);
+  std::sort(modified.begin(), modified.end());
+  std::sort(attributed.begin(), attributed.end());
 
-  // The order in which the changes replay: a directory is created before
-  // anything moves into it, a name is vacated (moved on, or deleted) before
-  // something moves or is created there, a directory's contents go before
-  // the directory is deleted. Kahn's algorithm over those constraints; among
-  // the ready steps moves go first, then deletions deepest first, then
-  // creations shallowest first. A name that a move replaces is not deleted
-  // separately (rename(2) replaced it, as inotify would have shown).
-  enum Kind { kMove = 0, kDelete = 1, kCreate = 2 };
-  struct Step {
-    Kind kind;
-    std::string path;  // target for moves
-    size_t move = 0;   // index into moves
-    std::vector<size_t> next;
-    size_t waiting = 0;
-  };
-  std::vector<Step> steps;
-  std::unordered_map<std::string, size_t> createAt, deleteAt, moveFrom;
-  std::unordered_map<std::string, bool> moveTarget;
-  for (size_t i = 0; i < moves.size(); ++i) moveTarget[moves[i].to] = true;
-  for (size_t i = 0; i < moves.size(); ++i) {
-    moveFrom[moves[i].from] = steps.size();
-    steps.push_back(Step{kMove, moves[i].to, i, {}, 0});
-  }
-  for (const std::string& path : removed) {
-    if (vacated[path] || moveTarget[path]) continue;
-    deleteAt[path] = steps.size();
-    steps.push_back(Step{kDelete, path, 0, {}, 0});
-  }
-  for (const std::string& path : added) {
-    if (consumed[path]) continue;
-    createAt[path] = steps.size();
-    steps.push_back(Step{kCreate, path, 0, {}, 0});
-  }
-  auto edge = [&](size_t before, size_t after) {
-    steps[before].next.push_back(after);
-    ++steps[after].waiting;
-  };
-  auto vacate = [&](const std::string& path, size_t step) {  // whatever frees `path` goes before `step`
-    if (auto m = moveFrom.find(path); m != moveFrom.end() && m->second != step) edge(m->second, step);
-    if (auto d = deleteAt.find(path); d != deleteAt.end()) edge(d->second, step);
-  };
-  for (size_t i = 0; i < steps.size(); ++i) {
-    const std::string parent = split(steps[i].path).first;
-    if (steps[i].kind == kMove || steps[i].kind == kCreate) {
-      if (auto c = createAt.find(parent); c != createAt.end()) edge(c->second, i);
-      vacate(steps[i].path, i);
-    }
-    if (steps[i].kind == kMove || steps[i].kind == kDelete) {
-      const std::string& gone = steps[i].kind == kMove ? moves[steps[i].move].from : steps[i].path;
-      // The old parent loses this entry before it is itself deleted.
-      if (auto d = deleteAt.find(split(gone).first); d != deleteAt.end()) edge(i, d->second);
-    }
-  }
-  auto later = [&](size_t a, size_t b) {  // priority: true if a goes after b
-    if (steps[a].kind != steps[b].kind) return steps[a].kind > steps[b].kind;
-    size_t da = depth(steps[a].path), db = depth(steps[b].path);
-    if (da != db) return steps[a].kind == kDelete ? da < db : da > db;
-    return steps[a].path > steps[b].path;
-  };
-  std::vector<size_t> ready;
-  for (size_t i = 0; i < steps.size(); ++i) {
-    if (steps[i].waiting == 0) ready.push_back(i);
-  }
-  std::make_heap(ready.begin(), ready.end(), later);
-  std::vector<bool> done(steps.size(), false);
   std::vector<Change> out;
-  auto emit = [&](size_t i) {
-    done[i] = true;
-    const Step& step = steps[i];
-    if (step.kind == kMove) {
-      const Move& m = moves[step.move];
-      uint32_t cookie = (*nextCookie)++;
-      if (cookie == 0) cookie = (*nextCookie)++;
-      Change from = changeOf(IN_MOVED_FROM, m.from, entries_.at(m.from));
-      Change to = changeOf(IN_MOVED_TO, m.to, now.at(m.to));
-      from.cookie = to.cookie = cookie;
-      out.push_back(std::move(from));
-      out.push_back(std::move(to));
-    } else if (step.kind == kDelete) {
-      out.push_back(changeOf(IN_DELETE, step.path, entries_.at(step.path)));
-    } else {
-      out.push_back(changeOf(IN_CREATE, step.path, now.at(step.path)));
+  if (!gone.empty() || !found.empty()) {
+    auto unchangedDir = [&](const std::string& path) {
+      auto it = now.find(path);
+      return (it == now.end() || isDir(it->second)) && keptDir(path);
+    };
+    for (Event& e : pollDiff(gone, found, unchangedDir, nextCookie, 0)) {
+      out.push_back(Change{e.mask, e.cookie, std::move(e.dir), std::move(e.name)});
     }
+  }
+  auto changeOf = [&](uint32_t mask, const std::string& path) {
+    auto [dir, name] = split(path);
+    return Change{mask | (isDir(now.at(path)) ? uint32_t{IN_ISDIR} : 0u), 0, dir, name};
   };
-  for (size_t emitted = 0; emitted < steps.size();) {
-    if (ready.empty()) {
-      // A cycle (two names swapped): break it at the first step left.
-      for (size_t i = 0; i < steps.size(); ++i) {
-        if (!done[i]) {
-          steps[i].waiting = 0;
-          ready.push_back(i);
-          break;
-        }
-      }
-    }
-    std::pop_heap(ready.begin(), ready.end(), later);
-    size_t i = ready.back();
-    ready.pop_back();
-    if (done[i]) continue;
-    emit(i);
-    ++emitted;
-    for (size_t n : steps[i].next) {
-      if (!done[n] && --steps[n].waiting == 0) {
-        ready.push_back(n);
-        std::push_heap(ready.begin(), ready.end(), later);
-      }
-    }
-  }
-  for (auto* group : {&modifies, &attribs}) {
-    for (Change& c : *group) out.push_back(std::move(c));
-  }
+  for (const std::string& path : modified) out.push_back(changeOf(IN_MODIFY, path));
+  for (const std::string& path : attributed) out.push_back(changeOf(IN_ATTRIB, path));
   return out;
 }
 

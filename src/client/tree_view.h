@@ -5,7 +5,8 @@
 // carry the entry's state, proto::kWatchStat), and after a gap is compared
 // with a fresh listing; the differences become ordinary events flagged
 // IN_SYNTHESIZED: CREATE, DELETE, MODIFY, ATTRIB, and MOVED_FROM/MOVED_TO when
-// an inode reappears under another name.
+// an inode reappears under another name (the same pairing and ordering as the
+// polling backend's, client/poll_diff.h).
 #pragma once
 
 #include <cstdint>
@@ -40,10 +41,13 @@ class TreeView {
   void reset(const std::vector<proto::TreeEntry>& entries);
   // Follows one server event (IN_REMOTE not set; stat when the server had it).
   void apply(const Event& event);
-  // What changed from this view to `now`, in an order a user can replay:
-  // moves, then deletions (deepest first), creations (shallowest first),
-  // modifications, attribute changes. Cookies for synthesized moves are taken
-  // from *nextCookie.
+  // What changed from this view to `now`, in an order a user can replay
+  // (applied in order to this view, each step possible where it stands, they
+  // give `now`): the structural changes as pollDiff finds and orders them
+  // (client/poll_diff.h: renames by inode, size and mtime; a directory with
+  // files below it only if one of them moved along; a name is freed before
+  // it is taken), then modifications and attribute changes. Cookies for
+  // synthesized moves are taken from *nextCookie.
   std::vector<Change> diff(const std::vector<proto::TreeEntry>& now, uint32_t* nextCookie) const;
 
   // Whether a structural event only repeats what the view already shows (a

@@ -110,13 +110,14 @@ TEST(TreeView, FollowsTheServersEventsSoThatNothingIsReportedTwice) {
 }
 
 // The order must replay: applying the changes to the old tree in order gives
-// the new one.
-TEST(TreeView, ARenameOntoAnExistingNameReplacesItWithoutADelete) {
+// the new one, each step possible where it stands. A name a rename replaced
+// is deleted first: no MOVED_TO or CREATE lands on a taken name.
+TEST(TreeView, ARenameOntoAnExistingNameDeletesItFirst) {
   TreeView view;
   view.reset({file("", "a", 1, 5), file("", "b", 2, 7)});
   uint32_t cookie = 1;
   EXPECT_EQ(describe(view.diff({file("", "b", 1, 5)}, &cookie)),
-            (std::vector<std::string>{"MOVED_FROM a", "MOVED_TO b"}));
+            (std::vector<std::string>{"DELETE b", "MOVED_FROM a", "MOVED_TO b"}));
 }
 
 TEST(TreeView, ARotationReplaysOldestFirst) {
@@ -124,8 +125,8 @@ TEST(TreeView, ARotationReplaysOldestFirst) {
   view.reset({file("", "log", 1, 10), file("", "log.1", 2, 20), file("", "log.2", 3, 30)});
   uint32_t cookie = 1;
   EXPECT_EQ(describe(view.diff({file("", "log", 4, 0), file("", "log.1", 1, 10), file("", "log.2", 2, 20)}, &cookie)),
-            (std::vector<std::string>{"MOVED_FROM log.1", "MOVED_TO log.2", "MOVED_FROM log", "MOVED_TO log.1",
-                                      "CREATE log"}));
+            (std::vector<std::string>{"DELETE log.2", "MOVED_FROM log.1", "MOVED_TO log.2", "MOVED_FROM log",
+                                      "MOVED_TO log.1", "CREATE log"}));
 }
 
 TEST(TreeView, AReusedInodeNumberIsNotARename) {
@@ -156,6 +157,17 @@ TEST(TreeView, AnEntryWhoseStateWasNeverKnownIsStillReportedGone) {
   uint32_t cookie = 1;
   EXPECT_EQ(describe(view.diff({}, &cookie)), (std::vector<std::string>{"DELETE brief"}));
   EXPECT_TRUE(view.diff({file("", "brief", 8)}, &cookie).empty()) << "present: nothing to compare it with";
+}
+
+// Directories that neither the view nor the listing shows (a view that
+// missed them) are taken as they are: what is below them is compared.
+TEST(TreeView, EntriesBelowDirectoriesNeitherListsAreCompared) {
+  TreeView view;
+  view.reset({file("src/m", "a", 1, 5), file("src/m", "b", 2, 7)});
+  uint32_t cookie = 1;
+  EXPECT_TRUE(view.diff({file("src/m", "a", 1, 5), file("src/m", "b", 2, 7)}, &cookie).empty());
+  EXPECT_EQ(describe(view.diff({file("src/m", "a", 1, 6), file("src/m", "c", 2, 7)}, &cookie)),
+            (std::vector<std::string>{"MOVED_FROM src/m/b", "MOVED_TO src/m/c", "MODIFY src/m/a"}));
 }
 
 TEST(TreeView, TheRootGoingAwayEmptiesTheView) {
