@@ -369,7 +369,9 @@ Result<Connection*> Client::connectionFor(const ResolvedPath& resolved, std::str
       }
       *remotePath = serverPathFor(*entry, resolved.mount, resolved.relative);
       std::string endpoint = entry->endpoint;
-      return connect(endpoint, [endpoint](int timeoutMs) { return Connection::overSocket(endpoint, timeoutMs); });
+      TlsSettings tls = entry->tls;
+      return connect(endpoint,
+                     [endpoint, tls](int timeoutMs) { return Connection::overSocket(endpoint, tls, timeoutMs); });
     }
     case MountKind::kOtherNetwork:
       *why = "server-side watching is not available for " + resolved.mount.fsType + " mounts";

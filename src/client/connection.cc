@@ -5,7 +5,11 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <pwd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -25,9 +29,35 @@ int remainingMs(Clock::time_point deadline) {
   return left < 0 ? 0 : static_cast<int>(left);
 }
 
+// A write that never raises SIGPIPE (an application using librnotify must
+// not die because rnotifyd went away): send(MSG_NOSIGNAL) on sockets; on the
+// agent's pipe, SIGPIPE is blocked for this thread around the write and a
+// signal it raised is consumed.
+ssize_t writeNoSignal(int fd, const void* data, size_t size) {
+  ssize_t n = ::send(fd, data, size, MSG_NOSIGNAL);
+  if (n >= 0 || errno != ENOTSOCK) return n;
+  sigset_t pipeOnly, old;
+  sigemptyset(&pipeOnly);
+  sigaddset(&pipeOnly, SIGPIPE);
+  sigset_t pending;
+  sigpending(&pending);
+  const bool alreadyPending = sigismember(&pending, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipeOnly, &old);
+  n = ::write(fd, data, size);
+  const int saved = errno;
+  if (n < 0 && saved == EPIPE && !alreadyPending) {
+    const struct timespec zero = {0, 0};
+    while (sigtimedwait(&pipeOnly, nullptr, &zero) < 0 && errno == EINTR) {
+    }
+  }
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  errno = saved;
+  return n;
+}
+
 Status writeAll(int fd, std::string_view data) {
   while (!data.empty()) {
-    ssize_t n = ::write(fd, data.data(), data.size());
+    ssize_t n = writeNoSignal(fd, data.data(), data.size());
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN) {
@@ -49,6 +79,45 @@ std::string lastLine(const std::string& text) {
   return nl == std::string::npos ? t : t.substr(nl + 1);
 }
 
+// "tcp:HOST:PORT" or "tls:HOST:PORT" (an IPv6 HOST in brackets) as host and port.
+std::optional<std::pair<std::string, std::string>> splitHostPort(const std::string& endpoint) {
+  std::string rest = endpoint.substr(4);
+  size_t colon = rest.rfind(':');
+  if (colon == std::string::npos) return std::nullopt;
+  std::string host = rest.substr(0, colon), port = rest.substr(colon + 1);
+  if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  return std::make_pair(host, port);
+}
+
+// The token in token_file, which only its owner may read (like an ssh key).
+Result<std::string> readTokenFile(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return Error::fromErrno(errno, "cannot read token_file " + path);
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return lastError("stat token_file " + path);
+  if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+    return Error{EACCES, "token_file " + path + " is accessible to other users, who could use the token; chmod 600 " +
+                             path + " (and consider the token leaked)"};
+  }
+  std::string token(proto::kMaxToken + 3, '\0');
+  ssize_t n = ::read(fd.get(), token.data(), token.size());
+  if (n < 0) return lastError("read token_file " + path);
+  token.resize(static_cast<size_t>(n));
+  while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) token.pop_back();
+  if (token.empty() || token.size() > proto::kMaxToken || token.find('\0') != std::string::npos) {
+    return Error{EINVAL, "token_file " + path + " must hold one token of 1 to " + std::to_string(proto::kMaxToken) +
+                             " bytes (no NUL)"};
+  }
+  return token;
+}
+
+std::string localUserName() {
+  passwd pw{}, *found = nullptr;
+  char buffer[4096];
+  if (::getpwuid_r(::getuid(), &pw, buffer, sizeof buffer, &found) == 0 && found != nullptr) return pw.pw_name;
+  return std::to_string(::getuid());
+}
+
 Result<UniqueFd> connectSocket(const std::string& endpoint) {
   if (endpoint.rfind("unix:", 0) == 0) {
     std::string path = endpoint.substr(5);
@@ -63,12 +132,10 @@ Result<UniqueFd> connectSocket(const std::string& endpoint) {
     }
     return fd;
   }
-  if (endpoint.rfind("tcp:", 0) == 0) {
-    std::string rest = endpoint.substr(4);
-    size_t colon = rest.rfind(':');
-    if (colon == std::string::npos) return Error{EINVAL, "bad endpoint '" + endpoint + "'"};
-    std::string host = rest.substr(0, colon), port = rest.substr(colon + 1);
-    if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  if (endpoint.rfind("tcp:", 0) == 0 || endpoint.rfind("tls:", 0) == 0) {
+    auto hostPort = splitHostPort(endpoint);
+    if (!hostPort) return Error{EINVAL, "bad endpoint '" + endpoint + "'"};
+    const auto& [host, port] = *hostPort;
     addrinfo hints{};
     hints.ai_socktype = SOCK_STREAM;
     addrinfo* found = nullptr;
@@ -89,7 +156,7 @@ Result<UniqueFd> connectSocket(const std::string& endpoint) {
     }
     return Error::fromErrno(lastErrno, "cannot connect to rnotifyd at " + endpoint);
   }
-  return Error{EINVAL, "bad endpoint '" + endpoint + "': use unix:PATH or tcp:HOST:PORT"};
+  return Error{EINVAL, "bad endpoint '" + endpoint + "': use unix:PATH, tls:HOST:PORT or tcp:HOST:PORT"};
 }
 
 }  // namespace
@@ -109,13 +176,34 @@ Result<std::unique_ptr<Connection>> Connection::overAgent(const std::vector<std:
 }
 
 Result<std::unique_ptr<Connection>> Connection::overSocket(const std::string& endpoint, int timeoutMs) {
+  return overSocket(endpoint, TlsSettings{}, timeoutMs);
+}
+
+Result<std::unique_ptr<Connection>> Connection::overSocket(const std::string& endpoint, const TlsSettings& tls,
+                                                           int timeoutMs) {
+  const bool secure = endpoint.rfind("tls:", 0) == 0;
+  if (secure && tls.ca.empty() && tls.fingerprint.empty()) {
+    return Error{EINVAL, "cannot verify rnotifyd at " + endpoint +
+                             ": its [[server]] entry needs tls_ca or tls_fingerprint in config.toml"};
+  }
+  std::unique_ptr<Connection> c(new Connection());
+  if (secure && !tls.tokenFile.empty()) {
+    auto token = readTokenFile(tls.tokenFile);
+    if (!token) return token.error();
+    c->token_ = std::move(*token);
+    c->tokenUser_ = tls.tokenUser.empty() ? localUserName() : tls.tokenUser;
+  }
   auto fd = connectSocket(endpoint);
   if (!fd) return fd.error();
   ::fcntl(fd->get(), F_SETFL, O_NONBLOCK);
-  std::unique_ptr<Connection> c(new Connection());
   c->socket_ = std::move(*fd);
   c->destination_ = endpoint;
   c->description_ = "rnotifyd at " + endpoint;
+  if (secure) {
+    auto channel = TlsChannel::open(c->socket_.get(), splitHostPort(endpoint)->first, tls, timeoutMs, c->description_);
+    if (!channel) return channel.error();
+    c->tls_ = std::move(*channel);
+  }
   if (Status s = c->handshake(timeoutMs); !s) return s.error();
   return c;
 }
@@ -130,12 +218,13 @@ int Connection::readFd() const { return agent_ ? agent_->output() : socket_.get(
 Status Connection::send(const proto::Message& message) {
   std::string frame;
   proto::encode(message, frame);
-  Status s = writeAll(agent_ ? agent_->input() : socket_.get(), frame);
+  Status s = tls_ ? tls_->write(frame) : writeAll(agent_ ? agent_->input() : socket_.get(), frame);
   if (!s) fail(s.error());
   return s;
 }
 
 bool Connection::waitReadable(int timeoutMs) {
+  if (tls_ && tls_->pending()) return true;  // decrypted or buffered bytes the socket no longer shows
   struct pollfd p = {readFd(), POLLIN, 0};
   int n;
   do {
@@ -149,7 +238,8 @@ Status Connection::handshake(int timeoutMs) {
   char host[256] = "";
   ::gethostname(host, sizeof host - 1);
   hello.clientName = std::string("rnotify " RNOTIFY_VERSION " on ") + host;
-  hello.capabilities = proto::kCapOrigin | proto::kCapStat | proto::kCapResync | proto::kCapResume;
+  hello.capabilities = proto::kCapOrigin | proto::kCapStat | proto::kCapResync | proto::kCapResume |
+                       (token_.empty() ? 0 : uint64_t{proto::kCapAuth});
   if (Status s = send(hello); !s) return s;
   auto deadline = Clock::now() + std::chrono::milliseconds(timeoutMs);
   while (!welcomed_) {
@@ -160,8 +250,32 @@ Status Connection::handshake(int timeoutMs) {
     }
     pump();
   }
+  if (Status s = authenticate(timeoutMs); !s) return s;
   log::debug("connected: {} ({}, protocol v{})", description_, welcome_.serverName, welcome_.version);
   return {};
+}
+
+Status Connection::authenticate(int timeoutMs) {
+  // A server that knows this client by its certificate does not ask.
+  if (token_.empty() || !(welcome_.capabilities & proto::kCapAuth)) return {};
+  auto reply = request(proto::Auth{0, tokenUser_, token_}, timeoutMs);
+  if (!reply) return reply.error();
+  if (reply->status != 0) {
+    return Error{reply->status, description_ + " refused the token of user '" + tokenUser_ + "': " + reply->message +
+                                    " (check token_file and token_user, and the server's --token-dir)"};
+  }
+  return {};
+}
+
+Result<size_t> Connection::readSome(char* buffer, size_t size) {
+  if (tls_) return tls_->read(buffer, size);
+  for (;;) {
+    ssize_t n = ::read(readFd(), buffer, size);
+    if (n >= 0) return static_cast<size_t>(n);
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN) return Error{EAGAIN, "no data yet"};
+    return Error::fromErrno(errno, "reading from " + description_);
+  }
 }
 
 Error Connection::explainAgentExit() {
@@ -193,9 +307,9 @@ bool Connection::pump() {
   if (!alive_) return false;
   char buffer[64 * 1024];
   for (;;) {
-    ssize_t n = ::read(readFd(), buffer, sizeof buffer);
-    if (n > 0) {
-      reader_.feed(std::string_view(buffer, static_cast<size_t>(n)));
+    auto n = readSome(buffer, sizeof buffer);
+    if (n && *n > 0) {
+      reader_.feed(std::string_view(buffer, *n));
       for (;;) {
         auto next = reader_.next();
         if (!next) {
@@ -208,12 +322,11 @@ bool Connection::pump() {
       }
       continue;
     }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno == EAGAIN) {
+    if (!n && n.error().code == EAGAIN) {
       acknowledge(false);
       return alive_;
     }
-    if (n == 0) {
+    if (n) {
       if (agent_ && !welcomed_) {
         fail(explainAgentExit());
       } else if (agent_) {
@@ -228,7 +341,7 @@ bool Connection::pump() {
             description_ + " closed the connection; changes made elsewhere are no longer reported for its watches"});
       }
     } else {
-      fail(Error::fromErrno(errno, "reading from " + description_));
+      fail(n.error());
     }
     return false;
   }
@@ -281,6 +394,7 @@ uint32_t Connection::assignRequestId(proto::Message& message) {
   if (auto* d = std::get_if<proto::Declare>(&message)) d->requestId = id;
   if (auto* p = std::get_if<proto::Snapshot>(&message)) p->requestId = id;
   if (auto* a = std::get_if<proto::Attach>(&message)) a->requestId = id;
+  if (auto* a = std::get_if<proto::Auth>(&message)) a->requestId = id;
   return id;
 }
 

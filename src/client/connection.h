@@ -1,8 +1,10 @@
 // Connection: the client's side of one protocol connection to an rnotifyd,
-// either through an agent process (ssh ... rnotifyd --stdio) or a unix/TCP
-// socket. Requests are answered synchronously (with a deadline), as
-// inotify_add_watch is; events that arrive meanwhile, and later, are handed to
-// the events handler when the owner pumps the connection.
+// either through an agent process (ssh ... rnotifyd --stdio) or a unix, TCP
+// or TLS socket (TLS: see client/tls_channel.h; a token, if configured, is
+// sent in proto::Auth right after the handshake). Requests are answered
+// synchronously (with a deadline), as inotify_add_watch is; events that
+// arrive meanwhile, and later, are handed to the events handler when the
+// owner pumps the connection.
 #pragma once
 
 #include <chrono>
@@ -15,6 +17,8 @@
 #include <vector>
 
 #include "client/agent_process.h"
+#include "client/tls_channel.h"
+#include "client/tls_settings.h"
 #include "common/result.h"
 #include "common/unique_fd.h"
 #include "proto/codec.h"
@@ -30,8 +34,11 @@ class Connection {
   static Result<std::unique_ptr<Connection>> overAgent(const std::vector<std::string>& argv,
                                                        const std::string& destination, const std::string& agentCommand,
                                                        int timeoutMs);
-  // endpoint: "unix:PATH" or "tcp:HOST:PORT".
+  // endpoint: "unix:PATH", "tcp:HOST:PORT" or "tls:HOST:PORT"; tls: the
+  // [[server]] entry's TLS settings (tls: endpoints need them).
   static Result<std::unique_ptr<Connection>> overSocket(const std::string& endpoint, int timeoutMs);
+  static Result<std::unique_ptr<Connection>> overSocket(const std::string& endpoint, const TlsSettings& tls,
+                                                        int timeoutMs);
 
   ~Connection();
 
@@ -73,7 +80,11 @@ class Connection {
  private:
   Connection() = default;
   Status handshake(int timeoutMs);
+  // Sends the token (proto::Auth) when the server asks for one.
+  Status authenticate(int timeoutMs);
   Status send(const proto::Message& message);
+  // read(2) on the connection, through TLS if any: bytes, 0 at the end, or an error (EAGAIN: nothing now).
+  Result<size_t> readSome(char* buffer, size_t size);
   bool waitReadable(int timeoutMs);
   void fail(Error error);
   void handle(proto::Message& message);
@@ -83,6 +94,9 @@ class Connection {
 
   std::optional<AgentProcess> agent_;
   UniqueFd socket_;
+  std::unique_ptr<TlsChannel> tls_;  // on socket_, for tls: endpoints
+  std::string tokenUser_;            // with token_: proto::Auth's fields
+  std::string token_;
   std::string description_;
   std::string destination_;
   std::string agentCommand_;

@@ -93,8 +93,12 @@ class HandedOverTransport final : public Transport {
   }
   void close() override { state_->close(); }
   std::string describe() const override { return description_; }
+  // The agent ssh started, checked to be this daemon's own user at accept.
+  std::optional<Peer> peer() const override { return peer_; }
+  void setPeer(std::optional<Peer> peer) { peer_ = std::move(peer); }
 
  private:
+  std::optional<Peer> peer_;
   struct State {
     State(asio::io_context& io, int inFd, int outFd, asio::local::stream_protocol::socket c)
         : in(io, inFd), out(io, outFd), control(std::move(c)) {}
@@ -278,7 +282,11 @@ void AgentAcceptor::receive(std::shared_ptr<asio::local::stream_protocol::socket
     return;
   }
   std::string who = describePeer(fd);
-  server_.adopt(std::make_unique<HandedOverTransport>(server_.io(), fds[0], fds[1], std::move(*socket), who));
+  std::optional<Peer> peer = unixSocketPeer(fd);
+  if (peer) peer->method = Peer::Method::kProcessOwner;
+  auto transport = std::make_unique<HandedOverTransport>(server_.io(), fds[0], fds[1], std::move(*socket), who);
+  transport->setPeer(std::move(peer));
+  server_.adopt(std::move(transport));
 }
 
 }  // namespace rnotify

@@ -6,6 +6,7 @@
 
 #include "common/log.h"
 #include "server/server.h"
+#include "server/tls_transport.h"
 #include "server/transport.h"
 
 namespace rnotify {
@@ -69,19 +70,27 @@ class UnixListener final : public Listener {
   std::string path_;
 };
 
+// Plain TCP, or TLS when given a context.
 class TcpListener final : public Listener {
  public:
-  TcpListener(asio::io_context& io, Server& server) : acceptor_(io), server_(server) {}
+  TcpListener(asio::io_context& io, Server& server, std::shared_ptr<TlsServerContext> tls)
+      : acceptor_(io), server_(server), tls_(std::move(tls)) {}
   ~TcpListener() override { stop(); }
 
-  Status open(const ListenAddress& address) {
+  Status open(const ListenAddress& address, bool insecure) {
+    const std::string scheme = tls_ ? "tls:" : "tcp:";
     std::error_code ec;
     auto ip = asio::ip::make_address(address.host, ec);
-    if (ec) return Error{EINVAL, "cannot listen on tcp:" + address.host + ": not an IP address"};
-    if (!ip.is_loopback()) {
+    if (ec) return Error{EINVAL, "cannot listen on " + scheme + address.host + ": not an IP address"};
+    if (!tls_ && !ip.is_loopback() && !insecure) {
       return Error{EACCES, "refusing plain TCP on " + address.host +
-                               ": without TLS only loopback addresses are allowed; use --listen unix:PATH, "
-                               "ssh (--stdio), or a loopback address"};
+                               ": it has neither encryption nor authentication; use --listen tls:" + address.host +
+                               ":PORT, unix:PATH, ssh (--stdio) or a loopback address (--insecure-tcp allows it, "
+                               "for tests)"};
+    }
+    if (!tls_ && !ip.is_loopback()) {
+      log::warn("plain TCP on {}: anyone who can reach it can watch the exports, unauthenticated (--insecure-tcp)",
+                address.host);
     }
     asio::ip::tcp::endpoint endpoint(ip, address.port);
     acceptor_.open(endpoint.protocol(), ec);
@@ -90,8 +99,8 @@ class TcpListener final : public Listener {
     if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
     if (ec)
       return Error{ec.value(),
-                   "cannot listen on tcp:" + address.host + ":" + std::to_string(address.port) + ": " + ec.message()};
-    description_ = "tcp:" + address.host + ":" + std::to_string(acceptor_.local_endpoint().port());
+                   "cannot listen on " + scheme + address.host + ":" + std::to_string(address.port) + ": " + ec.message()};
+    description_ = scheme + address.host + ":" + std::to_string(acceptor_.local_endpoint().port());
     accept();
     return {};
   }
@@ -114,14 +123,35 @@ class TcpListener final : public Listener {
       // Events are small and latency matters more than packet count.
       socket.set_option(asio::ip::tcp::no_delay(true), ignored);
       auto peer = socket.remote_endpoint(ignored);
-      std::string who = "tcp " + peer.address().to_string() + ":" + std::to_string(peer.port());
-      server_.adopt(std::make_unique<SocketTransport<asio::ip::tcp::socket>>(std::move(socket), who));
+      std::string who = (tls_ ? "tls " : "tcp ") + peer.address().to_string() + ":" + std::to_string(peer.port());
+      if (tls_) {
+        handshake(std::make_unique<TlsTransport>(std::move(socket), tls_, who));
+      } else {
+        server_.adopt(std::make_unique<SocketTransport<asio::ip::tcp::socket>>(std::move(socket), who));
+      }
       accept();
     });
   }
 
+  // Only a client that completes the TLS handshake (and, with client
+  // certificates, proves it is a local user) becomes a session.
+  void handshake(std::unique_ptr<TlsTransport> transport) {
+    Server& server = server_;  // the listener may stop before the handshake ends; the server outlives both
+    const auto timeout = std::chrono::seconds(server.limits().handshakeTimeoutSeconds);
+    TlsTransport::handshake(std::move(transport), timeout,
+                            [&server](std::error_code ec, std::unique_ptr<TlsTransport> done) {
+                              if (ec) {
+                                log::warn("{}: TLS handshake failed: {}", done->describe(), ec.message());
+                                done->close();
+                                return;
+                              }
+                              server.adopt(std::move(done));
+                            });
+  }
+
   asio::ip::tcp::acceptor acceptor_;
   Server& server_;
+  std::shared_ptr<TlsServerContext> tls_;
   std::string description_;
 };
 
@@ -134,7 +164,8 @@ Result<ListenAddress> parseListenAddress(const std::string& text) {
     address.path = text.substr(5);
     return address;
   }
-  if (text.rfind("tcp:", 0) == 0) {
+  const bool tls = text.rfind("tls:", 0) == 0;
+  if (text.rfind("tcp:", 0) == 0 || tls) {
     std::string rest = text.substr(4);
     size_t colon = rest.rfind(':');
     if (colon != std::string::npos && colon > 0) {
@@ -143,7 +174,7 @@ Result<ListenAddress> parseListenAddress(const std::string& text) {
       try {
         int port = std::stoi(rest.substr(colon + 1));
         if (port >= 0 && port <= 65535) {
-          address.kind = ListenAddress::Kind::kTcp;
+          address.kind = tls ? ListenAddress::Kind::kTls : ListenAddress::Kind::kTcp;
           address.host = host;
           address.port = static_cast<uint16_t>(port);
           return address;
@@ -152,17 +183,25 @@ Result<ListenAddress> parseListenAddress(const std::string& text) {
       }
     }
   }
-  return Error{EINVAL, "bad listen address '" + text + "': use unix:PATH or tcp:ADDRESS:PORT"};
+  return Error{EINVAL, "bad listen address '" + text + "': use unix:PATH, tls:ADDRESS:PORT or tcp:ADDRESS:PORT"};
 }
 
-Result<std::unique_ptr<Listener>> Listener::start(asio::io_context& io, Server& server, const ListenAddress& address) {
+Result<std::unique_ptr<Listener>> Listener::start(asio::io_context& io, Server& server, const ListenAddress& address,
+                                                  const TlsOptions& tls) {
   if (address.kind == ListenAddress::Kind::kUnix) {
     auto listener = std::make_unique<UnixListener>(io, server, address.path);
     if (Status s = listener->open(); !s) return s.error();
     return std::unique_ptr<Listener>(std::move(listener));
   }
-  auto listener = std::make_unique<TcpListener>(io, server);
-  if (Status s = listener->open(address); !s) return s.error();
+  std::shared_ptr<TlsServerContext> context;
+  if (address.kind == ListenAddress::Kind::kTls) {
+    if (Status s = checkTlsOptions(tls, {"tls:"}); !s) return s.error();
+    auto created = TlsServerContext::create(tls);
+    if (!created) return created.error();
+    context = std::move(*created);
+  }
+  auto listener = std::make_unique<TcpListener>(io, server, std::move(context));
+  if (Status s = listener->open(address, tls.insecureTcp); !s) return s.error();
   return std::unique_ptr<Listener>(std::move(listener));
 }
 

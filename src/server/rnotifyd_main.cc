@@ -17,6 +17,7 @@
 #include "server/agent_handoff.h"
 #include "server/listener.h"
 #include "server/server.h"
+#include "server/tls_config.h"
 #include "server/transport.h"
 
 namespace {
@@ -38,6 +39,7 @@ struct Options {
   std::string logFile;
   std::string watcher = "auto";
   rnotify::ServerLimits limits;
+  rnotify::TlsOptions tls;
 };
 
 // --stdio: hand the connection to this user's daemon, so that the watches
@@ -113,7 +115,7 @@ int run(const Options& options) {
       log::error("{}", address.error().message);
       return kExitUsage;
     }
-    auto listener = Listener::start(io, **server, *address);
+    auto listener = Listener::start(io, **server, *address, options.tls);
     if (!listener) {
       log::error("{}", listener.error().message);
       return kExitFailure;
@@ -198,8 +200,10 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 86400))
       ->capture_default_str();
   app.add_option("--listen", options.listen,
-                 "Accept clients on unix:PATH or tcp:ADDRESS:PORT (loopback only until TLS)")
+                 "Accept clients on unix:PATH, tls:ADDRESS:PORT (TLS 1.3; see --tls-*) or tcp:ADDRESS:PORT (plain, "
+                 "unauthenticated: loopback addresses only unless --insecure-tcp)")
       ->type_name("ADDR");
+  rnotify::addTlsOptions(app, options.tls);
   app.add_option("--export", options.exports,
                  "A directory clients may watch (repeatable); nothing outside the exports can be watched. "
                  "Default with --stdio only: / (the ssh user's own permissions apply)")
@@ -223,6 +227,23 @@ int main(int argc, char** argv) {
                  "Bytes queued for a client that does not read before its events are dropped; it is then told "
                  "which watches lost events (Q_OVERFLOW) and re-reads them")
       ->check(CLI::Range(size_t{64} << 10, size_t{1} << 34))
+      ->capture_default_str();
+  app.add_option("--max-clients", options.limits.maxClients,
+                 "Clients served at once (connections and sessions waiting for a comeback); more are refused")
+      ->check(CLI::Range(1u, 1000000u))
+      ->capture_default_str();
+  app.add_option("--handshake-timeout", options.limits.handshakeTimeoutSeconds,
+                 "Seconds a new connection has to complete the handshake")
+      ->check(CLI::Range(1, 3600))
+      ->capture_default_str();
+  app.add_option("--frame-timeout", options.limits.frameTimeoutSeconds,
+                 "Seconds a client has to finish sending a frame it has begun (against slow senders)")
+      ->check(CLI::Range(1, 3600))
+      ->capture_default_str();
+  app.add_option("--idle-timeout", options.limits.idleTimeoutSeconds,
+                 "Seconds without any frame from a client before it is dropped (0: never; rnotify clients "
+                 "answer the server's pings only when the application reads events)")
+      ->check(CLI::Range(0, 86400))
       ->capture_default_str();
   app.add_option("--journal-events", options.limits.journalRecords,
                  "Events kept per client until it acknowledges them, so that a client whose connection broke "
@@ -263,6 +284,10 @@ int main(int argc, char** argv) {
   }
   if (!options.stdio && options.listen.empty() && options.agentDaemon.empty()) {
     std::fprintf(stderr, "rnotifyd: nothing to serve: give --stdio or --listen ADDR (see --help)\n");
+    return kExitUsage;
+  }
+  if (auto tls = rnotify::checkTlsOptions(options.tls, options.listen); !tls) {
+    std::fprintf(stderr, "rnotifyd: %s\n", tls.error().message.c_str());
     return kExitUsage;
   }
   if (!options.listen.empty() && options.exports.empty()) {

@@ -53,6 +53,10 @@ void Server::adopt(std::unique_ptr<Transport> transport) {
   auto session = std::make_shared<Session>(*this, std::move(transport), nextSessionId_++);
   sessions_.insert(session);
   session->start();
+  if (sessions_.size() > limits_.maxClients) {
+    log::warn("{}: refused: {} clients already (--max-clients)", session->describe(), limits_.maxClients);
+    session->close(EUSERS, "too many clients: this server takes " + std::to_string(limits_.maxClients) + " at once");
+  }
 }
 
 void Server::shutdown() {

@@ -26,6 +26,10 @@ struct ServerLimits {
   uint32_t maxFrame = proto::kDefaultMaxFrame;
   size_t maxQueuedBytesPerClient = 64u << 20;  // a client this far behind is disconnected
   int handshakeTimeoutSeconds = 10;
+  uint32_t maxClients = 1024;       // connections (and sessions waiting for a comeback) at once
+  int frameTimeoutSeconds = 30;     // a frame begun must be complete within this (slow senders)
+  int idleTimeoutSeconds = 0;       // a client that sends nothing this long is dropped (0: never)
+  size_t maxUnreadReplies = 1u << 20;  // bytes of answers a client leaves unread before its requests wait
   // Resume (proto::kCapResume): events kept per session for a replay, and how
   // long the watches of a lost connection wait for their client.
   size_t journalRecords = 65536;

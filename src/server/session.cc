@@ -30,15 +30,41 @@ Session::Session(Server& server, std::unique_ptr<Transport> transport, uint64_t 
       description_("client " + std::to_string(id) + " (" + transport_->describe() + ")"),
       reader_(proto::kMinMaxFrame),  // a Hello must fit in 4 KiB; the full limit applies after it
       handshakeTimer_(server.io()),
-      graceTimer_(server.io()) {}
+      graceTimer_(server.io()),
+      watchdog_(server.io()) {}
 
 Session::~Session() = default;
 
+void Session::adoptPeer() {
+  if (auto peer = transport_->peer()) {
+    Credentials who = credentialsOfUid(peer->uid, peer->gid);
+    who.how = methodName(peer->method);
+    if (!peer->user.empty()) who.user = peer->user;
+    description_ += " user " + who.user;
+    actAs_.reset();
+    if (mustActAs(who)) actAs_ = std::move(who);
+  } else if (!transport_->awaitsToken() && ::geteuid() == 0) {
+    // No identity (plain TCP): a root daemon lets it see only what anybody
+    // may see, as the user nobody.
+    Credentials nobody = credentialsOfUser("nobody").value_or(Credentials{65534, 65534, {65534}, "nobody", ""});
+    nobody.user = "nobody (unauthenticated)";
+    nobody.how = "none";
+    description_ += " unauthenticated";
+    actAs_ = std::move(nobody);
+  }
+}
+
 void Session::start() {
+  adoptPeer();
   log::info("{}: connected", description_);
+  lastReceived_ = std::chrono::steady_clock::now();
+  armWatchdog();
   handshakeTimer_.expires_after(std::chrono::seconds(server_.limits().handshakeTimeoutSeconds));
+  // The handshake includes the token (Auth) where the transport awaits one.
   handshakeTimer_.async_wait([self = shared_from_this()](std::error_code ec) {
-    if (!ec && !self->handshakeDone_) self->close(ETIMEDOUT, "no handshake in time");
+    if (!ec && (!self->handshakeDone_ || self->transport_->awaitsToken())) {
+      self->close(ETIMEDOUT, "no handshake in time");
+    }
   });
   readMore();
 }
@@ -57,11 +83,44 @@ void Session::readMore() {
       return;
     }
     self->onBytes(n);
-    if (!self->closed_) self->readMore();
+    if (self->closed_ || self->parked_) return;
+    // A client that sends requests but does not read the answers: its
+    // requests wait (in the kernel's buffers, then in its own) until it reads.
+    if (self->pending_.size() + self->writing_.size() > self->server_.limits().maxUnreadReplies) {
+      self->readPaused_ = true;
+      return;
+    }
+    self->readMore();
+  });
+}
+
+void Session::armWatchdog() {
+  watchdog_.expires_after(std::chrono::seconds(2));
+  watchdog_.async_wait([self = shared_from_this()](std::error_code ec) {
+    if (ec || self->closed_) return;
+    if (!self->parked_) {
+      const auto& limits = self->server_.limits();
+      const auto now = std::chrono::steady_clock::now();
+      if (self->partialSince_ != std::chrono::steady_clock::time_point{} &&
+          now - self->partialSince_ > std::chrono::seconds(limits.frameTimeoutSeconds)) {
+        log::warn("{}: a frame was left unfinished for {} s; closing", self->description_, limits.frameTimeoutSeconds);
+        self->close(ETIMEDOUT, "a frame was left unfinished for " + std::to_string(limits.frameTimeoutSeconds) + " s");
+        return;
+      }
+      if (limits.idleTimeoutSeconds > 0 && !self->readPaused_ &&
+          now - self->lastReceived_ > std::chrono::seconds(limits.idleTimeoutSeconds)) {
+        log::warn("{}: nothing received for {} s; closing", self->description_, limits.idleTimeoutSeconds);
+        self->close(ETIMEDOUT, "nothing received for " + std::to_string(limits.idleTimeoutSeconds) + " s");
+        return;
+      }
+    }
+    self->armWatchdog();
   });
 }
 
 void Session::onBytes(size_t n) {
+  lastReceived_ = std::chrono::steady_clock::now();
+  if (reader_.pending() == 0) partialSince_ = lastReceived_;
   reader_.feed(std::string_view(readBuffer_, n));
   while (!closed_) {
     auto next = reader_.next();
@@ -70,7 +129,10 @@ void Session::onBytes(size_t n) {
       close(next.error().code, next.error().message);
       return;
     }
-    if (!next->has_value()) return;
+    if (!next->has_value()) {
+      if (reader_.pending() == 0) partialSince_ = {};
+      return;
+    }
     handle(**next);
   }
 }
@@ -79,6 +141,14 @@ void Session::handle(proto::Message& message) {
   if (!handshakeDone_ && !std::holds_alternative<proto::Hello>(message)) {
     log::warn("{}: sent a request before the handshake", description_);
     close(EPROTO, "the first frame must be HELLO");
+    return;
+  }
+  // A TLS client without a certificate on a --token-dir listener: Auth
+  // first, and nothing else until it succeeds.
+  if (handshakeDone_ && transport_->awaitsToken() && !std::holds_alternative<proto::Auth>(message) &&
+      !std::holds_alternative<proto::Fatal>(message)) {
+    log::warn("{}: sent a request before authenticating", description_);
+    close(EACCES, "authenticate first: this server needs your token (Auth) before anything else");
     return;
   }
   std::visit(
@@ -98,6 +168,8 @@ void Session::handle(proto::Message& message) {
           onAttach(m);
         } else if constexpr (std::is_same_v<T, proto::Ack>) {
           onAck(m);
+        } else if constexpr (std::is_same_v<T, proto::Auth>) {
+          onAuth(m);
         } else if constexpr (std::is_same_v<T, proto::Ping>) {
           send(proto::Pong{m.token});
         } else if constexpr (std::is_same_v<T, proto::Pong>) {
@@ -126,15 +198,21 @@ void Session::onHello(const proto::Hello& hello) {
                                ".." + std::to_string(proto::kVersion));
     return;
   }
+  if (transport_->awaitsToken() && !(hello.capabilities & proto::kCapAuth)) {
+    log::warn("{}: sent neither a client certificate nor a token", description_);
+    close(EACCES, "this server needs a client certificate or a token (token_file in the client's [[server]] entry)");
+    return;
+  }
   handshakeDone_ = true;
-  handshakeTimer_.cancel();
+  if (!transport_->awaitsToken()) handshakeTimer_.cancel();
   reader_.setMaxFrame(server_.limits().maxFrame);
   log::info("{}: handshake from '{}'", description_, hello.clientName);
   proto::Welcome welcome;
   welcome.version = std::min(hello.maxVersion, proto::kVersion);
   uint64_t offered = proto::kCapStat | proto::kCapResync |
                      (server_.offersAttribution() ? uint64_t{proto::kCapOrigin} : 0) |
-                     (server_.resumable() ? uint64_t{proto::kCapResume} : 0);
+                     (server_.resumable() ? uint64_t{proto::kCapResume} : 0) |
+                     (transport_->awaitsToken() ? uint64_t{proto::kCapAuth} : 0);
   capabilities_ = hello.capabilities & offered;
   welcome.capabilities = capabilities_;
   welcome.instanceId = server_.instanceId();
@@ -162,11 +240,16 @@ void Session::onWatch(const proto::Watch& watch) {
     reply.status = ENOSPC;
     reply.message =
         "too many watches for one client (limit " + std::to_string(server_.limits().maxWatchesPerClient) + ")";
-    log::warn("{}: watch limit reached", description_);
+    // Once per client: a flood of refused requests must not flood the log too.
+    if (!watchLimitLogged_) log::warn("{}: watch limit reached; later refusals are not logged", description_);
+    watchLimitLogged_ = true;
   } else {
     std::string resolved;
-    auto id = server_.watch(*this, watch.path, watch.mask, watch.flags & proto::kWatchRecursive,
-                            (watch.flags & kOriginFlags) != 0, &resolved);
+    // Checking as the client, the server must also see permission changes
+    // of directories (ATTRIB, moves), whether or not the client asked.
+    const uint32_t kernelMask = watch.mask | (actAs_ ? uint32_t{IN_ATTRIB | IN_MOVE | IN_MOVE_SELF} : 0u);
+    auto id = server_.watch(*this, watch.path, kernelMask, watch.flags & proto::kWatchRecursive,
+                            (watch.flags & kOriginFlags) != 0, &resolved, actAs_ ? &*actAs_ : nullptr);
     if (id && (watch.flags & kOriginFlags) && !server_.canAttribute(*id)) {
       std::string backend(server_.backendFor(*id));
       server_.unwatch(*id);
@@ -174,7 +257,7 @@ void Session::onWatch(const proto::Watch& watch) {
                                  ", which does not report who made them (fanotify does, on most local filesystems)"};
     }
     if (id) {
-      watches_.emplace(*id, WatchState{0, watch.flags, resolved});
+      watches_.emplace(*id, WatchState{0, watch.flags, resolved, watch.mask});
       reply.watchId = *id;
       reply.message = resolved;
       log::info("{}: watch {} on '{}' ({}{}{})", description_, *id, resolved, server_.backendFor(*id),
@@ -265,7 +348,11 @@ void Session::onSnapshot(const proto::Snapshot& snapshot) {
     reply.message = "no such watch";
   } else {
     const WatchState& state = it->second;
-    int fd = ::open(state.root.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    // As the client: the kernel then lists only what it may read.
+    std::optional<ActingAs> acting;
+    if (actAs_) acting.emplace(*actAs_);
+    int fd = acting && !acting->ok() ? (errno = EACCES, -1)
+                                     : ::open(state.root.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0 && errno != ENOTDIR) {
       reply.status = errno;
       reply.message = "cannot list '" + state.root + "': " + std::strerror(errno);
@@ -297,6 +384,7 @@ void Session::onSnapshot(const proto::Snapshot& snapshot) {
         });
       }
       finish();
+      acting.reset();
       // Changes made before or while the tree was read are in the kernel's
       // queue: they go out between the Entries and the Reply, where the
       // client knows the listing may already show them. What comes after the
@@ -307,6 +395,17 @@ void Session::onSnapshot(const proto::Snapshot& snapshot) {
     }
   }
   send(reply);
+}
+
+bool Session::mayList(const std::string& root, std::string_view dir) {
+  dirPath_.assign(root);
+  if (!dir.empty()) dirPath_.append("/").append(dir);
+  auto it = listable_.find(dirPath_);
+  if (it != listable_.end()) return it->second;
+  if (listable_.size() >= 4096) listable_.clear();
+  bool may = server_.exports().mayList(dirPath_, *actAs_);
+  listable_.emplace(dirPath_, may);
+  return may;
 }
 
 void Session::attachStat(const std::string& root, std::string_view dir, std::string_view name) {
@@ -324,6 +423,13 @@ void Session::queueEvent(SubscriptionId watch, uint32_t mask, uint32_t cookie, s
   auto it = watches_.find(watch);
   if (it == watches_.end()) return;
   WatchState& state = it->second;
+  if (actAs_ && !(mask & (IN_IGNORED | IN_Q_OVERFLOW))) {
+    // A directory's permissions may have changed: ask the kernel again.
+    if ((mask & IN_ISDIR) && (mask & (IN_ATTRIB | IN_MOVE | IN_MOVE_SELF))) listable_.clear();
+    if (!mayList(state.root, dir)) return;
+    // Only there to see permission changes.
+    if ((mask & IN_ALL_EVENTS) != 0 && (mask & IN_ALL_EVENTS & state.mask) == 0) return;
+  }
   if (shedding_ && !(mask & IN_IGNORED)) {
     overflowed_.insert(watch);
     ++shed_;
@@ -429,6 +535,11 @@ void Session::startWrite() {
     }
     if (self->shedding_ && self->pending_.empty()) self->endShedding();
     self->startWrite();
+    if (self->readPaused_ && !self->closed_ &&
+        self->pending_.size() + self->writing_.size() <= self->server_.limits().maxUnreadReplies / 2) {
+      self->readPaused_ = false;
+      self->readMore();
+    }
   });
 }
 
@@ -438,6 +549,7 @@ void Session::close(int code, const std::string& why) {
   parked_ = false;
   handshakeTimer_.cancel();
   graceTimer_.cancel();
+  watchdog_.cancel();
   releaseWatches();
   if (code != 0) {
     batchOpen_ = false;
@@ -497,6 +609,8 @@ void Session::handOver() {
   parked_ = false;
   handshakeTimer_.cancel();
   graceTimer_.cancel();
+  watchdog_.cancel();
+  watchdog_.cancel();
   transport_->close();
   log::info("{}: taken over by a new connection", description_);
   server_.sessionClosed(*this);
@@ -612,6 +726,32 @@ void Session::replay(const std::unordered_map<SubscriptionId, uint64_t>& replayF
   } else {
     proto::finishEvents(pending_, start, count);
   }
+}
+
+void Session::onAuth(const proto::Auth& auth) {
+  proto::Reply reply;
+  reply.requestId = auth.requestId;
+  if (!(capabilities_ & proto::kCapAuth) || !transport_->awaitsToken()) {
+    reply.status = EINVAL;
+    reply.message = "this connection needs no token (it is authenticated, or not by token)";
+    send(reply);
+    return;
+  }
+  if (Status s = transport_->authenticate(auth.user, auth.token); !s) {
+    // The log says why (no such file, wrong token); the client learns only
+    // that it failed, and gets no second try on this connection.
+    log::warn("{}: token authentication as '{}' failed: {}", description_, auth.user, s.error().message);
+    reply.status = EACCES;
+    reply.message = "wrong user or token";
+    send(reply);
+    close(EACCES, "authentication failed");
+    return;
+  }
+  handshakeTimer_.cancel();
+  adoptPeer();
+  log::info("{}: authenticated by token", description_);
+  reply.message = "authenticated as " + auth.user;
+  send(reply);
 }
 
 void Session::onAck(const proto::Ack& ack) {

@@ -7,12 +7,14 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
 
 #include "event/event.h"
 #include "proto/codec.h"
+#include "server/credentials.h"
 #include "server/journal.h"
 #include "server/transport.h"
 #include "watch/watcher.h"
@@ -56,6 +58,9 @@ class Session : public std::enable_shared_from_this<Session> {
   void onSnapshot(const proto::Snapshot& snapshot);
   void onAttach(const proto::Attach& attach);
   void onAck(const proto::Ack& ack);
+  void onAuth(const proto::Auth& auth);
+  // The transport's authenticated user: its credentials, for acting as it.
+  void adoptPeer();
   // The connection broke: park (if the session can be resumed) or close.
   void lost();
   void park();
@@ -87,11 +92,20 @@ class Session : public std::enable_shared_from_this<Session> {
     uint64_t seq = 0;    // last sequence number sent
     uint32_t flags = 0;  // proto::WatchFlag
     std::string root;    // the watched server path, for kWatchStat
+    uint32_t mask = 0;   // the events the client asked for (the kernel may report more: see actAs_)
   };
   std::unordered_map<SubscriptionId, WatchState> watches_;
   uint64_t capabilities_ = 0;                   // in force after the handshake
   std::unordered_set<std::string> declared_;    // origins that are this client's own
   std::string statPath_;                        // scratch for attachStat
+  // Authorization: the client's credentials when the daemon runs as another
+  // user. Events in directories it may not list are not sent; the answer
+  // per directory is cached until a directory's permissions may have
+  // changed (an ATTRIB or a move of a directory).
+  std::optional<Credentials> actAs_;
+  std::unordered_map<std::string, bool> listable_;
+  std::string dirPath_;  // scratch
+  bool mayList(const std::string& root, std::string_view dir);
   // Backpressure: past the queued-bytes limit, events are dropped instead of
   // queued, and the watches that lost some get IN_Q_OVERFLOW (the client
   // then re-reads them) once the queue has been written out.
@@ -113,6 +127,13 @@ class Session : public std::enable_shared_from_this<Session> {
   uint64_t token_[2] = {0, 0};
   std::unique_ptr<Journal> journal_;
   asio::steady_timer graceTimer_;
+  // Limits on slow or silent senders, and on requests whose answers are not read.
+  asio::steady_timer watchdog_;
+  std::chrono::steady_clock::time_point lastReceived_;
+  std::chrono::steady_clock::time_point partialSince_{};  // a frame begun and not finished, since
+  bool readPaused_ = false;
+  bool watchLimitLogged_ = false;
+  void armWatchdog();
 };
 
 }  // namespace rnotify

@@ -271,6 +271,168 @@ TEST_F(RnotifydTest, AClientThatDoesNotReadLosesEventsButIsToldWhich) {
   EXPECT_TRUE(sawEnd && endAfterOverflow) << "events must flow again after the overflow notice";
 }
 
+// Hostile clients (issue 6): each gets a clear error, and a well-behaved
+// client connected at the same time keeps receiving its events.
+class HostileClientTest : public RnotifydTest {
+ protected:
+  // A good client with a watch on export/dir; good() then checks it still works.
+  void SetUpGood() {
+    good_ = client();
+    ASSERT_TRUE(good_);
+    ASSERT_EQ(watch(*good_, base_ + "/export/dir").status, 0);
+  }
+  bool goodStillReceives(const std::string& name) {
+    std::ofstream(base_ + "/export/dir/" + name) << "x";
+    return receives(*good_, name);
+  }
+  long daemonRssKb(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+    }
+    return -1;
+  }
+  std::unique_ptr<Connection> good_;
+};
+
+std::string frameOf(const proto::Message& m) {
+  std::string out;
+  proto::encode(m, out);
+  return out;
+}
+
+TEST_F(HostileClientTest, AHundredThousandWatchRequestsGetENOSPCPastTheLimit) {
+  auto daemon = start({"--max-watches-per-client", "1000"});
+  ASSERT_NO_FATAL_FAILURE(SetUpGood());
+  UniqueFd flood = connectUnix(socket_);
+  ASSERT_TRUE(flood.valid());
+  ::fcntl(flood.get(), F_SETFL, O_NONBLOCK);
+  std::string out = helloFrame();
+  for (uint32_t i = 1; i <= 100000; ++i) {
+    proto::Watch w;
+    w.requestId = i;
+    w.mask = IN_CREATE;
+    w.path = base_ + "/export/dir";
+    out += frameOf(w);
+  }
+  // Write everything while reading every answer.
+  proto::FrameReader reader;
+  size_t written = 0, ok = 0, nospc = 0, other = 0;
+  auto deadline = Clock::now() + std::chrono::seconds(60);
+  while (ok + nospc + other < 100000 && Clock::now() < deadline) {
+    struct pollfd p = {flood.get(), static_cast<short>(POLLIN | (written < out.size() ? POLLOUT : 0)), 0};
+    ::poll(&p, 1, 100);
+    if (p.revents & POLLOUT) {
+      ssize_t n = ::write(flood.get(), out.data() + written, out.size() - written);
+      if (n > 0) written += static_cast<size_t>(n);
+    }
+    if (p.revents & POLLIN) {
+      char buffer[65536];
+      ssize_t n = ::read(flood.get(), buffer, sizeof buffer);
+      ASSERT_GT(n, 0) << "the daemon closed the flooding connection";
+      reader.feed(std::string_view(buffer, static_cast<size_t>(n)));
+      for (auto next = reader.next(); next.ok() && next->has_value(); next = reader.next()) {
+        if (auto* r = std::get_if<proto::Reply>(&**next)) {
+          (r->status == 0 ? ok : r->status == ENOSPC ? nospc : other)++;
+        }
+      }
+    }
+  }
+  EXPECT_EQ(ok, 1000u);
+  EXPECT_EQ(nospc, 99000u);
+  EXPECT_EQ(other, 0u);
+  EXPECT_TRUE(goodStillReceives("after-flood"));
+}
+
+TEST_F(HostileClientTest, RequestsOfAClientThatReadsNoAnswerWaitInsteadOfGrowingTheDaemon) {
+  auto daemon = start({"--max-watches-per-client", "10"});
+  ASSERT_NO_FATAL_FAILURE(SetUpGood());
+  const long before = daemonRssKb(daemon->process().pid());
+  UniqueFd flood = connectUnix(socket_);
+  ASSERT_TRUE(flood.valid());
+  ::fcntl(flood.get(), F_SETFL, O_NONBLOCK);
+  std::string hello = helloFrame();
+  ASSERT_EQ(::write(flood.get(), hello.data(), hello.size()), static_cast<ssize_t>(hello.size()));
+  // Unwatch requests of an unknown watch: each answered with a Reply of ~30
+  // bytes. Write until the daemon stops taking them (it has stopped reading).
+  std::string request = frameOf(proto::Unwatch{1, 424242});
+  std::string burst;
+  for (int i = 0; i < 1000; ++i) burst += request;
+  size_t sent = 0;
+  auto deadline = Clock::now() + std::chrono::seconds(20);
+  int stalls = 0;
+  while (Clock::now() < deadline && stalls < 20) {
+    ssize_t n = ::write(flood.get(), burst.data(), burst.size());
+    if (n > 0) {
+      sent += static_cast<size_t>(n);
+      stalls = 0;
+    } else {
+      struct pollfd p = {flood.get(), POLLOUT, 0};
+      if (::poll(&p, 1, 50) == 0) ++stalls;  // 1 s of no progress in total: the daemon stopped reading
+    }
+  }
+  ASSERT_LT(sent, size_t{200} << 20) << "the daemon never stopped reading requests whose answers nobody reads";
+  const long after = daemonRssKb(daemon->process().pid());
+  EXPECT_LT(after - before, 32 * 1024) << "daemon RSS grew from " << before << " kB to " << after << " kB";
+  EXPECT_TRUE(goodStillReceives("during-stall"));
+}
+
+TEST_F(HostileClientTest, NeverFinishingTheHandshakeOrAFrameIsCutWithETIMEDOUT) {
+  auto daemon = start({"--handshake-timeout", "1", "--frame-timeout", "2"});
+  ASSERT_NO_FATAL_FAILURE(SetUpGood());
+  UniqueFd silent = connectUnix(socket_);  // connects and says nothing
+  UniqueFd slow = connectUnix(socket_);    // a whole Hello, then half a frame, then nothing
+  ASSERT_TRUE(silent.valid() && slow.valid());
+  std::string bytes = helloFrame() + frameOf(proto::Ping{7}).substr(0, 6);
+  ASSERT_EQ(::write(slow.get(), bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+  auto fatal = lastFatal(readUntilClosed(silent.get()));
+  ASSERT_TRUE(fatal.has_value());
+  EXPECT_EQ(fatal->code, ETIMEDOUT) << fatal->message;
+  fatal = lastFatal(readUntilClosed(slow.get()));
+  ASSERT_TRUE(fatal.has_value());
+  EXPECT_EQ(fatal->code, ETIMEDOUT) << fatal->message;
+  EXPECT_NE(fatal->message.find("unfinished"), std::string::npos) << fatal->message;
+  EXPECT_TRUE(goodStillReceives("after-slowloris"));
+}
+
+TEST_F(HostileClientTest, ClientsBeyondTheLimitAreRefusedWithEUSERS) {
+  auto daemon = start({"--max-clients", "2"});
+  ASSERT_NO_FATAL_FAILURE(SetUpGood());  // client 1 (start()'s probe has gone)
+  auto second = client();
+  ASSERT_TRUE(second);
+  UniqueFd third = connectUnix(socket_);
+  ASSERT_TRUE(third.valid());
+  auto fatal = lastFatal(readUntilClosed(third.get()));
+  ASSERT_TRUE(fatal.has_value());
+  EXPECT_EQ(fatal->code, EUSERS) << fatal->message;
+  EXPECT_TRUE(goodStillReceives("after-refusal"));
+}
+
+TEST_F(HostileClientTest, PathsLeadingOutOfTheExportAreRefused) {
+  auto daemon = start();
+  ASSERT_NO_FATAL_FAILURE(SetUpGood());
+  fs::create_symlink(base_ + "/outside", base_ + "/export/link-out");
+  fs::create_symlink("loop-b", base_ + "/export/loop-a");
+  fs::create_symlink("loop-a", base_ + "/export/loop-b");
+  auto c = client();
+  ASSERT_TRUE(c);
+  for (const std::string& path : {base_ + "/export/link-out", base_ + "/export/dir/../../outside",
+                                  std::string("/etc")}) {
+    auto reply = watch(*c, path);
+    EXPECT_EQ(reply.status, EACCES) << path << ": " << reply.message;
+  }
+  EXPECT_EQ(watch(*c, base_ + "/export/loop-a").status, ELOOP);
+  // A NUL byte in a path is a malformed frame: that connection ends.
+  UniqueFd raw = connectUnix(socket_);
+  std::string watchNul = helloFrame() + frameWithType(0x10, std::string("\x01\0\0\0\0\0\0\0\x00\x01\0\0\x03\0a\0b", 17));
+  ASSERT_EQ(::write(raw.get(), watchNul.data(), watchNul.size()), static_cast<ssize_t>(watchNul.size()));
+  auto fatal = lastFatal(readUntilClosed(raw.get()));
+  ASSERT_TRUE(fatal.has_value());
+  EXPECT_EQ(fatal->code, EPROTO) << fatal->message;
+  EXPECT_TRUE(goodStillReceives("after-escapes"));
+}
+
 // Resume (proto::Attach): a client whose connection broke comes back and
 // gets exactly what it missed, from the server's journal.
 class ResumeTest : public RnotifydTest {
