@@ -147,5 +147,34 @@ TEST_F(Authorization, EachUserSeesWhatItMayListAndPermissionChangesTakeEffect) {
   for (int fd : {ready[0], ready[1], go[0], go[1]}) ::close(fd);
 }
 
+// A plain TCP client has no identity: a root daemon serves it as nobody.
+TEST_F(Authorization, AnUnauthenticatedTcpClientSeesOnlyWhatAnybodyMaySee) {
+  const int port = 30000 + ::getpid() % 20000;
+  auto p = AgentProcess::spawn({RNOTIFYD_PATH, "--listen", "tcp:127.0.0.1:" + std::to_string(port), "--export",
+                                base_ + "/export"});
+  ASSERT_TRUE(p.ok());
+  std::unique_ptr<Connection> c;
+  auto deadline = Clock::now() + std::chrono::seconds(10);
+  while (!c && Clock::now() < deadline) {
+    auto attempt = Connection::overSocket("tcp:127.0.0.1:" + std::to_string(port), 2000);
+    if (attempt) c = std::move(*attempt);
+    else ::poll(nullptr, 0, 50);
+  }
+  ASSERT_TRUE(c) << p->stderrText();
+  proto::Watch w;
+  w.mask = IN_CREATE;
+  w.path = base_ + "/export/private";
+  auto reply = c->request(w, 5000);
+  ASSERT_TRUE(reply.ok());
+  EXPECT_EQ(reply->status, EACCES) << reply->message;
+  w.path = base_ + "/export/shared";
+  reply = c->request(w, 5000);
+  ASSERT_TRUE(reply.ok());
+  EXPECT_EQ(reply->status, 0) << reply->message;
+  c.reset();
+  ::kill(p->pid(), SIGTERM);
+  p->reap(5000);
+}
+
 }  // namespace
 }  // namespace rnotify
