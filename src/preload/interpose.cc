@@ -3,6 +3,7 @@
 // shim's (a bitmap load, no lock); if not, it calls the C library's own
 // function at once. Nothing here throws: every C++ failure becomes an errno,
 // and when the shim cannot help it steps aside and lets the kernel serve.
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -11,6 +12,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 
@@ -66,7 +68,33 @@ void forget(int fd) {
 
 }  // namespace
 
-RNOTIFY_SHIM_EXPORT int inotify_init1(int flags) {
+namespace {
+
+// Whether a descriptor gets plain inotify masks, without IN_REMOTE. Plain by
+// default: real consumers treat unknown bits as meaningful. GLib (libgio)
+// maps a record with `switch (mask & ~IN_ISDIR)` and drops what matches no
+// case; libuv (Node) reports every record with a bit other than MODIFY or
+// ATTRIB as a rename; inotify-rs panics on unknown bits. With
+// RNOTIFY_PRELOAD_MASKS=flagged, remote events carry IN_REMOTE (and
+// IN_SYNTHESIZED, IN_POLLED), except on descriptors that GLib or libuv
+// create, which would misread them.
+bool comparesWholeMasks(void* caller) {
+  Dl_info info;
+  if (caller == nullptr || ::dladdr(caller, &info) == 0) return false;
+  if (info.dli_fname != nullptr && std::strstr(info.dli_fname, "libgio-2.0") != nullptr) return true;
+  // libuv, shared or linked into the program (node exports it for addons).
+  void* uv = ::dlsym(RTLD_DEFAULT, "uv_fs_event_start");
+  Dl_info uvInfo;
+  return uv != nullptr && ::dladdr(uv, &uvInfo) != 0 && uvInfo.dli_fbase == info.dli_fbase;
+}
+
+bool wantsPlainMasks(void* caller) {
+  const char* env = std::getenv("RNOTIFY_PRELOAD_MASKS");
+  if (env == nullptr || std::strcmp(env, "flagged") != 0) return true;
+  return comparesWholeMasks(caller);
+}
+
+int initShim(int flags, void* caller) {
   if (rnotify::preload::insideClientCore()) return real().inotifyInit1(flags);
   if (flags & ~(IN_NONBLOCK | IN_CLOEXEC)) {
     errno = EINVAL;
@@ -77,7 +105,7 @@ RNOTIFY_SHIM_EXPORT int inotify_init1(int flags) {
         rnotify::preload::setUpLogging();
         registry::installForkHandlers();
         int fd = -1;
-        std::shared_ptr<ShimInstance> shim = ShimInstance::create(flags, &fd);
+        std::shared_ptr<ShimInstance> shim = ShimInstance::create(flags, wantsPlainMasks(caller), &fd);
         if (!shim) return real().inotifyInit1(flags);  // the plain kernel descriptor, or its error
         registry::add(fd, std::move(shim));
         return fd;
@@ -85,7 +113,11 @@ RNOTIFY_SHIM_EXPORT int inotify_init1(int flags) {
       -1);
 }
 
-RNOTIFY_SHIM_EXPORT int inotify_init(void) { return inotify_init1(0); }
+}  // namespace
+
+RNOTIFY_SHIM_EXPORT int inotify_init1(int flags) { return initShim(flags, __builtin_return_address(0)); }
+
+RNOTIFY_SHIM_EXPORT int inotify_init(void) { return initShim(0, __builtin_return_address(0)); }
 
 RNOTIFY_SHIM_EXPORT int inotify_add_watch(int fd, const char* path, uint32_t mask) {
   auto shim = shimFor(fd);

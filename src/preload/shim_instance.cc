@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "common/log.h"
 #include "preload/notice.h"
 #include "preload/real_calls.h"
 #include "preload/watch_route.h"
@@ -18,8 +19,11 @@
 namespace rnotify::preload {
 namespace {
 
-// Delivered as they come: the client core's own markers stay visible.
+// A status of the client core with no inotify meaning ("connected again").
 constexpr uint32_t kStatusOnly = IN_RESTORED;
+// What a kernel inotify record can carry, and rnotify's flags on top.
+constexpr uint32_t kInotifyBits = IN_ALL_EVENTS | IN_UNMOUNT | IN_Q_OVERFLOW | IN_IGNORED | IN_ISDIR;
+constexpr uint32_t kRnotifyFlags = IN_REMOTE | IN_SYNTHESIZED | IN_POLLED;
 
 WatchRoute& route() {
   static WatchRoute* r = new WatchRoute();  // never destroyed, like the registry
@@ -42,7 +46,7 @@ bool serverUnreachable(int code) { return code != ENOENT && code != EACCES && co
 
 }  // namespace
 
-std::shared_ptr<ShimInstance> ShimInstance::create(int flags, int* programFd) {
+std::shared_ptr<ShimInstance> ShimInstance::create(int flags, bool plainMasks, int* programFd) {
   const RealCalls& real = preload::real();
   UniqueFd kernel(real.inotifyInit1(IN_NONBLOCK | IN_CLOEXEC));
   if (!kernel) return nullptr;
@@ -55,13 +59,16 @@ std::shared_ptr<ShimInstance> ShimInstance::create(int flags, int* programFd) {
   ev.events = EPOLLIN;
   if (::epoll_ctl(poll.get(), EPOLL_CTL_ADD, kernel.get(), &ev) != 0) return nullptr;
   if (::epoll_ctl(poll.get(), EPOLL_CTL_ADD, ready.get(), &ev) != 0) return nullptr;
-  std::shared_ptr<ShimInstance> instance(new ShimInstance(std::move(kernel), std::move(ready)));
+  std::shared_ptr<ShimInstance> instance(new ShimInstance(std::move(kernel), std::move(ready), plainMasks));
   *programFd = poll.release();  // the program's from now on; it closes it
   return instance;
 }
 
-ShimInstance::ShimInstance(UniqueFd kernel, UniqueFd ready)
-    : kernel_(std::move(kernel)), ready_(std::move(ready)), queue_(maxQueuedEvents()) {}
+ShimInstance::ShimInstance(UniqueFd kernel, UniqueFd ready, bool plainMasks)
+    : kernel_(std::move(kernel)),
+      ready_(std::move(ready)),
+      deliveredBits_(plainMasks ? kInotifyBits : kInotifyBits | kRnotifyFlags),
+      queue_(maxQueuedEvents()) {}
 
 ShimInstance::~ShimInstance() {
   // The feed's thread may be waiting for mutex_: stop it without holding it.
@@ -304,6 +311,8 @@ bool ShimInstance::ensureFeed() {
 
 void ShimInstance::deliver(const rnotify_event& event) {
   auto mapped = byClient_.find(event.wd);
+  log::debug("event of client watch {} (program's wd {}): mask {:#x} name '{}'", event.wd,
+             mapped == byClient_.end() ? -1 : mapped->second, event.mask, event.name);
   if (mapped == byClient_.end()) return;  // a watch the program no longer has
   const int wd = mapped->second;
   ServedWatch& watch = served_.at(wd);
@@ -323,13 +332,13 @@ void ShimInstance::deliver(const rnotify_event& event) {
                      "' (reported as IN_Q_OVERFLOW); local changes are still reported, and the server's are "
                      "re-read when it is back");
     }
-    enqueueOverflow(mask & IN_REMOTE);
+    enqueueOverflow(mask & IN_REMOTE & deliveredBits_);
     return;
   }
   if ((mask & kStatusOnly) && !(mask & IN_ALL_EVENTS)) return;
   if (watch.removing) return;
   if (!(mask & IN_UNMOUNT) && !(mask & watch.programMask & IN_ALL_EVENTS)) return;
-  enqueue(wd, mask & ~kStatusOnly, event.cookie, event.name);
+  enqueue(wd, mask & deliveredBits_, event.cookie, event.name);
   if (watch.programMask & IN_ONESHOT) {
     watch.removing = true;
     feed_->removeWatch(watch.clientWd);

@@ -41,8 +41,10 @@ class WatchRoute;
 class ShimInstance {
  public:
   // The program's descriptor in *programFd (flags: IN_NONBLOCK, IN_CLOEXEC).
-  // nullptr with errno set on failure.
-  static std::shared_ptr<ShimInstance> create(int flags, int* programFd);
+  // plainMasks: deliver only inotify's own bits (no IN_REMOTE), for code
+  // that compares masks with == (see MaskStyle). nullptr with errno set on
+  // failure.
+  static std::shared_ptr<ShimInstance> create(int flags, bool plainMasks, int* programFd);
   ~ShimInstance();
   ShimInstance(const ShimInstance&) = delete;
   ShimInstance& operator=(const ShimInstance&) = delete;
@@ -71,7 +73,7 @@ class ShimInstance {
     bool removing = false;  // the program removed it; only its IGNORED is still to come
   };
 
-  ShimInstance(UniqueFd kernel, UniqueFd ready);
+  ShimInstance(UniqueFd kernel, UniqueFd ready, bool plainMasks);
   ssize_t readReady(char* buf, size_t size);
   size_t dropServedRecords(char* records, size_t size);
   int addKernelWatch(const char* path, uint32_t mask);
@@ -87,6 +89,7 @@ class ShimInstance {
   UniqueFd kernel_;  // K, non-blocking
   UniqueFd ready_;   // E: readable while queue_ is not empty
   bool forked_ = false;
+  uint32_t deliveredBits_;  // of the client core's masks, what the program gets
   UniqueFd childPoll_;  // in a forked child: the program's descriptor, K alone
 
   std::mutex queueMutex_;
