@@ -62,7 +62,8 @@ class Replay {
         // what is left is still told rather than lost.
         for (const Step& s : steps) {
           if (s.kind == kDelete) out_.push_back(polled(IN_DELETE, whereIs(s.index), gone_[s.index].st, false, flag_));
-          if (s.kind == kCreate) out_.push_back(polled(IN_CREATE, found_[s.index].path, found_[s.index].st, true, flag_));
+          if (s.kind == kCreate)
+            out_.push_back(polled(IN_CREATE, found_[s.index].path, found_[s.index].st, true, flag_));
         }
         break;
       }
@@ -150,7 +151,8 @@ class Replay {
   void confirmDirectories(const std::vector<int>& shallowestFirst, const std::unordered_map<std::string, int>& goneAt) {
     std::vector<std::vector<int>> children(gone_.size());
     for (size_t g = 0; g < gone_.size(); ++g) {
-      if (auto p = goneAt.find(parentOf(gone_[g].path)); p != goneAt.end()) children[p->second].push_back(static_cast<int>(g));
+      if (auto p = goneAt.find(parentOf(gone_[g].path)); p != goneAt.end())
+        children[p->second].push_back(static_cast<int>(g));
     }
     std::vector<bool> evidence(gone_.size(), false);  // moved, and known to be the same inode
     std::vector<bool> files(gone_.size(), false);     // a file (not a directory) at or below it
@@ -173,7 +175,7 @@ class Replay {
       unclaim(g);
       for (int c : children[g]) {
         if (!carried_[c] || target_[c] < 0) continue;
-        carried_[c] = false;  // a move of its own, if it is one
+        carried_[c] = false;                  // a move of its own, if it is one
         if (!isDir(gone_[c].st)) unclaim(c);  // evidence[c] is false: another size or mtime
       }
     }

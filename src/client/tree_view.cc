@@ -170,8 +170,8 @@ std::vector<TreeView::Change> TreeView::diff(const std::vector<proto::TreeEntry>
     std::string path(dir);
     auto b = entries_.find(path);
     auto a = now.find(path);
-    bool kept = (b == entries_.end() || a == now.end()) ? b == entries_.end() && a == now.end()
-                                                         : same(b->second, a->second);
+    bool kept =
+        (b == entries_.end() || a == now.end()) ? b == entries_.end() && a == now.end() : same(b->second, a->second);
     kept = kept && keptDir(parentOf(dir));
     keptDirs.emplace(std::move(path), kept);
     return kept;
@@ -189,8 +189,8 @@ std::vector<TreeView::Change> TreeView::diff(const std::vector<proto::TreeEntry>
     ++keptCount;
     if (before.ino == 0) continue;  // state never known: nothing to compare
     const State& after = it->second;
-    if (!isDir(after) && (before.size != after.size || before.mtimeSec != after.mtimeSec ||
-                          before.mtimeNsec != after.mtimeNsec)) {
+    if (!isDir(after) &&
+        (before.size != after.size || before.mtimeSec != after.mtimeSec || before.mtimeNsec != after.mtimeNsec)) {
       modified.push_back(path);
     }
     if ((before.mode & 07777) != (after.mode & 07777) || before.uid != after.uid || before.gid != after.gid) {

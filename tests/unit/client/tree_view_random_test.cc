@@ -233,7 +233,9 @@ class Mutator {
     std::vector<std::string> files, dirs{""};
     for (const auto& [path, st] : now) (S_ISDIR(st.mode) ? dirs : files).push_back(path);
     auto pick = [&](const std::vector<std::string>& v) { return v[rng_() % v.size()]; };
-    auto fresh = [&](const std::string& dir, const char* prefix) { return pathOf(dir, prefix + std::to_string(rng_() % 10)); };
+    auto fresh = [&](const std::string& dir, const char* prefix) {
+      return pathOf(dir, prefix + std::to_string(rng_() % 10));
+    };
     auto abs = [&](const std::string& rel) { return rel.empty() ? root_ : root_ + "/" + rel; };
     auto mkdir = [&](const std::string& p) {
       if (::mkdir(abs(p).c_str(), 0755) != 0) return " (failed)";
@@ -385,7 +387,8 @@ TEST(TreeViewRandom, DifferencesReplayToTheNewListing) {
         if (under(path, from) && !S_ISDIR(st.mode)) filesBefore.insert(st.ino);
       }
       bool oneCameAlong = false;
-      for (const auto& [path, st] : now) oneCameAlong = oneCameAlong || (under(path, target) && filesBefore.count(st.ino));
+      for (const auto& [path, st] : now)
+        oneCameAlong = oneCameAlong || (under(path, target) && filesBefore.count(st.ino));
       EXPECT_TRUE(filesBefore.empty() || oneCameAlong)
           << "the directory " << from << " was removed with files, yet reported moved to " << target << "; "
           << ::testing::PrintToString(describe(result));
@@ -511,12 +514,13 @@ TEST(TreeViewRegression, ADirectoryRemovedAndAnotherMadeReplaysOnDisk) {
 
 // 4. Two names swapped: no MOVED_TO onto a name still taken.
 TEST(TreeViewRegression, SwappedNames) {
-  auto changes = scenario([](const std::string& r) { files(r, {"a", "bb"}); },
-                          [](const std::string& r) {
-                            ASSERT_EQ(::renameat2(AT_FDCWD, (r + "/a").c_str(), AT_FDCWD, (r + "/bb").c_str(),
-                                                  RENAME_EXCHANGE),
-                                      0);
-                          });
+  auto changes = scenario(
+      [](const std::string& r) {
+        files(r, {"a", "bb"});
+      },
+      [](const std::string& r) {
+        ASSERT_EQ(::renameat2(AT_FDCWD, (r + "/a").c_str(), AT_FDCWD, (r + "/bb").c_str(), RENAME_EXCHANGE), 0);
+      });
   EXPECT_EQ(changes.size(), 4u) << ::testing::PrintToString(changes);  // one move, one DELETE + CREATE
   auto dirs = scenario(
       [](const std::string& r) {
@@ -528,13 +532,16 @@ TEST(TreeViewRegression, SwappedNames) {
       });
   EXPECT_FALSE(dirs.empty());
   // Three names in a cycle.
-  scenario([](const std::string& r) { files(r, {"a", "bb", "ccc"}); },
-           [](const std::string& r) {
-             mv(r, "a", "tmp");
-             mv(r, "bb", "a");
-             mv(r, "ccc", "bb");
-             mv(r, "tmp", "ccc");
-           });
+  scenario(
+      [](const std::string& r) {
+        files(r, {"a", "bb", "ccc"});
+      },
+      [](const std::string& r) {
+        mv(r, "a", "tmp");
+        mv(r, "bb", "a");
+        mv(r, "ccc", "bb");
+        mv(r, "tmp", "ccc");
+      });
 }
 
 // 5. A move into a directory that itself arrives by a move (into a new one):
@@ -557,13 +564,16 @@ TEST(TreeViewRegression, AMoveIntoADirectoryThatArrivesLater) {
 // Log rotation and a rename onto a taken name, as the integration test
 // SynthesizedRenamesReplayInOrder does them over sshfs.
 TEST(TreeViewRegression, RotationAndReplacement) {
-  scenario([](const std::string& r) { files(r, {"log", "log.1", "a", "b"}); },
-           [](const std::string& r) {
-             mv(r, "log.1", "log.2");
-             mv(r, "log", "log.1");
-             files(r, {"log"});
-             mv(r, "a", "b");
-           });
+  scenario(
+      [](const std::string& r) {
+        files(r, {"log", "log.1", "a", "b"});
+      },
+      [](const std::string& r) {
+        mv(r, "log.1", "log.2");
+        mv(r, "log", "log.1");
+        files(r, {"log"});
+        mv(r, "a", "b");
+      });
 }
 
 }  // namespace
