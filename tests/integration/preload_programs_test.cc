@@ -164,6 +164,28 @@ INSTANTIATE_TEST_SUITE_P(Writers, PreloadInotifywait,
                          ::testing::Values(Writer::kServer, Writer::kClientB, Writer::kClientA),
                          [](const auto& info) { return std::string(writerName(info.param)); });
 
+// A server that cannot be reached never breaks the program: the shim says
+// so once and the program keeps this host's own events.
+TEST(PreloadUnreachable, ProgramKeepsLocalEventsAndIsToldOnce) {
+  if (auto why = missingShim(); !why.empty()) GTEST_SKIP() << why;
+  if (!installed("inotifywait")) {
+    GTEST_SKIP() << "inotifywait is not installed (Debian package inotify-tools)";
+  }
+  SshfsBed bed;
+  ASSERT_EQ(runCommand({"mkdir", bed.server("d1"), bed.server("d2")}, Deadline::in(seconds(10))).exitCode, 0);
+  WatcherOptions o = bed.watchA({"-r"});
+  o.program = "inotifywait";
+  o.agent = "/nonexistent/rnotifyd --stdio";  // the agent cannot start on the server
+  o.env = {{"LD_PRELOAD", preloadLibrary()}, {"RNOTIFY_LOG_LEVEL", std::nullopt}};
+  Watcher a(o);
+  ASSERT_TRUE(a.established());
+  writeFile(bed.a("d1/mine"), "x");
+  EXPECT_TRUE(a.expectSequence({{"CREATE", "d1/mine"}, {"CLOSE_WRITE", "d1/mine"}}));
+  size_t told = 0;
+  for (const std::string& line : a.stderrLines()) told += line.find("rnotify-preload") != std::string::npos;
+  EXPECT_EQ(told, 1u) << a.transcript();
+}
+
 // --- the masks a program reads ---------------------------------------------
 
 // Raw inotify through ctypes: "<mask in hex>|<name>" per record.
