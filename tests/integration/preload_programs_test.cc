@@ -36,6 +36,9 @@ namespace fs = std::filesystem;
 
 std::string preloadLibrary() {
   if (const char* env = std::getenv("RNOTIFY_PRELOAD_LIB")) return env;
+#ifdef RNOTIFY_PRELOAD_PATH
+  return RNOTIFY_PRELOAD_PATH;
+#endif
   std::string daemon = rnotifydPath();
   if (daemon.empty()) return "";
   // <build>/src/server/rnotifyd -> <build>/src/preload/librnotify-preload.so
