@@ -28,9 +28,9 @@ class DirectoryCache {
   // whenever subscriptions or paths change (a new generation).
   struct Cover {
     SubscriptionId id = 0;
-    uint32_t mask = 0;    // IN_* the subscription wants
-    uint32_t offset = 0;  // the directory relative to the subscription's root is path.substr(offset)
-    bool isRoot = false;  // the directory is the subscription's root
+    uint32_t mask = 0;       // IN_* the subscription wants
+    uint32_t offset = 0;     // the directory relative to the subscription's root is path.substr(offset)
+    bool isRoot = false;     // the directory is the subscription's root
     bool recursive = false;  // the subscription sees the directory's subdirectories too
   };
 

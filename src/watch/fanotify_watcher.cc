@@ -167,8 +167,7 @@ Result<SubscriptionId> FanotifyWatcher::subscribe(const std::string& rawPath, co
     return d == nullptr || d->pins == 0;
   }()
                                    : files_.find(*key) == files_.end();
-  if (firstOnObject &&
-      markInode(fd_.get(), FAN_MARK_ADD, kSelfEvents | (isDir ? FAN_ONDIR : 0), pathFd.get()) != 0) {
+  if (firstOnObject && markInode(fd_.get(), FAN_MARK_ADD, kSelfEvents | (isDir ? FAN_ONDIR : 0), pathFd.get()) != 0) {
     Error e = markError(errno, path);
     if (fs->subscriptions.empty()) releaseFilesystem(fs);
     return e;

@@ -116,8 +116,10 @@ class InotifyWatcher final : public Watcher {
   Node* child(const Node* parent, std::string_view name) const { return children_.find(ChildKey{parent, name}); }
   std::vector<Node*> childrenOf(const Node* node) const;
   void attach(Node* node, Node* parent, std::string_view name);  // node has no parent
-  void detach(Node* node);  // node keeps its absolute path as its name
-  void unlink(Node* node);  // from its parent, name unchanged (the node is going)
+  // From its parent; the node keeps its absolute path as its name.
+  void detach(Node* node);
+  // From its parent, name unchanged (the node is going).
+  void unlink(Node* node);
   const std::vector<Subscription*>* rootedAt(const Node* node) const;
 
   UniqueFd fd_;
