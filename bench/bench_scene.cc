@@ -1,4 +1,9 @@
 // BenchScene; see bench_scene.h.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+
 #include "bench_scene.h"
 
 #include <sys/mount.h>
@@ -65,6 +70,58 @@ std::unique_ptr<Connection> BenchScene::connectUnix() {
   if (!connection) {
     throw std::runtime_error("cannot connect to rnotifyd at " + endpoint + ": " + lastError + "\n" +
                              daemon_->transcript());
+  }
+  return connection;
+}
+
+std::unique_ptr<Connection> BenchScene::connectTls() {
+  const std::string dir = root_ / "tls";
+  std::filesystem::create_directories(dir);
+  // rnotifyd refuses root over the network: the client is nobody, which
+  // must then be able to read the export.
+  const std::string user = "nobody";
+  ::chmod(std::string(root_ / "").c_str(), 0755);
+  ::chmod(exportDir_.c_str(), 0755);
+  const std::string key = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
+  const std::string script =
+      "set -e; cd '" + dir + "'\n" +
+      "openssl req -x509 " + key + " -keyout ca.key -out ca.pem -days 1 -subj '/CN=rnotify bench CA'\n" +
+      "for who in server client; do\n"
+      "  openssl req " + key + " -keyout $who.key -out $who.csr -subj \"/CN=$([ $who = client ] && echo " + user +
+      " || echo rnotifyd)\"\n"
+      "  printf 'subjectAltName=IP:127.0.0.1\\n' > $who.ext\n"
+      "  openssl x509 -req -in $who.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out $who.pem -days 1 "
+      "-extfile $who.ext\n"
+      "done\n"
+      "chmod 600 *.key\n";
+  testbed::runChecked({"sh", "-c", script}, testbed::Deadline::in(std::chrono::seconds(30)));
+  const int port = 20000 + ::getpid() % 30000;
+  const std::string endpoint = "tls:127.0.0.1:" + std::to_string(port);
+  testbed::ProcessOptions options;
+  options.argv = {rnotifyd_, "--listen", endpoint, "--export", exportDir_, "--tls-cert", dir + "/server.pem",
+                  "--tls-key", dir + "/server.key", "--tls-client-ca", dir + "/ca.pem"};
+  options.argv.insert(options.argv.end(), rnotifydArgs_.begin(), rnotifydArgs_.end());
+  tlsDaemon_ = std::make_unique<testbed::Process>(std::move(options));
+  TlsSettings tls;
+  tls.ca = dir + "/ca.pem";
+  tls.cert = dir + "/client.pem";
+  tls.key = dir + "/client.key";
+  auto deadline = testbed::Deadline::in(std::chrono::seconds(10));
+  std::unique_ptr<Connection> connection;
+  std::string lastError;
+  testbed::waitUntil(deadline, [&] {
+    if (!tlsDaemon_->running()) return true;
+    auto c = Connection::overSocket(endpoint, tls, 2000);
+    if (c) {
+      connection = std::move(*c);
+      return true;
+    }
+    lastError = c.error().message;
+    return false;
+  });
+  if (!connection) {
+    throw std::runtime_error("cannot connect to rnotifyd at " + endpoint + ": " + lastError + "\n" +
+                             tlsDaemon_->transcript());
   }
   return connection;
 }

@@ -40,6 +40,11 @@ class BenchScene {
   // Starts `rnotifyd --listen unix:<tmp>/s.sock --export <export>` and
   // connects to it with Connection::overSocket. Throws if that fails.
   std::unique_ptr<Connection> connectUnix();
+  // Makes a throw-away CA, a server certificate for 127.0.0.1 and a client
+  // certificate (openssl command), starts `rnotifyd --listen tls:127.0.0.1:P
+  // --tls-cert ... --tls-client-ca ...` and connects over TLS 1.3 with the
+  // client certificate. Throws if that fails.
+  std::unique_ptr<Connection> connectTls();
 
   // "" if sshd + sshfs can run here, else why not.
   static std::string sshMissing();
@@ -72,6 +77,7 @@ class BenchScene {
   testbed::TempDir root_;
   std::string exportDir_;
   std::unique_ptr<testbed::Process> daemon_;
+  std::unique_ptr<testbed::Process> tlsDaemon_;
   std::unique_ptr<testbed::Sshd> sshd_;
   std::unique_ptr<testbed::SshfsMount> mount_;
 };

@@ -231,6 +231,10 @@ int run(const Options& o) {
     std::string dir = scene.laneDir("unix");
     runner.add(std::make_unique<ConnectionSource>("unix", scene.connectUnix(), dir, dir));
   }
+  if (wants(o, "tls")) {
+    std::string dir = scene.laneDir("tls");
+    runner.add(std::make_unique<ConnectionSource>("tls", scene.connectTls(), dir, dir));
+  }
   OwnModes ownModes;
   if (wants(o, "ssh") || wants(o, "ssh-agent") || wantsOwn(o)) {
     if (std::string why = BenchScene::sshMissing(); !why.empty()) {
@@ -365,10 +369,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--burst", o.burst, "Creates in the throughput burst per transport; 0 skips it")
       ->capture_default_str();
-  std::vector<std::string> known{"inotify", "unix", "ssh", "ssh-agent"};
+  std::vector<std::string> known{"inotify", "unix", "tls", "ssh", "ssh-agent"};
   for (const OwnLane& own : kOwnLanes) known.push_back(own.name);
   app.add_option("--transports", o.transports,
-                 "Any of inotify, unix, ssh, ssh-agent, and own-off, own-echo, own-state, own-origin, own-auto "
+                 "Any of inotify, unix, tls (TLS 1.3 on loopback, client certificate), ssh, ssh-agent, and own-off, own-echo, own-state, own-origin, own-auto "
                  "(created through the client's own sshfs mount, RNOTIFY_DEDUP=off|echo|state|origin|auto)")
       ->delimiter(',')
       ->check(CLI::IsMember(known))

@@ -387,6 +387,11 @@ class DedupRandomTest : public ::testing::Test {
   void SetUp() override {
     if (auto why = SshfsBed::missing(); !why.empty()) GTEST_SKIP() << why;
     if (auto why = missingProduct(); !why.empty()) GTEST_SKIP() << why;
+    const char* agentArgs = std::getenv("RNOTIFY_TEST_AGENT_ARGS");
+    if (agentArgs != nullptr && std::string(agentArgs).find("--watcher fanotify") != std::string::npos) {
+      GTEST_SKIP() << "the fanotify backend merges a process's unread events on one entry, so the per-name order "
+                      "this test compares with inotifywait is not kept (docs/ARCHITECTURE.md, which backend)";
+    }
     bed_ = std::make_unique<SshfsBed>();
     for (int d = 0; d < kDirs; ++d) ASSERT_EQ(::mkdir(bed_->server("d" + std::to_string(d)).c_str(), 0755), 0);
     seed_ = seedFromEnvironment();
