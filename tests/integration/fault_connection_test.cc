@@ -17,9 +17,11 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <iostream>
 #include <thread>
@@ -103,7 +105,8 @@ class ConnectionFault : public ::testing::Test {
     ASSERT_GT(agent, 0);
     auto daemons = bed_->sshd().agentDaemons();
     for (pid_t daemon : daemons) ASSERT_EQ(::kill(daemon, SIGKILL), 0);
-    ASSERT_EQ(::kill(agent, SIGKILL), 0);
+    // The agent leaves by itself once its daemon is gone: it may be gone already.
+    ASSERT_TRUE(::kill(agent, SIGKILL) == 0 || errno == ESRCH) << std::strerror(errno);
   }
   void TearDown() override {
     if (HasFailure() && watcher_) {
