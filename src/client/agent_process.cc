@@ -51,8 +51,33 @@ Result<AgentProcess> AgentProcess::spawn(const std::vector<std::string>& argv) {
   sigemptyset(&none);
   posix_spawnattr_setsigdefault(&attr, &all);
   posix_spawnattr_setsigmask(&attr, &none);
+  // The agent (ssh) must not load the LD_PRELOAD inotify shim that may be
+  // running this very library: its entry is taken out of LD_PRELOAD.
+  std::vector<std::string> envStrings;
+  std::vector<char*> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string_view entry(*e);
+    if (entry.rfind("LD_PRELOAD=", 0) == 0 && entry.find("librnotify-preload") != std::string_view::npos) {
+      std::string kept;
+      std::string_view list = entry.substr(11);
+      while (!list.empty()) {
+        size_t end = list.find_first_of(": ");
+        std::string_view item = list.substr(0, end);
+        if (!item.empty() && item.find("librnotify-preload") == std::string_view::npos) {
+          kept += (kept.empty() ? "" : ":") + std::string(item);
+        }
+        if (end == std::string_view::npos) break;
+        list.remove_prefix(end + 1);
+      }
+      if (!kept.empty()) envStrings.push_back("LD_PRELOAD=" + kept);
+      continue;
+    }
+    env.push_back(*e);
+  }
+  for (std::string& e : envStrings) env.push_back(e.data());
+  env.push_back(nullptr);
   pid_t pid;
-  int rc = ::posix_spawnp(&pid, args[0], &actions, &attr, args.data(), environ);
+  int rc = ::posix_spawnp(&pid, args[0], &actions, &attr, args.data(), env.data());
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   if (rc != 0) return Error::fromErrno(rc, "cannot start '" + argv[0] + "'");
