@@ -46,6 +46,9 @@ std::string preloadLibrary() {
 }
 
 std::string missingShim() {
+#if defined(__SANITIZE_ADDRESS__)
+  return "an ASan-instrumented shim cannot be preloaded into uninstrumented programs (the release build tests it)";
+#endif
   if (auto why = SshfsBed::missing(); !why.empty()) return why;
   if (auto why = missingProduct(); !why.empty()) return why;
   std::string lib = preloadLibrary();
