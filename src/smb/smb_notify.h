@@ -1,0 +1,63 @@
+// SmbNotify: one SMB2 CHANGE_NOTIFY watch on a directory of an SMB server,
+// through Samba's client library (libsmbclient). For shares that cannot run
+// rnotifyd (Windows servers, NAS appliances): the server itself reports
+// changes, for the watched directory or, with WATCH_TREE, its whole tree.
+//
+// smbc_notify() blocks, so each SmbNotify runs one thread with its own
+// SMBCCTX (libsmbclient is safe across threads only with one context per
+// thread). The thread hands events over through a NotifyQueue (mutex +
+// eventfd). smbc_notify() calls back every kTickMs with no actions, which is
+// where the thread sees that it must stop: the destructor returns within a
+// tick.
+//
+// When the server's buffer of changes overflows it answers
+// STATUS_NOTIFY_ENUM_DIR: libsmbclient ends smbc_notify() with -1 and errno 0
+// (the status has no error severity, so no errno maps to it). That becomes
+// one IN_Q_OVERFLOW event and a new request; the caller resynchronises.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "common/result.h"
+#include "event/event.h"
+#include "smb/smb_credentials.h"
+
+namespace rnotify {
+
+class SmbNotify {
+ public:
+  // Connects, opens the directory and starts the watch. Returns once the
+  // first CHANGE_NOTIFY request is out (one tick, kTickMs): a change made
+  // after start() returns is reported. Fails within about
+  // kConnectTimeoutMs with errno and a message naming the URL and the fix
+  // (EACCES: bad user or password; ENOENT: unknown share or path;
+  // ECONNREFUSED/ETIMEDOUT/EHOSTUNREACH: no server there).
+  static Result<std::unique_ptr<SmbNotify>> start(const SmbLocation& location, const SmbCredentials& credentials,
+                                                  uint32_t mask, bool recursive);
+  ~SmbNotify();
+  SmbNotify(const SmbNotify&) = delete;
+  SmbNotify& operator=(const SmbNotify&) = delete;
+
+  // Readable while events wait or after a failure.
+  int fd() const;
+  // Events relative to the watched directory (dir "" or "a/b"), masks IN_*
+  // (no IN_REMOTE, no IN_ISDIR: see smb_actions.h), cookies on moves,
+  // IN_Q_OVERFLOW when the server lost track.
+  std::vector<Event> take();
+  // The connection broke (server gone, share removed); fd() is readable.
+  bool failed() const;
+  Error error() const;
+
+  static constexpr unsigned kTickMs = 100;
+  static constexpr int kConnectTimeoutMs = 5000;
+
+  struct Worker;
+
+ private:
+  explicit SmbNotify(std::unique_ptr<Worker> worker);
+  std::unique_ptr<Worker> worker_;
+};
+
+}  // namespace rnotify
