@@ -10,10 +10,17 @@
 // where the thread sees that it must stop: the destructor returns within a
 // tick.
 //
-// When the server's buffer of changes overflows it answers
-// STATUS_NOTIFY_ENUM_DIR: libsmbclient ends smbc_notify() with -1 and errno 0
-// (the status has no error severity, so no errno maps to it). That becomes
-// one IN_Q_OVERFLOW event and a new request; the caller resynchronises.
+// When the changes do not fit the response (libsmbclient asks for at most
+// 1000 bytes of records) the server answers STATUS_NOTIFY_ENUM_DIR and
+// libsmbclient ends smbc_notify() with -1 and errno 0 (the status has no error
+// severity, so no errno maps to it). That becomes one IN_Q_OVERFLOW event and
+// a new request; the caller resynchronises. A server that keeps answering so
+// (more than 20 times a second) fails the watch with EIO instead of spinning.
+//
+// Recursion (WATCH_TREE) is the server's: Windows reports the whole tree. Samba
+// reports changes made through SMB anywhere below the watched directory, but
+// of changes made on the server's own filesystem it sees only those directly
+// in the watched directory (its inotify backend watches that one directory).
 #pragma once
 
 #include <cstdint>
