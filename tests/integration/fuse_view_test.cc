@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -84,13 +85,13 @@ class FuseView : public ::testing::Test {
 
   // rnotify-fuse -f on A's mount, in A's namespace; returns once the view is
   // listed in mountinfo.
-  void startView(std::vector<std::string> extra = {}) {
+  void startView(std::vector<std::string> extra = {}, std::string agent = agentCommand()) {
     ProcessOptions o;
     o.argv = {fuseBinary(), "-f", "--log-level", "debug"};
     o.argv.insert(o.argv.end(), extra.begin(), extra.end());
     o.argv.push_back(bed_->mountA().path());
     o.argv.push_back(view_);
-    o.env = {{"RNOTIFY_AGENT", agentCommand()}};
+    o.env = {{"RNOTIFY_AGENT", agent}};
     o.netns = bed_->netnsA();
     fuse_ = std::make_unique<Process>(o);
     ASSERT_TRUE(waitUntil(Deadline::in(seconds(20)), [&] { return mounted(view_) || !fuse_->running(); }))
@@ -205,6 +206,54 @@ TEST_F(FuseView, ServerChangesVisibleAtOnce) {
   ASSERT_EQ(::unlink(bed_->server("fresh").c_str()), 0);
   ASSERT_TRUE(view->expectSequence({{"DELETE", "fresh"}}));
   EXPECT_FALSE(std::filesystem::exists(view_ + "/fresh"));
+}
+
+// A burst: 500 files created on the server, then deleted; each reaches the
+// view's watcher once (the rate is printed, for information only).
+TEST_F(FuseView, BurstOfServerChangesEachOnce) {
+  ASSERT_NO_FATAL_FAILURE(startView({}, agentCommand()));
+  auto view = watch(view_);
+  constexpr int kFiles = 500;
+  auto count = [&](const std::string& kind) {
+    std::set<std::string> names;
+    size_t total = 0;
+    for (const WatchedEvent& e : view->events()) {
+      if (e.flags.count(kind) && e.name.rfind("b", 0) == 0) {
+        names.insert(e.name);
+        total++;
+      }
+    }
+    return std::make_pair(names.size(), total);
+  };
+  for (const char* kind : {"CREATE", "DELETE"}) {
+    auto start = Clock::now();
+    act(Writer::kServer, std::string(kind) == "CREATE" ? "for i in $(seq 1 500); do : > b$i; done" : "rm b*");
+    bool all = waitUntil(Deadline::in(seconds(15)), [&] { return count(kind).first == kFiles; });
+    double secs = std::chrono::duration<double>(Clock::now() - start).count();
+    EXPECT_TRUE(all) << count(kind).first << " of " << kFiles << " " << kind << " seen\n" << view->transcript();
+    EXPECT_EQ(count(kind).second, static_cast<size_t>(kFiles)) << "an event came twice";
+    std::cout << "[ info ] " << kFiles << " server-side " << kind << " reflected on the view in " << secs << " s ("
+              << static_cast<int>(kFiles / secs) << "/s, including the shell's own time)\n";
+  }
+}
+
+// No agent on the server: the client core polls SOURCE, and what it finds
+// (IN_REMOTE|IN_POLLED) is reflected the same way.
+TEST_F(FuseView, WithoutAgentPolledChangesAreReflected) {
+  ASSERT_NO_FATAL_FAILURE(startView({}, "/nonexistent/rnotifyd --stdio"));
+  bool polling = waitUntil(Deadline::in(seconds(10)), [&] {
+    for (const std::string& line : fuse_->lines(Stream::kStderr)) {
+      if (line.find("come from:") != std::string::npos) return line.find("poll") != std::string::npos;
+    }
+    return false;
+  });
+  if (!polling) GTEST_SKIP() << "this client core does not fall back to polling\n" << fuse_->transcript();
+  auto view = watch(view_);
+  act(Writer::kServer, "echo polled > p");
+  EXPECT_TRUE(view->expectSequence({{"CREATE,!ISDIR", "p"}}, seconds(15)));
+  act(Writer::kServer, "rm p");
+  EXPECT_TRUE(view->expectSequence({{"DELETE,!ISDIR", "p"}}, seconds(15)));
+  EXPECT_FALSE(std::filesystem::exists(view_ + "/p"));
 }
 
 TEST_F(FuseView, LocalSourceIsRefused) {
