@@ -32,6 +32,7 @@
 #include "fuse/passthrough.h"
 #include "fuse/reflection_gate.h"
 #include "fuse/reflector.h"
+#include "fuse/source_check.h"
 #include "fuse/startup.h"
 
 namespace {
@@ -97,6 +98,11 @@ int checkPaths(Options& options) {
   }
   log::info("SOURCE '{}' is a {} mount ({} on {})", source, mountKindName(resolved.kind), resolved.mount.source,
             resolved.mount.mountPoint);
+  if (resolved.kind == MountKind::kSshfs && sshfsCachesListings(resolved.mount.mountPoint).value_or(false)) {
+    log::warn("sshfs on '{}' runs with its directory cache: listings and attributes seen through the view may lag "
+              "the events by up to 20 s. Mount it with -o dir_cache=no (see rnotify-fuse --help, NOTES)",
+              resolved.mount.mountPoint);
+  }
   options.source = source;
   options.mountPoint = mountPoint;
   return 0;

@@ -22,7 +22,7 @@ using Clock = std::chrono::steady_clock;
 // the move is taken as a move out of SOURCE (a delete).
 constexpr auto kMovePairWait = std::chrono::milliseconds(50);
 constexpr auto kSourceCheckInterval = std::chrono::seconds(1);
-constexpr size_t kMaxWriters = 256;
+constexpr size_t kMaxClosedEarly = 4096;
 
 std::string joinPath(const std::string& base, const std::string& rel, const std::string& name) {
   std::string out = base;
@@ -103,7 +103,6 @@ void Reflector::run() {
       if (!checkSourceAlive()) break;
     }
   }
-  writers_.clear();
   client_.reset();  // ends the agent's ssh, in this thread that owned it
   finished_ = true;
 }
@@ -228,7 +227,7 @@ void Reflector::reflectCreate(const std::string& rel, const std::string& name, b
 }
 
 void Reflector::reflectDelete(const std::string& rel, const std::string& name, bool isDir) {
-  closeWriter(rel, name);
+  forgetClosedEarly(rel, name);
   std::string path = viewPath(rel, name);
   gate_.expect(rel, name, ReflectionGate::Expect::kGhost, isDir ? S_IFDIR : S_IFREG);
   int r = ::unlinkat(AT_FDCWD, path.c_str(), isDir ? AT_REMOVEDIR : 0);
@@ -239,8 +238,8 @@ void Reflector::reflectDelete(const std::string& rel, const std::string& name, b
 
 void Reflector::reflectRename(const std::string& fromRel, const std::string& fromName, const std::string& toRel,
                               const std::string& toName, bool isDir) {
-  closeWriter(fromRel, fromName);
-  closeWriter(toRel, toName);
+  forgetClosedEarly(fromRel, fromName);
+  forgetClosedEarly(toRel, toName);
   std::string from = viewPath(fromRel, fromName);
   std::string to = viewPath(toRel, toName);
   invalidateEntry(toRel, toName);
@@ -256,30 +255,20 @@ void Reflector::reflectRename(const std::string& fromRel, const std::string& fro
 void Reflector::reflectModify(const std::string& rel, const std::string& name) {
   invalidateInode(rel, name);
   std::string path = viewPath(rel, name);
-  std::string key = rel + "/" + name;
-  auto it = writers_.find(key);
-  int fd = it != writers_.end() ? it->second.get() : ::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) return count(-1, "open for modify", path);
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NONBLOCK));
+  if (!fd) return count(-1, "open for modify", path);
   // A truncate to the current size is a write of nothing: the kernel reports
   // IN_MODIFY, and our own setattr changes nothing on SOURCE.
   struct stat st;
-  int r = ::fstat(fd, &st) == 0 ? ::ftruncate(fd, st.st_size) : -1;
+  int r = ::fstat(fd.get(), &st) == 0 ? ::ftruncate(fd.get(), st.st_size) : -1;
   count(r, "modify", path);
-  if (it == writers_.end()) {
-    if (writers_.size() < kMaxWriters) {
-      writers_.emplace(key, UniqueFd(fd));
-    } else {
-      ::close(fd);  // emits the CLOSE_WRITE early rather than holding fds
-    }
-  }
+  fd.reset();  // IN_CLOSE_WRITE
+  if (closedEarly_.size() < kMaxClosedEarly) closedEarly_.insert(rel + "/" + name);
 }
 
 void Reflector::reflectCloseWrite(const std::string& rel, const std::string& name) {
   std::string path = viewPath(rel, name);
-  auto it = writers_.find(rel + "/" + name);
-  if (it != writers_.end()) {
-    writers_.erase(it);  // the close is the CLOSE_WRITE
-  } else {
+  if (closedEarly_.erase(rel + "/" + name) == 0) {
     int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NONBLOCK);
     count(fd < 0 ? -1 : 0, "close-write", path);
     if (fd >= 0) ::close(fd);
@@ -297,6 +286,6 @@ void Reflector::reflectAttrib(const std::string& rel, const std::string& name) {
   count(::utimensat(AT_FDCWD, path.c_str(), times, AT_SYMLINK_NOFOLLOW), "attrib", path);
 }
 
-void Reflector::closeWriter(const std::string& rel, const std::string& name) { writers_.erase(rel + "/" + name); }
+void Reflector::forgetClosedEarly(const std::string& rel, const std::string& name) { closedEarly_.erase(rel + "/" + name); }
 
 }  // namespace rnotify::fuse

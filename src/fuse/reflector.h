@@ -24,9 +24,9 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
-#include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -85,7 +85,7 @@ class Reflector {
   void reflectModify(const std::string& rel, const std::string& name);
   void reflectCloseWrite(const std::string& rel, const std::string& name);
   void reflectAttrib(const std::string& rel, const std::string& name);
-  void closeWriter(const std::string& rel, const std::string& name);
+  void forgetClosedEarly(const std::string& rel, const std::string& name);
   void count(int result, const char* call, const std::string& path);
 
   std::unique_ptr<Client> client_;
@@ -106,8 +106,11 @@ class Reflector {
     std::chrono::steady_clock::time_point due;
   };
   std::optional<PendingMove> pendingMove_;
-  // Files kept open for write between a reflected MODIFY and CLOSE_WRITE.
-  std::map<std::string, UniqueFd> writers_;
+  // Files whose reflected MODIFY already closed them (so the view saw a
+  // CLOSE_WRITE): the server's own CLOSE_WRITE that follows is not replayed
+  // again. Keeping the file open instead would make `fusermount3 -u` fail
+  // with EBUSY while a server-side writer keeps its file open.
+  std::set<std::string> closedEarly_;
   std::chrono::steady_clock::time_point nextSourceCheck_;
 };
 

@@ -70,7 +70,7 @@ class FuseView : public ::testing::Test {
     // view stale state: rnotify-fuse cannot invalidate them; docs/USAGE.md).
     // The view caches instead, and the events keep its caches right.
     SshfsBedOptions options;
-    options.mountAOptions = kFreshViewOptions;
+    if (freshSource_) options.mountAOptions = kFreshViewOptions;
     bed_ = std::make_unique<SshfsBed>(options);
     view_ = bed_->scratch().mkdir("view");
   }
@@ -117,6 +117,7 @@ class FuseView : public ::testing::Test {
     return w;
   }
 
+  bool freshSource_ = true;
   std::unique_ptr<SshfsBed> bed_;
   std::string view_;
   std::unique_ptr<Process> fuse_;
@@ -188,6 +189,7 @@ TEST_F(FuseView, ChangeThroughTheViewReportedOnce) {
 // a change of its content.
 TEST_F(FuseView, ServerChangesVisibleAtOnce) {
   ASSERT_NO_FATAL_FAILURE(startView({"--cache-timeout", "60"}));
+  EXPECT_EQ(fuse_->transcript().find("dir_cache=no"), std::string::npos) << "a warning about a cache-less SOURCE";
   auto view = watch(view_);
   ASSERT_FALSE(std::filesystem::exists(view_ + "/fresh"));
   for (auto& e : std::filesystem::directory_iterator(view_)) (void)e;  // fill the caches
@@ -254,6 +256,24 @@ TEST_F(FuseView, WithoutAgentPolledChangesAreReflected) {
   act(Writer::kServer, "rm p");
   EXPECT_TRUE(view->expectSequence({{"DELETE,!ISDIR", "p"}}, seconds(15)));
   EXPECT_FALSE(std::filesystem::exists(view_ + "/p"));
+}
+
+// sshfs's own 20 s cache would make the view lag: rnotify-fuse says so.
+class FuseViewOverCachingSshfs : public FuseView {
+ protected:
+  void SetUp() override {
+    freshSource_ = false;
+    FuseView::SetUp();
+  }
+};
+
+TEST_F(FuseViewOverCachingSshfs, WarnsAboutTheSourceCache) {
+  ASSERT_NO_FATAL_FAILURE(startView());
+  EXPECT_NE(fuse_->transcript().find("dir_cache=no"), std::string::npos) << fuse_->transcript();
+  // Events are reflected all the same.
+  auto view = watch(view_);
+  act(Writer::kServer, "touch cached");
+  EXPECT_TRUE(view->expectSequence({{"CREATE", "cached"}}));
 }
 
 TEST_F(FuseView, LocalSourceIsRefused) {
