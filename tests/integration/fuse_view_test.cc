@@ -143,10 +143,17 @@ TEST_P(FuseViewWriters, EveryRemoteChangeOnceOnTheView) {
   EXPECT_TRUE(view->expectMove({"MOVED_FROM", "g"}, {"MOVED_TO", "d/h"}));
   act(w, "chmod 600 d/h");
   EXPECT_TRUE(view->expectSequence({{"ATTRIB", "d/h"}}));
-  act(w, "rm d/h");
-  EXPECT_TRUE(view->expectSequence({{"DELETE,!ISDIR", "d/h"}}));
-  act(w, "rmdir d");
-  EXPECT_TRUE(view->expectSequence({{"DELETE,ISDIR", "d"}}));
+  // A directory moved on the server: the view follows it, and what happens
+  // inside it afterwards is seen under its new name.
+  act(w, "mv d e");
+  EXPECT_TRUE(view->expectMove({"MOVED_FROM,ISDIR", "d"}, {"MOVED_TO,ISDIR", "e"}));
+  act(w, "echo inside > e/new");
+  EXPECT_TRUE(view->expectSequence({{"CREATE", "e/new"}, {"CLOSE_WRITE", "e/new"}}));
+  EXPECT_EQ(readFile(view_ + "/e/new"), "inside\n");
+  act(w, "rm e/h e/new");
+  EXPECT_TRUE(view->expectSequence({{"DELETE,!ISDIR", "e/h"}}));
+  act(w, "rmdir e");
+  EXPECT_TRUE(view->expectSequence({{"DELETE,ISDIR", "e"}}));
   act(w, "touch end");
   ASSERT_TRUE(server->expectSequence({{"CREATE", "end"}}));
   ASSERT_TRUE(view->expectSequence({{"CREATE", "end"}}));
@@ -155,7 +162,7 @@ TEST_P(FuseViewWriters, EveryRemoteChangeOnceOnTheView) {
   EXPECT_TRUE(c.clean()) << c.describe() << "\n--- view:\n" << view->transcript() << "--- server:\n"
                          << server->transcript();
   // And the view's state is the server's.
-  EXPECT_NE(::access((view_ + "/d").c_str(), F_OK), 0);
+  EXPECT_NE(::access((view_ + "/e").c_str(), F_OK), 0);
   EXPECT_TRUE(std::filesystem::exists(view_ + "/end"));
 }
 
@@ -170,7 +177,7 @@ TEST_F(FuseView, ChangeThroughTheViewReportedOnce) {
   auto view = watch(view_);
   std::vector<std::string> argv{"sh", "-c",
                                 "cd '" + view_ + "' && echo hello > f && echo more >> f && mv f g && mkdir d && "
-                                "mv g d/h && chmod 600 d/h && rm d/h && rmdir d"};
+                                "mv g d/h && chmod 600 d/h && mv d e && echo x > e/new && rm e/h e/new && rmdir e"};
   CommandResult r = runCommand(argv, Deadline::in(seconds(20)));
   ASSERT_EQ(r.exitCode, 0) << r.describe(argv);
   // A server-side barrier: once it is on the view, any echo of the earlier
