@@ -59,10 +59,14 @@ struct SmbNotify::Worker {
   SMBCFILE* dir = nullptr;
   NotifyTranslator translator{0};
 
-  ~Worker() {
+  // In the thread that made the context: libsmbclient contexts belong to one
+  // thread.
+  void close() {
     if (ctx == nullptr) return;
     if (dir != nullptr) smbc_getFunctionClosedir(ctx)(ctx, dir);
     smbc_free_context(ctx, 1);
+    ctx = nullptr;
+    dir = nullptr;
   }
 
   // Runs in the thread: connect, open and watch. `ready` is answered once the
@@ -71,11 +75,9 @@ struct SmbNotify::Worker {
   void run(std::promise<Status>* ready) {
     ready_ = ready;
     Status opened = open();
-    if (!opened.ok()) {
-      answer(std::move(opened));
-      return;
-    }
-    watch();
+    if (opened.ok()) watch();
+    close();
+    if (!opened.ok()) answer(std::move(opened));
   }
 
   void answer(Status status) {
@@ -113,12 +115,7 @@ struct SmbNotify::Worker {
     if (!credentials.user.empty()) smbc_setUser(ctx, credentials.user.c_str());
     if (!credentials.domain.empty()) smbc_setWorkgroup(ctx, credentials.domain.c_str());
     if (location.port != 0) smbc_setPort(ctx, static_cast<uint16_t>(location.port));
-    if (smbc_init_context(ctx) == nullptr) {
-      int e = errno;
-      smbc_free_context(ctx, 1);
-      ctx = nullptr;
-      return Error::fromErrno(e, "smbc_init_context");
-    }
+    if (smbc_init_context(ctx) == nullptr) return lastError("smbc_init_context");
     errno = 0;
     dir = smbc_getFunctionOpendir(ctx)(ctx, url.c_str());
     if (dir == nullptr) {
