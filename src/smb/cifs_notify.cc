@@ -185,6 +185,8 @@ void cifsLoop(std::shared_ptr<CifsNotify::State> s) {
       events.push_back(overflowEvent());  // the server's buffer overflowed
     } else {
       translator.translate(info->records, &events);
+      // The next answer may be long in coming: a rename's old name does not wait.
+      translator.flush(&events);
       std::erase_if(events, [&](const Event& e) { return (e.mask & s->mask) == 0; });
     }
     s->queue.push(std::move(events));

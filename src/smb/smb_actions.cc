@@ -100,12 +100,37 @@ bool splitNotifyName(std::string_view name, std::string* dir, std::string* leaf)
   return true;
 }
 
+uint32_t NotifyTranslator::cookie() {
+  uint32_t c = nextCookie_++;
+  if (nextCookie_ == 0) nextCookie_ = 1;  // 0 means "no pair"
+  return c;
+}
+
+void NotifyTranslator::flush(std::vector<Event>* out) {
+  if (!hasPending_) return;
+  hasPending_ = false;
+  pending_.mask = IN_DELETE;
+  out->push_back(std::move(pending_));
+}
+
 size_t NotifyTranslator::translate(const std::vector<NotifyRecord>& records, std::vector<Event>* out) {
   size_t dropped = 0;
   for (size_t i = 0; i < records.size(); ++i) {
     const NotifyRecord& r = records[i];
     Event e;
-    if (!splitNotifyName(r.name, &e.dir, &e.name)) {
+    bool valid = splitNotifyName(r.name, &e.dir, &e.name);
+    if (hasPending_) {
+      if (valid && r.action == kFileActionRenamedNewName) {  // the second half of a split pair
+        pending_.cookie = e.cookie = cookie();
+        e.mask = IN_MOVED_TO;
+        hasPending_ = false;
+        out->push_back(std::move(pending_));
+        out->push_back(std::move(e));
+        continue;
+      }
+      flush(out);
+    }
+    if (!valid) {
       ++dropped;
       continue;
     }
@@ -115,11 +140,15 @@ size_t NotifyTranslator::translate(const std::vector<NotifyRecord>& records, std
       continue;
     }
     if (r.action == kFileActionRenamedOldName) {
-      const bool paired = i + 1 < records.size() && records[i + 1].action == kFileActionRenamedNewName;
+      if (i + 1 == records.size()) {
+        hasPending_ = true;
+        pending_ = std::move(e);
+        continue;
+      }
       Event to;
-      if (paired && splitNotifyName(records[i + 1].name, &to.dir, &to.name)) {
-        e.cookie = to.cookie = nextCookie_++;
-        if (nextCookie_ == 0) nextCookie_ = 1;  // 0 means "no pair"
+      if (records[i + 1].action == kFileActionRenamedNewName &&
+          splitNotifyName(records[i + 1].name, &to.dir, &to.name)) {
+        e.cookie = to.cookie = cookie();
         to.mask = IN_MOVED_TO;
         out->push_back(std::move(e));
         out->push_back(std::move(to));

@@ -12,10 +12,12 @@
 //   decides: if it contains a data bit (size, last write, stream size/write)
 //   MODIFIED is IN_MODIFY; if it holds only attribute, security, EA or creation
 //   time bits it is IN_ATTRIB; only last access, IN_ACCESS.
-// - A rename is two records, OLD_NAME then NEW_NAME, adjacent in one response.
-//   They become MOVED_FROM/MOVED_TO with one fresh cookie. An OLD_NAME without
-//   its NEW_NAME (the new name is outside the watch, or the pair was split by a
-//   full buffer) becomes IN_DELETE, and a lone NEW_NAME IN_CREATE, because a
+// - A rename is two records, OLD_NAME then NEW_NAME, adjacent. They become
+//   MOVED_FROM/MOVED_TO with one fresh cookie. Samba may end a response after
+//   the OLD_NAME and send the NEW_NAME first in the next one, so an OLD_NAME
+//   that ends a response is held (pending()) until the next response or
+//   flush(). An OLD_NAME without its NEW_NAME (the new name is outside the
+//   watch) becomes IN_DELETE, and a lone NEW_NAME IN_CREATE, because a
 //   MOVED_FROM whose MOVED_TO never comes is what inotify users wait on forever.
 // - Records do not say whether the entry is a directory, and asking the server
 //   would take a round trip per record on the connection that waits for the
@@ -86,13 +88,21 @@ Event overflowEvent();
 class NotifyTranslator {
  public:
   explicit NotifyTranslator(uint32_t completionFilter) : filter_(completionFilter) {}
-  // Appends one Event per record (one per rename pair) to `out`; returns how
-  // many records were dropped (unknown action, path leaving the watch).
+  // Appends one Event per record (two per rename pair) to `out`, except an
+  // OLD_NAME that ends the response, which is held; returns how many records
+  // were dropped (unknown action, path leaving the watch).
   size_t translate(const std::vector<NotifyRecord>& records, std::vector<Event>* out);
+  // An OLD_NAME is held, waiting for the next response.
+  bool pending() const { return hasPending_; }
+  // Gives up waiting: the held OLD_NAME becomes IN_DELETE.
+  void flush(std::vector<Event>* out);
 
  private:
+  uint32_t cookie();
   uint32_t filter_;
   uint32_t nextCookie_ = 1;
+  bool hasPending_ = false;
+  Event pending_;
 };
 
 }  // namespace rnotify

@@ -129,20 +129,31 @@ struct SmbNotify::Worker {
   static int onChanges(const smbc_notify_callback_action* actions, size_t count, void* data) {
     auto* self = static_cast<Worker*>(data);
     self->answer({});
+    std::vector<Event> events;
     if (count > 0) {
       std::vector<NotifyRecord> records;
       records.reserve(count);
       for (size_t i = 0; i < count; ++i) {
         records.push_back(NotifyRecord{actions[i].action, actions[i].filename ? actions[i].filename : ""});
       }
-      std::vector<Event> events;
       size_t dropped = self->translator.translate(records, &events);
       if (dropped > 0) log::debug("SMB notify {}: {} record(s) dropped", self->url, dropped);
-      std::erase_if(events, [self](const Event& e) { return (e.mask & self->mask) == 0; });
-      self->queue.push(std::move(events));
+      self->pendingTicks = 0;
+    } else if (self->translator.pending() && ++self->pendingTicks >= 2) {
+      // A rename's old name ended the last response and no new name followed
+      // for a whole tick: it left the watch.
+      self->translator.flush(&events);
     }
+    self->deliver(std::move(events));
     return self->stopping.load() ? 1 : 0;
   }
+
+  void deliver(std::vector<Event> events) {
+    std::erase_if(events, [this](const Event& e) { return (e.mask & mask) == 0; });
+    queue.push(std::move(events));
+  }
+
+  int pendingTicks = 0;
 
   void watch() {
     translator = NotifyTranslator(filter);
@@ -159,6 +170,9 @@ struct SmbNotify::Worker {
       if (e == 0) {
         // STATUS_NOTIFY_ENUM_DIR: the server dropped changes.
         log::debug("SMB notify {}: the server's change buffer overflowed", url);
+        std::vector<Event> events;
+        translator.flush(&events);
+        deliver(std::move(events));
         queue.push({overflowEvent()});
         auto now = std::chrono::steady_clock::now();
         if (now - windowStart > std::chrono::seconds(1)) {

@@ -89,6 +89,7 @@ void check(const std::vector<NotifyRecord>& records) {
   NotifyTranslator translator(0xFFF);
   std::vector<Event> events;
   translator.translate(records, &events);
+  translator.flush(&events);
   for (const Event& e : events) {
     for (const std::string* part : {&e.dir, &e.name}) {
       std::string s = "/" + *part + "/";

@@ -9,10 +9,12 @@ namespace {
 
 constexpr uint32_t kAllFilters = 0xfff;
 
+// One response, then nothing more: a held old name is given up.
 std::vector<Event> translate(const std::vector<NotifyRecord>& records, uint32_t filter = kAllFilters) {
   NotifyTranslator t(filter);
   std::vector<Event> out;
   t.translate(records, &out);
+  t.flush(&out);
   return out;
 }
 
@@ -68,6 +70,45 @@ TEST(SmbActions, CookiesStayDistinctAcrossResponses) {
   t.translate({{kFileActionRenamedOldName, "b"}, {kFileActionRenamedNewName, "c"}}, &out);
   ASSERT_EQ(out.size(), 4u);
   EXPECT_NE(out[0].cookie, out[2].cookie);
+}
+
+TEST(SmbActions, RenamePairSplitAcrossResponses) {
+  // Samba may end a response after the old name and send the new name first
+  // in the next one.
+  NotifyTranslator t(kAllFilters);
+  std::vector<Event> out;
+  t.translate({{kFileActionAdded, "x"}, {kFileActionRenamedOldName, "old"}}, &out);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_TRUE(t.pending());
+  t.translate({{kFileActionRenamedNewName, "new"}, {kFileActionRemoved, "new"}}, &out);
+  EXPECT_FALSE(t.pending());
+  ASSERT_EQ(out.size(), 4u) << out.size();
+  EXPECT_EQ(out[1].mask, static_cast<uint32_t>(IN_MOVED_FROM));
+  EXPECT_EQ(out[1].name, "old");
+  EXPECT_EQ(out[2].mask, static_cast<uint32_t>(IN_MOVED_TO));
+  EXPECT_EQ(out[2].name, "new");
+  EXPECT_NE(out[1].cookie, 0u);
+  EXPECT_EQ(out[1].cookie, out[2].cookie);
+  EXPECT_EQ(out[3].mask, static_cast<uint32_t>(IN_DELETE));
+}
+
+TEST(SmbActions, HeldOldNameWithoutItsNewNameIsADelete) {
+  NotifyTranslator t(kAllFilters);
+  std::vector<Event> out;
+  t.translate({{kFileActionRenamedOldName, "old"}}, &out);
+  EXPECT_TRUE(out.empty());
+  t.translate({{kFileActionAdded, "other"}}, &out);  // the next response is not its new name
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].mask, static_cast<uint32_t>(IN_DELETE));
+  EXPECT_EQ(out[0].name, "old");
+  EXPECT_EQ(out[0].cookie, 0u);
+  EXPECT_EQ(out[1].mask, static_cast<uint32_t>(IN_CREATE));
+
+  t.translate({{kFileActionRenamedOldName, "again"}}, &out);
+  t.flush(&out);  // no response came for a while
+  ASSERT_EQ(out.size(), 3u);
+  EXPECT_EQ(out[2].mask, static_cast<uint32_t>(IN_DELETE));
+  EXPECT_FALSE(t.pending());
 }
 
 TEST(SmbActions, UnpairedRenameHalvesBecomeDeleteAndCreate) {
