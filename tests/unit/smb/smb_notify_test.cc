@@ -96,7 +96,14 @@ class SmbNotifyTest : public ::testing::Test {
     EXPECT_TRUE(w.ok()) << w.error().message << "\n" << samba_->transcript();
     return w.ok() ? std::move(*w) : nullptr;
   }
+  // A local file for smbclient to put.
+  std::string payload() {
+    std::string path = local_ / "payload";
+    testbed::writeFile(path, "hello over SMB");
+    return path;
+  }
   std::unique_ptr<Samba> samba_;
+  testbed::TempDir local_{"rnotify-smb-src-"};
 };
 
 TEST_F(SmbNotifyTest, ChangesOnTheServerReachTheWatch) {
@@ -123,9 +130,7 @@ TEST_F(SmbNotifyTest, ChangesThroughASecondSmbClientReachTheWatch) {
   auto w = watch();
   ASSERT_TRUE(w);
   Collector c(*w);
-  testbed::TempDir local("rnotify-smb-src-");
-  testbed::writeFile(local / "payload", "hello over SMB");
-  samba_->smbclient("put " + (local / "payload") + " a.txt; rename a.txt b.txt; mkdir folder; rm b.txt");
+  samba_->smbclient("put " + payload() + " a.txt; rename a.txt b.txt; mkdir folder; rm b.txt");
   ASSERT_TRUE(arrives(c, {{IN_CREATE, "", "a.txt"},
                           {IN_MOVED_FROM, "", "a.txt"},
                           {IN_MOVED_TO, "", "b.txt"},
@@ -146,9 +151,7 @@ TEST_F(SmbNotifyTest, RecursiveWatchSeesSubdirectories) {
   auto w = watch(kDefaultMask, true);
   ASSERT_TRUE(w);
   Collector c(*w);
-  testbed::TempDir local("rnotify-smb-src-");
-  testbed::writeFile(local / "payload", "x");
-  samba_->smbclient("put " + (local / "payload") + " sub/deeper/x.txt; mkdir sub/newdir");
+  samba_->smbclient("put " + payload() + " sub/deeper/x.txt; mkdir sub/newdir");
   ASSERT_TRUE(arrives(c, {{IN_CREATE, "sub/deeper", "x.txt"}, {IN_CREATE, "sub", "newdir"}}));
 }
 
@@ -157,9 +160,7 @@ TEST_F(SmbNotifyTest, NonRecursiveWatchIgnoresSubdirectories) {
   auto w = watch(kDefaultMask, false);
   ASSERT_TRUE(w);
   Collector c(*w);
-  testbed::TempDir local("rnotify-smb-src-");
-  testbed::writeFile(local / "payload", "x");
-  samba_->smbclient("put " + (local / "payload") + " sub/inner.txt; put " + (local / "payload") + " marker");
+  samba_->smbclient("put " + payload() + " sub/inner.txt; put " + payload() + " marker");
   ASSERT_TRUE(arrives(c, {{IN_CREATE, "", "marker"}}));
   for (const auto& e : c.events()) EXPECT_EQ(e.dir, "") << describe(c.events());
   EXPECT_EQ(find(c.events(), IN_CREATE, "sub", "inner.txt"), nullptr);
