@@ -81,6 +81,23 @@ void InodeTable::addLookup(fuse_ino_t ino) {
   getLocked(ino).nlookup++;
 }
 
+std::optional<fuse_ino_t> InodeTable::lookupKnown(fuse_ino_t parent, const std::string& name, struct stat* st,
+                                                  uint64_t* generation) {
+  std::lock_guard lock(mutex_);
+  auto it = names_.find({&getLocked(parent), name});
+  if (it == names_.end()) return std::nullopt;
+  Inode& inode = *it->second;
+  if (!inode.fd.valid() || ::fstatat(inode.fd.get(), "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
+    *st = {};
+    st->st_ino = inode.srcIno;
+    st->st_mode = inode.type | (inode.type == S_IFDIR ? 0755 : 0644);
+    st->st_nlink = 1;
+  }
+  inode.nlookup++;
+  *generation = inode.generation;
+  return idOf(inode);
+}
+
 fuse_ino_t InodeTable::ghost(fuse_ino_t parent, const std::string& name, mode_t type, struct stat* st,
                              uint64_t* generation) {
   std::lock_guard lock(mutex_);

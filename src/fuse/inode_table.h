@@ -57,6 +57,12 @@ class InodeTable {
                       uint64_t* generation);
   // A lookup of an inode the kernel already has (link()).
   void addLookup(fuse_ino_t ino);
+  // One more kernel lookup of the inode last looked up as `name` in `parent`,
+  // whether or not SOURCE still has it: a reflected rename or delete must act
+  // on the inode that watchers have marked. *st receives its attributes (made
+  // up from its type when SOURCE no longer has it). nullopt if none is known.
+  std::optional<fuse_ino_t> lookupKnown(fuse_ino_t parent, const std::string& name, struct stat* st,
+                                        uint64_t* generation);
   // A ghost of type `type`; *st receives attributes to hand to the kernel.
   fuse_ino_t ghost(fuse_ino_t parent, const std::string& name, mode_t type, struct stat* st, uint64_t* generation);
   void forget(fuse_ino_t ino, uint64_t n);

@@ -13,10 +13,11 @@
 
 namespace rnotify::fuse {
 
-int statOf(View& view, fuse_ino_t ino, struct stat* st) {
+int statOf(View& view, fuse_ino_t ino, struct stat* st, bool own) {
   Inode& inode = view.table->get(ino);
   int fd = view.table->fdOf(ino);
-  if (fd < 0) {
+  // An own request replays history: SOURCE may have lost the file since.
+  if (fd < 0 || (::fstatat(fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0 && own)) {
     *st = {};
     st->st_ino = inode.srcIno;
     st->st_mode = inode.type | (inode.type == S_IFDIR ? 0755 : 0644);
@@ -65,9 +66,13 @@ int ownEntry(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t type, f
 
 void opLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   View& view = viewOf(req);
-  ReflectionGate::Expect expect = ReflectionGate::Expect::kNone;
+  // What the reflector announced for this name (own requests act on it;
+  // others must not leave a negative entry in its way).
   mode_t type = 0;
-  if (isOwn(req)) expect = view.gate->expected(view.table->pathOf(parent), name, &type);
+  ReflectionGate::Expect expect = ReflectionGate::Expect::kNone;
+  if (view.gate->active()) expect = view.gate->expected(view.table->pathOf(parent), name, &type);
+  const bool own = isOwn(req);
+  if (!own && expect != ReflectionGate::Expect::kNone) expect = ReflectionGate::Expect::kUncached;
   if (expect == ReflectionGate::Expect::kAbsent) {
     fuse_entry_param e{};  // negative, not cached
     fuse_reply_entry(req, &e);
@@ -75,10 +80,23 @@ void opLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   }
   fuse_entry_param e;
   int err = lookupSource(view, parent, name, &e);
-  if (err == ENOENT && expect == ReflectionGate::Expect::kGhost) return replyGhost(req, view, parent, name, type);
+  if (err == ENOENT && own) {
+    // Replaying history that SOURCE has already moved past: the inode the
+    // kernel already had under this name (so that a rename or delete acts on
+    // what watchers have marked), else a ghost where one was announced.
+    e = {};
+    if (auto known = view.table->lookupKnown(parent, name, &e.attr, &e.generation)) {
+      e.ino = *known;
+      fuse_reply_entry(req, &e);
+      return;
+    }
+    if (expect == ReflectionGate::Expect::kGhost) return replyGhost(req, view, parent, name, type);
+  }
   if (err == ENOENT) {
     e = {};
-    e.entry_timeout = view.timeout;  // negative entry; a remote create invalidates it
+    // A negative entry; a remote create invalidates it. Not while the
+    // reflector is about to walk to this name: it would find the negative.
+    e.entry_timeout = expect == ReflectionGate::Expect::kUncached ? 0 : view.timeout;
     fuse_reply_entry(req, &e);
     return;
   }
@@ -102,7 +120,7 @@ void opForgetMulti(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
 void opGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* /*fi*/) {
   View& view = viewOf(req);
   struct stat st;
-  if (int err = statOf(view, ino, &st); err != 0) {
+  if (int err = statOf(view, ino, &st, isOwn(req)); err != 0) {
     fuse_reply_err(req, err);
     return;
   }

@@ -18,7 +18,8 @@ inline bool isOwn(fuse_req_t req) { return viewOf(req).gate->isOwn(fuse_req_ctx(
 // A path that reopens an O_PATH fd with real access (open, chmod, xattrs).
 inline std::string procPath(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
 
-// Attributes of `ino` (a ghost gets made-up ones); 0 or an errno.
-int statOf(View& view, fuse_ino_t ino, struct stat* st);
+// Attributes of `ino` (a ghost gets made-up ones, and so does an inode that
+// SOURCE no longer has when `own`); 0 or an errno.
+int statOf(View& view, fuse_ino_t ino, struct stat* st, bool own);
 
 }  // namespace rnotify::fuse

@@ -26,7 +26,7 @@ namespace rnotify::fuse {
 
 class ReflectionGate {
  public:
-  enum class Expect { kNone, kAbsent, kGhost };
+  enum class Expect { kNone, kAbsent, kGhost, kUncached };
 
   void setReflector(pid_t tid) { reflector_ = tid; }
   bool isOwn(pid_t pid) const { return pid != 0 && pid == reflector_.load(); }
@@ -35,8 +35,11 @@ class ReflectionGate {
   // SOURCE) are to be answered, until clear().
   void expect(const std::string& dir, const std::string& name, Expect what, mode_t type = 0);
   void clear();
+  // Whether anything is announced (cheap: lookups skip the rest when not).
+  bool active() const { return active_.load(std::memory_order_acquire); }
   // kNone when nothing was announced for this entry; *type receives the
-  // ghost's S_IFMT bits.
+  // ghost's S_IFMT bits. The directories on the way to an announced entry
+  // are kGhost directories.
   Expect expected(const std::string& dir, const std::string& name, mode_t* type) const;
 
  private:
@@ -46,6 +49,7 @@ class ReflectionGate {
     mode_t type;
   };
   std::atomic<pid_t> reflector_{0};
+  std::atomic<bool> active_{false};
   mutable std::mutex mutex_;
   std::vector<Entry> entries_;
 };

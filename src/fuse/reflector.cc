@@ -196,6 +196,38 @@ void Reflector::invalidateEntry(const std::string& rel, const std::string& name)
   fuse_lowlevel_notify_inval_inode(session_, *parent, 0, 0);
 }
 
+int Reflector::retryPastNegative(const std::string& rel, const std::string& name, const std::function<int()>& call) {
+  // The kernel usually holds the name positive (our lookups keep it), and the
+  // call goes straight through. If a lookup by someone else left a negative
+  // entry after SOURCE had moved on (or the kernel dropped the inode), ENOENT
+  // comes from the kernel's cache: drop the entry and try once more.
+  int r = call();
+  if (r != 0 && errno == ENOENT) {
+    invalidateName(rel, name);
+    r = call();
+  }
+  return r;
+}
+
+void Reflector::invalidateName(const std::string& rel, const std::string& name) {
+  // Harmless for a positive entry: the own lookup that follows returns the
+  // same inode (InodeTable::lookupKnown), so watchers' marks stay valid.
+  if (auto parent = table_.resolve(rel)) fuse_lowlevel_notify_inval_entry(session_, *parent, name.c_str(), name.size());
+}
+
+Reflector::GhostScope::GhostScope(Reflector& reflector, const std::string& rel, const std::string& name)
+    : reflector_(reflector) {
+  // A change to a file that the server has already removed again: the
+  // kernel must still find something to open or touch.
+  reflector_.gate_.expect(rel, name, ReflectionGate::Expect::kGhost, S_IFREG);
+  // Only a negative entry is in the way; dropping a positive one would cost
+  // every reflected write a lookup on SOURCE.
+  auto parent = reflector_.table_.resolve(rel);
+  if (parent && !reflector_.table_.child(*parent, name)) reflector_.invalidateName(rel, name);
+}
+
+Reflector::GhostScope::~GhostScope() { reflector_.gate_.clear(); }
+
 void Reflector::invalidateInode(const std::string& rel, const std::string& name) {
   auto parent = table_.resolve(rel);
   if (!parent) return;
@@ -208,9 +240,9 @@ void Reflector::reflectCreate(const std::string& rel, const std::string& name, b
   mode_t type = isDir ? S_IFDIR : known ? (st.st_mode & S_IFMT) : S_IFREG;
   // The kernel may still hold a negative (or stale) entry: without this the
   // reflected mknod fails with EEXIST or is never sent.
-  invalidateEntry(rel, name);
   std::string path = viewPath(rel, name);
   gate_.expect(rel, name, ReflectionGate::Expect::kAbsent);
+  invalidateEntry(rel, name);
   int r;
   if (type == S_IFDIR) {
     r = ::mkdir(path.c_str(), 0755);
@@ -230,7 +262,7 @@ void Reflector::reflectDelete(const std::string& rel, const std::string& name, b
   forgetClosedEarly(rel, name);
   std::string path = viewPath(rel, name);
   gate_.expect(rel, name, ReflectionGate::Expect::kGhost, isDir ? S_IFDIR : S_IFREG);
-  int r = ::unlinkat(AT_FDCWD, path.c_str(), isDir ? AT_REMOVEDIR : 0);
+  int r = retryPastNegative(rel, name, [&] { return ::unlinkat(AT_FDCWD, path.c_str(), isDir ? AT_REMOVEDIR : 0); });
   gate_.clear();
   count(r, "delete", path);
   invalidateEntry(rel, name);
@@ -242,10 +274,10 @@ void Reflector::reflectRename(const std::string& fromRel, const std::string& fro
   forgetClosedEarly(toRel, toName);
   std::string from = viewPath(fromRel, fromName);
   std::string to = viewPath(toRel, toName);
-  invalidateEntry(toRel, toName);
   gate_.expect(fromRel, fromName, ReflectionGate::Expect::kGhost, isDir ? S_IFDIR : S_IFREG);
   gate_.expect(toRel, toName, ReflectionGate::Expect::kAbsent);
-  int r = ::renameat(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str());
+  invalidateEntry(toRel, toName);
+  int r = retryPastNegative(fromRel, fromName, [&] { return ::renameat(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str()); });
   gate_.clear();
   count(r, "rename", from + " -> " + to);
   if (auto parent = table_.resolve(fromRel)) fuse_lowlevel_notify_inval_inode(session_, *parent, 0, 0);
@@ -255,6 +287,7 @@ void Reflector::reflectRename(const std::string& fromRel, const std::string& fro
 void Reflector::reflectModify(const std::string& rel, const std::string& name) {
   invalidateInode(rel, name);
   std::string path = viewPath(rel, name);
+  GhostScope ghost(*this, rel, name);
   UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NONBLOCK));
   if (!fd) return count(-1, "open for modify", path);
   // A truncate to the current size is a write of nothing: the kernel reports
@@ -269,6 +302,7 @@ void Reflector::reflectModify(const std::string& rel, const std::string& name) {
 void Reflector::reflectCloseWrite(const std::string& rel, const std::string& name) {
   std::string path = viewPath(rel, name);
   if (closedEarly_.erase(rel + "/" + name) == 0) {
+    GhostScope ghost(*this, rel, name);
     int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NONBLOCK);
     count(fd < 0 ? -1 : 0, "close-write", path);
     if (fd >= 0) ::close(fd);
@@ -280,7 +314,12 @@ void Reflector::reflectAttrib(const std::string& rel, const std::string& name) {
   invalidateInode(rel, name);
   struct stat st;
   std::string path = viewPath(rel, name);
-  if (::lstat(sourcePath(rel, name).c_str(), &st) != 0) return count(-1, "attrib (source)", path);
+  if (::lstat(sourcePath(rel, name).c_str(), &st) != 0) {
+    st = {};  // gone since: replay on a ghost, with the current time
+    clock_gettime(CLOCK_REALTIME, &st.st_atim);
+    st.st_mtim = st.st_atim;
+  }
+  GhostScope ghost(*this, rel, name);
   // Setting both times is what the kernel reports as IN_ATTRIB (utimes).
   struct timespec times[2] = {st.st_atim, st.st_mtim};
   count(::utimensat(AT_FDCWD, path.c_str(), times, AT_SYMLINK_NOFOLLOW), "attrib", path);

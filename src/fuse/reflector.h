@@ -78,6 +78,22 @@ class Reflector {
 
   void invalidateEntry(const std::string& rel, const std::string& name);
   void invalidateInode(const std::string& rel, const std::string& name);
+  // Drops the kernel's entry for `name` (a negative one, typically, left by
+  // a lookup after SOURCE had moved on), so that the next walk asks our
+  // lookup again.
+  void invalidateName(const std::string& rel, const std::string& name);
+  // Runs a reflected call; on ENOENT drops the name's entry and runs it again.
+  int retryPastNegative(const std::string& rel, const std::string& name, const std::function<int()>& call);
+  // For the length of one reflected call on `name`: if SOURCE no longer has
+  // it, own lookups get the known inode or a ghost.
+  class GhostScope {
+   public:
+    GhostScope(Reflector& reflector, const std::string& rel, const std::string& name);
+    ~GhostScope();
+
+   private:
+    Reflector& reflector_;
+  };
   void reflectCreate(const std::string& rel, const std::string& name, bool isDir);
   void reflectDelete(const std::string& rel, const std::string& name, bool isDir);
   void reflectRename(const std::string& fromRel, const std::string& fromName, const std::string& toRel,

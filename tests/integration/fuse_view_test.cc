@@ -16,6 +16,7 @@
 #include <cstring>
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -169,6 +170,25 @@ TEST_P(FuseViewWriters, EveryRemoteChangeOnceOnTheView) {
 INSTANTIATE_TEST_SUITE_P(Writers, FuseViewWriters, ::testing::Values(Writer::kServer, Writer::kClientB),
                          [](const auto& info) { return info.param == Writer::kServer ? "OnServer" : "ThroughClientB"; });
 
+// Changes made by one quick script on the server: most of them are already
+// undone on SOURCE when their events are replayed, and the view must still
+// show the history the server's inotify saw. (Nothing happens inside the new
+// directory: a recursive watch on the server, the oracle's as the agent's,
+// races with it.)
+TEST_F(FuseView, QuickServerScriptReplayedAsTheServerSawIt) {
+  ASSERT_NO_FATAL_FAILURE(startView());
+  auto server = watch(bed_->exportDir());
+  auto view = watch(view_);
+  act(Writer::kServer,
+      "echo hello > f && echo more >> f && mv f g && chmod 600 g && mkdir d && mv d e && mv g e2 && rm e2 && "
+      "rmdir e && touch end");
+  ASSERT_TRUE(server->expectSequence({{"CREATE", "end"}}));
+  ASSERT_TRUE(view->expectSequence({{"CREATE", "end"}}));
+  HistoryComparison c = compareHistories(historyOf(server->events(), {"end"}), historyOf(view->events(), {"end"}));
+  EXPECT_TRUE(c.clean()) << c.describe() << "\n--- view:\n" << view->transcript() << "--- server:\n"
+                         << server->transcript() << "--- rnotify-fuse:\n" << fuse_->transcript();
+}
+
 // A change made through the view itself: the kernel reports it on the view;
 // its echo from the server is not replayed.
 TEST_F(FuseView, ChangeThroughTheViewReportedOnce) {
@@ -243,6 +263,63 @@ TEST_F(FuseView, BurstOfServerChangesEachOnce) {
     EXPECT_EQ(count(kind).second, static_cast<size_t>(kFiles)) << "an event came twice";
     std::cout << "[ info ] " << kFiles << " server-side " << kind << " reflected on the view in " << secs << " s ("
               << static_cast<int>(kFiles / secs) << "/s, including the shell's own time)\n";
+  }
+}
+
+// A fanotify watcher (directory mark in FID mode, as DESIGN.md found to work
+// on FUSE) on the view: "KIND[,KIND]|name" per event.
+constexpr const char* kFanotifyReader = R"PY(
+import ctypes, os, struct, sys
+libc = ctypes.CDLL(None, use_errno=True)
+FAN_CLASS_NOTIF=0; FAN_REPORT_DFID_NAME=0x00000c00
+FAN_CREATE=0x100; FAN_DELETE=0x200; FAN_MOVED_FROM=0x40; FAN_MOVED_TO=0x80; FAN_MODIFY=0x2; FAN_CLOSE_WRITE=0x8; FAN_ATTRIB=0x4
+FAN_ONDIR=0x40000000; FAN_EVENT_ON_CHILD=0x08000000; FAN_MARK_ADD=1
+libc.fanotify_mark.argtypes=[ctypes.c_int, ctypes.c_uint, ctypes.c_uint64, ctypes.c_int, ctypes.c_char_p]
+fd = libc.fanotify_init(FAN_CLASS_NOTIF | FAN_REPORT_DFID_NAME, os.O_RDONLY)
+if fd < 0: print("init failed", ctypes.get_errno(), flush=True); sys.exit(1)
+mask = FAN_CREATE|FAN_DELETE|FAN_MOVED_FROM|FAN_MOVED_TO|FAN_MODIFY|FAN_CLOSE_WRITE|FAN_ATTRIB|FAN_ONDIR|FAN_EVENT_ON_CHILD
+if libc.fanotify_mark(fd, FAN_MARK_ADD, mask, -100, sys.argv[1].encode()) != 0:
+    print("mark failed", ctypes.get_errno(), flush=True); sys.exit(1)
+print("ready", flush=True)
+names = {FAN_CREATE:"CREATE", FAN_DELETE:"DELETE", FAN_MOVED_FROM:"MOVED_FROM", FAN_MOVED_TO:"MOVED_TO", FAN_MODIFY:"MODIFY", FAN_CLOSE_WRITE:"CLOSE_WRITE", FAN_ATTRIB:"ATTRIB"}
+while True:
+    data = os.read(fd, 65536)
+    at = 0
+    while at < len(data):
+        event_len, vers, _, md_len, mask, efd, pid = struct.unpack_from("IBBHQii", data, at)
+        name = ""
+        info = at + md_len
+        while info < at + event_len:
+            itype, _, ilen = struct.unpack_from("BBH", data, info)
+            if itype == 2:  # DFID_NAME: fsid(8) + file_handle(bytes, type, handle) + name
+                hbytes, = struct.unpack_from("I", data, info + 4 + 8)
+                nstart = info + 4 + 8 + 8 + hbytes
+                name = data[nstart:info + ilen].split(b"\0")[0].decode()
+            info += ilen
+        kinds = [v for k, v in names.items() if mask & k]
+        print("%s|%s" % (",".join(kinds), name), flush=True)
+        at += event_len
+)PY";
+
+// fanotify users get the reflected changes too: they are the kernel's own
+// events on the view.
+TEST_F(FuseView, FanotifyWatcherSeesServerChanges) {
+  if (::access("/usr/bin/python3", X_OK) != 0) GTEST_SKIP() << "/usr/bin/python3 is not installed";
+  ASSERT_NO_FATAL_FAILURE(startView());
+  ProcessOptions o;
+  o.argv = {"/usr/bin/python3", "-c", kFanotifyReader, view_};
+  Process reader(o);
+  ASSERT_TRUE(reader.waitForLine(Stream::kStdout, [](const std::string& l) { return l == "ready"; },
+                                 Deadline::in(seconds(20))))
+      << reader.transcript();
+  act(Writer::kServer, "echo x > f && mv f g && rm g && touch end");
+  ASSERT_TRUE(reader.waitForLine(Stream::kStdout, [](const std::string& l) { return l.find("|end") != std::string::npos; },
+                                 Deadline::in(seconds(10))))
+      << reader.transcript();
+  std::map<std::string, int> seen;
+  for (const std::string& line : reader.lines(Stream::kStdout)) seen[line]++;
+  for (const char* expected : {"CREATE|f", "MOVED_FROM|f", "MOVED_TO|g", "DELETE|g"}) {
+    EXPECT_EQ(seen[expected], 1) << expected << "\n" << reader.transcript();
   }
 }
 
