@@ -198,6 +198,8 @@ std::string FileChange::describe() const {
       return "rename " + path + " -> " + to;
     case Type::kDelete:
       return "delete " + path;
+    case Type::kMakeDir:
+      return "mkdir " + path;
   }
   return "?";
 }
@@ -240,6 +242,27 @@ RealProgram::RealProgram(RealProgramKind kind, std::string dir, RealProgramOptio
   if (kind_ == RealProgramKind::kNodeFsWatch)
     o.argv.push_back(options_.recursive && options_.nodeRecursive ? "1" : "0");
   process_ = std::make_unique<Process>(std::move(o));
+}
+
+bool RealProgram::recursive() const {
+  switch (kind_) {
+    case RealProgramKind::kInotifywait:
+    case RealProgramKind::kWatchdog:
+      return options_.recursive;
+    case RealProgramKind::kGioMonitor:
+      return false;
+    case RealProgramKind::kNodeFsWatch: {
+      if (!options_.recursive || !options_.nodeRecursive) return false;
+      // Its ready line says whether this Node has the recursive mode.
+      for (const std::string& line : process_->lines(Stream::kStdout)) {
+        if (line.rfind("ready", 0) == 0) return line == "ready recursive";
+      }
+      return false;
+    }
+    case RealProgramKind::kGoInotify:
+      return true;
+  }
+  return false;
 }
 
 std::optional<ProgramEvent> RealProgram::parse(const std::string& line) const {
@@ -337,6 +360,8 @@ ExpectedReports RealProgram::expectedFor(const FileChange& change) const {
           return {{"MOVED_FROM|" + f, "MOVED_TO|" + g}, {}};
         case Type::kDelete:
           return {{"DELETE|" + f}, {}};
+        case Type::kMakeDir:
+          return {{"CREATE,ISDIR|" + f}, {}};
       }
       break;
     case RealProgramKind::kGioMonitor:
@@ -349,6 +374,8 @@ ExpectedReports RealProgram::expectedFor(const FileChange& change) const {
           return {{"renamed|" + f + "|" + g}, {}};
         case Type::kDelete:
           return {{"deleted|" + f}, {}};
+        case Type::kMakeDir:
+          return {{"created|" + f}, {}};
       }
       break;
     case RealProgramKind::kWatchdog:
@@ -361,6 +388,8 @@ ExpectedReports RealProgram::expectedFor(const FileChange& change) const {
           return {{"moved|" + f + "|" + g}, {}};
         case Type::kDelete:
           return {{"deleted|" + f}, {}};
+        case Type::kMakeDir:
+          return {{"created,dir|" + f}, {}};
       }
       break;
     case RealProgramKind::kNodeFsWatch:
@@ -373,6 +402,8 @@ ExpectedReports RealProgram::expectedFor(const FileChange& change) const {
         case Type::kRename:
           return {{"rename|" + f, "rename|" + g}, {}};
         case Type::kDelete:
+          return {{"rename|" + f}, {}};
+        case Type::kMakeDir:
           return {{"rename|" + f}, {}};
       }
       break;

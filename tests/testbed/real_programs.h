@@ -71,10 +71,11 @@ struct ProgramEvent {
   std::string key() const;
 };
 
-// A change to a regular file, made by the test; `path` and `to` are
-// relative to the watched directory.
+// A change made by the test: to a regular file, or a new directory (which a
+// recursive program must then watch too); `path` and `to` are relative to the
+// watched directory.
 struct FileChange {
-  enum class Type { kCreate, kModify, kRename, kDelete };
+  enum class Type { kCreate, kModify, kRename, kDelete, kMakeDir };
   Type type;
   std::string path;
   std::string to;  // kRename
@@ -109,6 +110,9 @@ class RealProgram {
   RealProgram& operator=(const RealProgram&) = delete;
 
   RealProgramKind kind() const { return kind_; }
+  // Whether it watches the directories below its directory, new ones
+  // included (the Go program always does, gio never).
+  bool recursive() const;
   const char* name() const { return realProgramName(kind_); }
   const std::string& dir() const { return dir_; }
 
