@@ -6,13 +6,14 @@
 //             default) through the mount and through the view; page cache
 //             of the file dropped before each read (posix_fadvise)
 //   meta      create, stat, readdir and unlink of 10,000 files through each
-//   burst     files created on the server as fast as one thread can, create
-//             events counted on the view (reflected events per second),
-//             beside raw inotify on the server directory and the C API
 //   latency   one mknodat on the server -> the create event read from plain
 //             inotify on the view (a program on the view), beside raw
-//             inotify on the server directory (the floor) and the C API on
-//             the mount (bench_latency's ssh lane), lanes in rotated blocks
+//             inotify on a server-side directory (the floor); lanes take
+//             turns in blocks, each lane made quiet before its block, files
+//             removed only at the end
+//   burst     files created on the server as fast as one thread can, create
+//             events counted on the view (reflected events per second),
+//             beside the floor
 //
 // The scene is bench_latency's (bench/bench_scene.h): an export below --dir,
 // sshd on 127.0.0.1, an sshfs mount with default options; rnotify-fuse -f
@@ -36,6 +37,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "bench_scene.h"
@@ -43,6 +45,7 @@
 #include "deadline.h"
 #include "inotify_source.h"
 #include "latency_runner.h"
+#include "latency_stats.h"
 #include "mount_table.h"
 #include "process.h"
 #include "temp_dir.h"
@@ -67,11 +70,13 @@ double median(std::vector<double> v) {
 // SIGTERM unmounts it.
 class View {
  public:
-  View(const std::string& binary, const std::string& source, const std::string& mountPoint, const std::string& agent)
+  View(const std::string& binary, const std::string& source, const std::string& mountPoint, const std::string& agent,
+       bool debugLog)
       : path_(mountPoint) {
     testbed::ProcessOptions o;
     o.argv = {binary, "-f", source, mountPoint};
     o.env = {{"RNOTIFY_AGENT", agent}};
+    if (debugLog) o.env["RNOTIFY_LOG_LEVEL"] = "debug";
     process_ = std::make_unique<testbed::Process>(std::move(o));
     bool up = testbed::waitUntil(testbed::Deadline::in(std::chrono::seconds(30)),
                                  [&] { return testbed::findMount(path_) || !process_->running(); });
@@ -181,6 +186,77 @@ MetaTimes metadataRound(const std::string& dir, size_t files, size_t readdirPass
   return t;
 }
 
+// --- latency -------------------------------------------------------------------
+
+// One lane of the latency part: a file created on the server with one
+// mknodat, timed until the lane reads its create event. Unlike
+// LatencyRunner, files are removed only at the end, and a lane is first made
+// quiet (settle) before each of its blocks: the view reflects removals too,
+// one at a time, and those would queue ahead of the timed creates.
+struct TimedLane {
+  explicit TimedLane(EventSource& s) : source(s) {
+    dir = ::open(source.changeDir().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir < 0) fail("open " + source.changeDir());
+  }
+  ~TimedLane() {
+    if (dir >= 0) ::close(dir);
+  }
+  TimedLane(const TimedLane&) = delete;
+  TimedLane(TimedLane&& other) noexcept
+      : source(other.source),
+        dir(std::exchange(other.dir, -1)),
+        samples(std::move(other.samples)),
+        lost(other.lost),
+        next(other.next),
+        created(std::move(other.created)) {}
+
+  // Creates one file; waits for its event. The sample is kept when the
+  // prefix is "t".
+  void timeOne(int timeoutMs, const char* prefix) {
+    std::string name = prefix + std::to_string(next++);
+    auto start = Clock::now();
+    if (::mknodat(dir, name.c_str(), S_IFREG | 0644, 0) != 0) fail("create " + source.changeDir() + "/" + name);
+    created.push_back(name);
+    for (;;) {
+      auto got = source.nextCreate(timeoutMs);
+      if (!got) {
+        ++lost;
+        return;
+      }
+      if (*got == name) break;
+    }
+    if (std::string(prefix) == "t") {
+      samples.push_back(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count());
+    }
+  }
+
+  // Creates a marker and reads until its event came: everything before it
+  // has been delivered. Returns the seconds it took.
+  double settle() {
+    auto start = Clock::now();
+    std::string name = "quiet" + std::to_string(next++);
+    if (::mknodat(dir, name.c_str(), S_IFREG | 0644, 0) != 0) fail("create " + source.changeDir() + "/" + name);
+    created.push_back(name);
+    while (secondsSince(start) < 300) {
+      auto got = source.nextCreate(1000);
+      if (got && *got == name) break;
+    }
+    return secondsSince(start);
+  }
+
+  void removeCreated() {
+    for (const std::string& name : created) ::unlinkat(dir, name.c_str(), 0);
+    created.clear();
+  }
+
+  EventSource& source;
+  int dir = -1;
+  std::vector<int64_t> samples;
+  size_t lost = 0;
+  uint64_t next = 0;
+  std::vector<std::string> created;
+};
+
 // --- the run ----------------------------------------------------------------
 
 struct Options {
@@ -191,6 +267,9 @@ struct Options {
   size_t readdirPasses = 5;
   size_t rounds = 3;
   size_t burst = 10000;
+  int burstIdleMs = 10000;
+  bool sshLane = false;
+  std::string viewLog;
   RunnerOptions runner;
   std::string baseDir = "/dev/shm";
 #ifdef RNOTIFYD_PATH
@@ -242,7 +321,7 @@ int run(const Options& o) {
   while (mount.size() > 1 && mount.back() == '/') mount.pop_back();
   testbed::TempDir viewRoot("rnotify-bench-view-", o.baseDir);
   std::string viewPoint = viewRoot.mkdir("view");
-  View view(o.fuse, mount, viewPoint, scene.agentCommand());
+  View view(o.fuse, mount, viewPoint, scene.agentCommand(), !o.viewLog.empty());
 
   std::printf("# bench_fuse_view\n\nexport %s (%s), sshfs mount %s (default options), view %s\n",
               scene.exportDir().c_str(), onTmpfs(o.baseDir) ? "tmpfs, one per lane" : "not tmpfs", mount.c_str(),
@@ -309,27 +388,62 @@ int run(const Options& o) {
   }
 
   if (o.parts.count("burst") || o.parts.count("latency")) {
-    LatencyRunner runner(o.runner);
-    runner.add(std::make_unique<InotifySource>(scene.exportDir() + "/inotify"));
-    runner.add(std::make_unique<ViewSource>("view", view / "view", scene.exportDir() + "/view"));
-    runner.add(std::make_unique<CApiSource>("ssh", scene.mountPath("ssh"), scene.exportDir() + "/ssh"));
+    // The floor watches a directory outside the export, so that the view
+    // does not reflect its files: rnotify-fuse subscribes to all of SOURCE
+    // and reflects one change at a time, so another directory's traffic
+    // would queue ahead of the view lane's (--ssh-lane shows that effect).
+    testbed::TempDir floorDir("rnotify-bench-floor-", o.baseDir);
+    std::vector<std::unique_ptr<EventSource>> sources;
+    sources.push_back(std::make_unique<InotifySource>(floorDir.path()));
+    sources.push_back(std::make_unique<ViewSource>("view", view / "view", scene.exportDir() + "/view"));
+    if (o.sshLane) {
+      sources.push_back(std::make_unique<CApiSource>("ssh", scene.mountPath("ssh"), scene.exportDir() + "/ssh"));
+    }
+    EventSource& viewSource = *sources[1];
     std::printf("\nlanes:\n");
-    for (const std::string& line : runner.descriptions()) std::printf("- %s\n", line.c_str());
+    for (const auto& source : sources) std::printf("- %s: %s\n", source->name().c_str(), source->description().c_str());
     if (o.parts.count("latency")) {
-      runner.run(stderr);
-      std::printf("\n## Create on the server -> event read (µs; %zu timed + %zu warm-up per lane, blocks of %zu)\n\n",
-                  o.runner.events, o.runner.warmup, o.runner.block);
-      auto rows = runner.summaries();
+      std::vector<TimedLane> lanes;
+      for (const auto& source : sources) lanes.emplace_back(*source);
+      for (TimedLane& lane : lanes) {
+        for (size_t i = 0; i < o.runner.warmup; ++i) lane.timeOne(o.runner.timeoutMs, "w");
+      }
+      for (TimedLane& lane : lanes) lane.samples.clear(), lane.lost = 0;
+      const size_t blocks = (o.runner.events + o.runner.block - 1) / o.runner.block;
+      double settleMax = 0;
+      for (size_t b = 0; b < blocks; ++b) {
+        for (size_t k = 0; k < lanes.size(); ++k) {
+          TimedLane& lane = lanes[(k + b) % lanes.size()];
+          settleMax = std::max(settleMax, lane.settle());
+          size_t n = std::min(o.runner.block, o.runner.events - b * o.runner.block);
+          for (size_t i = 0; i < n; ++i) lane.timeOne(o.runner.timeoutMs, "t");
+          std::fprintf(stderr, ".");
+        }
+      }
+      std::printf(
+          "\n## Create on the server -> event read (µs; %zu timed + %zu warm-up per lane, blocks of %zu, "
+          "each lane quiet before its block: longest wait %.2f s)\n\n",
+          o.runner.events, o.runner.warmup, o.runner.block, settleMax);
       std::printf(
           "| lane | events | lost | p50 | p90 | p99 | p99.9 | max |\n|---|---:|---:|---:|---:|---:|---:|---:|\n");
-      for (const LatencySummary& s : rows) {
+      for (TimedLane& lane : lanes) {
+        LatencySummary s = summarize(lane.source.name(), lane.samples, lane.lost);
         std::printf("| %s | %zu | %zu | %.1f | %.1f | %.1f | %.1f | %.1f |\n", s.transport.c_str(), s.events, s.lost,
                     s.p50Us, s.p90Us, s.p99Us, s.p999Us, s.maxUs);
       }
       std::fflush(stdout);
+      for (TimedLane& lane : lanes) lane.removeCreated();
     }
     if (o.parts.count("burst")) {
-      auto bursts = runner.bursts(o.burst, 5000);
+      // After the latency part's removals the view may still be reflecting
+      // deletes: wait until it is quiet.
+      TimedLane quiet(viewSource);
+      double settled = quiet.settle();
+      std::printf("\nthe view was quiet %.1f s after the latency part\n", settled);
+      LatencyRunner runner(o.runner);
+      for (auto& source : sources) runner.add(std::move(source));
+      auto bursts = runner.bursts(o.burst, o.burstIdleMs);
+      quiet.removeCreated();
       std::printf("\n## Burst: %zu files created on the server by one thread\n\n", o.burst);
       std::printf(
           "| lane | received | overflows | create s | last event s | events/s |\n|---|---:|---:|---:|---:|---:|\n");
@@ -339,6 +453,11 @@ int run(const Options& o) {
       }
       std::fflush(stdout);
     }
+  }
+  if (!o.viewLog.empty()) {
+    std::ofstream log(o.viewLog);
+    log << view.transcript();
+    std::printf("\nrnotify-fuse's output (debug): %s\n", o.viewLog.c_str());
   }
   if (!view.running()) {
     std::fprintf(stderr, "rnotify-fuse ended during the run:\n%s\n", view.transcript().c_str());
@@ -368,6 +487,12 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--rounds", o.rounds, "Rounds of data and metadata (median reported)")->capture_default_str();
   app.add_option("--burst", o.burst, "Files in the burst (0: no burst)")->capture_default_str();
+  app.add_option("--burst-idle-ms", o.burstIdleMs, "A burst lane ends when no event came for this long")
+      ->capture_default_str();
+  app.add_flag("--ssh-lane", o.sshLane,
+               "Add the C API on the sshfs mount as a lane (its files are in the export: the view reflects them too)");
+  app.add_option("--view-log", o.viewLog, "Run rnotify-fuse with debug logging and write its output here")
+      ->type_name("PATH");
   app.add_option("--events", o.runner.events, "Timed latency events per lane")->capture_default_str();
   app.add_option("--warmup", o.runner.warmup, "Untimed latency events per lane first")->capture_default_str();
   app.add_option("--block", o.runner.block, "Latency events per turn")->capture_default_str();
