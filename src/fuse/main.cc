@@ -152,6 +152,7 @@ int serve(Options& options, Startup& startup) {
   for (auto& s : argStrings) argv.push_back(s.data());
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
   fuse_session* session = fuse_session_new(&args, &ops, sizeof ops, &view);
+  fuse_opt_free_args(&args);  // what libfuse copied into args while parsing
   if (session == nullptr) {
     log::error("invalid FUSE options '{}' (see --help for -o)", fuseOpts);
     return kExitUsage;

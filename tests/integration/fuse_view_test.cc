@@ -316,8 +316,17 @@ TEST_F(FuseView, FanotifyWatcherSeesServerChanges) {
   ASSERT_TRUE(reader.waitForLine(Stream::kStdout, [](const std::string& l) { return l.find("|end") != std::string::npos; },
                                  Deadline::in(seconds(10))))
       << reader.transcript();
+  // fanotify merges unread events on one object ("CREATE,MODIFY,CLOSE_WRITE|f"):
+  // count each kind in them.
   std::map<std::string, int> seen;
-  for (const std::string& line : reader.lines(Stream::kStdout)) seen[line]++;
+  for (const std::string& line : reader.lines(Stream::kStdout)) {
+    size_t bar = line.find('|');
+    if (bar == std::string::npos) continue;
+    std::string kinds = line.substr(0, bar) + ",";
+    for (size_t at = 0, comma; (comma = kinds.find(',', at)) != std::string::npos; at = comma + 1) {
+      seen[kinds.substr(at, comma - at) + line.substr(bar)]++;
+    }
+  }
   for (const char* expected : {"CREATE|f", "MOVED_FROM|f", "MOVED_TO|g", "DELETE|g"}) {
     EXPECT_EQ(seen[expected], 1) << expected << "\n" << reader.transcript();
   }
