@@ -61,6 +61,7 @@ extern "C" {
 /* rnotify_add_watch() flags. */
 #define RNOTIFY_RECURSIVE 0x1u  /* watch every directory below, including new ones */
 #define RNOTIFY_LOCAL_ONLY 0x2u /* never contact a server; plain inotify */
+#define RNOTIFY_POLL 0x4u       /* watch by scanning only (events have IN_POLLED), on any filesystem */
 
 typedef struct rnotify_handle rnotify_t;
 
@@ -106,7 +107,11 @@ RNOTIFY_API int rnotify_next(rnotify_t *rn, struct rnotify_event *ev, int timeou
 RNOTIFY_API const char *rnotify_last_error(const rnotify_t *rn);
 
 /* Describes where the events of a watch come from: "local inotify",
- * "rnotifyd over ssh user@host", ... NULL for an unknown wd. */
+ * "rnotifyd over ssh user@host + local inotify, origin attribution",
+ * "polling every 2 s (...), SFTP scans of user@host:/dir + local inotify
+ * (rnotifyd is not installed on ...)", ... It can change over the watch's
+ * life (a fallback to polling is upgraded when the server is reachable
+ * again). NULL for an unknown wd. */
 RNOTIFY_API const char *rnotify_watch_source(const rnotify_t *rn, int wd);
 
 #ifdef __cplusplus

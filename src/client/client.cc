@@ -13,6 +13,7 @@
 #include <cstdlib>
 
 #include "client/mount_resolver.h"
+#include "client/sftp_tree.h"
 #include "client/sshfs_target.h"
 #include "common/log.h"
 #include "event/event.h"
@@ -85,11 +86,19 @@ Result<int> Client::addWatch(const std::string& path, uint32_t mask, unsigned fl
   char real[PATH_MAX];
   if (::realpath(path.c_str(), real) == nullptr) return Error::fromErrno(errno, "cannot watch '" + path + "'");
 
-  SubscribeOptions options;
-  options.mask = mask;
-  options.recursive = recursive;
-  auto local = local_->subscribe(real, options);
-  if (!local) return Error{local.error().code, local.error().message};
+  const bool pollOnly = (flags & RNOTIFY_POLL) != 0;
+  SubscriptionId localId = 0;
+  if (!pollOnly) {
+    SubscribeOptions options;
+    options.mask = mask;
+    options.recursive = recursive;
+    auto local = local_->subscribe(real, options);
+    if (!local) return Error{local.error().code, local.error().message};
+    localId = *local;
+  }
+  auto undoLocal = [&] {
+    if (localId != 0) local_->unsubscribe(localId);
+  };
 
   Watch watch;
   watch.wd = nextWd_;
@@ -97,45 +106,90 @@ Result<int> Client::addWatch(const std::string& path, uint32_t mask, unsigned fl
   watch.isDirectory = isDirectory;
   watch.mask = mask;
   watch.localRoot = real;
-  watch.local = *local;
+  watch.local = localId;
   watch.source = "local inotify";
+  watch.recursive = recursive;
 
-  if (!(flags & RNOTIFY_LOCAL_ONLY)) {
+  if (pollOnly) {
+    if (Status loaded = loadConfigOnce(); !loaded) return loaded.error();
+    ResolvedPath resolved = MountResolver::fromProc().resolve(real);
+    PollScanner::Options options = pollOptions(resolved);
+    options.recursive = recursive;
+    watch.poll = scanMount(real, options);
+    watch.pollOnly = true;
+    watch.source = watch.poll->describe() + " (asked for)";
+  } else if (!(flags & RNOTIFY_LOCAL_ONLY)) {
     ResolvedPath resolved = MountResolver::fromProc().resolve(real);
     if (resolved.kind != MountKind::kLocal) {
-      std::string remotePath, why;
-      auto connection = connectionFor(resolved, &remotePath, &why);
-      if (!connection) {
-        local_->unsubscribe(*local);
-        return Error{connection.error().code, "cannot watch '" + path + "': " + connection.error().message};
+      std::string remotePath, why, key;
+      auto connection = connectionFor(resolved, &remotePath, &why, &key);
+      if (resolved.kind == MountKind::kSshfs) {
+        auto known = originKeys_.find(resolved.mount.mountPoint + '\n' + resolved.mount.source);
+        if (known != originKeys_.end()) watch.originKey = known->second;
       }
-      if (*connection == nullptr) {
-        log::warn("'{}': {}; only changes made by this host will be seen", path, why);
-        watch.source = "local inotify only (" + why + ")";
+      watch.remotePath = remotePath;
+      if (!connection) {
+        const int code = connection.error().code;
+        // Unreachable, or the agent is not installed: poll, and watch on
+        // the server once it can be reached. Anything else (a refused token,
+        // a wrong configuration) is the user's to fix: an error.
+        const bool fallBack = code == ENOSYS || code == EHOSTUNREACH || code == ENETUNREACH || code == ECONNREFUSED ||
+                              code == ETIMEDOUT || code == ECONNRESET || code == ECONNABORTED || code == EPIPE ||
+                              code == ENOENT || code == EPROTO || code == EAGAIN;
+        if (!fallBack || key.empty()) {
+          undoLocal();
+          return Error{code, "cannot watch '" + path + "': " + connection.error().message};
+        }
+        watch.connectionKey = key;
+        watch.waitingForServer = true;
+        if (!retries_.count(key)) {
+          Retry retry;
+          retry.due = std::chrono::steady_clock::now() + backoff(0);
+          retry.why = connection.error().message;
+          retries_[key] = retry;
+        }
+        startPolling(watch, resolved, connection.error().message);
+      } else if (*connection == nullptr) {
+        startPolling(watch, resolved, why);
       } else {
-        if (resolved.kind == MountKind::kSshfs) {
-          auto known = originKeys_.find(resolved.mount.mountPoint + '\n' + resolved.mount.source);
-          if (known != originKeys_.end()) watch.originKey = known->second;
+        for (const auto& [k, c] : connections_) {
+          if (c.get() == *connection) watch.connectionKey = k;
         }
-        for (const auto& [key, c] : connections_) {
-          if (c.get() == *connection) watch.connectionKey = key;
-        }
-        watch.remotePath = remotePath;
-        watch.recursive = recursive;
         std::string note;
         if (Status attached = attachRemote(watch, **connection, &note); !attached) {
-          local_->unsubscribe(*local);
+          const int code = attached.error().code;
           if (!(*connection)->alive()) connectionLost(**connection);
-          return Error{attached.error().code, "cannot watch '" + path + "': " + attached.error().message};
+          if (code != ENOSYS && code != EOPNOTSUPP) {
+            undoLocal();
+            return Error{code, "cannot watch '" + path + "': " + attached.error().message};
+          }
+          watch.connectionKey.clear();  // the server cannot watch there: poll for good
+          startPolling(watch, resolved, attached.error().message);
+        } else if (!note.empty()) {
+          log::warn("'{}': {}", path, note);
         }
-        if (!note.empty()) log::warn("'{}': {}", path, note);
       }
     }
   }
-  byLocal_[watch.local] = watch.wd;
+  if (watch.local != 0) byLocal_[watch.local] = watch.wd;
   int wd = nextWd_++;
   log::debug("watch {} on '{}': {}", wd, path, watch.source);
   Watch& stored = watches_.emplace(wd, std::move(watch)).first->second;
+  if (stored.poll) {
+    // The baseline: changes from now on are reported.
+    auto first = scanWatch(stored);
+    if (watches_.find(wd) == watches_.end()) return wd;  // ended at once: its IGNORED is queued
+    if (!first) {
+      Error error = first.error();
+      if (stored.local != 0) {
+        local_->unsubscribe(stored.local);
+        byLocal_.erase(stored.local);
+      }
+      watches_.erase(wd);
+      return Error{error.code, "cannot watch '" + path + "': " + error.message};
+    }
+    armReleaseTimer();
+  }
   // The first listing, so that a later gap can be told in detail. Events that
   // arrive meanwhile are delivered as usual (the listing includes them).
   if (stored.remote != nullptr && (stored.remote->welcome().capabilities & proto::kCapResync)) resync(stored);
@@ -154,21 +208,150 @@ Status Client::attachRemote(Watch& watch, Connection& connection, std::string* n
   watch.remote = &connection;
   watch.remoteId = reply->watchId;
   watch.waitingForServer = false;
-  if (!dedup_) {
-    Dedup::Options options;
-    options.window = std::chrono::milliseconds(config_->echoWindowMs);
-    options.hold = std::chrono::milliseconds(config_->echoHoldMs);
-    dedup_ = std::make_unique<Dedup>(options, [this](int wd, uint32_t m, uint32_t c, uint64_t seq,
-                                                     std::string_view dir, std::string_view name) {
-      emit(wd, m, c, seq, dir, name);
-    });
-  }
+  ensureDedup();
   dedup_->setStrategy(watch.wd, strategy);
   watch.strategy = strategy;
   watch.lastSeq = 0;
   watch.source = connection.description() + " + local inotify, " + Dedup::name(strategy);
   byRemote_[{watch.remote, watch.remoteId}] = watch.wd;
   return {};
+}
+
+void Client::ensureDedup() {
+  if (dedup_) return;
+  Dedup::Options options;
+  options.window = std::chrono::milliseconds(config_->echoWindowMs);
+  options.hold = std::chrono::milliseconds(config_->echoHoldMs);
+  options.polledWindow = std::max(options.polledWindow, std::chrono::milliseconds(2 * config_->pollMaxMs));
+  dedup_ = std::make_unique<Dedup>(options, [this](int wd, uint32_t m, uint32_t c, uint64_t seq, std::string_view dir,
+                                                   std::string_view name) { emit(wd, m, c, seq, dir, name); });
+}
+
+Status Client::loadConfigOnce() {
+  if (config_) return {};
+  auto config = loadConfig();
+  if (!config) return config.error();
+  config_ = std::move(*config);
+  return {};
+}
+
+PollScanner::Options Client::pollOptions(const ResolvedPath& resolved) const {
+  PollScanner::Options options;
+  options.interval.initial = std::chrono::milliseconds(config_->pollIntervalMs);
+  options.interval.min = std::chrono::milliseconds(config_->pollMinMs);
+  options.interval.max = std::chrono::milliseconds(config_->pollMaxMs);
+  // FUSE filesystems may renumber an inode the kernel forgot (sshfs without
+  // use_ino does): a name then identifies an entry, not its number.
+  options.stableInodes = resolved.kind == MountKind::kLocal || resolved.mount.fsType.rfind("fuse", 0) != 0;
+  return options;
+}
+
+void Client::startPolling(Watch& watch, const ResolvedPath& resolved, const std::string& why) {
+  PollScanner::Options options = pollOptions(resolved);
+  options.recursive = watch.recursive;
+  std::string how;
+  if (resolved.kind == MountKind::kSshfs) {
+    // Through the mount, a scan sees a server-side change only when sshfs's
+    // caches expire (20 s by default): read the server's tree over SFTP.
+    const std::string mountKey = resolved.mount.mountPoint + '\n' + resolved.mount.source;
+    auto known = sshTargets_.find(mountKey);
+    if (known == sshTargets_.end()) {
+      if (auto target = findSshfsTarget(resolved.mount)) known = sshTargets_.emplace(mountKey, std::move(*target)).first;
+    }
+    if (known != sshTargets_.end()) {
+      auto tree = scanOverSftp(known->second, serverPath(known->second, resolved.relative), watch.isDirectory, options);
+      if (tree) {
+        watch.poll = std::move(*tree);
+      } else {
+        how = "; SFTP scans are not possible either (" + tree.error().message +
+              "), so the mount itself is scanned and sshfs's caches delay what is seen (up to dcache_timeout, 20 s by "
+              "default)";
+      }
+    }
+  }
+  if (!watch.poll) watch.poll = scanMount(watch.localRoot, options);
+  ensureDedup();
+  dedup_->setStrategy(watch.wd, Dedup::Strategy::kPolled);
+  watch.strategy = Dedup::Strategy::kPolled;
+  watch.source = watch.poll->describe() + " + local inotify (" + why + ")";
+  const std::string mountKey = resolved.mount.mountPoint + '\n' + resolved.mount.source;
+  if (fallbackTold_.insert(mountKey).second) {
+    log::warn("{} ({} mount of {}): {}; falling back to {}{}{}", resolved.mount.mountPoint, resolved.mount.fsType,
+              resolved.mount.source, why, watch.poll->describe(), how,
+              watch.waitingForServer ? "; the server is tried again in the background" : "");
+  }
+}
+
+void Client::stopPolling(Watch& watch) {
+  if (!watch.poll) return;
+  // Changes up to the server's watch were made are in this scan; those made
+  // since come from the server (one made in between may come from both).
+  const int wd = watch.wd;
+  auto last = scanWatch(watch);
+  if (watches_.find(wd) == watches_.end()) return;
+  auto poll = std::move(watch.poll);
+  if (!last || !dedup_) return;
+  const Dedup::Strategy after = watch.strategy;  // the server's, set by attachRemote
+  dedup_->setStrategy(wd, Dedup::Strategy::kPolled);
+  deliverPolled(wd, *last);
+  if (watches_.count(wd)) dedup_->setStrategy(wd, after);
+}
+
+Result<std::vector<Event>> Client::scanWatch(Watch& watch) {
+  const int wd = watch.wd;
+  auto events = watch.poll->scan();
+  if (watch.poll->readsMount() && watch.local != 0) {
+    // The scan's own reads of the directories, reported by this host's
+    // kernel: not something anyone did to the tree.
+    scanningWd_ = wd;
+    local_->drain();
+    scanningWd_ = 0;
+  }
+  return events;
+}
+
+void Client::runPolls() {
+  const auto now = PolledTree::Clock::now();
+  std::vector<int> due;
+  for (const auto& [wd, watch] : watches_) {
+    if (watch.poll && watch.poll->deadline() <= now) due.push_back(wd);
+  }
+  for (int wd : due) {
+    auto it = watches_.find(wd);
+    if (it == watches_.end() || !it->second.poll) continue;
+    Watch& watch = it->second;
+    auto events = scanWatch(watch);
+    if (watches_.find(wd) == watches_.end()) continue;
+    if (!events) {
+      if (!watch.pollFailing) log::warn("'{}': {}; trying again at each interval", watch.displayBase, events.error().message);
+      watch.pollFailing = true;
+      continue;
+    }
+    if (watch.pollFailing) log::warn("'{}': scanning works again", watch.displayBase);
+    watch.pollFailing = false;
+    deliverPolled(wd, *events);
+  }
+  armReleaseTimer();
+}
+
+void Client::deliverPolled(int wd, std::vector<Event>& events) {
+  const auto now = Dedup::Clock::now();
+  for (Event& event : events) {
+    auto it = watches_.find(wd);
+    if (it == watches_.end()) return;
+    Watch& watch = it->second;
+    if ((event.mask & IN_IGNORED) && event.dir.empty() && event.name.empty()) {
+      endWatch(watch);  // the root is gone
+      return;
+    }
+    const uint32_t kind = event.mask & IN_ALL_EVENTS;
+    if (kind != 0 && (kind & watch.mask) == 0) continue;
+    if (watch.pollOnly || !dedup_) {
+      push(watch, event.mask, event.cookie, 0, event.dir, event.name);
+    } else {
+      dedup_->remote(wd, event, now);
+    }
+  }
 }
 
 void Client::resync(Watch& watch) {
@@ -269,6 +452,7 @@ void Client::retryConnections() {
       auto wait = backoff(retry.attempt);
       log::info("still cannot reach the server ({}); next try in {} ms", connection.error().message, wait.count());
       retry.due = std::chrono::steady_clock::now() + wait;
+      retry.why = connection.error().message;
       continue;
     }
     retries_.erase(key);
@@ -314,6 +498,14 @@ void Client::retryConnections() {
         }
         continue;
       }
+      if (watch.poll) {
+        log::warn("'{}': {} is reachable: its events come from the server again, no more polling",
+                  watch.displayBase, (*connection)->description());
+        stopPolling(watch);
+        if (watches_.find(wd) == watches_.end()) continue;
+        if ((*connection)->welcome().capabilities & proto::kCapResync) resync(watch);
+        continue;
+      }
       push(watch, kInRestored | kInRemote, 0, 0, {}, {});
       if (watch.view) {
         // Until the listing, the server's events only repeat what the
@@ -326,12 +518,9 @@ void Client::retryConnections() {
   }
 }
 
-Result<Connection*> Client::connectionFor(const ResolvedPath& resolved, std::string* remotePath, std::string* why) {
-  if (!config_) {
-    auto config = loadConfig();
-    if (!config) return config.error();
-    config_ = std::move(*config);
-  }
+Result<Connection*> Client::connectionFor(const ResolvedPath& resolved, std::string* remotePath, std::string* why,
+                                          std::string* connectionKey) {
+  if (Status loaded = loadConfigOnce(); !loaded) return loaded.error();
   switch (resolved.kind) {
     case MountKind::kSshfs: {
       std::string mountKey = resolved.mount.mountPoint + '\n' + resolved.mount.source;
@@ -346,6 +535,10 @@ Result<Connection*> Client::connectionFor(const ResolvedPath& resolved, std::str
       *remotePath = serverPath(target, resolved.relative);
       std::string key;
       for (const std::string& a : argv) key += a + '\x1f';
+      *connectionKey = key;
+      if (auto retry = retries_.find(key); retry != retries_.end()) {
+        return Error{EAGAIN, retry->second.why.empty() ? "the server is not reachable" : retry->second.why};
+      }
       std::string destination = target.destination;
       std::string agent = config_->agent;
       auto connection =
@@ -369,6 +562,10 @@ Result<Connection*> Client::connectionFor(const ResolvedPath& resolved, std::str
       }
       *remotePath = serverPathFor(*entry, resolved.mount, resolved.relative);
       std::string endpoint = entry->endpoint;
+      *connectionKey = endpoint;
+      if (auto retry = retries_.find(endpoint); retry != retries_.end()) {
+        return Error{EAGAIN, retry->second.why.empty() ? "the server is not reachable" : retry->second.why};
+      }
       TlsSettings tls = entry->tls;
       return connect(endpoint,
                      [endpoint, tls](int timeoutMs) { return Connection::overSocket(endpoint, tls, timeoutMs); });
@@ -484,7 +681,15 @@ void Client::onEvent(SubscriptionId subscription, uint32_t mask, uint32_t cookie
     endWatch(watch);
     return;
   }
+  if (watch.wd == scanningWd_ && (mask & IN_ISDIR) && Dedup::readSide(mask)) return;
   // What this host did through the mount comes back from the server too.
+  if (watch.poll && dedup_ && !watch.pollOnly) {
+    // ... and in the next scan: make it soon, so that it is matched.
+    watch.poll->hurry(PolledTree::Clock::now() + std::chrono::milliseconds(100));
+    dedup_->local(watch.wd, mask, cookie, dir, name, nullptr, Dedup::Clock::now());
+    armReleaseTimer();
+    return;
+  }
   if (watch.remote == nullptr || !dedup_) {
     push(watch, mask, cookie, 0, dir, name);
     return;
@@ -516,6 +721,9 @@ void Client::armReleaseTimer() {
   itimerspec spec{};
   auto due = dedup_ ? dedup_->nextRelease() : Dedup::Clock::time_point::max();
   for (const auto& [key, retry] : retries_) due = std::min(due, retry.due);
+  for (const auto& [wd, watch] : watches_) {
+    if (watch.poll) due = std::min(due, watch.poll->deadline());
+  }
   if (due != Dedup::Clock::time_point::max()) {
     // CLOCK_MONOTONIC is steady_clock's clock on Linux.
     auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(due.time_since_epoch()).count();
@@ -629,6 +837,7 @@ void Client::connectionLost(Connection& connection) {
     if (c.get() == &connection && openers_.count(key) && !retries_.count(key)) {
       Retry retry;
       retry.due = std::chrono::steady_clock::now() + backoff(0);
+      retry.why = connection.failure().message;
       retries_[key] = retry;
       log::info("will try to reach it again in the background");
     }
@@ -687,6 +896,7 @@ Result<int> Client::next(ClientEvent* out, int timeoutMs) {
   for (;;) {
     if (!retries_.empty()) retryConnections();
     runResyncs();
+    runPolls();
     if (dedup_ && dedup_->held() > 0) {
       dedup_->release(Dedup::Clock::now());
     }

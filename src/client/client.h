@@ -16,6 +16,7 @@
 #include "client/config.h"
 #include "client/connection.h"
 #include "client/dedup.h"
+#include "client/polled_tree.h"
 #include "client/tree_view.h"
 #include "client/sshfs_target.h"
 #include "common/result.h"
@@ -72,6 +73,12 @@ class Client final : public EventSink {
     bool untilListing = false;  // reconnected: the coming listing stands for the events before it
     Dedup::Strategy strategy = Dedup::Strategy::kNone;
     uint64_t lastSeq = 0;  // of the server's events, for resuming after a reconnection
+    // Polling, when no server can help (the agent is missing, unreachable or
+    // cannot watch there; no server for the mount): the remote source until
+    // the server is reachable again (waitingForServer) or for good.
+    std::unique_ptr<PolledTree> poll;
+    bool pollOnly = false;     // RNOTIFY_POLL: the scans are the only source
+    bool pollFailing = false;  // the last scan failed (told once)
   };
   // What a connection has been told about this host (proto::Declare).
   struct Declared {
@@ -80,7 +87,21 @@ class Client final : public EventSink {
 
   Client() = default;
   Status init();
-  Result<Connection*> connectionFor(const struct ResolvedPath& resolved, std::string* remotePath, std::string* why);
+  // *key: the connection's key, also when it could not be made.
+  Result<Connection*> connectionFor(const struct ResolvedPath& resolved, std::string* remotePath, std::string* why,
+                                    std::string* key);
+  Status loadConfigOnce();
+  void ensureDedup();
+  // Makes `watch` polled, telling why once per mount.
+  void startPolling(Watch& watch, const struct ResolvedPath& resolved, const std::string& why);
+  PollScanner::Options pollOptions(const struct ResolvedPath& resolved) const;
+  void runPolls();
+  // One scan; the local kernel's reports of the scan's own reads are dropped.
+  // The watch may be gone afterwards (the drain delivered its end).
+  Result<std::vector<Event>> scanWatch(Watch& watch);
+  void deliverPolled(int wd, std::vector<Event>& events);
+  // The server serves the watch again: one last scan, then no more polling.
+  void stopPolling(Watch& watch);
   // timeoutMs 0: the configured connect timeout.
   Result<Connection*> connect(const std::string& key,
                               std::function<Result<std::unique_ptr<Connection>>(int timeoutMs)> open,
@@ -130,7 +151,10 @@ class Client final : public EventSink {
   struct Retry {
     int attempt = 0;
     std::chrono::steady_clock::time_point due;
+    std::string why;  // the last failure
   };
+  std::set<std::string> fallbackTold_;  // mounts whose fallback to polling was told
+  int scanningWd_ = 0;                  // the watch whose scan's own directory reads are being drained
   std::map<std::string, Retry> retries_;  // lost connections waiting to be opened again
   // Each connection's session on its server (proto::Attach), so that after a
   // reconnection the server replays what was missed instead of a re-read.

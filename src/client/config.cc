@@ -7,7 +7,9 @@
 
 #include <strings.h>
 
+#include <algorithm>
 #include <cctype>
+#include <tuple>
 #include <cstdlib>
 #include <fstream>
 #include <optional>
@@ -23,8 +25,17 @@ struct ConfigLayer {
   std::optional<int> echoWindowMs;
   std::optional<int> echoHoldMs;
   std::optional<DedupMode> dedup;
+  std::optional<int> pollIntervalMs, pollMinMs, pollMaxMs;
+  std::optional<std::string> smbCredentials;
   std::vector<ServerEntry> servers;
 };
+
+void applyPollAndSmb(const ConfigLayer& layer, Config& config) {
+  if (layer.pollIntervalMs) config.pollIntervalMs = *layer.pollIntervalMs;
+  if (layer.pollMinMs) config.pollMinMs = *layer.pollMinMs;
+  if (layer.pollMaxMs) config.pollMaxMs = *layer.pollMaxMs;
+  if (layer.smbCredentials) config.smbCredentials = *layer.smbCredentials;
+}
 
 Result<int> parseMilliseconds(std::string_view what, std::string_view text) {
   std::string value(text);
@@ -160,6 +171,17 @@ Result<ConfigLayer> parseLayer(std::string_view text, std::string_view origin) {
         return configError(origin, node.source(), "'echo_hold_ms' must be a whole number of milliseconds, 0 to 600000");
       }
       layer.echoHoldMs = static_cast<int>(number->get());
+    } else if (name == "poll_interval_ms" || name == "poll_min_ms" || name == "poll_max_ms") {
+      const auto* number = node.as_integer();
+      if (number == nullptr || number->get() < 50 || number->get() > 600000) {
+        return configError(origin, node.source(), "'" + name + "' must be a whole number of milliseconds, 50 to 600000");
+      }
+      int ms = static_cast<int>(number->get());
+      (name == "poll_interval_ms" ? layer.pollIntervalMs : name == "poll_min_ms" ? layer.pollMinMs : layer.pollMaxMs) = ms;
+    } else if (name == "smb_credentials") {
+      Result<std::string> value = stringValue(origin, node, name);
+      if (!value.ok()) return value.error();
+      layer.smbCredentials = expandHome(*value);
     } else if (name == "dedup") {
       Result<std::string> value = stringValue(origin, node, name);
       if (!value.ok()) return value.error();
@@ -180,7 +202,8 @@ Result<ConfigLayer> parseLayer(std::string_view text, std::string_view origin) {
     } else {
       return configError(origin, key.source(),
                          "unknown key '" + name +
-                             "'; known keys: agent, dedup, echo_window_ms, echo_hold_ms, [[server]]");
+                             "'; known keys: agent, dedup, echo_window_ms, echo_hold_ms, poll_interval_ms, poll_min_ms, "
+                             "poll_max_ms, smb_credentials, [[server]]");
     }
   }
   return layer;
@@ -284,6 +307,7 @@ Result<Config> parseConfig(std::string_view tomlText, std::string_view origin) {
   if (layer->echoWindowMs) config.echoWindowMs = *layer->echoWindowMs;
   if (layer->echoHoldMs) config.echoHoldMs = *layer->echoHoldMs;
   if (layer->dedup) config.dedup = *layer->dedup;
+  applyPollAndSmb(*layer, config);
   config.servers = std::move(layer->servers);
   config.origin = std::string(origin);
   return config;
@@ -300,6 +324,9 @@ ConfigSources configSourcesFromEnvironment() {
   sources.echoWindowOverride = env("RNOTIFY_ECHO_WINDOW_MS");
   sources.echoHoldOverride = env("RNOTIFY_ECHO_HOLD_MS");
   sources.dedupOverride = env("RNOTIFY_DEDUP");
+  sources.pollIntervalOverride = env("RNOTIFY_POLL_INTERVAL_MS");
+  sources.pollMinOverride = env("RNOTIFY_POLL_MIN_MS");
+  sources.pollMaxOverride = env("RNOTIFY_POLL_MAX_MS");
   sources.systemFile = "/etc/rnotify/config.toml";
   std::string xdg = env("XDG_CONFIG_HOME");
   std::string home = env("HOME");
@@ -335,6 +362,7 @@ Result<Config> loadConfig(const ConfigSources& sources) {
     std::optional<int> echoWindowMs;
     std::optional<int> echoHoldMs;
     std::optional<DedupMode> dedup;
+    ConfigLayer poll;  // its poll and smb keys, the user's winning
     // User first, so that its agent wins and its servers come first.
     for (const std::string& path : {sources.userFile, sources.systemFile}) {
       if (path.empty()) continue;
@@ -347,6 +375,10 @@ Result<Config> loadConfig(const ConfigSources& sources) {
       if (!echoWindowMs) echoWindowMs = layer->echoWindowMs;
       if (!echoHoldMs) echoHoldMs = layer->echoHoldMs;
       if (!dedup) dedup = layer->dedup;
+      if (!poll.pollIntervalMs) poll.pollIntervalMs = layer->pollIntervalMs;
+      if (!poll.pollMinMs) poll.pollMinMs = layer->pollMinMs;
+      if (!poll.pollMaxMs) poll.pollMaxMs = layer->pollMaxMs;
+      if (!poll.smbCredentials) poll.smbCredentials = layer->smbCredentials;
       config.servers.insert(config.servers.end(), layer->servers.begin(), layer->servers.end());
       used.push_back(path);
     }
@@ -354,6 +386,7 @@ Result<Config> loadConfig(const ConfigSources& sources) {
     if (echoWindowMs) config.echoWindowMs = *echoWindowMs;
     if (echoHoldMs) config.echoHoldMs = *echoHoldMs;
     if (dedup) config.dedup = *dedup;
+    applyPollAndSmb(poll, config);
     for (const std::string& path : used) config.origin += (config.origin.empty() ? "" : " over ") + path;
     if (config.origin.empty()) config.origin = "built-in defaults";
   }
@@ -374,6 +407,19 @@ Result<Config> loadConfig(const ConfigSources& sources) {
     Result<int> ms = parseMilliseconds("RNOTIFY_ECHO_HOLD_MS", sources.echoHoldOverride);
     if (!ms.ok()) return ms.error();
     config.echoHoldMs = *ms;
+  }
+  for (auto [value, name, field] : {std::tuple{&sources.pollIntervalOverride, "RNOTIFY_POLL_INTERVAL_MS", &config.pollIntervalMs},
+                                    std::tuple{&sources.pollMinOverride, "RNOTIFY_POLL_MIN_MS", &config.pollMinMs},
+                                    std::tuple{&sources.pollMaxOverride, "RNOTIFY_POLL_MAX_MS", &config.pollMaxMs}}) {
+    if (value->empty()) continue;
+    Result<int> ms = parseMilliseconds(name, *value);
+    if (!ms.ok()) return ms.error();
+    *field = std::max(*ms, 50);
+  }
+  if (config.pollMinMs > config.pollIntervalMs || config.pollIntervalMs > config.pollMaxMs) {
+    return Error{EINVAL, "polling intervals must satisfy poll_min_ms (" + std::to_string(config.pollMinMs) +
+                             ") <= poll_interval_ms (" + std::to_string(config.pollIntervalMs) + ") <= poll_max_ms (" +
+                             std::to_string(config.pollMaxMs) + ")"};
   }
   if (!sources.dedupOverride.empty()) {
     Result<DedupMode> mode = parseDedupMode(sources.dedupOverride);

@@ -45,12 +45,23 @@ struct Config {
   int echoWindowMs = 2000;                 // echo_window_ms: how long a change waits for its echo; 0: no matching
   int echoHoldMs = 250;                    // echo_hold_ms: how long a local change is held for the server's copy
   DedupMode dedup = DedupMode::kAuto;      // dedup = "auto" | "origin" | "state" | "echo" | "off"
+  // Polling, for mounts no server helps with (client/poll_interval.h): the
+  // interval between scans, the shortest (right after a change) and the
+  // longest (after a minute without one).
+  int pollIntervalMs = 2000;  // poll_interval_ms
+  int pollMinMs = 250;        // poll_min_ms
+  int pollMaxMs = 5000;       // poll_max_ms
+  // smb_credentials: a file as cifs's credentials= takes (username=,
+  // password=, domain=), for SMB2 change notify on cifs mounts. Default:
+  // ~/.config/rnotify/smb-credentials when it exists.
+  std::string smbCredentials;
   std::vector<ServerEntry> servers;        // [[server]] tables
   std::string origin;                      // which file(s) it came from, for messages
 };
 
 // Parses TOML text. Keys: agent = "...", echo_window_ms = N, echo_hold_ms = N,
-// dedup = "auto|origin|state|echo|off", [[server]] match/endpoint/remote_root
+// dedup = "auto|origin|state|echo|off", poll_interval_ms/poll_min_ms/poll_max_ms
+// = N (50 to 600000), smb_credentials = "path", [[server]] match/endpoint/remote_root
 // and, for tls: endpoints, tls_ca/tls_fingerprint (at least one), tls_cert
 // with tls_key, token_file, token_user; paths may start with "~/".
 // Unknown keys, wrong types, a missing match/endpoint, a bad endpoint or
@@ -76,6 +87,9 @@ struct ConfigSources {
   std::string echoWindowOverride;  // $RNOTIFY_ECHO_WINDOW_MS
   std::string echoHoldOverride;    // $RNOTIFY_ECHO_HOLD_MS
   std::string dedupOverride;       // $RNOTIFY_DEDUP
+  std::string pollIntervalOverride;  // $RNOTIFY_POLL_INTERVAL_MS
+  std::string pollMinOverride;       // $RNOTIFY_POLL_MIN_MS
+  std::string pollMaxOverride;       // $RNOTIFY_POLL_MAX_MS
 };
 ConfigSources configSourcesFromEnvironment();
 

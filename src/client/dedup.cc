@@ -38,6 +38,8 @@ const char* Dedup::name(Strategy strategy) {
       return "state comparison";
     case Strategy::kEcho:
       return "echo matching";
+    case Strategy::kPolled:
+      return "matching scans with this host's changes";
     case Strategy::kNone:
       break;
   }
@@ -46,6 +48,45 @@ const char* Dedup::name(Strategy strategy) {
 
 bool Dedup::pairable(uint32_t mask) { return (mask & kUnpaired) == 0 && (mask & IN_ALL_EVENTS) != 0; }
 bool Dedup::readSide(uint32_t mask) { return (mask & kReadSide) != 0; }
+
+uint32_t Dedup::polledKind(uint32_t mask) {
+  uint32_t kind = mask & IN_ISDIR;
+  if (mask & (IN_DELETE | IN_MOVED_FROM)) return kind | IN_DELETE;
+  if (mask & (IN_CREATE | IN_MOVED_TO)) return kind | IN_CREATE;
+  if (mask & (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE)) return kind | IN_MODIFY;
+  return mask & kKindBits;
+}
+
+void Dedup::localPolled(int wd, uint32_t mask, uint32_t cookie, std::string_view dir, std::string_view name,
+                        Clock::time_point now) {
+  lastHeld_ = nullptr;
+  emit_(wd, mask, cookie, 0, dir, name);
+  // A scan never sees reads, nor the DELETE_SELF/MOVE_SELF of its root as such.
+  if (readSide(mask) || (mask & (IN_DELETE_SELF | IN_MOVE_SELF))) return;
+  trim(polled_, now, false);
+  std::string key = keyOf(wd, polledKind(mask), dir, name);
+  if (Entry* early = find(key, Role::kDeliveredRemote)) {
+    retire(*early);  // the scan reported it first
+    ++absorbed_;
+    return;
+  }
+  remember(polled_, makeEntry(Role::kDeliveredLocal, now + options_.polledWindow, std::move(key), wd));
+  trim(polled_, now, false);
+}
+
+void Dedup::remotePolled(int wd, const Event& event, Clock::time_point now) {
+  uint32_t mask = event.mask & ~kInRemote;
+  trim(polled_, now, false);  // what is past its window matches nothing
+  std::string key = keyOf(wd, polledKind(mask), event.dir, event.name);
+  if (Entry* mine = find(key, Role::kDeliveredLocal)) {
+    retire(*mine);  // this host's own change, seen again by the scan
+    ++absorbed_;
+    return;
+  }
+  emit_(wd, mask | kInRemote, event.cookie, event.seq, event.dir, event.name);
+  remember(polled_, makeEntry(Role::kDeliveredRemote, now + options_.polledWindow, std::move(key), wd));
+  trim(polled_, now, false);
+}
 
 std::string Dedup::keyOf(int wd, uint32_t mask, std::string_view dir, std::string_view name) {
   std::string key;
@@ -136,6 +177,7 @@ void Dedup::trim(Queue& queue, Clock::time_point now, bool isHeld) {
 void Dedup::release(Clock::time_point now) {
   trim(held_, now, true);
   trim(delivered_, now, false);
+  trim(polled_, now, false);
 }
 
 Dedup::Clock::time_point Dedup::nextRelease() const {
@@ -153,6 +195,9 @@ void Dedup::forget(int wd) {
       emit_(e.wd, e.mask, e.cookie, 0, e.dir, e.name);
     }
   }
+  for (Entry& e : polled_) {
+    if (e.live && e.wd == wd) retire(e);
+  }
   for (Entry& e : delivered_) {
     if (e.live && e.wd == wd) retire(e);
   }
@@ -165,6 +210,10 @@ void Dedup::local(int wd, uint32_t mask, uint32_t cookie, std::string_view dir, 
   if (s == Strategy::kNone || !pairable(mask)) {
     lastHeld_ = nullptr;
     emit_(wd, mask, cookie, 0, dir, name);
+    return;
+  }
+  if (s == Strategy::kPolled) {
+    localPolled(wd, mask, cookie, dir, name, now);
     return;
   }
   if (s == Strategy::kOrigin) {
@@ -257,6 +306,10 @@ void Dedup::remote(int wd, const Event& event, Clock::time_point now) {
   uint32_t mask = event.mask & ~kInRemote;
   if (s == Strategy::kNone || !pairable(mask)) {
     emit_(wd, mask | kInRemote, event.cookie, event.seq, event.dir, event.name);
+    return;
+  }
+  if (s == Strategy::kPolled) {
+    remotePolled(wd, event, now);
     return;
   }
   if (s == Strategy::kOrigin) {

@@ -27,6 +27,12 @@
 // may apply this host's operation after someone else renamed the entry (sshfs
 // sends a close after the application's close() returned), and then reports
 // it under the new name.
+// - kPolled: the remote source is a polling scan (IN_POLLED), which sees
+//   this host's changes too, later and less precisely (a rename may be a
+//   DELETE + CREATE, a write and a chmod the same MODIFY). Local reports are
+//   delivered at once (they are the precise ones) and each absorbs one scan
+//   report of the same entry and broad kind (removed, added, changed) within
+//   `polledWindow`.
 // - kNone: both streams pass through (no remote source, or dedup = off).
 #pragma once
 
@@ -45,11 +51,12 @@ namespace rnotify {
 class Dedup {
  public:
   using Clock = std::chrono::steady_clock;
-  enum class Strategy { kNone, kOrigin, kState, kEcho };
+  enum class Strategy { kNone, kOrigin, kState, kEcho, kPolled };
 
   struct Options {
     std::chrono::milliseconds hold{250};     // how long a local report waits for the server's copy
     std::chrono::milliseconds window{2000};  // how long a delivered report can still absorb its copy
+    std::chrono::milliseconds polledWindow{10000};  // kPolled: a scan may come a few seconds after the change
     size_t maxPending = 65536;               // bound on remembered reports; the oldest go first
   };
 
@@ -89,6 +96,9 @@ class Dedup {
   static bool pairable(uint32_t mask);
   // Read-side kinds, which a local cache can serve without the server seeing them.
   static bool readSide(uint32_t mask);
+  // The broad kind a scan can tell (kPolled): MOVED_FROM as DELETE, MOVED_TO
+  // as CREATE, ATTRIB and CLOSE_WRITE as MODIFY; IN_ISDIR kept.
+  static uint32_t polledKind(uint32_t mask);
 
  private:
   // A report waiting for its counterpart, in one of three roles.
@@ -118,12 +128,16 @@ class Dedup {
   void deliverHeld(Entry& entry, Clock::time_point now);
   // Moves held local reports along when the server renames their entry.
   void followRename(int wd, const Event& event);
+  void localPolled(int wd, uint32_t mask, uint32_t cookie, std::string_view dir, std::string_view name,
+                   Clock::time_point now);
+  void remotePolled(int wd, const Event& event, Clock::time_point now);
 
   Options options_;
   Emit emit_;
   std::unordered_map<int, Strategy> strategies_;
   Queue held_;        // kHeldLocal, oldest first (one hold for all: due order is arrival order)
   Queue delivered_;   // kDeliveredLocal and kDeliveredRemote, oldest first
+  Queue polled_;      // the same for kPolled watches (a longer window: due order stays arrival order)
   std::unordered_multimap<std::string, Entry*> byKey_;
   size_t heldCount_ = 0;
   size_t rememberedCount_ = 0;

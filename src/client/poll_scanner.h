@@ -106,6 +106,7 @@ class PollScanner {
   Clock::time_point deadline() const { return interval_.deadline(); }
   int timeoutMs(Clock::time_point now) const { return interval_.timeoutMs(now); }
   PollInterval& interval() { return interval_; }
+  const PollInterval& interval() const { return interval_; }
   bool ended() const { return ended_; }
 
   const std::string& root() const { return root_; }

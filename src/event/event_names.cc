@@ -20,7 +20,7 @@ struct NamedBit {
 // Print order of inotifytools_event_to_str_sep(). "CLOSE" is printed for
 // either close bit, after IGNORED, which is why a write-close reads
 // "CLOSE_WRITE,CLOSE".
-constexpr std::array<NamedBit, 21> kPrintOrder{{
+constexpr std::array<NamedBit, 22> kPrintOrder{{
     {IN_ACCESS, "ACCESS"},
     {IN_MODIFY, "MODIFY"},
     {IN_ATTRIB, "ATTRIB"},
@@ -42,6 +42,7 @@ constexpr std::array<NamedBit, 21> kPrintOrder{{
     {kInRemote, "REMOTE"},
     {kInSynthesized, "SYNTHESIZED"},
     {kInRestored, "RESTORED"},
+    {IN_POLLED, "POLLED"},
 }};
 
 // inotifywait -e accepts every printed name but REMOTE (where an event came
@@ -81,7 +82,7 @@ std::string eventNames(uint32_t mask, char sep) {
 uint32_t eventFromName(std::string_view name) {
   if (name.empty()) return 0;
   for (const auto& [bits, known] : kPrintOrder) {
-    if ((bits & (kInRemote | kInSynthesized | kInRestored)) == 0 && equalsIgnoreCase(name, known)) return bits;
+    if ((bits & (kInRemote | kInSynthesized | kInRestored | IN_POLLED)) == 0 && equalsIgnoreCase(name, known)) return bits;
   }
   for (const auto& [bits, known] : kParseOnlyNames) {
     if (equalsIgnoreCase(name, known)) return bits;

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <string_view>
 
 #include "common/log.h"
 #include "preload/notice.h"
@@ -237,6 +238,11 @@ int ShimInstance::addServedWatch(const char* path, uint32_t mask, int wd, bool l
     int again = real().inotifyAddWatch(kernel_.get(), path, mask & ~(IN_MASK_CREATE | IN_MASK_ADD));
     if (again >= 0) kernelServed_.insert(again);
     return again;
+  }
+  if (const char* source = feed_->watchSource(clientWd); source != nullptr && std::string_view(source).rfind("polling", 0) == 0) {
+    // No server can help there: remote changes come from scans, later.
+    std::string where = mountPoint.empty() ? std::string(path) : mountPoint;
+    noticeOnce("polling " + where, "no server can watch '" + std::string(path) + "': " + source);
   }
   ServedWatch watch;
   watch.clientWd = clientWd;

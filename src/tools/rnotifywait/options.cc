@@ -25,7 +25,7 @@ namespace {
 struct RawOptions {
   int help = 0, monitor = 0, quiet = 0, recursive = 0, csv = 0, daemon = 0, syslog = 0;
   int noDereference = 0, filename = 0, noNewline = 0, ignoredBackend = 0;
-  int json = 0, verbose = 0, localOnly = 0;
+  int json = 0, verbose = 0, localOnly = 0, poll = 0;
   std::vector<std::string> events, timeouts, formats, timefmts, fromfiles, outfiles;
   std::vector<std::string> exclude, excludei, include, includei, logLevels;
   std::vector<std::string> files;
@@ -70,6 +70,7 @@ void defineOptions(CLI::App& app, RawOptions& raw) {
   app.add_flag("--json", raw.json);
   app.add_flag("-v,--verbose", raw.verbose);
   app.add_flag("--local-only", raw.localOnly);
+  app.add_flag("--poll", raw.poll);
   addValue(app, "--log-level", raw.logLevels);
   app.add_option("files", raw.files);
 }
@@ -166,6 +167,7 @@ ParseOutcome combine(RawOptions& raw) {
   opt.json = raw.json > 0;
   opt.verbose = raw.verbose > 0;
   opt.localOnly = raw.localOnly > 0;
+  opt.poll = raw.poll > 0;
   opt.logLevel = last(raw.logLevels);
 
   if (opt.format && !raw.noNewline) *opt.format += '\n';

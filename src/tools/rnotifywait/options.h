@@ -37,6 +37,7 @@ struct Options {
   bool json = false;
   bool verbose = false;
   bool localOnly = false;
+  bool poll = false;  // --poll: RNOTIFY_POLL
   std::optional<std::string> logLevel;
 };
 

@@ -169,7 +169,7 @@ bool WaitSession::addWatches() {
 }
 
 bool WaitSession::addWatch(const std::string& path) {
-  unsigned flags = options_.localOnly ? RNOTIFY_LOCAL_ONLY : 0;
+  unsigned flags = (options_.localOnly ? RNOTIFY_LOCAL_ONLY : 0) | (options_.poll ? RNOTIFY_POLL : 0);
   // inotifywait -r on a file simply watches the file.
   struct stat st {};
   if (options_.recursive && ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) flags |= RNOTIFY_RECURSIVE;

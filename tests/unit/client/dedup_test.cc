@@ -230,3 +230,56 @@ TEST_F(DedupNoneTest, BothStreamsPassThrough) {
 
 }  // namespace
 }  // namespace rnotify
+
+namespace rnotify {
+namespace {
+
+// kPolled: the remote source is a scan, which sees this host's changes again,
+// later and in broad kinds only.
+class DedupPolledTest : public DedupTest {
+ protected:
+  DedupPolledTest() : DedupTest(Strategy::kPolled) {}
+};
+
+TEST_F(DedupPolledTest, LocalReportsAreDeliveredAtOnceAndAbsorbTheirScan) {
+  local(IN_CREATE, "f", 0);
+  local(IN_MODIFY, "f", 0);
+  local(IN_CLOSE_WRITE, "f", 0);
+  EXPECT_EQ(out_, (std::vector<Out>{{IN_CREATE, 0, "f"}, {IN_MODIFY, 0, "f"}, {IN_CLOSE_WRITE, 0, "f"}}))
+      << "nothing is held";
+  remote(IN_CREATE | IN_POLLED, "f", 1500);  // the next scan, well after a hold would have ended
+  EXPECT_EQ(out_.size(), 3u);
+}
+
+TEST_F(DedupPolledTest, ALocalRenameAbsorbsTheScansDeleteAndCreate) {
+  local(IN_MOVED_FROM, "a", 0, 5);
+  local(IN_MOVED_TO, "b", 0, 5);
+  remote(IN_DELETE | IN_POLLED, "a", 900);
+  remote(IN_CREATE | IN_POLLED, "b", 900);
+  EXPECT_EQ(out_, (std::vector<Out>{{IN_MOVED_FROM, 5, "a"}, {IN_MOVED_TO, 5, "b"}}));
+}
+
+TEST_F(DedupPolledTest, ATouchSeenAsModifyIsStillThisHostsChange) {
+  local(IN_ATTRIB, "f", 0);
+  remote(IN_MODIFY | IN_POLLED, "f", 700);
+  EXPECT_EQ(out_, (std::vector<Out>{{IN_ATTRIB, 0, "f"}}));
+}
+
+TEST_F(DedupPolledTest, ChangesByOthersAreDeliveredFlaggedRemoteAndPolled) {
+  local(IN_CREATE, "mine", 0);
+  remote(IN_CREATE | IN_POLLED, "theirs", 600);
+  remote(IN_CREATE | IN_POLLED, "mine", 600);
+  remote(IN_MODIFY | IN_POLLED, "mine", 600);  // a second change to it, not an echo of anything local
+  EXPECT_EQ(out_, (std::vector<Out>{{IN_CREATE, 0, "mine"},
+                                    {IN_CREATE | IN_POLLED | IN_REMOTE, 0, "theirs"},
+                                    {IN_MODIFY | IN_POLLED | IN_REMOTE, 0, "mine"}}));
+}
+
+TEST_F(DedupPolledTest, AnEchoOutsideTheWindowIsAnotherChange) {
+  local(IN_DELETE, "f", 0);
+  remote(IN_DELETE | IN_POLLED, "f", 60000);
+  EXPECT_EQ(out_, (std::vector<Out>{{IN_DELETE, 0, "f"}, {IN_DELETE | IN_POLLED | IN_REMOTE, 0, "f"}}));
+}
+
+}  // namespace
+}  // namespace rnotify

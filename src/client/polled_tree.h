@@ -1,0 +1,47 @@
+// PolledTree: a watched tree whose changes are found by scanning it, for
+// mounts that neither this host's kernel nor a server can watch. Two kinds:
+// the tree as this host sees it (PollScanner on the mount: NFS, SMB, any
+// FUSE filesystem) and, for sshfs, the tree on the server read over a
+// separate SFTP session (SftpTree), which sshfs's caches cannot delay.
+// Events are relative to the watch root and carry IN_POLLED. No thread: the
+// client scans when deadline() has passed.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "client/poll_scanner.h"
+#include "common/result.h"
+#include "event/event.h"
+
+namespace rnotify {
+
+class PolledTree {
+ public:
+  using Clock = std::chrono::steady_clock;
+  virtual ~PolledTree() = default;
+  // The differences since the previous scan (none at the first). An error
+  // leaves the known state as it was; the next deadline is set either way.
+  virtual Result<std::vector<Event>> scan() = 0;
+  virtual Clock::time_point deadline() const = 0;
+  // Scan no later than `when`: this host just changed something in the tree.
+  virtual void hurry(Clock::time_point when) = 0;
+  // The root is gone: DELETE_SELF and IGNORED were the last events.
+  virtual bool ended() const = 0;
+  // Whether a scan reads directories through the mount, so that the local
+  // kernel reports the scan's own OPEN/ACCESS/CLOSE_NOWRITE of them.
+  virtual bool readsMount() const { return false; }
+  // "polling every 2 s (scans of the mount)".
+  virtual std::string describe() const = 0;
+};
+
+// PollScanner on a directory or file as this host sees it. A file is
+// watched by scanning its directory for that one name.
+std::unique_ptr<PolledTree> scanMount(const std::string& root, PollScanner::Options options);
+
+// "every 2 s (250 ms after a change, up to 5 s when idle)".
+std::string describeInterval(const PollIntervalSettings& settings);
+
+}  // namespace rnotify
