@@ -4,11 +4,11 @@
 
 namespace rnotify::fuse {
 
-inline constexpr int kExitOk = 0;              // unmounted on request (signal, fusermount3 -u)
-inline constexpr int kExitUsage = 1;           // bad command line
-inline constexpr int kExitBadSource = 2;       // SOURCE missing, not a directory, not a network mount
-inline constexpr int kExitMountFailed = 3;     // the view could not be mounted
-inline constexpr int kExitSourceLost = 4;      // SOURCE disappeared while mounted; the view was unmounted
+inline constexpr int kExitOk = 0;               // unmounted on request (signal, fusermount3 -u)
+inline constexpr int kExitUsage = 1;            // bad command line
+inline constexpr int kExitBadSource = 2;        // SOURCE missing, not a directory, not a network mount
+inline constexpr int kExitMountFailed = 3;      // the view could not be mounted
+inline constexpr int kExitSourceLost = 4;       // SOURCE disappeared while mounted; the view was unmounted
 inline constexpr int kExitSubscribeFailed = 5;  // no event source for SOURCE could be set up
 
 }  // namespace rnotify::fuse

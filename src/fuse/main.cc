@@ -53,9 +53,8 @@ struct Options {
 };
 
 // What the remote side must report; read-side events are never reflected.
-constexpr uint32_t kSubscribedMask =
-    IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB | IN_DELETE_SELF |
-    IN_MOVE_SELF;
+constexpr uint32_t kSubscribedMask = IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_MODIFY | IN_CLOSE_WRITE |
+                                     IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF;
 
 std::string canonical(const std::string& path) {
   char real[PATH_MAX];
@@ -80,10 +79,11 @@ int checkPaths(Options& options) {
   }
   ResolvedPath resolved = MountResolver::fromProc().resolve(source);
   if (resolved.kind == MountKind::kLocal && !options.allowLocal) {
-    log::error("SOURCE '{}' is on a local filesystem ({} on {}), not a network mount: programs already get its "
-               "events from the kernel. Give a directory on an sshfs, NFS or SMB mount.",
-               options.source, resolved.mount.fsType.empty() ? "?" : resolved.mount.fsType,
-               resolved.mount.mountPoint.empty() ? "/" : resolved.mount.mountPoint);
+    log::error(
+        "SOURCE '{}' is on a local filesystem ({} on {}), not a network mount: programs already get its "
+        "events from the kernel. Give a directory on an sshfs, NFS or SMB mount.",
+        options.source, resolved.mount.fsType.empty() ? "?" : resolved.mount.fsType,
+        resolved.mount.mountPoint.empty() ? "/" : resolved.mount.mountPoint);
     return kExitBadSource;
   }
   std::string mountPoint = canonical(options.mountPoint);
@@ -99,9 +99,10 @@ int checkPaths(Options& options) {
   log::info("SOURCE '{}' is a {} mount ({} on {})", source, mountKindName(resolved.kind), resolved.mount.source,
             resolved.mount.mountPoint);
   if (resolved.kind == MountKind::kSshfs && sshfsCachesListings(resolved.mount.mountPoint).value_or(false)) {
-    log::warn("sshfs on '{}' runs with its directory cache: listings and attributes seen through the view may lag "
-              "the events by up to 20 s. Mount it with -o dir_cache=no (see rnotify-fuse --help, NOTES)",
-              resolved.mount.mountPoint);
+    log::warn(
+        "sshfs on '{}' runs with its directory cache: listings and attributes seen through the view may lag "
+        "the events by up to 20 s. Mount it with -o dir_cache=no (see rnotify-fuse --help, NOTES)",
+        resolved.mount.mountPoint);
   }
   options.source = source;
   options.mountPoint = mountPoint;
@@ -193,8 +194,8 @@ int serve(Options& options, Startup& startup) {
     fuse_session_unmount(session);
   }
   const ReflectorStats& stats = reflector.stats();
-  log::info("view unmounted; {} reflected system calls ({} failed), {} local events ignored",
-            stats.reflected.load(), stats.failed.load(), stats.ignored.load());
+  log::info("view unmounted; {} reflected system calls ({} failed), {} local events ignored", stats.reflected.load(),
+            stats.failed.load(), stats.ignored.load());
   fuse_remove_signal_handlers(session);
   fuse_session_destroy(session);
   return gExitCode;

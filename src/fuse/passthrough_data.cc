@@ -163,7 +163,7 @@ void opReaddir(fuse_req_t req, fuse_ino_t /*ino*/, size_t size, off_t offset, fu
         break;
       }
     }
-    struct stat st{};
+    struct stat st {};
     st.st_ino = entry->d_ino;
     st.st_mode = static_cast<mode_t>(entry->d_type) << 12;
     off_t next = entry->d_off;

@@ -139,17 +139,22 @@ int applyAttributes(int fd, const struct stat* attr, int valid, fuse_file_info* 
     if (::fchownat(fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return errno;
   }
   if (valid & FUSE_SET_ATTR_SIZE) {
-    int r = open ? ::ftruncate(static_cast<int>(fi->fh), attr->st_size) : ::truncate(procPath(fd).c_str(), attr->st_size);
+    int r =
+        open ? ::ftruncate(static_cast<int>(fi->fh), attr->st_size) : ::truncate(procPath(fd).c_str(), attr->st_size);
     if (r != 0) return errno;
   }
   if (valid & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
     struct timespec times[2];
     times[0].tv_sec = times[1].tv_sec = 0;
     times[0].tv_nsec = times[1].tv_nsec = UTIME_OMIT;
-    if (valid & FUSE_SET_ATTR_ATIME_NOW) times[0].tv_nsec = UTIME_NOW;
-    else if (valid & FUSE_SET_ATTR_ATIME) times[0] = attr->st_atim;
-    if (valid & FUSE_SET_ATTR_MTIME_NOW) times[1].tv_nsec = UTIME_NOW;
-    else if (valid & FUSE_SET_ATTR_MTIME) times[1] = attr->st_mtim;
+    if (valid & FUSE_SET_ATTR_ATIME_NOW)
+      times[0].tv_nsec = UTIME_NOW;
+    else if (valid & FUSE_SET_ATTR_ATIME)
+      times[0] = attr->st_atim;
+    if (valid & FUSE_SET_ATTR_MTIME_NOW)
+      times[1].tv_nsec = UTIME_NOW;
+    else if (valid & FUSE_SET_ATTR_MTIME)
+      times[1] = attr->st_mtim;
     int r = open ? ::futimens(static_cast<int>(fi->fh), times) : ::utimensat(AT_FDCWD, procPath(fd).c_str(), times, 0);
     if (r != 0) return errno;
   }

@@ -51,7 +51,8 @@ bool Reflector::stopWithin(std::chrono::milliseconds wait) {
   uint64_t one = 1;
   if (wake_ && ::write(wake_.get(), &one, sizeof one) < 0) log::debug("waking the reflector: {}", std::strerror(errno));
   auto until = Clock::now() + wait;
-  while (thread_.joinable() && !finished_ && Clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  while (thread_.joinable() && !finished_ && Clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   if (!thread_.joinable() || !finished_) return !thread_.joinable();
   thread_.join();
   return true;
@@ -69,7 +70,8 @@ void Reflector::run() {
   gate_.setReflector(::gettid());
   nextSourceCheck_ = Clock::now() + kSourceCheckInterval;
   while (!stopping_) {
-    int timeoutMs = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(kSourceCheckInterval).count());
+    int timeoutMs =
+        static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(kSourceCheckInterval).count());
     if (pendingMove_) {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(pendingMove_->due - Clock::now()).count();
       timeoutMs = static_cast<int>(std::max<long>(0, left));
@@ -277,7 +279,8 @@ void Reflector::reflectRename(const std::string& fromRel, const std::string& fro
   gate_.expect(fromRel, fromName, ReflectionGate::Expect::kGhost, isDir ? S_IFDIR : S_IFREG);
   gate_.expect(toRel, toName, ReflectionGate::Expect::kAbsent);
   invalidateEntry(toRel, toName);
-  int r = retryPastNegative(fromRel, fromName, [&] { return ::renameat(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str()); });
+  int r =
+      retryPastNegative(fromRel, fromName, [&] { return ::renameat(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str()); });
   gate_.clear();
   count(r, "rename", from + " -> " + to);
   if (auto parent = table_.resolve(fromRel)) fuse_lowlevel_notify_inval_inode(session_, *parent, 0, 0);
@@ -325,6 +328,8 @@ void Reflector::reflectAttrib(const std::string& rel, const std::string& name) {
   count(::utimensat(AT_FDCWD, path.c_str(), times, AT_SYMLINK_NOFOLLOW), "attrib", path);
 }
 
-void Reflector::forgetClosedEarly(const std::string& rel, const std::string& name) { closedEarly_.erase(rel + "/" + name); }
+void Reflector::forgetClosedEarly(const std::string& rel, const std::string& name) {
+  closedEarly_.erase(rel + "/" + name);
+}
 
 }  // namespace rnotify::fuse

@@ -165,7 +165,8 @@ TEST_P(FuseViewWriters, EveryRemoteChangeOnceOnTheView) {
   ASSERT_TRUE(view->expectSequence({{"CREATE", "end"}}));
 
   HistoryComparison c = compareHistories(historyOf(server->events(), {"end"}), historyOf(view->events(), {"end"}));
-  EXPECT_TRUE(c.clean()) << c.describe() << "\n--- view:\n" << view->transcript() << "--- server:\n"
+  EXPECT_TRUE(c.clean()) << c.describe() << "\n--- view:\n"
+                         << view->transcript() << "--- server:\n"
                          << server->transcript();
   // And the view's state is the server's.
   EXPECT_NE(::access((view_ + "/e").c_str(), F_OK), 0);
@@ -196,8 +197,10 @@ TEST_F(FuseView, QuickServerScriptReplayedAsTheServerSawIt) {
   ASSERT_TRUE(server->expectSequence({{"CREATE", "end"}}));
   ASSERT_TRUE(view->expectSequence({{"CREATE", "end"}}));
   HistoryComparison c = compareHistories(historyOf(server->events(), {"end"}), historyOf(view->events(), {"end"}));
-  EXPECT_TRUE(c.clean()) << c.describe() << "\n--- view:\n" << view->transcript() << "--- server:\n"
-                         << server->transcript() << "--- rnotify-fuse:\n" << fuse_->transcript();
+  EXPECT_TRUE(c.clean()) << c.describe() << "\n--- view:\n"
+                         << view->transcript() << "--- server:\n"
+                         << server->transcript() << "--- rnotify-fuse:\n"
+                         << fuse_->transcript();
 }
 
 // The view's kernel caches are kept right by the events: with names and
@@ -299,12 +302,13 @@ TEST_F(FuseView, FanotifyWatcherSeesServerChanges) {
   ProcessOptions o;
   o.argv = {"/usr/bin/python3", "-c", kFanotifyReader, view_};
   Process reader(o);
-  ASSERT_TRUE(reader.waitForLine(Stream::kStdout, [](const std::string& l) { return l == "ready"; },
-                                 Deadline::in(seconds(20))))
+  ASSERT_TRUE(reader.waitForLine(
+      Stream::kStdout, [](const std::string& l) { return l == "ready"; }, Deadline::in(seconds(20))))
       << reader.transcript();
   act(Writer::kServer, "echo x > f && mv f g && rm g && touch end");
-  ASSERT_TRUE(reader.waitForLine(Stream::kStdout, [](const std::string& l) { return l.find("|end") != std::string::npos; },
-                                 Deadline::in(seconds(10))))
+  ASSERT_TRUE(reader.waitForLine(
+      Stream::kStdout, [](const std::string& l) { return l.find("|end") != std::string::npos; },
+      Deadline::in(seconds(10))))
       << reader.transcript();
   // fanotify merges unread events on one object ("CREATE,MODIFY,CLOSE_WRITE|f"):
   // count each kind in them.
