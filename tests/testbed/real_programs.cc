@@ -155,6 +155,7 @@ std::string goWatchBinary() {
                                 "GOPATH=" + build->mkdir("gopath"),
                                 "GOFLAGS=-mod=mod",
                                 "GOPROXY=off",
+                                "GOENV=off",  // no go env file: works without $HOME
                                 "GO111MODULE=on",
                                 "go",
                                 "build",
