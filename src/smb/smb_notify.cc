@@ -19,6 +19,14 @@ namespace {
 
 constexpr int kMaxOverflowsPerSecond = 20;
 
+// libsmbclient keeps its talloc stack frames (every call pushes one) in one
+// process-wide pointer unless Samba was given thread functions, which
+// Debian's build cannot do (smbc_thread_posix() is not exported). Two
+// smbc_notify() loops in two threads interleave their frames and corrupt
+// the heap ("Bad talloc magic value", seen with two watches). So a process
+// runs at most one SmbNotify at a time; a second start() is refused.
+std::atomic<bool> oneLive{false};
+
 // What the user should do about a failed connect or open.
 std::string hintFor(int code) {
   switch (code) {
@@ -207,12 +215,18 @@ Result<std::unique_ptr<SmbNotify>> SmbNotify::start(const SmbLocation& location,
   if (worker->filter == 0) {
     return Error{EINVAL, fmt::format("SMB notify on {}: none of the requested events exists in SMB2", worker->url)};
   }
+  if (oneLive.exchange(true)) {
+    return Error{EBUSY, fmt::format("SMB notify on {}: another SMB watch runs in this process, and libsmbclient "
+                                    "cannot serve two at once (its talloc stack is not per thread)",
+                                    worker->url)};
+  }
   std::promise<Status> ready;
   auto opened = ready.get_future();
   worker->thread = std::thread([w = worker.get(), &ready] { w->run(&ready); });
   Status status = opened.get();
   if (!status.ok()) {
     worker->thread.join();
+    oneLive.store(false);
     return status.error();
   }
   return std::unique_ptr<SmbNotify>(new SmbNotify(std::move(worker)));
@@ -221,6 +235,7 @@ Result<std::unique_ptr<SmbNotify>> SmbNotify::start(const SmbLocation& location,
 SmbNotify::~SmbNotify() {
   worker_->stopping.store(true);
   if (worker_->thread.joinable()) worker_->thread.join();
+  oneLive.store(false);
 }
 
 int SmbNotify::fd() const { return worker_->queue.fd(); }

@@ -4,8 +4,10 @@
 // changes, for the watched directory or, with WATCH_TREE, its whole tree.
 //
 // smbc_notify() blocks, so each SmbNotify runs one thread with its own
-// SMBCCTX (libsmbclient is safe across threads only with one context per
-// thread). The thread hands events over through a NotifyQueue (mutex +
+// SMBCCTX. Only ONE SmbNotify may live in a process at a time (start()
+// returns EBUSY otherwise): Debian's libsmbclient keeps its talloc stack
+// frames in a process-wide pointer, and two smbc_notify() loops in two
+// threads corrupt each other's memory. The thread hands events over through a NotifyQueue (mutex +
 // eventfd). smbc_notify() calls back every kTickMs with no actions, which is
 // where the thread sees that it must stop: the destructor returns within a
 // tick.
@@ -40,7 +42,8 @@ class SmbNotify {
   // after start() returns is reported. Fails within about
   // kConnectTimeoutMs with errno and a message naming the URL and the fix
   // (EACCES: bad user or password; ENOENT: unknown share or path;
-  // ECONNREFUSED/ETIMEDOUT/EHOSTUNREACH: no server there).
+  // ECONNREFUSED/ETIMEDOUT/EHOSTUNREACH: no server there; EBUSY: another
+  // SmbNotify lives in this process).
   static Result<std::unique_ptr<SmbNotify>> start(const SmbLocation& location, const SmbCredentials& credentials,
                                                   uint32_t mask, bool recursive);
   ~SmbNotify();
