@@ -140,6 +140,13 @@ std::string Reflector::sourcePath(const std::string& rel, const std::string& nam
 }
 
 void Reflector::handle(const ClientEvent& event) {
+  if (event.mask & IN_Q_OVERFLOW) {
+    // The client core re-reads and reports the differences after an
+    // overflow; meanwhile the root's attributes and listing are refreshed.
+    log::warn("the event stream overflowed; changes in between are replayed as the client core finds them");
+    fuse_lowlevel_notify_inval_inode(session_, FUSE_ROOT_ID, 0, 0);
+    return;
+  }
   if (!(event.mask & IN_REMOTE)) {
     stats_.ignored++;
     return;
@@ -150,11 +157,6 @@ void Reflector::handle(const ClientEvent& event) {
     return;
   }
   log::debug("remote event: {} '{}' '{}' cookie {}", eventNames(event.mask), rel, event.name, event.cookie);
-  if (event.mask & IN_Q_OVERFLOW) {
-    log::warn("the event stream overflowed; the view's caches are dropped");
-    fuse_lowlevel_notify_inval_inode(session_, FUSE_ROOT_ID, 0, 0);
-    return;
-  }
   const bool isDir = event.mask & IN_ISDIR;
   if (pendingMove_) {
     PendingMove move = std::move(*pendingMove_);
