@@ -25,6 +25,9 @@ namespace {
 constexpr uint64_t kTagLocal = 1;
 constexpr uint64_t kTagReady = 2;
 constexpr uint64_t kTagRelease = 3;
+// An SMB notify descriptor: this bit and the watch descriptor (connections
+// are registered by their address, which never has it).
+constexpr uint64_t kTagNotify = uint64_t{1} << 63;
 
 int connectTimeoutMs() {
   if (const char* env = std::getenv("RNOTIFY_CONNECT_TIMEOUT_MS")) {
@@ -76,6 +79,7 @@ Client::~Client() = default;
 Result<int> Client::addWatch(const std::string& path, uint32_t mask, unsigned flags) {
   if (path.empty()) return Error{ENOENT, "cannot watch '': empty path"};
   if ((mask & IN_ALL_EVENTS) == 0) return Error{EINVAL, "cannot watch '" + path + "': no events requested"};
+  if (path.rfind("smb://", 0) == 0) return addSmbUrlWatch(path, mask, (flags & RNOTIFY_RECURSIVE) != 0);
   struct stat st;
   int statResult = (mask & IN_DONT_FOLLOW) ? ::lstat(path.c_str(), &st) : ::stat(path.c_str(), &st);
   if (statResult != 0) return Error::fromErrno(errno, "cannot watch '" + path + "'");
@@ -150,7 +154,10 @@ Result<int> Client::addWatch(const std::string& path, uint32_t mask, unsigned fl
         }
         startPolling(watch, resolved, connection.error().message);
       } else if (*connection == nullptr) {
-        startPolling(watch, resolved, why);
+        std::string smbWhy;
+        if (resolved.kind != MountKind::kSmb || !startSmbNotify(watch, resolved, &smbWhy)) {
+          startPolling(watch, resolved, smbWhy.empty() ? why : why + "; " + smbWhy);
+        }
       } else {
         for (const auto& [k, c] : connections_) {
           if (c.get() == *connection) watch.connectionKey = k;
@@ -172,6 +179,7 @@ Result<int> Client::addWatch(const std::string& path, uint32_t mask, unsigned fl
     }
   }
   if (watch.local != 0) byLocal_[watch.local] = watch.wd;
+  if (watch.cifs || watch.smb) watchNotifyFd(watch);
   int wd = nextWd_++;
   log::debug("watch {} on '{}': {}", wd, path, watch.source);
   Watch& stored = watches_.emplace(wd, std::move(watch)).first->second;
@@ -246,6 +254,37 @@ PollScanner::Options Client::pollOptions(const ResolvedPath& resolved) const {
   return options;
 }
 
+// What in a mount's options makes a scan of it see changes late.
+static std::string pollMountAdvice(const MountInfo& mount) {
+  std::map<std::string, std::string> options;
+  for (size_t at = 0; at <= mount.superOptions.size();) {
+    size_t end = mount.superOptions.find(',', at);
+    if (end == std::string::npos) end = mount.superOptions.size();
+    std::string option = mount.superOptions.substr(at, end - at);
+    size_t eq = option.find('=');
+    options[option.substr(0, eq)] = eq == std::string::npos ? "" : option.substr(eq + 1);
+    at = end + 1;
+  }
+  auto seconds = [&](const char* name) { return options.count(name) ? std::atoi(options[name].c_str()) : 0; };
+  std::string advice;
+  if (mount.fsType.rfind("nfs", 0) == 0) {
+    if (seconds("acregmax") > 5 || seconds("acdirmax") > 5) {
+      advice = "its attribute cache (acregmax=" + std::to_string(seconds("acregmax")) +
+               ", acdirmax=" + std::to_string(seconds("acdirmax")) +
+               ") can delay an in-place change by that long; mount with actimeo=1 for prompt polling";
+    }
+    if (options.count("lookupcache") && options["lookupcache"] != "none" && options["lookupcache"] != "positive") {
+      advice += std::string(advice.empty() ? "" : "; ") + "lookupcache=" + options["lookupcache"] +
+                " can hide a new file; use lookupcache=positive";
+    }
+  } else if (mount.fsType == "cifs" || mount.fsType == "smb3") {
+    if (seconds("actimeo") > 2 || seconds("acregmax") > 2 || seconds("acdirmax") > 2) {
+      advice = "its attribute cache (actimeo) delays what a scan sees; mount with actimeo=1";
+    }
+  }
+  return advice;
+}
+
 void Client::startPolling(Watch& watch, const ResolvedPath& resolved, const std::string& why) {
   PollScanner::Options options = pollOptions(resolved);
   options.recursive = watch.recursive;
@@ -269,7 +308,10 @@ void Client::startPolling(Watch& watch, const ResolvedPath& resolved, const std:
       }
     }
   }
-  if (!watch.poll) watch.poll = scanMount(watch.localRoot, options);
+  if (!watch.poll) {
+    watch.poll = scanMount(watch.localRoot, options);
+    if (std::string advice = pollMountAdvice(resolved.mount); !advice.empty()) how += "; " + advice;
+  }
   ensureDedup();
   dedup_->setStrategy(watch.wd, Dedup::Strategy::kPolled);
   watch.strategy = Dedup::Strategy::kPolled;
@@ -295,6 +337,145 @@ void Client::stopPolling(Watch& watch) {
   dedup_->setStrategy(wd, Dedup::Strategy::kPolled);
   deliverPolled(wd, *last);
   if (watches_.count(wd)) dedup_->setStrategy(wd, after);
+}
+
+Result<SmbCredentials> Client::smbCredentials(const std::string& user) {
+  std::string file = config_->smbCredentials;
+  if (const char* env = std::getenv("RNOTIFY_SMB_CREDENTIALS"); env != nullptr && *env != '\0') file = env;
+  if (file.empty()) {
+    const char* home = std::getenv("HOME");
+    std::string fallback = std::string(home ? home : "") + "/.config/rnotify/smb-credentials";
+    if (home != nullptr && ::access(fallback.c_str(), F_OK) == 0) file = fallback;
+  }
+  if (file.empty()) {
+    SmbCredentials guest;
+    guest.user = user;  // no password: a guest, or a share that needs none
+    return guest;
+  }
+  auto credentials = readCredentialsFile(file);
+  if (credentials && credentials->user.empty()) credentials->user = user;
+  return credentials;
+}
+
+bool Client::startSmbNotify(Watch& watch, const ResolvedPath& resolved, std::string* why) {
+  const uint32_t mask = watch.mask & IN_ALL_EVENTS;
+  // The cifs client's own ioctl first: the mount's session and credentials.
+  auto cifs = CifsNotify::start(watch.localRoot, mask, watch.recursive);
+  std::string how;
+  if (cifs) {
+    watch.cifs = std::move(*cifs);
+    how = "SMB2 change notify (the cifs client's CIFS_IOC_NOTIFY_INFO)";
+  } else {
+    int port = 0;
+    std::string user;
+    for (size_t at = 0; at < resolved.mount.superOptions.size();) {
+      size_t end = resolved.mount.superOptions.find(',', at);
+      if (end == std::string::npos) end = resolved.mount.superOptions.size();
+      std::string option = resolved.mount.superOptions.substr(at, end - at);
+      if (option.rfind("port=", 0) == 0) port = std::atoi(option.c_str() + 5);
+      if (option.rfind("username=", 0) == 0) user = option.substr(9);
+      at = end + 1;
+    }
+    auto location = parseMountSource(resolved.mount.source, port);
+    if (!location) {
+      *why = "SMB2 change notify: " + location.error().message;
+      return false;
+    }
+    if (!resolved.relative.empty()) location->path += (location->path.empty() ? "" : "/") + resolved.relative;
+    auto credentials = smbCredentials(user);
+    if (!credentials) {
+      *why = "SMB2 change notify: " + credentials.error().message;
+      return false;
+    }
+    auto smb = SmbNotify::start(*location, *credentials, mask, watch.recursive);
+    if (!smb) {
+      *why = "SMB2 change notify is not possible (" + cifs.error().message + "; " + smb.error().message + ")";
+      return false;
+    }
+    watch.smb = std::move(*smb);
+    how = "SMB2 change notify (libsmbclient, " + smbUrl(*location) + ")";
+  }
+  ensureDedup();
+  dedup_->setStrategy(watch.wd, Dedup::Strategy::kPolled);  // the server's reports: names and broad kinds
+  watch.strategy = Dedup::Strategy::kPolled;
+  watch.source = how + " + local inotify";
+  return true;
+}
+
+Result<int> Client::addSmbUrlWatch(const std::string& url, uint32_t mask, bool recursive) {
+  if (Status loaded = loadConfigOnce(); !loaded) return loaded.error();
+  SmbCredentials inUrl;
+  auto location = parseSmbUrl(url, &inUrl);
+  // Messages name the share without what the URL may hold of credentials.
+  if (!location) return Error{location.error().code, "cannot watch the smb:// URL: " + location.error().message};
+  const std::string shown = smbUrl(*location);
+  Result<SmbCredentials> credentials = inUrl;
+  if (inUrl.password.empty()) credentials = smbCredentials(inUrl.user);
+  if (!credentials) return Error{credentials.error().code, "cannot watch '" + shown + "': " + credentials.error().message};
+  auto smb = SmbNotify::start(*location, *credentials, mask & IN_ALL_EVENTS, recursive);
+  if (!smb) return Error{smb.error().code, "cannot watch '" + shown + "': " + smb.error().message};
+  Watch watch;
+  watch.wd = nextWd_;
+  const std::string base = inUrl.password.empty() ? url : shown;
+  watch.displayBase = base.back() == '/' ? base : base + "/";
+  watch.isDirectory = true;
+  watch.mask = mask;
+  watch.recursive = recursive;
+  watch.smb = std::move(*smb);
+  watch.source = "SMB2 change notify (libsmbclient, " + shown + ")";
+  watchNotifyFd(watch);
+  int wd = nextWd_++;
+  watches_.emplace(wd, std::move(watch));
+  return wd;
+}
+
+void Client::watchNotifyFd(Watch& watch) {
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = kTagNotify | static_cast<uint64_t>(watch.wd);
+  int fd = watch.cifs ? watch.cifs->fd() : watch.smb->fd();
+  ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev);
+}
+
+void Client::onNotify(int wd) {
+  auto it = watches_.find(wd);
+  if (it == watches_.end()) return;
+  Watch& watch = it->second;
+  std::vector<Event> events = watch.cifs ? watch.cifs->take() : watch.smb ? watch.smb->take() : std::vector<Event>{};
+  const bool failed = watch.cifs ? watch.cifs->failed() : watch.smb ? watch.smb->failed() : false;
+  const auto now = Dedup::Clock::now();
+  for (Event& event : events) {
+    if (watches_.find(wd) == watches_.end()) return;
+    const uint32_t kind = event.mask & IN_ALL_EVENTS;
+    if (kind != 0 && (kind & watch.mask) == 0) continue;
+    if (event.mask & IN_Q_OVERFLOW) {
+      // The server lost track (STATUS_NOTIFY_ENUM_DIR): say so; what changed
+      // meanwhile is not known in detail.
+      push(watch, IN_Q_OVERFLOW | kInRemote, 0, 0, {}, {});
+      continue;
+    }
+    if (watch.local == 0 || !dedup_) {
+      push(watch, event.mask | kInRemote, event.cookie, 0, event.dir, event.name);
+    } else {
+      dedup_->remote(wd, event, now);
+    }
+  }
+  if (failed && watches_.count(wd)) {
+    Error error = watch.cifs ? watch.cifs->error() : watch.smb->error();
+    ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, watch.cifs ? watch.cifs->fd() : watch.smb->fd(), nullptr);
+    log::error("'{}': SMB2 change notify ended: {}", watch.displayBase, error.message);
+    push(watch, IN_Q_OVERFLOW | kInRemote, 0, 0, {}, {});
+    watch.cifs.reset();
+    watch.smb.reset();
+    if (watch.local == 0) {
+      endWatch(watch);  // an smb:// watch has nothing else
+    } else {
+      ResolvedPath resolved = MountResolver::fromProc().resolve(watch.localRoot);
+      startPolling(watch, resolved, "SMB2 change notify ended (" + error.message + ")");
+      armReleaseTimer();
+    }
+  }
+  armReleaseTimer();
 }
 
 Result<std::vector<Event>> Client::scanWatch(Watch& watch) {
@@ -664,6 +845,8 @@ void Client::endWatch(Watch& watch) {
     unwatch.watchId = watch.remoteId;
     watch.remote->requestNoWait(unwatch);
   }
+  if (watch.cifs) ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, watch.cifs->fd(), nullptr);
+  if (watch.smb) ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, watch.smb->fd(), nullptr);
   if (dedup_) dedup_->forget(watch.wd);  // delivers what it still held
   queue_.push_back(ClientEvent{watch.wd, IN_IGNORED, 0, 0, watch.displayBase, {}});
   watches_.erase(watch.wd);
@@ -683,9 +866,9 @@ void Client::onEvent(SubscriptionId subscription, uint32_t mask, uint32_t cookie
   }
   if (watch.wd == scanningWd_ && (mask & IN_ISDIR) && Dedup::readSide(mask)) return;
   // What this host did through the mount comes back from the server too.
-  if (watch.poll && dedup_ && !watch.pollOnly) {
+  if ((watch.poll || watch.cifs || watch.smb) && dedup_ && !watch.pollOnly) {
     // ... and in the next scan: make it soon, so that it is matched.
-    watch.poll->hurry(PolledTree::Clock::now() + std::chrono::milliseconds(100));
+    if (watch.poll) watch.poll->hurry(PolledTree::Clock::now() + std::chrono::milliseconds(100));
     dedup_->local(watch.wd, mask, cookie, dir, name, nullptr, Dedup::Clock::now());
     armReleaseTimer();
     return;
@@ -924,6 +1107,8 @@ Result<int> Client::next(ClientEvent* out, int timeoutMs) {
       } else if (ready[i].data.u64 == kTagRelease) {
         uint64_t expirations;
         [[maybe_unused]] ssize_t r = ::read(release_.get(), &expirations, sizeof expirations);
+      } else if (ready[i].data.u64 & kTagNotify) {
+        onNotify(static_cast<int>(ready[i].data.u64 & 0x7fffffff));
       } else if (ready[i].data.u64 != kTagReady) {
         auto* connection = static_cast<Connection*>(ready[i].data.ptr);
         if (!connection->pump()) connectionLost(*connection);

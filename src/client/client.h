@@ -17,6 +17,8 @@
 #include "client/connection.h"
 #include "client/dedup.h"
 #include "client/polled_tree.h"
+#include "smb/cifs_notify.h"
+#include "smb/smb_notify.h"
 #include "client/tree_view.h"
 #include "client/sshfs_target.h"
 #include "common/result.h"
@@ -79,6 +81,10 @@ class Client final : public EventSink {
     std::unique_ptr<PolledTree> poll;
     bool pollOnly = false;     // RNOTIFY_POLL: the scans are the only source
     bool pollFailing = false;  // the last scan failed (told once)
+    // SMB2 change notify, for SMB mounts without rnotifyd (and smb:// URLs):
+    // the cifs client's ioctl on the mount, else libsmbclient.
+    std::unique_ptr<CifsNotify> cifs;
+    std::unique_ptr<SmbNotify> smb;
   };
   // What a connection has been told about this host (proto::Declare).
   struct Declared {
@@ -96,6 +102,13 @@ class Client final : public EventSink {
   void startPolling(Watch& watch, const struct ResolvedPath& resolved, const std::string& why);
   PollScanner::Options pollOptions(const struct ResolvedPath& resolved) const;
   void runPolls();
+  // SMB2 change notify for a watch on an SMB mount; false (and *why) when
+  // neither the cifs ioctl nor libsmbclient can serve it.
+  bool startSmbNotify(Watch& watch, const struct ResolvedPath& resolved, std::string* why);
+  Result<int> addSmbUrlWatch(const std::string& url, uint32_t mask, bool recursive);
+  Result<SmbCredentials> smbCredentials(const std::string& user);
+  void watchNotifyFd(Watch& watch);
+  void onNotify(int wd);
   // One scan; the local kernel's reports of the scan's own reads are dropped.
   // The watch may be gone afterwards (the drain delivered its end).
   Result<std::vector<Event>> scanWatch(Watch& watch);

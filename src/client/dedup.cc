@@ -50,7 +50,8 @@ bool Dedup::pairable(uint32_t mask) { return (mask & kUnpaired) == 0 && (mask & 
 bool Dedup::readSide(uint32_t mask) { return (mask & kReadSide) != 0; }
 
 uint32_t Dedup::polledKind(uint32_t mask) {
-  uint32_t kind = mask & IN_ISDIR;
+  // IN_ISDIR left out: SMB2 change notify does not say whether an entry is a directory.
+  uint32_t kind = 0;
   if (mask & (IN_DELETE | IN_MOVED_FROM)) return kind | IN_DELETE;
   if (mask & (IN_CREATE | IN_MOVED_TO)) return kind | IN_CREATE;
   if (mask & (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE)) return kind | IN_MODIFY;

@@ -27,7 +27,8 @@
 // may apply this host's operation after someone else renamed the entry (sshfs
 // sends a close after the application's close() returned), and then reports
 // it under the new name.
-// - kPolled: the remote source is a polling scan (IN_POLLED), which sees
+// - kPolled: the remote source is a polling scan (IN_POLLED) or SMB2 change
+//   notify (which tells neither cookies nor directories), which sees
 //   this host's changes too, later and less precisely (a rename may be a
 //   DELETE + CREATE, a write and a chmod the same MODIFY). Local reports are
 //   delivered at once (they are the precise ones) and each absorbs one scan
@@ -97,7 +98,7 @@ class Dedup {
   // Read-side kinds, which a local cache can serve without the server seeing them.
   static bool readSide(uint32_t mask);
   // The broad kind a scan can tell (kPolled): MOVED_FROM as DELETE, MOVED_TO
-  // as CREATE, ATTRIB and CLOSE_WRITE as MODIFY; IN_ISDIR kept.
+  // as CREATE, ATTRIB and CLOSE_WRITE as MODIFY; IN_ISDIR left out.
   static uint32_t polledKind(uint32_t mask);
 
  private:
