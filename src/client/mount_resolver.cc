@@ -186,8 +186,11 @@ MountKind classify(std::string_view fsType) {
   if (fsType == "cifs" || fsType == "smb3" || fsType == "smbfs") return MountKind::kSmb;
   // FUSE filesystems that only present local data; every other FUSE
   // filesystem may be backed by a remote store whose changes we cannot see.
-  static constexpr std::array<std::string_view, 6> kLocalFuse = {
-      "fuse.lxcfs", "fuse.fuse-overlayfs", "fuse.squashfuse", "fuse.portal", "fuse.bindfs", "fuse.rnotify-fuse"};
+  // An rnotify-fuse view (subtype "rnotify") is one too: the kernel already
+  // reports every change on it, remote ones included.
+  static constexpr std::array<std::string_view, 7> kLocalFuse = {
+      "fuse.lxcfs",  "fuse.fuse-overlayfs", "fuse.squashfuse",  "fuse.portal",
+      "fuse.bindfs", "fuse.rnotify",        "fuse.rnotify-fuse"};
   for (std::string_view local : kLocalFuse) {
     if (fsType == local) return MountKind::kLocal;
   }

@@ -143,7 +143,7 @@ TEST(Classify, KnownTypes) {
   for (const char* type : {"fuse.rclone", "fuse.glusterfs", "ceph", "9p", "virtiofs", "afs", "fuse"}) {
     EXPECT_EQ(classify(type), MountKind::kOtherNetwork) << type;
   }
-  for (const char* type : {"ext4", "xfs", "btrfs", "tmpfs", "overlay", "proc", "fuseblk", "fuse.lxcfs"}) {
+  for (const char* type : {"ext4", "xfs", "btrfs", "tmpfs", "overlay", "proc", "fuseblk", "fuse.lxcfs", "fuse.rnotify"}) {
     EXPECT_EQ(classify(type), MountKind::kLocal) << type;
   }
 }
