@@ -1,17 +1,20 @@
 // SmbNotify through libsmbclient; see smb_notify.h.
 #include "smb/smb_notify.h"
 
+#include <fcntl.h>
 #include <fmt/core.h>
 #include <libsmbclient.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
-#include <atomic>
 #include <chrono>
 #include <cstring>
-#include <future>
-#include <thread>
 
 #include "common/log.h"
-#include "smb/notify_queue.h"
 #include "smb/smb_actions.h"
 
 namespace rnotify {
@@ -19,13 +22,19 @@ namespace {
 
 constexpr int kMaxOverflowsPerSecond = 20;
 
-// libsmbclient keeps its talloc stack frames (every call pushes one) in one
-// process-wide pointer unless Samba was given thread functions, which
-// Debian's build cannot do (smbc_thread_posix() is not exported). Two
-// smbc_notify() loops in two threads interleave their frames and corrupt
-// the heap ("Bad talloc magic value", seen with two watches). So a process
-// runs at most one SmbNotify at a time; a second start() is refused.
-std::atomic<bool> oneLive{false};
+// Helper -> parent messages, one per SOCK_SEQPACKET packet: a type byte,
+// then for an event u32 mask, u32 cookie, u32 length of dir, dir, name; for an
+// error u32 errno, message.
+constexpr char kMsgReady = 'R';
+constexpr char kMsgEvent = 'E';
+constexpr char kMsgError = 'X';
+
+void appendU32(std::string* m, uint32_t v) { m->append(reinterpret_cast<const char*>(&v), sizeof v); }
+uint32_t readU32(const char* p) {
+  uint32_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
 
 // What the user should do about a failed connect or open.
 std::string hintFor(int code) {
@@ -60,15 +69,11 @@ struct SmbNotify::Worker {
   uint32_t mask = 0;
   uint32_t filter = 0;
   bool recursive = false;
-  NotifyQueue queue;
-  std::atomic<bool> stopping{false};
-  std::thread thread;
+  int out = -1;  // the child's end of the socketpair
   SMBCCTX* ctx = nullptr;
   SMBCFILE* dir = nullptr;
   NotifyTranslator translator{0};
 
-  // In the thread that made the context: libsmbclient contexts belong to one
-  // thread.
   void close() {
     if (ctx == nullptr) return;
     if (dir != nullptr) smbc_getFunctionClosedir(ctx)(ctx, dir);
@@ -77,25 +82,32 @@ struct SmbNotify::Worker {
     dir = nullptr;
   }
 
-  // Runs in the thread: connect, open and watch. `ready` is answered once the
-  // first notify request is out (its first tick), so that no change made
-  // after start() returns can fall before the request.
-  void run(std::promise<Status>* ready) {
-    ready_ = ready;
+  // Runs in the helper process: connect, open and watch. The parent hears
+  // "ready" once the first notify request is out (its first tick), so that no
+  // change made after start() returns can fall before the request.
+  void run() {
     Status opened = open();
     if (opened.ok()) watch();
-    close();
-    if (!opened.ok()) answer(std::move(opened));
+    if (!opened.ok()) sendError(opened.error());
   }
 
-  void answer(Status status) {
-    if (ready_ == nullptr) return;
-    std::promise<Status>* ready = ready_;
-    ready_ = nullptr;  // start() may return, and its promise go, right after set_value
-    ready->set_value(std::move(status));
+  void answer() {
+    if (answered_) return;
+    answered_ = true;
+    send(std::string(1, kMsgReady));
   }
+  bool answered_ = false;
 
-  std::promise<Status>* ready_ = nullptr;
+  void send(const std::string& message) {
+    while (::send(out, message.data(), message.size(), MSG_NOSIGNAL) < 0 && errno == EINTR) {
+    }
+  }
+  void sendError(const Error& e) {
+    std::string m(1, kMsgError);
+    appendU32(&m, static_cast<uint32_t>(e.code));
+    m += e.message;
+    send(m);
+  }
 
   static void authenticate(SMBCCTX* c, const char*, const char*, char* wg, int wglen, char* un, int unlen, char* pw,
                            int pwlen) {
@@ -136,7 +148,7 @@ struct SmbNotify::Worker {
 
   static int onChanges(const smbc_notify_callback_action* actions, size_t count, void* data) {
     auto* self = static_cast<Worker*>(data);
-    self->answer({});
+    self->answer();
     std::vector<Event> events;
     if (count > 0) {
       std::vector<NotifyRecord> records;
@@ -153,12 +165,20 @@ struct SmbNotify::Worker {
       self->translator.flush(&events);
     }
     self->deliver(std::move(events));
-    return self->stopping.load() ? 1 : 0;
+    return 0;  // the parent ends this process
   }
 
   void deliver(std::vector<Event> events) {
-    std::erase_if(events, [this](const Event& e) { return (e.mask & mask) == 0; });
-    queue.push(std::move(events));
+    for (const Event& e : events) {
+      if (e.mask != IN_Q_OVERFLOW && (e.mask & mask) == 0) continue;
+      std::string m(1, kMsgEvent);
+      appendU32(&m, e.mask);
+      appendU32(&m, e.cookie);
+      appendU32(&m, static_cast<uint32_t>(e.dir.size()));
+      m += e.dir;
+      m += e.name;
+      send(m);
+    }
   }
 
   int pendingTicks = 0;
@@ -170,18 +190,18 @@ struct SmbNotify::Worker {
     // a server that answers nothing else must not make this loop spin.
     auto windowStart = std::chrono::steady_clock::now();
     int overflowsInWindow = 0;
-    while (!stopping.load()) {
+    for (;;) {
       errno = 0;
       int rc = notify(ctx, dir, recursive ? 1 : 0, filter, kTickMs, &Worker::onChanges, this);
-      if (rc == 0 || stopping.load()) return;  // the callback asked to stop
+      if (rc == 0) return;  // not asked for: the callback never stops it
       int e = errno;
       if (e == 0) {
         // STATUS_NOTIFY_ENUM_DIR: the server dropped changes.
         log::debug("SMB notify {}: the server's change buffer overflowed", url);
         std::vector<Event> events;
         translator.flush(&events);
+        events.push_back(overflowEvent());
         deliver(std::move(events));
-        queue.push({overflowEvent()});
         auto now = std::chrono::steady_clock::now();
         if (now - windowStart > std::chrono::seconds(1)) {
           windowStart = now;
@@ -191,56 +211,132 @@ struct SmbNotify::Worker {
         e = EIO;
       }
       Error error{e, fmt::format("SMB notify on {} ended: {}; {}", url, std::strerror(e), hintFor(e))};
-      if (ready_ != nullptr) {
-        answer(std::move(error));  // failed before it ever watched: start() reports it
-      } else {
-        queue.fail(std::move(error));
-      }
+      sendError(error);  // before "ready", start() reports it; after, failed()
       return;
     }
   }
 };
 
-SmbNotify::SmbNotify(std::unique_ptr<Worker> worker) : worker_(std::move(worker)) {}
+SmbNotify::SmbNotify(pid_t child, UniqueFd socket) : child_(child), socket_(std::move(socket)) {}
 
 Result<std::unique_ptr<SmbNotify>> SmbNotify::start(const SmbLocation& location, const SmbCredentials& credentials,
                                                     uint32_t mask, bool recursive) {
-  auto worker = std::make_unique<Worker>();
-  worker->location = location;
-  worker->credentials = credentials;
-  worker->url = smbUrl(location);
-  worker->mask = mask;
-  worker->filter = completionFilterFor(mask);
-  worker->recursive = recursive;
-  if (worker->filter == 0) {
-    return Error{EINVAL, fmt::format("SMB notify on {}: none of the requested events exists in SMB2", worker->url)};
+  Worker worker;
+  worker.location = location;
+  worker.credentials = credentials;
+  worker.url = smbUrl(location);
+  worker.mask = mask;
+  worker.filter = completionFilterFor(mask);
+  worker.recursive = recursive;
+  if (worker.filter == 0) {
+    return Error{EINVAL, fmt::format("SMB notify on {}: none of the requested events exists in SMB2", worker.url)};
   }
-  if (oneLive.exchange(true)) {
-    return Error{EBUSY, fmt::format("SMB notify on {}: another SMB watch runs in this process, and libsmbclient "
-                                    "cannot serve two at once (its talloc stack is not per thread)",
-                                    worker->url)};
+  int pair[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) return lastError("socketpair");
+  UniqueFd mine(pair[0]), theirs(pair[1]);
+  const pid_t parent = ::getpid();
+  pid_t child = ::fork();
+  if (child < 0) return lastError("fork (SMB notify helper)");
+  if (child == 0) {
+    // The helper: nothing of the parent but this socket (a descriptor kept
+    // open here would keep the parent's connections and pipes alive), and it
+    // dies with the parent.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(1);
+    ::dup2(theirs.get(), 3);
+    ::close_range(4, ~0U, 0);
+    worker.out = 3;
+    worker.run();
+    ::_exit(0);  // no atexit handlers or static destructors of the parent's program
   }
-  std::promise<Status> ready;
-  auto opened = ready.get_future();
-  worker->thread = std::thread([w = worker.get(), &ready] { w->run(&ready); });
-  Status status = opened.get();
-  if (!status.ok()) {
-    worker->thread.join();
-    oneLive.store(false);
-    return status.error();
+  theirs.reset();
+  auto fail = [&](Error e) -> Result<std::unique_ptr<SmbNotify>> {
+    ::kill(child, SIGKILL);
+    ::waitpid(child, nullptr, 0);
+    return e;
+  };
+  // The first message: "ready" or the error that ended the helper.
+  pollfd p{mine.get(), POLLIN, 0};
+  int n = 0;
+  do {
+    n = ::poll(&p, 1, kConnectTimeoutMs + 2000);
+  } while (n < 0 && errno == EINTR);
+  if (n == 0)
+    return fail(Error{ETIMEDOUT, fmt::format("SMB: no answer from {} within {} ms; {}", worker.url,
+                                             kConnectTimeoutMs + 2000, hintFor(ETIMEDOUT))});
+  char buf[kMaxMessage];
+  ssize_t len = ::recv(mine.get(), buf, sizeof buf, 0);
+  if (len > 0 && buf[0] == kMsgReady) {
+    ::fcntl(mine.get(), F_SETFL, O_NONBLOCK);
+    return std::unique_ptr<SmbNotify>(new SmbNotify(child, std::move(mine)));
   }
-  return std::unique_ptr<SmbNotify>(new SmbNotify(std::move(worker)));
+  if (len >= 5 && buf[0] == kMsgError) {
+    return fail(Error{static_cast<int>(readU32(buf + 1)), std::string(buf + 5, static_cast<size_t>(len - 5))});
+  }
+  return fail(Error{EIO, fmt::format("SMB notify on {}: the helper process ended without an answer", worker.url)});
 }
 
-SmbNotify::~SmbNotify() {
-  worker_->stopping.store(true);
-  if (worker_->thread.joinable()) worker_->thread.join();
-  oneLive.store(false);
+SmbNotify::~SmbNotify() { endHelper(); }
+
+// The helper holds no state worth a goodbye: the server drops the session
+// when the connection closes. Once it is reaped its end of the socket is
+// closed, so fd() stays readable (EOF) for a caller that polls again.
+void SmbNotify::endHelper() const {
+  if (child_ < 0) return;
+  ::kill(child_, SIGKILL);
+  while (::waitpid(child_, nullptr, 0) < 0 && errno == EINTR) {
+  }
+  child_ = -1;
 }
 
-int SmbNotify::fd() const { return worker_->queue.fd(); }
-std::vector<Event> SmbNotify::take() { return worker_->queue.take(); }
-bool SmbNotify::failed() const { return worker_->queue.failed(); }
-Error SmbNotify::error() const { return worker_->queue.error(); }
+int SmbNotify::fd() const { return socket_.get(); }
+
+void SmbNotify::drain() const {
+  char buf[kMaxMessage];
+  while (!failed_) {
+    ssize_t len = ::recv(socket_.get(), buf, sizeof buf, 0);
+    if (len < 0 && errno == EINTR) continue;
+    if (len < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    if (len <= 0) {  // the helper died without a word (killed, crashed)
+      failed_ = true;
+      error_ = len == 0 ? Error{ECONNABORTED, "SMB notify: the helper process ended unexpectedly"}
+                        : lastError("SMB notify: read from the helper process");
+      endHelper();
+      return;
+    }
+    if (buf[0] == kMsgEvent && len >= 13) {
+      Event e;
+      e.mask = readU32(buf + 1);
+      e.cookie = readU32(buf + 5);
+      uint32_t dirLen = readU32(buf + 9);
+      size_t rest = static_cast<size_t>(len) - 13;
+      if (dirLen > rest) continue;
+      e.dir.assign(buf + 13, dirLen);
+      e.name.assign(buf + 13 + dirLen, rest - dirLen);
+      events_.push_back(std::move(e));
+    } else if (buf[0] == kMsgError && len >= 5) {
+      failed_ = true;
+      error_ = Error{static_cast<int>(readU32(buf + 1)), std::string(buf + 5, static_cast<size_t>(len - 5))};
+      endHelper();
+    }
+  }
+}
+
+std::vector<Event> SmbNotify::take() {
+  drain();
+  std::vector<Event> out;
+  out.swap(events_);
+  return out;
+}
+
+bool SmbNotify::failed() const {
+  drain();
+  return failed_;
+}
+
+Error SmbNotify::error() const {
+  drain();
+  return error_;
+}
 
 }  // namespace rnotify

@@ -3,14 +3,17 @@
 // rnotifyd (Windows servers, NAS appliances): the server itself reports
 // changes, for the watched directory or, with WATCH_TREE, its whole tree.
 //
-// smbc_notify() blocks, so each SmbNotify runs one thread with its own
-// SMBCCTX. Only ONE SmbNotify may live in a process at a time (start()
-// returns EBUSY otherwise): Debian's libsmbclient keeps its talloc stack
-// frames in a process-wide pointer, and two smbc_notify() loops in two
-// threads corrupt each other's memory. The thread hands events over through a NotifyQueue (mutex +
-// eventfd). smbc_notify() calls back every kTickMs with no actions, which is
-// where the thread sees that it must stop: the destructor returns within a
-// tick.
+// smbc_notify() blocks in its own event loop, and Debian's libsmbclient is
+// not thread-safe (it keeps its talloc stack frames in one process-wide
+// pointer: two smbc_notify() loops in two threads corrupt the heap). So each
+// SmbNotify runs libsmbclient in a helper process of its own, forked from the
+// caller and single-threaded, which sends each event as one packet over a
+// SOCK_SEQPACKET socketpair; fd() is the parent's end, readable while events
+// wait or after the helper failed or died. smbc_notify() calls back every
+// kTickMs with no actions; the first tick tells the parent that the request
+// is out. The destructor kills the helper (SIGKILL) and reaps it, at once;
+// the helper also dies with the parent (PR_SET_PDEATHSIG) and keeps no
+// descriptor of the parent's but its socket.
 //
 // When the changes do not fit the response (libsmbclient asks for at most
 // 1000 bytes of records) the server answers STATUS_NOTIFY_ENUM_DIR and
@@ -25,11 +28,14 @@
 // in the watched directory (its inotify backend watches that one directory).
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <memory>
 #include <vector>
 
 #include "common/result.h"
+#include "common/unique_fd.h"
 #include "event/event.h"
 #include "smb/smb_credentials.h"
 
@@ -42,8 +48,7 @@ class SmbNotify {
   // after start() returns is reported. Fails within about
   // kConnectTimeoutMs with errno and a message naming the URL and the fix
   // (EACCES: bad user or password; ENOENT: unknown share or path;
-  // ECONNREFUSED/ETIMEDOUT/EHOSTUNREACH: no server there; EBUSY: another
-  // SmbNotify lives in this process).
+  // ECONNREFUSED/ETIMEDOUT/EHOSTUNREACH: no server there).
   static Result<std::unique_ptr<SmbNotify>> start(const SmbLocation& location, const SmbCredentials& credentials,
                                                   uint32_t mask, bool recursive);
   ~SmbNotify();
@@ -66,8 +71,17 @@ class SmbNotify {
   struct Worker;
 
  private:
-  explicit SmbNotify(std::unique_ptr<Worker> worker);
-  std::unique_ptr<Worker> worker_;
+  static constexpr size_t kMaxMessage = 64 * 1024;
+  SmbNotify(pid_t child, UniqueFd socket);
+  // Reads every waiting message into events_ / failed_.
+  void drain() const;
+  // Kills and reaps the helper (idempotent).
+  void endHelper() const;
+  mutable pid_t child_;
+  UniqueFd socket_;
+  mutable std::vector<Event> events_;
+  mutable bool failed_ = false;
+  mutable Error error_;
 };
 
 }  // namespace rnotify
