@@ -74,17 +74,10 @@ struct SmbNotify::Worker {
   SMBCFILE* dir = nullptr;
   NotifyTranslator translator{0};
 
-  void close() {
-    if (ctx == nullptr) return;
-    if (dir != nullptr) smbc_getFunctionClosedir(ctx)(ctx, dir);
-    smbc_free_context(ctx, 1);
-    ctx = nullptr;
-    dir = nullptr;
-  }
-
   // Runs in the helper process: connect, open and watch. The parent hears
   // "ready" once the first notify request is out (its first tick), so that no
-  // change made after start() returns can fall before the request.
+  // change made after start() returns can fall before the request. The
+  // context is never freed: the process ends with it.
   void run() {
     Status opened = open();
     if (opened.ok()) watch();
