@@ -168,12 +168,28 @@ bool WaitSession::addWatches() {
   return true;
 }
 
-bool WaitSession::addWatch(const std::string& path) {
+namespace {
+
+// An smb:// URL as it may be shown: without a password written in it.
+std::string shown(const std::string& path) {
+  if (path.rfind("smb://", 0) != 0) return path;
+  size_t at = path.find('@');
+  size_t colon = path.find(':', 6);
+  if (at == std::string::npos || colon == std::string::npos || colon > at) return path;
+  return path.substr(0, colon) + ":***" + path.substr(at);
+}
+
+}  // namespace
+
+bool WaitSession::addWatch(const std::string& rawPath) {
+  const std::string path = shown(rawPath);
   unsigned flags = (options_.localOnly ? RNOTIFY_LOCAL_ONLY : 0) | (options_.poll ? RNOTIFY_POLL : 0);
   // inotifywait -r on a file simply watches the file.
   struct stat st {};
-  if (options_.recursive && ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) flags |= RNOTIFY_RECURSIVE;
-  int wd = rnotify_add_watch(rn_, path.c_str(), watchMask_, flags);
+  if (options_.recursive && ((::stat(rawPath.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) || rawPath.rfind("smb://", 0) == 0)) {
+    flags |= RNOTIFY_RECURSIVE;
+  }
+  int wd = rnotify_add_watch(rn_, rawPath.c_str(), watchMask_, flags);
   if (wd < 0) {
     int code = errno;
     if (code == ENOSPC) {
