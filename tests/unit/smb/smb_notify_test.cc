@@ -190,15 +190,20 @@ TEST_F(SmbNotifyTest, ServerOverflowBecomesQOverflowAndTheWatchGoesOn) {
   auto w = watch();
   ASSERT_TRUE(w);
   Collector c(*w);
-  // libsmbclient asks for at most 1000 bytes of records per response; one
-  // rename of a 250-character name to another is two records of 512 bytes, so
-  // the server answers STATUS_NOTIFY_ENUM_DIR.
-  std::string a(250, 'a'), b(250, 'b');
-  testbed::writeFile(samba_->serverPath(a), "x");
-  std::filesystem::rename(samba_->serverPath(a), samba_->serverPath(b));
-  ASSERT_TRUE(c.waitFor([](const std::vector<Event>& events) {
+  // libsmbclient asks for at most 1000 bytes of records per response, and a
+  // record of a 250-character name takes 512. The server answers at once while
+  // a request is pending and keeps what comes before the next one: a burst of
+  // such creates overflows that, and the server answers
+  // STATUS_NOTIFY_ENUM_DIR. (How many changes fall between two requests is up
+  // to the scheduler, so bursts are repeated until one overflows.)
+  int made = 0;
+  ASSERT_TRUE(c.waitFor([&](const std::vector<Event>& events) {
     for (const auto& e : events) {
       if (e.mask == IN_Q_OVERFLOW) return true;
+    }
+    for (int k = 0; k < 6; ++k) {
+      std::string name = std::to_string(made++);
+      testbed::writeFile(samba_->serverPath(std::string(250 - name.size(), 'a') + name), "");
     }
     return false;
   })) << describe(c.events());
