@@ -254,37 +254,6 @@ PollScanner::Options Client::pollOptions(const ResolvedPath& resolved) const {
   return options;
 }
 
-// What in a mount's options makes a scan of it see changes late.
-static std::string pollMountAdvice(const MountInfo& mount) {
-  std::map<std::string, std::string> options;
-  for (size_t at = 0; at <= mount.superOptions.size();) {
-    size_t end = mount.superOptions.find(',', at);
-    if (end == std::string::npos) end = mount.superOptions.size();
-    std::string option = mount.superOptions.substr(at, end - at);
-    size_t eq = option.find('=');
-    options[option.substr(0, eq)] = eq == std::string::npos ? "" : option.substr(eq + 1);
-    at = end + 1;
-  }
-  auto seconds = [&](const char* name) { return options.count(name) ? std::atoi(options[name].c_str()) : 0; };
-  std::string advice;
-  if (mount.fsType.rfind("nfs", 0) == 0) {
-    if (seconds("acregmax") > 5 || seconds("acdirmax") > 5) {
-      advice = "its attribute cache (acregmax=" + std::to_string(seconds("acregmax")) +
-               ", acdirmax=" + std::to_string(seconds("acdirmax")) +
-               ") can delay an in-place change by that long; mount with actimeo=1 for prompt polling";
-    }
-    if (options.count("lookupcache") && options["lookupcache"] != "none" && options["lookupcache"] != "positive") {
-      advice += std::string(advice.empty() ? "" : "; ") + "lookupcache=" + options["lookupcache"] +
-                " can hide a new file; use lookupcache=positive";
-    }
-  } else if (mount.fsType == "cifs" || mount.fsType == "smb3") {
-    if (seconds("actimeo") > 2 || seconds("acregmax") > 2 || seconds("acdirmax") > 2) {
-      advice = "its attribute cache (actimeo) delays what a scan sees; mount with actimeo=1";
-    }
-  }
-  return advice;
-}
-
 void Client::startPolling(Watch& watch, const ResolvedPath& resolved, const std::string& why) {
   PollScanner::Options options = pollOptions(resolved);
   options.recursive = watch.recursive;

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "client/mount_resolver.h"
 #include "client/poll_scanner.h"
 #include "common/result.h"
 #include "event/event.h"
@@ -40,6 +41,11 @@ class PolledTree {
 // PollScanner on a directory or file as this host sees it. A file is
 // watched by scanning its directory for that one name.
 std::unique_ptr<PolledTree> scanMount(const std::string& root, PollScanner::Options options);
+
+// What in a mount's options makes a scan of it see changes late ("" when
+// nothing): NFS attribute caches above 5 s, lookupcache=all, CIFS actimeo
+// above 2 s. Said with the fallback's warning.
+std::string pollMountAdvice(const MountInfo& mount);
 
 // "every 2 s (250 ms after a change, up to 5 s when idle)".
 std::string describeInterval(const PollIntervalSettings& settings);

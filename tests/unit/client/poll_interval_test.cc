@@ -1,5 +1,6 @@
 // PollInterval: the polling backend's schedule, on given times (no sleeping).
 #include "client/poll_interval.h"
+#include "client/polled_tree.h"
 
 #include <gtest/gtest.h>
 
@@ -98,6 +99,31 @@ TEST(PollInterval, HurryOnlyBringsTheDeadlineForward) {
   EXPECT_EQ(p.deadline(), t + milliseconds(2000));
   p.hurry(t + milliseconds(10));
   EXPECT_EQ(p.deadline(), t + milliseconds(10));
+}
+
+}  // namespace
+}  // namespace rnotify
+
+namespace rnotify {
+namespace {
+
+MountInfo mountOf(const std::string& fsType, const std::string& options) {
+  MountInfo m;
+  m.fsType = fsType;
+  m.superOptions = options;
+  return m;
+}
+
+TEST(PollMountAdvice, WarnsAboutCachesThatDelayAScan) {
+  // NFS's defaults: directories may be 60 s stale.
+  std::string nfs = pollMountAdvice(mountOf("nfs4", "rw,vers=4.2,acregmin=3,acregmax=60,acdirmin=30,acdirmax=60"));
+  EXPECT_NE(nfs.find("actimeo=1"), std::string::npos) << nfs;
+  EXPECT_EQ(pollMountAdvice(mountOf("nfs4", "rw,vers=4.2,acregmin=1,acregmax=1,acdirmin=1,acdirmax=1")), "");
+  std::string lookup = pollMountAdvice(mountOf("nfs", "rw,actimeo=1,lookupcache=all"));
+  EXPECT_NE(lookup.find("lookupcache=positive"), std::string::npos) << lookup;
+  EXPECT_NE(pollMountAdvice(mountOf("cifs", "rw,vers=3.1.1,actimeo=30")), "");
+  EXPECT_EQ(pollMountAdvice(mountOf("cifs", "rw,vers=3.1.1,actimeo=1")), "");
+  EXPECT_EQ(pollMountAdvice(mountOf("fuse.rclone", "rw,user_id=0")), "");
 }
 
 }  // namespace
