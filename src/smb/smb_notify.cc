@@ -6,7 +6,6 @@
 #include <libsmbclient.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -92,8 +91,18 @@ struct SmbNotify::Worker {
   bool answered_ = false;
 
   void send(const std::string& message) {
-    while (::send(out, message.data(), message.size(), MSG_NOSIGNAL) < 0 && errno == EINTR) {
+    while (::send(out, message.data(), message.size(), MSG_NOSIGNAL) < 0) {
+      if (errno != EINTR) ::_exit(0);  // the parent's end is gone
     }
+  }
+
+  // The parent never writes: end of file means the SmbNotify (or its whole
+  // process) is gone. Checked on every tick, so an idle helper leaves within
+  // kTickMs. (Not PR_SET_PDEATHSIG: that follows the thread that forked, and
+  // start() may be called from a thread that ends before the watch does.)
+  void leaveIfOrphaned() {
+    char c;
+    if (::recv(out, &c, 1, MSG_DONTWAIT | MSG_PEEK) == 0) ::_exit(0);
   }
   void sendError(const Error& e) {
     std::string m(1, kMsgError);
@@ -141,6 +150,7 @@ struct SmbNotify::Worker {
 
   static int onChanges(const smbc_notify_callback_action* actions, size_t count, void* data) {
     auto* self = static_cast<Worker*>(data);
+    self->leaveIfOrphaned();
     self->answer();
     std::vector<Event> events;
     if (count > 0) {
@@ -227,15 +237,12 @@ Result<std::unique_ptr<SmbNotify>> SmbNotify::start(const SmbLocation& location,
   int pair[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) return lastError("socketpair");
   UniqueFd mine(pair[0]), theirs(pair[1]);
-  const pid_t parent = ::getpid();
   pid_t child = ::fork();
   if (child < 0) return lastError("fork (SMB notify helper)");
   if (child == 0) {
     // The helper: nothing of the parent but this socket (a descriptor kept
-    // open here would keep the parent's connections and pipes alive), and it
-    // dies with the parent.
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) ::_exit(1);
+    // open here would keep the parent's connections and pipes alive); it
+    // leaves when the socket's other end closes (leaveIfOrphaned).
     ::dup2(theirs.get(), 3);
     ::close_range(4, ~0U, 0);
     worker.out = 3;

@@ -12,8 +12,9 @@
 // wait or after the helper failed or died. smbc_notify() calls back every
 // kTickMs with no actions; the first tick tells the parent that the request
 // is out. The destructor kills the helper (SIGKILL) and reaps it, at once;
-// the helper also dies with the parent (PR_SET_PDEATHSIG) and keeps no
-// descriptor of the parent's but its socket.
+// the helper keeps no descriptor of the parent's but its socket, and leaves
+// by itself within a tick when that socket's other end closes (the parent
+// process died).
 //
 // When the changes do not fit the response (libsmbclient asks for at most
 // 1000 bytes of records) the server answers STATUS_NOTIFY_ENUM_DIR and
