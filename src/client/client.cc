@@ -326,10 +326,11 @@ Result<SmbCredentials> Client::smbCredentials(const std::string& user) {
   return credentials;
 }
 
-bool Client::startSmbNotify(Watch& watch, const ResolvedPath& resolved, std::string* why) {
+bool Client::startSmbNotify(Watch& watch, const ResolvedPath& resolved, std::string* why, bool tryCifs) {
   const uint32_t mask = watch.mask & IN_ALL_EVENTS;
   // The cifs client's own ioctl first: the mount's session and credentials.
-  auto cifs = CifsNotify::start(watch.localRoot, mask, watch.recursive);
+  Result<std::unique_ptr<CifsNotify>> cifs = Error{ENOTTY, "the cifs ioctl failed"};
+  if (tryCifs) cifs = CifsNotify::start(watch.localRoot, mask, watch.recursive);
   std::string how;
   if (cifs) {
     watch.cifs = std::move(*cifs);
@@ -434,13 +435,21 @@ void Client::onNotify(int wd) {
     ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, watch.cifs ? watch.cifs->fd() : watch.smb->fd(), nullptr);
     log::error("'{}': SMB2 change notify ended: {}", watch.displayBase, error.message);
     push(watch, IN_Q_OVERFLOW | kInRemote, 0, 0, {}, {});
+    const bool wasCifs = watch.cifs != nullptr;
     watch.cifs.reset();
     watch.smb.reset();
     if (watch.local == 0) {
       endWatch(watch);  // an smb:// watch has nothing else
     } else {
+      // The cifs ioctl may fail only at its first call (an old kernel):
+      // libsmbclient next, then polling.
       ResolvedPath resolved = MountResolver::fromProc().resolve(watch.localRoot);
-      startPolling(watch, resolved, "SMB2 change notify ended (" + error.message + ")");
+      std::string why;
+      if (!wasCifs || !startSmbNotify(watch, resolved, &why, false)) {
+        startPolling(watch, resolved, "SMB2 change notify ended (" + error.message + ")" + (why.empty() ? "" : "; " + why));
+      } else {
+        watchNotifyFd(watch);
+      }
       armReleaseTimer();
     }
   }

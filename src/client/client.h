@@ -104,7 +104,7 @@ class Client final : public EventSink {
   void runPolls();
   // SMB2 change notify for a watch on an SMB mount; false (and *why) when
   // neither the cifs ioctl nor libsmbclient can serve it.
-  bool startSmbNotify(Watch& watch, const struct ResolvedPath& resolved, std::string* why);
+  bool startSmbNotify(Watch& watch, const struct ResolvedPath& resolved, std::string* why, bool tryCifs = true);
   Result<int> addSmbUrlWatch(const std::string& url, uint32_t mask, bool recursive);
   Result<SmbCredentials> smbCredentials(const std::string& user);
   void watchNotifyFd(Watch& watch);
