@@ -9,6 +9,7 @@
 // makes the reflected system calls. Reflecting needs the multithreaded loop:
 // the reflected call's request is served by a worker while the reflector
 // waits in the system call.
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -20,6 +21,7 @@
 #include <cstdlib>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "client/client.h"
@@ -121,6 +123,74 @@ std::string mountOptions(const Options& options) {
 
 std::atomic<int> gExitCode{kExitOk};
 
+// Shutdown requests: a byte from the signal handler ('S'), the reflector when
+// SOURCE is lost ('S') or the main thread when the session loop ended by
+// itself ('E'). Never closed, so that a late signal cannot write into a
+// descriptor reused by another open.
+int gShutdownPipe[2] = {-1, -1};
+
+void requestShutdown(char why) {
+  int saved = errno;
+  if (::write(gShutdownPipe[1], &why, 1) < 0) {
+    // Full (repeated signals) or not there: a request is already pending.
+  }
+  errno = saved;
+}
+
+void onShutdownSignal(int) { requestShutdown('S'); }
+
+// Our handlers instead of fuse_set_signal_handlers(), whose SIGTERM ends the
+// session loop at once: the reflector must be stopped first, while the
+// workers still serve its system calls on the view, and before the session
+// is unmounted (which closes /dev/fuse under its invalidations).
+bool installSignalHandlers() {
+  if (gShutdownPipe[0] < 0 && ::pipe2(gShutdownPipe, O_CLOEXEC | O_NONBLOCK) != 0) return false;
+  // The reading end blocks; the writing end never does.
+  int flags = ::fcntl(gShutdownPipe[0], F_GETFL);
+  if (flags < 0 || ::fcntl(gShutdownPipe[0], F_SETFL, flags & ~O_NONBLOCK) != 0) return false;
+  struct sigaction sa {};
+  sa.sa_handler = onShutdownSignal;
+  sigemptyset(&sa.sa_mask);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) {
+    if (::sigaction(sig, &sa, nullptr) != 0) return false;
+  }
+  sa.sa_handler = SIG_IGN;
+  return ::sigaction(SIGPIPE, &sa, nullptr) == 0;
+}
+
+void restoreSignalHandlers() {
+  struct sigaction sa {};
+  sa.sa_handler = SIG_DFL;
+  sigemptyset(&sa.sa_mask);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGPIPE}) ::sigaction(sig, &sa, nullptr);
+}
+
+// The shutdown thread: on a request, stops the reflector (the loop still
+// serves), then ends the session loop. Returns at once if the loop ended by
+// itself, or if it does while the reflector is being stopped (the main
+// thread then stops it, see serve()).
+void coordinateShutdown(Reflector& reflector, fuse_session* session, pthread_t loopThread,
+                        const std::atomic<bool>& loopDone) {
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, nullptr);
+  char why = 0;
+  while (::read(gShutdownPipe[0], &why, 1) < 0 && errno == EINTR) {
+  }
+  if (why != 'S') return;
+  log::info("stopping: the reflector first, then the session loop");
+  while (!reflector.stopWithin(std::chrono::milliseconds(100))) {
+    if (loopDone) return;
+  }
+  fuse_session_exit(session);
+  // The loop's thread waits in sem_wait(), which a signal interrupts; repeat
+  // in case it arrived just before the wait began.
+  while (!loopDone) {
+    pthread_kill(loopThread, SIGTERM);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
 int serve(Options& options, Startup& startup) {
   UniqueFd rootFd(::open(options.source.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   struct stat rootStat;
@@ -158,23 +228,23 @@ int serve(Options& options, Startup& startup) {
     log::error("invalid FUSE options '{}' (see --help for -o)", fuseOpts);
     return kExitUsage;
   }
-  if (fuse_set_signal_handlers(session) != 0 || fuse_session_mount(session, options.mountPoint.c_str()) != 0) {
+  if (!installSignalHandlers() || fuse_session_mount(session, options.mountPoint.c_str()) != 0) {
     log::error("cannot mount the view on '{}' (is it already a mount point, or is /dev/fuse missing?)",
                options.mountPoint);
-    fuse_remove_signal_handlers(session);
+    restoreSignalHandlers();
     fuse_session_destroy(session);
     return kExitMountFailed;
   }
 
   Reflector::Paths paths{options.source, options.mountPoint, options.source + "/", options.allowLocal};
   Reflector reflector(std::move(*client), paths, table, gate, session);
-  pthread_t mainThread = pthread_self();
-  reflector.start([session, mainThread](const std::string& why) {
+  reflector.start([](const std::string& why) {
     log::error("{}; unmounting the view", why);
     gExitCode = kExitSourceLost;
-    fuse_session_exit(session);
-    pthread_kill(mainThread, SIGTERM);  // wakes the session loop
+    requestShutdown('S');
   });
+  std::atomic<bool> loopDone{false};
+  std::thread shutdown(coordinateShutdown, std::ref(reflector), session, pthread_self(), std::cref(loopDone));
   log::info("view of '{}' mounted on '{}'", options.source, options.mountPoint);
   startup.done(kExitOk);
 
@@ -185,9 +255,17 @@ int serve(Options& options, Startup& startup) {
   fuse_loop_cfg_destroy(loop);
   if (loopResult != 0 && gExitCode == kExitOk) log::debug("session loop ended with {}", loopResult);
 
-  // The reflector may be inside a system call on the view that no worker will
-  // serve any more: unmounting aborts it.
-  if (!reflector.stopWithin(std::chrono::milliseconds(300))) {
+  loopDone = true;
+  requestShutdown('E');
+  shutdown.join();
+
+  // Normally the reflector has stopped already. If the loop ended by itself
+  // (the view unmounted from outside, a device error), it may still be
+  // inside a system call on the view that no worker will serve: unmounting
+  // aborts it, and detaching first keeps its invalidations off the
+  // descriptor that the unmount closes.
+  if (!reflector.stopWithin(std::chrono::milliseconds(1000))) {
+    reflector.detachSession();
     fuse_session_unmount(session);
     reflector.stop();
   } else {
@@ -196,7 +274,7 @@ int serve(Options& options, Startup& startup) {
   const ReflectorStats& stats = reflector.stats();
   log::info("view unmounted; {} reflected system calls ({} failed), {} local events ignored", stats.reflected.load(),
             stats.failed.load(), stats.ignored.load());
-  fuse_remove_signal_handlers(session);
+  restoreSignalHandlers();
   fuse_session_destroy(session);
   return gExitCode;
 }

@@ -58,6 +58,21 @@ bool Reflector::stopWithin(std::chrono::milliseconds wait) {
   return true;
 }
 
+void Reflector::detachSession() {
+  std::lock_guard lock(sessionMutex_);
+  session_ = nullptr;
+}
+
+void Reflector::notifyInode(fuse_ino_t ino, off_t offset, off_t length) {
+  std::lock_guard lock(sessionMutex_);
+  if (session_) fuse_lowlevel_notify_inval_inode(session_, ino, offset, length);
+}
+
+void Reflector::notifyEntry(fuse_ino_t parent, const std::string& name) {
+  std::lock_guard lock(sessionMutex_);
+  if (session_) fuse_lowlevel_notify_inval_entry(session_, parent, name.c_str(), name.size());
+}
+
 void Reflector::stop() {
   if (!stopWithin(std::chrono::milliseconds(0)) && thread_.joinable()) thread_.join();
 }
@@ -144,7 +159,7 @@ void Reflector::handle(const ClientEvent& event) {
     // The client core re-reads and reports the differences after an
     // overflow; meanwhile the root's attributes and listing are refreshed.
     log::warn("the event stream overflowed; changes in between are replayed as the client core finds them");
-    fuse_lowlevel_notify_inval_inode(session_, FUSE_ROOT_ID, 0, 0);
+    notifyInode(FUSE_ROOT_ID, 0, 0);
     return;
   }
   if (!(event.mask & IN_REMOTE)) {
@@ -196,8 +211,8 @@ void Reflector::count(int result, const char* call, const std::string& path) {
 void Reflector::invalidateEntry(const std::string& rel, const std::string& name) {
   auto parent = table_.resolve(rel);
   if (!parent) return;  // the kernel holds nothing below an uncached directory
-  fuse_lowlevel_notify_inval_entry(session_, *parent, name.c_str(), name.size());
-  fuse_lowlevel_notify_inval_inode(session_, *parent, 0, 0);
+  notifyEntry(*parent, name);
+  notifyInode(*parent, 0, 0);
 }
 
 int Reflector::retryPastNegative(const std::string& rel, const std::string& name, const std::function<int()>& call) {
@@ -216,7 +231,7 @@ int Reflector::retryPastNegative(const std::string& rel, const std::string& name
 void Reflector::invalidateName(const std::string& rel, const std::string& name) {
   // Harmless for a positive entry: the own lookup that follows returns the
   // same inode (InodeTable::lookupKnown), so watchers' marks stay valid.
-  if (auto parent = table_.resolve(rel)) fuse_lowlevel_notify_inval_entry(session_, *parent, name.c_str(), name.size());
+  if (auto parent = table_.resolve(rel)) notifyEntry(*parent, name);
 }
 
 Reflector::GhostScope::GhostScope(Reflector& reflector, const std::string& rel, const std::string& name)
@@ -235,7 +250,7 @@ Reflector::GhostScope::~GhostScope() { reflector_.gate_.clear(); }
 void Reflector::invalidateInode(const std::string& rel, const std::string& name) {
   auto parent = table_.resolve(rel);
   if (!parent) return;
-  if (auto child = table_.child(*parent, name)) fuse_lowlevel_notify_inval_inode(session_, *child, 0, 0);
+  if (auto child = table_.child(*parent, name)) notifyInode(*child, 0, 0);
 }
 
 void Reflector::reflectCreate(const std::string& rel, const std::string& name, bool isDir) {
@@ -285,7 +300,7 @@ void Reflector::reflectRename(const std::string& fromRel, const std::string& fro
       retryPastNegative(fromRel, fromName, [&] { return ::renameat(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str()); });
   gate_.clear();
   count(r, "rename", from + " -> " + to);
-  if (auto parent = table_.resolve(fromRel)) fuse_lowlevel_notify_inval_inode(session_, *parent, 0, 0);
+  if (auto parent = table_.resolve(fromRel)) notifyInode(*parent, 0, 0);
   invalidateInode(toRel, toName);
 }
 

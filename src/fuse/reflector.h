@@ -25,6 +25,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -64,6 +65,10 @@ class Reflector {
   // Stops the thread. The view must be served or already unmounted: the
   // thread may be inside a system call on it.
   void stop();
+  // From now on the thread sends no invalidations: called before the session
+  // is unmounted (which closes /dev/fuse) while the thread may still run, so
+  // that no notification is written to a closed (or reused) descriptor.
+  void detachSession();
   const ReflectorStats& stats() const { return stats_; }
 
  private:
@@ -76,6 +81,9 @@ class Reflector {
   std::string viewPath(const std::string& rel, const std::string& name) const;
   std::string sourcePath(const std::string& rel, const std::string& name) const;
 
+  // The invalidations, unless detachSession() was called.
+  void notifyInode(fuse_ino_t ino, off_t offset, off_t length);
+  void notifyEntry(fuse_ino_t parent, const std::string& name);
   void invalidateEntry(const std::string& rel, const std::string& name);
   void invalidateInode(const std::string& rel, const std::string& name);
   // Drops the kernel's entry for `name` (a negative one, typically, left by
@@ -108,8 +116,9 @@ class Reflector {
   Paths paths_;
   InodeTable& table_;
   ReflectionGate& gate_;
-  fuse_session* session_;
-  UniqueFd wake_;  // eventfd: stop()
+  std::mutex sessionMutex_;
+  fuse_session* session_;  // null once detached (sessionMutex_)
+  UniqueFd wake_;          // eventfd: stop()
   std::atomic<bool> stopping_{false};
   std::atomic<bool> finished_{false};
   std::thread thread_;
