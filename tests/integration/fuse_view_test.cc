@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "event_oracle.h"
+#include "fuse_bed.h"
 #include "mount_table.h"
 #include "process.h"
 #include "product.h"
@@ -37,18 +38,10 @@ namespace {
 
 using std::chrono::seconds;
 
-std::string fuseBinary() {
-#ifdef RNOTIFY_FUSE_PATH
-  return RNOTIFY_FUSE_PATH;
-#else
-  return "";
-#endif
-}
-
 std::string missingView() {
   if (auto why = SshfsBed::missing(); !why.empty()) return why;
   if (auto why = missingProduct(); !why.empty()) return why;
-  if (fuseBinary().empty() || ::access(fuseBinary().c_str(), X_OK) != 0) return "rnotify-fuse is not built";
+  if (auto why = missingFuseBinary(); !why.empty()) return why;
   if (runCommand({"sh", "-c", "command -v inotifywait"}, Deadline::in(seconds(5))).exitCode != 0) {
     return "inotifywait is not installed (Debian package inotify-tools)";
   }
