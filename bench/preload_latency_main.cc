@@ -36,6 +36,7 @@
 #include <string>
 #include <vector>
 
+#include "system_probe.h"
 #include "bench_scene.h"
 #include "c_api_source.h"
 #include "common/unique_fd.h"
@@ -148,18 +149,6 @@ std::string selfPath() {
   ssize_t n = ::readlink("/proc/self/exe", buffer, sizeof buffer - 1);
   if (n <= 0) throw std::runtime_error("cannot read /proc/self/exe");
   return std::string(buffer, static_cast<size_t>(n));
-}
-
-bool onTmpfs(const std::string& path) {
-  std::ifstream in("/proc/self/mounts");
-  std::string device, mountPoint, type, rest, best, bestType;
-  while (in >> device >> mountPoint >> type && std::getline(in, rest)) {
-    if (path.rfind(mountPoint, 0) == 0 && mountPoint.size() >= best.size()) {
-      best = mountPoint;
-      bestType = type;
-    }
-  }
-  return bestType == "tmpfs";
 }
 
 struct Options {

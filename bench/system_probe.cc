@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <sstream>
 #include <stdexcept>
 
@@ -142,5 +143,17 @@ ScratchTmpfs::ScratchTmpfs(std::string dir) : dir_(std::move(dir)) {
 }
 
 ScratchTmpfs::~ScratchTmpfs() { ::umount2(dir_.c_str(), MNT_DETACH); }
+
+bool onTmpfs(const std::string& path) {
+  std::ifstream in("/proc/self/mounts");
+  std::string device, mountPoint, type, rest, best, bestType;
+  while (in >> device >> mountPoint >> type && std::getline(in, rest)) {
+    if (path.rfind(mountPoint, 0) == 0 && mountPoint.size() >= best.size()) {
+      best = mountPoint;
+      bestType = type;
+    }
+  }
+  return bestType == "tmpfs";
+}
 
 }  // namespace rnotify::bench

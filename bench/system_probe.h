@@ -73,6 +73,9 @@ class SysctlOverride {
 
 std::string readSysctl(const std::string& key);
 
+// Whether path lies on a tmpfs (the longest matching mount in /proc/self/mounts).
+bool onTmpfs(const std::string& path);
+
 // A tmpfs mounted on an existing empty directory for the lifetime of the
 // object; unmounting frees everything on it at once, which matters for a tree
 // of a million directories. Root only; throws naming the directory otherwise.

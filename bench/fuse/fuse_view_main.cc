@@ -40,6 +40,7 @@
 #include <utility>
 #include <vector>
 
+#include "system_probe.h"
 #include "bench_scene.h"
 #include "c_api_source.h"
 #include "deadline.h"
@@ -283,18 +284,6 @@ struct Options {
   std::string fuse;
 #endif
 };
-
-bool onTmpfs(const std::string& path) {
-  std::ifstream in("/proc/self/mounts");
-  std::string device, mountPoint, type, rest, best, bestType;
-  while (in >> device >> mountPoint >> type && std::getline(in, rest)) {
-    if (path.rfind(mountPoint, 0) == 0 && mountPoint.size() >= best.size()) {
-      best = mountPoint;
-      bestType = type;
-    }
-  }
-  return bestType == "tmpfs";
-}
 
 std::string overhead(double plain, double view, bool higherIsBetter) {
   if (plain <= 0 || view <= 0) return "-";

@@ -6,11 +6,10 @@
 // but the watched directory differs from the changed one.
 #pragma once
 
-#include <deque>
 #include <string>
 
-#include "common/unique_fd.h"
 #include "event_source.h"
+#include "inotify_source.h"
 
 namespace rnotify::bench {
 
@@ -24,9 +23,8 @@ class ViewSource final : public EventSource {
   std::optional<std::string> nextCreate(int timeoutMs) override;
 
  private:
-  std::string name_, description_, watchDir_, changeDir_;
-  UniqueFd fd_;
-  std::deque<std::string> queue_;
+  std::string name_, description_, changeDir_;
+  InotifySource inotify_;  // on the view's copy of changeDir
 };
 
 }  // namespace rnotify::bench
