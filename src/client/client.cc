@@ -120,6 +120,7 @@ Result<int> Client::addWatch(const std::string& path, uint32_t mask, unsigned fl
     PollScanner::Options options = pollOptions(resolved);
     options.recursive = recursive;
     watch.poll = scanMount(real, options);
+    polled_.insert(watch.wd);
     watch.pollOnly = true;
     watch.source = watch.poll->describe() + " (asked for)";
   } else if (!(flags & RNOTIFY_LOCAL_ONLY)) {
@@ -194,6 +195,7 @@ Result<int> Client::addWatch(const std::string& path, uint32_t mask, unsigned fl
         byLocal_.erase(stored.local);
       }
       watches_.erase(wd);
+      polled_.erase(wd);
       return Error{error.code, "cannot watch '" + path + "': " + error.message};
     }
     armReleaseTimer();
@@ -281,6 +283,7 @@ void Client::startPolling(Watch& watch, const ResolvedPath& resolved, const std:
     watch.poll = scanMount(watch.localRoot, options);
     if (std::string advice = pollMountAdvice(resolved.mount); !advice.empty()) how += "; " + advice;
   }
+  polled_.insert(watch.wd);
   ensureDedup();
   dedup_->setStrategy(watch.wd, Dedup::Strategy::kPolled);
   watch.strategy = Dedup::Strategy::kPolled;
@@ -301,6 +304,7 @@ void Client::stopPolling(Watch& watch) {
   auto last = scanWatch(watch);
   if (watches_.find(wd) == watches_.end()) return;
   auto poll = std::move(watch.poll);
+  polled_.erase(wd);
   if (!last || !dedup_) return;
   const Dedup::Strategy after = watch.strategy;  // the server's, set by attachRemote
   dedup_->setStrategy(wd, Dedup::Strategy::kPolled);
@@ -472,8 +476,9 @@ Result<std::vector<Event>> Client::scanWatch(Watch& watch) {
 void Client::runPolls() {
   const auto now = PolledTree::Clock::now();
   std::vector<int> due;
-  for (const auto& [wd, watch] : watches_) {
-    if (watch.poll && watch.poll->deadline() <= now) due.push_back(wd);
+  for (int wd : polled_) {
+    auto it = watches_.find(wd);  // not there yet while addWatch makes it
+    if (it != watches_.end() && it->second.poll && it->second.poll->deadline() <= now) due.push_back(wd);
   }
   for (int wd : due) {
     auto it = watches_.find(wd);
@@ -827,6 +832,7 @@ void Client::endWatch(Watch& watch) {
   if (watch.smb) ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, watch.smb->fd(), nullptr);
   if (dedup_) dedup_->forget(watch.wd);  // delivers what it still held
   queue_.push_back(ClientEvent{watch.wd, IN_IGNORED, 0, 0, watch.displayBase, {}});
+  polled_.erase(watch.wd);
   watches_.erase(watch.wd);
   updateReadiness();
 }
@@ -882,8 +888,9 @@ void Client::armReleaseTimer() {
   itimerspec spec{};
   auto due = dedup_ ? dedup_->nextRelease() : Dedup::Clock::time_point::max();
   for (const auto& [key, retry] : retries_) due = std::min(due, retry.due);
-  for (const auto& [wd, watch] : watches_) {
-    if (watch.poll) due = std::min(due, watch.poll->deadline());
+  for (int wd : polled_) {
+    auto it = watches_.find(wd);
+    if (it != watches_.end() && it->second.poll) due = std::min(due, it->second.poll->deadline());
   }
   if (due != Dedup::Clock::time_point::max()) {
     // CLOCK_MONOTONIC is steady_clock's clock on Linux.

@@ -167,6 +167,7 @@ class Client final : public EventSink {
     std::string why;  // the last failure
   };
   std::set<std::string> fallbackTold_;  // mounts whose fallback to polling was told
+  std::set<int> polled_;  // the watches with a PolledTree: only they are looked at for due scans
   int scanningWd_ = 0;                  // the watch whose scan's own directory reads are being drained
   std::map<std::string, Retry> retries_;  // lost connections waiting to be opened again
   // Each connection's session on its server (proto::Attach), so that after a
