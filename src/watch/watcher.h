@@ -36,6 +36,13 @@ struct SubscribeOptions {
   // The caller needs each event's acting pid (origin attribution); false
   // spares a backend that has to work for it (inotify's PidProbe) the cost.
   bool pids = true;
+  // A descriptor of the entry to watch (O_PATH is enough), opened by the
+  // caller where the path came from someone it must not trust (rnotifyd opens
+  // it beneath an export, as the client). The backend duplicates it and from
+  // then on reaches the tree only through descriptors, never by a path lookup
+  // that could follow a symbolic link out of it. -1: the backend opens `path`
+  // itself, once (the path is then the caller's own).
+  int rootFd = -1;
 };
 
 class Watcher {
