@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -22,12 +23,18 @@ using Clock = std::chrono::steady_clock;
 
 size_t pick(std::mt19937_64& rng, size_t n) { return static_cast<size_t>(rng() % n); }
 
-// RNOTIFY_ADVERSARY_TAME=1: a control run without attacks (no links, swaps,
-// forbidden paths or directories taken away; root only changes its secrets).
-// Against any daemon it must report nothing: the oracle judges fairly.
-bool tame() {
-  static const bool value = numberFromEnvironment("RNOTIFY_ADVERSARY_TAME", 0) != 0;
-  return value;
+// RNOTIFY_ADVERSARY_ATTACKS: the attacks of a run, a comma-separated list of
+// links (nobody swaps its directories for links), swaps (root swaps E/mid),
+// take (root takes nobody's directories away), modes (chmod/ACLs of E and
+// mid), forbidden (requests for forbidden paths); default "all". "none" is
+// the control run: root only changes its secrets, and the oracle must then
+// find nothing against any daemon.
+bool attack(const std::string& name) {
+  static const std::string chosen = [] {
+    const char* v = std::getenv("RNOTIFY_ADVERSARY_ATTACKS");
+    return "," + std::string(v && *v ? v : "all") + ",";
+  }();
+  return chosen == ",all," || chosen.find("," + name + ",") != std::string::npos;
 }
 
 // "d2", "o0", ...: nobody's names.
@@ -200,7 +207,7 @@ class HostileClient {
     } else if (roll < 35 && !watches_.empty()) {
       uint32_t id = watches_[pick(rng_, watches_.size())];
       request(kSnapshot, proto::Snapshot{0, id}, "", "snapshot " + std::to_string(id));
-    } else if (roll < 55 && !tame()) {
+    } else if (roll < 55 && attack("forbidden")) {
       watch(kForbidden, forbidden_[pick(rng_, forbidden_.size())]);
     } else if (roll < 70) {
       watch(kOdd, oddPath());
@@ -340,7 +347,7 @@ int runNobodyMutator(const Scene& s, Shared& shared, uint64_t seed, uint64_t rat
       const std::string to = randomBelow(rng, s.hostile, 3) + "/" + nobodyName(rng, "dfo");
       const std::string& from = pick(rng, 2) ? d : o;
       op(::rename(from.c_str(), to.c_str()) == 0, "rename " + from + " " + to);
-    } else if (roll < 84 && tame()) {
+    } else if (roll < 84 && !attack("links")) {
       op(::mkdir(d.c_str(), 0755) == 0, "mkdir " + d);
     } else if (roll < 76) {
       // A component of watched paths becomes a link out: mv d o; ln -s target d.
@@ -396,15 +403,15 @@ RootMutator::RootMutator(const Scene& s, uint64_t seed) : scene_(s), rng_(seed ^
 }
 
 void RootMutator::step(Shared& shared) {
-  size_t roll = tame() ? 0 : pick(rng_, 100);
-  if (roll < 70) {
-    secretFile(shared);
-  } else if (roll < 82) {
+  size_t roll = pick(rng_, 100);
+  if (roll >= 70 && roll < 82 && attack("modes")) {
     ancestorMode(shared);
-  } else if (roll < 90) {
+  } else if (roll >= 82 && roll < 90 && attack("swaps")) {
     swapMid(shared);
-  } else {
+  } else if (roll >= 90 && attack("take")) {
     confiscate(shared);
+  } else {
+    secretFile(shared);
   }
 }
 
