@@ -21,11 +21,21 @@
 
 namespace rnotify::adversary {
 
+// Shared by the actors (adversary_actors.cc).
+size_t pick(std::mt19937_64& rng, size_t n);  // 0..n-1
+// RNOTIFY_ADVERSARY_ATTACKS lists this attack (links, swaps, take, modes,
+// forbidden; default all, none for a control run).
+bool attack(const std::string& name);
+// "d2", "o0", ...: one of letters, then a digit; nobody's names.
+std::string nobodyName(std::mt19937_64& rng, const char* letters);
+// A directory path below root made of nobody's names, 0..maxDepth deep.
+std::string randomBelow(std::mt19937_64& rng, const std::string& root, size_t maxDepth);
+
 // Paths the hostile client may not know anything about: each must be
 // refused with the same status and text (its own spelling aside).
 std::vector<std::string> forbiddenPaths(const Scene& scene);
 
-// In a forked child, as nobody, ratePerSecond requests a second at most (4
+// In a forked child, as nobody (adversary_client.cc), ratePerSecond requests a second at most (4
 // in flight); returns the exit code (0: ran to the stop).
 int runHostileClient(const Scene& scene, Shared& shared, uint64_t seed, uint64_t ratePerSecond);
 // In a forked child, as nobody: ratePerSecond operations a second at most.
