@@ -5,7 +5,12 @@
 //
 // Randomized: the seed is printed; RNOTIFY_ADVERSARY_SEED repeats a run,
 // RNOTIFY_ADVERSARY_OPS sets the operation budget (default 100,000),
-// RNOTIFY_ADVERSARY_SECONDS the time it may take (default 150).
+// RNOTIFY_ADVERSARY_SECONDS the time it may take (default 150),
+// RNOTIFY_ADVERSARY_{NOBODY,ROOT,CLIENT}_RATE the actors' paces (operations
+// a second: 1500, 700, 800), RNOTIFY_ADVERSARY_ATTACKS which attacks run
+// (adversary_actors.h; "none" is the control run, clean against any daemon),
+// RNOTIFY_ADVERSARY_ATTEMPTS the class-1 test's attempts (50).
+// A repeated seed repeats each actor's choices, not the interleaving.
 // scripts/adversarial runs the long version.
 #include <fcntl.h>
 #include <gtest/gtest.h>

@@ -199,12 +199,14 @@ class HostileClient {
     } else if (auto* entries = std::get_if<proto::Entries>(&m)) {
       for (const proto::TreeEntry& e : entries->entries) {
         ++shared_.events;
-        auto it = pending_.find(entries->requestId);
-        std::string frame = "entry '" + e.dir + "' '" + e.name + "' ino " + std::to_string(e.stat.ino) + " size " +
-                            std::to_string(e.stat.size) + ", snapshot of the watch granted for " +
-                            (it == pending_.end() ? std::string("?") : scene_.brief(granted_[it->second.watch]));
-        if (std::string why = oracle_.checkEntry(e); !why.empty()) fail(kLeakedName, why, frame);
-        if (std::string why = oracle_.checkStat(e.stat); !why.empty()) fail(kLeakedStat, why, frame);
+        auto frame = [&] {
+          auto it = pending_.find(entries->requestId);
+          return "entry '" + e.dir + "' '" + e.name + "' ino " + std::to_string(e.stat.ino) + " size " +
+                 std::to_string(e.stat.size) + ", snapshot of the watch granted for " +
+                 (it == pending_.end() ? std::string("?") : scene_.brief(granted_[it->second.watch]));
+        };
+        if (std::string why = oracle_.checkEntry(e); !why.empty()) fail(kLeakedName, why, frame());
+        if (std::string why = oracle_.checkStat(e.stat); !why.empty()) fail(kLeakedStat, why, frame());
       }
     } else if (auto* reply = std::get_if<proto::Reply>(&m)) {
       judgeReply(*reply, describe(m));
