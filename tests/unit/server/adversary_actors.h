@@ -32,7 +32,10 @@ std::string nobodyName(std::mt19937_64& rng, const char* letters);
 std::string randomBelow(std::mt19937_64& rng, const std::string& root, size_t maxDepth);
 
 // Paths the hostile client may not know anything about: each must be
-// refused with the same status and text (its own spelling aside).
+// refused with the same status and text (its own spelling aside). Not here:
+// paths whose existence the kernel tells nobody anyway (R itself, which E
+// lists; E/mid/x, where mid is searchable, so that stat(2) answers ENOENT
+// or not), which a daemon resolving as the user may answer as the kernel does.
 std::vector<std::string> forbiddenPaths(const Scene& scene);
 
 // In a forked child, as nobody (adversary_client.cc), ratePerSecond requests a second at most (4
