@@ -9,7 +9,8 @@
 // RNOTIFY_ADVERSARY_{NOBODY,ROOT,CLIENT}_RATE the actors' paces (operations
 // a second: 1500, 700, 800), RNOTIFY_ADVERSARY_ATTACKS which attacks run
 // (adversary_actors.h; "none" is the control run, clean against any daemon),
-// RNOTIFY_ADVERSARY_ATTEMPTS the class-1 test's attempts (50).
+// RNOTIFY_ADVERSARY_ATTEMPTS the class-1 test's attempts (50),
+// RNOTIFY_ADVERSARY_DAEMON another rnotifyd binary to attack.
 // A repeated seed repeats each actor's choices, not the interleaving.
 // scripts/adversarial runs the long version.
 #include <fcntl.h>

@@ -136,8 +136,11 @@ Scene::~Scene() {
 }
 
 Status Scene::startDaemon() {
-  auto p = AgentProcess::spawn({RNOTIFYD_PATH, "--listen", "unix:" + socket, "--export", exportDir, "--log-file",
-                                base + "/rnotifyd.log"});
+  // RNOTIFY_ADVERSARY_DAEMON: another rnotifyd binary to attack (a merge
+  // candidate) with the same test binary.
+  const char* daemon = std::getenv("RNOTIFY_ADVERSARY_DAEMON");
+  auto p = AgentProcess::spawn({daemon && *daemon ? daemon : RNOTIFYD_PATH, "--listen", "unix:" + socket, "--export",
+                                exportDir, "--log-file", base + "/rnotifyd.log"});
   if (!p) return p.error();
   daemon_ = std::move(*p);
   auto deadline = Clock::now() + std::chrono::seconds(10);
