@@ -41,9 +41,7 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-double secondsSince(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
+double secondsSince(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
 // The forked actors; whatever still runs is killed and reaped when this goes.
 class Children {
@@ -175,16 +173,16 @@ TEST_F(Adversarial, AHostileUserLearnsNothingItMayNotListAndTheDaemonStaysHealth
   const auto& codes = children_->waitAll(10000);
   root.restore();
   const uint64_t ops = shared->ops;
-  std::printf("adversary summary: seed %llu, %llu operations (%llu requests) in %.1f s = %.0f ops/s, %llu frames "
-              "judged (%llu events and entries), %llu watches granted, %llu reconnections, failures:%s%s%s%s\n",
-              static_cast<unsigned long long>(seed), static_cast<unsigned long long>(ops),
-              static_cast<unsigned long long>(shared->requests.load()), seconds, static_cast<double>(ops) / seconds,
-              static_cast<unsigned long long>(shared->frames.load()),
-              static_cast<unsigned long long>(shared->events.load()),
-              static_cast<unsigned long long>(shared->grantedWatches.load()),
-              static_cast<unsigned long long>(shared->reconnects.load()), shared->failed[0] ? " leaked-name" : "",
-              shared->failed[1] ? " leaked-stat" : "", shared->failed[2] ? " named-outside" : "",
-              shared->failed[3] ? " existence-oracle" : "");
+  std::printf(
+      "adversary summary: seed %llu, %llu operations (%llu requests) in %.1f s = %.0f ops/s, %llu frames "
+      "judged (%llu events and entries), %llu watches granted, %llu reconnections, failures:%s%s%s%s\n",
+      static_cast<unsigned long long>(seed), static_cast<unsigned long long>(ops),
+      static_cast<unsigned long long>(shared->requests.load()), seconds, static_cast<double>(ops) / seconds,
+      static_cast<unsigned long long>(shared->frames.load()), static_cast<unsigned long long>(shared->events.load()),
+      static_cast<unsigned long long>(shared->grantedWatches.load()),
+      static_cast<unsigned long long>(shared->reconnects.load()), shared->failed[0] ? " leaked-name" : "",
+      shared->failed[1] ? " leaked-stat" : "", shared->failed[2] ? " named-outside" : "",
+      shared->failed[3] ? " existence-oracle" : "");
   std::fflush(stdout);
   reportFailures(*shared, seed);
   for (pid_t pid : {client, mutator}) {
@@ -284,8 +282,8 @@ TEST_F(Adversarial, ARecursiveWatchNeverFollowsADirectorySwappedForALink) {
   std::printf("class 1: %llu of %d attempts in %.1f s, %llu changes in S/decoy/p meanwhile, %s\n",
               static_cast<unsigned long long>(shared->ops.load()), attempts, secondsSince(start),
               static_cast<unsigned long long>(n), shared->failed[kLeakedName] ? "LEAKED" : "nothing leaked");
-  EXPECT_TRUE(it != codes.end() && it->second == 0) << "the client as nobody ended with "
-                                                     << (it == codes.end() ? -1 : it->second);
+  EXPECT_TRUE(it != codes.end() && it->second == 0)
+      << "the client as nobody ended with " << (it == codes.end() ? -1 : it->second);
   if (shared->failed[kLeakedName] == 2) {
     ADD_FAILURE() << "a name or state from S/decoy/p reached nobody's recursive watch on H: "
                   << shared->failure[kLeakedName];

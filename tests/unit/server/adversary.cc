@@ -60,8 +60,9 @@ void recordDirInos(const std::string& root, std::set<uint64_t>& inos) {
 std::string printable(std::string_view text, size_t limit = 300) {
   std::string out;
   for (char c : text.substr(0, limit)) {
-    if (c >= 32 && c < 127) out += c;
-    else out += "\\x" + std::to_string(static_cast<unsigned char>(c));
+    char escaped[8];
+    std::snprintf(escaped, sizeof escaped, "\\x%02x", static_cast<unsigned char>(c));
+    out += c >= 32 && c < 127 ? std::string(1, c) : std::string(escaped);
   }
   if (text.size() > limit) out += "...";
   return out;
@@ -84,6 +85,7 @@ Result<Scene> Scene::make() {
   char pattern[] = "/tmp/rnotify-adv-XXXXXX";
   if (::mkdtemp(pattern) == nullptr) return lastError("mkdtemp");
   s.base = pattern;
+  s.remover_.path = s.base;
   ::chmod(s.base.c_str(), 0755);
   s.exportDir = s.base + "/export";
   s.mid = s.exportDir + "/mid";
@@ -131,8 +133,11 @@ Scene::~Scene() {
       daemon_.reap(5000);
     }
   }
+}
+
+Scene::Remover::~Remover() {
   std::error_code ignored;
-  if (!base.empty()) fs::remove_all(base, ignored);
+  if (!path.empty()) fs::remove_all(path, ignored);
 }
 
 Status Scene::startDaemon() {
@@ -185,8 +190,8 @@ SharedRegion::~SharedRegion() {
 void noteOp(Shared& shared, const char* actor, const std::string& what) {
   uint64_t n = shared.ops.fetch_add(1) + 1;
   uint64_t slot = shared.ringNext.fetch_add(1) % Shared::kRing;
-  std::snprintf(shared.ring[slot], sizeof shared.ring[slot], "#%llu %s: %s", static_cast<unsigned long long>(n),
-                actor, what.c_str());
+  std::snprintf(shared.ring[slot], sizeof shared.ring[slot], "#%llu %s: %s", static_cast<unsigned long long>(n), actor,
+                what.c_str());
 }
 
 std::string lastOps(const Shared& shared, size_t count) {
@@ -200,8 +205,8 @@ std::string lastOps(const Shared& shared, size_t count) {
 void recordFailure(Shared& shared, Failure kind, const std::string& what) {
   int expected = 0;
   if (!shared.failed[kind].compare_exchange_strong(expected, 1)) return;
-  std::string text = what + "\nafter " + std::to_string(shared.ops.load()) + " operations; the last ones:\n" +
-                     lastOps(shared, 50);
+  std::string text =
+      what + "\nafter " + std::to_string(shared.ops.load()) + " operations; the last ones:\n" + lastOps(shared, 50);
   std::snprintf(shared.failure[kind], sizeof shared.failure[kind], "%s", text.c_str());
   shared.failed[kind] = 2;
 }
@@ -245,7 +250,8 @@ std::optional<std::pair<Failure, std::string>> Oracle::checkText(const std::stri
   if (!requested.empty()) {
     for (size_t at; (at = rest.find(requested)) != std::string::npos;) rest.replace(at, requested.size(), "<P>");
   }
-  if (rest.find(kMarker) != std::string::npos) return std::make_pair(kLeakedName, "marker in '" + printable(text) + "'");
+  if (rest.find(kMarker) != std::string::npos)
+    return std::make_pair(kLeakedName, "marker in '" + printable(text) + "'");
   for (size_t at = 0; (at = rest.find(scene_.base, at)) != std::string::npos; at += scene_.base.size()) {
     if (rest.compare(at, scene_.exportDir.size(), scene_.exportDir) != 0 ||
         (rest.size() > at + scene_.exportDir.size() && rest[at + scene_.exportDir.size()] != '/' &&
@@ -356,7 +362,8 @@ uint64_t numberFromEnvironment(const char* name, uint64_t fallback) {
 }
 
 uint64_t seedFromEnvironment() {
-  return numberFromEnvironment("RNOTIFY_ADVERSARY_SEED", std::random_device{}() ^ (uint64_t{std::random_device{}()} << 32));
+  return numberFromEnvironment("RNOTIFY_ADVERSARY_SEED",
+                               std::random_device{}() ^ (uint64_t{std::random_device{}()} << 32));
 }
 
 }  // namespace rnotify::adversary

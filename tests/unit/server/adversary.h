@@ -20,6 +20,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "client/agent_process.h"
@@ -71,6 +72,18 @@ class Scene {
   std::set<uint64_t> secretDirInos;  // every directory nobody may not see (S, O, R, alt/H, base, /)
 
  private:
+  // Removes base when it goes; a moved-from one removes nothing.
+  struct Remover {
+    std::string path;
+    Remover() = default;
+    Remover(Remover&& other) noexcept : path(std::exchange(other.path, {})) {}
+    Remover& operator=(Remover&& other) noexcept {
+      std::swap(path, other.path);
+      return *this;
+    }
+    ~Remover();
+  };
+  Remover remover_;  // declared before daemon_: the daemon stops first
   AgentProcess daemon_;
 };
 
@@ -83,7 +96,7 @@ struct Shared {
   std::atomic<uint64_t> requests{0};
   std::atomic<uint64_t> frames{0};
   std::atomic<uint64_t> reconnects{0};
-  std::atomic<uint64_t> events{0};        // events and entries judged
+  std::atomic<uint64_t> events{0};  // events and entries judged
   std::atomic<uint64_t> grantedWatches{0};
   std::atomic<bool> stop{false};
   std::atomic<uint64_t> ringNext{0};
@@ -128,8 +141,7 @@ class Oracle {
   std::string checkEntry(const proto::TreeEntry& entry) const;
   // Failure kind and reason, for an error text or a Reply's resolved path;
   // `requested` (the client's own words) may appear in it.
-  std::optional<std::pair<Failure, std::string>> checkText(const std::string& text,
-                                                           const std::string& requested) const;
+  std::optional<std::pair<Failure, std::string>> checkText(const std::string& text, const std::string& requested) const;
   std::string checkStat(const EventStat& stat) const;
 
  private:

@@ -77,8 +77,8 @@ std::string aclDenyingNobody(uint16_t others) {
     uint16_t tag, perm;
     uint32_t id;
   };
-  const Entry entries[] = {{0x01, 7, ~0u}, {0x02, 0, kNobody}, {0x04, others, ~0u}, {0x10, others, ~0u},
-                           {0x20, others, ~0u}};
+  const Entry entries[] = {
+      {0x01, 7, ~0u}, {0x02, 0, kNobody}, {0x04, others, ~0u}, {0x10, others, ~0u}, {0x20, others, ~0u}};
   std::string value(4, '\0');
   value[0] = 2;  // POSIX_ACL_XATTR_VERSION, little-endian
   value.append(reinterpret_cast<const char*>(entries), sizeof entries);
@@ -93,9 +93,18 @@ int runNobodyMutator(const Scene& s, Shared& shared, uint64_t seed, uint64_t rat
   if (!becomeNobody()) return 1;
   std::mt19937_64 rng(seed ^ 0x40b0d1);
   Pacer pacer(ratePerSecond);
-  const std::string targets[] = {s.secret + "/decoy",  s.secret + "/decoy/d0", s.rootOnly, s.rootOnly + "/d1",
-                                 s.outside,            "/",                     "..",       "../..",
-                                 "../../..",           s.base,                  s.alt + "/H", s.secret + "/locked/open",
+  const std::string targets[] = {s.secret + "/decoy",
+                                 s.secret + "/decoy/d0",
+                                 s.rootOnly,
+                                 s.rootOnly + "/d1",
+                                 s.outside,
+                                 "/",
+                                 "..",
+                                 "../..",
+                                 "../../..",
+                                 s.base,
+                                 s.alt + "/H",
+                                 s.secret + "/locked/open",
                                  "/proc/self/root" + s.secret + "/decoy"};
   auto op = [&](bool ok, const std::string& what) {
     noteOp(shared, "nobody", s.brief(what) + (ok ? "" : " (failed)"));
@@ -168,8 +177,8 @@ RootMutator::RootMutator(const Scene& s, uint64_t seed) : scene_(s), rng_(seed ^
   };
   exportFd_ = open(s.exportDir);
   hostileFd_ = open(s.hostile);
-  for (const std::string& root : {s.secret + "/decoy", s.secret + "/decoyroot/H", s.secret + "/locked/open",
-                                  s.outside, s.rootOnly, s.alt + "/H"}) {
+  for (const std::string& root : {s.secret + "/decoy", s.secret + "/decoyroot/H", s.secret + "/locked/open", s.outside,
+                                  s.rootOnly, s.alt + "/H"}) {
     secretDirs_.push_back(open(root));
     for (int i = 0; i < 4; ++i) secretDirs_.push_back(open(root + "/d" + std::to_string(i)));
   }
@@ -210,8 +219,8 @@ void RootMutator::secretFile(Shared& shared) {
     (void)!::write(fd, std::string(bytes, 'x').data(), bytes);
     ::close(fd);
   }
-  noteOp(shared, "root", "append secret " + name + (fromTaken ? " in a taken directory" : "") +
-                             (fd >= 0 ? "" : " (failed)"));
+  noteOp(shared, "root",
+         "append secret " + name + (fromTaken ? " in a taken directory" : "") + (fd >= 0 ? "" : " (failed)"));
 }
 
 void RootMutator::ancestorMode(Shared& shared) {
@@ -240,7 +249,8 @@ void RootMutator::swapMid(Shared& shared) {
   const char* other = with == 1 ? "alt" : "lnk";
   bool ok = ::renameat2(exportFd_.get(), "mid", exportFd_.get(), other, RENAME_EXCHANGE) == 0;
   if (ok) swapped_ = swapped_ != 0 ? 0 : with;
-  noteOp(shared, "root", std::string(swapped_ ? "exchange mid " : "exchange back mid ") + other + (ok ? "" : " (failed)"));
+  noteOp(shared, "root",
+         std::string(swapped_ ? "exchange mid " : "exchange back mid ") + other + (ok ? "" : " (failed)"));
 }
 
 void RootMutator::confiscate(Shared& shared) {

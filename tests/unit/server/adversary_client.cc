@@ -1,13 +1,13 @@
 // The hostile client of the adversarial run: requests as nobody, every
 // frame that comes back judged (adversary_actors.h).
-#include "adversary_actors.h"
-
 #include <sys/inotify.h>
 
 #include <chrono>
 #include <filesystem>
 #include <map>
 #include <optional>
+
+#include "adversary_actors.h"
 
 namespace rnotify::adversary {
 
@@ -97,7 +97,8 @@ class HostileClient {
   void watch(Kind kind, const std::string& path) {
     proto::Watch w;
     w.mask = IN_ALL_EVENTS;
-    w.flags = (pick(rng_, 2) ? uint32_t{proto::kWatchRecursive} : 0u) | (pick(rng_, 2) ? uint32_t{proto::kWatchStat} : 0u);
+    w.flags =
+        (pick(rng_, 2) ? uint32_t{proto::kWatchRecursive} : 0u) | (pick(rng_, 2) ? uint32_t{proto::kWatchStat} : 0u);
     w.path = path;
     request(kind, w, path, "watch '" + path + "' flags " + std::to_string(w.flags));
   }
@@ -182,8 +183,8 @@ class HostileClient {
     } else if (firstForbidden_->first != r.status || firstForbidden_->second != normal) {
       fail(kExistenceOracle,
            "'" + firstForbiddenPath_ + "' was refused with status " + std::to_string(firstForbidden_->first) +
-               " and '" + firstForbidden_->second + "', but '" + p.path + "' with status " +
-               std::to_string(r.status) + " and '" + normal + "'",
+               " and '" + firstForbidden_->second + "', but '" + p.path + "' with status " + std::to_string(r.status) +
+               " and '" + normal + "'",
            frame);
     }
   }
