@@ -78,5 +78,59 @@ TEST(Journal, ZeroRecordsMeansEveryResumeIsAGap) {
   EXPECT_TRUE(journal.canReplay(1, 1));
 }
 
+// Issue 15, class 5: an acknowledgement naming a watch the journal has no
+// records of keeps nothing (it used to make per-watch state for any id).
+TEST(Journal, AcknowledgementsOfUnknownWatchesKeepNothing) {
+  Journal journal(100, 1 << 20);
+  journal.append(1, 1, record(1));
+  const size_t before = journal.memory();
+  for (uint32_t watch = 2; watch < 100000; ++watch) EXPECT_FALSE(journal.acknowledge(watch, 5));
+  EXPECT_EQ(journal.watchesKnown(), 1u);
+  EXPECT_EQ(journal.memory(), before);
+  EXPECT_TRUE(journal.acknowledge(1, 1));
+  EXPECT_EQ(journal.records(), 0u);
+}
+
+// The state of a watch goes with its last record once it has ended or was
+// forgotten, so watching and unwatching for ever does not grow the journal.
+TEST(Journal, AnEndedOrForgottenWatchLeavesNoStateBehind) {
+  Journal journal(100, 1 << 20);
+  for (uint32_t watch = 1; watch <= 1000; ++watch) {
+    journal.append(watch, 1, record(1));
+    if (watch % 2 == 0) {
+      journal.forget(watch);
+    } else {
+      journal.ended(watch);
+      EXPECT_TRUE(journal.acknowledge(watch, 1));  // still known: its record is here
+    }
+  }
+  EXPECT_EQ(journal.records(), 0u);
+  EXPECT_EQ(journal.watchesKnown(), 0u);
+}
+
+// All journals share one byte budget: a journal past it drops its own
+// oldest records (a gap for that watch), never another journal's.
+TEST(Journal, JournalsShareOneByteBudget) {
+  JournalBudget budget{10 * 8, 0};  // ten records of 8 bytes ("record-N")
+  Journal a(1000, 1 << 20, &budget);
+  Journal b(1000, 1 << 20, &budget);
+  for (uint64_t seq = 1; seq <= 6; ++seq) a.append(1, seq, record(seq));
+  for (uint64_t seq = 1; seq <= 9; ++seq) b.append(1, seq, record(seq));
+  EXPECT_LE(budget.used, budget.max);
+  EXPECT_EQ(a.records(), 6u) << "b's records must not push a's out";
+  EXPECT_EQ(b.records(), 4u);
+  EXPECT_TRUE(a.canReplay(1, 0));
+  EXPECT_FALSE(b.canReplay(1, 0));
+  EXPECT_TRUE(b.canReplay(1, 5));
+  {
+    Journal c(1000, 1 << 20, &budget);
+    c.append(1, 1, record(1));  // nothing left, and c has nothing of its own to drop: not kept
+    EXPECT_EQ(c.records(), 0u);
+    EXPECT_FALSE(c.canReplay(1, 0));
+  }
+  a.acknowledge(1, 6);
+  EXPECT_EQ(budget.used, b.bytes());
+}
+
 }  // namespace
 }  // namespace rnotify
