@@ -232,6 +232,46 @@ int main(int argc, char** argv) {
                  "Clients served at once (connections and sessions waiting for a comeback); more are refused")
       ->check(CLI::Range(1u, 1000000u))
       ->capture_default_str();
+  // What one client or user can make the daemon hold (docs/SECURITY.md, Limits).
+  app.add_option("--max-clients-per-user", options.limits.maxClientsPerUser,
+                 "Connections one user (or one address, for unauthenticated TCP) may hold at once; more are "
+                 "refused (EUSERS)")
+      ->check(CLI::Range(1u, 1000000u))
+      ->capture_default_str();
+  app.add_option("--idle-unwatched-timeout", options.limits.idleUnwatchedTimeoutSeconds,
+                 "Seconds a client may stay connected without holding any watch before it is closed "
+                 "(ETIMEDOUT; 0: never). Clients with watches are never closed for being quiet")
+      ->check(CLI::Range(0, 86400))
+      ->capture_default_str();
+  app.add_option("--max-parked-per-user", options.limits.maxParkedPerUser,
+                 "Sessions of one user kept waiting for their client after a lost connection; past it that "
+                 "user's oldest waiting session ends (its client re-reads its trees when it comes back)")
+      ->check(CLI::Range(0u, 1000000u))
+      ->capture_default_str();
+  app.add_option("--max-parked", options.limits.maxParked,
+                 "Sessions of all users kept waiting for their clients; past it a lost connection ends its "
+                 "watches at once")
+      ->check(CLI::Range(0u, 1000000u))
+      ->capture_default_str();
+  app.add_option("--journal-bytes-total", options.limits.journalBytesTotal,
+                 "Bytes of events all clients' journals (see --journal-bytes) may hold together; past it a "
+                 "client's oldest events go (a resume from before them re-reads that watch)")
+      ->check(CLI::Range(size_t{0}, size_t{1} << 40))
+      ->capture_default_str();
+  app.add_option("--max-queued-snapshots", options.limits.maxQueuedSnapshots,
+                 "Listing requests (resyncs) of one client waiting while another is listed; more get EBUSY")
+      ->check(CLI::Range(0u, 65536u))
+      ->capture_default_str();
+  app.add_option("--max-snapshot-depth", options.limits.maxSnapshotDepth,
+                 "Directory levels a listing enters (each is an open descriptor while it is listed); deeper "
+                 "directories are left out and the answer says how many")
+      ->check(CLI::Range(1u, 4096u))
+      ->capture_default_str();
+  app.add_option("--auth-failures", options.limits.authFailuresBeforeDelay,
+                 "Failed token authentications from one address within a minute after which its further "
+                 "attempts are refused (EAGAIN) for 1 s, then 2 s, 4 s ... up to 10 min (0: no throttling)")
+      ->check(CLI::Range(0u, 1000000u))
+      ->capture_default_str();
   app.add_option("--handshake-timeout", options.limits.handshakeTimeoutSeconds,
                  "Seconds a new connection has to complete the handshake")
       ->check(CLI::Range(1, 3600))

@@ -1,5 +1,6 @@
 #include "server/server.h"
 
+#include <malloc.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -11,7 +12,11 @@
 namespace rnotify {
 
 Server::Server(asio::io_context& io, ExportRoots exports, ServerLimits limits)
-    : io_(io), exports_(std::move(exports)), limits_(limits) {
+    : io_(io),
+      exports_(std::move(exports)),
+      limits_(limits),
+      journalBudget_{limits.journalBytesTotal, 0},
+      authThrottle_(limits.authFailuresBeforeDelay, std::chrono::seconds(60), 4096) {
   std::random_device random;
   instanceId_ = (uint64_t{random()} << 32) | random();
   char cwd[PATH_MAX];
@@ -95,16 +100,74 @@ void Server::unwatch(SubscriptionId id) {
 
 void Server::sessionClosed(Session& session) {
   std::erase(dirty_, &session);
+  unpark(session);
   if (session.attached()) {
-    auto it = byToken_.find(session.token());
+    auto it = byToken_.find(TokenKey{session.owner(), session.token().first, session.token().second});
     if (it != byToken_.end() && it->second == &session) byToken_.erase(it);
   }
   // Destroy it once the current handler is done with it.
   asio::post(io_, [this, self = session.shared_from_this()] {
     sessions_.erase(self);
+    // What a client made the daemon allocate (a journal, a flood's buffers)
+    // goes back to the system, not only to malloc's free lists.
+    ::malloc_trim(0);
     if (sessions_.empty() && onIdle_) onIdle_();
   });
 }
+
+void Server::registerToken(Session& session) {
+  byToken_[TokenKey{session.owner(), session.token().first, session.token().second}] = &session;
+}
+
+bool Server::tokenHeldByAnother(const std::string& owner, std::pair<uint64_t, uint64_t> token) const {
+  for (const auto& [key, session] : byToken_) {
+    if (std::get<1>(key) == token.first && std::get<2>(key) == token.second && std::get<0>(key) != owner) return true;
+  }
+  return false;
+}
+
+bool Server::admitClient(const std::string& user) {
+  uint32_t& count = clientsByUser_[user];
+  if (count >= limits_.maxClientsPerUser) {
+    if (count == 0) clientsByUser_.erase(user);
+    return false;
+  }
+  ++count;
+  return true;
+}
+
+void Server::leaveClient(const std::string& user) {
+  auto it = clientsByUser_.find(user);
+  if (it == clientsByUser_.end()) return;
+  if (--it->second == 0) clientsByUser_.erase(it);
+}
+
+bool Server::park(Session& session) {
+  if (parked_.size() >= limits_.maxParked) {
+    // Not another user's waiting session: nobody can end those of others.
+    log::warn("{}: not kept for a comeback: {} sessions wait already (--max-parked)", session.describe(),
+              limits_.maxParked);
+    return false;
+  }
+  size_t mine = 0;
+  Session* oldest = nullptr;
+  for (Session* s : parked_) {
+    if (s->owner() != session.owner()) continue;
+    if (oldest == nullptr) oldest = s;
+    ++mine;
+  }
+  if (mine >= limits_.maxParkedPerUser && oldest != nullptr) {
+    log::warn("{}: its user has {} sessions waiting for a comeback (--max-parked-per-user); the oldest ends",
+              session.describe(), mine);
+    parked_.remove(oldest);
+    oldest->close();
+  }
+  if (limits_.maxParkedPerUser == 0) return false;
+  parked_.push_back(&session);
+  return true;
+}
+
+void Server::unpark(Session& session) { parked_.remove(&session); }
 
 void Server::onEvent(SubscriptionId subscription, uint32_t mask, uint32_t cookie, std::string_view dir,
                      std::string_view name, int pid) {

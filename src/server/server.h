@@ -7,13 +7,16 @@
 
 #include <asio.hpp>
 #include <cstdint>
+#include <list>
 #include <memory>
 #include <map>
 #include <set>
 #include <string>
+#include <tuple>
 #include <unordered_map>
 #include <vector>
 
+#include "server/auth_throttle.h"
 #include "server/export_roots.h"
 #include "server/origin_resolver.h"
 #include "server/session.h"
@@ -35,6 +38,22 @@ struct ServerLimits {
   size_t journalRecords = 65536;
   size_t journalBytes = 16u << 20;
   int resumeGraceSeconds = 120;
+  // What one user (or one unauthenticated address) can make the server hold
+  // (issue 15): connections, sessions waiting for a comeback, journal bytes
+  // of all sessions together, clients that hold no watch.
+  uint32_t maxClientsPerUser = 64;
+  uint32_t maxParkedPerUser = 64;    // past it, that user's oldest waiting session ends
+  uint32_t maxParked = 256;          // past it, a lost connection is not kept (its client re-reads)
+  size_t journalBytesTotal = 256u << 20;
+  int idleUnwatchedTimeoutSeconds = 300;  // a client without any watch this long is dropped (0: never)
+  // Snapshots: one is listed at a time per client, the others wait in a
+  // queue of this length (more: Reply EBUSY); a listing enters at most this
+  // many directory levels (each an open descriptor).
+  uint32_t maxQueuedSnapshots = 16;
+  uint32_t maxSnapshotDepth = 256;
+  // Token authentication (Auth): after this many failures from one address
+  // within a minute, its further attempts are refused for 1 s, 2 s, 4 s ...
+  uint32_t authFailuresBeforeDelay = 5;
 };
 
 class Server final : public EventSink {
@@ -66,11 +85,27 @@ class Server final : public EventSink {
   // takes connections handed over by ssh agents), and the sessions by token.
   bool resumable() const { return resumable_; }
   void setResumable(bool resumable) { resumable_ = resumable; }
-  Session* sessionByToken(std::pair<uint64_t, uint64_t> token) const {
-    auto it = byToken_.find(token);
+  // A session token belongs to the identity that made it (Session::owner()):
+  // the same token from another identity names no session.
+  Session* sessionByToken(const std::string& owner, std::pair<uint64_t, uint64_t> token) const {
+    auto it = byToken_.find(TokenKey{owner, token.first, token.second});
     return it == byToken_.end() ? nullptr : it->second;
   }
-  void registerToken(Session& session) { byToken_[session.token()] = &session; }
+  // Whether another identity than `owner` holds this token (for the log only).
+  bool tokenHeldByAnother(const std::string& owner, std::pair<uint64_t, uint64_t> token) const;
+  void registerToken(Session& session);
+  // Per-user bounds. admitClient: false when `user` has maxClientsPerUser
+  // connections already (the caller refuses this one); leaveClient undoes it.
+  bool admitClient(const std::string& user);
+  void leaveClient(const std::string& user);
+  // A session whose connection broke asks to wait for its client: false when
+  // maxParked sessions wait already; past maxParkedPerUser the user's oldest
+  // waiting session ends. unpark: it waits no longer (closed, resumed).
+  bool park(Session& session);
+  void unpark(Session& session);
+  size_t parkedCount() const { return parked_.size(); }
+  JournalBudget& journalBudget() { return journalBudget_; }
+  AuthThrottle& authThrottle() { return authThrottle_; }
   // Routes a subscription's events to another session (a resumed one).
   void retarget(SubscriptionId id, Session& session) {
     if (auto it = subscriptions_.find(id); it != subscriptions_.end()) it->second = &session;
@@ -103,9 +138,16 @@ class Server final : public EventSink {
   Server(asio::io_context& io, ExportRoots exports, ServerLimits limits);
   void waitForKernel();
 
+  using TokenKey = std::tuple<std::string, uint64_t, uint64_t>;  // owner, token
+
   asio::io_context& io_;
   ExportRoots exports_;
   ServerLimits limits_;
+  // Before sessions_: the sessions' journals give their bytes back to it.
+  JournalBudget journalBudget_;
+  AuthThrottle authThrottle_;
+  std::unordered_map<std::string, uint32_t> clientsByUser_;
+  std::list<Session*> parked_;  // oldest first
   std::unique_ptr<Watcher> watcher_;
   OriginResolver origins_;
   bool attribution_ = OriginResolver::privileged();
@@ -113,7 +155,7 @@ class Server final : public EventSink {
   std::unordered_map<SubscriptionId, Session*> subscriptions_;  // the SubscriptionRegistry
   std::set<std::shared_ptr<Session>> sessions_;
   std::vector<Session*> dirty_;
-  std::map<std::pair<uint64_t, uint64_t>, Session*> byToken_;
+  std::map<TokenKey, Session*> byToken_;
   bool resumable_ = false;
   std::function<void()> onIdle_;
   uint64_t instanceId_ = 0;

@@ -57,7 +57,9 @@ void Session::adoptPeer() {
 void Session::start() {
   adoptPeer();
   log::info("{}: connected", description_);
+  if (!identify()) return;
   lastReceived_ = std::chrono::steady_clock::now();
+  unwatchedSince_ = lastReceived_;
   armWatchdog();
   handshakeTimer_.expires_after(std::chrono::seconds(server_.limits().handshakeTimeoutSeconds));
   // The handshake includes the token (Auth) where the transport awaits one.
@@ -69,8 +71,37 @@ void Session::start() {
   readMore();
 }
 
+std::string Session::peerAddress() const {
+  if (auto peer = transport_->peer(); peer && peer->method == Peer::Method::kUnixSocket) {
+    return "uid " + std::to_string(peer->uid);
+  }
+  // "tls 192.0.2.7:50412", "tcp [::1]:50412": the address is what the port follows.
+  std::string text = transport_->describe();
+  const size_t colon = text.rfind(':');
+  return colon == std::string::npos ? text : text.substr(0, colon);
+}
+
+bool Session::identify() {
+  auto peer = transport_->peer();
+  owner_ = peer ? "uid " + std::to_string(peer->uid) + " (" + peer->user + ")" : peerAddress() + " (unauthenticated)";
+  if (owner_ == countedAs_) return true;
+  if (!countedAs_.empty()) server_.leaveClient(countedAs_);
+  countedAs_.clear();
+  if (!server_.admitClient(owner_)) {
+    const uint32_t limit = server_.limits().maxClientsPerUser;
+    log::warn("{}: refused: {} has {} connections already (--max-clients-per-user)", description_, owner_, limit);
+    close(EUSERS, "too many connections of " + owner_ + ": this server takes " + std::to_string(limit) + " per user");
+    return false;
+  }
+  countedAs_ = owner_;
+  return true;
+}
+
 void Session::readMore() {
+  if (readInFlight_ || readPaused_ || closed_ || parked_) return;
+  readInFlight_ = true;
   transport_->asyncReadSome(asio::buffer(readBuffer_), [self = shared_from_this()](std::error_code ec, size_t n) {
+    self->readInFlight_ = false;
     if (self->closed_ || self->parked_) return;
     if (ec) {
       if (self->reader_.pending() > 0) {
@@ -83,13 +114,6 @@ void Session::readMore() {
       return;
     }
     self->onBytes(n);
-    if (self->closed_ || self->parked_) return;
-    // A client that sends requests but does not read the answers: its
-    // requests wait (in the kernel's buffers, then in its own) until it reads.
-    if (self->pending_.size() + self->writing_.size() > self->server_.limits().maxUnreadReplies) {
-      self->readPaused_ = true;
-      return;
-    }
     self->readMore();
   });
 }
@@ -101,7 +125,8 @@ void Session::armWatchdog() {
     if (!self->parked_) {
       const auto& limits = self->server_.limits();
       const auto now = std::chrono::steady_clock::now();
-      if (self->partialSince_ != std::chrono::steady_clock::time_point{} &&
+      // While reading is paused the frames waiting are the server's doing.
+      if (!self->readPaused_ && self->partialSince_ != std::chrono::steady_clock::time_point{} &&
           now - self->partialSince_ > std::chrono::seconds(limits.frameTimeoutSeconds)) {
         log::warn("{}: a frame was left unfinished for {} s; closing", self->description_, limits.frameTimeoutSeconds);
         self->close(ETIMEDOUT, "a frame was left unfinished for " + std::to_string(limits.frameTimeoutSeconds) + " s");
@@ -113,6 +138,17 @@ void Session::armWatchdog() {
         self->close(ETIMEDOUT, "nothing received for " + std::to_string(limits.idleTimeoutSeconds) + " s");
         return;
       }
+      // A client with watches may rightly be silent for ever; one without
+      // any only holds a connection (a slot of its user's and the server's).
+      if (!self->watches_.empty() || !self->handshakeDone_) {
+        self->unwatchedSince_ = now;
+      } else if (limits.idleUnwatchedTimeoutSeconds > 0 &&
+                 now - self->unwatchedSince_ > std::chrono::seconds(limits.idleUnwatchedTimeoutSeconds)) {
+        log::info("{}: no watch for {} s; closing", self->description_, limits.idleUnwatchedTimeoutSeconds);
+        self->close(ETIMEDOUT, "no watch for " + std::to_string(limits.idleUnwatchedTimeoutSeconds) +
+                                   " s: connections without watches are closed (--idle-unwatched-timeout)");
+        return;
+      }
     }
     self->armWatchdog();
   });
@@ -122,7 +158,18 @@ void Session::onBytes(size_t n) {
   lastReceived_ = std::chrono::steady_clock::now();
   if (reader_.pending() == 0) partialSince_ = lastReceived_;
   reader_.feed(std::string_view(readBuffer_, n));
-  while (!closed_) {
+  takeFrames();
+}
+
+void Session::takeFrames() {
+  while (!closed_ && !parked_) {
+    // Checked between frames, not once per read: one read of small
+    // requests (thousands of Snapshots, say) must not queue unbounded work.
+    // The rest waits in the reader and, unread, in the socket.
+    if (unwritten() > server_.limits().maxUnreadReplies) {
+      readPaused_ = true;
+      return;
+    }
     auto next = reader_.next();
     if (!next) {
       log::warn("{}: protocol error, closing: {}", description_, next.error().message);
@@ -301,100 +348,15 @@ void Session::onDeclare(const proto::Declare& declare) {
   send(reply);
 }
 
-namespace {
-
-// Lists dirFd's entries (relative directory `dir`), then descends into
-// subdirectories when recursive. Symbolic links are never followed; a
-// directory that vanishes meanwhile is skipped (its DELETE is on the way).
-void walkTree(int dirFd, const std::string& dir, bool recursive, const std::function<void(proto::TreeEntry&)>& add) {
-  DIR* d = ::fdopendir(dirFd);
-  if (d == nullptr) {
-    ::close(dirFd);
-    return;
+int Session::openListingRoot(const WatchState& state) {
+  // As the client: the kernel then lists only what it may read.
+  std::optional<ActingAs> acting;
+  if (actAs_) acting.emplace(*actAs_);
+  if (acting && !acting->ok()) {
+    errno = EACCES;
+    return -1;
   }
-  std::vector<std::string> subdirs;
-  proto::TreeEntry entry;
-  entry.dir = dir;
-  while (const dirent* e = ::readdir(d)) {
-    if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
-    struct stat st;
-    if (::fstatat(::dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
-    entry.name = e->d_name;
-    entry.stat = eventStatOf(st);
-    add(entry);
-    if (recursive && S_ISDIR(st.st_mode)) subdirs.emplace_back(e->d_name);
-  }
-  for (const std::string& name : subdirs) {
-    std::string child = dir.empty() ? name : dir + "/" + name;
-    if (child.size() > proto::kMaxPath) continue;
-    int fd = ::openat(::dirfd(d), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd >= 0) walkTree(fd, child, recursive, add);
-  }
-  ::closedir(d);
-}
-
-}  // namespace
-
-void Session::onSnapshot(const proto::Snapshot& snapshot) {
-  proto::Reply reply;
-  reply.requestId = snapshot.requestId;
-  reply.watchId = snapshot.watchId;
-  auto it = watches_.find(snapshot.watchId);
-  if (!(capabilities_ & proto::kCapResync)) {
-    reply.status = EOPNOTSUPP;
-    reply.message = "resync was not negotiated";
-  } else if (it == watches_.end()) {
-    reply.status = EINVAL;
-    reply.message = "no such watch";
-  } else {
-    const WatchState& state = it->second;
-    // As the client: the kernel then lists only what it may read.
-    std::optional<ActingAs> acting;
-    if (actAs_) acting.emplace(*actAs_);
-    int fd = acting && !acting->ok() ? (errno = EACCES, -1)
-                                     : ::open(state.root.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0 && errno != ENOTDIR) {
-      reply.status = errno;
-      reply.message = "cannot list '" + state.root + "': " + std::strerror(errno);
-    } else {
-      // Frames are filled up to the peer's limit; events queued so far go first.
-      closeBatch();
-      size_t start = 0;
-      uint32_t count = 0;
-      uint64_t total = 0;
-      auto begin = [&] {
-        start = pending_.size();
-        proto::encode(proto::Entries{snapshot.requestId, {}}, pending_);
-        count = 0;
-      };
-      auto finish = [&] {
-        proto::wire::storeLe<uint32_t>(pending_.data() + start, static_cast<uint32_t>(pending_.size() - start - 4));
-        proto::wire::storeLe<uint32_t>(pending_.data() + start + 9, count);
-      };
-      begin();
-      if (fd >= 0) {
-        walkTree(fd, "", state.flags & proto::kWatchRecursive, [&](proto::TreeEntry& entry) {
-          if (pending_.size() - start + proto::entryRecordSize(entry) > proto::kDefaultMaxFrame) {
-            finish();
-            begin();
-          }
-          proto::appendEntry(pending_, entry);
-          ++count;
-          ++total;
-        });
-      }
-      finish();
-      acting.reset();
-      // Changes made before or while the tree was read are in the kernel's
-      // queue: they go out between the Entries and the Reply, where the
-      // client knows the listing may already show them. What comes after the
-      // Reply is newer than the listing.
-      server_.drainKernel();
-      reply.message = std::to_string(total) + " entries";
-      log::info("{}: snapshot of watch {} ('{}'): {} entries", description_, snapshot.watchId, state.root, total);
-    }
-  }
-  send(reply);
+  return ::open(state.root.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 }
 
 bool Session::mayList(const std::string& root, std::string_view dir) {
@@ -459,7 +421,10 @@ void Session::queueEvent(SubscriptionId watch, uint32_t mask, uint32_t cookie, s
   proto::appendEvent(pending_, scratch_);
   ++batchCount_;
   if (journal_) journal_->append(watch, scratch_.seq, std::string_view(pending_).substr(recordStart));
-  if ((mask & IN_IGNORED) && dir.empty()) watches_.erase(it);
+  if ((mask & IN_IGNORED) && dir.empty()) {
+    watches_.erase(it);
+    if (journal_) journal_->ended(watch);
+  }
   if (pending_.size() - batchStart_ + kRecordReserve > server_.limits().maxFrame) {
     closeBatch();
     batchStart_ = proto::beginEvents(pending_);
@@ -535,9 +500,14 @@ void Session::startWrite() {
     }
     if (self->shedding_ && self->pending_.empty()) self->endShedding();
     self->startWrite();
-    if (self->readPaused_ && !self->closed_ &&
-        self->pending_.size() + self->writing_.size() <= self->server_.limits().maxUnreadReplies / 2) {
+    if (self->closed_ || self->unwritten() > self->server_.limits().maxUnreadReplies / 2) return;
+    if (self->walkWaitsForWrite_) {
+      self->walkWaitsForWrite_ = false;
+      self->postWalk();
+    }
+    if (self->readPaused_) {
       self->readPaused_ = false;
+      self->takeFrames();  // those already received first
       self->readMore();
     }
   });
@@ -550,6 +520,9 @@ void Session::close(int code, const std::string& why) {
   handshakeTimer_.cancel();
   graceTimer_.cancel();
   watchdog_.cancel();
+  dropSnapshots();
+  if (!countedAs_.empty()) server_.leaveClient(countedAs_);
+  countedAs_.clear();
   releaseWatches();
   if (code != 0) {
     batchOpen_ = false;
@@ -587,7 +560,14 @@ void Session::lost() {
 }
 
 void Session::park() {
+  if (!server_.park(*this)) {
+    close();
+    return;
+  }
   parked_ = true;
+  dropSnapshots();  // nobody to send them to; the client asks again
+  if (!countedAs_.empty()) server_.leaveClient(countedAs_);  // no connection: counted among the parked
+  countedAs_.clear();
   handshakeTimer_.cancel();
   transport_->close();
   batchOpen_ = false;
@@ -610,7 +590,9 @@ void Session::handOver() {
   handshakeTimer_.cancel();
   graceTimer_.cancel();
   watchdog_.cancel();
-  watchdog_.cancel();
+  dropSnapshots();
+  if (!countedAs_.empty()) server_.leaveClient(countedAs_);
+  countedAs_.clear();
   transport_->close();
   log::info("{}: taken over by a new connection", description_);
   server_.sessionClosed(*this);
@@ -620,7 +602,12 @@ void Session::onAttach(const proto::Attach& attach) {
   proto::Reply reply;
   reply.requestId = attach.requestId;
   const std::pair<uint64_t, uint64_t> token{attach.token[0], attach.token[1]};
-  Session* old = server_.sessionByToken(token);
+  // A token names a session of this identity only: another user who learnt
+  // or guessed it gets the answer of an unknown token (no oracle either).
+  Session* old = server_.sessionByToken(owner_, token);
+  if (old == nullptr && attach.instanceId != 0 && server_.tokenHeldByAnother(owner_, token)) {
+    log::warn("{}: Attach with the token of another user's session; answered as an unknown token", description_);
+  }
   std::unordered_map<SubscriptionId, uint64_t> replayFrom;
   std::vector<SubscriptionId> gaps;
   if (!(capabilities_ & proto::kCapResume)) {
@@ -658,7 +645,10 @@ void Session::onAttach(const proto::Attach& attach) {
   attached_ = true;
   token_[0] = attach.token[0];
   token_[1] = attach.token[1];
-  if (!journal_) journal_ = std::make_unique<Journal>(server_.limits().journalRecords, server_.limits().journalBytes);
+  if (!journal_) {
+    journal_ = std::make_unique<Journal>(server_.limits().journalRecords, server_.limits().journalBytes,
+                                         &server_.journalBudget());
+  }
   server_.registerToken(*this);
   send(reply);
   if (attach.instanceId != 0 && reply.status == 0) {
@@ -737,10 +727,25 @@ void Session::onAuth(const proto::Auth& auth) {
     send(reply);
     return;
   }
+  // Guessing is throttled per address: its token is not even checked while
+  // it waits, so no guess is learnt from during that time.
+  const std::string address = peerAddress();
+  const auto now = std::chrono::steady_clock::now();
+  if (auto wait = server_.authThrottle().blockedFor(address, now); wait.count() > 0) {
+    log::warn("{}: token authentication refused without a check: too many failures from {} (for {} s more)",
+              description_, address, wait.count());
+    reply.status = EAGAIN;
+    reply.message = "too many failed authentications from " + address + "; try again in " +
+                    std::to_string(wait.count()) + " s";
+    send(reply);
+    close(EAGAIN, reply.message);
+    return;
+  }
   if (Status s = transport_->authenticate(auth.user, auth.token); !s) {
     // The log says why (no such file, wrong token); the client learns only
     // that it failed, and gets no second try on this connection.
     log::warn("{}: token authentication as '{}' failed: {}", description_, auth.user, s.error().message);
+    server_.authThrottle().failed(address, now);
     reply.status = EACCES;
     reply.message = "wrong user or token";
     send(reply);
@@ -749,6 +754,7 @@ void Session::onAuth(const proto::Auth& auth) {
   }
   handshakeTimer_.cancel();
   adoptPeer();
+  if (!identify()) return;  // counted as this user from now on
   log::info("{}: authenticated by token", description_);
   reply.message = "authenticated as " + auth.user;
   send(reply);
@@ -756,7 +762,15 @@ void Session::onAuth(const proto::Auth& auth) {
 
 void Session::onAck(const proto::Ack& ack) {
   if (!journal_) return;
-  for (const proto::WatchPosition& p : ack.positions) journal_->acknowledge(p.watchId, p.seq);
+  // Only watches this session holds, or that ended with records still
+  // here: the journal keeps no state for any other id a client names.
+  const uint64_t before = ignoredAcks_;
+  for (const proto::WatchPosition& p : ack.positions) {
+    if (!journal_->acknowledge(p.watchId, p.seq)) ++ignoredAcks_;
+  }
+  if (before == 0 && ignoredAcks_ > 0) {
+    log::info("{}: acknowledged events of watches it does not hold; ignored (not logged again)", description_);
+  }
 }
 
 }  // namespace rnotify

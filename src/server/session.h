@@ -5,7 +5,9 @@
 // ends, so batching never holds an event back while the kernel queue is empty.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -17,6 +19,7 @@
 #include "server/credentials.h"
 #include "server/journal.h"
 #include "server/transport.h"
+#include "server/tree_walk.h"
 #include "watch/watcher.h"
 
 namespace rnotify {
@@ -46,10 +49,22 @@ class Session : public std::enable_shared_from_this<Session> {
   const Journal* journal() const { return journal_.get(); }
   uint64_t id() const { return id_; }
   const std::string& describe() const { return description_; }
+  // Who the client is, for the bounds per user and the ownership of its
+  // session token: "uid N (user)", or the address of an unauthenticated one.
+  const std::string& owner() const { return owner_; }
 
  private:
   void readMore();
   void onBytes(size_t n);
+  // Handles the frames received one at a time, and stops (leaving the rest
+  // unread) while the answers not yet written exceed maxUnreadReplies.
+  void takeFrames();
+  size_t unwritten() const { return pending_.size() + writing_.size(); }
+  // Sets owner_ from the transport's peer and counts this connection for
+  // its user; false (and closed) past maxClientsPerUser.
+  bool identify();
+  // The peer's address without the port, for Auth throttling ("uid N" for a unix peer).
+  std::string peerAddress() const;
   void handle(proto::Message& message);
   void onHello(const proto::Hello& hello);
   void onWatch(const proto::Watch& watch);
@@ -94,6 +109,26 @@ class Session : public std::enable_shared_from_this<Session> {
     std::string root;    // the watched server path, for kWatchStat
     uint32_t mask = 0;   // the events the client asked for (the kernel may report more: see actAs_)
   };
+  // The directory a Snapshot lists, opened as the client (-1 and errno).
+  int openListingRoot(const WatchState& state);
+  // Snapshots (session_snapshot.cc): one listing at a time, a chunk per
+  // turn of the loop, paused while the output is over the cap.
+  struct SnapshotRequest {
+    uint32_t requestId = 0;
+    uint32_t watchId = 0;
+  };
+  std::deque<SnapshotRequest> snapshots_;  // waiting, at most maxQueuedSnapshots
+  std::unique_ptr<TreeWalk> walk_;
+  SnapshotRequest walking_;
+  uint64_t walkEntries_ = 0;
+  bool walkPosted_ = false;
+  bool walkWaitsForWrite_ = false;
+  void startSnapshot();
+  void postWalk();
+  void walkChunk();
+  void finishSnapshot();
+  void endSnapshot(int status, const std::string& message);
+  void dropSnapshots();  // the session ends: every walk stops, its descriptors close
   std::unordered_map<SubscriptionId, WatchState> watches_;
   uint64_t capabilities_ = 0;                   // in force after the handshake
   std::unordered_set<std::string> declared_;    // origins that are this client's own
@@ -132,8 +167,14 @@ class Session : public std::enable_shared_from_this<Session> {
   std::chrono::steady_clock::time_point lastReceived_;
   std::chrono::steady_clock::time_point partialSince_{};  // a frame begun and not finished, since
   bool readPaused_ = false;
+  bool readInFlight_ = false;
   bool watchLimitLogged_ = false;
+  std::chrono::steady_clock::time_point unwatchedSince_;  // without any watch since (idle-unwatched timeout)
   void armWatchdog();
+  // Identity and bounds (issue 15).
+  std::string owner_;
+  std::string countedAs_;  // the per-user count this connection is in ("": none)
+  uint64_t ignoredAcks_ = 0;
 };
 
 }  // namespace rnotify
