@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -175,7 +176,7 @@ class ResourceBounds : public ::testing::Test {
       ::kill(daemon_.pid(), SIGTERM);
       daemon_.reap(5000);
     }
-    if (HasFailure()) {
+    if (HasFailure() || std::getenv("RNOTIFY_TEST_SHOW_LOG") != nullptr) {
       std::string log = readFile(base_ + "/rnotifyd.log");
       std::cerr << "rnotifyd's log (last 4000 bytes):\n" << log.substr(log.size() > 4000 ? log.size() - 4000 : 0);
     }
@@ -258,6 +259,7 @@ TEST_F(ResourceBounds, AcksOfWatchesNeverGrantedHoldNoMemory) {
   EXPECT_TRUE(logSays("acknowledged events of watches it does not hold"));
   c = RawClient("");  // leaves
   const long after = rssSettlesBelow(before + kReturnBoundKb);
+  std::cout << "[ measured ] Ack flood: RSS " << before << " kB, peak " << peak << " kB, after " << after << " kB\n";
   EXPECT_LT(after - before, kReturnBoundKb) << "after the client left: " << after << " kB (before: " << before << ")";
 }
 
@@ -291,6 +293,8 @@ TEST_F(ResourceBounds, ASnapshotFloodNeitherStallsOtherClientsNorGrowsTheDaemon)
   EXPECT_LT(peak - before, kFloodBoundKb) << "RSS went from " << before << " kB to " << peak << " kB";
   hostile = RawClient("");
   const long after = rssSettlesBelow(before + kReturnBoundKb);
+  std::cout << "[ measured ] Snapshot flood: slowest Welcome " << worstWelcomeMs << " ms; RSS " << before
+            << " kB, peak " << peak << " kB, after " << after << " kB\n";
   EXPECT_LT(after - before, kReturnBoundKb) << "after the client left: " << after << " kB (before: " << before << ")";
 }
 
@@ -325,6 +329,89 @@ TEST_F(ResourceBounds, SnapshotsBeyondTheQueueGetEBUSYAndTheOthersAreWhole) {
   EXPECT_EQ(ok, 17u);
   EXPECT_EQ(busy, 23u);
   EXPECT_EQ(other, 0u);
+}
+
+size_t openFds(pid_t pid) {
+  size_t n = 0;
+  for (const auto& entry : fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd")) {
+    (void)entry;
+    ++n;
+  }
+  return n;
+}
+
+// The incremental listing keeps the walk's guarantees: every level of a
+// recursive tree, a symbolic link listed as itself and never followed, and
+// no deeper than --max-snapshot-depth levels (the Reply says what was left out).
+TEST_F(ResourceBounds, ARecursiveSnapshotFollowsNoLinkAndStopsAtTheDepthBound) {
+  ASSERT_NO_FATAL_FAILURE(start({"--max-snapshot-depth", "10"}));
+  std::string deep = base_ + "/export/tree";
+  for (int i = 0; i < 20; ++i) deep += "/d";
+  fs::create_directories(deep);
+  std::ofstream(base_ + "/export/tree/d/d/file") << "x";
+  fs::create_symlink(base_ + "/export/big", base_ + "/export/tree/d/link");  // 1,000 entries behind it
+  RawClient c(socket_);
+  ASSERT_TRUE(c.hello());
+  c.send(frameOf(proto::Watch{1, proto::kWatchRecursive, IN_CREATE, base_ + "/export/tree"}));
+  proto::Reply w = c.reply();
+  ASSERT_EQ(w.status, 0) << w.message;
+  c.send(frameOf(proto::Snapshot{2, w.watchId}));
+  std::vector<proto::TreeEntry> entries;
+  proto::Reply r;
+  while (auto m = c.next()) {
+    if (auto* e = std::get_if<proto::Entries>(&*m)) entries.insert(entries.end(), e->entries.begin(), e->entries.end());
+    if (auto* reply = std::get_if<proto::Reply>(&*m); reply && reply->requestId == 2) {
+      r = *reply;
+      break;
+    }
+  }
+  ASSERT_EQ(r.status, 0) << r.message;
+  size_t deepest = 0;
+  bool file = false, link = false;
+  for (const auto& e : entries) {
+    EXPECT_EQ(e.name.rfind("entry-", 0), std::string::npos) << "the link was followed: " << e.dir << "/" << e.name;
+    size_t levels = e.dir.empty() ? 0 : std::count(e.dir.begin(), e.dir.end(), '/') + 1;
+    deepest = std::max(deepest, levels);
+    file = file || (e.dir == "d/d" && e.name == "file");
+    link = link || (e.dir == "d" && e.name == "link" && S_ISLNK(e.stat.mode));
+  }
+  EXPECT_TRUE(file && link) << "missing d/d/file or the link itself";
+  EXPECT_EQ(deepest, 9u) << "10 open levels: the root and 9 below it";
+  EXPECT_EQ(entries.size(), 12u) << "d x 10, file, link";
+  EXPECT_NE(r.message.find("1 directories deeper than 10 levels"), std::string::npos) << r.message;
+}
+
+// A walk that cannot go on (its client reads nothing: the output is over
+// the cap) holds its open directories only until the session ends.
+TEST_F(ResourceBounds, ASessionThatEndsMidWalkLeavesNoDescriptorOpen) {
+  ASSERT_NO_FATAL_FAILURE(start());
+  const std::string name(200, 'f');
+  for (int d = 0; d < 8; ++d) {
+    const std::string dir = base_ + "/export/wide/" + std::to_string(d) + "/sub";
+    fs::create_directories(dir);
+    for (int i = 0; i < 2000; ++i) std::ofstream(dir + "/" + name + std::to_string(i));
+  }
+  const size_t before = openFds(daemon_.pid());
+  RawClient c(socket_);
+  ASSERT_TRUE(c.hello());
+  c.send(frameOf(proto::Watch{1, proto::kWatchRecursive, IN_CREATE, base_ + "/export/wide"}));
+  proto::Reply w = c.reply();
+  ASSERT_EQ(w.status, 0) << w.message;
+  c.send(frameOf(proto::Snapshot{2, w.watchId}));  // 3.5 MB of entries, none read
+  size_t during = 0;
+  for (auto deadline = Clock::now() + std::chrono::seconds(5); Clock::now() < deadline && during < before + 3;) {
+    during = openFds(daemon_.pid());  // the socket, and the walk's root, a directory and sub
+    ::poll(nullptr, 0, 20);
+  }
+  EXPECT_GE(during, before + 3) << "the walk should be waiting for the client to read, its directories open";
+  c = RawClient("");
+  size_t after = openFds(daemon_.pid());
+  for (auto deadline = Clock::now() + std::chrono::seconds(5); Clock::now() < deadline && after > before;) {
+    ::poll(nullptr, 0, 20);
+    after = openFds(daemon_.pid());
+  }
+  EXPECT_LE(after, before) << "descriptors open before: " << before << ", during the walk: " << during
+                           << ", after the client left: " << after;
 }
 
 // Each message type flooded by one client that reads nothing: the daemon
@@ -362,7 +449,9 @@ TEST_F(ResourceBounds, FloodingAnyMessageTypeKeepsTheDaemonBounded) {
     int stalls = 0;
     for (auto deadline = Clock::now() + std::chrono::seconds(2);
          Clock::now() < deadline && stalls < 10 && sent < (size_t{64} << 20);) {
-      ssize_t n = ::send(c.fd(), burst.data(), burst.size(), MSG_NOSIGNAL);
+      // Whole frames, one after the other: a partial write goes on where it stopped.
+      const size_t at = sent % burst.size();
+      ssize_t n = ::send(c.fd(), burst.data() + at, burst.size() - at, MSG_NOSIGNAL);
       if (n > 0) {
         sent += static_cast<size_t>(n);
         stalls = 0;
@@ -376,8 +465,11 @@ TEST_F(ResourceBounds, FloodingAnyMessageTypeKeepsTheDaemonBounded) {
     }
     EXPECT_LT(peak - before, kFloodBoundKb) << name << ": RSS went from " << before << " kB to " << peak << " kB after "
                                             << sent << " bytes";
+    std::cout << "[ measured ] " << name << " flood: " << sent << " bytes taken, RSS peak " << peak << " kB (baseline "
+              << before << " kB)\n";
   }
   const long after = rssSettlesBelow(before + kReturnBoundKb);
+  std::cout << "[ measured ] after every flood: RSS " << after << " kB\n";
   EXPECT_LT(after - before, kReturnBoundKb) << "after the clients left: " << after << " kB (before: " << before << ")";
   RawClient good(socket_);
   EXPECT_TRUE(good.hello()) << "the daemon still serves";
