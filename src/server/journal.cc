@@ -19,8 +19,8 @@ void Journal::append(uint32_t watch, uint64_t seq, std::string_view record) {
     lose(watch, seq);
     return;
   }
-  while (!index_.empty() && (index_.size() >= maxRecords_ || bytes() + record.size() > maxBytes_ ||
-                             !fitsBudget(record.size()))) {
+  while (!index_.empty() &&
+         (index_.size() >= maxRecords_ || bytes() + record.size() > maxBytes_ || !fitsBudget(record.size()))) {
     dropFront(true);
   }
   // Every journal together is full and this one is empty: not kept (a gap

@@ -87,6 +87,9 @@ bool Session::identify() {
   if (owner_ == countedAs_) return true;
   if (!countedAs_.empty()) server_.leaveClient(countedAs_);
   countedAs_.clear();
+  // The daemon's own user (every client of a per-user agent daemon; root on
+  // a shared one) can take nothing from another user: only --max-clients applies.
+  if (peer && peer->uid == ::geteuid()) return true;
   if (!server_.admitClient(owner_)) {
     const uint32_t limit = server_.limits().maxClientsPerUser;
     log::warn("{}: refused: {} has {} connections already (--max-clients-per-user)", description_, owner_, limit);

@@ -185,8 +185,15 @@ class ResourceBounds : public ::testing::Test {
   }
 
   void start(std::vector<std::string> extra = {}) {
-    std::vector<std::string> argv{daemonPath(), "--listen", "unix:" + socket_, "--export", base_ + "/export",
-                                  "--log-file", base_ + "/rnotifyd.log", "--log-level", "info"};
+    std::vector<std::string> argv{daemonPath(),
+                                  "--listen",
+                                  "unix:" + socket_,
+                                  "--export",
+                                  base_ + "/export",
+                                  "--log-file",
+                                  base_ + "/rnotifyd.log",
+                                  "--log-level",
+                                  "info"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     auto p = AgentProcess::spawn(argv);
     ASSERT_TRUE(p.ok()) << p.error().message;
@@ -196,9 +203,15 @@ class ResourceBounds : public ::testing::Test {
       ASSERT_EQ(daemon_.reap(20), -1) << "rnotifyd exited: " << daemon_.stderrText();
     }
     ASSERT_EQ(::chmod(socket_.c_str(), 0777), 0) << "rnotifyd did not listen";  // any user may connect
-    // The first connection: the daemon has finished starting (baseline RSS).
-    RawClient probe(socket_);
-    ASSERT_TRUE(probe.ok() && probe.hello());
+    // The first connection: the daemon has finished starting (baseline
+    // RSS). The socket's file exists from bind(), a moment before listen().
+    bool welcomed = false;
+    for (deadline = Clock::now() + std::chrono::seconds(10); !welcomed && Clock::now() < deadline;) {
+      RawClient probe(socket_);
+      welcomed = probe.ok() && probe.hello();
+      if (!welcomed) ::poll(nullptr, 0, 20);
+    }
+    ASSERT_TRUE(welcomed) << "rnotifyd did not answer a Hello";
   }
   long rss() const { return rssKb(daemon_.pid()); }
   // The daemon's RSS once it has come back to at most `bound` kB (at most 5 s), else its last value.
@@ -463,8 +476,8 @@ TEST_F(ResourceBounds, FloodingAnyMessageTypeKeepsTheDaemonBounded) {
       }
       peak = std::max(peak, rss());
     }
-    EXPECT_LT(peak - before, kFloodBoundKb) << name << ": RSS went from " << before << " kB to " << peak << " kB after "
-                                            << sent << " bytes";
+    EXPECT_LT(peak - before, kFloodBoundKb)
+        << name << ": RSS went from " << before << " kB to " << peak << " kB after " << sent << " bytes";
     std::cout << "[ measured ] " << name << " flood: " << sent << " bytes taken, RSS peak " << peak << " kB (baseline "
               << before << " kB)\n";
   }
@@ -704,15 +717,28 @@ TEST_F(ResourceBounds, WrongTokensAreThrottled) {
   ASSERT_TRUE(sh("openssl req -x509 " + key + " -keyout ca.key -out ca.pem -days 1 -subj '/CN=bounds ca'"));
   ASSERT_TRUE(sh("openssl req " + key + " -keyout server.key -out server.csr -subj '/CN=bounds server'"));
   ASSERT_TRUE(sh("printf 'subjectAltName=IP:127.0.0.1\\n' > server.ext"));
-  ASSERT_TRUE(sh("openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 1 "
-                 "-extfile server.ext && chmod 600 server.key"));
+  ASSERT_TRUE(
+      sh("openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 1 "
+         "-extfile server.ext && chmod 600 server.key"));
   fs::create_directories(base_ + "/tokens");
   ::chmod((base_ + "/tokens").c_str(), 0700);
   std::ofstream(base_ + "/tokens/nobody") << "0123456789abcdef-right\n";
   ::chmod((base_ + "/tokens/nobody").c_str(), 0600);
-  std::vector<std::string> argv{daemonPath(), "--listen", "tls:127.0.0.1:0", "--tls-cert", base_ + "/server.pem",
-                                "--tls-key", base_ + "/server.key", "--token-dir", base_ + "/tokens", "--export",
-                                base_ + "/export", "--log-file", base_ + "/rnotifyd.log", "--log-level", "info"};
+  std::vector<std::string> argv{daemonPath(),
+                                "--listen",
+                                "tls:127.0.0.1:0",
+                                "--tls-cert",
+                                base_ + "/server.pem",
+                                "--tls-key",
+                                base_ + "/server.key",
+                                "--token-dir",
+                                base_ + "/tokens",
+                                "--export",
+                                base_ + "/export",
+                                "--log-file",
+                                base_ + "/rnotifyd.log",
+                                "--log-level",
+                                "info"};
   auto p = AgentProcess::spawn(argv);
   ASSERT_TRUE(p.ok());
   daemon_ = std::move(*p);
