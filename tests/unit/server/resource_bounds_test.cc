@@ -26,7 +26,9 @@
 #include <iostream>
 #include <map>
 #include <random>
+#include <set>
 #include <sstream>
+#include <thread>
 
 #include "client/agent_process.h"
 #include "client/connection.h"
@@ -425,6 +427,76 @@ TEST_F(ResourceBounds, ASessionThatEndsMidWalkLeavesNoDescriptorOpen) {
   }
   EXPECT_LE(after, before) << "descriptors open before: " << before << ", during the walk: " << during
                            << ", after the client left: " << after;
+}
+
+// The rnotify client's own listing call over a listing made in chunks while
+// the tree changes: every entry that was there before is listed once, and
+// each file made meanwhile is in the listing or among the events after it.
+TEST_F(ResourceBounds, AListingMadeInChunksReachesTheClientWhole) {
+  ASSERT_NO_FATAL_FAILURE(start());
+  const std::string root = base_ + "/export/chunks";
+  for (int d = 0; d < 3; ++d) {
+    fs::create_directories(root + "/" + std::to_string(d));
+    for (int i = 0; i < 1000; ++i) std::ofstream(root + "/" + std::to_string(d) + "/f" + std::to_string(i));
+  }
+  auto c = Connection::overSocket("unix:" + socket_, 5000);
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  proto::Watch w;
+  w.path = root;
+  w.mask = IN_CREATE;
+  w.flags = proto::kWatchRecursive;
+  auto reply = (*c)->request(w, 5000);
+  ASSERT_TRUE(reply.ok() && reply->status == 0);
+  std::set<std::string> events;
+  (*c)->setEventsHandler([&](Connection&, proto::Events& batch) {
+    for (const Event& e : batch.events) events.insert(e.dir + "/" + e.name);
+  });
+  std::thread maker([&] {
+    for (int i = 0; i < 300; ++i) std::ofstream(root + "/1/new" + std::to_string(i));
+  });
+  auto listing = (*c)->snapshot(reply->watchId, 10000);
+  maker.join();
+  ASSERT_TRUE(listing.ok()) << listing.error().message;
+  std::map<std::string, int> listed;
+  for (const proto::TreeEntry& e : *listing) ++listed[e.dir + "/" + e.name];
+  for (int d = 0; d < 3; ++d) {
+    EXPECT_EQ(listed["/" + std::to_string(d)], 1);
+    for (int i = 0; i < 1000; ++i) {
+      EXPECT_EQ(listed[std::to_string(d) + "/f" + std::to_string(i)], 1) << d << "/f" << i;
+    }
+  }
+  (*c)->releaseDeferred();
+  std::ofstream(root + "/0/last");
+  for (auto deadline = Clock::now() + std::chrono::seconds(5); !events.count("0/last") && Clock::now() < deadline;) {
+    struct pollfd p = {(*c)->readFd(), POLLIN, 0};
+    ::poll(&p, 1, 100);
+    ASSERT_TRUE((*c)->pump());
+  }
+  ASSERT_TRUE(events.count("0/last"));
+  for (int i = 0; i < 300; ++i) {
+    const std::string name = "1/new" + std::to_string(i);
+    EXPECT_TRUE(listed.count(name) || events.count(name)) << name << " is neither listed nor reported";
+  }
+}
+
+// A listing whose watch ends before its turn stops, and says so.
+TEST_F(ResourceBounds, UnwatchingStopsAListingInProgress) {
+  ASSERT_NO_FATAL_FAILURE(start());
+  RawClient c(socket_);
+  ASSERT_TRUE(c.hello());
+  const uint32_t id = watch(c, "big");
+  ASSERT_TRUE(c.send(frameOf(proto::Snapshot{2, id}) + frameOf(proto::Unwatch{3, id})));
+  std::map<uint32_t, proto::Reply> replies;
+  size_t entries = 0;
+  while (replies.size() < 2) {
+    auto m = c.next();
+    ASSERT_TRUE(m) << "no answer to both requests";
+    if (auto* e = std::get_if<proto::Entries>(&*m)) entries += e->entries.size();
+    if (auto* r = std::get_if<proto::Reply>(&*m)) replies[r->requestId] = *r;
+  }
+  EXPECT_EQ(replies[3].status, 0) << replies[3].message;
+  EXPECT_EQ(replies[2].status, ECANCELED) << replies[2].message;
+  EXPECT_EQ(entries, 0u);
 }
 
 // Each message type flooded by one client that reads nothing: the daemon
