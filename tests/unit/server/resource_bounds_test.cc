@@ -346,11 +346,19 @@ TEST_F(ResourceBounds, SnapshotsBeyondTheQueueGetEBUSYAndTheOthersAreWhole) {
   EXPECT_EQ(other, 0u);
 }
 
-size_t openFds(pid_t pid) {
+// The daemon's descriptors open for reading on `prefix` or below it (a
+// walk's directories; not the O_PATH descriptors its watches may hold).
+size_t openFdsUnder(pid_t pid, const std::string& prefix) {
+  const std::string proc = "/proc/" + std::to_string(pid);
   size_t n = 0;
-  for (const auto& entry : fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd")) {
-    (void)entry;
-    ++n;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(proc + "/fd", ec)) {
+    std::error_code gone;
+    if (fs::read_symlink(entry.path(), gone).string().rfind(prefix, 0) != 0) continue;
+    std::string info = readFile(proc + "/fdinfo/" + entry.path().filename().string());
+    const size_t at = info.find("flags:");
+    const unsigned long flags = at == std::string::npos ? 0 : std::stoul(info.substr(at + 6), nullptr, 8);
+    if (!(flags & O_PATH)) ++n;
   }
   return n;
 }
@@ -419,7 +427,6 @@ TEST_F(ResourceBounds, ASessionThatEndsMidWalkLeavesNoDescriptorOpen) {
       ::close(::open((dir + "/" + name + std::to_string(i)).c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644));
     }
   }
-  const size_t before = openFds(daemon_.pid());
   RawClient c(socket_);
   ASSERT_TRUE(c.hello());
   c.send(frameOf(proto::Watch{1, proto::kWatchRecursive, IN_CREATE, pattern}));
@@ -427,19 +434,18 @@ TEST_F(ResourceBounds, ASessionThatEndsMidWalkLeavesNoDescriptorOpen) {
   ASSERT_EQ(w.status, 0) << w.message;
   c.send(frameOf(proto::Snapshot{2, w.watchId}));  // 1.9 MB of entries, none read
   size_t during = 0;
-  for (auto deadline = Clock::now() + std::chrono::seconds(5); Clock::now() < deadline && during < before + 3;) {
-    during = openFds(daemon_.pid());  // the socket, and the walk's root, a directory and sub
+  for (auto deadline = Clock::now() + std::chrono::seconds(5); Clock::now() < deadline && during < 3;) {
+    during = openFdsUnder(daemon_.pid(), pattern);  // the root, a directory and its sub
     ::poll(nullptr, 0, 20);
   }
-  EXPECT_GE(during, before + 3) << "the walk should be waiting for the client to read, its directories open";
+  EXPECT_EQ(during, 3u) << "the walk should wait for the client to read, with its 3 directories open";
   c = RawClient("");
-  size_t after = openFds(daemon_.pid());
-  for (auto deadline = Clock::now() + std::chrono::seconds(5); Clock::now() < deadline && after > before;) {
+  size_t after = openFdsUnder(daemon_.pid(), pattern);
+  for (auto deadline = Clock::now() + std::chrono::seconds(5); Clock::now() < deadline && after > 0;) {
     ::poll(nullptr, 0, 20);
-    after = openFds(daemon_.pid());
+    after = openFdsUnder(daemon_.pid(), pattern);
   }
-  EXPECT_LE(after, before) << "descriptors open before: " << before << ", during the walk: " << during
-                           << ", after the client left: " << after;
+  EXPECT_EQ(after, 0u) << "directories still open after the client left (during the walk: " << during << ")";
 }
 
 // The rnotify client's own listing call over a listing made in chunks while
