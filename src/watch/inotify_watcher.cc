@@ -92,32 +92,31 @@ std::string InotifyWatcher::pathOf(const Node* node) const {
 }
 
 UniqueFd InotifyWatcher::openNode(const Node* node) const {
-  // Up to the nearest anchor, then down by the names between: "b/c" below a.
-  const Node* top = node;
-  size_t length = 0;
-  auto anchor = anchors_.find(top);
-  for (; anchor == anchors_.end(); anchor = anchors_.find(top)) {
-    if (top->parent == nullptr) {
-      errno = ENOENT;  // detached, and no subscription is rooted here
-      return UniqueFd();
-    }
-    length += top->name.size() + 1;
-    top = top->parent;
+  // From the nearest anchor at or above the node that still opens (a root's
+  // path is stale once it was renamed; an anchor further up reaches it by
+  // the names in the tree), down by the names between.
+  for (const Node* top = node; top != nullptr; top = top->parent) {
+    auto anchor = anchors_.find(top);
+    if (anchor == anchors_.end()) continue;
+    auto open = openAnchors_.find(top);
+    if (open == openAnchors_.end()) open = openAnchors_.emplace(top, anchor->second.open()).first;
+    if (open->second) return openBeneath(open->second.get(), relativePath(node, top));
   }
-  std::string relative(length > 0 ? length - 1 : 0, '/');
+  errno = ENOENT;  // moved out of every subscription's reach
+  return UniqueFd();
+}
+
+std::string InotifyWatcher::relativePath(const Node* node, const Node* top) {
+  size_t length = 0;
+  for (const Node* n = node; n != top; n = n->parent) length += n->name.size() + 1;
+  std::string relative(length > 0 ? length - 1 : 0, '/');  // "b/c" below a
   size_t end = relative.size();
   for (const Node* n = node; n != top; n = n->parent) {
     end -= n->name.size();
     relative.replace(end, n->name.size(), n->name);
     if (end > 0) --end;  // the '/' before it stays
   }
-  auto open = openAnchors_.find(top);
-  if (open == openAnchors_.end()) {
-    UniqueFd fd = anchor->second.open();
-    if (!fd) return fd;
-    open = openAnchors_.emplace(top, std::move(fd)).first;
-  }
-  return openBeneath(open->second.get(), relative);
+  return relative;
 }
 
 void InotifyWatcher::forgetAnchor(const Node* node) {
@@ -205,9 +204,9 @@ Result<SubscriptionId> InotifyWatcher::subscribe(const std::string& rawPath, con
   if (options.recursive) flags |= IN_ONLYDIR;
   // The one lookup by path, of the caller's own path; a caller that may not
   // trust it (rnotifyd) opens it beneath an export and hands us the descriptor.
-  UniqueFd anchor = options.rootFd >= 0
-                        ? duplicate(options.rootFd)
-                        : UniqueFd(::open(path.c_str(), O_PATH | O_CLOEXEC | ((flags & IN_DONT_FOLLOW) ? O_NOFOLLOW : 0)));
+  const int follow = (flags & IN_DONT_FOLLOW) ? O_NOFOLLOW : 0;
+  UniqueFd anchor = options.rootFd >= 0 ? duplicate(options.rootFd)
+                                        : UniqueFd(::open(path.c_str(), O_PATH | O_CLOEXEC | follow));
   struct stat st;
   if (!anchor || ::fstat(anchor.get(), &st) != 0) return watchError(errno, path);
   auto anchored = Anchor::of(anchor.get());

@@ -139,6 +139,8 @@ class InotifyWatcher final : public Watcher {
   // An O_PATH descriptor of the node's object, opened from the nearest
   // anchor at or above it; invalid (errno set) where it is not reachable.
   UniqueFd openNode(const Node* node) const;
+  // The names from top (an ancestor of node) down to node: "b/c" below a.
+  static std::string relativePath(const Node* node, const Node* top);
   std::string pathOf(const Node* node) const;
   Node* findNode(const std::string& path) const;  // by absolute path
   Node* child(const Node* parent, std::string_view name) const { return children_.find(ChildKey{parent, name}); }
@@ -159,7 +161,8 @@ class InotifyWatcher final : public Watcher {
   // The anchors: one per node with subscriptions rooted there, never per
   // node (a million nodes must stay small, and the descriptors few).
   std::unordered_map<const Node*, Anchor> anchors_;
-  // Anchors opened during the current call; closed when it returns.
+  // Anchors opened during the current call (invalid: did not open); closed
+  // when it returns.
   mutable std::unordered_map<const Node*, UniqueFd> openAnchors_;
   std::unordered_map<SubscriptionId, std::unique_ptr<Subscription>> subscriptions_;
   std::unordered_map<uint32_t, Node*> movedAway_;  // MOVED_FROM of a directory, by cookie

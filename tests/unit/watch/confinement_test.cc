@@ -77,12 +77,20 @@ class Recorder : public EventSink {
       ++leakCount;
     }
     if (dir.empty() && name.rfind("barrier", 0) == 0) barriers.insert(std::string(name));
+    if (mask & IN_CREATE) created.insert(std::string(dir) + "|" + std::string(name));
   }
   size_t events = 0;
   size_t leakCount = 0;
   std::vector<std::string> leaks;
   std::set<std::string> barriers;
+  std::set<std::string> created;  // "dir|name"
 };
+
+size_t openDescriptors() {
+  size_t n = 0;
+  for (const auto& entry : fs::directory_iterator("/proc/self/fd")) n += entry.path().filename() != ".";
+  return n;
+}
 
 class ConfinementTest : public ::testing::TestWithParam<Variant> {
  protected:
@@ -275,6 +283,23 @@ TEST_P(ConfinementTest, TheRootSwappedForALinkLeadsNowhere) {
   swapRootForLink(secret_);
   fs::create_directories(realRoot_ + "/n2/n0");
   ASSERT_NO_FATAL_FAILURE(expectConfined("the root swapped for a link"));
+}
+
+// The backend keeps no descriptor per directory, nor one on the root between
+// calls (that would delay the root's DELETE_SELF until closed), and needs
+// the caller's descriptor only during subscribe().
+TEST_P(ConfinementTest, DescriptorsDoNotGrowWithTheTree) {
+  ASSERT_NO_FATAL_FAILURE(subscribe());
+  rootFd_.reset();
+  const size_t before = openDescriptors();
+  constexpr int kDirectories = 40;
+  for (int i = 0; i < kDirectories; ++i) fs::create_directories(watched_ + "/d" + std::to_string(i) + "/e/f");
+  ASSERT_NO_FATAL_FAILURE(barrier());
+  std::ofstream(watched_ + "/d0/e/f/late").put('x');
+  ASSERT_NO_FATAL_FAILURE(barrier());
+  EXPECT_EQ(sink_.created.count("d0/e/f|late"), 1u) << "the new tree is watched";
+  EXPECT_EQ(sink_.created.count("d" + std::to_string(kDirectories - 1) + "/e|f"), 1u);
+  EXPECT_EQ(openDescriptors(), before) << "descriptors after " << kDirectories * 3 << " new directories";
 }
 
 // The hostile side at random, for a bounded time, while the watcher drains:
