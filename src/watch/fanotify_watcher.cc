@@ -143,8 +143,8 @@ Result<SubscriptionId> FanotifyWatcher::subscribe(const std::string& rawPath, co
   // The caller's descriptor when it has one (rnotifyd opened the path
   // beneath an export); the path is then only a name for messages.
   const int follow = (options.mask & IN_DONT_FOLLOW) ? O_NOFOLLOW : 0;
-  UniqueFd pathFd = options.rootFd >= 0 ? duplicate(options.rootFd)
-                                        : UniqueFd(::open(path.c_str(), O_PATH | O_CLOEXEC | follow));
+  UniqueFd pathFd =
+      options.rootFd >= 0 ? duplicate(options.rootFd) : UniqueFd(::open(path.c_str(), O_PATH | O_CLOEXEC | follow));
   if (!pathFd) return pathError(errno, path);
   struct stat st;
   if (::fstat(pathFd.get(), &st) != 0) return pathError(errno, path);

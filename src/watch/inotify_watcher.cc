@@ -205,8 +205,8 @@ Result<SubscriptionId> InotifyWatcher::subscribe(const std::string& rawPath, con
   // The one lookup by path, of the caller's own path; a caller that may not
   // trust it (rnotifyd) opens it beneath an export and hands us the descriptor.
   const int follow = (flags & IN_DONT_FOLLOW) ? O_NOFOLLOW : 0;
-  UniqueFd anchor = options.rootFd >= 0 ? duplicate(options.rootFd)
-                                        : UniqueFd(::open(path.c_str(), O_PATH | O_CLOEXEC | follow));
+  UniqueFd anchor =
+      options.rootFd >= 0 ? duplicate(options.rootFd) : UniqueFd(::open(path.c_str(), O_PATH | O_CLOEXEC | follow));
   struct stat st;
   if (!anchor || ::fstat(anchor.get(), &st) != 0) return watchError(errno, path);
   auto anchored = Anchor::of(anchor.get());
@@ -301,8 +301,7 @@ void InotifyWatcher::unsubscribe(SubscriptionId id) {
 }
 
 Result<InotifyWatcher::Node*> InotifyWatcher::addNode(int objectFd, const std::string& path, Node* parent,
-                                                      std::string_view name, uint32_t mask, uint32_t flags,
-                                                      bool pids) {
+                                                      std::string_view name, uint32_t mask, uint32_t flags, bool pids) {
   // The probe's mark comes first: every event of the new watch then has its
   // fanotify record (and a few before it, which are never asked for).
   std::optional<PidProbe::Marking> marking;

@@ -20,8 +20,8 @@
 
 #include <atomic>
 #include <chrono>
-#include <cstring>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -453,8 +453,8 @@ TEST_P(ConfinementTest, RandomSwapsWhileTheWatcherLagsLeakNothing) {
     if (sink_.leakCount != 0) stop = true;
   }
   attacker.join();
-  std::printf("%zu hostile operations, %zu events delivered, %zu kernel watches\n", hostile.operations(),
-              sink_.events, watcher_->kernelWatchCount());
+  std::printf("%zu hostile operations, %zu events delivered, %zu kernel watches\n", hostile.operations(), sink_.events,
+              watcher_->kernelWatchCount());
   realRoot_ = hostile.root();
   ASSERT_NO_FATAL_FAILURE(expectConfined("after " + std::to_string(hostile.operations()) + " hostile operations"));
 }
