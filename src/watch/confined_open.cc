@@ -71,11 +71,11 @@ UniqueFd Anchor::open() const {
   return object;
 }
 
-UniqueFd openBeneath(int anchorFd, const std::string& relative) {
+UniqueFd openBeneath(int anchorFd, const std::string& relative, bool crossMounts) {
   if (relative.empty()) return duplicate(anchorFd);
   open_how how{};
   how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
-  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | (crossMounts ? 0 : RESOLVE_NO_XDEV);
   long fd = -1;
   for (int attempt = 0; attempt < kResolveAttempts; ++attempt) {
     fd = ::syscall(SYS_openat2, anchorFd, relative.c_str(), &how, sizeof how);
@@ -84,14 +84,13 @@ UniqueFd openBeneath(int anchorFd, const std::string& relative) {
   return UniqueFd(static_cast<int>(fd));
 }
 
-UniqueFd openSubdirectory(int dirFd, std::string_view name) {
+UniqueFd openSubdirectory(int dirFd, std::string_view name, bool crossMounts) {
   // Names come from the kernel (events, readdir); one component, never "..".
   if (name.empty() || name == "." || name == ".." || name.find('/') != std::string_view::npos) {
     errno = EINVAL;
     return UniqueFd();
   }
-  const std::string component(name);
-  return UniqueFd(::openat(dirFd, component.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  return openBeneath(dirFd, std::string(name), crossMounts);
 }
 
 UniqueFd duplicate(int fd) { return UniqueFd(::fcntl(fd, F_DUPFD_CLOEXEC, 0)); }

@@ -40,17 +40,22 @@ struct Anchor {
   std::string handle;  // name_to_handle_at (type and bytes); "" where unsupported
   dev_t device = 0;
   ino_t inode = 0;
+  // Whether the tree below may span mounts: only where the caller opened the
+  // root itself from a path of its own (a local watch); never beneath a
+  // descriptor a caller handed over (rnotifyd: an export ends at its mount).
+  bool crossMounts = false;
 };
 
 // An O_PATH descriptor of the directory at `relative` ("a/b"; "" for the
 // anchor itself, which may then be any type) below anchorFd, resolved with
-// RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS |
-// RESOLVE_NO_XDEV. Invalid with errno set on failure.
-UniqueFd openBeneath(int anchorFd, const std::string& relative);
+// RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS, and
+// RESOLVE_NO_XDEV unless crossMounts. Invalid with errno set on failure.
+UniqueFd openBeneath(int anchorFd, const std::string& relative, bool crossMounts);
 
 // An O_PATH descriptor of the subdirectory `name` (one component) of the
-// directory open on dirFd; a symbolic link there is refused (ENOTDIR).
-UniqueFd openSubdirectory(int dirFd, std::string_view name);
+// directory open on dirFd; a symbolic link there is refused (ENOTDIR), and
+// a mount on it (EXDEV) unless crossMounts.
+UniqueFd openSubdirectory(int dirFd, std::string_view name, bool crossMounts);
 
 // A duplicate (close-on-exec) of fd; invalid with errno set on failure.
 UniqueFd duplicate(int fd);

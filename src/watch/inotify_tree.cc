@@ -30,7 +30,7 @@ std::string InotifyWatcher::pathOf(const Node* node) const {
   return path;
 }
 
-UniqueFd InotifyWatcher::openNode(const Node* node) const {
+UniqueFd InotifyWatcher::openNode(const Node* node, bool* crossMounts) const {
   // From the nearest anchor at or above the node that still opens (a root's
   // path is stale once it was renamed; an anchor further up reaches it by
   // the names in the tree), down by the names between.
@@ -39,7 +39,9 @@ UniqueFd InotifyWatcher::openNode(const Node* node) const {
     if (anchor == anchors_.end()) continue;
     auto open = openAnchors_.find(top);
     if (open == openAnchors_.end()) open = openAnchors_.emplace(top, anchor->second.open()).first;
-    if (open->second) return openBeneath(open->second.get(), relativePath(node, top));
+    if (!open->second) continue;
+    if (crossMounts != nullptr) *crossMounts = anchor->second.crossMounts;
+    return openBeneath(open->second.get(), relativePath(node, top), anchor->second.crossMounts);
   }
   errno = ENOENT;  // moved out of every subscription's reach
   return UniqueFd();

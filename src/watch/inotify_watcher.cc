@@ -88,6 +88,7 @@ Result<SubscriptionId> InotifyWatcher::subscribe(const std::string& rawPath, con
   if (!anchor || ::fstat(anchor.get(), &st) != 0) return watchError(errno, path);
   auto anchored = Anchor::of(anchor.get());
   if (!anchored) return watchError(anchored.error().code, path);
+  anchored->crossMounts = options.rootFd < 0;
   if ((flags & IN_ONLYDIR) && !S_ISDIR(st.st_mode)) {
     return Error{ENOTDIR, "cannot watch '" + path + "': not a directory (a recursive watch needs one)"};
   }
@@ -273,7 +274,8 @@ Status InotifyWatcher::walkExisting(Node* root) {
     Node* node = stack.back();
     stack.pop_back();
     const std::string path = pathOf(node);
-    UniqueFd dir = openNode(node);
+    bool crossMounts = false;
+    UniqueFd dir = openNode(node, &crossMounts);
     auto entries = dir ? listDirectory(dir.get(), path) : Result<Entries>(lastError("open '" + path + "'"));
     if (!entries) {
       if (node == root) return entries.error();
@@ -286,7 +288,7 @@ Status InotifyWatcher::walkExisting(Node* root) {
         stack.push_back(c);
         continue;
       }
-      UniqueFd subdirectory = openSubdirectory(dir.get(), name);
+      UniqueFd subdirectory = openSubdirectory(dir.get(), name, crossMounts);
       if (!subdirectory) continue;  // gone, or a link by now
       auto added = addNode(subdirectory.get(), joinPath(path, name), node, name,
                            (kSelfMask | inheritedMask(node)) & ~kReadSideMask, IN_ONLYDIR | IN_DONT_FOLLOW,
@@ -357,8 +359,9 @@ void InotifyWatcher::addNewDirectory(Node* parent, std::string_view name) {
   Result<Node*> added = Error{ENOENT, ""};
   Result<Entries> entries = Entries{};
   {
-    UniqueFd parentFd = openNode(parent);
-    UniqueFd subdirectory = parentFd ? openSubdirectory(parentFd.get(), name) : UniqueFd();
+    bool crossMounts = false;
+    UniqueFd parentFd = openNode(parent, &crossMounts);
+    UniqueFd subdirectory = parentFd ? openSubdirectory(parentFd.get(), name, crossMounts) : UniqueFd();
     if (subdirectory) {
       added = addNode(subdirectory.get(), path, parent, name, (kSelfMask | inheritedMask(parent)) & ~kReadSideMask,
                       IN_ONLYDIR | IN_DONT_FOLLOW, wantsPids(parent, false));

@@ -138,7 +138,9 @@ class InotifyWatcher final : public Watcher {
   // The tree of nodes.
   // An O_PATH descriptor of the node's object, opened from the nearest
   // anchor at or above it; invalid (errno set) where it is not reachable.
-  UniqueFd openNode(const Node* node) const;
+  // crossMounts: whether directories below may be on other mounts (from the
+  // anchor used).
+  UniqueFd openNode(const Node* node, bool* crossMounts = nullptr) const;
   // The names from top (an ancestor of node) down to node: "b/c" below a.
   static std::string relativePath(const Node* node, const Node* top);
   std::string pathOf(const Node* node) const;

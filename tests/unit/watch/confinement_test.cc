@@ -15,6 +15,7 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <sys/inotify.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -133,6 +134,7 @@ class ConfinementTest : public ::testing::TestWithParam<Variant> {
   void TearDown() override {
     watcher_.reset();
     rootFd_.reset();
+    for (const std::string& mount : mounts_) ::umount2(mount.c_str(), MNT_DETACH);
     if (!base_.empty()) fs::remove_all(base_);  // does not follow the links
   }
 
@@ -252,6 +254,7 @@ class ConfinementTest : public ::testing::TestWithParam<Variant> {
   SubscriptionId sub_ = 0;
   int barriers_ = 0;
   int rootMoves_ = 0;
+  std::vector<std::string> mounts_;
 };
 
 // mkdir x/p; mv x x2; ln -s SECRET x: the new p is "x/p" in the watcher's
@@ -300,6 +303,24 @@ TEST_P(ConfinementTest, DescriptorsDoNotGrowWithTheTree) {
   EXPECT_EQ(sink_.created.count("d0/e/f|late"), 1u) << "the new tree is watched";
   EXPECT_EQ(sink_.created.count("d" + std::to_string(kDirectories - 1) + "/e|f"), 1u);
   EXPECT_EQ(openDescriptors(), before) << "descriptors after " << kDirectories * 3 << " new directories";
+}
+
+// A tree beneath a caller's descriptor (rnotifyd: an export) ends at its
+// mount; a local watch of the caller's own path spans mounts, as before.
+TEST_P(ConfinementTest, AMountInTheTreeIsEnteredOnlyByALocalWatch) {
+  if (GetParam().backend == Backend::kFanotify) GTEST_SKIP() << "a filesystem mark covers its own filesystem only";
+  const std::string mount = watched_ + "/m";
+  fs::create_directory(mount);
+  if (::mount("tmpfs", mount.c_str(), "tmpfs", 0, "size=1m") != 0) GTEST_SKIP() << "cannot mount a tmpfs";
+  mounts_.push_back(mount);
+  fs::create_directory(mount + "/d");
+  ASSERT_NO_FATAL_FAILURE(subscribe());
+  std::ofstream(mount + "/d/f").put('x');
+  fs::create_directory(mount + "/e");
+  ASSERT_NO_FATAL_FAILURE(barrier());
+  const size_t expected = GetParam().rootFd ? 0 : 1;
+  EXPECT_EQ(sink_.created.count("m/d|f"), expected) << "a file in a directory on the mount";
+  EXPECT_EQ(sink_.created.count("m|e"), expected) << "a directory on the mount's root";
 }
 
 // The hostile side at random, for a bounded time, while the watcher drains:
@@ -430,7 +451,7 @@ uint32_t testSeed() {
 
 std::chrono::milliseconds raceDuration() {
   const char* env = std::getenv("RNOTIFY_TEST_RACE_MS");
-  return std::chrono::milliseconds(env != nullptr ? std::strtol(env, nullptr, 10) : 1500);
+  return std::chrono::milliseconds(env != nullptr ? std::strtol(env, nullptr, 10) : 1000);
 }
 
 TEST_P(ConfinementTest, RandomSwapsWhileTheWatcherLagsLeakNothing) {
