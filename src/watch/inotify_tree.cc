@@ -139,6 +139,7 @@ InotifyWatcher::Node* InotifyWatcher::existingNode(const std::string& path, cons
   }
   if (path == "/") return nullptr;
   auto [parentPath, name] = splitParent(path);
+  if (name.empty() || name == "." || name == "..") return nullptr;  // a caller's string: no name in a parent
   Node* candidate = findNode(parentPath);
   if (candidate == nullptr) return nullptr;
   UniqueFd dir = openNode(candidate);
