@@ -1,10 +1,12 @@
 #include "watch/fanotify_watcher.h"
 
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <sys/fanotify.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,6 +15,7 @@
 
 #include "common/log.h"
 #include "watch/capability.h"
+#include "watch/confined_open.h"
 #include "watch/file_handle.h"
 #include "watch/watch_path.h"
 
@@ -65,6 +68,21 @@ UniqueFd openMountRoot(int dirFd, int mountId) {
 int markInode(int group, unsigned int flags, uint64_t mask, int objectFd) {
   const std::string link = "/proc/self/fd/" + std::to_string(objectFd);
   return ::fanotify_mark(group, flags | FAN_MARK_INODE, mask, AT_FDCWD, link.c_str());
+}
+
+// An O_PATH descriptor of the directory at `path` (absolute, as
+// /proc/self/fd shows it: no symbolic links in it), if it is on mount
+// mountId; invalid with errno set otherwise.
+UniqueFd openDirectoryOnMount(const std::string& path, int mountId) {
+  open_how how{};
+  how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
+  how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  UniqueFd dir(static_cast<int>(::syscall(SYS_openat2, AT_FDCWD, path.c_str(), &how, sizeof how)));
+  if (dir && mountIdOf(dir.get()) != mountId) {
+    errno = EXDEV;
+    return UniqueFd();
+  }
+  return dir;
 }
 
 Error pathError(int code, const std::string& path) { return Error::fromErrno(code, "cannot watch '" + path + "'"); }
@@ -122,8 +140,11 @@ Result<SubscriptionId> FanotifyWatcher::subscribe(const std::string& rawPath, co
   const std::string& path = *checked;
 
   // O_PATH: no FAN_OPEN/FAN_CLOSE of our own for the subscriber to see.
+  // The caller's descriptor when it has one (rnotifyd opened the path
+  // beneath an export); the path is then only a name for messages.
   const int follow = (options.mask & IN_DONT_FOLLOW) ? O_NOFOLLOW : 0;
-  UniqueFd pathFd(::open(path.c_str(), O_PATH | O_CLOEXEC | follow));
+  UniqueFd pathFd =
+      options.rootFd >= 0 ? duplicate(options.rootFd) : UniqueFd(::open(path.c_str(), O_PATH | O_CLOEXEC | follow));
   if (!pathFd) return pathError(errno, path);
   struct stat st;
   if (::fstat(pathFd.get(), &st) != 0) return pathError(errno, path);
@@ -131,6 +152,9 @@ Result<SubscriptionId> FanotifyWatcher::subscribe(const std::string& rawPath, co
   if (options.recursive && !isDir)
     return Error{ENOTDIR, "cannot watch '" + path + "': not a directory (a recursive watch needs one)"};
   if ((options.mask & IN_ONLYDIR) && !isDir) return Error{ENOTDIR, "cannot watch '" + path + "': not a directory"};
+  // Events are matched to the subscription by the real path of their
+  // directory (resolved from its handle), against this: where the object
+  // is, not what the caller's string (or a link in it) named.
   std::string canonical = pathOfFd(pathFd.get());
   if (canonical.empty()) return Error{ENOENT, "cannot watch '" + path + "': it has no path any more"};
   struct statfs fsStat;
@@ -145,7 +169,9 @@ Result<SubscriptionId> FanotifyWatcher::subscribe(const std::string& rawPath, co
   if (fs == nullptr) {
     UniqueFd parentFd;
     if (!isDir) {
-      parentFd.reset(::open(parentOf(canonical).c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+      // A file has no way up but its path; whatever that reaches by now
+      // serves only if it is a directory on the file's own mount.
+      parentFd = openDirectoryOnMount(parentOf(canonical), mountId);
       if (!parentFd) return pathError(errno, path);
     }
     auto marked = markFilesystem(isDir ? pathFd.get() : parentFd.get(), canonical, fsid, mountId);

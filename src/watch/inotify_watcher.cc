@@ -1,6 +1,5 @@
 #include "watch/inotify_watcher.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
@@ -13,6 +12,7 @@
 #include "common/log.h"
 #include "event/event.h"
 #include "watch/auto_watcher.h"
+#include "watch/confined_open.h"
 #include "watch/fanotify_watcher.h"
 #include "watch/watch_path.h"
 
@@ -37,38 +37,6 @@ constexpr uint32_t kReadSideMask = IN_OPEN | IN_ACCESS | IN_CLOSE_NOWRITE;
 // A drain reads at most this many buffers before letting the owner's loop do
 // other work; a sustained flood must not starve client writes.
 constexpr int kMaxReadsPerDrain = 64;
-
-std::pair<std::string, std::string> splitParent(const std::string& path) {
-  size_t slash = path.rfind('/');
-  if (slash == 0) return {"/", path.substr(1)};
-  return {path.substr(0, slash), path.substr(slash + 1)};
-}
-
-bool isDirectoryEntry(int dirFd, const dirent* entry) {
-  if (entry->d_type == DT_DIR) return true;
-  if (entry->d_type != DT_UNKNOWN) return false;
-  struct stat st;
-  return ::fstatat(dirFd, entry->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
-}
-
-// Lists a directory without following a symlink in its place.
-Result<std::vector<std::pair<std::string, bool>>> listDirectory(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) return lastError("open '" + path + "'");
-  DIR* dir = ::fdopendir(fd);
-  if (dir == nullptr) {
-    Error e = lastError("fdopendir '" + path + "'");
-    ::close(fd);
-    return e;
-  }
-  std::vector<std::pair<std::string, bool>> entries;
-  while (const dirent* entry = ::readdir(dir)) {
-    if (std::strcmp(entry->d_name, ".") == 0 || std::strcmp(entry->d_name, "..") == 0) continue;
-    entries.emplace_back(entry->d_name, isDirectoryEntry(::dirfd(dir), entry));
-  }
-  ::closedir(dir);
-  return entries;
-}
 
 Error watchError(int code, const std::string& path) {
   if (code == ENOSPC) {
@@ -97,90 +65,6 @@ InotifyWatcher::~InotifyWatcher() {
   nodes_.forEach([](Node* node) { delete node; });
 }
 
-// --- The tree of nodes: names only, paths built on demand.
-
-std::string InotifyWatcher::pathOf(const Node* node) const {
-  if (node->parent == nullptr) return node->name;
-  size_t length = 0;
-  const Node* top = node;
-  for (; top->parent != nullptr; top = top->parent) length += top->name.size() + 1;
-  std::string path;
-  path.resize(top->name.size() + length);
-  size_t end = path.size();
-  for (const Node* n = node; n->parent != nullptr; n = n->parent) {
-    end -= n->name.size();
-    path.replace(end, n->name.size(), n->name);
-    path[--end] = '/';
-  }
-  path.replace(0, top->name.size(), top->name);
-  if (top->name == "/") path.erase(1, 1);  // "//a" -> "/a"
-  return path;
-}
-
-InotifyWatcher::Node* InotifyWatcher::findNode(const std::string& path) const {
-  // From every root that is a prefix of the path, down by names.
-  for (const auto& [id, s] : subscriptions_) {
-    Node* top = s->root;
-    while (top->parent != nullptr) top = top->parent;
-    const std::string& base = top->name;
-    if (path == base) return top;
-    size_t start;
-    if (base == "/") {
-      start = 1;
-    } else if (path.size() > base.size() && path[base.size()] == '/' && path.compare(0, base.size(), base) == 0) {
-      start = base.size() + 1;
-    } else {
-      continue;
-    }
-    Node* node = top;
-    while (node != nullptr && start <= path.size()) {
-      size_t slash = path.find('/', start);
-      if (slash == std::string::npos) slash = path.size();
-      node = child(node, std::string_view(path).substr(start, slash - start));
-      start = slash + 1;
-    }
-    if (node != nullptr) return node;
-  }
-  return nullptr;
-}
-
-std::vector<InotifyWatcher::Node*> InotifyWatcher::childrenOf(const Node* node) const {
-  std::vector<Node*> list;
-  for (Node* c = node->firstChild; c != nullptr; c = c->next) list.push_back(c);
-  return list;
-}
-
-void InotifyWatcher::attach(Node* node, Node* parent, std::string_view name) {
-  // A child we thought was there under that name was replaced behind our back.
-  if (Node* stale = child(parent, name); stale != nullptr && stale != node) detach(stale);
-  node->name.assign(name);
-  node->parent = parent;
-  node->prev = nullptr;
-  node->next = parent->firstChild;
-  if (parent->firstChild != nullptr) parent->firstChild->prev = node;
-  parent->firstChild = node;
-  children_.insert(node);
-}
-
-void InotifyWatcher::detach(Node* node) {
-  if (node->parent == nullptr) return;
-  std::string path = pathOf(node);
-  unlink(node);
-  node->name = std::move(path);
-}
-
-void InotifyWatcher::unlink(Node* node) {
-  if (node->parent == nullptr) return;
-  children_.erase(node);
-  if (node->prev != nullptr) {
-    node->prev->next = node->next;
-  } else {
-    node->parent->firstChild = node->next;
-  }
-  if (node->next != nullptr) node->next->prev = node->prev;
-  node->parent = node->next = node->prev = nullptr;
-}
-
 const std::vector<InotifyWatcher::Subscription*>* InotifyWatcher::rootedAt(const Node* node) const {
   if (!(node->bits & kRootedBit)) return nullptr;
   auto it = rooted_.find(node);
@@ -191,28 +75,39 @@ Result<SubscriptionId> InotifyWatcher::subscribe(const std::string& rawPath, con
   auto checked = watchPath(rawPath);
   if (!checked) return checked.error();
   const std::string& path = *checked;
+  AnchorsOpenForCall call{*this};
 
   uint32_t flags = options.mask & kFlagBits;
   if (options.recursive) flags |= IN_ONLYDIR;
+  // The one lookup by path, of the caller's own path; a caller that may not
+  // trust it (rnotifyd) opens it beneath an export and hands us the descriptor.
+  const int follow = (flags & IN_DONT_FOLLOW) ? O_NOFOLLOW : 0;
+  UniqueFd anchor =
+      options.rootFd >= 0 ? duplicate(options.rootFd) : UniqueFd(::open(path.c_str(), O_PATH | O_CLOEXEC | follow));
   struct stat st;
-  int statResult = (flags & IN_DONT_FOLLOW) ? ::lstat(path.c_str(), &st) : ::stat(path.c_str(), &st);
-  if (statResult != 0) return watchError(errno, path);
+  if (!anchor || ::fstat(anchor.get(), &st) != 0) return watchError(errno, path);
+  auto anchored = Anchor::of(anchor.get());
+  if (!anchored) return watchError(anchored.error().code, path);
+  anchored->crossMounts = options.rootFd < 0;
   if ((flags & IN_ONLYDIR) && !S_ISDIR(st.st_mode)) {
     return Error{ENOTDIR, "cannot watch '" + path + "': not a directory (a recursive watch needs one)"};
   }
 
   const uint32_t wanted = options.mask & IN_ALL_EVENTS;
-  Node* node = findNode(path);
+  Node* parent = nullptr;
+  Node* node = existingNode(path, st, &parent);
   if (node == nullptr) {
-    auto [parentPath, name] = splitParent(path);
-    Node* parent = path != "/" ? findNode(parentPath) : nullptr;
     uint32_t mask = kSelfMask | wanted | (options.recursive ? kTreeMask : 0);
     if (options.recursive) mask &= ~kReadSideMask;
     bool pids = options.pids || (parent != nullptr && wantsPids(parent, false));
-    auto added = addNode(path, parent, name, mask, flags, pids);
+    auto added = addNode(anchor.get(), path, parent, splitParent(path).second, mask, flags, pids);
     if (!added) return added.error();
     node = *added;
   }
+  // One per node, any of them exactly this object: the newest, whose path
+  // is the likeliest to be current.
+  anchors_.insert_or_assign(node, std::move(*anchored));
+  openAnchors_.insert_or_assign(node, std::move(anchor));
 
   auto subscription = std::make_unique<Subscription>();
   subscription->id = nextId_++;
@@ -253,23 +148,32 @@ void InotifyWatcher::unsubscribe(SubscriptionId id) {
     }
   }
   subscriptions_.erase(it);
+  // The anchor stays while the subtree is pruned (the probe's marks are
+  // removed through it); a node that stays, watched for a subscription
+  // above, is reached from that one's anchor from then on.
+  AnchorsOpenForCall call{*this};
+  const bool stays = isNeeded(node);
   pruneSubtree(node);
+  if (stays && !(node->bits & kRootedBit)) forgetAnchor(node);
 }
 
-Result<InotifyWatcher::Node*> InotifyWatcher::addNode(const std::string& path, Node* parent, std::string_view name,
-                                                      uint32_t mask, uint32_t flags, bool pids) {
+Result<InotifyWatcher::Node*> InotifyWatcher::addNode(int objectFd, const std::string& path, Node* parent,
+                                                      std::string_view name, uint32_t mask, uint32_t flags, bool pids) {
   // The probe's mark comes first: every event of the new watch then has its
   // fanotify record (and a few before it, which are never asked for).
   std::optional<PidProbe::Marking> marking;
   if (probe_ && pids) {
-    auto prepared = probe_->prepare(path, !(flags & IN_DONT_FOLLOW), mask);
+    auto prepared = probe_->prepare(objectFd, mask);
     if (prepared) {
       marking = std::move(*prepared);
     } else {
       log::debug("inotify: no pids for events in '{}': {}", path, prepared.error().message);
     }
   }
-  int wd = ::inotify_add_watch(fd_.get(), path.c_str(), mask | flags);
+  // Through the descriptor's /proc link: exactly its object (a link in its
+  // place was already refused by the open; IN_DONT_FOLLOW here would watch
+  // the /proc link itself).
+  int wd = ::inotify_add_watch(fd_.get(), magicLinkOf(objectFd).c_str(), (mask | flags) & ~IN_DONT_FOLLOW);
   if (wd < 0) {
     int code = errno;
     if (marking) probe_->abandon(std::move(*marking));
@@ -330,23 +234,26 @@ void InotifyWatcher::refreshSubtree(Node* root) {
 }
 
 void InotifyWatcher::refreshMask(Node* node) {
-  uint32_t mask = wantedMask(node);
-  std::string path;
-  if ((mask & kKernelMaskBits) != (node->bits & kKernelMaskBits)) {
-    path = pathOf(node);
-    int wd = ::inotify_add_watch(fd_.get(), path.c_str(), mask | (node->bits & kFlagBits));
+  const uint32_t mask = wantedMask(node);
+  const bool kernel = (mask & kKernelMaskBits) != (node->bits & kKernelMaskBits);
+  const uint32_t probeMask = probe_ && wantsPids(node, true) ? mask : 0;
+  const bool probe = probe_ && probe_->needsUpdate(node->wd, probeMask);
+  if (!kernel && !probe) return;  // nothing to open
+  UniqueFd object = openNode(node);
+  if (kernel) {
+    int wd = object ? ::inotify_add_watch(fd_.get(), magicLinkOf(object.get()).c_str(),
+                                          (mask | (node->bits & kFlagBits)) & ~IN_DONT_FOLLOW)
+                    : -1;
     if (wd != node->wd) {
-      // The path now names another directory (renamed behind our back).
+      // Where the node should be is another directory, or none (renamed
+      // behind our back): its move or delete event is on its way.
       if (wd >= 0 && nodes_.find(wd) == nullptr) ::inotify_rm_watch(fd_.get(), wd);
-      log::warn("inotify: could not update the watch on '{}' (it moved or vanished)", path);
+      log::warn("inotify: could not update the watch on '{}' (it moved or vanished)", pathOf(node));
       return;
     }
     node->bits = (node->bits & ~kKernelMaskBits) | (mask & kKernelMaskBits);
   }
-  if (probe_) {
-    if (path.empty()) path = pathOf(node);
-    probe_->update(node->wd, path, !(node->bits & IN_DONT_FOLLOW), wantsPids(node, true) ? mask : 0);
-  }
+  if (probe) probe_->update(node->wd, object.get(), probeMask);
 }
 
 bool InotifyWatcher::wantsPids(const Node* node, bool rooted) const {
@@ -367,10 +274,12 @@ Status InotifyWatcher::walkExisting(Node* root) {
     Node* node = stack.back();
     stack.pop_back();
     const std::string path = pathOf(node);
-    auto entries = listDirectory(path);
+    bool crossMounts = false;
+    UniqueFd dir = openNode(node, &crossMounts);
+    auto entries = dir ? listDirectory(dir.get(), path) : Result<Entries>(lastError("open '" + path + "'"));
     if (!entries) {
       if (node == root) return entries.error();
-      continue;  // vanished or unreadable below the root: nothing to watch there
+      continue;  // vanished, moved or unreadable below the root: nothing to watch there
     }
     for (auto& [name, isDir] : *entries) {
       if (!isDir) continue;
@@ -379,8 +288,11 @@ Status InotifyWatcher::walkExisting(Node* root) {
         stack.push_back(c);
         continue;
       }
-      auto added = addNode(joinPath(path, name), node, name, (kSelfMask | inheritedMask(node)) & ~kReadSideMask,
-                           IN_ONLYDIR | IN_DONT_FOLLOW, wantsPids(node, false));
+      UniqueFd subdirectory = openSubdirectory(dir.get(), name, crossMounts);
+      if (!subdirectory) continue;  // gone, or a link by now
+      auto added = addNode(subdirectory.get(), joinPath(path, name), node, name,
+                           (kSelfMask | inheritedMask(node)) & ~kReadSideMask, IN_ONLYDIR | IN_DONT_FOLLOW,
+                           wantsPids(node, false));
       if (!added) {
         int code = added.error().code;
         if (code == ENOENT || code == ENOTDIR || code == EACCES) continue;
@@ -410,7 +322,14 @@ void InotifyWatcher::removeNode(Node* node, bool removeKernelWatch) {
   // A late IN_IGNORED for this wd finds no node and is dropped; the kernel
   // hands out watch descriptors cyclically, so it cannot hit a newer node.
   if (removeKernelWatch) ::inotify_rm_watch(fd_.get(), node->wd);
-  if (probe_) probe_->forget(node->wd, removeKernelWatch ? pathOf(node) : std::string());
+  if (probe_ && !removeKernelWatch) {
+    probe_->forgetGone(node->wd);
+  } else if (probe_) {
+    // Unreachable from here (moved away): the probe finds it by its handle.
+    UniqueFd object = probe_->covers(node->wd) ? openNode(node) : UniqueFd();
+    probe_->forget(node->wd, object.get());
+  }
+  forgetAnchor(node);
   // Children left behind become roots of their own, under their paths.
   while (node->firstChild != nullptr) detach(node->firstChild);
   unlink(node);
@@ -432,12 +351,31 @@ void InotifyWatcher::addNewDirectory(Node* parent, std::string_view name) {
     refreshMask(parent);
   }
   std::string path = joinPath(pathOf(parent), name);
-  auto added = addNode(path, parent, name, (kSelfMask | inheritedMask(parent)) & ~kReadSideMask,
-                       IN_ONLYDIR | IN_DONT_FOLLOW, wantsPids(parent, false));
-  if (added) {
-    refreshMask(*added);
-    scanNewDirectory(*added);
-  } else if (added.error().code != ENOENT && added.error().code != ENOTDIR) {
+  // Opened from the parent's place in the tree: if that is not the parent
+  // any more, or `name` is a link by now, there is nothing to watch (the
+  // events of the renames are on their way). The descriptors are closed
+  // before the subdirectories are read: their number stays bounded
+  // however deep the tree.
+  Result<Node*> added = Error{ENOENT, ""};
+  Result<Entries> entries = Entries{};
+  {
+    bool crossMounts = false;
+    UniqueFd parentFd = openNode(parent, &crossMounts);
+    UniqueFd subdirectory = parentFd ? openSubdirectory(parentFd.get(), name, crossMounts) : UniqueFd();
+    if (subdirectory) {
+      added = addNode(subdirectory.get(), path, parent, name, (kSelfMask | inheritedMask(parent)) & ~kReadSideMask,
+                      IN_ONLYDIR | IN_DONT_FOLLOW, wantsPids(parent, false));
+    } else {
+      log::debug("inotify: not watching '{}': {}", path, std::strerror(errno));
+    }
+    if (added) {
+      refreshMask(*added);
+      entries = listDirectory(subdirectory.get(), path);  // exactly the directory just watched
+    }
+  }
+  if (added && entries) {
+    scanNewDirectory(*added, *entries);
+  } else if (!added && added.error().code != ENOENT && added.error().code != ENOTDIR) {
     log::error("{}", added.error().message);
   }
   if (outermost) {
@@ -447,13 +385,11 @@ void InotifyWatcher::addNewDirectory(Node* parent, std::string_view name) {
   }
 }
 
-void InotifyWatcher::scanNewDirectory(Node* node) {
-  auto entries = listDirectory(pathOf(node));
-  if (!entries) return;  // already gone again; its DELETE follows
+void InotifyWatcher::scanNewDirectory(Node* node, const Entries& entries) {
   // What was made after the probe marked the directory has its record.
   const bool pids = probe_ && probe_->covers(node->wd);
-  if (pids && !entries->empty()) probe_->drain();
-  for (auto& [name, isDir] : *entries) {
+  if (pids && !entries.empty()) probe_->drain();
+  for (auto& [name, isDir] : entries) {
     synthesized_[node].insert(name);
     const int pid = pids ? probe_->take(node->wd, name, IN_CREATE, -1, false) : 0;
     deliver(node, IN_CREATE | (isDir ? IN_ISDIR : 0), 0, name, pid);
@@ -584,6 +520,7 @@ void InotifyWatcher::finishDrain() {
 }
 
 void InotifyWatcher::drain() {
+  AnchorsOpenForCall call{*this};
   alignas(struct inotify_event) char buffer[64 * 1024];
   for (int reads = 0; reads < kMaxReadsPerDrain; ++reads) {
     if (probe_) probe_->beginRead();

@@ -9,7 +9,17 @@
 //
 // With a PidProbe, events carry the acting pid too ("inotify+pids"); the
 // stream itself is the same, event for event.
+//
+// The tree is reached only through descriptors (confined_open.h): each
+// subscription root has an anchor; every other directory is opened from the
+// nearest anchor above it by the names the watcher knows, and the kernel
+// watch is placed through that descriptor, so that a directory renamed and
+// replaced by a symbolic link while the watcher lags leads nowhere. An
+// anchor's descriptor is kept open only during one call (subscribe,
+// unsubscribe, drain), so that the deletion of a root is reported at once.
 #pragma once
+
+#include <sys/stat.h>
 
 #include <cstdint>
 #include <functional>
@@ -18,9 +28,11 @@
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "common/unique_fd.h"
+#include "watch/confined_open.h"
 #include "watch/flat_index.h"
 #include "watch/pid_probe.h"
 #include "watch/watcher.h"
@@ -86,12 +98,19 @@ class InotifyWatcher final : public Watcher {
   InotifyWatcher(UniqueFd fd, EventSink& sink, std::unique_ptr<PidProbe> probe)
       : fd_(std::move(fd)), sink_(sink), probe_(std::move(probe)) {}
 
+  using Entries = std::vector<std::pair<std::string, bool>>;  // name, is a directory
+
+  // The watch on the object open on objectFd; path names it in messages.
   // pids: mark the new watch's directory for the probe.
-  Result<Node*> addNode(const std::string& path, Node* parent, std::string_view name, uint32_t mask, uint32_t flags,
-                        bool pids);
+  Result<Node*> addNode(int objectFd, const std::string& path, Node* parent, std::string_view name, uint32_t mask,
+                        uint32_t flags, bool pids);
+  // The node that already watches the object st describes at path, if the
+  // tree has one there; else null, with *parent set to the node of the
+  // directory that holds it, if the tree has that.
+  Node* existingNode(const std::string& path, const struct stat& st, Node** parent) const;
   Status walkExisting(Node* root);
   void addNewDirectory(Node* parent, std::string_view name);
-  void scanNewDirectory(Node* node);
+  void scanNewDirectory(Node* node, const Entries& entries);
   // Union of the masks of recursive subscriptions at node and above; 0 when
   // no recursive subscription covers node.
   uint32_t inheritedMask(const Node* node) const;
@@ -109,8 +128,21 @@ class InotifyWatcher final : public Watcher {
   void deliver(Node* node, uint32_t mask, uint32_t cookie, std::string_view name, int pid);
   void endSubscriptionsAt(Node* node);
   void finishDrain();
+  void forgetAnchor(const Node* node);
+  // Closes the anchors opened during a call, when the call returns.
+  struct AnchorsOpenForCall {
+    const InotifyWatcher& watcher;
+    ~AnchorsOpenForCall() { watcher.openAnchors_.clear(); }
+  };
 
   // The tree of nodes.
+  // An O_PATH descriptor of the node's object, opened from the nearest
+  // anchor at or above it; invalid (errno set) where it is not reachable.
+  // crossMounts: whether directories below may be on other mounts (from the
+  // anchor used).
+  UniqueFd openNode(const Node* node, bool* crossMounts = nullptr) const;
+  // The names from top (an ancestor of node) down to node: "b/c" below a.
+  static std::string relativePath(const Node* node, const Node* top);
   std::string pathOf(const Node* node) const;
   Node* findNode(const std::string& path) const;  // by absolute path
   Node* child(const Node* parent, std::string_view name) const { return children_.find(ChildKey{parent, name}); }
@@ -128,6 +160,12 @@ class InotifyWatcher final : public Watcher {
   FlatIndex<Node, ByWd> nodes_;  // owns the nodes
   FlatIndex<Node, ByParentAndName> children_;
   std::unordered_map<const Node*, std::vector<Subscription*>> rooted_;  // nodes with kRootedBit
+  // The anchors: one per node with subscriptions rooted there, never per
+  // node (a million nodes must stay small, and the descriptors few).
+  std::unordered_map<const Node*, Anchor> anchors_;
+  // Anchors opened during the current call (invalid: did not open); closed
+  // when it returns.
+  mutable std::unordered_map<const Node*, UniqueFd> openAnchors_;
   std::unordered_map<SubscriptionId, std::unique_ptr<Subscription>> subscriptions_;
   std::unordered_map<uint32_t, Node*> movedAway_;  // MOVED_FROM of a directory, by cookie
   // Names reported by reading a new directory: the kernel may report the

@@ -56,15 +56,13 @@ std::array<uint64_t, 2> partMasks(uint32_t inotifyMask, bool directory) {
   return masks;
 }
 
-Result<std::string> keyOf(int fd, const std::string& path) {
+Result<std::string> keyOf(int fd) {
   struct statfs fsStat;
-  if (::fstatfs(fd, &fsStat) != 0) return lastError("statfs '" + path + "'");
+  if (::fstatfs(fd, &fsStat) != 0) return lastError("fstatfs");
   std::array<char, kFsidSize> fsid;
   std::memcpy(fsid.data(), &fsStat.f_fsid, fsid.size());
   int mountId = -1;
-  auto key = handleKeyOf(fd, fsid, &mountId);
-  if (!key) return Error::fromErrno(key.error().code, "name_to_handle_at '" + path + "'");
-  return key;
+  return handleKeyOf(fd, fsid, &mountId);
 }
 
 bool hasFsid(std::string_view key) {
@@ -103,17 +101,16 @@ bool PidProbe::covers(int wd) const {
          std::any_of(it->second.parts.begin(), it->second.parts.end(), [](const Part& p) { return p.group; });
 }
 
-Result<PidProbe::Marking> PidProbe::prepare(const std::string& path, bool follow, uint32_t inotifyMask) {
+Result<PidProbe::Marking> PidProbe::prepare(int objectFd, uint32_t inotifyMask) {
   Marking m;
-  m.follow = follow;
   m.inotifyMask = inotifyMask;
-  m.object.reset(::open(path.c_str(), O_PATH | O_CLOEXEC | (follow ? 0 : O_NOFOLLOW)));
-  if (!m.object) return lastError("open '" + path + "'");
+  m.object.reset(::fcntl(objectFd, F_DUPFD_CLOEXEC, 0));
+  if (!m.object) return lastError("fcntl(F_DUPFD_CLOEXEC)");
   struct stat st;
-  if (::fstat(m.object.get(), &st) != 0) return lastError("stat '" + path + "'");
+  if (::fstat(m.object.get(), &st) != 0) return lastError("fstat");
   m.directory = S_ISDIR(st.st_mode);
   m.device = st.st_dev;
-  auto key = keyOf(m.object.get(), path);
+  auto key = keyOf(m.object.get());
   if (!key) return key.error();
   m.key = std::move(*key);
   const bool fsid = hasFsid(m.key);
@@ -123,14 +120,14 @@ Result<PidProbe::Marking> PidProbe::prepare(const std::string& path, bool follow
       return m;
     }
   }
-  rememberMountRoot(m, path);
+  rememberMountRoot(m);
   const auto masks = partMasks(inotifyMask, m.directory);
   for (size_t i = 0; i < masks.size(); ++i) {
     if (masks[i] == 0) continue;
     auto group = markIn(m.object.get(), masks[i], st.st_dev, fsid, kindOf(m.directory, i));
     if (!group) {
       abandon(std::move(m));
-      return Error::fromErrno(group.error().code, "fanotify_mark '" + path + "'");
+      return Error::fromErrno(group.error().code, "fanotify_mark");
     }
     m.parts[i] = Part{*group, masks[i]};
   }
@@ -177,7 +174,7 @@ void PidProbe::releaseGroupIfUnused(Group* group) {
 }
 
 void PidProbe::bind(int wd, Marking m) {
-  if (auto it = marks_.find(wd); it != marks_.end() && it->second.key != m.key) forget(wd, "");
+  if (auto it = marks_.find(wd); it != marks_.end() && it->second.key != m.key) forgetGone(wd);
   if (m.existing) {
     // Already marked, under this watch descriptor or (should inotify have
     // let go of it meanwhile) under another.
@@ -197,7 +194,6 @@ void PidProbe::bind(int wd, Marking m) {
   Mark& mark = marks_[wd];
   mark.key = m.key;
   mark.directory = m.directory;
-  mark.follow = m.follow;
   mark.device = m.device;
   for (size_t i = 0; i < m.parts.size(); ++i) {
     Part& part = m.parts[i];
@@ -217,11 +213,18 @@ void PidProbe::abandon(Marking m) {
   }
 }
 
-void PidProbe::update(int wd, const std::string& path, bool follow, uint32_t inotifyMask) {
+bool PidProbe::needsUpdate(int wd, uint32_t inotifyMask) const {
+  auto it = marks_.find(wd);
+  if (it == marks_.end()) return inotifyMask != 0;
+  const auto masks = partMasks(inotifyMask, it->second.directory);
+  return masks[0] != it->second.parts[0].mask || masks[1] != it->second.parts[1].mask;
+}
+
+void PidProbe::update(int wd, int objectFd, uint32_t inotifyMask) {
   auto it = marks_.find(wd);
   if (it == marks_.end()) {
-    if (inotifyMask == 0) return;
-    auto marking = prepare(path, follow, inotifyMask);
+    if (inotifyMask == 0 || objectFd < 0) return;
+    auto marking = prepare(objectFd, inotifyMask);
     if (marking) {
       bind(wd, std::move(*marking));
     } else {
@@ -232,9 +235,9 @@ void PidProbe::update(int wd, const std::string& path, bool follow, uint32_t ino
   Mark& mark = it->second;
   const auto masks = partMasks(inotifyMask, mark.directory);
   if (masks[0] == mark.parts[0].mask && masks[1] == mark.parts[1].mask) return;
-  UniqueFd object = objectOf(mark, path);
+  UniqueFd object = objectOf(mark, objectFd);
   if (!object) {
-    log::debug("pid probe: the mark of '{}' cannot follow its watch: it moved", path);
+    log::debug("pid probe: the mark of watch {} cannot follow it: its object moved out of reach", wd);
     return;
   }
   applyMask(wd, mark, object.get(), inotifyMask);
@@ -277,12 +280,21 @@ void PidProbe::unbindPart(const std::string& key, Part& part) {
   releaseGroupIfUnused(group);
 }
 
-void PidProbe::forget(int wd, const std::string& path) {
+void PidProbe::forgetGone(int wd) {
+  auto it = marks_.find(wd);
+  if (it == marks_.end()) return;
+  for (Part& part : it->second.parts) {
+    if (part.group != nullptr) unbindPart(it->second.key, part);
+  }
+  marks_.erase(it);
+}
+
+void PidProbe::forget(int wd, int objectFd) {
   auto it = marks_.find(wd);
   if (it == marks_.end()) return;
   Mark& mark = it->second;
   UniqueFd object;
-  if (!path.empty() && covers(wd)) object = objectOf(mark, path);
+  if (covers(wd)) object = objectOf(mark, objectFd);
   for (Part& part : mark.parts) {
     if (part.group == nullptr) continue;
     if (object) markObject(part.group->fd.get(), FAN_MARK_REMOVE, part.mask, object.get());
@@ -291,14 +303,13 @@ void PidProbe::forget(int wd, const std::string& path) {
   marks_.erase(it);
 }
 
-// The marked object, opened O_PATH: at path if it is still there, else by
-// its handle. Never held longer than a call: an open directory would delay
-// its DELETE_SELF until let go.
-UniqueFd PidProbe::objectOf(const Mark& mark, const std::string& path) const {
-  UniqueFd object(::open(path.c_str(), O_PATH | O_CLOEXEC | (mark.follow ? 0 : O_NOFOLLOW)));
-  if (object) {
-    auto key = keyOf(object.get(), path);
-    if (key && *key == mark.key) return object;
+// The marked object, opened O_PATH: objectFd if that is it, else by its
+// handle. Never held longer than a call: an open directory would delay its
+// DELETE_SELF until let go.
+UniqueFd PidProbe::objectOf(const Mark& mark, int objectFd) const {
+  if (objectFd >= 0) {
+    auto key = keyOf(objectFd);
+    if (key && *key == mark.key) return UniqueFd(::fcntl(objectFd, F_DUPFD_CLOEXEC, 0));
   }
   // Moved (out of the watched tree, say). open_by_handle_at resolves through
   // a descriptor on the mount that is not O_PATH: opening the mount's root
@@ -306,20 +317,19 @@ UniqueFd PidProbe::objectOf(const Mark& mark, const std::string& path) const {
   auto root = mountRoots_.find(mark.device);
   if (!byHandle_ || root == mountRoots_.end()) return UniqueFd();
   UniqueFd mountFd(::open(root->second.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  return mountFd ? openHandle(mountFd.get(), mark.key) : UniqueFd();
+  UniqueFd object = mountFd ? openHandle(mountFd.get(), mark.key) : UniqueFd();
+  // The mount's path may lead elsewhere by now; a handle decoded on another
+  // filesystem may name another object there. The key holds the fsid.
+  auto key = object ? keyOf(object.get()) : Result<std::string>(Error{ENOENT, ""});
+  return key && *key == mark.key ? std::move(object) : UniqueFd();
 }
 
-void PidProbe::rememberMountRoot(const Marking& m, const std::string& path) {
-  if (mountRoots_.count(m.device) != 0) return;
-  UniqueFd parent;
-  int dirFd = m.object.get();
-  if (!m.directory) {
-    const size_t slash = path.rfind('/');
-    parent.reset(::open(slash == 0 ? "/" : path.substr(0, slash).c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-    dirFd = parent.get();
-  }
-  if (dirFd < 0) return;
-  if (std::string root = mountRootOf(dirFd); !root.empty()) mountRoots_.emplace(m.device, std::move(root));
+// Walks up from a directory (a watched file has no way up without a path:
+// its filesystem is remembered when a directory on it is marked). The mount
+// root's path is the mount table's, not one a client chose.
+void PidProbe::rememberMountRoot(const Marking& m) {
+  if (!m.directory || mountRoots_.count(m.device) != 0) return;
+  if (std::string root = mountRootOf(m.object.get()); !root.empty()) mountRoots_.emplace(m.device, std::move(root));
 }
 
 }  // namespace rnotify

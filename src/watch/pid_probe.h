@@ -27,7 +27,8 @@
 // nothing else: they get groups of their own. A mark follows its watch; the
 // object of a watch that left the watched tree is found by its handle. Marks
 // are evictable and never pin an inode (inotify's watch does): a mark the
-// probe cannot find any more goes when its inode leaves the cache.
+// probe cannot find any more goes when its inode leaves the cache. Objects
+// are reached through the watcher's descriptors or by handle, never by path.
 #pragma once
 
 #include <sys/types.h>
@@ -63,7 +64,6 @@ class PidProbe {
     std::string key;
     uint32_t inotifyMask = 0;
     bool directory = false;
-    bool follow = true;
     bool existing = false;  // the object was already marked
     dev_t device = 0;
     std::array<Part, 2> parts;
@@ -74,18 +74,29 @@ class PidProbe {
   static Result<std::unique_ptr<PidProbe>> create();
   ~PidProbe();
 
-  // Marks the object at path (a final symlink followed when follow) with the
-  // events of an inotify mask. Fails where the object cannot be marked
-  // (EOPNOTSUPP: no file handles on that filesystem).
-  Result<Marking> prepare(const std::string& path, bool follow, uint32_t inotifyMask);
+  // The probe never looks an object up by path: the watcher hands it a
+  // descriptor (O_PATH is enough) of exactly the object it watches, and a
+  // mark is placed through that descriptor's /proc link.
+  //
+  // Marks the object open on objectFd with the events of an inotify mask.
+  // Fails where the object cannot be marked (EOPNOTSUPP: no file handles on
+  // that filesystem).
+  Result<Marking> prepare(int objectFd, uint32_t inotifyMask);
   void bind(int wd, Marking marking);
   void abandon(Marking marking);
-  // The events wd's object is marked with, where it is now (0: none); marks
-  // it first if it was not (the events of the watch until then carry no pid).
-  void update(int wd, const std::string& path, bool follow, uint32_t inotifyMask);
-  // The watch is gone; path is where its object is now, "" when the kernel
-  // has already dropped its marks (the object was deleted or unmounted).
-  void forget(int wd, const std::string& path);
+  // Whether update(wd, ..., inotifyMask) has anything to do (so that the
+  // caller opens the object only then).
+  bool needsUpdate(int wd, uint32_t inotifyMask) const;
+  // The events wd's object (open on objectFd; -1: not reachable, found by
+  // its handle) is marked with (0: none); marks it first if it was not (the
+  // events of the watch until then carry no pid).
+  void update(int wd, int objectFd, uint32_t inotifyMask);
+  // The watch is gone; objectFd is its object (-1: not reachable, found by
+  // its handle).
+  void forget(int wd, int objectFd);
+  // The watch is gone with its object (deleted or unmounted): the kernel has
+  // dropped its marks already.
+  void forgetGone(int wd);
   bool covers(int wd) const;
 
   // Before each read of the inotify queue.
@@ -115,7 +126,6 @@ class PidProbe {
   struct Mark {
     std::string key;
     bool directory = false;
-    bool follow = true;
     dev_t device = 0;
     std::array<Part, 2> parts;  // a directory: entries, inodes; a file: files
   };
@@ -143,8 +153,8 @@ class PidProbe {
   Result<Group*> groupFor(dev_t device, Kind kind);
   void applyMask(int wd, Mark& mark, int objectFd, uint32_t inotifyMask);
   void unbindPart(const std::string& key, Part& part);
-  UniqueFd objectOf(const Mark& mark, const std::string& path) const;
-  void rememberMountRoot(const Marking& marking, const std::string& path);
+  UniqueFd objectOf(const Mark& mark, int objectFd) const;
+  void rememberMountRoot(const Marking& marking);
   void releaseGroupIfUnused(Group* group);
 
   void drainAll();

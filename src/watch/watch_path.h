@@ -3,6 +3,7 @@
 
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "common/result.h"
 
@@ -15,6 +16,13 @@ inline std::string joinPath(std::string_view dir, std::string_view name) {
   if (path.empty() || path.back() != '/') path.push_back('/');
   path.append(name);
   return path;
+}
+
+// "/a/b" -> {"/a", "b"}; "/a" -> {"/", "a"}.
+inline std::pair<std::string, std::string> splitParent(const std::string& path) {
+  size_t slash = path.rfind('/');
+  if (slash == 0) return {"/", path.substr(1)};
+  return {path.substr(0, slash), path.substr(slash + 1)};
 }
 
 // The path a subscription asks for, checked (EINVAL unless absolute) and

@@ -38,10 +38,12 @@ struct SubscribeOptions {
   bool pids = true;
   // A descriptor of the entry to watch (O_PATH is enough), opened by the
   // caller where the path came from someone it must not trust (rnotifyd opens
-  // it beneath an export, as the client). The backend duplicates it and from
-  // then on reaches the tree only through descriptors, never by a path lookup
-  // that could follow a symbolic link out of it. -1: the backend opens `path`
-  // itself, once (the path is then the caller's own).
+  // it beneath an export, as the client). The backend uses it during
+  // subscribe() only (the caller may close it then) and from then on reaches
+  // the tree only through descriptors, never by a path lookup that could
+  // follow a symbolic link out of it (confined_open.h). -1: the backend opens
+  // `path` itself, once (the path is then the caller's own). Either way the
+  // path names the subscription in messages only.
   int rootFd = -1;
 };
 

@@ -405,7 +405,9 @@ TEST(PidProbeTable, RetiresRecordsOnceInotifyIsEmpty) {
   auto created = PidProbe::create();
   ASSERT_TRUE(created.ok()) << created.error().message;
   PidProbe& probe = **created;
-  auto marking = probe.prepare(dir, true, IN_CREATE | IN_ATTRIB | IN_DELETE);
+  UniqueFd object(::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  ASSERT_TRUE(object.valid()) << dir;
+  auto marking = probe.prepare(object.get(), IN_CREATE | IN_ATTRIB | IN_DELETE);
   ASSERT_TRUE(marking.ok()) << marking.error().message;
   constexpr int kWd = 7;
   probe.bind(kWd, std::move(*marking));
@@ -429,7 +431,7 @@ TEST(PidProbeTable, RetiresRecordsOnceInotifyIsEmpty) {
   probe.retire();
   EXPECT_EQ(probe.recordCount(), 0u);
   EXPECT_EQ(probe.take(kWd, "f", IN_ATTRIB, -1), 0);
-  probe.forget(kWd, dir);
+  probe.forget(kWd, object.get());
   EXPECT_FALSE(probe.covers(kWd));
   fs::remove_all(dir);
 }
@@ -459,7 +461,9 @@ TEST(PidProbeTable, AMovedDirectoryLosesItsMark) {
   PidProbe& probe = **created;
   // Another mark keeps the group (closing it would drop every mark anyway).
   for (auto [wd, dir] : {std::pair{3, "/tree/d"}, std::pair{4, "/tree"}}) {
-    auto marking = probe.prepare(base + dir, true, IN_CREATE | IN_ATTRIB);
+    UniqueFd object(::open((base + dir).c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    ASSERT_TRUE(object.valid()) << base + dir;
+    auto marking = probe.prepare(object.get(), IN_CREATE | IN_ATTRIB);
     ASSERT_TRUE(marking.ok()) << marking.error().message;
     probe.bind(wd, std::move(*marking));
   }
@@ -467,7 +471,8 @@ TEST(PidProbeTable, AMovedDirectoryLosesItsMark) {
   ASSERT_EQ(::stat((base + "/tree/d").c_str(), &st), 0);
   EXPECT_EQ(kernelMarksOn(st.st_ino), 2u);  // its entries and its inode events
   fs::rename(base + "/tree/d", base + "/elsewhere");
-  probe.forget(3, base + "/tree/d");
+  // Out of the watcher's reach: no descriptor, found by its handle.
+  probe.forget(3, -1);
   EXPECT_FALSE(probe.covers(3));
   EXPECT_TRUE(probe.covers(4));
   EXPECT_EQ(kernelMarksOn(st.st_ino), 0u);
