@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -216,6 +217,9 @@ TEST_F(DaemonHardening, OutOfDescriptorsTheDaemonBacksOffRefusesClearlyAndRecove
   const long cpu = cpuMs(pid) - cpuBefore;
   EXPECT_LT(cpu, 300) << "rnotifyd used " << cpu << " ms of CPU in 2 s while out of descriptors";
   const std::string log = readFile(log_);
+  std::printf("out of descriptors: %d clients welcomed, %d refused, %d silent; %zu knocks; %ld ms CPU in 2 s; "
+              "%zu log lines\n",
+              welcomed, refused, silent, knocks.size(), cpu, lineCount(log));
   EXPECT_LT(lineCount(log), 10u) << "the episode took " << lineCount(log) << " log lines ("
                                  << log.size() << " bytes); the first ones:\n"
                                  << log.substr(0, 2000);
