@@ -61,8 +61,9 @@ std::string descriptorLimit() {
 void refuse(int fd) {
   static const std::string fatal = [] {
     std::string out;
-    proto::encode(proto::Fatal{EUSERS, "too many clients: the server has no descriptor left for another "
-                                       "connection; try again later"},
+    proto::encode(proto::Fatal{EUSERS,
+                               "too many clients: the server has no descriptor left for another "
+                               "connection; try again later"},
                   out);
     return out;
   }();
@@ -100,8 +101,8 @@ void AcceptBackoff::startEpisode(std::error_code ec) {
   refused_ = deferred_ = 0;
   spare_.reset();  // so that counting has a descriptor to work with
   const long open = openDescriptors();
-  log::warn("{}: cannot accept connections: {} ({} descriptors open, the limit is {}); {} until it can again",
-            what_, ec.message(), open < 0 ? std::string("?") : std::to_string(open), descriptorLimit(),
+  log::warn("{}: cannot accept connections: {} ({} descriptors open, the limit is {}); {} until it can again", what_,
+            ec.message(), open < 0 ? std::string("?") : std::to_string(open), descriptorLimit(),
             outOfDescriptors(ec) ? "new clients are refused" : "accepting is retried with a growing delay");
   spare_ = openSpare();
 }
@@ -134,9 +135,10 @@ void AcceptBackoff::succeeded() {
   if (!spare_) spare_ = openSpare();
   const auto ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - episodeStart_).count();
-  log::warn("{}: accepting connections again after {} ms; meanwhile {} were refused and accepting was put off {} "
-            "times",
-            what_, ms, refused_, deferred_);
+  log::warn(
+      "{}: accepting connections again after {} ms; meanwhile {} were refused and accepting was put off {} "
+      "times",
+      what_, ms, refused_, deferred_);
 }
 
 void AcceptBackoff::cancel() { timer_.cancel(); }

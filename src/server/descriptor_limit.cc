@@ -45,7 +45,8 @@ Result<DescriptorBudget> fitClientsToDescriptors(uint32_t wantedClients, bool ex
   DescriptorBudget budget;
   budget.limit = raised.rlim_cur;
   budget.hardLimit = raised.rlim_max;
-  const rlim_t fit = budget.limit > kReservedDescriptors ? (budget.limit - kReservedDescriptors) / kDescriptorsPerClient : 0;
+  const rlim_t fit =
+      budget.limit > kReservedDescriptors ? (budget.limit - kReservedDescriptors) / kDescriptorsPerClient : 0;
   if (fit == 0) {
     return Error{EMFILE, "the descriptor limit " + std::to_string(budget.limit) + " is too low to serve any client: " +
                              std::to_string(descriptorsFor(1)) + " are needed; " + howToRaise(budget.hardLimit)};

@@ -22,7 +22,8 @@ class UnixListener final : public Listener {
     std::error_code ec;
     acceptor_.open(asio::local::stream_protocol(), ec);
     if (ec) return Error{ec.value(), "cannot listen on unix:" + path_ + ": " + ec.message()};
-    auto file = UnixSocketFile::bindAndListen(acceptor_.native_handle(), path_, asio::socket_base::max_listen_connections);
+    auto file =
+        UnixSocketFile::bindAndListen(acceptor_.native_handle(), path_, asio::socket_base::max_listen_connections);
     if (!file) return file.error();
     file_ = std::move(*file);
     accept();
@@ -92,8 +93,8 @@ class TcpListener final : public Listener {
     if (!ec) acceptor_.bind(endpoint, ec);
     if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
     if (ec)
-      return Error{ec.value(),
-                   "cannot listen on " + scheme + address.host + ":" + std::to_string(address.port) + ": " + ec.message()};
+      return Error{ec.value(), "cannot listen on " + scheme + address.host + ":" + std::to_string(address.port) + ": " +
+                                   ec.message()};
     description_ = scheme + address.host + ":" + std::to_string(acceptor_.local_endpoint().port());
     backoff_.setDescription(description_);
     accept();

@@ -225,7 +225,8 @@ class Run {
     client_.reset(fds[0]);
     ::fcntl(fds[0], F_SETFL, O_NONBLOCK);
     fromServer_ = proto::FrameReader(UINT32_MAX);
-    server_->adopt(std::make_unique<FuzzTransport>(LocalSocket(io_, asio::local::stream_protocol(), fds[1]), identity_));
+    server_->adopt(
+        std::make_unique<FuzzTransport>(LocalSocket(io_, asio::local::stream_protocol(), fds[1]), identity_));
     pump();
   }
 
@@ -242,8 +243,10 @@ class Run {
     size_t off = 0;
     for (int attempts = 0; off < bytes.size() && attempts < 8; ++attempts) {
       ssize_t n = ::send(client_.get(), bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL | MSG_DONTWAIT);
-      if (n > 0) off += static_cast<size_t>(n);
-      else if (n < 0 && errno != EAGAIN) break;
+      if (n > 0)
+        off += static_cast<size_t>(n);
+      else if (n < 0 && errno != EAGAIN)
+        break;
       pump();
     }
     pump();
@@ -293,34 +296,57 @@ class Run {
 std::string pickPath(Program& in) {
   const Tree& t = tree();
   switch (in.byte() % 20) {
-    case 0: return t.exportDir;
-    case 1: return t.exportDir + "/dir";
-    case 2: return t.exportDir + "/dir/sub";
-    case 3: return t.exportDir + "/private";
-    case 4: return t.exportDir + "/link";
-    case 5: return t.exportDir + "/link/secret";
-    case 6: return t.scratch;
-    case 7: return t.scratch + "/n" + std::to_string(in.byte() % 4);
-    case 8: return t.exportDir + "/a.txt";
-    case 9: return t.base + "/outside";
-    case 10: return t.exportDir + "/../outside";
-    case 11: return "";
-    case 12: return t.exportDir + "/missing";
-    case 13: return "/";
-    case 14: return "export/dir";  // relative to the server's working directory
-    case 15: return t.exportDir + "/dir/./sub/..";
-    case 16: return t.exportDir + "/private/p";
-    case 17: return t.exportDir + "/dir/" + in.text();
-    default: return in.text();
+    case 0:
+      return t.exportDir;
+    case 1:
+      return t.exportDir + "/dir";
+    case 2:
+      return t.exportDir + "/dir/sub";
+    case 3:
+      return t.exportDir + "/private";
+    case 4:
+      return t.exportDir + "/link";
+    case 5:
+      return t.exportDir + "/link/secret";
+    case 6:
+      return t.scratch;
+    case 7:
+      return t.scratch + "/n" + std::to_string(in.byte() % 4);
+    case 8:
+      return t.exportDir + "/a.txt";
+    case 9:
+      return t.base + "/outside";
+    case 10:
+      return t.exportDir + "/../outside";
+    case 11:
+      return "";
+    case 12:
+      return t.exportDir + "/missing";
+    case 13:
+      return "/";
+    case 14:
+      return "export/dir";  // relative to the server's working directory
+    case 15:
+      return t.exportDir + "/dir/./sub/..";
+    case 16:
+      return t.exportDir + "/private/p";
+    case 17:
+      return t.exportDir + "/dir/" + in.text();
+    default:
+      return in.text();
   }
 }
 
 uint32_t pickMask(Program& in) {
   switch (in.byte() % 4) {
-    case 0: return IN_ALL_EVENTS;
-    case 1: return IN_CREATE | IN_DELETE | IN_MOVE;
-    case 2: return 0;
-    default: return in.u32();
+    case 0:
+      return IN_ALL_EVENTS;
+    case 1:
+      return IN_CREATE | IN_DELETE | IN_MOVE;
+    case 2:
+      return 0;
+    default:
+      return in.u32();
   }
 }
 

@@ -217,11 +217,12 @@ TEST_F(DaemonHardening, OutOfDescriptorsTheDaemonBacksOffRefusesClearlyAndRecove
   const long cpu = cpuMs(pid) - cpuBefore;
   EXPECT_LT(cpu, 300) << "rnotifyd used " << cpu << " ms of CPU in 2 s while out of descriptors";
   const std::string log = readFile(log_);
-  std::printf("out of descriptors: %d clients welcomed, %d refused, %d silent; %zu knocks; %ld ms CPU in 2 s; "
-              "%zu log lines\n",
-              welcomed, refused, silent, knocks.size(), cpu, lineCount(log));
-  EXPECT_LT(lineCount(log), 10u) << "the episode took " << lineCount(log) << " log lines ("
-                                 << log.size() << " bytes); the first ones:\n"
+  std::printf(
+      "out of descriptors: %d clients welcomed, %d refused, %d silent; %zu knocks; %ld ms CPU in 2 s; "
+      "%zu log lines\n",
+      welcomed, refused, silent, knocks.size(), cpu, lineCount(log));
+  EXPECT_LT(lineCount(log), 10u) << "the episode took " << lineCount(log) << " log lines (" << log.size()
+                                 << " bytes); the first ones:\n"
                                  << log.substr(0, 2000);
 
   clients.clear();
@@ -341,7 +342,7 @@ TEST_F(DaemonHardening, TheDefaultMaxClientsIsFittedToALowDescriptorLimit) {
   ASSERT_EQ(::chown(dir.c_str(), kNobody, kNobody), 0);
   const std::string socket = dir + "/d.sock", log = dir + "/d.log";
   std::vector<std::string> argv{RNOTIFYD_PATH, "--listen", "unix:" + socket, "--export", base_ + "/export",
-                                "--log-level", "info", "--log-file", log};
+                                "--log-level", "info",     "--log-file",     log};
   std::vector<char*> args;
   for (auto& a : argv) args.push_back(a.data());
   args.push_back(nullptr);
