@@ -29,7 +29,7 @@ inline constexpr rlim_t kReservedDescriptors = 128;
 inline constexpr rlim_t kDescriptorCap = rlim_t{1} << 20;
 
 struct DescriptorBudget {
-  rlim_t limit = 0;         // the soft RLIMIT_NOFILE in force
+  rlim_t limit = 0;  // the soft RLIMIT_NOFILE in force
   rlim_t hardLimit = 0;
   uint32_t maxClients = 0;  // the clients served at once
   bool fitted = false;      // maxClients is below what was asked for
