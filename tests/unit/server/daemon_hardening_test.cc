@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -231,6 +232,63 @@ TEST_F(DaemonHardening, OutOfDescriptorsTheDaemonBacksOffRefusesClearlyAndRecove
   deadline = Clock::now() + std::chrono::seconds(5);
   while (!welcome && Clock::now() < deadline) welcome = welcomeFrom(socket_);
   EXPECT_TRUE(welcome) << "no Welcome within 5 s after the idle clients left\nlog:\n" << readFile(log_).substr(0, 2000);
+  EXPECT_EQ(d.reap(0), -1) << "rnotifyd exited: " << d.stderrText();
+}
+
+// The same on a TCP listener (TLS listeners share its accept loop): no
+// client is left without an answer, and the daemon does not spin.
+TEST_F(DaemonHardening, OutOfDescriptorsATcpListenerBacksOffToo) {
+  const int port = 20000 + ::getpid() % 20000;
+  auto p = AgentProcess::spawn({RNOTIFYD_PATH, "--listen", "tcp:127.0.0.1:" + std::to_string(port), "--export",
+                                base_ + "/export", "--log-file", log_});
+  ASSERT_TRUE(p.ok()) << p.error().message;
+  daemons_.push_back(std::make_unique<AgentProcess>(std::move(*p)));
+  AgentProcess& d = *daemons_.back();
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  auto connectTcp = [&] {
+    UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return UniqueFd();
+    return fd;
+  };
+  auto deadline = Clock::now() + std::chrono::seconds(10);
+  while (!connectTcp() && Clock::now() < deadline && d.reap(20) == -1) {
+  }
+  ASSERT_TRUE(connectTcp()) << "rnotifyd did not listen on port " << port << ": " << d.stderrText();
+  const rlim_t limit = openDescriptors(d.pid()) + 4;
+  struct rlimit low = {limit, limit};
+  ASSERT_EQ(::prlimit(d.pid(), RLIMIT_NOFILE, &low, nullptr), 0) << std::strerror(errno);
+
+  constexpr int kClients = 20;
+  std::vector<UniqueFd> clients;
+  for (int i = 0; i < kClients; ++i) {
+    UniqueFd fd = connectTcp();
+    ASSERT_TRUE(fd) << "connection " << i << ": " << std::strerror(errno);
+    ASSERT_TRUE(sendAll(fd.get(), encoded(proto::Hello{})));
+    clients.push_back(std::move(fd));
+  }
+  // A refused TCP client gets the Fatal, or at worst a reset: an answer either way.
+  int silent = 0;
+  deadline = Clock::now() + std::chrono::seconds(5);
+  for (auto& fd : clients) {
+    bool answered = false;
+    while (!answered && Clock::now() < deadline) {
+      struct pollfd p = {fd.get(), POLLIN, 0};
+      answered = ::poll(&p, 1, 20) == 1;
+    }
+    silent += answered ? 0 : 1;
+  }
+  EXPECT_EQ(silent, 0) << silent << " of " << kClients << " TCP clients got no answer within 5 s";
+  const long cpuBefore = cpuMs(d.pid());
+  for (int i = 0; i < 10; ++i) {
+    UniqueFd knock = connectTcp();
+    ::poll(nullptr, 0, 100);
+  }
+  const long cpu = cpuMs(d.pid()) - cpuBefore;
+  EXPECT_LT(cpu, 200) << "rnotifyd used " << cpu << " ms of CPU in 1 s while out of descriptors";
+  std::printf("tcp, out of descriptors: %d of %d clients silent; %ld ms CPU in 1 s\n", silent, kClients, cpu);
   EXPECT_EQ(d.reap(0), -1) << "rnotifyd exited: " << d.stderrText();
 }
 
