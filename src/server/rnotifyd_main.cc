@@ -85,14 +85,20 @@ bool fitDescriptors(const Options& options, rnotify::ServerLimits* limits) {
     return false;
   }
   if (budget->fitted) {
-    log::warn("the descriptor limit is {} (hard limit {}): serving at most {} clients, not {} (--max-clients; a "
-              "client may hold {} descriptors, {} are kept for the daemon)",
-              budget->limit, budget->hardLimit, budget->maxClients, limits->maxClients, kDescriptorsPerClient,
-              kReservedDescriptors);
+    // Only a --listen daemon serves many clients; an ssh agent's stderr goes to
+    // the client, which has nothing to do about it.
+    const log::Level level = options.listen.empty() ? log::Level::kInfo : log::Level::kWarn;
+    if (log::level() <= level) {
+      log::write(level, fmt::format("the descriptor limit is {} (hard limit {}): serving at most {} clients, not {} "
+                                    "(--max-clients; a client may hold {} descriptors, {} are kept for the daemon)",
+                                    budget->limit, budget->hardLimit, budget->maxClients, limits->maxClients,
+                                    kDescriptorsPerClient, kReservedDescriptors));
+    }
   } else {
-    log::info("descriptor limit {} (hard limit {}): room for --max-clients {} ({} descriptors each, {} kept for the "
-              "daemon)",
-              budget->limit, budget->hardLimit, budget->maxClients, kDescriptorsPerClient, kReservedDescriptors);
+    log::info(
+        "descriptor limit {} (hard limit {}): room for --max-clients {} ({} descriptors each, {} kept for the "
+        "daemon)",
+        budget->limit, budget->hardLimit, budget->maxClients, kDescriptorsPerClient, kReservedDescriptors);
   }
   limits->maxClients = budget->maxClients;
   return true;
