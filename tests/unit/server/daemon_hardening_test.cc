@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "client/agent_process.h"
+#include "common/log.h"
 #include "common/unique_fd.h"
 #include "proto/codec.h"
 
@@ -380,6 +381,24 @@ TEST_F(DaemonHardening, ClientTextCannotForgeLogLines) {
   }
   EXPECT_NE(log.find("evil\\nFAKE LINE from the client name\\r\\x1b[2K"), std::string::npos) << log;
   EXPECT_NE(log.find("missing\\nFAKE LINE from a path\\t\\x7f"), std::string::npos) << log;
+}
+
+// What the log makes of text: one line whatever it contains, readable
+// UTF-8 left as it is.
+TEST(LogEscaping, ControlsAndInvalidUtf8AreEscapedValidUtf8StaysReadable) {
+  using log::escapeControls;
+  EXPECT_EQ(escapeControls("a\nb\rc\td"), "a\\nb\\rc\\td");
+  EXPECT_EQ(escapeControls(std::string("nul\0esc\x1b[2Kdel\x7f", 15)), "nul\\x00esc\\x1b[2Kdel\\x7f");
+  EXPECT_EQ(escapeControls("caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x93\x81"),
+            "caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x93\x81");
+  // C1 NEL and CSI, the Unicode line separator: line breaks to some viewers.
+  EXPECT_EQ(escapeControls("a\xc2\x85"
+                           "b\xc2\x9b"
+                           "c\xe2\x80\xa8"),
+            "a\\xc2\\x85b\\xc2\\x9bc\\xe2\\x80\\xa8");
+  // Invalid UTF-8: a stray continuation, an overlong '/', a surrogate, a truncated sequence.
+  EXPECT_EQ(escapeControls("\x80|\xc0\xaf|\xed\xa0\x80|\xe6\x97"), "\\x80|\\xc0\\xaf|\\xed\\xa0\\x80|\\xe6\\x97");
+  EXPECT_EQ(escapeControls("back\\slash stays"), "back\\slash stays");
 }
 
 // Issue 15 class 7: --max-clients must stay below the descriptor limit. A
