@@ -17,7 +17,9 @@
 // each step the event loop runs until it is idle (bounded), and everything the
 // server sends is read and must decode: a server that sends a frame its own
 // decoder rejects is a finding, as is any crash, sanitizer report, leak or
-// timeout.
+// timeout; and so is, for a client that is not root, an event or snapshot
+// entry from a directory the user nobody may not list or from outside the
+// export (the confinement oracle, Run::checkConfinement).
 //
 // Seeds: corpus/session/, written by make_session_corpus.py (which mirrors the
 // decoding below). Run by hand:
@@ -38,6 +40,7 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "common/log.h"
@@ -231,6 +234,9 @@ class Run {
   }
 
   void send(const proto::Message& message) {
+    if (const auto* snapshot = std::get_if<proto::Snapshot>(&message)) {
+      snapshots_[snapshot->requestId] = snapshot->watchId;
+    }
     std::string bytes;
     proto::encode(message, bytes);
     sendRaw(bytes);
@@ -281,11 +287,64 @@ class Run {
         if (auto status = proto::validate(**next); !status) {
           fail("the server sent a frame that does not validate: " + status.error().message);
         }
+        checkConfinement(**next);
       }
     }
     return any;
   }
 
+  // The confinement oracle: a client that is not root must never learn
+  // about an entry of a directory the user nobody cannot list, nor about
+  // anything outside the export. Checked when the frame arrives: the input
+  // changes nothing while the loop runs, so the permissions are those the
+  // server saw when it read the event or listed the directory.
+  void checkConfinement(const proto::Message& message) {
+    if (identity_ == Identity::kRoot) return;
+    if (const auto* reply = std::get_if<proto::Reply>(&message)) {
+      // A granted Watch: the message is the resolved root.
+      if (reply->status == 0 && reply->watchId != 0 && !reply->message.empty() && reply->message[0] == '/') {
+        roots_[reply->watchId] = reply->message;
+      }
+    } else if (const auto* events = std::get_if<proto::Events>(&message)) {
+      for (const Event& e : events->events) {
+        if (!e.name.empty()) checkEntry(e.watch, e.dir, e.name, "an event");
+      }
+    } else if (const auto* entries = std::get_if<proto::Entries>(&message)) {
+      auto it = snapshots_.find(entries->requestId);
+      for (const proto::TreeEntry& e : entries->entries) {
+        if (it != snapshots_.end()) checkEntry(it->second, e.dir, e.name, "a snapshot entry");
+      }
+    }
+  }
+
+  void checkEntry(uint32_t watchId, const std::string& dir, const std::string& name, const char* what) {
+    auto root = roots_.find(watchId);
+    if (root == roots_.end()) return;
+    const std::string parent = dir.empty() ? root->second : root->second + "/" + dir;
+    if (!nobodyMayList(parent))
+      fail(std::string(what) + " about '" + name + "' in '" + parent + "', which nobody may not list");
+  }
+
+  // Every directory from the export down to path searchable by others, and
+  // path readable (the export's ancestors are 0755).
+  static bool nobodyMayList(const std::string& path) {
+    const std::string& top = tree().exportDir;
+    if (path != top && path.rfind(top + "/", 0) != 0) return false;  // outside the export
+    std::string current = top;
+    std::string rest = path.substr(top.size());
+    for (;;) {
+      struct stat st;
+      if (::lstat(current.c_str(), &st) != 0) return true;  // gone since: nothing to tell
+      if (!S_ISDIR(st.st_mode) || !(st.st_mode & S_IXOTH)) return false;
+      if (rest.empty()) return (st.st_mode & S_IROTH) != 0;
+      size_t next = rest.find('/', 1);
+      current += rest.substr(0, next);
+      rest = next == std::string::npos ? "" : rest.substr(next);
+    }
+  }
+
+  std::unordered_map<uint32_t, std::string> roots_;   // watch id -> resolved root, from granted Watches
+  std::unordered_map<uint32_t, uint32_t> snapshots_;  // Snapshot request id -> watch id
   asio::io_context io_{1};
   Identity identity_;
   std::unique_ptr<Server> server_;
