@@ -201,14 +201,18 @@ Result<int> handOffToDaemon(const std::string& socketPath, const std::vector<std
 }
 
 AgentAcceptor::AgentAcceptor(asio::io_context& io, Server& server, std::string path)
-    : acceptor_(io), server_(server), path_(std::move(path)) {}
+    : acceptor_(io), server_(server), path_(std::move(path)), backoff_(io, path_) {}
 
 AgentAcceptor::~AgentAcceptor() {
   stop();
+  // Removing by path is safe here, unlike for --listen sockets: the lock is
+  // still held (lock_ closes after this), so no other daemon can have bound
+  // the path since, and the directory is this user's alone.
   ::unlink(path_.c_str());
 }
 
 void AgentAcceptor::stop() {
+  backoff_.cancel();
   std::error_code ignored;
   acceptor_.close(ignored);
 }
@@ -237,10 +241,12 @@ Result<std::unique_ptr<AgentAcceptor>> AgentAcceptor::start(asio::io_context& io
 void AgentAcceptor::accept() {
   acceptor_.async_accept([this](std::error_code ec, asio::local::stream_protocol::socket socket) {
     if (ec) {
-      if (ec != asio::error::operation_aborted) log::warn("{}: accept failed: {}", path_, ec.message());
-      if (acceptor_.is_open() && ec != asio::error::operation_aborted) accept();
+      if (ec != asio::error::operation_aborted && acceptor_.is_open()) {
+        backoff_.failed(ec, acceptor_.native_handle(), [this] { accept(); });
+      }
       return;
     }
+    backoff_.succeeded();
     ++accepted_;
     auto shared = std::make_shared<asio::local::stream_protocol::socket>(std::move(socket));
     shared->async_wait(asio::socket_base::wait_read,

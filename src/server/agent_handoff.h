@@ -19,6 +19,7 @@
 
 #include "common/result.h"
 #include "common/unique_fd.h"
+#include "server/accept_backoff.h"
 
 namespace rnotify {
 
@@ -58,6 +59,7 @@ class AgentAcceptor {
   Server& server_;
   std::string path_;
   UniqueFd lock_;
+  AcceptBackoff backoff_;
   size_t accepted_ = 0;
 };
 

@@ -1,13 +1,13 @@
 #include "server/listener.h"
 
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "common/log.h"
+#include "server/accept_backoff.h"
 #include "server/server.h"
 #include "server/tls_transport.h"
 #include "server/transport.h"
+#include "server/unix_socket_file.h"
 
 namespace rnotify {
 namespace {
@@ -15,32 +15,23 @@ namespace {
 class UnixListener final : public Listener {
  public:
   UnixListener(asio::io_context& io, Server& server, std::string path)
-      : acceptor_(io), server_(server), path_(std::move(path)) {}
-  ~UnixListener() override {
-    stop();
-    ::unlink(path_.c_str());
-  }
+      : acceptor_(io), server_(server), path_(std::move(path)), backoff_(io, "unix:" + path_) {}
+  ~UnixListener() override { stop(); }  // then file_ removes the socket file, if it is still ours
 
   Status open() {
-    // A socket file left by a previous run that died is replaced; any other
-    // kind of file is not ours to remove.
-    struct stat st;
-    if (::lstat(path_.c_str(), &st) == 0) {
-      if (!S_ISSOCK(st.st_mode))
-        return Error{EEXIST, "cannot listen on '" + path_ + "': it exists and is not a socket"};
-      ::unlink(path_.c_str());
-    }
     std::error_code ec;
-    asio::local::stream_protocol::endpoint endpoint(path_);
-    acceptor_.open(endpoint.protocol(), ec);
-    if (!ec) acceptor_.bind(endpoint, ec);
-    if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+    acceptor_.open(asio::local::stream_protocol(), ec);
     if (ec) return Error{ec.value(), "cannot listen on unix:" + path_ + ": " + ec.message()};
+    auto file =
+        UnixSocketFile::bindAndListen(acceptor_.native_handle(), path_, asio::socket_base::max_listen_connections);
+    if (!file) return file.error();
+    file_ = std::move(*file);
     accept();
     return {};
   }
 
   void stop() override {
+    backoff_.cancel();
     std::error_code ignored;
     acceptor_.close(ignored);
   }
@@ -50,10 +41,12 @@ class UnixListener final : public Listener {
   void accept() {
     acceptor_.async_accept([this](std::error_code ec, asio::local::stream_protocol::socket socket) {
       if (ec) {
-        if (ec != asio::error::operation_aborted) log::warn("unix:{}: accept failed: {}", path_, ec.message());
-        if (acceptor_.is_open()) accept();
+        if (ec != asio::error::operation_aborted && acceptor_.is_open()) {
+          backoff_.failed(ec, acceptor_.native_handle(), [this] { accept(); });
+        }
         return;
       }
+      backoff_.succeeded();
       struct ucred cred {};
       socklen_t len = sizeof cred;
       std::string who = "unix";
@@ -68,13 +61,15 @@ class UnixListener final : public Listener {
   asio::local::stream_protocol::acceptor acceptor_;
   Server& server_;
   std::string path_;
+  UnixSocketFile file_;
+  AcceptBackoff backoff_;
 };
 
 // Plain TCP, or TLS when given a context.
 class TcpListener final : public Listener {
  public:
   TcpListener(asio::io_context& io, Server& server, std::shared_ptr<TlsServerContext> tls)
-      : acceptor_(io), server_(server), tls_(std::move(tls)) {}
+      : acceptor_(io), server_(server), tls_(std::move(tls)), backoff_(io, tls_ ? "tls:" : "tcp:") {}
   ~TcpListener() override { stop(); }
 
   Status open(const ListenAddress& address, bool insecure) {
@@ -98,14 +93,16 @@ class TcpListener final : public Listener {
     if (!ec) acceptor_.bind(endpoint, ec);
     if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
     if (ec)
-      return Error{ec.value(),
-                   "cannot listen on " + scheme + address.host + ":" + std::to_string(address.port) + ": " + ec.message()};
+      return Error{ec.value(), "cannot listen on " + scheme + address.host + ":" + std::to_string(address.port) + ": " +
+                                   ec.message()};
     description_ = scheme + address.host + ":" + std::to_string(acceptor_.local_endpoint().port());
+    backoff_.setDescription(description_);
     accept();
     return {};
   }
 
   void stop() override {
+    backoff_.cancel();
     std::error_code ignored;
     acceptor_.close(ignored);
   }
@@ -115,10 +112,12 @@ class TcpListener final : public Listener {
   void accept() {
     acceptor_.async_accept([this](std::error_code ec, asio::ip::tcp::socket socket) {
       if (ec) {
-        if (ec != asio::error::operation_aborted) log::warn("{}: accept failed: {}", description_, ec.message());
-        if (acceptor_.is_open()) accept();
+        if (ec != asio::error::operation_aborted && acceptor_.is_open()) {
+          backoff_.failed(ec, acceptor_.native_handle(), [this] { accept(); });
+        }
         return;
       }
+      backoff_.succeeded();
       std::error_code ignored;
       // Events are small and latency matters more than packet count.
       socket.set_option(asio::ip::tcp::no_delay(true), ignored);
@@ -153,6 +152,7 @@ class TcpListener final : public Listener {
   Server& server_;
   std::shared_ptr<TlsServerContext> tls_;
   std::string description_;
+  AcceptBackoff backoff_;
 };
 
 }  // namespace

@@ -2,6 +2,9 @@
 // or TLS, and hands each to the Server (a TLS one once its handshake is done).
 // Plain TCP has no authentication or encryption, so it is refused on anything
 // but a loopback address unless TlsOptions::insecureTcp says otherwise.
+// A unix listener refuses a path another process answers on and removes only
+// its own socket file (server/unix_socket_file.h); every listener backs off
+// when accept() runs out of descriptors (server/accept_backoff.h).
 #pragma once
 
 #include <asio.hpp>

@@ -15,6 +15,7 @@
 
 #include "common/log.h"
 #include "server/agent_handoff.h"
+#include "server/descriptor_limit.h"
 #include "server/listener.h"
 #include "server/server.h"
 #include "server/tls_config.h"
@@ -40,6 +41,7 @@ struct Options {
   std::string watcher = "auto";
   rnotify::ServerLimits limits;
   rnotify::TlsOptions tls;
+  bool maxClientsGiven = false;  // --max-clients was on the command line (else its default is fitted quietly)
 };
 
 // --stdio: hand the connection to this user's daemon, so that the watches
@@ -71,11 +73,44 @@ std::optional<int> handOff(const Options& options) {
   return std::nullopt;
 }
 
+// Raises the descriptor limit and keeps --max-clients within it (see
+// server/descriptor_limit.h): a default that does not fit is lowered, with a
+// warning; a number the administrator asked for and that does not fit stops
+// the start, since it cannot be honoured. False if rnotifyd cannot start.
+bool fitDescriptors(const Options& options, rnotify::ServerLimits* limits) {
+  using namespace rnotify;
+  auto budget = fitClientsToDescriptors(limits->maxClients, options.maxClientsGiven);
+  if (!budget) {
+    log::error("cannot start: {}", budget.error().message);
+    return false;
+  }
+  if (budget->fitted) {
+    // Only a --listen daemon serves many clients; an ssh agent's stderr goes to
+    // the client, which has nothing to do about it.
+    const log::Level level = options.listen.empty() ? log::Level::kInfo : log::Level::kWarn;
+    if (log::level() <= level) {
+      log::write(level, fmt::format("the descriptor limit is {} (hard limit {}): serving at most {} clients, not {} "
+                                    "(--max-clients; a client may hold {} descriptors, {} are kept for the daemon)",
+                                    budget->limit, budget->hardLimit, budget->maxClients, limits->maxClients,
+                                    kDescriptorsPerClient, kReservedDescriptors));
+    }
+  } else {
+    log::info(
+        "descriptor limit {} (hard limit {}): room for --max-clients {} ({} descriptors each, {} kept for the "
+        "daemon)",
+        budget->limit, budget->hardLimit, budget->maxClients, kDescriptorsPerClient, kReservedDescriptors);
+  }
+  limits->maxClients = budget->maxClients;
+  return true;
+}
+
 int run(const Options& options) {
   using namespace rnotify;
   if (options.stdio && !options.noDaemon && options.listen.empty()) {
     if (auto code = handOff(options)) return *code;
   }
+  ServerLimits limits = options.limits;
+  if (!fitDescriptors(options, &limits)) return kExitFailure;
   std::vector<std::string> exportPaths = options.exports;
   if (exportPaths.empty()) exportPaths.push_back("/");  // --stdio only: the kernel's permissions confine the ssh user
   auto exports = ExportRoots::create(exportPaths);
@@ -88,7 +123,7 @@ int run(const Options& options) {
   const WatcherKind kind = options.watcher == "inotify"    ? WatcherKind::kInotify
                            : options.watcher == "fanotify" ? WatcherKind::kFanotify
                                                            : WatcherKind::kAuto;
-  auto server = Server::create(io, std::move(*exports), options.limits, kind);
+  auto server = Server::create(io, std::move(*exports), limits, kind);
   if (!server) {
     log::error("cannot start: {}", server.error().message);
     return kExitFailure;
@@ -301,6 +336,7 @@ int main(int argc, char** argv) {
     int code = app.exit(e);
     return code == 0 ? kExitOk : kExitUsage;
   }
+  options.maxClientsGiven = app.count("--max-clients") > 0;
   if (!options.logLevel.empty()) {
     rnotify::log::Level level;
     if (!rnotify::log::parseLevel(options.logLevel, &level)) {
