@@ -1,0 +1,132 @@
+#include "server/confined_tree.h"
+
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <climits>
+#include <cstdio>
+#include <optional>
+
+namespace rnotify {
+namespace {
+
+// Acts as `as` for the lifetime of the returned object when the daemon is
+// another user; false if it should and cannot (then nothing may be opened).
+bool enter(std::optional<ActingAs>& acting, const Credentials* as) {
+  if (as == nullptr || !mustActAs(*as)) return true;
+  acting.emplace(*as);
+  if (!acting->ok()) {
+    errno = EACCES;
+    return false;
+  }
+  return true;
+}
+
+bool isInside(const std::string& path, const std::string& root) {
+  if (root == "/") return !path.empty() && path[0] == '/';
+  return path == root ||
+         (path.size() > root.size() && path.compare(0, root.size(), root) == 0 && path[root.size()] == '/');
+}
+
+}  // namespace
+
+int openBeneathAs(const Credentials* as, int dirFd, const std::string& relative, uint64_t flags,
+                  uint64_t extraResolve, bool inRoot) {
+  std::optional<ActingAs> acting;
+  if (!enter(acting, as)) return -1;
+  open_how how{};
+  how.flags = flags | O_CLOEXEC;
+  how.resolve = (inRoot ? RESOLVE_IN_ROOT : RESOLVE_BENEATH) | RESOLVE_NO_MAGICLINKS | extraResolve;
+  const char* name = relative.empty() ? "." : relative.c_str();
+  long fd;
+  do {
+    fd = ::syscall(SYS_openat2, dirFd, name, &how, sizeof how);
+  } while (fd < 0 && errno == EAGAIN);  // a rename raced the walk: walk again
+  return static_cast<int>(fd);
+}
+
+UniqueFd openEntryAs(const Credentials* as, int exportFd, const std::string& relative, bool inRoot,
+                     bool* readable) {
+  UniqueFd fd(openBeneathAs(as, exportFd, relative, O_PATH, 0, inRoot));
+  *readable = true;
+  if (fd && as != nullptr && mustActAs(*as)) {
+    // O_PATH checks search permission on the way; reading the target is the
+    // permission inotify needs.
+    std::optional<ActingAs> acting;
+    *readable = enter(acting, as) && ::faccessat(fd.get(), "", R_OK, AT_EMPTY_PATH | AT_EACCESS) == 0;
+  }
+  return fd;
+}
+
+std::string pathOf(int fd) {
+  char link[64], target[PATH_MAX];
+  std::snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+  ssize_t n = ::readlink(link, target, sizeof target - 1);
+  return n > 0 ? std::string(target, static_cast<size_t>(n)) : std::string();
+}
+
+ConfinedTree::ConfinedTree(UniqueFd root, int exportFd, std::string exportPath, std::string path)
+    : root_(std::move(root)), exportFd_(exportFd), exportPath_(std::move(exportPath)), path_(std::move(path)) {}
+
+bool ConfinedTree::mayList(std::string_view dir, const Credentials* as) const {
+  scratch_.assign(dir);
+  UniqueFd fd(openBeneathAs(as, root_.get(), scratch_, O_RDONLY | O_DIRECTORY, RESOLVE_NO_SYMLINKS));
+  if (fd || !dir.empty() || errno != ENOTDIR) return fd.valid();
+  // A watch on one file: its events are the client's if it may read it.
+  std::optional<ActingAs> acting;
+  return enter(acting, as) && ::faccessat(root_.get(), "", R_OK, AT_EMPTY_PATH | AT_EACCESS) == 0;
+}
+
+bool ConfinedTree::statEntry(std::string_view dir, std::string_view name, const Credentials* as,
+                             struct stat* st) const {
+  scratch_.assign(dir);
+  UniqueFd dirFd(openBeneathAs(as, root_.get(), scratch_, O_RDONLY | O_DIRECTORY, RESOLVE_NO_SYMLINKS));
+  if (!dirFd) {
+    // The root itself may be a file (a watch on one file).
+    if (!dir.empty() || !name.empty() || errno != ENOTDIR) return false;
+    std::optional<ActingAs> acting;
+    return enter(acting, as) && ::fstat(root_.get(), st) == 0;
+  }
+  std::optional<ActingAs> acting;
+  if (!enter(acting, as)) return false;
+  if (name.empty()) return ::fstat(dirFd.get(), st) == 0;
+  scratch_.assign(name);
+  return ::fstatat(dirFd.get(), scratch_.c_str(), st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+int ConfinedTree::openListing(const Credentials* as) const {
+  std::optional<ActingAs> acting;
+  if (!enter(acting, as)) return -1;
+  return ::openat(root_.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+}
+
+bool ConfinedTree::relativeNow(std::string* relative) const {
+  const std::string now = pathOf(root_.get());
+  if (now.empty() || now[0] != '/' || !isInside(now, exportPath_)) return false;
+  if (now.size() <= exportPath_.size()) {
+    relative->clear();
+  } else {
+    relative->assign(now, exportPath_ == "/" ? 1 : exportPath_.size() + 1);
+  }
+  return true;
+}
+
+std::string ConfinedTree::whyUnreachable(const Credentials& as) const {
+  struct stat root;
+  if (::fstat(root_.get(), &root) != 0) return "it can no longer be read";
+  if (root.st_nlink == 0) return {};  // deleted: its IN_DELETE_SELF and IN_IGNORED are on the way
+  std::string relative;
+  if (!relativeNow(&relative)) return "it was moved out of the exported directories";
+  bool readable = false;
+  UniqueFd again(openEntryAs(&as, exportFd_, relative, exportPath_ == "/", &readable));
+  struct stat now;
+  if (!again || !readable || ::fstat(again.get(), &now) != 0 || now.st_dev != root.st_dev ||
+      now.st_ino != root.st_ino) {
+    return "a directory on its path changed permissions or moved; you may no longer read it";
+  }
+  return {};
+}
+
+}  // namespace rnotify
