@@ -14,6 +14,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "server/access_guard.h"
+#include "server/confined_tree.h"
 #include "server/export_roots.h"
 #include "server/origin_resolver.h"
 #include "server/session.h"
@@ -51,13 +53,17 @@ class Server final : public EventSink {
   void onIdle(std::function<void()> callback) { onIdle_ = std::move(callback); }
 
   // For sessions.
-  // *resolved receives the canonical server path that is watched.
+  // *tree receives what is watched: its root's descriptor, through which the
+  // session reaches it from then on, and its canonical server path.
   // attributed: the watch needs the acting pid of its events (origin flags).
   // as: the client's credentials when the kernel must check its permission
   // (the daemon runs as another user); nothing for clients that are the
-  // daemon's own user.
+  // daemon's own user. Watches made for another user are guarded: a change
+  // of permissions or place above them makes their session re-check them.
   Result<SubscriptionId> watch(Session& session, const std::string& path, uint32_t mask, bool recursive,
-                               bool attributed, std::string* resolved, const Credentials* as = nullptr);
+                               bool attributed, std::unique_ptr<ConfinedTree>* tree,
+                               const Credentials* as = nullptr);
+  AccessGuard& guard() { return *guard_; }
   const ExportRoots& exports() const { return exports_; }
   void unwatch(SubscriptionId id);
   void sessionClosed(Session& session);
@@ -102,6 +108,8 @@ class Server final : public EventSink {
  private:
   Server(asio::io_context& io, ExportRoots exports, ServerLimits limits);
   void waitForKernel();
+  // The guard saw a change above (or of) a watch's root.
+  void onGuardEvent(SubscriptionId id, uint32_t mask);
 
   asio::io_context& io_;
   ExportRoots exports_;
@@ -110,6 +118,7 @@ class Server final : public EventSink {
   OriginResolver origins_;
   bool attribution_ = OriginResolver::privileged();
   std::unique_ptr<asio::posix::stream_descriptor> kernelFd_;
+  std::unique_ptr<AccessGuard> guard_;
   std::unordered_map<SubscriptionId, Session*> subscriptions_;  // the SubscriptionRegistry
   std::set<std::shared_ptr<Session>> sessions_;
   std::vector<Session*> dirty_;

@@ -244,12 +244,13 @@ void Session::onWatch(const proto::Watch& watch) {
     if (!watchLimitLogged_) log::warn("{}: watch limit reached; later refusals are not logged", description_);
     watchLimitLogged_ = true;
   } else {
-    std::string resolved;
+    std::unique_ptr<ConfinedTree> tree;
     // Checking as the client, the server must also see permission changes
     // of directories (ATTRIB, moves), whether or not the client asked.
     const uint32_t kernelMask = watch.mask | (actAs_ ? uint32_t{IN_ATTRIB | IN_MOVE | IN_MOVE_SELF} : 0u);
     auto id = server_.watch(*this, watch.path, kernelMask, watch.flags & proto::kWatchRecursive,
-                            (watch.flags & kOriginFlags) != 0, &resolved, actAs_ ? &*actAs_ : nullptr);
+                            (watch.flags & kOriginFlags) != 0, &tree, client());
+    const std::string resolved = tree ? tree->path() : std::string();
     if (id && (watch.flags & kOriginFlags) && !server_.canAttribute(*id)) {
       std::string backend(server_.backendFor(*id));
       server_.unwatch(*id);
@@ -257,7 +258,12 @@ void Session::onWatch(const proto::Watch& watch) {
                                  ", which does not report who made them (fanotify does, on most local filesystems)"};
     }
     if (id) {
-      watches_.emplace(*id, WatchState{0, watch.flags, resolved, watch.mask});
+      WatchState state;
+      state.flags = watch.flags;
+      state.root = resolved;
+      state.mask = watch.mask;
+      state.tree = std::move(tree);
+      watches_.emplace(*id, std::move(state));
       reply.watchId = *id;
       reply.message = resolved;
       log::info("{}: watch {} on '{}' ({}{}{})", description_, *id, resolved, server_.backendFor(*id),
@@ -352,7 +358,7 @@ void Session::onSnapshot(const proto::Snapshot& snapshot) {
     std::optional<ActingAs> acting;
     if (actAs_) acting.emplace(*actAs_);
     int fd = acting && !acting->ok() ? (errno = EACCES, -1)
-                                     : ::open(state.root.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                                     : openListingRoot(state);
     if (fd < 0 && errno != ENOTDIR) {
       reply.status = errno;
       reply.message = "cannot list '" + state.root + "': " + std::strerror(errno);
@@ -397,24 +403,54 @@ void Session::onSnapshot(const proto::Snapshot& snapshot) {
   send(reply);
 }
 
-bool Session::mayList(const std::string& root, std::string_view dir) {
-  dirPath_.assign(root);
-  if (!dir.empty()) dirPath_.append("/").append(dir);
-  auto it = listable_.find(dirPath_);
-  if (it != listable_.end()) return it->second;
-  if (listable_.size() >= 4096) listable_.clear();
-  bool may = server_.exports().mayList(dirPath_, *actAs_);
-  listable_.emplace(dirPath_, may);
+int Session::openListingRoot(const WatchState& state) { return state.tree->openListing(client()); }
+
+bool Session::mayList(WatchState& state, std::string_view dir) {
+  dirKey_.assign(dir);
+  auto it = state.listable.find(dirKey_);
+  if (it != state.listable.end()) return it->second;
+  if (state.listable.size() >= 4096) state.listable.clear();
+  bool may = state.tree->mayList(dir, client());
+  state.listable.emplace(dirKey_, may);
   return may;
 }
 
-void Session::attachStat(const std::string& root, std::string_view dir, std::string_view name) {
-  statPath_.assign(root);
-  if (!dir.empty()) statPath_.append("/").append(dir);
-  if (!name.empty()) statPath_.append("/").append(name);
+void Session::dropListability() {
+  for (auto& [id, state] : watches_) state.listable.clear();
+}
+
+void Session::attachStat(const WatchState& state, std::string_view dir, std::string_view name) {
   struct stat st;
-  scratch_.hasStat = ::fstatat(AT_FDCWD, statPath_.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+  scratch_.hasStat = state.tree->statEntry(dir, name, client(), &st);
   if (scratch_.hasStat) scratch_.stat = eventStatOf(st);
+}
+
+void Session::recheckAccess(SubscriptionId watch, uint32_t mask) {
+  auto it = watches_.find(watch);
+  if (closed_ || !actAs_ || it == watches_.end()) return;
+  dropListability();
+  const ConfinedTree& tree = *it->second.tree;
+  std::string lost = tree.whyUnreachable(*actAs_);
+  if (lost.empty() && (mask & (IN_MOVE_SELF | IN_IGNORED | IN_Q_OVERFLOW))) {
+    // Still reachable, maybe through other directories now: guard those.
+    if (Status guarded = server_.guard().guard(watch, tree); !guarded) {
+      lost = "it moved while it was being checked; watch it again";
+    }
+  }
+  if (!lost.empty()) revoke(watch, lost);
+}
+
+void Session::revoke(SubscriptionId watch, const std::string& why) {
+  const std::string root = watches_.at(watch).root;
+  log::info("{}: watch {} on '{}' ended: {}", description_, watch, root, why);
+  server_.unwatch(watch);
+  queueEvent(watch, IN_IGNORED, 0, {}, {}, 0);  // the last event of the watch
+  // Unsolicited (request 0): tells the client why its watch ended.
+  proto::Reply notice;
+  notice.watchId = watch;
+  notice.status = EACCES;
+  notice.message = "watch " + std::to_string(watch) + " on '" + root + "' ended: " + why;
+  send(notice);
 }
 
 void Session::queueEvent(SubscriptionId watch, uint32_t mask, uint32_t cookie, std::string_view dir,
@@ -425,8 +461,18 @@ void Session::queueEvent(SubscriptionId watch, uint32_t mask, uint32_t cookie, s
   WatchState& state = it->second;
   if (actAs_ && !(mask & (IN_IGNORED | IN_Q_OVERFLOW))) {
     // A directory's permissions may have changed: ask the kernel again.
-    if ((mask & IN_ISDIR) && (mask & (IN_ATTRIB | IN_MOVE | IN_MOVE_SELF))) listable_.clear();
-    if (!mayList(state.root, dir)) return;
+    if ((mask & IN_ISDIR) && (mask & (IN_ATTRIB | IN_MOVE | IN_MOVE_SELF))) dropListability();
+    // The root's own permissions or place changed: may the client still
+    // reach it? After this drain (not inside it: ending a watch unsubscribes).
+    if (dir.empty() && name.empty() && (mask & (IN_ATTRIB | IN_MOVE_SELF))) {
+      asio::post(server_.io(), [weak = weak_from_this(), watch, mask] {
+        if (auto self = weak.lock()) {
+          self->recheckAccess(watch, mask);
+          self->flush();
+        }
+      });
+    }
+    if (!mayList(state, dir)) return;
     // Only there to see permission changes.
     if ((mask & IN_ALL_EVENTS) != 0 && (mask & IN_ALL_EVENTS & state.mask) == 0) return;
   }
@@ -442,7 +488,7 @@ void Session::queueEvent(SubscriptionId watch, uint32_t mask, uint32_t cookie, s
     if (scratch_.origin == Origin::kSelf && (state.flags & proto::kWatchOthersOnly)) return;
   }
   scratch_.hasStat = false;
-  if ((state.flags & proto::kWatchStat) && !(mask & (IN_IGNORED | IN_Q_OVERFLOW))) attachStat(state.root, dir, name);
+  if ((state.flags & proto::kWatchStat) && !(mask & (IN_IGNORED | IN_Q_OVERFLOW))) attachStat(state, dir, name);
   if (!batchOpen_) {
     batchStart_ = proto::beginEvents(pending_);
     batchCount_ = 0;

@@ -14,6 +14,7 @@
 
 #include "event/event.h"
 #include "proto/codec.h"
+#include "server/confined_tree.h"
 #include "server/credentials.h"
 #include "server/journal.h"
 #include "server/transport.h"
@@ -46,6 +47,10 @@ class Session : public std::enable_shared_from_this<Session> {
   const Journal* journal() const { return journal_.get(); }
   uint64_t id() const { return id_; }
   const std::string& describe() const { return description_; }
+  // Revocation: a change of permissions or place at or above a watch's root
+  // (mask: what the guard saw). If the client may no longer reach the root
+  // from its export, the watch ends: IN_IGNORED, and a notice saying why.
+  void recheckAccess(SubscriptionId watch, uint32_t mask);
 
  private:
   void readMore();
@@ -72,7 +77,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void takeOver(Session& old, const std::vector<proto::WatchPosition>& positions,
                 std::unordered_map<SubscriptionId, uint64_t>* replayFrom, std::vector<SubscriptionId>* gaps);
   void replay(const std::unordered_map<SubscriptionId, uint64_t>& replayFrom);
-  void attachStat(const std::string& root, std::string_view dir, std::string_view name);
+  void revoke(SubscriptionId watch, const std::string& why);
   void send(const proto::Message& message);
   void closeBatch();
   void startWrite();
@@ -91,21 +96,29 @@ class Session : public std::enable_shared_from_this<Session> {
   struct WatchState {
     uint64_t seq = 0;    // last sequence number sent
     uint32_t flags = 0;  // proto::WatchFlag
-    std::string root;    // the watched server path, for kWatchStat
+    std::string root;    // the watched server path, as resolved (for messages)
     uint32_t mask = 0;   // the events the client asked for (the kernel may report more: see actAs_)
+    // The watched tree, held by its root's descriptor: every filesystem
+    // access for this watch (listability, stat, listings) goes through it.
+    std::unique_ptr<ConfinedTree> tree;
+    std::unordered_map<std::string, bool> listable;  // per directory below the root (see actAs_)
   };
   std::unordered_map<SubscriptionId, WatchState> watches_;
   uint64_t capabilities_ = 0;                   // in force after the handshake
   std::unordered_set<std::string> declared_;    // origins that are this client's own
-  std::string statPath_;                        // scratch for attachStat
   // Authorization: the client's credentials when the daemon runs as another
   // user. Events in directories it may not list are not sent; the answer
-  // per directory is cached until a directory's permissions may have
-  // changed (an ATTRIB or a move of a directory).
+  // per (watch, directory) is cached until a directory's permissions may
+  // have changed (an ATTRIB or a move of a directory, any guard event).
   std::optional<Credentials> actAs_;
-  std::unordered_map<std::string, bool> listable_;
-  std::string dirPath_;  // scratch
-  bool mayList(const std::string& root, std::string_view dir);
+  const Credentials* client() const { return actAs_ ? &*actAs_ : nullptr; }
+  std::string dirKey_;  // scratch
+  bool mayList(WatchState& state, std::string_view dir);
+  void dropListability();
+  void attachStat(const WatchState& state, std::string_view dir, std::string_view name);
+  // The watch's root opened for reading a listing, as the client: an fd, or
+  // -1 with errno.
+  int openListingRoot(const WatchState& state);
   // Backpressure: past the queued-bytes limit, events are dropped instead of
   // queued, and the watches that lost some get IN_Q_OVERFLOW (the client
   // then re-reads them) once the queue has been written out.
