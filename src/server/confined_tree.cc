@@ -82,7 +82,11 @@ bool ConfinedTree::mayList(std::string_view dir, const Credentials* as) const {
 bool ConfinedTree::statEntry(std::string_view dir, std::string_view name, const Credentials* as,
                              struct stat* st) const {
   scratch_.assign(dir);
-  UniqueFd dirFd(openBeneathAs(as, root_.get(), scratch_, O_RDONLY | O_DIRECTORY, RESOLVE_NO_SYMLINKS));
+  // O_PATH: opening for reading would itself be an event (IN_OPEN) in the
+  // watched directory, and one more for each event with its stat. Whether
+  // the client may list `dir` is mayList's; the lookup of `name` below
+  // still needs its search permission.
+  UniqueFd dirFd(openBeneathAs(as, root_.get(), scratch_, O_PATH | O_DIRECTORY, RESOLVE_NO_SYMLINKS));
   if (!dirFd) {
     // The root itself may be a file (a watch on one file).
     if (!dir.empty() || !name.empty() || errno != ENOTDIR) return false;

@@ -53,7 +53,8 @@ class ConfinedTree {
   // the root without following a symbolic link.
   bool mayList(std::string_view dir, const Credentials* as) const;
   // The state of `name` in `dir` ("" the directory itself), reached the same
-  // way and read as `as`, without following a final symbolic link.
+  // way and read as `as`, without following a final symbolic link. Does not
+  // check that `as` may list `dir` (mayList does).
   bool statEntry(std::string_view dir, std::string_view name, const Credentials* as, struct stat* st) const;
   // The root opened for reading (a listing), as `as`. -1 with errno.
   int openListing(const Credentials* as) const;

@@ -300,6 +300,11 @@ TEST_F(Revocation, AnAncestorMadePrivateEndsTheWatch) {
   expectRevoked("export/a/b/w", "chmod 0700 of an ancestor");
 }
 
+TEST_F(Revocation, TheWatchedDirectoryMadePrivateEndsTheWatch) {
+  ASSERT_EQ(::chmod((exportDir_ + "/a/b/w").c_str(), 0700), 0);
+  expectRevoked("export/a/b/w", "chmod 0700 of the watched directory");
+}
+
 TEST_F(Revocation, MovingTheWatchedDirectoryIntoAPrivateOneEndsTheWatch) {
   fs::rename(exportDir_ + "/a/b/w", exportDir_ + "/private/w");
   expectRevoked("export/private/w", "a move into a 0700 directory");
