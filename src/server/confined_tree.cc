@@ -30,12 +30,8 @@ bool isInside(const std::string& path, const std::string& root) {
          (path.size() > root.size() && path.compare(0, root.size(), root) == 0 && path[root.size()] == '/');
 }
 
-}  // namespace
-
-int openBeneathAs(const Credentials* as, int dirFd, const std::string& relative, uint64_t flags,
-                  uint64_t extraResolve, bool inRoot) {
-  std::optional<ActingAs> acting;
-  if (!enter(acting, as)) return -1;
+// openat2 as whoever this thread is now.
+int openat2Beneath(int dirFd, const std::string& relative, uint64_t flags, uint64_t extraResolve, bool inRoot) {
   open_how how{};
   how.flags = flags | O_CLOEXEC;
   how.resolve = (inRoot ? RESOLVE_IN_ROOT : RESOLVE_BENEATH) | RESOLVE_NO_MAGICLINKS | extraResolve;
@@ -45,6 +41,15 @@ int openBeneathAs(const Credentials* as, int dirFd, const std::string& relative,
     fd = ::syscall(SYS_openat2, dirFd, name, &how, sizeof how);
   } while (fd < 0 && errno == EAGAIN);  // a rename raced the walk: walk again
   return static_cast<int>(fd);
+}
+
+}  // namespace
+
+int openBeneathAs(const Credentials* as, int dirFd, const std::string& relative, uint64_t flags,
+                  uint64_t extraResolve, bool inRoot) {
+  std::optional<ActingAs> acting;
+  if (!enter(acting, as)) return -1;
+  return openat2Beneath(dirFd, relative, flags, extraResolve, inRoot);
 }
 
 UniqueFd openEntryAs(const Credentials* as, int exportFd, const std::string& relative, bool inRoot,
@@ -81,23 +86,25 @@ bool ConfinedTree::mayList(std::string_view dir, const Credentials* as) const {
 
 bool ConfinedTree::statEntry(std::string_view dir, std::string_view name, const Credentials* as,
                              struct stat* st) const {
-  scratch_.assign(dir);
-  // O_PATH: opening for reading would itself be an event (IN_OPEN) in the
-  // watched directory, and one more for each event with its stat. Whether
-  // the client may list `dir` is mayList's; the lookup of `name` below
-  // still needs its search permission.
-  UniqueFd dirFd(openBeneathAs(as, root_.get(), scratch_, O_PATH | O_DIRECTORY, RESOLVE_NO_SYMLINKS));
-  if (!dirFd) {
-    // The root itself may be a file (a watch on one file).
-    if (!dir.empty() || !name.empty() || errno != ENOTDIR) return false;
-    std::optional<ActingAs> acting;
-    return enter(acting, as) && ::fstat(root_.get(), st) == 0;
-  }
+  if (name.find('/') != std::string_view::npos) return false;  // one entry, never a path
+  // One switch of identity for the lookup and the stat (this runs for every
+  // event of a watch with stat attachments).
   std::optional<ActingAs> acting;
   if (!enter(acting, as)) return false;
-  if (name.empty()) return ::fstat(dirFd.get(), st) == 0;
+  UniqueFd dirFd;
+  int at = root_.get();
+  if (!dir.empty()) {
+    // O_PATH: opening for reading would itself be an event (IN_OPEN) in the
+    // watched directory. Whether the client may list `dir` is mayList's;
+    // the lookup of `name` below still needs its search permission.
+    scratch_.assign(dir);
+    dirFd.reset(openat2Beneath(root_.get(), scratch_, O_PATH | O_DIRECTORY, RESOLVE_NO_SYMLINKS, false));
+    if (!dirFd) return false;
+    at = dirFd.get();
+  }
+  if (name.empty()) return ::fstat(at, st) == 0;
   scratch_.assign(name);
-  return ::fstatat(dirFd.get(), scratch_.c_str(), st, AT_SYMLINK_NOFOLLOW) == 0;
+  return ::fstatat(at, scratch_.c_str(), st, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
 int ConfinedTree::openListing(const Credentials* as) const {
