@@ -59,7 +59,9 @@ std::string readLine(int fd, int timeoutMs) {
 
 void writeLine(int fd, const std::string& line) {
   std::string text = line + "\n";
-  ASSERT_EQ(::write(fd, text.data(), text.size()), static_cast<ssize_t>(text.size()));
+  // MSG_NOSIGNAL: a client that died is a failure to report, not a SIGPIPE.
+  ASSERT_EQ(::send(fd, text.data(), text.size(), MSG_NOSIGNAL), static_cast<ssize_t>(text.size()))
+      << "the client (as nobody) is gone";
 }
 
 // The client, as nobody, in a child process. It obeys one command a line
@@ -76,7 +78,13 @@ int clientAsNobody(const std::string& socket, const std::string& logFile, int li
     return 2;
   }
   log::setFile(logFile);  // notices are logged as warnings
+  // The socket file exists from bind(); connections are taken from
+  // listen() on: try again until then, at most kWaitMs.
   auto c = Connection::overSocket("unix:" + socket, kWaitMs);
+  for (auto deadline = Clock::now() + std::chrono::milliseconds(kWaitMs); !c && Clock::now() < deadline;) {
+    ::poll(nullptr, 0, 20);
+    c = Connection::overSocket("unix:" + socket, kWaitMs);
+  }
   if (!c) return 3;
   std::vector<Event> seen;
   (*c)->setEventsHandler([&](Connection&, proto::Events& events) {
@@ -190,7 +198,16 @@ class Confinement : public ::testing::Test {
   }
   std::string ask(const std::string& command) {
     writeLine(link_, command);
-    return readLine(link_, kWaitMs + 5000);
+    std::string answer = readLine(link_, kWaitMs + 5000);
+    if (answer.empty()) {
+      int status = 0;
+      if (::waitpid(child_, &status, WNOHANG) == child_) {
+        ADD_FAILURE() << "the client (as nobody) exited with " << (WIFEXITED(status) ? WEXITSTATUS(status) : -1)
+                      << " at '" << command << "' (2 setuid, 3 connect, 4 request, 5 connection lost, 6 link)";
+        child_ = -1;
+      }
+    }
+    return answer;
   }
   // Watches path as nobody; the watch id, 0 if refused (*reply: the answer).
   uint32_t watch(const std::string& path, uint32_t flags = 0, std::string* reply = nullptr) {
