@@ -75,36 +75,35 @@ std::string pathOf(int fd) {
 ConfinedTree::ConfinedTree(UniqueFd root, int exportFd, std::string exportPath, std::string path)
     : root_(std::move(root)), exportFd_(exportFd), exportPath_(std::move(exportPath)), path_(std::move(path)) {}
 
-bool ConfinedTree::mayList(std::string_view dir, const Credentials* as) const {
-  scratch_.assign(dir);
-  UniqueFd fd(openBeneathAs(as, root_.get(), scratch_, O_RDONLY | O_DIRECTORY, RESOLVE_NO_SYMLINKS));
-  if (fd || !dir.empty() || errno != ENOTDIR) return fd.valid();
-  // A watch on one file: its events are the client's if it may read it.
+uint8_t ConfinedTree::access(std::string_view dir, const Credentials* as) const {
   std::optional<ActingAs> acting;
-  return enter(acting, as) && ::faccessat(root_.get(), "", R_OK, AT_EMPTY_PATH | AT_EACCESS) == 0;
+  if (!enter(acting, as)) return 0;
+  scratch_.assign(dir);
+  UniqueFd fd(openat2Beneath(root_.get(), scratch_, O_RDONLY | O_DIRECTORY, RESOLVE_NO_SYMLINKS, false));
+  if (!fd) {
+    // A watch on one file: its events and state are the client's if it may
+    // read it.
+    if (!dir.empty() || errno != ENOTDIR) return 0;
+    return ::faccessat(root_.get(), "", R_OK, AT_EMPTY_PATH | AT_EACCESS) == 0 ? kList | kSearch : 0;
+  }
+  return kList | (::faccessat(fd.get(), "", X_OK, AT_EMPTY_PATH | AT_EACCESS) == 0 ? kSearch : 0);
 }
 
-bool ConfinedTree::statEntry(std::string_view dir, std::string_view name, const Credentials* as,
-                             struct stat* st) const {
-  if (name.find('/') != std::string_view::npos) return false;  // one entry, never a path
-  // One switch of identity for the lookup and the stat (this runs for every
-  // event of a watch with stat attachments).
-  std::optional<ActingAs> acting;
-  if (!enter(acting, as)) return false;
-  UniqueFd dirFd;
-  int at = root_.get();
-  if (!dir.empty()) {
-    // O_PATH: opening for reading would itself be an event (IN_OPEN) in the
-    // watched directory. Whether the client may list `dir` is mayList's;
-    // the lookup of `name` below still needs its search permission.
-    scratch_.assign(dir);
-    dirFd.reset(openat2Beneath(root_.get(), scratch_, O_PATH | O_DIRECTORY, RESOLVE_NO_SYMLINKS, false));
-    if (!dirFd) return false;
-    at = dirFd.get();
-  }
-  if (name.empty()) return ::fstat(at, st) == 0;
-  scratch_.assign(name);
-  return ::fstatat(at, scratch_.c_str(), st, AT_SYMLINK_NOFOLLOW) == 0;
+UniqueFd ConfinedTree::openDir(std::string_view dir) const {
+  // O_PATH: opening for reading would itself be an event (IN_OPEN) in the
+  // watched directory. RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS: the directory
+  // inside the tree, never what a link leads to.
+  scratch_.assign(dir);
+  return UniqueFd(openat2Beneath(root_.get(), scratch_, O_PATH | O_DIRECTORY, RESOLVE_NO_SYMLINKS, false));
+}
+
+bool ConfinedTree::statAt(int dirFd, std::string_view name, struct stat* st) {
+  if (name.empty()) return ::fstat(dirFd, st) == 0;
+  if (name.find('/') != std::string_view::npos || name.size() > NAME_MAX) return false;  // one entry, never a path
+  char entry[NAME_MAX + 1];
+  name.copy(entry, name.size());
+  entry[name.size()] = '\0';
+  return ::fstatat(dirFd, entry, st, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
 int ConfinedTree::openListing(const Credentials* as) const {

@@ -20,6 +20,9 @@ namespace {
 // Room left in an EVENTS frame for one more record of the largest size.
 constexpr size_t kRecordReserve = 2 + 4 + 8 + 4 + 4 + 2 + proto::kMaxPath + 2 + proto::kMaxName + 2 + 40;
 constexpr uint32_t kOriginFlags = proto::kWatchOrigin | proto::kWatchOthersOnly;
+// Directory descriptors a session keeps for stat attachments (an openat2 per
+// event was most of the cost of an event with stat).
+constexpr size_t kMaxStatDirs = 64;
 
 }  // namespace
 
@@ -405,23 +408,49 @@ void Session::onSnapshot(const proto::Snapshot& snapshot) {
 
 int Session::openListingRoot(const WatchState& state) { return state.tree->openListing(client()); }
 
-bool Session::mayList(WatchState& state, std::string_view dir) {
-  dirKey_.assign(dir);
-  auto it = state.listable.find(dirKey_);
-  if (it != state.listable.end()) return it->second;
-  if (state.listable.size() >= 4096) state.listable.clear();
-  bool may = state.tree->mayList(dir, client());
-  state.listable.emplace(dirKey_, may);
-  return may;
+uint8_t Session::accessTo(WatchState& state, std::string_view dir) {
+  dirKey_.assign(state.root);
+  if (!dir.empty()) dirKey_.append("/").append(dir);
+  auto it = access_.find(dirKey_);
+  if (it != access_.end()) return it->second;
+  if (access_.size() >= 4096) access_.clear();
+  const uint8_t access = state.tree->access(dir, client());
+  access_.emplace(dirKey_, access);
+  return access;
 }
 
 void Session::dropListability() {
-  for (auto& [id, state] : watches_) state.listable.clear();
+  access_.clear();
+  dropStatDirs();
 }
 
-void Session::attachStat(const WatchState& state, std::string_view dir, std::string_view name) {
+void Session::dropStatDirs() {
+  if (statDirs_ == 0) return;
+  for (auto& [id, state] : watches_) state.dirs.clear();
+  statDirs_ = 0;
+}
+
+void Session::attachStat(WatchState& state, std::string_view dir, std::string_view name) {
+  scratch_.hasStat = false;
+  // The client's permission to look entries up in dir is checked as the
+  // client (cached like listability); the lookup itself goes through the
+  // tree's descriptors.
+  if (actAs_ && !name.empty() && !(accessTo(state, dir) & ConfinedTree::kSearch)) return;
+  int dirFd = state.tree->rootFd();
+  if (!dir.empty()) {
+    dirKey_.assign(dir);
+    auto it = state.dirs.find(dirKey_);
+    if (it == state.dirs.end()) {
+      if (statDirs_ >= kMaxStatDirs) dropStatDirs();
+      UniqueFd fd = state.tree->openDir(dir);
+      if (!fd) return;
+      it = state.dirs.emplace(dirKey_, std::move(fd)).first;
+      ++statDirs_;
+    }
+    dirFd = it->second.get();
+  }
   struct stat st;
-  scratch_.hasStat = state.tree->statEntry(dir, name, client(), &st);
+  scratch_.hasStat = ConfinedTree::statAt(dirFd, name, &st);
   if (scratch_.hasStat) scratch_.stat = eventStatOf(st);
 }
 
@@ -459,9 +488,11 @@ void Session::queueEvent(SubscriptionId watch, uint32_t mask, uint32_t cookie, s
   auto it = watches_.find(watch);
   if (it == watches_.end()) return;
   WatchState& state = it->second;
+  // A directory's permissions may have changed, or its name may now be
+  // another's: ask the kernel again, open again.
+  if ((mask & IN_ISDIR) && (mask & (IN_ATTRIB | IN_MOVE | IN_MOVE_SELF))) dropListability();
+  if ((mask & IN_ISDIR) && (mask & IN_DELETE)) dropStatDirs();
   if (actAs_ && !(mask & (IN_IGNORED | IN_Q_OVERFLOW))) {
-    // A directory's permissions may have changed: ask the kernel again.
-    if ((mask & IN_ISDIR) && (mask & (IN_ATTRIB | IN_MOVE | IN_MOVE_SELF))) dropListability();
     // The root's own permissions or place changed: may the client still
     // reach it? After this drain (not inside it: ending a watch unsubscribes).
     if (dir.empty() && name.empty() && (mask & (IN_ATTRIB | IN_MOVE_SELF))) {

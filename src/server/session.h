@@ -101,7 +101,7 @@ class Session : public std::enable_shared_from_this<Session> {
     // The watched tree, held by its root's descriptor: every filesystem
     // access for this watch (listability, stat, listings) goes through it.
     std::unique_ptr<ConfinedTree> tree;
-    std::unordered_map<std::string, bool> listable;  // per directory below the root (see actAs_)
+    std::unordered_map<std::string, UniqueFd> dirs;   // O_PATH descriptors of directories, for kWatchStat
   };
   std::unordered_map<SubscriptionId, WatchState> watches_;
   uint64_t capabilities_ = 0;                   // in force after the handshake
@@ -112,10 +112,18 @@ class Session : public std::enable_shared_from_this<Session> {
   // have changed (an ATTRIB or a move of a directory, any guard event).
   std::optional<Credentials> actAs_;
   const Credentials* client() const { return actAs_ ? &*actAs_ : nullptr; }
+  // ConfinedTree::access per directory, by server path (watches of one tree
+  // share the answers).
+  std::unordered_map<std::string, uint8_t> access_;
   std::string dirKey_;  // scratch
-  bool mayList(WatchState& state, std::string_view dir);
+  uint8_t accessTo(WatchState& state, std::string_view dir);
+  void dropStatDirs();
+  bool mayList(WatchState& state, std::string_view dir) { return accessTo(state, dir) & ConfinedTree::kList; }
   void dropListability();
-  void attachStat(const WatchState& state, std::string_view dir, std::string_view name);
+  void attachStat(WatchState& state, std::string_view dir, std::string_view name);
+  // Descriptors of directories kept for stat attachments, in all watches
+  // (counted from the last drop; at most kMaxStatDirs are kept).
+  size_t statDirs_ = 0;
   // The watch's root opened for reading a listing, as the client: an fd, or
   // -1 with errno.
   int openListingRoot(const WatchState& state);
