@@ -57,7 +57,7 @@ class AccessGuard {
   UniqueFd fd_;
   asio::posix::stream_descriptor stream_;
   Handler handler_;
-  std::unordered_map<int, std::vector<SubscriptionId>> users_;    // kernel watch -> watches below it
+  std::unordered_map<int, std::vector<SubscriptionId>> users_;   // kernel watch -> watches below it
   std::unordered_map<SubscriptionId, std::vector<int>> chains_;  // watch -> its kernel watches
 };
 

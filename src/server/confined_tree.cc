@@ -45,15 +45,14 @@ int openat2Beneath(int dirFd, const std::string& relative, uint64_t flags, uint6
 
 }  // namespace
 
-int openBeneathAs(const Credentials* as, int dirFd, const std::string& relative, uint64_t flags,
-                  uint64_t extraResolve, bool inRoot) {
+int openBeneathAs(const Credentials* as, int dirFd, const std::string& relative, uint64_t flags, uint64_t extraResolve,
+                  bool inRoot) {
   std::optional<ActingAs> acting;
   if (!enter(acting, as)) return -1;
   return openat2Beneath(dirFd, relative, flags, extraResolve, inRoot);
 }
 
-UniqueFd openEntryAs(const Credentials* as, int exportFd, const std::string& relative, bool inRoot,
-                     bool* readable) {
+UniqueFd openEntryAs(const Credentials* as, int exportFd, const std::string& relative, bool inRoot, bool* readable) {
   UniqueFd fd(openBeneathAs(as, exportFd, relative, O_PATH, 0, inRoot));
   *readable = true;
   if (fd && as != nullptr && mustActAs(*as)) {
@@ -89,12 +88,44 @@ uint8_t ConfinedTree::access(std::string_view dir, const Credentials* as) const 
   return kList | (::faccessat(fd.get(), "", X_OK, AT_EMPTY_PATH | AT_EACCESS) == 0 ? kSearch : 0);
 }
 
-UniqueFd ConfinedTree::openDir(std::string_view dir) const {
+UniqueFd ConfinedTree::openDirAs(std::string_view dir, const Credentials* as, bool* searchable,
+                                 struct stat* checked) const {
+  *searchable = false;
+  std::optional<ActingAs> acting;
+  if (!enter(acting, as)) return UniqueFd();
   // O_PATH: opening for reading would itself be an event (IN_OPEN) in the
   // watched directory. RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS: the directory
   // inside the tree, never what a link leads to.
   scratch_.assign(dir);
-  return UniqueFd(openat2Beneath(root_.get(), scratch_, O_PATH | O_DIRECTORY, RESOLVE_NO_SYMLINKS, false));
+  UniqueFd fd(openat2Beneath(root_.get(), scratch_, O_PATH | O_DIRECTORY, RESOLVE_NO_SYMLINKS, false));
+  if (!fd && dir.empty() && errno == ENOTDIR) {
+    // A watch on one file: its own state only.
+    fd.reset(::fcntl(root_.get(), F_DUPFD_CLOEXEC, 0));
+    if (!fd || ::fstat(fd.get(), checked) != 0) return UniqueFd();
+    *searchable = ::faccessat(fd.get(), "", R_OK, AT_EMPTY_PATH | AT_EACCESS) == 0;
+    return fd;
+  }
+  // Mode and owner first, then the check: a change of them after the check
+  // shows (see changedSince).
+  if (!fd || ::fstat(fd.get(), checked) != 0) return UniqueFd();
+  // Read and search: nothing about a directory the client may not list.
+  *searchable = ::faccessat(fd.get(), "", R_OK | X_OK, AT_EMPTY_PATH | AT_EACCESS) == 0;
+  return fd;
+}
+
+bool ConfinedTree::changedSince(int fd, const struct stat& checked) {
+  struct stat st;
+  return ::fstat(fd, &st) != 0 || st.st_mode != checked.st_mode || st.st_uid != checked.st_uid ||
+         st.st_gid != checked.st_gid;
+}
+
+bool ConfinedTree::stillAtItsPath() const {
+  std::string relative;
+  if (path_.size() > exportPath_.size()) relative = path_.substr(exportPath_ == "/" ? 1 : exportPath_.size() + 1);
+  UniqueFd now(openat2Beneath(exportFd_, relative, O_PATH, RESOLVE_NO_SYMLINKS, exportPath_ == "/"));
+  struct stat a, b;
+  return now && ::fstat(now.get(), &a) == 0 && ::fstat(root_.get(), &b) == 0 && a.st_dev == b.st_dev &&
+         a.st_ino == b.st_ino;
 }
 
 bool ConfinedTree::statAt(int dirFd, std::string_view name, struct stat* st) {

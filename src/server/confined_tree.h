@@ -31,8 +31,7 @@ int openBeneathAs(const Credentials* as, int dirFd, const std::string& relative,
 // Opens `relative` beneath an export's descriptor as `as` (O_PATH: the walk
 // checks search permission on every directory); *readable: whether `as`
 // may also read it (what a watch needs). -1 with errno on failure.
-UniqueFd openEntryAs(const Credentials* as, int exportFd, const std::string& relative, bool inRoot,
-                     bool* readable);
+UniqueFd openEntryAs(const Credentials* as, int exportFd, const std::string& relative, bool inRoot, bool* readable);
 
 // What a descriptor names now (readlink of /proc/self/fd/N); "" if unknown.
 std::string pathOf(int fd);
@@ -55,18 +54,31 @@ class ConfinedTree {
   // state is its to see). One switch of identity; callers cache the answer.
   static constexpr uint8_t kList = 1, kSearch = 2;
   uint8_t access(std::string_view dir, const Credentials* as) const;
-  // The directory `dir` below the root (O_PATH, never through a symbolic
-  // link), opened with the daemon's identity, for statAt.
-  UniqueFd openDir(std::string_view dir) const;
+  // The directory `dir` ("" the root) below the root, opened as `as` (O_PATH,
+  // never through a symbolic link: the walk checks `as`'s search permission
+  // on the way), for statAt; *searchable: whether `as` may also look entries
+  // up in it and list it. Both answers are about the one object the descriptor holds,
+  // whatever is at that path later.
+  // *checked: its state before the check.
+  UniqueFd openDirAs(std::string_view dir, const Credentials* as, bool* searchable, struct stat* checked) const;
+  // Whether fd's mode or owner changed since `checked` (one fstat, no switch
+  // of identity). Not its ACL: an ACL change is an IN_ATTRIB, which drops the
+  // session's answers when it is read.
+  static bool changedSince(int fd, const struct stat& checked);
   // The state of `name` in the directory dirFd ("" the directory itself),
-  // without following a final symbolic link, read with the daemon's
-  // identity: the caller has checked, with access(), that the client may
-  // search that directory (switching identity for every event of a watch
-  // with stat attachments cost three times the CPU of the whole event path).
+  // without following a final symbolic link, read through the descriptor
+  // with the daemon's identity: the caller has checked, with openDirAs, that
+  // the client may search that very directory (switching identity for every
+  // event of a watch with stat attachments cost three times the CPU of the
+  // whole event path).
   static bool statAt(int dirFd, std::string_view name, struct stat* st);
   // The root opened for reading (a listing), as `as`. -1 with errno.
   int openListing(const Credentials* as) const;
 
+  // Whether the path the tree was watched at still names its root (checked
+  // beneath the export, through no symbolic link): a watcher that places its
+  // kernel watch by that path has then watched the right object.
+  bool stillAtItsPath() const;
   // Revocation: whether `as` may still reach the root from its export. The
   // root must still be lexically inside the export, and resolving that path
   // beneath the export as `as` must give the root itself, readable. Empty if

@@ -25,7 +25,8 @@ Result<std::unique_ptr<Server>> Server::create(asio::io_context& io, ExportRoots
   if (!watcher) return watcher.error();
   server->watcher_ = std::move(*watcher);
   server->kernelFd_ = std::make_unique<asio::posix::stream_descriptor>(io, server->watcher_->fd());
-  auto guard = AccessGuard::create(io, [s = server.get()](SubscriptionId id, uint32_t mask) { s->onGuardEvent(id, mask); });
+  auto guard =
+      AccessGuard::create(io, [s = server.get()](SubscriptionId id, uint32_t mask) { s->onGuardEvent(id, mask); });
   if (!guard) return guard.error();
   server->guard_ = std::move(*guard);
   server->waitForKernel();
@@ -86,6 +87,12 @@ Result<SubscriptionId> Server::watch(Session& session, const std::string& path, 
   const size_t index = resolved->exportIndex;
   auto confined = std::make_unique<ConfinedTree>(std::move(resolved->fd), exports_.fd(index), exports_.roots()[index],
                                                  resolved->path);
+  // A backend that still places its kernel watch by path (before it honours
+  // rootFd) may have watched another object if the path changed meanwhile.
+  if (!confined->stillAtItsPath()) {
+    watcher_->unsubscribe(*id);
+    return Error{EACCES, "'" + path + "' moved or was replaced while it was being watched; try again"};
+  }
   if (as != nullptr && mustActAs(*as)) {
     if (Status guarded = guard_->guard(*id, *confined); !guarded) {
       watcher_->unsubscribe(*id);

@@ -61,8 +61,7 @@ class Server final : public EventSink {
   // daemon's own user. Watches made for another user are guarded: a change
   // of permissions or place above them makes their session re-check them.
   Result<SubscriptionId> watch(Session& session, const std::string& path, uint32_t mask, bool recursive,
-                               bool attributed, std::unique_ptr<ConfinedTree>* tree,
-                               const Credentials* as = nullptr);
+                               bool attributed, std::unique_ptr<ConfinedTree>* tree, const Credentials* as = nullptr);
   AccessGuard& guard() { return *guard_; }
   const ExportRoots& exports() const { return exports_; }
   void unwatch(SubscriptionId id);

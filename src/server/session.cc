@@ -360,8 +360,7 @@ void Session::onSnapshot(const proto::Snapshot& snapshot) {
     // As the client: the kernel then lists only what it may read.
     std::optional<ActingAs> acting;
     if (actAs_) acting.emplace(*actAs_);
-    int fd = acting && !acting->ok() ? (errno = EACCES, -1)
-                                     : openListingRoot(state);
+    int fd = acting && !acting->ok() ? (errno = EACCES, -1) : openListingRoot(state);
     if (fd < 0 && errno != ENOTDIR) {
       reply.status = errno;
       reply.message = "cannot list '" + state.root + "': " + std::strerror(errno);
@@ -432,25 +431,28 @@ void Session::dropStatDirs() {
 
 void Session::attachStat(WatchState& state, std::string_view dir, std::string_view name) {
   scratch_.hasStat = false;
-  // The client's permission to look entries up in dir is checked as the
-  // client (cached like listability); the lookup itself goes through the
-  // tree's descriptors.
-  if (actAs_ && !name.empty() && !(accessTo(state, dir) & ConfinedTree::kSearch)) return;
-  int dirFd = state.tree->rootFd();
-  if (!dir.empty()) {
-    dirKey_.assign(dir);
-    auto it = state.dirs.find(dirKey_);
-    if (it == state.dirs.end()) {
-      if (statDirs_ >= kMaxStatDirs) dropStatDirs();
-      UniqueFd fd = state.tree->openDir(dir);
-      if (!fd) return;
-      it = state.dirs.emplace(dirKey_, std::move(fd)).first;
-      ++statDirs_;
-    }
-    dirFd = it->second.get();
+  // The directory is opened as the client, once, and the entry looked up in
+  // it through that descriptor: the state is of an entry of a directory the
+  // client could search when it was opened, never of what the same path
+  // names after a rename or an exchange.
+  dirKey_.assign(dir);
+  auto it = state.dirs.find(dirKey_);
+  // Its mode or owner changed since the check: check again, as the client.
+  if (it != state.dirs.end() && ConfinedTree::changedSince(it->second.fd.get(), it->second.checked)) {
+    state.dirs.erase(it);
+    it = state.dirs.end();
   }
+  if (it == state.dirs.end()) {
+    if (statDirs_ >= kMaxStatDirs) dropStatDirs();
+    WatchState::StatDir opened;
+    opened.fd = state.tree->openDirAs(dir, client(), &opened.searchable, &opened.checked);
+    if (!opened.fd) return;
+    it = state.dirs.emplace(dirKey_, std::move(opened)).first;
+    ++statDirs_;
+  }
+  if (!it->second.searchable) return;
   struct stat st;
-  scratch_.hasStat = ConfinedTree::statAt(dirFd, name, &st);
+  scratch_.hasStat = ConfinedTree::statAt(it->second.fd.get(), name, &st);
   if (scratch_.hasStat) scratch_.stat = eventStatOf(st);
 }
 

@@ -101,7 +101,14 @@ class Session : public std::enable_shared_from_this<Session> {
     // The watched tree, held by its root's descriptor: every filesystem
     // access for this watch (listability, stat, listings) goes through it.
     std::unique_ptr<ConfinedTree> tree;
-    std::unordered_map<std::string, UniqueFd> dirs;   // O_PATH descriptors of directories, for kWatchStat
+    // For kWatchStat: directories opened as the client, and whether it may
+    // search each (see ConfinedTree::openDirAs).
+    struct StatDir {
+      UniqueFd fd;
+      bool searchable = false;
+      struct stat checked = {};  // mode and owner when checked: others mean check again
+    };
+    std::unordered_map<std::string, StatDir> dirs;
   };
   std::unordered_map<SubscriptionId, WatchState> watches_;
   uint64_t capabilities_ = 0;                   // in force after the handshake

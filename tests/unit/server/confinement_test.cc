@@ -48,7 +48,8 @@ std::string readLine(int fd, int timeoutMs) {
   char c;
   while (Clock::now() < deadline) {
     struct pollfd p = {fd, POLLIN, 0};
-    const int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count());
+    const int left =
+        static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count());
     if (::poll(&p, 1, left > 0 ? left : 0) != 1) continue;
     if (::read(fd, &c, 1) != 1) return line;
     if (c == '\n') return line;
@@ -160,7 +161,8 @@ class Confinement : public ::testing::Test {
     socket_ = base_ + "/s.sock";
     // RNOTIFYD: another build of the daemon (to run these against an older one).
     const char* daemon = std::getenv("RNOTIFYD");
-    auto p = AgentProcess::spawn({daemon ? daemon : RNOTIFYD_PATH, "--listen", "unix:" + socket_, "--export", exportDir_});
+    auto p =
+        AgentProcess::spawn({daemon ? daemon : RNOTIFYD_PATH, "--listen", "unix:" + socket_, "--export", exportDir_});
     ASSERT_TRUE(p.ok());
     daemon_ = std::move(*p);
     auto deadline = Clock::now() + std::chrono::seconds(10);
@@ -248,18 +250,18 @@ TEST_F(Confinement, EveryForbiddenPathGetsTheSameAnswer) {
   fs::create_symlink(base_ + "/rootonly", exportDir_ + "/out");
   startClient();
   const std::vector<std::string> paths = {
-      base_ + "/rootonly/.profile",            // outside, exists
-      base_ + "/rootonly/zzz",                 // outside, missing
-      base_ + "/rootonly",                     // outside, exists, a directory
-      base_ + "/nothere",                      // outside, missing
-      exportDir_ + "/../rootonly/.profile",    // escape by "..", exists
-      exportDir_ + "/../rootonly/zzz",         // escape by "..", missing
-      exportDir_ + "/out/.profile",            // a symbolic link out, exists
-      exportDir_ + "/out/zzz",                 // a symbolic link out, missing
-      exportDir_ + "/private/notes",           // inside, not searchable, exists
-      exportDir_ + "/private/zzz",             // inside, not searchable, missing
-      exportDir_ + "/private",                 // inside, not readable
-      "/etc/passwd",                           // elsewhere, exists
+      base_ + "/rootonly/.profile",          // outside, exists
+      base_ + "/rootonly/zzz",               // outside, missing
+      base_ + "/rootonly",                   // outside, exists, a directory
+      base_ + "/nothere",                    // outside, missing
+      exportDir_ + "/../rootonly/.profile",  // escape by "..", exists
+      exportDir_ + "/../rootonly/zzz",       // escape by "..", missing
+      exportDir_ + "/out/.profile",          // a symbolic link out, exists
+      exportDir_ + "/out/zzz",               // a symbolic link out, missing
+      exportDir_ + "/private/notes",         // inside, not searchable, exists
+      exportDir_ + "/private/zzz",           // inside, not searchable, missing
+      exportDir_ + "/private",               // inside, not readable
+      "/etc/passwd",                         // elsewhere, exists
   };
   std::string first, firstPath;
   for (const std::string& path : paths) {
@@ -304,8 +306,7 @@ class Revocation : public Confinement {
     ASSERT_NE(waitFor(marker_, IN_CREATE, "m"), "timeout");
     EXPECT_EQ(ask("after " + std::to_string(watched_)), "0") << "events came after IN_IGNORED (" << why << ")";
     const std::string log = clientLog();
-    EXPECT_NE(log.find("watch " + std::to_string(watched_) + " on '" + exportDir_ + "/a/b/w' ended"),
-              std::string::npos)
+    EXPECT_NE(log.find("watch " + std::to_string(watched_) + " on '" + exportDir_ + "/a/b/w' ended"), std::string::npos)
         << "no notice after " << why << "; the client logged:\n"
         << log;
   }

@@ -21,15 +21,16 @@ namespace fs = std::filesystem;
 
 // Calls that take a path. The *at() forms are listed apart: they are path-
 // based only from AT_FDCWD.
-const char* const kPathCalls[] = {"open",    "open64",   "creat",   "stat",      "lstat",    "stat64",
-                                  "realpath", "opendir", "access",  "readlink",  "mkdir",    "unlink",
-                                  "rmdir",   "rename",   "chmod",   "chown",     "lchown",   "truncate",
-                                  "fopen",   "getxattr", "lgetxattr", "setxattr", "lsetxattr", "listxattr",
-                                  "llistxattr", "utimes", "symlink", "link",     "mknod",    "statfs",
-                                  "execv",   "execve",   "execvp",  "inotify_add_watch"};
-const char* const kAtCalls[] = {"openat",  "openat2",  "fstatat", "newfstatat", "faccessat", "faccessat2",
-                                "statx",   "readlinkat", "name_to_handle_at", "fanotify_mark", "mkdirat",
-                                "unlinkat", "renameat", "renameat2", "fchmodat", "fchownat", "utimensat"};
+const char* const kPathCalls[] = {
+    "open",       "open64",           "creat",   "stat",     "lstat",     "stat64",   "realpath",  "opendir",
+    "access",     "readlink",         "mkdir",   "unlink",   "rmdir",     "rename",   "chmod",     "chown",
+    "lchown",     "truncate",         "fopen",   "getxattr", "lgetxattr", "setxattr", "lsetxattr", "listxattr",
+    "llistxattr", "utimes",           "symlink", "link",     "mknod",     "statfs",   "execv",     "execve",
+    "execvp",     "inotify_add_watch"};
+const char* const kAtCalls[] = {"openat",     "openat2",  "fstatat",    "newfstatat",        "faccessat",
+                                "faccessat2", "statx",    "readlinkat", "name_to_handle_at", "fanotify_mark",
+                                "mkdirat",    "unlinkat", "renameat",   "renameat2",         "fchmodat",
+                                "fchownat",   "utimensat"};
 
 struct Allowed {
   const char* file;     // relative to the source root
@@ -43,8 +44,9 @@ const Allowed kAllowed[] = {
     {"src/server/export_roots.cc", "::realpath(path.c_str()", "--export roots, the administrator's, at start"},
     {"src/server/export_roots.cc", "::open(real->c_str()", "--export roots, the administrator's, at start"},
     {"src/server/confined_tree.cc", "::readlink(link, target", "/proc/self/fd/N: where a descriptor is now"},
-    {"src/server/access_guard.cc", "::inotify_add_watch(inotifyFd, link", "/proc/self/fd/N of a descriptor opened "
-                                                                          "with O_NOFOLLOW from the export's"},
+    {"src/server/access_guard.cc", "::inotify_add_watch(inotifyFd, link",
+     "/proc/self/fd/N of a descriptor opened "
+     "with O_NOFOLLOW from the export's"},
     {"src/server/agent_handoff.cc", "::open(\"/dev/null\"", "/dev/null"},
     {"src/server/agent_handoff.cc", "::execv(args[0]", "rnotifyd itself (/proc/self/exe), for the agent"},
     {"src/server/agent_handoff.cc", "::mkdir(dir.c_str(), 0700)", "the user's own runtime directory (env)"},
