@@ -367,6 +367,11 @@ void Connection::handle(proto::Message& message) {
       auto& list = listings_[entries->requestId];
       for (proto::TreeEntry& e : entries->entries) list.push_back(std::move(e));
     }
+  } else if (auto* reply = std::get_if<proto::Reply>(&message); reply && reply->requestId == 0) {
+    // A notice, not an answer (no request has id 0): the server ended a
+    // watch on its own, e.g. because this user may no longer read it. Its
+    // IN_IGNORED comes as an event; the reason is for the user.
+    log::warn("{}: {}", description_, reply->message);
   } else if (auto* reply = std::get_if<proto::Reply>(&message)) {
     if (reply->requestId == listingRequest_) listingStarted_ = true;
     if (auto it = std::find(unwanted_.begin(), unwanted_.end(), reply->requestId); it != unwanted_.end()) {

@@ -1,8 +1,13 @@
-// ExportRoots: the directories a daemon serves. Every requested path is
-// resolved inside one of them by the kernel, with openat2(RESOLVE_BENEATH)
-// from the export's own descriptor: "..", absolute symbolic links and links
-// that lead out are refused during the walk itself, so a directory swapped
-// for a symbolic link between a check and the watch cannot lead out either.
+// ExportRoots: the directories a daemon serves. A requested path is first
+// checked by its spelling alone ("." and ".." applied lexically): one that
+// does not name a place inside an export is refused without touching the
+// filesystem, so that the answer cannot tell whether it exists. Inside, it is
+// resolved by the kernel, with openat2(RESOLVE_BENEATH) from the export's own
+// descriptor and as the client: "..", absolute symbolic links and links that
+// lead out are refused during the walk itself, so a directory swapped for a
+// symbolic link between a check and the watch cannot lead out either. The
+// descriptor of what was resolved is kept: everything after reaches the entry
+// through it (ConfinedTree), never by its path again.
 #pragma once
 
 #include <sys/types.h>
@@ -26,28 +31,37 @@ class ExportRoots {
 
   struct Resolved {
     std::string path;  // canonical, inside an export
-    uint64_t dev = 0;  // what it was when resolved, to re-check after watching
+    UniqueFd fd;       // O_PATH, opened beneath the export as the client
+    size_t exportIndex = 0;
+    uint64_t dev = 0;
     uint64_t ino = 0;
     bool isDirectory = false;
   };
   // Resolves a client's path (absolute, or relative to base) inside an
   // export. With `as`, the path is opened as that user, so that the kernel
   // checks search permission on every directory on the way and read
-  // permission on the target (ACLs included). Errors: ENOENT missing;
-  // EACCES outside every export, or not permitted; ELOOP a symbolic-link
-  // loop; EINVAL empty or containing a NUL byte; ENAMETOOLONG.
+  // permission on the target (ACLs included). Errors: EINVAL empty or
+  // containing a NUL byte; ENAMETOOLONG. For a client that is the daemon's
+  // own user: ENOENT missing; EACCES outside every export, or not permitted;
+  // ELOOP a symbolic-link loop. For any other user (mustActAs), every path it
+  // may not watch, whether missing, outside, or not permitted, gets the one
+  // answer forbidden(requested): a user must not learn what exists where it
+  // may not look.
   Result<Resolved> resolveEntry(std::string_view requested, const std::string& base,
                                 const Credentials* as = nullptr) const;
+  // The answer to another user for a path it may not watch, for whatever
+  // reason. EACCES, not ENOENT: a client ends a watch whose path is ENOENT
+  // on the server as deleted (client.cc, after a reconnection), which would
+  // be a false statement about a path that may well exist; EACCES makes it
+  // fail the watch and say so, without ending anything in its view.
+  static Error forbidden(std::string_view requested);
   Result<std::string> resolve(std::string_view requested, const std::string& base) const {
     auto r = resolveEntry(requested, base);
     if (!r) return r.error();
     return r->path;
   }
-  // Whether `who` may list the directory `path` (canonical, inside an
-  // export), checked by the kernel as that user.
-  bool mayList(const std::string& path, const Credentials& who) const;
-
   const std::vector<std::string>& roots() const { return roots_; }
+  int fd(size_t index) const { return fds_[index].get(); }
 
  private:
   std::vector<std::string> roots_;

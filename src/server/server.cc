@@ -31,6 +31,10 @@ Result<std::unique_ptr<Server>> Server::create(asio::io_context& io, ExportRoots
   if (!watcher) return watcher.error();
   server->watcher_ = std::move(*watcher);
   server->kernelFd_ = std::make_unique<asio::posix::stream_descriptor>(io, server->watcher_->fd());
+  auto guard =
+      AccessGuard::create(io, [s = server.get()](SubscriptionId id, uint32_t mask) { s->onGuardEvent(id, mask); });
+  if (!guard) return guard.error();
+  server->guard_ = std::move(*guard);
   server->waitForKernel();
   return server;
 }
@@ -68,34 +72,58 @@ void Server::shutdown() {
   if (shuttingDown_) return;
   shuttingDown_ = true;
   kernelFd_->cancel();
+  guard_->stop();
   std::vector<std::shared_ptr<Session>> open(sessions_.begin(), sessions_.end());
   for (auto& session : open) session->close(ESHUTDOWN, "the server is shutting down");
 }
 
 Result<SubscriptionId> Server::watch(Session& session, const std::string& path, uint32_t mask, bool recursive,
-                                     bool attributed, std::string* resolvedPath, const Credentials* as) {
+                                     bool attributed, std::unique_ptr<ConfinedTree>* tree, const Credentials* as) {
   auto resolved = exports_.resolveEntry(path, cwd_, as);
   if (!resolved) return resolved.error();
-  *resolvedPath = resolved->path;
   SubscribeOptions options;
   options.mask = mask;
   options.recursive = recursive;
   options.pids = attributed;  // the pid probe costs kernel work per event: only where it is used
+  // The watcher reaches the entry through (its duplicate of) the descriptor
+  // resolved as the client, not by looking the path up again.
+  options.rootFd = resolved->fd.get();
   auto id = watcher_->subscribe(resolved->path, options);
   if (!id) return id.error();
-  // The kernel watch is made by path: if the entry was swapped (for a link
-  // leading out, say) between the resolution and the watch, refuse.
-  struct stat st;
-  if (::lstat(resolved->path.c_str(), &st) != 0 || st.st_dev != resolved->dev || st.st_ino != resolved->ino) {
+  const size_t index = resolved->exportIndex;
+  auto confined = std::make_unique<ConfinedTree>(std::move(resolved->fd), exports_.fd(index), exports_.roots()[index],
+                                                 resolved->path);
+  // A backend that still places its kernel watch by path (before it honours
+  // rootFd) may have watched another object if the path changed meanwhile.
+  if (!confined->stillAtItsPath()) {
     watcher_->unsubscribe(*id);
-    return Error{EACCES, "'" + path + "' changed while it was being watched (replaced by another entry); try again"};
+    return Error{EACCES, "'" + path + "' moved or was replaced while it was being watched; try again"};
+  }
+  if (as != nullptr && mustActAs(*as)) {
+    if (Status guarded = guard_->guard(*id, *confined); !guarded) {
+      watcher_->unsubscribe(*id);
+      return Error{EACCES, "'" + path + "' moved or was replaced while it was being watched; try again"};
+    }
   }
   subscriptions_[*id] = &session;
+  *tree = std::move(confined);
   return id;
 }
 
 void Server::unwatch(SubscriptionId id) {
+  guard_->release(id);
   if (subscriptions_.erase(id) != 0) watcher_->unsubscribe(id);
+}
+
+void Server::onGuardEvent(SubscriptionId id, uint32_t mask) {
+  auto it = subscriptions_.find(id);
+  if (it == subscriptions_.end()) {
+    guard_->release(id);
+    return;
+  }
+  Session* session = it->second;
+  session->recheckAccess(id, mask);
+  session->flush();
 }
 
 void Server::sessionClosed(Session& session) {
@@ -177,7 +205,10 @@ void Server::onEvent(SubscriptionId subscription, uint32_t mask, uint32_t cookie
   if (pid != 0 && pid == selfPid_) return;
   Session* session = it->second;
   // The backend forgets a subscription after reporting IN_IGNORED for it.
-  if ((mask & IN_IGNORED) && dir.empty()) subscriptions_.erase(it);
+  if ((mask & IN_IGNORED) && dir.empty()) {
+    subscriptions_.erase(it);
+    guard_->release(subscription);
+  }
   session->queueEvent(subscription, mask, cookie, dir, name, pid);
 }
 

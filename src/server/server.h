@@ -17,6 +17,8 @@
 #include <vector>
 
 #include "server/auth_throttle.h"
+#include "server/access_guard.h"
+#include "server/confined_tree.h"
 #include "server/export_roots.h"
 #include "server/origin_resolver.h"
 #include "server/session.h"
@@ -70,13 +72,16 @@ class Server final : public EventSink {
   void onIdle(std::function<void()> callback) { onIdle_ = std::move(callback); }
 
   // For sessions.
-  // *resolved receives the canonical server path that is watched.
+  // *tree receives what is watched: its root's descriptor, through which the
+  // session reaches it from then on, and its canonical server path.
   // attributed: the watch needs the acting pid of its events (origin flags).
   // as: the client's credentials when the kernel must check its permission
   // (the daemon runs as another user); nothing for clients that are the
-  // daemon's own user.
+  // daemon's own user. Watches made for another user are guarded: a change
+  // of permissions or place above them makes their session re-check them.
   Result<SubscriptionId> watch(Session& session, const std::string& path, uint32_t mask, bool recursive,
-                               bool attributed, std::string* resolved, const Credentials* as = nullptr);
+                               bool attributed, std::unique_ptr<ConfinedTree>* tree, const Credentials* as = nullptr);
+  AccessGuard& guard() { return *guard_; }
   const ExportRoots& exports() const { return exports_; }
   void unwatch(SubscriptionId id);
   void sessionClosed(Session& session);
@@ -137,6 +142,8 @@ class Server final : public EventSink {
  private:
   Server(asio::io_context& io, ExportRoots exports, ServerLimits limits);
   void waitForKernel();
+  // The guard saw a change above (or of) a watch's root.
+  void onGuardEvent(SubscriptionId id, uint32_t mask);
 
   using TokenKey = std::tuple<std::string, uint64_t, uint64_t>;  // owner, token
 
@@ -152,6 +159,7 @@ class Server final : public EventSink {
   OriginResolver origins_;
   bool attribution_ = OriginResolver::privileged();
   std::unique_ptr<asio::posix::stream_descriptor> kernelFd_;
+  std::unique_ptr<AccessGuard> guard_;
   std::unordered_map<SubscriptionId, Session*> subscriptions_;  // the SubscriptionRegistry
   std::set<std::shared_ptr<Session>> sessions_;
   std::vector<Session*> dirty_;

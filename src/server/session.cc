@@ -20,6 +20,9 @@ namespace {
 // Room left in an EVENTS frame for one more record of the largest size.
 constexpr size_t kRecordReserve = 2 + 4 + 8 + 4 + 4 + 2 + proto::kMaxPath + 2 + proto::kMaxName + 2 + 40;
 constexpr uint32_t kOriginFlags = proto::kWatchOrigin | proto::kWatchOthersOnly;
+// Directory descriptors a session keeps for stat attachments (an openat2 per
+// event was most of the cost of an event with stat).
+constexpr size_t kMaxStatDirs = 64;
 
 }  // namespace
 
@@ -294,12 +297,13 @@ void Session::onWatch(const proto::Watch& watch) {
     if (!watchLimitLogged_) log::warn("{}: watch limit reached; later refusals are not logged", description_);
     watchLimitLogged_ = true;
   } else {
-    std::string resolved;
+    std::unique_ptr<ConfinedTree> tree;
     // Checking as the client, the server must also see permission changes
     // of directories (ATTRIB, moves), whether or not the client asked.
     const uint32_t kernelMask = watch.mask | (actAs_ ? uint32_t{IN_ATTRIB | IN_MOVE | IN_MOVE_SELF} : 0u);
     auto id = server_.watch(*this, watch.path, kernelMask, watch.flags & proto::kWatchRecursive,
-                            (watch.flags & kOriginFlags) != 0, &resolved, actAs_ ? &*actAs_ : nullptr);
+                            (watch.flags & kOriginFlags) != 0, &tree, client());
+    const std::string resolved = tree ? tree->path() : std::string();
     if (id && (watch.flags & kOriginFlags) && !server_.canAttribute(*id)) {
       std::string backend(server_.backendFor(*id));
       server_.unwatch(*id);
@@ -307,7 +311,12 @@ void Session::onWatch(const proto::Watch& watch) {
                                  ", which does not report who made them (fanotify does, on most local filesystems)"};
     }
     if (id) {
-      watches_.emplace(*id, WatchState{0, watch.flags, resolved, watch.mask});
+      WatchState state;
+      state.flags = watch.flags;
+      state.root = resolved;
+      state.mask = watch.mask;
+      state.tree = std::move(tree);
+      watches_.emplace(*id, std::move(state));
       reply.watchId = *id;
       reply.message = resolved;
       log::info("{}: watch {} on '{}' ({}{}{})", description_, *id, resolved, server_.backendFor(*id),
@@ -351,35 +360,83 @@ void Session::onDeclare(const proto::Declare& declare) {
   send(reply);
 }
 
-int Session::openListingRoot(const WatchState& state) {
-  // As the client: the kernel then lists only what it may read.
-  std::optional<ActingAs> acting;
-  if (actAs_) acting.emplace(*actAs_);
-  if (acting && !acting->ok()) {
-    errno = EACCES;
-    return -1;
+int Session::openListingRoot(const WatchState& state) { return state.tree->openListing(client()); }
+
+uint8_t Session::accessTo(WatchState& state, std::string_view dir) {
+  dirKey_.assign(state.root);
+  if (!dir.empty()) dirKey_.append("/").append(dir);
+  auto it = access_.find(dirKey_);
+  if (it != access_.end()) return it->second;
+  if (access_.size() >= 4096) access_.clear();
+  const uint8_t access = state.tree->access(dir, client());
+  access_.emplace(dirKey_, access);
+  return access;
+}
+
+void Session::dropListability() {
+  access_.clear();
+  dropStatDirs();
+}
+
+void Session::dropStatDirs() {
+  if (statDirs_ == 0) return;
+  for (auto& [id, state] : watches_) state.dirs.clear();
+  statDirs_ = 0;
+}
+
+void Session::attachStat(WatchState& state, std::string_view dir, std::string_view name) {
+  scratch_.hasStat = false;
+  // The directory is opened as the client, once, and the entry looked up in
+  // it through that descriptor: the state is of an entry of a directory the
+  // client could search when it was opened, never of what the same path
+  // names after a rename or an exchange.
+  dirKey_.assign(dir);
+  auto it = state.dirs.find(dirKey_);
+  // Its mode or owner changed since the check: check again, as the client.
+  if (it != state.dirs.end() && ConfinedTree::changedSince(it->second.fd.get(), it->second.checked)) {
+    state.dirs.erase(it);
+    it = state.dirs.end();
   }
-  return ::open(state.root.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-}
-
-bool Session::mayList(const std::string& root, std::string_view dir) {
-  dirPath_.assign(root);
-  if (!dir.empty()) dirPath_.append("/").append(dir);
-  auto it = listable_.find(dirPath_);
-  if (it != listable_.end()) return it->second;
-  if (listable_.size() >= 4096) listable_.clear();
-  bool may = server_.exports().mayList(dirPath_, *actAs_);
-  listable_.emplace(dirPath_, may);
-  return may;
-}
-
-void Session::attachStat(const std::string& root, std::string_view dir, std::string_view name) {
-  statPath_.assign(root);
-  if (!dir.empty()) statPath_.append("/").append(dir);
-  if (!name.empty()) statPath_.append("/").append(name);
+  if (it == state.dirs.end()) {
+    if (statDirs_ >= kMaxStatDirs) dropStatDirs();
+    WatchState::StatDir opened;
+    opened.fd = state.tree->openDirAs(dir, client(), &opened.searchable, &opened.checked);
+    if (!opened.fd) return;
+    it = state.dirs.emplace(dirKey_, std::move(opened)).first;
+    ++statDirs_;
+  }
+  if (!it->second.searchable) return;
   struct stat st;
-  scratch_.hasStat = ::fstatat(AT_FDCWD, statPath_.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+  scratch_.hasStat = ConfinedTree::statAt(it->second.fd.get(), name, &st);
   if (scratch_.hasStat) scratch_.stat = eventStatOf(st);
+}
+
+void Session::recheckAccess(SubscriptionId watch, uint32_t mask) {
+  auto it = watches_.find(watch);
+  if (closed_ || !actAs_ || it == watches_.end()) return;
+  dropListability();
+  const ConfinedTree& tree = *it->second.tree;
+  std::string lost = tree.whyUnreachable(*actAs_);
+  if (lost.empty() && (mask & (IN_MOVE_SELF | IN_IGNORED | IN_Q_OVERFLOW))) {
+    // Still reachable, maybe through other directories now: guard those.
+    if (Status guarded = server_.guard().guard(watch, tree); !guarded) {
+      lost = "it moved while it was being checked; watch it again";
+    }
+  }
+  if (!lost.empty()) revoke(watch, lost);
+}
+
+void Session::revoke(SubscriptionId watch, const std::string& why) {
+  const std::string root = watches_.at(watch).root;
+  log::info("{}: watch {} on '{}' ended: {}", description_, watch, root, why);
+  server_.unwatch(watch);
+  queueEvent(watch, IN_IGNORED, 0, {}, {}, 0);  // the last event of the watch
+  // Unsolicited (request 0): tells the client why its watch ended.
+  proto::Reply notice;
+  notice.watchId = watch;
+  notice.status = EACCES;
+  notice.message = "watch " + std::to_string(watch) + " on '" + root + "' ended: " + why;
+  send(notice);
 }
 
 void Session::queueEvent(SubscriptionId watch, uint32_t mask, uint32_t cookie, std::string_view dir,
@@ -388,10 +445,22 @@ void Session::queueEvent(SubscriptionId watch, uint32_t mask, uint32_t cookie, s
   auto it = watches_.find(watch);
   if (it == watches_.end()) return;
   WatchState& state = it->second;
+  // A directory's permissions may have changed, or its name may now be
+  // another's: ask the kernel again, open again.
+  if ((mask & IN_ISDIR) && (mask & (IN_ATTRIB | IN_MOVE | IN_MOVE_SELF))) dropListability();
+  if ((mask & IN_ISDIR) && (mask & IN_DELETE)) dropStatDirs();
   if (actAs_ && !(mask & (IN_IGNORED | IN_Q_OVERFLOW))) {
-    // A directory's permissions may have changed: ask the kernel again.
-    if ((mask & IN_ISDIR) && (mask & (IN_ATTRIB | IN_MOVE | IN_MOVE_SELF))) listable_.clear();
-    if (!mayList(state.root, dir)) return;
+    // The root's own permissions or place changed: may the client still
+    // reach it? After this drain (not inside it: ending a watch unsubscribes).
+    if (dir.empty() && name.empty() && (mask & (IN_ATTRIB | IN_MOVE_SELF))) {
+      asio::post(server_.io(), [weak = weak_from_this(), watch, mask] {
+        if (auto self = weak.lock()) {
+          self->recheckAccess(watch, mask);
+          self->flush();
+        }
+      });
+    }
+    if (!mayList(state, dir)) return;
     // Only there to see permission changes.
     if ((mask & IN_ALL_EVENTS) != 0 && (mask & IN_ALL_EVENTS & state.mask) == 0) return;
   }
@@ -407,7 +476,7 @@ void Session::queueEvent(SubscriptionId watch, uint32_t mask, uint32_t cookie, s
     if (scratch_.origin == Origin::kSelf && (state.flags & proto::kWatchOthersOnly)) return;
   }
   scratch_.hasStat = false;
-  if ((state.flags & proto::kWatchStat) && !(mask & (IN_IGNORED | IN_Q_OVERFLOW))) attachStat(state.root, dir, name);
+  if ((state.flags & proto::kWatchStat) && !(mask & (IN_IGNORED | IN_Q_OVERFLOW))) attachStat(state, dir, name);
   if (!batchOpen_) {
     batchStart_ = proto::beginEvents(pending_);
     batchCount_ = 0;

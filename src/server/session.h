@@ -16,6 +16,7 @@
 
 #include "event/event.h"
 #include "proto/codec.h"
+#include "server/confined_tree.h"
 #include "server/credentials.h"
 #include "server/journal.h"
 #include "server/transport.h"
@@ -52,6 +53,10 @@ class Session : public std::enable_shared_from_this<Session> {
   // Who the client is, for the bounds per user and the ownership of its
   // session token: "uid N (user)", or the address of an unauthenticated one.
   const std::string& owner() const { return owner_; }
+  // Revocation: a change of permissions or place at or above a watch's root
+  // (mask: what the guard saw). If the client may no longer reach the root
+  // from its export, the watch ends: IN_IGNORED, and a notice saying why.
+  void recheckAccess(SubscriptionId watch, uint32_t mask);
 
  private:
   void readMore();
@@ -87,7 +92,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void takeOver(Session& old, const std::vector<proto::WatchPosition>& positions,
                 std::unordered_map<SubscriptionId, uint64_t>* replayFrom, std::vector<SubscriptionId>* gaps);
   void replay(const std::unordered_map<SubscriptionId, uint64_t>& replayFrom);
-  void attachStat(const std::string& root, std::string_view dir, std::string_view name);
+  void revoke(SubscriptionId watch, const std::string& why);
   void send(const proto::Message& message);
   void closeBatch();
   void startWrite();
@@ -106,8 +111,19 @@ class Session : public std::enable_shared_from_this<Session> {
   struct WatchState {
     uint64_t seq = 0;    // last sequence number sent
     uint32_t flags = 0;  // proto::WatchFlag
-    std::string root;    // the watched server path, for kWatchStat
+    std::string root;    // the watched server path, as resolved (for messages)
     uint32_t mask = 0;   // the events the client asked for (the kernel may report more: see actAs_)
+    // The watched tree, held by its root's descriptor: every filesystem
+    // access for this watch (listability, stat, listings) goes through it.
+    std::unique_ptr<ConfinedTree> tree;
+    // For kWatchStat: directories opened as the client, and whether it may
+    // search each (see ConfinedTree::openDirAs).
+    struct StatDir {
+      UniqueFd fd;
+      bool searchable = false;
+      struct stat checked = {};  // mode and owner when checked: others mean check again
+    };
+    std::unordered_map<std::string, StatDir> dirs;
   };
   // The directory a Snapshot lists, opened as the client (-1 and errno).
   int openListingRoot(const WatchState& state);
@@ -132,15 +148,24 @@ class Session : public std::enable_shared_from_this<Session> {
   std::unordered_map<SubscriptionId, WatchState> watches_;
   uint64_t capabilities_ = 0;                   // in force after the handshake
   std::unordered_set<std::string> declared_;    // origins that are this client's own
-  std::string statPath_;                        // scratch for attachStat
   // Authorization: the client's credentials when the daemon runs as another
   // user. Events in directories it may not list are not sent; the answer
-  // per directory is cached until a directory's permissions may have
-  // changed (an ATTRIB or a move of a directory).
+  // per (watch, directory) is cached until a directory's permissions may
+  // have changed (an ATTRIB or a move of a directory, any guard event).
   std::optional<Credentials> actAs_;
-  std::unordered_map<std::string, bool> listable_;
-  std::string dirPath_;  // scratch
-  bool mayList(const std::string& root, std::string_view dir);
+  const Credentials* client() const { return actAs_ ? &*actAs_ : nullptr; }
+  // ConfinedTree::access per directory, by server path (watches of one tree
+  // share the answers).
+  std::unordered_map<std::string, uint8_t> access_;
+  std::string dirKey_;  // scratch
+  uint8_t accessTo(WatchState& state, std::string_view dir);
+  void dropStatDirs();
+  bool mayList(WatchState& state, std::string_view dir) { return accessTo(state, dir) & ConfinedTree::kList; }
+  void dropListability();
+  void attachStat(WatchState& state, std::string_view dir, std::string_view name);
+  // Descriptors of directories kept for stat attachments, in all watches
+  // (counted from the last drop; at most kMaxStatDirs are kept).
+  size_t statDirs_ = 0;
   // Backpressure: past the queued-bytes limit, events are dropped instead of
   // queued, and the watches that lost some get IN_Q_OVERFLOW (the client
   // then re-reads them) once the queue has been written out.

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -107,6 +108,57 @@ TEST_F(ExportRootsTest, ADirectorySwappedForALinkNeverLeadsOut) {
   stop = true;
   swapper.join();
   std::cerr << inside << " of 20000 resolutions landed inside the export; none outside\n";
+}
+
+TEST_F(ExportRootsTest, APathIsJudgedByItsSpellingBeforeAnyLookup) {
+  // ".." is applied to the spelling: export/sub/../sub is inside, whatever
+  // sub is; a link outside the export that leads into it is not followed
+  // (it would be a lookup outside every export).
+  auto dotted = roots_.resolveEntry(base_ + "/export/./sub/../sub", "/");
+  ASSERT_TRUE(dotted.ok()) << dotted.error().message;
+  EXPECT_EQ(dotted->path, base_ + "/export/sub");
+  fs::create_symlink(base_ + "/export", base_ + "/into");
+  auto viaOutsideLink = roots_.resolveEntry(base_ + "/into/sub", "/");
+  ASSERT_FALSE(viaOutsideLink.ok());
+  EXPECT_EQ(viaOutsideLink.error().code, EACCES) << viaOutsideLink.error().message;
+  // Outside: the same answer whether it exists or not.
+  auto existing = roots_.resolveEntry(base_ + "/secret", "/");
+  auto missing = roots_.resolveEntry(base_ + "/nothing", "/");
+  ASSERT_FALSE(existing.ok());
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(existing.error().code, missing.error().code);
+}
+
+TEST_F(ExportRootsTest, TheResolvedDescriptorIsTheEntry) {
+  auto r = roots_.resolveEntry(base_ + "/export/inside", "/");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  ASSERT_TRUE(r->fd.valid());
+  struct stat byFd, byPath;
+  ASSERT_EQ(::fstat(r->fd.get(), &byFd), 0);
+  ASSERT_EQ(::stat((base_ + "/export/sub").c_str(), &byPath), 0);
+  EXPECT_EQ(byFd.st_ino, byPath.st_ino);
+  EXPECT_EQ(roots_.roots()[r->exportIndex], base_ + "/export");
+}
+
+TEST_F(ExportRootsTest, AnotherUserGetsOneAnswerForEveryPathItMayNotWatch) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root (checks as nobody)";
+  ::chmod(base_.c_str(), 0755);
+  ::chmod((base_ + "/export").c_str(), 0755);
+  fs::create_directories(base_ + "/export/private/inner");
+  ::chmod((base_ + "/export/private").c_str(), 0700);
+  Credentials nobody{65534, 65534, {65534}, "nobody", "test"};
+  const std::vector<std::string> paths = {base_ + "/secret",           base_ + "/nothing",
+                                          base_ + "/export/escape",    base_ + "/export/../secret",
+                                          base_ + "/export/nope",      base_ + "/export/private",
+                                          base_ + "/export/private/inner", base_ + "/export/private/none"};
+  for (const std::string& path : paths) {
+    auto r = roots_.resolveEntry(path, "/", &nobody);
+    ASSERT_FALSE(r.ok()) << path << " resolved for nobody";
+    EXPECT_EQ(r.error().code, EACCES) << path;
+    EXPECT_EQ(r.error().message, ExportRoots::forbidden(path).message) << path;
+  }
+  auto allowed = roots_.resolveEntry(base_ + "/export/sub", "/", &nobody);
+  EXPECT_TRUE(allowed.ok()) << allowed.error().message;
 }
 
 TEST_F(ExportRootsTest, RefusesMalformedPaths) {
