@@ -42,6 +42,11 @@ class AccessGuard {
   // meanwhile, or a directory on the way was swapped): the caller re-checks.
   Status guard(SubscriptionId id, const ConfinedTree& tree);
   void release(SubscriptionId id);
+  // Reads what the kernel has queued for the guard now (the server calls it
+  // after each read of the watchers' queue, before judging those events).
+  void poll() {
+    if (!users_.empty()) drain();
+  }
   // Stops waiting for the kernel (the server's loop then runs out of work).
   void stop() { stream_.cancel(); }
   size_t kernelWatchCount() const { return users_.size(); }

@@ -74,17 +74,28 @@ std::string pathOf(int fd) {
 ConfinedTree::ConfinedTree(UniqueFd root, int exportFd, std::string exportPath, std::string path)
     : root_(std::move(root)), exportFd_(exportFd), exportPath_(std::move(exportPath)), path_(std::move(path)) {}
 
-uint8_t ConfinedTree::access(std::string_view dir, const Credentials* as) const {
+uint8_t ConfinedTree::access(std::string_view dir, const Credentials* as, uint64_t* ino) const {
+  uint64_t ignored;
+  if (ino == nullptr) ino = &ignored;
+  *ino = 0;
   std::optional<ActingAs> acting;
-  if (!enter(acting, as)) return 0;
+  if (!enter(acting, as)) {
+    errno = EACCES;
+    return 0;
+  }
   scratch_.assign(dir);
   UniqueFd fd(openat2Beneath(root_.get(), scratch_, O_RDONLY | O_DIRECTORY, RESOLVE_NO_SYMLINKS, false));
+  struct stat st;
   if (!fd) {
     // A watch on one file: its events and state are the client's if it may
     // read it.
     if (!dir.empty() || errno != ENOTDIR) return 0;
-    return ::faccessat(root_.get(), "", R_OK, AT_EMPTY_PATH | AT_EACCESS) == 0 ? kList | kSearch : 0;
+    if (::fstat(root_.get(), &st) == 0) *ino = st.st_ino;
+    if (::faccessat(root_.get(), "", R_OK, AT_EMPTY_PATH | AT_EACCESS) == 0) return kList | kSearch;
+    errno = EACCES;
+    return 0;
   }
+  if (::fstat(fd.get(), &st) == 0) *ino = st.st_ino;
   return kList | (::faccessat(fd.get(), "", X_OK, AT_EMPTY_PATH | AT_EACCESS) == 0 ? kSearch : 0);
 }
 
@@ -154,7 +165,17 @@ bool ConfinedTree::relativeNow(std::string* relative) const {
   return true;
 }
 
+bool ConfinedTree::releaseIfDeleted() {
+  struct stat st;
+  if (!deleted_ && ::fstat(root_.get(), &st) == 0 && st.st_nlink == 0) {
+    root_.reset();
+    deleted_ = true;
+  }
+  return deleted_;
+}
+
 std::string ConfinedTree::whyUnreachable(const Credentials& as) const {
+  if (deleted_) return {};  // its IN_DELETE_SELF and IN_IGNORED are on the way
   struct stat root;
   if (::fstat(root_.get(), &root) != 0) return "it can no longer be read";
   if (root.st_nlink == 0) return {};  // deleted: its IN_DELETE_SELF and IN_IGNORED are on the way

@@ -53,7 +53,9 @@ class ConfinedTree {
   // events there are its to see) and kSearch (look its entries up: their
   // state is its to see). One switch of identity; callers cache the answer.
   static constexpr uint8_t kList = 1, kSearch = 2;
-  uint8_t access(std::string_view dir, const Credentials* as) const;
+  // *ino: the inode of the directory `dir` named (0 if it did not open;
+  // errno then says why: EACCES is a refusal).
+  uint8_t access(std::string_view dir, const Credentials* as, uint64_t* ino = nullptr) const;
   // The directory `dir` ("" the root) below the root, opened as `as` (O_PATH,
   // never through a symbolic link: the walk checks `as`'s search permission
   // on the way), for statAt; *searchable: whether `as` may also look entries
@@ -89,8 +91,19 @@ class ConfinedTree {
   // descriptor is now; false if it is no longer inside the export.
   bool relativeNow(std::string* relative) const;
 
+  // Lets go of the root's descriptor once the root is deleted: while a
+  // descriptor holds it, the kernel defers the root's IN_DELETE_SELF and
+  // IN_IGNORED until it is closed, and the client would never learn that its
+  // directory was removed. The session's watchdog calls it (every 2 s), so a
+  // deleted root's last events come within that. Returns deleted().
+  bool releaseIfDeleted();
+  // The root was deleted and let go: only its IN_DELETE_SELF and IN_IGNORED
+  // are still to come.
+  bool deleted() const { return deleted_; }
+
  private:
   UniqueFd root_;
+  bool deleted_ = false;
   int exportFd_;
   std::string exportPath_;
   std::string path_;

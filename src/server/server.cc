@@ -121,9 +121,9 @@ void Server::onGuardEvent(SubscriptionId id, uint32_t mask) {
     guard_->release(id);
     return;
   }
-  Session* session = it->second;
-  session->recheckAccess(id, mask);
-  session->flush();
+  // Inside a drain of the watcher: the watch is suspended at once and
+  // re-checked after the drain (ending it unsubscribes).
+  it->second->suspendForRecheck(id, mask);
 }
 
 void Server::sessionClosed(Session& session) {
@@ -209,7 +209,7 @@ void Server::onEvent(SubscriptionId subscription, uint32_t mask, uint32_t cookie
     subscriptions_.erase(it);
     guard_->release(subscription);
   }
-  session->queueEvent(subscription, mask, cookie, dir, name, pid);
+  session->queueEvent(subscription, mask, cookie, dir, name, pid, eventDirectory_);
 }
 
 }  // namespace rnotify

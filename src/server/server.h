@@ -144,6 +144,11 @@ class Server final : public EventSink {
   void waitForKernel();
   // The guard saw a change above (or of) a watch's root.
   void onGuardEvent(SubscriptionId id, uint32_t mask);
+  void onKernelRead() override {
+    eventDirectory_ = 0;  // a backend that does not say gets the path check alone
+    guard_->poll();
+  }
+  void onEventDirectory(uint64_t ino) override { eventDirectory_ = ino; }
 
   using TokenKey = std::tuple<std::string, uint64_t, uint64_t>;  // owner, token
 
@@ -156,6 +161,7 @@ class Server final : public EventSink {
   std::unordered_map<std::string, uint32_t> clientsByUser_;
   std::list<Session*> parked_;  // oldest first
   std::unique_ptr<Watcher> watcher_;
+  uint64_t eventDirectory_ = 0;  // see onEventDirectory
   OriginResolver origins_;
   bool attribution_ = OriginResolver::privileged();
   std::unique_ptr<asio::posix::stream_descriptor> kernelFd_;

@@ -128,6 +128,7 @@ void Session::armWatchdog() {
   watchdog_.expires_after(std::chrono::seconds(2));
   watchdog_.async_wait([self = shared_from_this()](std::error_code ec) {
     if (ec || self->closed_) return;
+    self->releaseDeletedRoots();
     if (!self->parked_) {
       const auto& limits = self->server_.limits();
       const auto now = std::chrono::steady_clock::now();
@@ -362,15 +363,24 @@ void Session::onDeclare(const proto::Declare& declare) {
 
 int Session::openListingRoot(const WatchState& state) { return state.tree->openListing(client()); }
 
-uint8_t Session::accessTo(WatchState& state, std::string_view dir) {
+uint8_t Session::accessTo(WatchState& state, std::string_view dir, uint64_t dirIno) {
   dirKey_.assign(state.root);
   if (!dir.empty()) dirKey_.append("/").append(dir);
   auto it = access_.find(dirKey_);
-  if (it != access_.end()) return it->second;
-  if (access_.size() >= 4096) access_.clear();
-  const uint8_t access = state.tree->access(dir, client());
-  access_.emplace(dirKey_, access);
-  return access;
+  if (it == access_.end() || (dirIno != 0 && it->second.ino != dirIno)) {
+    if (access_.size() >= 4096) access_.clear();
+    Access checked;
+    checked.bits = state.tree->access(dir, client(), &checked.ino);
+    const bool forbidden = checked.bits == 0 && errno == EACCES;
+    if (forbidden) checked.ino = dirIno;  // later events of that directory: refused from the cache
+    it = access_.insert_or_assign(dirKey_, checked).first;
+    // The path names another directory now, or none: a rename came between
+    // the event and this check. Judged by the path, the event could be
+    // credited to a directory the client may list while it happened in one
+    // it may not. (A refusal is a refusal, whatever the directory.)
+    if (dirIno != 0 && checked.ino != dirIno && !forbidden) return kMoved;
+  }
+  return it->second.bits;
 }
 
 void Session::dropListability() {
@@ -411,11 +421,44 @@ void Session::attachStat(WatchState& state, std::string_view dir, std::string_vi
   if (scratch_.hasStat) scratch_.stat = eventStatOf(st);
 }
 
-void Session::recheckAccess(SubscriptionId watch, uint32_t mask) {
+void Session::suspendForRecheck(SubscriptionId watch, uint32_t mask) {
   auto it = watches_.find(watch);
   if (closed_ || !actAs_ || it == watches_.end()) return;
   dropListability();
-  const ConfinedTree& tree = *it->second.tree;
+  WatchState& state = it->second;
+  state.recheckMask |= mask;
+  if (state.suspended) return;  // its re-check is on the way
+  state.suspended = true;
+  asio::post(server_.io(), [weak = weak_from_this(), watch] {
+    if (auto self = weak.lock()) {
+      self->recheckAccess(watch);
+      self->flush();
+    }
+  });
+}
+
+void Session::releaseDeletedRoots() {
+  for (auto& [id, state] : watches_) {
+    if (!state.tree) continue;
+    // A descriptor kept for stat attachments holds its directory as well.
+    std::erase_if(state.dirs, [](const auto& entry) {
+      struct stat st;
+      return ::fstat(entry.second.fd.get(), &st) != 0 || st.st_nlink == 0;
+    });
+    state.tree->releaseIfDeleted();
+  }
+}
+
+void Session::recheckAccess(SubscriptionId watch) {
+  auto it = watches_.find(watch);
+  if (closed_ || !actAs_ || it == watches_.end()) return;
+  dropListability();
+  WatchState& state = it->second;
+  const uint32_t mask = state.recheckMask;
+  const bool heldBack = state.heldBack;
+  state.recheckMask = 0;
+  state.suspended = state.heldBack = false;
+  const ConfinedTree& tree = *state.tree;
   std::string lost = tree.whyUnreachable(*actAs_);
   if (lost.empty() && (mask & (IN_MOVE_SELF | IN_IGNORED | IN_Q_OVERFLOW))) {
     // Still reachable, maybe through other directories now: guard those.
@@ -423,7 +466,11 @@ void Session::recheckAccess(SubscriptionId watch, uint32_t mask) {
       lost = "it moved while it was being checked; watch it again";
     }
   }
-  if (!lost.empty()) revoke(watch, lost);
+  if (!lost.empty()) {
+    revoke(watch, lost);
+  } else if (heldBack) {
+    queueEvent(watch, IN_Q_OVERFLOW, 0, {}, {}, 0);  // what was held back is re-read
+  }
 }
 
 void Session::revoke(SubscriptionId watch, const std::string& why) {
@@ -440,7 +487,7 @@ void Session::revoke(SubscriptionId watch, const std::string& why) {
 }
 
 void Session::queueEvent(SubscriptionId watch, uint32_t mask, uint32_t cookie, std::string_view dir,
-                         std::string_view name, int pid) {
+                         std::string_view name, int pid, uint64_t dirIno) {
   if (closed_) return;
   auto it = watches_.find(watch);
   if (it == watches_.end()) return;
@@ -450,17 +497,25 @@ void Session::queueEvent(SubscriptionId watch, uint32_t mask, uint32_t cookie, s
   if ((mask & IN_ISDIR) && (mask & (IN_ATTRIB | IN_MOVE | IN_MOVE_SELF))) dropListability();
   if ((mask & IN_ISDIR) && (mask & IN_DELETE)) dropStatDirs();
   if (actAs_ && !(mask & (IN_IGNORED | IN_Q_OVERFLOW))) {
-    // The root's own permissions or place changed: may the client still
-    // reach it? After this drain (not inside it: ending a watch unsubscribes).
-    if (dir.empty() && name.empty() && (mask & (IN_ATTRIB | IN_MOVE_SELF))) {
-      asio::post(server_.io(), [weak = weak_from_this(), watch, mask] {
-        if (auto self = weak.lock()) {
-          self->recheckAccess(watch, mask);
-          self->flush();
-        }
-      });
+    if (state.suspended) {
+      state.heldBack = true;
+      return;
     }
-    if (!mayList(state, dir)) return;
+    // A deleted root: only its IN_DELETE_SELF is left, nothing to check.
+    if (!state.tree || !state.tree->deleted()) {
+      // The root's own permissions or place changed: may the client still
+      // reach it? Nothing more until the re-check after this drain.
+      if (dir.empty() && name.empty() && (mask & (IN_ATTRIB | IN_MOVE_SELF))) suspendForRecheck(watch, mask);
+      const uint8_t access = accessTo(state, dir, dirIno);
+      if (access & kMoved) {
+        // Held back with what follows until the tree has settled (after this
+        // drain); the client then re-reads the watch (IN_Q_OVERFLOW).
+        suspendForRecheck(watch, 0);
+        state.heldBack = true;
+        return;
+      }
+      if (!(access & ConfinedTree::kList)) return;
+    }
     // Only there to see permission changes.
     if ((mask & IN_ALL_EVENTS) != 0 && (mask & IN_ALL_EVENTS & state.mask) == 0) return;
   }

@@ -37,8 +37,11 @@ class Session : public std::enable_shared_from_this<Session> {
   void close(int code = 0, const std::string& why = {});
   // Called by the server's event sink, once per event for a watch of this session.
   // pid: who caused it (0 unknown), for watches that asked for the origin.
+  // dirIno: the inode of the event's directory where the backend knows it
+  // (0 otherwise): an event is judged by its directory's path only while
+  // that path still names that directory.
   void queueEvent(SubscriptionId watch, uint32_t mask, uint32_t cookie, std::string_view dir, std::string_view name,
-                  int pid);
+                  int pid, uint64_t dirIno = 0);
   // Sends what has been queued. Called after each drain of the watcher.
   void flush();
   bool closed() const { return closed_; }
@@ -56,7 +59,15 @@ class Session : public std::enable_shared_from_this<Session> {
   // Revocation: a change of permissions or place at or above a watch's root
   // (mask: what the guard saw). If the client may no longer reach the root
   // from its export, the watch ends: IN_IGNORED, and a notice saying why.
-  void recheckAccess(SubscriptionId watch, uint32_t mask);
+  // In two steps: suspendForRecheck holds the watch's events back at once
+  // (it may be called inside a drain of the watcher); the re-check, posted
+  // to run after the drain, ends the watch or resumes it, with IN_Q_OVERFLOW
+  // if events were held back meanwhile, so that the client re-reads it.
+  void suspendForRecheck(SubscriptionId watch, uint32_t mask);
+  void recheckAccess(SubscriptionId watch);
+  // Lets go of descriptors that hold deleted directories (see
+  // ConfinedTree::releaseIfDeleted).
+  void releaseDeletedRoots();
 
  private:
   void readMore();
@@ -116,6 +127,10 @@ class Session : public std::enable_shared_from_this<Session> {
     // The watched tree, held by its root's descriptor: every filesystem
     // access for this watch (listability, stat, listings) goes through it.
     std::unique_ptr<ConfinedTree> tree;
+    // Revocation: held back until re-checked (see suspendForRecheck).
+    bool suspended = false;
+    bool heldBack = false;     // events were dropped while suspended
+    uint32_t recheckMask = 0;  // what the guard saw since the last re-check
     // For kWatchStat: directories opened as the client, and whether it may
     // search each (see ConfinedTree::openDirAs).
     struct StatDir {
@@ -156,9 +171,16 @@ class Session : public std::enable_shared_from_this<Session> {
   const Credentials* client() const { return actAs_ ? &*actAs_ : nullptr; }
   // ConfinedTree::access per directory, by server path (watches of one tree
   // share the answers).
-  std::unordered_map<std::string, uint8_t> access_;
+  struct Access {
+    uint8_t bits = 0;  // ConfinedTree::kList, kSearch
+    uint64_t ino = 0;  // of the directory the path named when checked (0: it did not open)
+  };
+  std::unordered_map<std::string, Access> access_;
   std::string dirKey_;  // scratch
-  uint8_t accessTo(WatchState& state, std::string_view dir);
+  // kMoved: the path no longer names the event's directory (dirIno), which
+  // has moved since the event: the event cannot be judged by its path.
+  static constexpr uint8_t kMoved = 0x80;
+  uint8_t accessTo(WatchState& state, std::string_view dir, uint64_t dirIno = 0);
   void dropStatDirs();
   bool mayList(WatchState& state, std::string_view dir) { return accessTo(state, dir) & ConfinedTree::kList; }
   void dropListability();

@@ -116,6 +116,9 @@ bool AutoWatcher::reportsPids(SubscriptionId id) const {
   return r != nullptr && r->backend->reportsPids(r->inner);
 }
 
+void AutoWatcher::Relay::onKernelRead() { owner_.sink_.onKernelRead(); }
+void AutoWatcher::Relay::onEventDirectory(uint64_t ino) { owner_.sink_.onEventDirectory(ino); }
+
 void AutoWatcher::Relay::onEvent(SubscriptionId inner, uint32_t mask, uint32_t cookie, std::string_view dir,
                                  std::string_view name, int pid) {
   auto it = outer.find(inner);

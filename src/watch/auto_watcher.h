@@ -41,6 +41,8 @@ class AutoWatcher final : public Watcher {
     explicit Relay(AutoWatcher& owner) : owner_(owner) {}
     void onEvent(SubscriptionId inner, uint32_t mask, uint32_t cookie, std::string_view dir, std::string_view name,
                  int pid) override;
+    void onKernelRead() override;
+    void onEventDirectory(uint64_t ino) override;
     std::unordered_map<SubscriptionId, SubscriptionId> outer;  // backend's id -> ours
 
    private:

@@ -337,6 +337,7 @@ FanotifyWatcher::Filesystem* FanotifyWatcher::filesystemFor(std::string_view key
 void FanotifyWatcher::drain() {
   for (int reads = 0; reads < kMaxReadsPerDrain; ++reads) {
     ssize_t n = ::read(fd_.get(), buffer_.get(), kBufferSize);
+    if (n > 0) sink_.onKernelRead();
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno != EAGAIN) log::error("fanotify: read failed: {}", std::strerror(errno));

@@ -193,6 +193,8 @@ Result<InotifyWatcher::Node*> InotifyWatcher::addNode(int objectFd, const std::s
   }
   auto* node = new Node;
   node->wd = wd;
+  struct stat st;
+  if (::fstat(objectFd, &st) == 0) node->ino = st.st_ino;
   node->bits = (mask & kKernelMaskBits) | (flags & kFlagBits);
   nodes_.insert(node);
   if (parent != nullptr) {
@@ -398,6 +400,7 @@ void InotifyWatcher::scanNewDirectory(Node* node, const Entries& entries) {
 }
 
 void InotifyWatcher::deliver(Node* node, uint32_t mask, uint32_t cookie, std::string_view name, int pid) {
+  sink_.onEventDirectory(node->ino);
   // The node's path below each ancestor: "c/d" below a, "d" below c. Built
   // once per event in a reused buffer (no allocation once it is large enough),
   // and only when an ancestor has subscriptions.
@@ -525,6 +528,7 @@ void InotifyWatcher::drain() {
   for (int reads = 0; reads < kMaxReadsPerDrain; ++reads) {
     if (probe_) probe_->beginRead();
     ssize_t n = ::read(fd_.get(), buffer, sizeof buffer);
+    if (n > 0) sink_.onKernelRead();
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN) {

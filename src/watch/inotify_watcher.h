@@ -64,7 +64,8 @@ class InotifyWatcher final : public Watcher {
   // synthesized names live in maps of their own, for the few nodes that have them.
   struct Node {
     int wd = -1;
-    uint32_t bits = 0;  // the kernel mask, the IN_ONLYDIR/IN_DONT_FOLLOW/IN_EXCL_UNLINK flags, kRootedBit
+    uint32_t bits = 0;
+    uint64_t ino = 0;  // the directory's inode (its events are checked against it downstream)  // the kernel mask, the IN_ONLYDIR/IN_DONT_FOLLOW/IN_EXCL_UNLINK flags, kRootedBit
     Node* parent = nullptr;
     Node* firstChild = nullptr;
     Node* next = nullptr;  // siblings

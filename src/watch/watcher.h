@@ -28,6 +28,16 @@ class EventSink {
   // (fanotify; inotify with a PidProbe), 0 otherwise.
   virtual void onEvent(SubscriptionId subscription, uint32_t mask, uint32_t cookie, std::string_view dir,
                        std::string_view name, int pid) = 0;
+  // Called after each read from the kernel, before its events are handed
+  // on: whatever the owner must learn of changes that happened before these
+  // events (rnotifyd's revocation guard) it reads now, so that it is never
+  // behind the events it is about to judge.
+  virtual void onKernelRead() {}
+  // The events handed on from now until the next call happened in the
+  // directory with this inode number (0: not known). A backend that knows
+  // calls it before each event's onEvent calls; rnotifyd checks with it that
+  // the path it judges an event by still names the directory of the event.
+  virtual void onEventDirectory(uint64_t /*ino*/) {}
 };
 
 struct SubscribeOptions {
