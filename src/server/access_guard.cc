@@ -65,7 +65,8 @@ Status AccessGuard::place(const ConfinedTree& tree, std::vector<int>* chain) {
     chain->push_back(wd);
     if (last) {
       struct stat root;
-      if (::fstat(tree.rootFd(), &root) != 0 || root.st_dev != st.st_dev || root.st_ino != st.st_ino) {
+      const UniqueFd rootFd = tree.openRoot();
+      if (!rootFd || ::fstat(rootFd.get(), &root) != 0 || root.st_dev != st.st_dev || root.st_ino != st.st_ino) {
         return Error{EAGAIN, "'" + tree.path() + "' moved while its directories were being guarded"};
       }
       return {};
@@ -140,6 +141,10 @@ void AccessGuard::drain() {
         for (const auto& [id, chain] : chains_) affected[id] |= IN_Q_OVERFLOW;
         continue;
       }
+      // A named event is about an entry of a guarded directory (the kernel
+      // reports a child's IN_ATTRIB to its parent's watch too), not about the
+      // directory itself: the next directory on a chain has its own watch.
+      if (e->len > 0 && !(e->mask & IN_IGNORED)) continue;
       auto users = users_.find(e->wd);
       if (users == users_.end()) continue;
       for (SubscriptionId id : users->second) affected[id] |= e->mask;

@@ -71,27 +71,70 @@ std::string pathOf(int fd) {
   return n > 0 ? std::string(target, static_cast<size_t>(n)) : std::string();
 }
 
-ConfinedTree::ConfinedTree(UniqueFd root, int exportFd, std::string exportPath, std::string path)
-    : root_(std::move(root)), exportFd_(exportFd), exportPath_(std::move(exportPath)), path_(std::move(path)) {}
+ConfinedTree::ConfinedTree(const UniqueFd& root, int exportFd, int mountFd, std::string exportPath, std::string path)
+    : exportFd_(exportFd), mountFd_(mountFd), exportPath_(std::move(exportPath)), path_(std::move(path)) {
+  struct stat st;
+  if (::fstat(root.get(), &st) == 0) {
+    device_ = st.st_dev;
+    inode_ = st.st_ino;
+  }
+  alignas(file_handle) char buffer[sizeof(file_handle) + MAX_HANDLE_SZ];
+  auto* handle = reinterpret_cast<file_handle*>(buffer);
+  handle->handle_bytes = MAX_HANDLE_SZ;
+  int mountId = 0;
+  if (::name_to_handle_at(root.get(), "", handle, &mountId, AT_EMPTY_PATH) == 0) {
+    handle_.assign(buffer, sizeof(file_handle) + handle->handle_bytes);
+  }
+  if (path_.size() > exportPath_.size()) lastSeen_ = path_.substr(exportPath_ == "/" ? 1 : exportPath_.size() + 1);
+}
+
+bool ConfinedTree::isRoot(int fd) const {
+  struct stat st;
+  return fd >= 0 && ::fstat(fd, &st) == 0 && st.st_dev == device_ && st.st_ino == inode_ && st.st_nlink > 0;
+}
+
+UniqueFd ConfinedTree::openRoot() const {
+  // Where it was last seen, beneath the export, through no symbolic link:
+  // as the daemon, since this only finds the object (what the client may do
+  // there is checked from the descriptor, as the client).
+  UniqueFd fd(openat2Beneath(exportFd_, lastSeen_, O_PATH, RESOLVE_NO_SYMLINKS, exportPath_ == "/"));
+  if (isRoot(fd.get())) return fd;
+  // Moved: by its handle (the generation in it tells a new object with a
+  // reused inode number apart), then remember where it is now.
+  if (mountFd_ >= 0 && !handle_.empty()) {
+    std::string copy = handle_;
+    fd.reset(::open_by_handle_at(mountFd_, reinterpret_cast<file_handle*>(copy.data()), O_PATH | O_CLOEXEC));
+    if (isRoot(fd.get())) {
+      std::string relative;
+      const std::string now = pathOf(fd.get());
+      if (isInside(now, exportPath_)) lastSeen_ = now.size() <= exportPath_.size() ? std::string() : now.substr(exportPath_ == "/" ? 1 : exportPath_.size() + 1);
+      return fd;
+    }
+  }
+  errno = ENOENT;
+  return UniqueFd();
+}
 
 uint8_t ConfinedTree::access(std::string_view dir, const Credentials* as, uint64_t* ino) const {
   uint64_t ignored;
   if (ino == nullptr) ino = &ignored;
   *ino = 0;
+  const UniqueFd root = openRoot();
+  if (!root) return 0;
   std::optional<ActingAs> acting;
   if (!enter(acting, as)) {
     errno = EACCES;
     return 0;
   }
   scratch_.assign(dir);
-  UniqueFd fd(openat2Beneath(root_.get(), scratch_, O_RDONLY | O_DIRECTORY, RESOLVE_NO_SYMLINKS, false));
+  UniqueFd fd(openat2Beneath(root.get(), scratch_, O_RDONLY | O_DIRECTORY, RESOLVE_NO_SYMLINKS, false));
   struct stat st;
   if (!fd) {
     // A watch on one file: its events and state are the client's if it may
     // read it.
     if (!dir.empty() || errno != ENOTDIR) return 0;
-    if (::fstat(root_.get(), &st) == 0) *ino = st.st_ino;
-    if (::faccessat(root_.get(), "", R_OK, AT_EMPTY_PATH | AT_EACCESS) == 0) return kList | kSearch;
+    if (::fstat(root.get(), &st) == 0) *ino = st.st_ino;
+    if (::faccessat(root.get(), "", R_OK, AT_EMPTY_PATH | AT_EACCESS) == 0) return kList | kSearch;
     errno = EACCES;
     return 0;
   }
@@ -102,16 +145,18 @@ uint8_t ConfinedTree::access(std::string_view dir, const Credentials* as, uint64
 UniqueFd ConfinedTree::openDirAs(std::string_view dir, const Credentials* as, bool* searchable,
                                  struct stat* checked) const {
   *searchable = false;
+  const UniqueFd root = openRoot();
+  if (!root) return UniqueFd();
   std::optional<ActingAs> acting;
   if (!enter(acting, as)) return UniqueFd();
   // O_PATH: opening for reading would itself be an event (IN_OPEN) in the
   // watched directory. RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS: the directory
   // inside the tree, never what a link leads to.
   scratch_.assign(dir);
-  UniqueFd fd(openat2Beneath(root_.get(), scratch_, O_PATH | O_DIRECTORY, RESOLVE_NO_SYMLINKS, false));
+  UniqueFd fd(openat2Beneath(root.get(), scratch_, O_PATH | O_DIRECTORY, RESOLVE_NO_SYMLINKS, false));
   if (!fd && dir.empty() && errno == ENOTDIR) {
     // A watch on one file: its own state only.
-    fd.reset(::fcntl(root_.get(), F_DUPFD_CLOEXEC, 0));
+    fd.reset(::fcntl(root.get(), F_DUPFD_CLOEXEC, 0));
     if (!fd || ::fstat(fd.get(), checked) != 0) return UniqueFd();
     *searchable = ::faccessat(fd.get(), "", R_OK, AT_EMPTY_PATH | AT_EACCESS) == 0;
     return fd;
@@ -134,9 +179,8 @@ bool ConfinedTree::stillAtItsPath() const {
   std::string relative;
   if (path_.size() > exportPath_.size()) relative = path_.substr(exportPath_ == "/" ? 1 : exportPath_.size() + 1);
   UniqueFd now(openat2Beneath(exportFd_, relative, O_PATH, RESOLVE_NO_SYMLINKS, exportPath_ == "/"));
-  struct stat a, b;
-  return now && ::fstat(now.get(), &a) == 0 && ::fstat(root_.get(), &b) == 0 && a.st_dev == b.st_dev &&
-         a.st_ino == b.st_ino;
+  struct stat a;
+  return now && ::fstat(now.get(), &a) == 0 && a.st_dev == device_ && a.st_ino == inode_;
 }
 
 bool ConfinedTree::statAt(int dirFd, std::string_view name, struct stat* st) {
@@ -149,13 +193,17 @@ bool ConfinedTree::statAt(int dirFd, std::string_view name, struct stat* st) {
 }
 
 int ConfinedTree::openListing(const Credentials* as) const {
+  const UniqueFd root = openRoot();
+  if (!root) return -1;
   std::optional<ActingAs> acting;
   if (!enter(acting, as)) return -1;
-  return ::openat(root_.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  return ::openat(root.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 }
 
 bool ConfinedTree::relativeNow(std::string* relative) const {
-  const std::string now = pathOf(root_.get());
+  const UniqueFd root = openRoot();
+  if (!root) return false;
+  const std::string now = pathOf(root.get());
   if (now.empty() || now[0] != '/' || !isInside(now, exportPath_)) return false;
   if (now.size() <= exportPath_.size()) {
     relative->clear();
@@ -165,27 +213,19 @@ bool ConfinedTree::relativeNow(std::string* relative) const {
   return true;
 }
 
-bool ConfinedTree::releaseIfDeleted() {
-  struct stat st;
-  if (!deleted_ && ::fstat(root_.get(), &st) == 0 && st.st_nlink == 0) {
-    root_.reset();
-    deleted_ = true;
-  }
-  return deleted_;
-}
-
 std::string ConfinedTree::whyUnreachable(const Credentials& as) const {
-  if (deleted_) return {};  // its IN_DELETE_SELF and IN_IGNORED are on the way
-  struct stat root;
-  if (::fstat(root_.get(), &root) != 0) return "it can no longer be read";
-  if (root.st_nlink == 0) return {};  // deleted: its IN_DELETE_SELF and IN_IGNORED are on the way
+  if (!openRoot()) {
+    // Not found by its handle either: deleted (its IN_DELETE_SELF and
+    // IN_IGNORED are on the way). Without handles, moved out of sight.
+    if (mountFd_ >= 0 && !handle_.empty()) return {};
+    return "it moved where rnotifyd cannot follow it; watch it again";
+  }
   std::string relative;
   if (!relativeNow(&relative)) return "it was moved out of the exported directories";
   bool readable = false;
   UniqueFd again(openEntryAs(&as, exportFd_, relative, exportPath_ == "/", &readable));
   struct stat now;
-  if (!again || !readable || ::fstat(again.get(), &now) != 0 || now.st_dev != root.st_dev ||
-      now.st_ino != root.st_ino) {
+  if (!again || !readable || ::fstat(again.get(), &now) != 0 || now.st_dev != device_ || now.st_ino != inode_) {
     return "a directory on its path changed permissions or moved; you may no longer read it";
   }
   return {};

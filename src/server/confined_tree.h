@@ -1,6 +1,10 @@
 // ConfinedTree: every filesystem access rnotifyd makes for a client, made
-// through descriptors. A watched tree is held by its root's descriptor, opened
-// beneath an export as the client; from there each access (may the client
+// through descriptors. A watched tree is known by its root's identity (device,
+// inode, file handle) and reached, for each access, by a descriptor opened
+// beneath the export where it was last seen (or by its handle once it moved);
+// it is never held open between accesses: a descriptor held on a directory
+// defers its IN_DELETE_SELF and IN_IGNORED until it is closed. From that
+// descriptor each access (may the client
 // list this directory? what is this entry's state? open the root for a
 // listing) is an openat2 beneath that descriptor, with RESOLVE_BENEATH and
 // RESOLVE_NO_SYMLINKS, under the client's fsuid, fsgid and groups. So no
@@ -38,11 +42,16 @@ std::string pathOf(int fd);
 
 class ConfinedTree {
  public:
-  // root: the watched entry (O_PATH is enough); exportFd and exportPath: the
-  // export it was reached from (the daemon's, outliving every tree).
-  ConfinedTree(UniqueFd root, int exportFd, std::string exportPath, std::string path);
+  // root: the watched entry (O_PATH is enough), used here only to learn its
+  // identity; exportFd and exportPath: the export it was reached from (the
+  // daemon's, outliving every tree); mountFd: ExportRoots::mountFd (-1: the
+  // root is found only where it was last seen).
+  ConfinedTree(const UniqueFd& root, int exportFd, int mountFd, std::string exportPath, std::string path);
 
-  int rootFd() const { return root_.get(); }
+  // The root, opened O_PATH for one access (invalid, errno ENOENT or ESTALE,
+  // if it cannot be found: deleted, or moved where the daemon cannot look it
+  // up by handle).
+  UniqueFd openRoot() const;
   int exportFd() const { return exportFd_; }
   const std::string& exportPath() const { return exportPath_; }
   // The canonical path the tree was watched at (for messages and logs).
@@ -91,20 +100,14 @@ class ConfinedTree {
   // descriptor is now; false if it is no longer inside the export.
   bool relativeNow(std::string* relative) const;
 
-  // Lets go of the root's descriptor once the root is deleted: while a
-  // descriptor holds it, the kernel defers the root's IN_DELETE_SELF and
-  // IN_IGNORED until it is closed, and the client would never learn that its
-  // directory was removed. The session's watchdog calls it (every 2 s), so a
-  // deleted root's last events come within that. Returns deleted().
-  bool releaseIfDeleted();
-  // The root was deleted and let go: only its IN_DELETE_SELF and IN_IGNORED
-  // are still to come.
-  bool deleted() const { return deleted_; }
-
  private:
-  UniqueFd root_;
-  bool deleted_ = false;
+  bool isRoot(int fd) const;
+  uint64_t device_ = 0;
+  uint64_t inode_ = 0;
+  std::string handle_;               // struct file_handle bytes ("" if the filesystem has none)
+  mutable std::string lastSeen_;     // below the export, where the root was last found
   int exportFd_;
+  int mountFd_;
   std::string exportPath_;
   std::string path_;
   mutable std::string scratch_;

@@ -66,6 +66,9 @@ Result<ExportRoots> ExportRoots::create(const std::vector<std::string>& roots) {
     if (!fd) return Error{ENOTDIR, "cannot export '" + root + "': not a directory"};
     exports.roots_.push_back(*real);
     exports.fds_.push_back(std::move(fd));
+    // Opened once, at start, before any client: reading the export's root
+    // is nobody's event then.
+    exports.mountFds_.emplace_back(::geteuid() == 0 ? ::open(real->c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1);
   }
   return exports;
 }

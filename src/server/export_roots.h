@@ -62,10 +62,14 @@ class ExportRoots {
   }
   const std::vector<std::string>& roots() const { return roots_; }
   int fd(size_t index) const { return fds_[index].get(); }
+  // A descriptor on the export's mount that open_by_handle_at takes (not
+  // O_PATH); -1 when the daemon cannot open by handle (not root).
+  int mountFd(size_t index) const { return mountFds_[index].get(); }
 
  private:
   std::vector<std::string> roots_;
-  std::vector<UniqueFd> fds_;  // O_PATH descriptors of roots_
+  std::vector<UniqueFd> fds_;       // O_PATH descriptors of roots_
+  std::vector<UniqueFd> mountFds_;  // see mountFd()
 };
 
 }  // namespace rnotify

@@ -91,7 +91,8 @@ Result<SubscriptionId> Server::watch(Session& session, const std::string& path, 
   auto id = watcher_->subscribe(resolved->path, options);
   if (!id) return id.error();
   const size_t index = resolved->exportIndex;
-  auto confined = std::make_unique<ConfinedTree>(std::move(resolved->fd), exports_.fd(index), exports_.roots()[index],
+  auto confined = std::make_unique<ConfinedTree>(resolved->fd, exports_.fd(index), exports_.mountFd(index),
+                                                 exports_.roots()[index],
                                                  resolved->path);
   // A backend that still places its kernel watch by path (before it honours
   // rootFd) may have watched another object if the path changed meanwhile.

@@ -419,6 +419,13 @@ void Session::attachStat(WatchState& state, std::string_view dir, std::string_vi
   struct stat st;
   scratch_.hasStat = ConfinedTree::statAt(it->second.fd.get(), name, &st);
   if (scratch_.hasStat) scratch_.stat = eventStatOf(st);
+  // The root is not kept: a descriptor held on it would defer its
+  // IN_DELETE_SELF (subdirectories kept are let go when they are removed or
+  // moved: dropStatDirs).
+  if (dir.empty()) {
+    state.dirs.erase(it);
+    --statDirs_;
+  }
 }
 
 void Session::suspendForRecheck(SubscriptionId watch, uint32_t mask) {
@@ -437,15 +444,23 @@ void Session::suspendForRecheck(SubscriptionId watch, uint32_t mask) {
   });
 }
 
-void Session::releaseDeletedRoots() {
+void Session::releaseDeletedRoots(std::string_view name) {
   for (auto& [id, state] : watches_) {
     if (!state.tree) continue;
+    if (!name.empty()) {
+      // Only roots that had this name when watched (a renamed one waits
+      // for the watchdog).
+      const std::string& path = state.tree->path();
+      if (path.size() <= name.size() || path.compare(path.size() - name.size(), name.size(), name) != 0 ||
+          path[path.size() - name.size() - 1] != '/') {
+        continue;
+      }
+    }
     // A descriptor kept for stat attachments holds its directory as well.
     std::erase_if(state.dirs, [](const auto& entry) {
       struct stat st;
       return ::fstat(entry.second.fd.get(), &st) != 0 || st.st_nlink == 0;
     });
-    state.tree->releaseIfDeleted();
   }
 }
 
@@ -495,14 +510,20 @@ void Session::queueEvent(SubscriptionId watch, uint32_t mask, uint32_t cookie, s
   // A directory's permissions may have changed, or its name may now be
   // another's: ask the kernel again, open again.
   if ((mask & IN_ISDIR) && (mask & (IN_ATTRIB | IN_MOVE | IN_MOVE_SELF))) dropListability();
-  if ((mask & IN_ISDIR) && (mask & IN_DELETE)) dropStatDirs();
+  if ((mask & IN_ISDIR) && (mask & IN_DELETE)) {
+    dropStatDirs();
+    // A directory removed: if it is also the root of one of this client's
+    // watches, let go of it now, so that its IN_DELETE_SELF comes at once.
+    if (!name.empty()) releaseDeletedRoots(name);
+  }
   if (actAs_ && !(mask & (IN_IGNORED | IN_Q_OVERFLOW))) {
     if (state.suspended) {
       state.heldBack = true;
       return;
     }
-    // A deleted root: only its IN_DELETE_SELF is left, nothing to check.
-    if (!state.tree || !state.tree->deleted()) {
+    // The root's own deletion needs no check (it no longer opens); anything
+    // else of a root that does not open is held back (see accessTo).
+    if (!(mask & IN_DELETE_SELF) || !dir.empty() || !name.empty()) {
       // The root's own permissions or place changed: may the client still
       // reach it? Nothing more until the re-check after this drain.
       if (dir.empty() && name.empty() && (mask & (IN_ATTRIB | IN_MOVE_SELF))) suspendForRecheck(watch, mask);

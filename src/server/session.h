@@ -66,8 +66,9 @@ class Session : public std::enable_shared_from_this<Session> {
   void suspendForRecheck(SubscriptionId watch, uint32_t mask);
   void recheckAccess(SubscriptionId watch);
   // Lets go of descriptors that hold deleted directories (see
-  // ConfinedTree::releaseIfDeleted).
-  void releaseDeletedRoots();
+  // ConfinedTree::releaseIfDeleted); with a name, only of watch roots that
+  // had that name (a directory of that name was just removed).
+  void releaseDeletedRoots(std::string_view name = {});
 
  private:
   void readMore();

@@ -68,6 +68,11 @@ const Allowed kAllowed[] = {
     // src/watch: what is there today and is not a client's path.
     {"src/watch/directory_cache.cc", "unlink(directory)", "DirectoryCache::unlink, a list operation"},
     {"src/watch/directory_cache.cc", "unlink(victim)", "DirectoryCache::unlink, a list operation"},
+    {"src/watch/confined_open.cc", "::syscall(SYS_openat2, AT_FDCWD, path.c_str()",
+     "an anchor's own path, read from /proc/self/fd of the root the caller resolved (no symbolic link in it, "
+     "RESOLVE_NO_SYMLINKS), used only if device, inode and handle still match"},
+    {"src/watch/fanotify_watcher.cc", "::syscall(SYS_openat2, AT_FDCWD, path.c_str()",
+     "a directory path read from /proc/self/fd (RESOLVE_NO_SYMLINKS), used only on the watched file's own mount"},
     {"src/watch/inotify_tree.cc", "unlink(node)", "InotifyWatcher::unlink, a list operation"},
     {"src/watch/inotify_watcher.cc", "unlink(node)", "InotifyWatcher::unlink, a list operation"},
     {"src/watch/inotify_watcher.cc", "UniqueFd(::open(path.c_str(), O_PATH",
@@ -151,6 +156,11 @@ std::vector<Site> pathCalls(const std::string& folder) {
         for (size_t at = code.find(name); at != std::string::npos && !found; at = code.find(name, at + 1)) {
           found = callsAt(code, at, name) && code.find("AT_FDCWD", at) != std::string::npos;
         }
+      }
+      // The raw system call (glibc has no openat2 wrapper): path-based from AT_FDCWD too.
+      if (!found) {
+        const size_t at = code.find("SYS_openat2");
+        found = at != std::string::npos && code.find("AT_FDCWD", at) != std::string::npos;
       }
       if (found) sites.push_back({fs::relative(file, root).string(), number, line});
     }
