@@ -125,7 +125,7 @@ class Session : public std::enable_shared_from_this<Session> {
     uint32_t flags = 0;  // proto::WatchFlag
     std::string root;    // the watched server path, as resolved (for messages)
     uint32_t mask = 0;   // the events the client asked for (the kernel may report more: see actAs_)
-    // The watched tree, held by its root's descriptor: every filesystem
+    // The watched tree, known by its root's identity: every filesystem
     // access for this watch (listability, stat, listings) goes through it.
     std::unique_ptr<ConfinedTree> tree;
     // Revocation: held back until re-checked (see suspendForRecheck).
