@@ -248,6 +248,21 @@ class ResourceBounds : public ::testing::Test {
 // the daemon comes back once it has gone (docs/SECURITY.md, Limits).
 constexpr long kFloodBoundKb = 64 * 1024;
 constexpr long kReturnBoundKb = 16 * 1024;
+// Under AddressSanitizer the daemon's memory is ASan's (a quarantine of
+// freed blocks, shadow memory): its RSS says nothing about rnotifyd's own
+// bounds. The floods still run there (no crash, no leak, other clients
+// served); the RSS bounds are checked by the release build.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kRssMeaningful = false;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kRssMeaningful = false;
+#else
+constexpr bool kRssMeaningful = true;
+#endif
+#else
+constexpr bool kRssMeaningful = true;
+#endif
 
 // Class 5: Acks naming watch ids never granted kept per-watch state for
 // each (150 frames: 6 MB -> 411 MB, 315 MB kept after the client left).
@@ -270,12 +285,16 @@ TEST_F(ResourceBounds, AcksOfWatchesNeverGrantedHoldNoMemory) {
   auto pong = c.next();
   ASSERT_TRUE(pong && std::holds_alternative<proto::Pong>(*pong)) << "every Ack handled";
   peak = std::max(peak, rss());
-  EXPECT_LT(peak - before, kFloodBoundKb) << "RSS went from " << before << " kB to " << peak << " kB";
+  if (kRssMeaningful) {
+    EXPECT_LT(peak - before, kFloodBoundKb) << "RSS went from " << before << " kB to " << peak << " kB";
+  }
   EXPECT_TRUE(logSays("acknowledged events of watches it does not hold"));
   c = RawClient("");  // leaves
   const long after = rssSettlesBelow(before + kReturnBoundKb);
   std::cout << "[ measured ] Ack flood: RSS " << before << " kB, peak " << peak << " kB, after " << after << " kB\n";
-  EXPECT_LT(after - before, kReturnBoundKb) << "after the client left: " << after << " kB (before: " << before << ")";
+  if (kRssMeaningful) {
+    EXPECT_LT(after - before, kReturnBoundKb) << "after the client left: " << after << " kB (before: " << before << ")";
+  }
 }
 
 // Class 6: 5,000 Snapshots of a 1,000-entry directory in one write stalled
@@ -305,12 +324,16 @@ TEST_F(ResourceBounds, ASnapshotFloodNeitherStallsOtherClientsNorGrowsTheDaemon)
     ::poll(nullptr, 0, 100);  // spread the samples over half a second of the flood
   }
   EXPECT_LT(worstWelcomeMs, 1000.0) << "another client's Hello -> Welcome took " << worstWelcomeMs << " ms";
-  EXPECT_LT(peak - before, kFloodBoundKb) << "RSS went from " << before << " kB to " << peak << " kB";
+  if (kRssMeaningful) {
+    EXPECT_LT(peak - before, kFloodBoundKb) << "RSS went from " << before << " kB to " << peak << " kB";
+  }
   hostile = RawClient("");
   const long after = rssSettlesBelow(before + kReturnBoundKb);
   std::cout << "[ measured ] Snapshot flood: slowest Welcome " << worstWelcomeMs << " ms; RSS " << before
             << " kB, peak " << peak << " kB, after " << after << " kB\n";
-  EXPECT_LT(after - before, kReturnBoundKb) << "after the client left: " << after << " kB (before: " << before << ")";
+  if (kRssMeaningful) {
+    EXPECT_LT(after - before, kReturnBoundKb) << "after the client left: " << after << " kB (before: " << before << ")";
+  }
 }
 
 // One listing at a time per client; 16 more wait; the others get EBUSY at
@@ -570,14 +593,19 @@ TEST_F(ResourceBounds, FloodingAnyMessageTypeKeepsTheDaemonBounded) {
       }
       peak = std::max(peak, rss());
     }
-    EXPECT_LT(peak - before, kFloodBoundKb)
-        << name << ": RSS went from " << before << " kB to " << peak << " kB after " << sent << " bytes";
+    if (kRssMeaningful) {
+      EXPECT_LT(peak - before, kFloodBoundKb)
+          << name << ": RSS went from " << before << " kB to " << peak << " kB after " << sent << " bytes";
+    }
     std::cout << "[ measured ] " << name << " flood: " << sent << " bytes taken, RSS peak " << peak << " kB (baseline "
               << before << " kB)\n";
   }
   const long after = rssSettlesBelow(before + kReturnBoundKb);
   std::cout << "[ measured ] after every flood: RSS " << after << " kB\n";
-  EXPECT_LT(after - before, kReturnBoundKb) << "after the clients left: " << after << " kB (before: " << before << ")";
+  if (kRssMeaningful) {
+    EXPECT_LT(after - before, kReturnBoundKb)
+        << "after the clients left: " << after << " kB (before: " << before << ")";
+  }
   RawClient good(socket_);
   EXPECT_TRUE(good.hello()) << "the daemon still serves";
 }
