@@ -175,14 +175,6 @@ bool ConfinedTree::changedSince(int fd, const struct stat& checked) {
          st.st_gid != checked.st_gid;
 }
 
-bool ConfinedTree::stillAtItsPath() const {
-  std::string relative;
-  if (path_.size() > exportPath_.size()) relative = path_.substr(exportPath_ == "/" ? 1 : exportPath_.size() + 1);
-  UniqueFd now(openat2Beneath(exportFd_, relative, O_PATH, RESOLVE_NO_SYMLINKS, exportPath_ == "/"));
-  struct stat a;
-  return now && ::fstat(now.get(), &a) == 0 && a.st_dev == device_ && a.st_ino == inode_;
-}
-
 bool ConfinedTree::statAt(int dirFd, std::string_view name, struct stat* st) {
   if (name.empty()) return ::fstat(dirFd, st) == 0;
   if (name.find('/') != std::string_view::npos || name.size() > NAME_MAX) return false;  // one entry, never a path

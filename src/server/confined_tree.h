@@ -86,10 +86,6 @@ class ConfinedTree {
   // The root opened for reading (a listing), as `as`. -1 with errno.
   int openListing(const Credentials* as) const;
 
-  // Whether the path the tree was watched at still names its root (checked
-  // beneath the export, through no symbolic link): a watcher that places its
-  // kernel watch by that path has then watched the right object.
-  bool stillAtItsPath() const;
   // Revocation: whether `as` may still reach the root from its export. The
   // root must still be lexically inside the export, and resolving that path
   // beneath the export as `as` must give the root itself, readable. Empty if

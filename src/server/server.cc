@@ -92,14 +92,7 @@ Result<SubscriptionId> Server::watch(Session& session, const std::string& path, 
   if (!id) return id.error();
   const size_t index = resolved->exportIndex;
   auto confined = std::make_unique<ConfinedTree>(resolved->fd, exports_.fd(index), exports_.mountFd(index),
-                                                 exports_.roots()[index],
-                                                 resolved->path);
-  // A backend that still places its kernel watch by path (before it honours
-  // rootFd) may have watched another object if the path changed meanwhile.
-  if (!confined->stillAtItsPath()) {
-    watcher_->unsubscribe(*id);
-    return Error{EACCES, "'" + path + "' moved or was replaced while it was being watched; try again"};
-  }
+                                                 exports_.roots()[index], resolved->path);
   if (as != nullptr && mustActAs(*as)) {
     if (Status guarded = guard_->guard(*id, *confined); !guarded) {
       watcher_->unsubscribe(*id);
