@@ -471,6 +471,9 @@ void Session::recheckAccess(SubscriptionId watch) {
   WatchState& state = it->second;
   const uint32_t mask = state.recheckMask;
   const bool heldBack = state.heldBack;
+  std::vector<WatchState::Held> held = std::move(state.held);
+  state.held.clear();
+  held_ -= std::min(held_, held.size());
   state.recheckMask = 0;
   state.suspended = state.heldBack = false;
   const ConfinedTree& tree = *state.tree;
@@ -485,7 +488,29 @@ void Session::recheckAccess(SubscriptionId watch) {
     revoke(watch, lost);
   } else if (heldBack) {
     queueEvent(watch, IN_Q_OVERFLOW, 0, {}, {}, 0);  // what was held back is re-read
+  } else {
+    // They happened before this check: judged now, as the client, like any
+    // event (one whose directory was renamed since suspends the watch again).
+    replaying_ = true;
+    for (const WatchState::Held& event : held) {
+      queueEvent(watch, event.mask, event.cookie, event.dir, event.name, event.pid, event.dirIno);
+    }
+    replaying_ = false;
   }
+}
+
+void Session::holdBack(WatchState& state) {
+  held_ -= std::min(held_, state.held.size());
+  state.held.clear();
+  state.heldBack = true;
+}
+
+bool Session::canHold() {
+  if (held_ < kMaxHeld) return true;
+  // Counted again (watches that ended or moved here took theirs along).
+  held_ = 0;
+  for (const auto& [id, state] : watches_) held_ += state.held.size();
+  return held_ < kMaxHeld;
 }
 
 void Session::revoke(SubscriptionId watch, const std::string& why) {
@@ -518,7 +543,13 @@ void Session::queueEvent(SubscriptionId watch, uint32_t mask, uint32_t cookie, s
   }
   if (actAs_ && !(mask & (IN_IGNORED | IN_Q_OVERFLOW))) {
     if (state.suspended) {
-      state.heldBack = true;
+      if (state.heldBack) return;
+      if (!canHold()) {
+        holdBack(state);
+        return;
+      }
+      state.held.push_back({mask, cookie, pid, dirIno, std::string(dir), std::string(name)});
+      ++held_;
       return;
     }
     // The root's own deletion needs no check (it no longer opens); anything
@@ -526,13 +557,16 @@ void Session::queueEvent(SubscriptionId watch, uint32_t mask, uint32_t cookie, s
     if (!(mask & IN_DELETE_SELF) || !dir.empty() || !name.empty()) {
       // The root's own permissions or place changed: may the client still
       // reach it? Nothing more until the re-check after this drain.
-      if (dir.empty() && name.empty() && (mask & (IN_ATTRIB | IN_MOVE_SELF))) suspendForRecheck(watch, mask);
+      // (Not for one the re-check that lets it through already saw.)
+      if (dir.empty() && name.empty() && (mask & (IN_ATTRIB | IN_MOVE_SELF)) && !replaying_) {
+        suspendForRecheck(watch, mask);
+      }
       const uint8_t access = accessTo(state, dir, dirIno);
       if (access & kMoved) {
         // Held back with what follows until the tree has settled (after this
         // drain); the client then re-reads the watch (IN_Q_OVERFLOW).
         suspendForRecheck(watch, 0);
-        state.heldBack = true;
+        holdBack(state);
         return;
       }
       if (!(access & ConfinedTree::kList)) return;

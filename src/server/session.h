@@ -13,6 +13,7 @@
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
+#include <vector>
 
 #include "event/event.h"
 #include "proto/codec.h"
@@ -61,8 +62,11 @@ class Session : public std::enable_shared_from_this<Session> {
   // from its export, the watch ends: IN_IGNORED, and a notice saying why.
   // In two steps: suspendForRecheck holds the watch's events back at once
   // (it may be called inside a drain of the watcher); the re-check, posted
-  // to run after the drain, ends the watch or resumes it, with IN_Q_OVERFLOW
-  // if events were held back meanwhile, so that the client re-reads it.
+  // to run after the drain, ends the watch (the events held are dropped) or
+  // resumes it: the events held are then judged and sent as if they came
+  // now, or, if more than kMaxHeld were held on this connection or one's
+  // directory was renamed meanwhile, replaced by IN_Q_OVERFLOW so that the
+  // client re-reads the watch.
   void suspendForRecheck(SubscriptionId watch, uint32_t mask);
   void recheckAccess(SubscriptionId watch);
   // Lets go of descriptors that hold deleted directories (see
@@ -130,6 +134,13 @@ class Session : public std::enable_shared_from_this<Session> {
     std::unique_ptr<ConfinedTree> tree;
     // Revocation: held back until re-checked (see suspendForRecheck).
     bool suspended = false;
+    struct Held {
+      uint32_t mask, cookie;
+      int pid;
+      uint64_t dirIno;
+      std::string dir, name;
+    };
+    std::vector<Held> held;    // while suspended, for the re-check's verdict
     bool heldBack = false;     // events were dropped while suspended
     uint32_t recheckMask = 0;  // what the guard saw since the last re-check
     // For kWatchStat: directories opened as the client, and whether it may
@@ -143,6 +154,10 @@ class Session : public std::enable_shared_from_this<Session> {
   };
   // The directory a Snapshot lists, opened as the client (-1 and errno).
   int openListingRoot(const WatchState& state);
+  // Drops the events a suspended watch holds: IN_Q_OVERFLOW after the re-check.
+  void holdBack(WatchState& state);
+  // Room for one more held event on this connection?
+  bool canHold();
   // Snapshots (session_snapshot.cc): one listing at a time, a chunk per
   // turn of the loop, paused while the output is over the cap.
   struct SnapshotRequest {
@@ -189,6 +204,11 @@ class Session : public std::enable_shared_from_this<Session> {
   // Descriptors of directories kept for stat attachments, in all watches
   // (counted from the last drop; at most kMaxStatDirs are kept).
   size_t statDirs_ = 0;
+  // Events held by suspended watches, all watches together (see
+  // suspendForRecheck): past this, a watch's are dropped for IN_Q_OVERFLOW.
+  static constexpr size_t kMaxHeld = 1024;
+  size_t held_ = 0;
+  bool replaying_ = false;  // sending what a re-check let through
   // Backpressure: past the queued-bytes limit, events are dropped instead of
   // queued, and the watches that lost some get IN_Q_OVERFLOW (the client
   // then re-reads them) once the queue has been written out.

@@ -353,6 +353,33 @@ TEST_F(Revocation, AfterAMoveTheNewAncestorsAreGuarded) {
   expectRevoked("export/c/a/b/w", "chmod 0700 of a directory the watch was moved under");
 }
 
+// A change of the root's own attributes suspends the watch until it is
+// re-checked; what happens meanwhile is held, then sent when access stays.
+// The daemon is stopped so that the chmod and the creates are read in one
+// drain, after the suspension.
+TEST_F(Revocation, EventsHeldDuringARecheckThatKeepsAccessAreDelivered) {
+  ASSERT_EQ(::kill(daemon_.pid(), SIGSTOP), 0);
+  ASSERT_EQ(::chmod((exportDir_ + "/a/b/w").c_str(), 0755), 0);  // the same mode: access unchanged
+  touch("export/a/b/w/held1");
+  touch("export/a/b/w/held2");
+  ASSERT_EQ(::kill(daemon_.pid(), SIGCONT), 0);
+  EXPECT_NE(waitFor(watched_, IN_CREATE, "held1"), "timeout") << "an event held during the re-check was lost";
+  EXPECT_NE(waitFor(watched_, IN_CREATE, "held2"), "timeout") << "an event held during the re-check was lost";
+  EXPECT_EQ(clientLog().find("ended"), std::string::npos) << clientLog();
+}
+
+// What is held has a bound: past it, the client is told to re-read
+// (IN_Q_OVERFLOW), and the watch goes on.
+TEST_F(Revocation, TooManyHeldEventsBecomeOneOverflow) {
+  ASSERT_EQ(::kill(daemon_.pid(), SIGSTOP), 0);
+  ASSERT_EQ(::chmod((exportDir_ + "/a/b/w").c_str(), 0755), 0);
+  for (int i = 0; i < 3000; ++i) touch("export/a/b/w/f" + std::to_string(i));
+  ASSERT_EQ(::kill(daemon_.pid(), SIGCONT), 0);
+  EXPECT_NE(waitFor(watched_, IN_Q_OVERFLOW, "-"), "timeout") << "3,000 held events and no IN_Q_OVERFLOW";
+  touch("export/a/b/w/later");
+  EXPECT_NE(waitFor(watched_, IN_CREATE, "later"), "timeout") << "the watch did not go on after the overflow";
+}
+
 // With the stat capability, an event's attachment describes the entry in the
 // watched directory, whatever an ancestor's name now leads to.
 TEST_F(Confinement, StatAttachmentsNeverDescribeAnythingOutsideTheWatch) {
