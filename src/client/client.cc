@@ -748,7 +748,10 @@ Result<Connection*> Client::connect(const std::string& key,
                                     int timeoutMs) {
   if (auto it = connections_.find(key); it != connections_.end()) {
     if (it->second->alive()) return it->second.get();
-    ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, it->second->readFd(), nullptr);
+    // Found dead by a write (nothing has read it since): the watches it
+    // served are told and wait for the server again before it goes.
+    connectionLost(*it->second);
+    lost_.erase(it->second.get());
     declared_.erase(it->second.get());
     resumed_.erase(it->second.get());
     connections_.erase(it);
@@ -826,7 +829,12 @@ void Client::endWatch(Watch& watch) {
     byRemote_.erase({watch.remote, watch.remoteId});
     proto::Unwatch unwatch;
     unwatch.watchId = watch.remoteId;
-    watch.remote->requestNoWait(unwatch);
+    Connection* remote = watch.remote;
+    remote->requestNoWait(unwatch);
+    watch.remote = nullptr;
+    // The write found it dead: its other watches learn it now, not at the
+    // next read (which a new connection to the same server would pre-empt).
+    if (!remote->alive()) connectionLost(*remote);
   }
   if (watch.cifs) ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, watch.cifs->fd(), nullptr);
   if (watch.smb) ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, watch.smb->fd(), nullptr);
@@ -999,6 +1007,7 @@ void Client::onRemoteEvents(Connection& connection, proto::Events& events) {
 }
 
 void Client::connectionLost(Connection& connection) {
+  if (!lost_.insert(&connection).second) return;  // told already
   ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, connection.readFd(), nullptr);
   log::error("{}", connection.failure().message);
   for (const auto& [key, c] : connections_) {

@@ -178,6 +178,7 @@ class Client final : public EventSink {
   };
   std::map<std::string, Ticket> tickets_;
   std::map<Connection*, std::set<uint32_t>> resumed_;  // watch ids the server resumed
+  std::set<const Connection*> lost_;  // connections whose loss was handled (connectionLost)
   Status attachSession(const std::string& key, Connection& connection);
   uint32_t nextCookie_ = 0x40000000;      // for synthesized moves; far from the kernels' numbers
   int nextWd_ = 1;

@@ -1,0 +1,135 @@
+// The client core keeps one connection per server and shares it between the
+// watches it serves. When that connection dies, every watch it served must
+// learn it (IN_Q_OVERFLOW, then the server's events again once reconnected),
+// however the death is noticed: by a read, or by a write that fails while
+// another watch is being removed, before the next read.
+//
+// Through the C API in this process, on client A's sshfs mount (loopback
+// topology: the client's ssh runs in this process's network namespace).
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/inotify.h>
+
+#include <chrono>
+#include <filesystem>
+#include <string>
+
+#include "common/read_file.h"
+#include "product.h"
+#include "rnotify/rnotify.h"
+#include "sshfs_bed.h"
+#include "temp_dir.h"
+
+namespace rnotify::testbed {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+// The state letter of /proc/PID/stat ('Z' once it has exited), '?' if gone.
+char stateOf(pid_t pid) {
+  auto stat = rnotify::readFile("/proc/" + std::to_string(pid) + "/stat");
+  if (!stat.ok()) return '?';
+  const size_t paren = stat->rfind(')');
+  return paren == std::string::npos || paren + 2 >= stat->size() ? '?' : (*stat)[paren + 2];
+}
+
+// The ssh processes this process started (the agent connections); sshfs's own
+// ssh processes are reparented away and not found.
+std::vector<pid_t> ownSsh() {
+  std::vector<pid_t> found;
+  for (pid_t pid : descendantsOf(::getpid())) {
+    auto comm = rnotify::readFile("/proc/" + std::to_string(pid) + "/comm");
+    if (comm.ok() && comm->rfind("ssh\n", 0) == 0 && stateOf(pid) != 'Z') found.push_back(pid);
+  }
+  return found;
+}
+
+class ClientConnectionReuse : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (auto why = SshfsBed::missing(); !why.empty()) GTEST_SKIP() << why;
+    if (auto why = missingProduct(); !why.empty()) GTEST_SKIP() << why;
+    SshfsBedOptions options;
+    options.useNetns = false;
+    options.withMountB = false;
+    bed_ = std::make_unique<SshfsBed>(options);
+    for (const char* d : {"a", "b", "c"}) fs::create_directory(bed_->server(d));
+    ::setenv("RNOTIFY_AGENT", agentCommand().c_str(), 1);  // the agent just built
+    rn_ = rnotify_init(RNOTIFY_CLOEXEC);
+    ASSERT_NE(rn_, nullptr);
+  }
+  void TearDown() override {
+    if (rn_) rnotify_close(rn_);
+  }
+  int watch(const std::string& rel) {
+    int wd = rnotify_add_watch(rn_, bed_->a(rel).c_str(), IN_CREATE | IN_CLOSE_WRITE, 0);
+    EXPECT_GT(wd, 0) << rnotify_last_error(rn_);
+    return wd;
+  }
+  // The first event of wd with a bit of mask (and name, unless empty) within
+  // timeout; false if none.
+  bool waitFor(int wd, uint32_t mask, const std::string& name, std::chrono::seconds timeout) {
+    const auto deadline = Clock::now() + timeout;
+    while (Clock::now() < deadline) {
+      rnotify_event ev;
+      const int left = static_cast<int>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count());
+      if (rnotify_next(rn_, &ev, left > 0 ? left : 0) != 1) continue;
+      if (ev.wd == wd && (ev.mask & mask) && (name.empty() || name == ev.name)) return true;
+    }
+    return false;
+  }
+  std::unique_ptr<SshfsBed> bed_;
+  rnotify_t* rn_ = nullptr;
+};
+
+TEST_F(ClientConnectionReuse, AConnectionFoundDeadByAWriteIsLostForEveryWatchItServed) {
+  const int a = watch("a"), b = watch("b");
+  ASSERT_GT(a, 0);
+  ASSERT_GT(b, 0);
+  writeFile(bed_->server("b/first"), "x\n");
+  ASSERT_TRUE(waitFor(b, IN_CREATE, "first", std::chrono::seconds(10))) << "no remote event before the loss";
+  const std::string served = rnotify_watch_source(rn_, b);
+  ASSERT_NE(served.find("rnotifyd"), std::string::npos) << "b is not served by the agent: " << served;
+
+  // The agent's ssh dies; nothing reads the connection before the next calls.
+  std::vector<pid_t> ssh = ownSsh();
+  ASSERT_EQ(ssh.size(), 1u) << "expected one agent connection";
+  ASSERT_EQ(::kill(ssh[0], SIGKILL), 0);
+  const auto deadline = Clock::now() + std::chrono::seconds(5);
+  while (stateOf(ssh[0]) != 'Z' && Clock::now() < deadline) ::poll(nullptr, 0, 10);
+  ASSERT_EQ(stateOf(ssh[0]), 'Z');
+
+  // Removing a: its Unwatch is written into the dead pipe. Then c needs the
+  // same server: a new connection.
+  ASSERT_EQ(rnotify_rm_watch(rn_, a), 0) << rnotify_last_error(rn_);
+  const int c = watch("c");
+  ASSERT_GT(c, 0);
+
+  // b was served by the dead connection: it is told (never silence) ...
+  EXPECT_TRUE(waitFor(b, IN_Q_OVERFLOW, "", std::chrono::seconds(10)))
+      << "the watch served by the dead connection was not told; it says: " << rnotify_watch_source(rn_, b);
+  // ... and served again: the server's changes in b and in c arrive.
+  const auto until = Clock::now() + std::chrono::seconds(20);
+  bool bSeen = false, cSeen = false;
+  for (int i = 0; Clock::now() < until && !(bSeen && cSeen); ++i) {
+    const std::string n = "again" + std::to_string(i);
+    if (!bSeen) writeFile(bed_->server("b/" + n), "x\n");
+    if (!cSeen) writeFile(bed_->server("c/" + n), "x\n");
+    for (auto stop = Clock::now() + std::chrono::seconds(1); Clock::now() < stop;) {
+      rnotify_event ev;
+      if (rnotify_next(rn_, &ev, 100) != 1) continue;
+      if (!(ev.mask & IN_REMOTE) || !(ev.mask & IN_CREATE)) continue;
+      bSeen |= ev.wd == b;
+      cSeen |= ev.wd == c;
+    }
+  }
+  EXPECT_TRUE(bSeen) << "b never got the server's events again: " << rnotify_watch_source(rn_, b);
+  EXPECT_TRUE(cSeen) << "c never got the server's events: " << rnotify_watch_source(rn_, c);
+  EXPECT_EQ(rnotify_rm_watch(rn_, b), 0) << rnotify_last_error(rn_);
+}
+
+}  // namespace
+}  // namespace rnotify::testbed
