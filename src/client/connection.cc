@@ -55,21 +55,57 @@ ssize_t writeNoSignal(int fd, const void* data, size_t size) {
   return n;
 }
 
+// How long a frame may wait for the peer to make room: a peer that reads
+// nothing for that long is treated as gone (its connection fails, and the
+// watches it served are told).
+constexpr int kWriteStallMs = 5000;
+
 Status writeAll(int fd, std::string_view data) {
+  auto deadline = Clock::now() + std::chrono::milliseconds(kWriteStallMs);
   while (!data.empty()) {
     ssize_t n = writeNoSignal(fd, data.data(), data.size());
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN) {
+        const int left = remainingMs(deadline);
+        if (left == 0) {
+          return Error{ETIMEDOUT, "the server read nothing for " + std::to_string(kWriteStallMs / 1000) +
+                                      " s while a frame waited to be written"};
+        }
         struct pollfd p = {fd, POLLOUT, 0};
-        ::poll(&p, 1, 1000);
+        ::poll(&p, 1, left);
         continue;
       }
       return lastError("write to the server");
     }
     data.remove_prefix(static_cast<size_t>(n));
+    deadline = Clock::now() + std::chrono::milliseconds(kWriteStallMs);  // it reads: a new period
   }
   return {};
+}
+
+// connect() on a non-blocking socket, finished within the deadline (a
+// black-holed address otherwise blocks for the kernel's SYN retries, minutes).
+int connectBy(int fd, const sockaddr* address, socklen_t length, Clock::time_point deadline) {
+  for (;;) {
+    if (::connect(fd, address, length) == 0) return 0;
+    if (errno == EINPROGRESS || errno == EINTR) break;  // under way
+    // A unix listener's queue is full: nothing was started; try again.
+    if (errno != EAGAIN) return errno;
+    if (remainingMs(deadline) == 0) return ETIMEDOUT;
+    ::poll(nullptr, 0, std::min(10, remainingMs(deadline)));
+  }
+  for (;;) {
+    struct pollfd p = {fd, POLLOUT, 0};
+    const int n = ::poll(&p, 1, remainingMs(deadline));
+    if (n < 0 && errno == EINTR) continue;
+    if (n == 0) return ETIMEDOUT;
+    if (n < 0) return errno;
+    int error = 0;
+    socklen_t size = sizeof error;
+    if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &size) != 0) return errno;
+    return error;
+  }
 }
 
 std::string lastLine(const std::string& text) {
@@ -118,17 +154,20 @@ std::string localUserName() {
   return std::to_string(::getuid());
 }
 
-Result<UniqueFd> connectSocket(const std::string& endpoint) {
+// A connected, non-blocking socket to endpoint, or an error, by the deadline
+// (name resolution excepted: getaddrinfo has none; a numeric address needs none).
+Result<UniqueFd> connectSocket(const std::string& endpoint, int timeoutMs) {
+  const auto deadline = Clock::now() + std::chrono::milliseconds(timeoutMs);
   if (endpoint.rfind("unix:", 0) == 0) {
     std::string path = endpoint.substr(5);
     sockaddr_un addr{};
     if (path.size() >= sizeof addr.sun_path) return Error{ENAMETOOLONG, "socket path too long: " + path};
     addr.sun_family = AF_UNIX;
     std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
     if (!fd) return lastError("socket");
-    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-      return Error::fromErrno(errno, "cannot connect to rnotifyd at " + endpoint);
+    if (int error = connectBy(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr, deadline); error != 0) {
+      return Error::fromErrno(error, "cannot connect to rnotifyd at " + endpoint);
     }
     return fd;
   }
@@ -145,14 +184,18 @@ Result<UniqueFd> connectSocket(const std::string& endpoint) {
     std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> guard(found, &::freeaddrinfo);
     int lastErrno = EHOSTUNREACH;
     for (addrinfo* a = found; a != nullptr; a = a->ai_next) {
-      UniqueFd fd(::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol));
+      UniqueFd fd(::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, a->ai_protocol));
       if (!fd) continue;
-      if (::connect(fd.get(), a->ai_addr, a->ai_addrlen) == 0) {
+      lastErrno = connectBy(fd.get(), a->ai_addr, a->ai_addrlen, deadline);
+      if (lastErrno == 0) {
         int one = 1;
         ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         return fd;
       }
-      lastErrno = errno;
+      if (lastErrno == ETIMEDOUT) {
+        return Error{ETIMEDOUT, "cannot connect to rnotifyd at " + endpoint + ": no answer within " +
+                                    std::to_string(timeoutMs) + " ms"};
+      }
     }
     return Error::fromErrno(lastErrno, "cannot connect to rnotifyd at " + endpoint);
   }
@@ -193,18 +236,20 @@ Result<std::unique_ptr<Connection>> Connection::overSocket(const std::string& en
     c->token_ = std::move(*token);
     c->tokenUser_ = tls.tokenUser.empty() ? localUserName() : tls.tokenUser;
   }
-  auto fd = connectSocket(endpoint);
+  // One budget for the connect, the TLS and the protocol handshakes.
+  const auto deadline = Clock::now() + std::chrono::milliseconds(timeoutMs);
+  auto fd = connectSocket(endpoint, timeoutMs);
   if (!fd) return fd.error();
-  ::fcntl(fd->get(), F_SETFL, O_NONBLOCK);
   c->socket_ = std::move(*fd);
   c->destination_ = endpoint;
   c->description_ = "rnotifyd at " + endpoint;
   if (secure) {
-    auto channel = TlsChannel::open(c->socket_.get(), splitHostPort(endpoint)->first, tls, timeoutMs, c->description_);
+    auto channel =
+        TlsChannel::open(c->socket_.get(), splitHostPort(endpoint)->first, tls, remainingMs(deadline), c->description_);
     if (!channel) return channel.error();
     c->tls_ = std::move(*channel);
   }
-  if (Status s = c->handshake(timeoutMs); !s) return s.error();
+  if (Status s = c->handshake(remainingMs(deadline)); !s) return s.error();
   return c;
 }
 
