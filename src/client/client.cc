@@ -25,6 +25,7 @@ namespace {
 constexpr uint64_t kTagLocal = 1;
 constexpr uint64_t kTagReady = 2;
 constexpr uint64_t kTagRelease = 3;
+constexpr uint64_t kTagKeepalive = 4;
 // An SMB notify descriptor: this bit and the watch descriptor (connections
 // are registered by their address, which never has it).
 constexpr uint64_t kTagNotify = uint64_t{1} << 63;
@@ -71,7 +72,32 @@ Status Client::init() {
   if (!release_) return lastError("timerfd_create");
   ev.data.u64 = kTagRelease;
   if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, release_.get(), &ev) != 0) return lastError("epoll_ctl");
+  keepalive_.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
+  if (!keepalive_) return lastError("timerfd_create");
+  ev.data.u64 = kTagKeepalive;
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, keepalive_.get(), &ev) != 0) return lastError("epoll_ctl");
   return {};
+}
+
+void Client::armKeepalive() {
+  if (keepaliveArmed_ || !config_) return;
+  // Twice per interval: a silence is noticed within 3.5 intervals.
+  const long ms = std::max(config_->keepaliveMs / 2, 50);
+  itimerspec spec{};
+  spec.it_interval.tv_sec = ms / 1000;
+  spec.it_interval.tv_nsec = (ms % 1000) * 1000000;
+  spec.it_value = spec.it_interval;
+  if (::timerfd_settime(keepalive_.get(), 0, &spec, nullptr) == 0) keepaliveArmed_ = true;
+}
+
+void Client::keepConnectionsAlive() {
+  const std::chrono::milliseconds interval(config_ ? config_->keepaliveMs : 2000);
+  std::vector<Connection*> silent;
+  for (auto& [key, connection] : connections_) {
+    if (lost_.count(connection.get())) continue;  // handled; waiting to be replaced
+    if (!connection->keepAlive(interval)) silent.push_back(connection.get());
+  }
+  for (Connection* connection : silent) connectionLost(*connection);
 }
 
 Client::~Client() = default;
@@ -707,7 +733,7 @@ Result<Connection*> Client::connectionFor(const ResolvedPath& resolved, std::str
       std::string agent = config_->agent;
       auto connection =
           connect(key, [argv, destination, agent](int timeoutMs) {
-            return Connection::overAgent(argv, destination, agent, timeoutMs);
+            return Connection::overAgent(argv, destination, agent, timeoutMs, /*keepalive=*/true);
           });
       if (!connection) {
         sshTargets_.erase(mountKey);  // remounted with other options? look again next time
@@ -732,7 +758,9 @@ Result<Connection*> Client::connectionFor(const ResolvedPath& resolved, std::str
       }
       TlsSettings tls = entry->tls;
       return connect(endpoint,
-                     [endpoint, tls](int timeoutMs) { return Connection::overSocket(endpoint, tls, timeoutMs); });
+                     [endpoint, tls](int timeoutMs) {
+                       return Connection::overSocket(endpoint, tls, timeoutMs, /*keepalive=*/true);
+                     });
     }
     case MountKind::kOtherNetwork:
       *why = "server-side watching is not available for " + resolved.mount.fsType + " mounts";
@@ -767,6 +795,7 @@ Result<Connection*> Client::connect(const std::string& key,
   ev.data.ptr = connection;
   if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, connection->readFd(), &ev) != 0) return lastError("epoll_ctl");
   connections_.emplace(key, std::move(*opened));
+  armKeepalive();
   return connection;
 }
 
@@ -1098,6 +1127,10 @@ Result<int> Client::next(ClientEvent* out, int timeoutMs) {
     for (int i = 0; i < n; ++i) {
       if (ready[i].data.u64 == kTagLocal) {
         local_->drain();
+      } else if (ready[i].data.u64 == kTagKeepalive) {
+        uint64_t expirations;
+        [[maybe_unused]] ssize_t r = ::read(keepalive_.get(), &expirations, sizeof expirations);
+        keepConnectionsAlive();
       } else if (ready[i].data.u64 == kTagRelease) {
         uint64_t expirations;
         [[maybe_unused]] ssize_t r = ::read(release_.get(), &expirations, sizeof expirations);

@@ -141,10 +141,16 @@ class Client final : public EventSink {
   void endWatch(Watch& watch);
   void pumpReady(int timeoutMs);
   void updateReadiness();
+  // Liveness of every open connection (Connection::keepAlive); a silent
+  // one is lost like a broken one.
+  void keepConnectionsAlive();
+  void armKeepalive();
 
   UniqueFd epoll_;
   UniqueFd ready_;  // eventfd: readable while queue_ is not empty
   UniqueFd release_;  // timerfd: when the next held local report is due
+  UniqueFd keepalive_;  // timerfd: every keepalive_ms while connections are open (see keepConnectionsAlive)
+  bool keepaliveArmed_ = false;
   bool readySignalled_ = false;
   std::unique_ptr<Watcher> local_;
   std::map<std::string, std::unique_ptr<Connection>> connections_;

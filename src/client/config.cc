@@ -26,6 +26,7 @@ struct ConfigLayer {
   std::optional<int> echoHoldMs;
   std::optional<DedupMode> dedup;
   std::optional<int> pollIntervalMs, pollMinMs, pollMaxMs;
+  std::optional<int> keepaliveMs;
   std::optional<std::string> smbCredentials;
   std::vector<ServerEntry> servers;
 };
@@ -34,6 +35,7 @@ void applyPollAndSmb(const ConfigLayer& layer, Config& config) {
   if (layer.pollIntervalMs) config.pollIntervalMs = *layer.pollIntervalMs;
   if (layer.pollMinMs) config.pollMinMs = *layer.pollMinMs;
   if (layer.pollMaxMs) config.pollMaxMs = *layer.pollMaxMs;
+  if (layer.keepaliveMs) config.keepaliveMs = *layer.keepaliveMs;
   if (layer.smbCredentials) config.smbCredentials = *layer.smbCredentials;
 }
 
@@ -178,6 +180,14 @@ Result<ConfigLayer> parseLayer(std::string_view text, std::string_view origin) {
       }
       int ms = static_cast<int>(number->get());
       (name == "poll_interval_ms" ? layer.pollIntervalMs : name == "poll_min_ms" ? layer.pollMinMs : layer.pollMaxMs) = ms;
+    } else if (name == "keepalive_ms") {
+      const auto* number = node.as_integer();
+      if (number == nullptr || number->get() < kMinKeepaliveMs || number->get() > kMaxKeepaliveMs) {
+        return configError(origin, node.source(),
+                           "'keepalive_ms' must be a whole number of milliseconds, " + std::to_string(kMinKeepaliveMs) +
+                               " to " + std::to_string(kMaxKeepaliveMs));
+      }
+      layer.keepaliveMs = static_cast<int>(number->get());
     } else if (name == "smb_credentials") {
       Result<std::string> value = stringValue(origin, node, name);
       if (!value.ok()) return value.error();
@@ -202,8 +212,8 @@ Result<ConfigLayer> parseLayer(std::string_view text, std::string_view origin) {
     } else {
       return configError(origin, key.source(),
                          "unknown key '" + name +
-                             "'; known keys: agent, dedup, echo_window_ms, echo_hold_ms, poll_interval_ms, poll_min_ms, "
-                             "poll_max_ms, smb_credentials, [[server]]");
+                             "'; known keys: agent, dedup, echo_window_ms, echo_hold_ms, keepalive_ms, poll_interval_ms, "
+                             "poll_min_ms, poll_max_ms, smb_credentials, [[server]]");
     }
   }
   return layer;
@@ -327,6 +337,7 @@ ConfigSources configSourcesFromEnvironment() {
   sources.pollIntervalOverride = env("RNOTIFY_POLL_INTERVAL_MS");
   sources.pollMinOverride = env("RNOTIFY_POLL_MIN_MS");
   sources.pollMaxOverride = env("RNOTIFY_POLL_MAX_MS");
+  sources.keepaliveOverride = env("RNOTIFY_KEEPALIVE_MS");
   sources.systemFile = "/etc/rnotify/config.toml";
   std::string xdg = env("XDG_CONFIG_HOME");
   std::string home = env("HOME");
@@ -378,6 +389,7 @@ Result<Config> loadConfig(const ConfigSources& sources) {
       if (!poll.pollIntervalMs) poll.pollIntervalMs = layer->pollIntervalMs;
       if (!poll.pollMinMs) poll.pollMinMs = layer->pollMinMs;
       if (!poll.pollMaxMs) poll.pollMaxMs = layer->pollMaxMs;
+      if (!poll.keepaliveMs) poll.keepaliveMs = layer->keepaliveMs;
       if (!poll.smbCredentials) poll.smbCredentials = layer->smbCredentials;
       config.servers.insert(config.servers.end(), layer->servers.begin(), layer->servers.end());
       used.push_back(path);
@@ -415,6 +427,11 @@ Result<Config> loadConfig(const ConfigSources& sources) {
     Result<int> ms = parseMilliseconds(name, *value);
     if (!ms.ok()) return ms.error();
     *field = std::max(*ms, 50);
+  }
+  if (!sources.keepaliveOverride.empty()) {
+    Result<int> ms = parseMilliseconds("RNOTIFY_KEEPALIVE_MS", sources.keepaliveOverride);
+    if (!ms.ok()) return ms.error();
+    config.keepaliveMs = std::clamp(*ms, kMinKeepaliveMs, kMaxKeepaliveMs);
   }
   if (config.pollMinMs > config.pollIntervalMs || config.pollIntervalMs > config.pollMaxMs) {
     return Error{EINVAL, "polling intervals must satisfy poll_min_ms (" + std::to_string(config.pollMinMs) +

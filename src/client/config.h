@@ -40,6 +40,11 @@ enum class DedupMode { kAuto, kOrigin, kState, kEcho, kOff };
 const char* dedupModeName(DedupMode mode);
 Result<DedupMode> parseDedupMode(std::string_view text);
 
+// The server may drop a client that promised keepalives and sent nothing for
+// 30 s: pings are never further apart than proto::kKeepaliveMaxIntervalSeconds.
+inline constexpr int kMinKeepaliveMs = 100;
+inline constexpr int kMaxKeepaliveMs = 10000;
+
 struct Config {
   std::string agent = "rnotifyd --stdio";  // command run on the ssh server
   int echoWindowMs = 2000;                 // echo_window_ms: how long a change waits for its echo; 0: no matching
@@ -51,6 +56,10 @@ struct Config {
   int pollIntervalMs = 2000;  // poll_interval_ms
   int pollMinMs = 250;        // poll_min_ms
   int pollMaxMs = 5000;       // poll_max_ms
+  // keepalive_ms: liveness of server connections (proto::kCapKeepalive): a
+  // Ping after this long without sending, and the connection is lost after
+  // three times this without anything received.
+  int keepaliveMs = 2000;
   // smb_credentials: a file as cifs's credentials= takes (username=,
   // password=, domain=), for SMB2 change notify on cifs mounts. Default:
   // ~/.config/rnotify/smb-credentials when it exists.
@@ -61,7 +70,7 @@ struct Config {
 
 // Parses TOML text. Keys: agent = "...", echo_window_ms = N, echo_hold_ms = N,
 // dedup = "auto|origin|state|echo|off", poll_interval_ms/poll_min_ms/poll_max_ms
-// = N (50 to 600000), smb_credentials = "path", [[server]] match/endpoint/remote_root
+// = N (50 to 600000), keepalive_ms = N (100 to 10000), smb_credentials = "path", [[server]] match/endpoint/remote_root
 // and, for tls: endpoints, tls_ca/tls_fingerprint (at least one), tls_cert
 // with tls_key, token_file, token_user; paths may start with "~/".
 // Unknown keys, wrong types, a missing match/endpoint, a bad endpoint or
@@ -90,6 +99,7 @@ struct ConfigSources {
   std::string pollIntervalOverride;  // $RNOTIFY_POLL_INTERVAL_MS
   std::string pollMinOverride;       // $RNOTIFY_POLL_MIN_MS
   std::string pollMaxOverride;       // $RNOTIFY_POLL_MAX_MS
+  std::string keepaliveOverride;     // $RNOTIFY_KEEPALIVE_MS
 };
 ConfigSources configSourcesFromEnvironment();
 

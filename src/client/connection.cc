@@ -206,10 +206,12 @@ Result<UniqueFd> connectSocket(const std::string& endpoint, int timeoutMs) {
 
 Result<std::unique_ptr<Connection>> Connection::overAgent(const std::vector<std::string>& argv,
                                                           const std::string& destination,
-                                                          const std::string& agentCommand, int timeoutMs) {
+                                                          const std::string& agentCommand, int timeoutMs,
+                                                          bool keepalive) {
   auto agent = AgentProcess::spawn(argv);
   if (!agent) return agent.error();
   std::unique_ptr<Connection> c(new Connection());
+  c->keepalive_ = keepalive;
   c->agent_ = std::move(*agent);
   c->destination_ = destination;
   c->agentCommand_ = agentCommand;
@@ -223,13 +225,14 @@ Result<std::unique_ptr<Connection>> Connection::overSocket(const std::string& en
 }
 
 Result<std::unique_ptr<Connection>> Connection::overSocket(const std::string& endpoint, const TlsSettings& tls,
-                                                           int timeoutMs) {
+                                                           int timeoutMs, bool keepalive) {
   const bool secure = endpoint.rfind("tls:", 0) == 0;
   if (secure && tls.ca.empty() && tls.fingerprint.empty()) {
     return Error{EINVAL, "cannot verify rnotifyd at " + endpoint +
                              ": its [[server]] entry needs tls_ca or tls_fingerprint in config.toml"};
   }
   std::unique_ptr<Connection> c(new Connection());
+  c->keepalive_ = keepalive;
   if (secure && !tls.tokenFile.empty()) {
     auto token = readTokenFile(tls.tokenFile);
     if (!token) return token.error();
@@ -265,6 +268,7 @@ Status Connection::send(const proto::Message& message) {
   proto::encode(message, frame);
   Status s = tls_ ? tls_->write(frame) : writeAll(agent_ ? agent_->input() : socket_.get(), frame);
   if (!s) fail(s.error());
+  lastSent_ = Clock::now();
   return s;
 }
 
@@ -284,6 +288,7 @@ Status Connection::handshake(int timeoutMs) {
   ::gethostname(host, sizeof host - 1);
   hello.clientName = std::string("rnotify " RNOTIFY_VERSION " on ") + host;
   hello.capabilities = proto::kCapOrigin | proto::kCapStat | proto::kCapResync | proto::kCapResume |
+                       (keepalive_ ? uint64_t{proto::kCapKeepalive} : 0) |
                        (token_.empty() ? 0 : uint64_t{proto::kCapAuth});
   if (Status s = send(hello); !s) return s;
   auto deadline = Clock::now() + std::chrono::milliseconds(timeoutMs);
@@ -354,6 +359,7 @@ bool Connection::pump() {
   for (;;) {
     auto n = readSome(buffer, sizeof buffer);
     if (n && *n > 0) {
+      lastReceived_ = Clock::now();
       reader_.feed(std::string_view(buffer, *n));
       for (;;) {
         auto next = reader_.next();
@@ -513,6 +519,20 @@ Result<proto::Reply> Connection::request(proto::Message message, int timeoutMs) 
     }
     pump();
   }
+}
+
+bool Connection::keepAlive(std::chrono::milliseconds interval) {
+  if (!pump()) return false;  // what arrived meanwhile counts
+  if (!welcomed_ || !(welcome_.capabilities & proto::kCapKeepalive)) return true;
+  const auto now = Clock::now();
+  if (now - lastReceived_ >= 3 * interval) {
+    const auto silent = std::chrono::duration_cast<std::chrono::milliseconds>(now - lastReceived_).count();
+    fail(Error{ETIMEDOUT, "lost the connection to " + description_ + ": nothing arrived for " +
+                              std::to_string(silent) + " ms, not even the answer to a ping"});
+    return false;
+  }
+  if (now - lastSent_ >= interval) (void)send(proto::Ping{nextPing_++});  // a failure marks it dead
+  return alive_;
 }
 
 void Connection::requestNoWait(proto::Message message) {

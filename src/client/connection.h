@@ -30,15 +30,17 @@ class Connection {
   using EventsHandler = std::function<void(Connection&, proto::Events&)>;
 
   // destination names the server in messages ("root@host"); agentCommand is
-  // the remote command, for the "not installed" message.
+  // the remote command, for the "not installed" message. keepalive: the
+  // caller promises to call keepAlive() (proto::kCapKeepalive), and the
+  // server may then take a silent client as gone.
   static Result<std::unique_ptr<Connection>> overAgent(const std::vector<std::string>& argv,
                                                        const std::string& destination, const std::string& agentCommand,
-                                                       int timeoutMs);
+                                                       int timeoutMs, bool keepalive = false);
   // endpoint: "unix:PATH", "tcp:HOST:PORT" or "tls:HOST:PORT"; tls: the
   // [[server]] entry's TLS settings (tls: endpoints need them).
   static Result<std::unique_ptr<Connection>> overSocket(const std::string& endpoint, int timeoutMs);
   static Result<std::unique_ptr<Connection>> overSocket(const std::string& endpoint, const TlsSettings& tls,
-                                                        int timeoutMs);
+                                                        int timeoutMs, bool keepalive = false);
 
   ~Connection();
 
@@ -76,6 +78,12 @@ class Connection {
   // Reads and handles everything available without blocking. False once the
   // connection has failed; failure() then says why.
   bool pump();
+  // Liveness (proto::kCapKeepalive), called about every interval: reads what
+  // is there, sends Ping if nothing was sent for an interval (the server
+  // answers at once), and fails the connection (ETIMEDOUT) when nothing at
+  // all has arrived for three intervals: a silent partition, a frozen
+  // server. False once the connection has failed.
+  bool keepAlive(std::chrono::milliseconds interval);
 
  private:
   Connection() = default;
@@ -118,6 +126,10 @@ class Connection {
   std::map<uint32_t, uint64_t> unacked_;   // ... of those not acknowledged yet
   size_t unackedEvents_ = 0;
   std::chrono::steady_clock::time_point lastAck_{};
+  std::chrono::steady_clock::time_point lastReceived_{};  // of any byte (keepAlive)
+  std::chrono::steady_clock::time_point lastSent_{};      // of any frame
+  uint64_t nextPing_ = 1;
+  bool keepalive_ = false;  // announces kCapKeepalive
 };
 
 }  // namespace rnotify

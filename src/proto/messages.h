@@ -29,7 +29,12 @@ enum Capability : uint64_t {
   kCapStat = 1u << 2,    // events carry size, mtime, mode, owner on request
   kCapResync = 1u << 3,  // Snapshot/Entries: the client can re-read a watched tree after a gap
   kCapAuth = 1u << 4,    // Auth: a bearer token, on a TLS listener that asks for one
+  // Liveness: the client sends a frame (Ping if nothing else) at least every
+  // kKeepaliveMaxIntervalSeconds; the server answers Ping with Pong at once
+  // and treats a client silent for its keepalive timeout (30 s) as gone.
+  kCapKeepalive = 1u << 5,
 };
+inline constexpr int kKeepaliveMaxIntervalSeconds = 10;
 
 inline constexpr size_t kMaxDeclared = 64;      // origins in one Declare
 inline constexpr size_t kMaxOriginText = 255;  // bytes of one origin

@@ -320,6 +320,12 @@ int main(int argc, char** argv) {
                  "answer the server's pings only when the application reads events)")
       ->check(CLI::Range(0, 86400))
       ->capture_default_str();
+  app.add_option("--keepalive-timeout", options.limits.keepaliveTimeoutSeconds,
+                 "Seconds without any frame from a client that promised keepalives (rnotify clients ping every "
+                 "2 s by default, 10 s at most) before its connection is taken as lost: its watches wait for it "
+                 "as after a broken connection (0: never)")
+      ->check(CLI::Range(0, 86400))
+      ->capture_default_str();
   app.add_option("--journal-events", options.limits.journalRecords,
                  "Events kept per client until it acknowledges them, so that a client whose connection broke "
                  "gets what it missed when it comes back (0: none; it then re-reads its watched trees)")

@@ -34,6 +34,10 @@ struct ServerLimits {
   uint32_t maxClients = 1024;       // connections (and sessions waiting for a comeback) at once
   int frameTimeoutSeconds = 30;     // a frame begun must be complete within this (slow senders)
   int idleTimeoutSeconds = 0;       // a client that sends nothing this long is dropped (0: never)
+  // A client that promised keepalives (proto::kCapKeepalive) and sent
+  // nothing this long is gone: its session is parked or closed, as for a
+  // broken connection (0: never).
+  int keepaliveTimeoutSeconds = 30;
   size_t maxUnreadReplies = 1u << 20;  // bytes of answers a client leaves unread before its requests wait
   // Resume (proto::kCapResume): events kept per session for a replay, and how
   // long the watches of a lost connection wait for their client.

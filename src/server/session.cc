@@ -139,6 +139,17 @@ void Session::armWatchdog() {
         self->close(ETIMEDOUT, "a frame was left unfinished for " + std::to_string(limits.frameTimeoutSeconds) + " s");
         return;
       }
+      // A silent partition (no FIN, no RST) leaves the socket open for ever:
+      // a client that promised to send at least every 10 s and did not is
+      // gone (parked if it can come back).
+      if ((self->capabilities_ & proto::kCapKeepalive) && limits.keepaliveTimeoutSeconds > 0 && !self->readPaused_ &&
+          now - self->lastReceived_ > std::chrono::seconds(limits.keepaliveTimeoutSeconds)) {
+        log::warn("{}: nothing received for {} s (its keepalives stopped); the connection is lost", self->description_,
+                  limits.keepaliveTimeoutSeconds);
+        self->lost();
+        if (!self->closed_) self->armWatchdog();  // a parked session's is still wanted
+        return;
+      }
       if (limits.idleTimeoutSeconds > 0 && !self->readPaused_ &&
           now - self->lastReceived_ > std::chrono::seconds(limits.idleTimeoutSeconds)) {
         log::warn("{}: nothing received for {} s; closing", self->description_, limits.idleTimeoutSeconds);
@@ -266,7 +277,8 @@ void Session::onHello(const proto::Hello& hello) {
   uint64_t offered = proto::kCapStat | proto::kCapResync |
                      (server_.offersAttribution() ? uint64_t{proto::kCapOrigin} : 0) |
                      (server_.resumable() ? uint64_t{proto::kCapResume} : 0) |
-                     (transport_->awaitsToken() ? uint64_t{proto::kCapAuth} : 0);
+                     (transport_->awaitsToken() ? uint64_t{proto::kCapAuth} : 0) |
+                     (server_.limits().keepaliveTimeoutSeconds > 0 ? uint64_t{proto::kCapKeepalive} : 0);
   capabilities_ = hello.capabilities & offered;
   welcome.capabilities = capabilities_;
   welcome.instanceId = server_.instanceId();

@@ -16,6 +16,7 @@
 #include <string>
 
 #include "common/read_file.h"
+#include "process.h"
 #include "product.h"
 #include "rnotify/rnotify.h"
 #include "sshfs_bed.h"
@@ -29,10 +30,8 @@ using Clock = std::chrono::steady_clock;
 
 // The state letter of /proc/PID/stat ('Z' once it has exited), '?' if gone.
 char stateOf(pid_t pid) {
-  auto stat = rnotify::readFile("/proc/" + std::to_string(pid) + "/stat");
-  if (!stat.ok()) return '?';
-  const size_t paren = stat->rfind(')');
-  return paren == std::string::npos || paren + 2 >= stat->size() ? '?' : (*stat)[paren + 2];
+  auto stat = procStat(pid);
+  return stat ? stat->state : '?';
 }
 
 // The ssh processes this process started (the agent connections); sshfs's own

@@ -1,11 +1,13 @@
 // A 10 s network partition between client A and the server while the server
 // changes files. Two outcomes are right, and the test says which one it saw:
 //
-// - nobody noticed: ssh's keep-alive (ServerAlive 15 s x 3) outlasts 10 s, and
-//   the TCP connection survives; the server's events were only delayed, and
-//   must all arrive, live, once the link is back (TCP retransmits them);
-// - the connection was declared lost: then a loss notice, a RESTORED notice
-//   and SYNTHESIZED events for what was missed.
+// - nobody noticed: the TCP connection survives and the server's events were
+//   only delayed; they must all arrive, live, once the link is back (TCP
+//   retransmits them). Only when the cut is shorter than the client's
+//   keepalive (3 x keepalive_ms);
+// - the connection was declared lost (the client's keepalive: 3 pings of 2 s
+//   unanswered): then a loss notice, a RESTORED notice and SYNTHESIZED
+//   events for what was missed.
 //
 // Either way the client's view (the first listing replayed with every event)
 // must end equal to the server's tree.

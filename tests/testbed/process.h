@@ -87,6 +87,14 @@ CommandResult runCommand(const std::vector<std::string>& argv, const Deadline& d
 // exits 0. For setup steps (ssh-keygen, ip netns add) that must work.
 std::string runChecked(const std::vector<std::string>& argv, const Deadline& deadline, const Netns* netns = nullptr);
 
+// /proc/PID/stat's state letter ('R', 'S', 'T' stopped, 'Z' exited but not
+// reaped, ...) and parent pid; nullopt once the process is gone.
+struct ProcStat {
+  char state = '?';
+  pid_t parent = -1;
+};
+std::optional<ProcStat> procStat(pid_t pid);
+
 // Pids of all descendants of `root` (children first), found through
 // /proc/*/stat. Processes that were reparented away are not found.
 std::vector<pid_t> descendantsOf(pid_t root);

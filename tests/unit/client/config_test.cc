@@ -183,6 +183,31 @@ TEST(LoadConfig, DedupModeAndHoldFromFilesAndEnvironment) {
   }
 }
 
+TEST(LoadConfig, KeepaliveFromFilesAndEnvironment) {
+  TempDir dir;
+  ConfigSources sources;
+  Result<Config> config = loadConfig(sources);
+  ASSERT_TRUE(config.ok());
+  EXPECT_EQ(config->keepaliveMs, 2000);
+  sources.systemFile = dir.write("etc/config.toml", "keepalive_ms = 5000\n");
+  config = loadConfig(sources);
+  ASSERT_TRUE(config.ok()) << config.error().message;
+  EXPECT_EQ(config->keepaliveMs, 5000);
+  sources.keepaliveOverride = "60000";  // past what the server relies on
+  config = loadConfig(sources);
+  ASSERT_TRUE(config.ok()) << config.error().message;
+  EXPECT_EQ(config->keepaliveMs, kMaxKeepaliveMs);
+  sources.keepaliveOverride = "often";
+  config = loadConfig(sources);
+  ASSERT_FALSE(config.ok());
+  EXPECT_NE(config.error().message.find("RNOTIFY_KEEPALIVE_MS"), std::string::npos) << config.error().message;
+  for (const char* bad : {"keepalive_ms = 0\n", "keepalive_ms = 30000\n", "keepalive_ms = \"2s\"\n"}) {
+    Result<Config> parsed = parseConfig(bad, "test.toml");
+    ASSERT_FALSE(parsed.ok()) << bad;
+    EXPECT_NE(parsed.error().message.find("keepalive_ms"), std::string::npos) << parsed.error().message;
+  }
+}
+
 TEST(LoadConfig, MissingFilesAreFineButExplicitOneMustExist) {
   TempDir dir;
   ConfigSources sources;

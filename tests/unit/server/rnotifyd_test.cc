@@ -517,6 +517,57 @@ TEST_F(ResumeTest, AClientThatComesBackGetsExactlyWhatItMissed) {
   }
 }
 
+// Without the promise (a client that pings only when its application reads
+// events), silence is not a loss.
+TEST_F(RnotifydTest, AClientThatPromisedNoKeepalivesIsNotDroppedForSilence) {
+  auto daemon = start({"--keepalive-timeout", "1"});
+  auto c = client();
+  ASSERT_TRUE(c);
+  EXPECT_FALSE(c->welcome().capabilities & proto::kCapKeepalive);
+  ASSERT_EQ(watch(*c, base_ + "/export/dir").status, 0);
+  // Four watchdog periods of silence; then it still receives.
+  struct pollfd p = {c->readFd(), POLLIN, 0};
+  EXPECT_EQ(::poll(&p, 1, 5000), 0) << "the server sent something to (or closed) a silent client";
+  std::ofstream(base_ + "/export/dir/later") << "x";
+  EXPECT_TRUE(receives(*c, "later"));
+}
+
+// A silent partition leaves the socket open: a client that promised
+// keepalives (kCapKeepalive) and sends nothing is taken as gone after
+// --keepalive-timeout, its session kept for a comeback like a broken one's.
+TEST_F(ResumeTest, AClientWhoseKeepalivesStopIsTakenAsGoneAndCanComeBack) {
+  auto daemon = start({"--keepalive-timeout", "2"});
+  auto opened = Connection::overSocket("unix:" + socket_, TlsSettings{}, 5000, /*keepalive=*/true);
+  ASSERT_TRUE(opened.ok()) << opened.error().message;
+  auto c = std::move(*opened);
+  ASSERT_TRUE(c->welcome().capabilities & proto::kCapKeepalive);
+  ASSERT_EQ(attach(*c, 0, {}).status, 0);
+  proto::Reply reply = watch(*c, base_ + "/export/dir");
+  ASSERT_EQ(reply.status, 0) << reply.message;
+  create("a0");
+  Seen seen;
+  ASSERT_TRUE(pumpUntil(*c, seen, [&] { return seen.has("a0"); }));
+  const uint64_t seq = seen.events.back().seq, instance = c->welcome().instanceId;
+  // Silent from here (no Ping): the server closes its end within 2 s and
+  // one 2 s watchdog period.
+  bool closed = false;
+  for (auto deadline = Clock::now() + std::chrono::seconds(10); !closed && Clock::now() < deadline;) {
+    struct pollfd p = {c->readFd(), POLLIN, 0};
+    ::poll(&p, 1, 100);
+    closed = !c->pump();
+  }
+  ASSERT_TRUE(closed) << "a client silent for 10 s, keepalive timeout 2 s, is still connected";
+  for (int i = 1; i <= 10; ++i) create("a" + std::to_string(i));
+  auto back = client();
+  ASSERT_TRUE(back);
+  reply = attach(*back, instance, {{reply.watchId, seq}});
+  ASSERT_EQ(reply.status, 0) << reply.message;
+  EXPECT_EQ(reply.message, "resumed 1 watches");
+  Seen again;
+  EXPECT_TRUE(pumpUntil(*back, again, [&] { return again.has("a10"); })) << back->failure().message;
+  EXPECT_EQ(again.events.size(), 10u);
+}
+
 TEST_F(ResumeTest, AJournalTooShortForTheGapGivesAnOverflowOnThatWatch) {
   auto daemon = start({"--journal-events", "10"});
   uint32_t id = 0;
