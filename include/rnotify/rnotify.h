@@ -10,7 +10,12 @@
  * (what this host did) are merged into the same stream.
  *
  * Event masks are inotify's IN_* values (<sys/inotify.h>), plus IN_REMOTE.
- * No function here starts a thread; all work happens inside rnotify_next().
+ * All work happens inside these calls, mostly rnotify_next(), in the
+ * caller's thread, with two exceptions: a watch on a local cifs mount (SMB2
+ * change notify through the mount) starts one thread of its own, and a watch
+ * on an SMB share without rnotifyd starts one rnotify-smb-helper process
+ * (posix_spawn; it holds libsmbclient, which is not thread-safe). A watch on
+ * an sshfs mount starts ssh (posix_spawn) to run the agent on the server.
  * A handle is not thread-safe: use it from one thread at a time.
  */
 #ifndef RNOTIFY_RNOTIFY_H

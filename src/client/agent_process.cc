@@ -3,14 +3,13 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 
-extern char** environ;
+#include "common/spawn.h"
 
 namespace rnotify {
 namespace {
@@ -32,58 +31,15 @@ Result<AgentProcess> AgentProcess::spawn(const std::vector<std::string>& argv) {
   if (!out) return out.error();
   if (!err) return err.error();
 
-  std::vector<char*> args;
-  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-
-  // posix_spawn, not fork: safe in a multithreaded host application.
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, in->first.get(), STDIN_FILENO);
-  posix_spawn_file_actions_adddup2(&actions, out->second.get(), STDOUT_FILENO);
-  posix_spawn_file_actions_adddup2(&actions, err->second.get(), STDERR_FILENO);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
-  posix_spawnattr_setpgroup(&attr, 0);
-  sigset_t all, none;
-  sigfillset(&all);
-  sigemptyset(&none);
-  posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setsigmask(&attr, &none);
   // The agent (ssh) must not load the LD_PRELOAD inotify shim that may be
-  // running this very library: its entry is taken out of LD_PRELOAD.
-  std::vector<std::string> envStrings;
-  std::vector<char*> env;
-  for (char** e = environ; *e != nullptr; ++e) {
-    std::string_view entry(*e);
-    if (entry.rfind("LD_PRELOAD=", 0) == 0 && entry.find("librnotify-preload") != std::string_view::npos) {
-      std::string kept;
-      std::string_view list = entry.substr(11);
-      while (!list.empty()) {
-        size_t end = list.find_first_of(": ");
-        std::string_view item = list.substr(0, end);
-        if (!item.empty() && item.find("librnotify-preload") == std::string_view::npos) {
-          kept += (kept.empty() ? "" : ":") + std::string(item);
-        }
-        if (end == std::string_view::npos) break;
-        list.remove_prefix(end + 1);
-      }
-      if (!kept.empty()) envStrings.push_back("LD_PRELOAD=" + kept);
-      continue;
-    }
-    env.push_back(*e);
-  }
-  for (std::string& e : envStrings) env.push_back(e.data());
-  env.push_back(nullptr);
-  pid_t pid;
-  int rc = ::posix_spawnp(&pid, args[0], &actions, &attr, args.data(), env.data());
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) return Error::fromErrno(rc, "cannot start '" + argv[0] + "'");
+  // running this very library (spawnHelper takes it out).
+  auto pid = spawnHelper(argv, {{in->first.get(), STDIN_FILENO},
+                                {out->second.get(), STDOUT_FILENO},
+                                {err->second.get(), STDERR_FILENO}});
+  if (!pid) return pid.error();
 
   AgentProcess p;
-  p.pid_ = pid;
+  p.pid_ = *pid;
   p.stdin_ = std::move(in->second);
   p.stdout_ = std::move(out->first);
   p.stderr_ = std::move(err->first);

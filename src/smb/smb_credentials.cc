@@ -249,4 +249,27 @@ std::string smbUrl(const SmbLocation& location) {
   return url;
 }
 
+std::string smbFixHint(int code) {
+  switch (code) {
+    case EACCES:
+    case EPERM:
+      return "check the user name and password (credentials file) and the share's permissions";
+    case ENOENT:
+    case ENODEV:
+    case ENOTDIR:
+      return "check the share name and the path inside it";
+    case ECONNREFUSED:
+    case ETIMEDOUT:
+    case EHOSTUNREACH:
+    case ENETUNREACH:
+      return "check that the server runs SMB on that address and port";
+    case ECONNABORTED:
+    case ECONNRESET:
+    case EPIPE:
+      return "the connection to the server was lost; the watch must be set up again";
+    default:
+      return "see the server's log";
+  }
+}
+
 }  // namespace rnotify

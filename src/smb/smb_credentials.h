@@ -44,4 +44,7 @@ Result<SmbLocation> parseSmbUrl(std::string_view url, SmbCredentials* credential
 // path's directory, never credentials).
 std::string smbUrl(const SmbLocation& location);
 
+// What the user should do about a failed connect, open or watch (errno code).
+std::string smbFixHint(int code);
+
 }  // namespace rnotify

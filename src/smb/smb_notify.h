@@ -6,15 +6,22 @@
 // smbc_notify() blocks in its own event loop, and Debian's libsmbclient is
 // not thread-safe (it keeps its talloc stack frames in one process-wide
 // pointer: two smbc_notify() loops in two threads corrupt the heap). So each
-// SmbNotify runs libsmbclient in a helper process of its own, forked from the
-// caller and single-threaded, which sends each event as one packet over a
-// SOCK_SEQPACKET socketpair; fd() is the parent's end, readable while events
-// wait or after the helper failed or died. smbc_notify() calls back every
-// kTickMs with no actions; the first tick tells the parent that the request
-// is out. The destructor kills the helper (SIGKILL) and reaps it, at once;
-// the helper keeps no descriptor of the parent's but its socket, and leaves
-// by itself within a tick when that socket's other end closes (the parent
-// process died).
+// SmbNotify runs libsmbclient in a helper program of its own,
+// rnotify-smb-helper (smb_helper.cc), started with posix_spawn (never a fork
+// without exec: the caller may be multithreaded, and a lock another thread
+// held at the fork would deadlock the child). Nothing else links
+// libsmbclient: a program that loads librnotify (or the preload shim) does
+// not load Samba's libraries. The helper is found at RNOTIFY_SMB_HELPER, else
+// where it is installed, else where it was built. The helper gets its
+// settings (credentials included) in the first packet, and sends each event
+// as one packet over a SOCK_SEQPACKET socketpair (smb_helper_wire.h); fd() is
+// the parent's end, readable while events wait or after the helper failed or
+// died. smbc_notify() calls back every kTickMs with no actions; the first
+// tick tells the parent that the request is out. The destructor kills the
+// helper (SIGKILL) and reaps it, at once; the helper keeps no descriptor of
+// the parent's but its socket and standard error, and leaves by itself
+// within a tick when that socket's other end closes (the parent process
+// died).
 //
 // When the changes do not fit the response (libsmbclient asks for at most
 // 1000 bytes of records) the server answers STATUS_NOTIFY_ENUM_DIR and
@@ -33,6 +40,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "common/result.h"
@@ -68,11 +76,10 @@ class SmbNotify {
 
   static constexpr unsigned kTickMs = 100;
   static constexpr int kConnectTimeoutMs = 5000;
-
-  struct Worker;
+  // The helper program that start() runs.
+  static std::string helperPath();
 
  private:
-  static constexpr size_t kMaxMessage = 64 * 1024;
   SmbNotify(pid_t child, UniqueFd socket);
   // Reads every waiting message into events_ / failed_.
   void drain() const;

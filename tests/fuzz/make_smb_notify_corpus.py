@@ -26,6 +26,15 @@ def chain(records):
     return out
 
 
+def helper_config(server, share, path, user, password, domain, port, mask, recursive, level):
+    """The first packet SmbNotify sends rnotify-smb-helper (smb_helper_wire.h)."""
+    out = b"C"
+    for text in (server, share, path, user, password, domain):
+        data = text.encode()
+        out += struct.pack("<I", len(data)) + data
+    return out + struct.pack("<IIII", port, mask, recursive, level)
+
+
 def info(data, filter_=0x17, tree=1, spare=0):
     return struct.pack("<IBI", filter_, tree, len(data)) + data + b"\0" * spare
 
@@ -40,6 +49,8 @@ SEEDS = {
     "info_empty": info(b""),
     "chain_modified": chain([(3, "document.docx"), (8, "document.docx:Zone.Identifier")]),
     "chain_long_name": chain([(1, "x" * 255)]),
+    "helper_config": helper_config("127.0.0.1", "share", "a/b", "alice", "secret", "WORKGROUP", 4450, 0x3C6, 1, 2),
+    "helper_config_empty": helper_config("", "", "", "", "", "", 0, 0, 0, 0),
 }
 
 

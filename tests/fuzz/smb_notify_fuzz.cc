@@ -9,15 +9,19 @@
 //     decodes to the same records,
 //   - translate through the action table into events whose dir and name
 //     never leave the watched directory ('..', '.', empty components).
+// The input is also read as the helper program's config packet
+// (smb_helper_wire.h), which must re-encode to itself when it decodes.
 // ASan/UBSan catch any read out of bounds; any violation aborts.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "smb/cifs_notify.h"
+#include "smb/smb_helper_wire.h"
 
 namespace {
 
@@ -110,5 +114,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (info.ok()) check(info->records);
   auto records = decodeNotifyRecords(bytes);
   if (records.ok()) check(*records);
+  // The same bytes as the first packet SmbNotify sends its helper program
+  // (smb_helper_wire.h): whatever decodes re-encodes to the same bytes.
+  std::string_view text(reinterpret_cast<const char*>(data), size);
+  if (auto config = smbwire::decodeConfig(text)) {
+    if (smbwire::encodeConfig(*config) != text) fail("helper config does not round-trip");
+  }
   return 0;
 }

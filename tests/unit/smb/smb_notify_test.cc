@@ -7,12 +7,17 @@
 #include <fmt/core.h>
 #include <gtest/gtest.h>
 #include <poll.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <functional>
+#include <iterator>
+#include <vector>
 
 #include "deadline.h"
 #include "samba.h"
@@ -294,6 +299,57 @@ TEST_F(SmbNotifyTest, SeveralWatchesAtOnce) {
     ASSERT_TRUE(arrives(c, {{IN_CREATE, "", "f0"}, {IN_CREATE, "", "f19"}})) << "watch " << i;
     EXPECT_FALSE(watches[i]->failed()) << watches[i]->error().message;
   }
+}
+
+// libsmbclient runs in a program of its own, started with exec (never a
+// fork of a possibly multithreaded caller), holding nothing of the caller's:
+// not even a descriptor the caller left inheritable.
+TEST_F(SmbNotifyTest, TheHelperIsAProgramOfItsOwnThatHoldsNothingOfTheCallers) {
+  int leaked[2];
+  ASSERT_EQ(::pipe(leaked), 0);  // inheritable, as a careless host program's
+  auto w = watch();
+  ASSERT_TRUE(w);
+  pid_t helper = -1;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::error_code ec;
+    const auto exe = std::filesystem::read_symlink(entry.path() / "exe", ec);
+    if (!ec && exe == std::filesystem::path(SmbNotify::helperPath())) helper = std::stoi(name);
+  }
+  ASSERT_GT(helper, 0) << "no process runs " << SmbNotify::helperPath();
+  // Its own: /dev/null (0, 1), the caller's standard error (2), its socket
+  // (3), then whatever libsmbclient opens (its connection to the server).
+  // Never the pipe the caller left inheritable.
+  struct stat pipeStat;
+  ASSERT_EQ(::fstat(leaked[1], &pipeStat), 0);
+  const std::string fdDir = "/proc/" + std::to_string(helper) + "/fd/";
+  for (const auto& entry : std::filesystem::directory_iterator(fdDir)) {
+    struct stat st;
+    if (::stat(entry.path().c_str(), &st) != 0) continue;
+    EXPECT_FALSE(st.st_dev == pipeStat.st_dev && st.st_ino == pipeStat.st_ino)
+        << "the helper holds the caller's pipe as descriptor " << entry.path().filename();
+  }
+  for (int fd : {0, 1}) {
+    std::error_code ec;
+    EXPECT_EQ(std::filesystem::read_symlink(fdDir + std::to_string(fd), ec), "/dev/null") << "descriptor " << fd;
+  }
+  ::close(leaked[0]);
+  ::close(leaked[1]);
+  // And the caller never loads Samba's libraries.
+  std::ifstream maps("/proc/self/maps");
+  std::string text((std::istreambuf_iterator<char>(maps)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(text.find("libsmbclient"), std::string::npos) << "libsmbclient is mapped into the caller";
+}
+
+TEST_F(SmbNotifyTest, AMissingHelperProgramIsAClearError) {
+  ::setenv("RNOTIFY_SMB_HELPER", "/nonexistent/rnotify-smb-helper", 1);
+  auto w = SmbNotify::start(location(), credentials(), kDefaultMask, false);
+  ::unsetenv("RNOTIFY_SMB_HELPER");
+  ASSERT_FALSE(w.ok());
+  EXPECT_EQ(w.error().code, ENOENT);
+  EXPECT_NE(w.error().message.find("/nonexistent/rnotify-smb-helper"), std::string::npos) << w.error().message;
+  EXPECT_NE(w.error().message.find("RNOTIFY_SMB_HELPER"), std::string::npos) << w.error().message;
 }
 
 TEST_F(SmbNotifyTest, StopsPromptly) {
