@@ -220,8 +220,8 @@ int Reflector::retryPastNegative(const std::string& rel, const std::string& name
   // call goes straight through. If a lookup by someone else left a negative
   // entry after SOURCE had moved on (or the kernel dropped the inode), ENOENT
   // comes from the kernel's cache: drop the entry and try once more.
-  int r = call();
-  if (r != 0 && errno == ENOENT) {
+  int r = call();  // -1 on failure (a descriptor, or 0, on success)
+  if (r < 0 && errno == ENOENT) {
     invalidateName(rel, name);
     r = call();
   }
@@ -308,7 +308,8 @@ void Reflector::reflectModify(const std::string& rel, const std::string& name) {
   invalidateInode(rel, name);
   std::string path = viewPath(rel, name);
   GhostScope ghost(*this, rel, name);
-  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NONBLOCK));
+  // A negative entry left by another process's lookup would fail the open.
+  UniqueFd fd(retryPastNegative(rel, name, [&] { return ::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NONBLOCK); }));
   if (!fd) return count(-1, "open for modify", path);
   // A truncate to the current size is a write of nothing: the kernel reports
   // IN_MODIFY, and our own setattr changes nothing on SOURCE.
@@ -323,7 +324,7 @@ void Reflector::reflectCloseWrite(const std::string& rel, const std::string& nam
   std::string path = viewPath(rel, name);
   if (closedEarly_.erase(rel + "/" + name) == 0) {
     GhostScope ghost(*this, rel, name);
-    int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NONBLOCK);
+    int fd = retryPastNegative(rel, name, [&] { return ::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NONBLOCK); });
     count(fd < 0 ? -1 : 0, "close-write", path);
     if (fd >= 0) ::close(fd);
   }
@@ -342,7 +343,9 @@ void Reflector::reflectAttrib(const std::string& rel, const std::string& name) {
   GhostScope ghost(*this, rel, name);
   // Setting both times is what the kernel reports as IN_ATTRIB (utimes).
   struct timespec times[2] = {st.st_atim, st.st_mtim};
-  count(::utimensat(AT_FDCWD, path.c_str(), times, AT_SYMLINK_NOFOLLOW), "attrib", path);
+  count(retryPastNegative(rel, name,
+                          [&] { return ::utimensat(AT_FDCWD, path.c_str(), times, AT_SYMLINK_NOFOLLOW); }),
+        "attrib", path);
 }
 
 void Reflector::forgetClosedEarly(const std::string& rel, const std::string& name) {

@@ -90,7 +90,8 @@ class Reflector {
   // a lookup after SOURCE had moved on), so that the next walk asks our
   // lookup again.
   void invalidateName(const std::string& rel, const std::string& name);
-  // Runs a reflected call; on ENOENT drops the name's entry and runs it again.
+  // Runs a reflected call (-1 and errno on failure); on ENOENT drops the
+  // name's entry and runs it again.
   int retryPastNegative(const std::string& rel, const std::string& name, const std::function<int()>& call);
   // For the length of one reflected call on `name`: if SOURCE no longer has
   // it, own lookups get the known inode or a ghost.

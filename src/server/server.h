@@ -29,7 +29,9 @@ namespace rnotify {
 struct ServerLimits {
   uint32_t maxWatchesPerClient = 8192;
   uint32_t maxFrame = proto::kDefaultMaxFrame;
-  size_t maxQueuedBytesPerClient = 64u << 20;  // a client this far behind is disconnected
+  // A client this far behind: its events are dropped until it has read what
+  // was queued, then its watches that lost some get IN_Q_OVERFLOW.
+  size_t maxQueuedBytesPerClient = 64u << 20;
   int handshakeTimeoutSeconds = 10;
   uint32_t maxClients = 1024;       // connections (and sessions waiting for a comeback) at once
   int frameTimeoutSeconds = 30;     // a frame begun must be complete within this (slow senders)
