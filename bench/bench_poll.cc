@@ -33,7 +33,7 @@
 #include <tuple>
 #include <vector>
 
-#include "client/poll_scanner.h"
+#include "poll/poll_scanner.h"
 
 namespace {
 

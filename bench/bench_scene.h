@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "client/connection.h"
+#include "transport/connection.h"
 #include "process.h"
 #include "sshd.h"
 #include "sshfs_mount.h"

@@ -7,7 +7,7 @@
 
 #include <memory>
 
-#include "client/connection.h"
+#include "transport/connection.h"
 #include "event_source.h"
 
 namespace rnotify::bench {

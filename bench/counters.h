@@ -6,7 +6,7 @@
 #include <string>
 
 #include "burst.h"
-#include "client/connection.h"
+#include "transport/connection.h"
 #include "common/unique_fd.h"
 
 namespace rnotify::bench {

@@ -12,7 +12,7 @@
 #include <string>
 
 #include "client/dedup.h"
-#include "client/tree_view.h"
+#include "poll/tree_view.h"
 
 namespace {
 

@@ -9,7 +9,7 @@
 #include <cstring>
 #include <stdexcept>
 
-#include "client/agent_process.h"
+#include "transport/agent_process.h"
 
 namespace rnotify::bench {
 namespace {

@@ -32,9 +32,9 @@
 #include <string>
 #include <vector>
 
-#include "client/agent_process.h"
-#include "client/connection.h"
-#include "client/tree_view.h"
+#include "transport/agent_process.h"
+#include "transport/connection.h"
+#include "poll/tree_view.h"
 #include "proto/codec.h"
 #include "server/journal.h"
 

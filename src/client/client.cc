@@ -12,9 +12,9 @@
 #include <random>
 #include <cstdlib>
 
-#include "client/mount_resolver.h"
-#include "client/sftp_tree.h"
-#include "client/sshfs_target.h"
+#include "mounts/mount_resolver.h"
+#include "poll/sftp_tree.h"
+#include "mounts/sshfs_target.h"
 #include "common/log.h"
 #include "event/event.h"
 #include "rnotify/rnotify.h"

@@ -13,14 +13,14 @@
 #include <set>
 #include <string>
 
-#include "client/config.h"
-#include "client/connection.h"
+#include "mounts/config.h"
+#include "transport/connection.h"
 #include "client/dedup.h"
-#include "client/polled_tree.h"
+#include "poll/polled_tree.h"
 #include "smb/cifs_notify.h"
 #include "smb/smb_notify.h"
-#include "client/tree_view.h"
-#include "client/sshfs_target.h"
+#include "poll/tree_view.h"
+#include "mounts/sshfs_target.h"
 #include "common/result.h"
 #include "common/unique_fd.h"
 #include "watch/watcher.h"

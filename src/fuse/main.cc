@@ -25,7 +25,7 @@
 #include <vector>
 
 #include "client/client.h"
-#include "client/mount_resolver.h"
+#include "mounts/mount_resolver.h"
 #include "common/log.h"
 #include "event/event.h"
 #include "fuse/exit_codes.h"

@@ -10,7 +10,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "client/mount_resolver.h"
+#include "mounts/mount_resolver.h"
 #include "common/log.h"
 #include "event/event_names.h"
 

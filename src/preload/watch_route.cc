@@ -9,7 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "client/mount_resolver.h"
+#include "mounts/mount_resolver.h"
 
 namespace rnotify::preload {
 namespace {

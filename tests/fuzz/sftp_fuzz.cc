@@ -6,7 +6,7 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "client/sftp_codec.h"
+#include "poll/sftp_codec.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view bytes(reinterpret_cast<const char*>(data), size);

@@ -1,7 +1,7 @@
 // AgentProcess: the agent (normally ssh) starts without the LD_PRELOAD inotify
 // shim that may be running the client library, and keeps the user's other
 // preloads.
-#include "client/agent_process.h"
+#include "transport/agent_process.h"
 
 #include <gtest/gtest.h>
 #include <poll.h>

@@ -1,6 +1,6 @@
 // Config parsing, layering of user and system files, and the server mapping
 // for NFS and SMB mounts.
-#include "client/config.h"
+#include "mounts/config.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>

@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "client/connection.h"
+#include "transport/connection.h"
 #include "common/unique_fd.h"
 
 namespace rnotify {

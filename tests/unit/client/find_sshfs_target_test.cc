@@ -11,7 +11,7 @@
 #include <fstream>
 #include <map>
 
-#include "client/sshfs_target.h"
+#include "mounts/sshfs_target.h"
 #include "sshfs_fixtures.h"
 
 namespace rnotify {

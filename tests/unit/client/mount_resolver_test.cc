@@ -1,6 +1,6 @@
 // MountResolver against mountinfo text copied from a real machine (Debian 12,
 // kernel 6.18) plus sshfs lines observed there and synthetic nfs4/cifs lines.
-#include "client/mount_resolver.h"
+#include "mounts/mount_resolver.h"
 
 #include <gtest/gtest.h>
 

@@ -1,6 +1,6 @@
 // PollInterval: the polling backend's schedule, on given times (no sleeping).
-#include "client/poll_interval.h"
-#include "client/polled_tree.h"
+#include "poll/poll_interval.h"
+#include "poll/polled_tree.h"
 
 #include <gtest/gtest.h>
 

@@ -21,7 +21,7 @@
 #include <string>
 #include <vector>
 
-#include "client/poll_scanner.h"
+#include "poll/poll_scanner.h"
 #include "temp_dir.h"
 
 namespace rnotify {

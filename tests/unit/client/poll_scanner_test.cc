@@ -3,7 +3,7 @@
 // in it are still seen, rename pairing, the end of a watch, and a randomized
 // check that the events replay: applied to the previous listing (read here
 // independently, with readdir + lstat) they give the new one.
-#include "client/poll_scanner.h"
+#include "poll/poll_scanner.h"
 
 #include <dirent.h>
 #include <fcntl.h>

@@ -1,7 +1,7 @@
 // The SFTP packets the polling backend reads: what OpenSSH's sftp-server
 // sends decodes to the names and attributes in it, and a packet that lies
 // about its lengths is an error, never a read past its end.
-#include "client/sftp_codec.h"
+#include "poll/sftp_codec.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>

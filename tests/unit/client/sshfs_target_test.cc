@@ -1,6 +1,6 @@
 // ssh and sshfs command-line handling: what the agent's ssh inherits from the
 // mount's ssh, checked on command lines recorded from real sshfs mounts.
-#include "client/sshfs_target.h"
+#include "mounts/sshfs_target.h"
 
 #include <gtest/gtest.h>
 

@@ -26,7 +26,7 @@
 #include <string>
 #include <vector>
 
-#include "client/tree_view.h"
+#include "poll/tree_view.h"
 #include "temp_dir.h"
 
 namespace rnotify {

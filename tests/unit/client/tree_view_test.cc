@@ -1,6 +1,6 @@
 // TreeView: after a gap the differences between what the client knew and a
 // fresh listing are reported as the events a watcher would have seen.
-#include "client/tree_view.h"
+#include "poll/tree_view.h"
 
 #include <gtest/gtest.h>
 #include <sys/inotify.h>

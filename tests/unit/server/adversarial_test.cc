@@ -33,7 +33,7 @@
 
 #include "adversary.h"
 #include "adversary_actors.h"
-#include "client/connection.h"
+#include "transport/connection.h"
 
 namespace rnotify::adversary {
 namespace {

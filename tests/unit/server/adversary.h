@@ -23,7 +23,7 @@
 #include <utility>
 #include <vector>
 
-#include "client/agent_process.h"
+#include "transport/agent_process.h"
 #include "common/result.h"
 #include "common/unique_fd.h"
 #include "proto/codec.h"

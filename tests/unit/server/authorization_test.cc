@@ -19,8 +19,8 @@
 #include <set>
 #include <string>
 
-#include "client/agent_process.h"
-#include "client/connection.h"
+#include "transport/agent_process.h"
+#include "transport/connection.h"
 
 namespace rnotify {
 namespace {

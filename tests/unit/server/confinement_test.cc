@@ -29,8 +29,8 @@
 #include <string>
 #include <vector>
 
-#include "client/agent_process.h"
-#include "client/connection.h"
+#include "transport/agent_process.h"
+#include "transport/connection.h"
 #include "common/log.h"
 
 namespace rnotify {

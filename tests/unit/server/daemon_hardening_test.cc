@@ -28,7 +28,7 @@
 #include <string>
 #include <vector>
 
-#include "client/agent_process.h"
+#include "transport/agent_process.h"
 #include "common/log.h"
 #include "common/unique_fd.h"
 #include "proto/codec.h"

@@ -30,8 +30,8 @@
 #include <sstream>
 #include <thread>
 
-#include "client/agent_process.h"
-#include "client/connection.h"
+#include "transport/agent_process.h"
+#include "transport/connection.h"
 #include "common/unique_fd.h"
 #include "proto/codec.h"
 #include "server/auth_throttle.h"

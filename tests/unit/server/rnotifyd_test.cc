@@ -16,8 +16,8 @@
 #include <fstream>
 #include <functional>
 
-#include "client/agent_process.h"
-#include "client/connection.h"
+#include "transport/agent_process.h"
+#include "transport/connection.h"
 #include "proto/codec.h"
 
 namespace rnotify {

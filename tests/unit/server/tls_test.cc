@@ -23,10 +23,10 @@
 #include <iostream>
 #include <sstream>
 
-#include "client/agent_process.h"
-#include "client/config.h"
-#include "client/connection.h"
-#include "client/tls_channel.h"
+#include "transport/agent_process.h"
+#include "mounts/config.h"
+#include "transport/connection.h"
+#include "transport/tls_channel.h"
 #include "proto/codec.h"
 
 namespace rnotify {

@@ -22,7 +22,7 @@
 #include <string_view>
 #include <vector>
 
-#include "client/mount_resolver.h"
+#include "mounts/mount_resolver.h"
 #include "common/result.h"
 
 namespace rnotify {

@@ -1,5 +1,5 @@
 // Finding an sshfs mount's ssh settings; see sshfs_target.h for why and how.
-#include "client/sshfs_target.h"
+#include "mounts/sshfs_target.h"
 
 #include "common/proc_net.h"
 

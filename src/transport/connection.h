@@ -16,9 +16,9 @@
 #include <string>
 #include <vector>
 
-#include "client/agent_process.h"
-#include "client/tls_channel.h"
-#include "client/tls_settings.h"
+#include "transport/agent_process.h"
+#include "transport/tls_channel.h"
+#include "mounts/tls_settings.h"
 #include "common/result.h"
 #include "common/unique_fd.h"
 #include "proto/codec.h"

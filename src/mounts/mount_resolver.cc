@@ -1,5 +1,5 @@
 // Mount table parsing and path-to-mount resolution; see mount_resolver.h.
-#include "client/mount_resolver.h"
+#include "mounts/mount_resolver.h"
 
 #include <array>
 #include <fstream>

@@ -1,4 +1,4 @@
-#include "client/tree_view.h"
+#include "poll/tree_view.h"
 
 #include <sys/inotify.h>
 #include <sys/stat.h>
@@ -7,7 +7,7 @@
 #include <functional>
 #include <string_view>
 
-#include "client/poll_diff.h"
+#include "poll/poll_diff.h"
 
 namespace rnotify {
 namespace {

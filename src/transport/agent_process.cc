@@ -1,4 +1,4 @@
-#include "client/agent_process.h"
+#include "transport/agent_process.h"
 
 #include <fcntl.h>
 #include <poll.h>

@@ -21,8 +21,8 @@
 #include <string_view>
 #include <vector>
 
-#include "client/mount_resolver.h"
-#include "client/tls_settings.h"
+#include "mounts/mount_resolver.h"
+#include "mounts/tls_settings.h"
 #include "common/result.h"
 
 namespace rnotify {

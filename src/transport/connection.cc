@@ -1,4 +1,4 @@
-#include "client/connection.h"
+#include "transport/connection.h"
 
 #include <fcntl.h>
 #include <netdb.h>

@@ -1,5 +1,5 @@
 // The client's TLS connection; see tls_channel.h.
-#include "client/tls_channel.h"
+#include "transport/tls_channel.h"
 
 #include <arpa/inet.h>
 #include <openssl/err.h>
@@ -12,7 +12,7 @@
 #include <chrono>
 #include <cstdint>
 
-#include "client/config.h"
+#include "mounts/config.h"
 
 namespace rnotify {
 namespace {

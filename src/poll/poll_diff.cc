@@ -1,4 +1,4 @@
-#include "client/poll_diff.h"
+#include "poll/poll_diff.h"
 
 #include <sys/inotify.h>
 #include <sys/stat.h>

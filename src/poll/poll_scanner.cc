@@ -1,4 +1,4 @@
-#include "client/poll_scanner.h"
+#include "poll/poll_scanner.h"
 
 #include <fcntl.h>
 #include <sys/inotify.h>
@@ -9,7 +9,7 @@
 #include <cstring>
 #include <unordered_set>
 
-#include "client/poll_diff.h"
+#include "poll/poll_diff.h"
 #include "common/log.h"
 
 namespace rnotify {

@@ -12,7 +12,7 @@
 #include <string>
 #include <string_view>
 
-#include "client/tls_settings.h"
+#include "mounts/tls_settings.h"
 #include "common/result.h"
 
 namespace rnotify {

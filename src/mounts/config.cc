@@ -1,5 +1,5 @@
 // Loading and querying the client configuration; see config.h for the format.
-#include "client/config.h"
+#include "mounts/config.h"
 
 #include <pwd.h>
 #include <toml++/toml.h>

@@ -1,4 +1,4 @@
-#include "client/poll_interval.h"
+#include "poll/poll_interval.h"
 
 #include <algorithm>
 #include <cmath>

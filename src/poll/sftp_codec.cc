@@ -1,4 +1,4 @@
-#include "client/sftp_codec.h"
+#include "poll/sftp_codec.h"
 
 #include <cerrno>
 

@@ -1,4 +1,4 @@
-#include "client/sftp_tree.h"
+#include "poll/sftp_tree.h"
 
 #include <poll.h>
 #include <sys/stat.h>
@@ -7,7 +7,7 @@
 #include <deque>
 #include <map>
 
-#include "client/tree_view.h"
+#include "poll/tree_view.h"
 #include "common/log.h"
 
 namespace rnotify {

@@ -41,8 +41,8 @@
 #include <string>
 #include <vector>
 
-#include "client/poll_fs.h"
-#include "client/poll_interval.h"
+#include "poll/poll_fs.h"
+#include "poll/poll_interval.h"
 #include "common/result.h"
 #include "event/event.h"
 

@@ -17,10 +17,10 @@
 #include <string>
 #include <vector>
 
-#include "client/agent_process.h"
-#include "client/polled_tree.h"
-#include "client/sftp_codec.h"
-#include "client/sshfs_target.h"
+#include "transport/agent_process.h"
+#include "poll/polled_tree.h"
+#include "poll/sftp_codec.h"
+#include "mounts/sshfs_target.h"
 #include "proto/messages.h"
 
 namespace rnotify {

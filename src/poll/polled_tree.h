@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "client/mount_resolver.h"
-#include "client/poll_scanner.h"
+#include "mounts/mount_resolver.h"
+#include "poll/poll_scanner.h"
 #include "common/result.h"
 #include "event/event.h"
 

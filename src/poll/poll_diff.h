@@ -33,7 +33,7 @@
 #include <string>
 #include <vector>
 
-#include "client/poll_fs.h"
+#include "poll/poll_fs.h"
 #include "event/event.h"
 
 namespace rnotify {

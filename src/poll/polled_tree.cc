@@ -1,4 +1,4 @@
-#include "client/polled_tree.h"
+#include "poll/polled_tree.h"
 
 #include <fmt/format.h>
 

@@ -1,4 +1,4 @@
-#include "client/poll_fs.h"
+#include "poll/poll_fs.h"
 
 #include <dirent.h>
 #include <fcntl.h>
