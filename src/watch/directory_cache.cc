@@ -49,7 +49,7 @@ std::vector<DirectoryCache::Directory*> DirectoryCache::atAndBelow(const std::st
   return found;
 }
 
-bool DirectoryCache::repath(const std::string& from, const std::string& to) {
+bool DirectoryCache::repath(std::string from, std::string to) {
   if (from == to || from.empty() || to.empty()) return false;
   std::vector<Directory*> moved = atAndBelow(from);
   bool pinnedMoved = false;

@@ -68,7 +68,8 @@ class DirectoryCache {
   void setPath(Directory* directory, std::string path);
   // A directory moved from `from` to `to`: re-paths every entry at and below
   // `from`. True if a pinned entry moved (subscription roots changed).
-  bool repath(const std::string& from, const std::string& to);
+  // By value: a caller may pass the path of a directory this renames.
+  bool repath(std::string from, std::string to);
   // A directory left our sight (moved somewhere we cannot name): forgets every
   // entry at and below path; pinned ones are marked stale and returned so that
   // the owner can resolve them again.
