@@ -93,7 +93,10 @@ RNOTIFY_API void rnotify_close(rnotify_t *rn);
  * return; for poll/select/epoll. Owned by the handle. */
 RNOTIFY_API int rnotify_fd(const rnotify_t *rn);
 
-/* Watches path for the IN_* events in mask. Returns a watch descriptor (> 0),
+/* Watches path for the IN_* events in mask. The first watch on a server waits
+ * for the connection to it (RNOTIFY_CONNECT_TIMEOUT_MS, 20 s by default);
+ * while a server is known to be unreachable, a watch returns at once, polled
+ * until the server is back. Returns a watch descriptor (> 0),
  * or -1 with errno set (ENOENT, EACCES, ENOTDIR, ENOSYS: the server cannot
  * watch there, ENOSPC: a limit was reached, EHOSTUNREACH: the server could
  * not be reached); rnotify_last_error() then says why, naming the path. */
@@ -105,7 +108,11 @@ RNOTIFY_API int rnotify_rm_watch(rnotify_t *rn, int wd);
 /* Waits up to timeout_ms (-1: forever, 0: do not wait) for the next event.
  * Returns 1 and fills *ev (its strings stay valid until the next call on this
  * handle), 0 on timeout, -1 with errno set on error (EINTR when a signal
- * interrupted the wait). */
+ * interrupted the wait). Reconnecting to a lost server never waits here: an
+ * attempt (ssh, connect, TLS and protocol handshakes) proceeds while
+ * rnotify_fd() is polled. Once the server has answered, making its watches
+ * again and re-reading their trees are requests to that server, answered
+ * within its connect timeout. */
 RNOTIFY_API int rnotify_next(rnotify_t *rn, struct rnotify_event *ev, int timeout_ms);
 
 /* Describes the last failure on this handle, or "" if none. Never NULL. */

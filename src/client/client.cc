@@ -630,80 +630,148 @@ void Client::retryConnections() {
   auto now = std::chrono::steady_clock::now();
   std::vector<std::string> due;
   for (const auto& [key, retry] : retries_) {
-    if (retry.due <= now) due.push_back(key);
+    if (retry.due <= now && !openings_.count(key)) due.push_back(key);
   }
   for (const std::string& key : due) {
-    Retry& retry = retries_.at(key);
-    // A short attempt: this runs inside the caller's rnotify_next().
-    Opener opener = openers_.at(key);
-    auto connection = connect(key, opener, std::min(connectTimeoutMs(), 5000));
-    if (!connection) {
-      ++retry.attempt;
-      auto wait = backoff(retry.attempt);
-      log::info("still cannot reach the server ({}); next try in {} ms", connection.error().message, wait.count());
-      retry.due = std::chrono::steady_clock::now() + wait;
-      retry.why = connection.error().message;
+    retries_.at(key).due = std::chrono::steady_clock::time_point::max();  // while the attempt lasts
+    auto started = openers_.at(key)();
+    if (!started) {
+      retryFailed(key, started.error());
       continue;
     }
-    retries_.erase(key);
-    log::warn("{}: connected again; restoring its watches", (*connection)->description());
-    // Watches the server resumed: the events it replays follow.
-    if (auto resumed = resumed_.find(*connection); resumed != resumed_.end()) {
-      for (auto& [wd, watch] : watches_) {
-        if (!watch.waitingForServer || watch.connectionKey != key || !resumed->second.count(watch.remoteId)) continue;
-        watch.remote = *connection;
-        watch.waitingForServer = false;
-        byRemote_[{watch.remote, watch.remoteId}] = wd;
-        if (dedup_) dedup_->setStrategy(wd, watch.strategy);
-        watch.source = (*connection)->description() + " + local inotify, " + Dedup::name(watch.strategy);
-        push(watch, kInRestored | kInRemote, 0, 0, {}, {});
-      }
-      resumed_.erase(resumed);
-      (*connection)->releaseDeferred();
-      if (!(*connection)->alive()) {
-        connectionLost(**connection);
-        continue;
-      }
-    }
-    std::vector<int> waiting;
+    Opening& opening = openings_[key];
+    opening.connection = std::move(*started);
+    opening.timeoutMs = connectTimeoutMs();
+    opening.deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(opening.timeoutMs);
+    epoll_event ev{};
+    ev.events = opening.connection->wanted();
+    ev.data.ptr = opening.connection.get();
+    ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, opening.connection->pollFd(), &ev);
+    advanceOpening(key);  // a unix socket may be connected already
+  }
+}
+
+const std::string* Client::openingKey(const Connection* connection) const {
+  for (const auto& [key, opening] : openings_) {
+    if (opening.connection.get() == connection) return &key;
+  }
+  return nullptr;
+}
+
+void Client::advanceOpening(std::string key) {
+  auto it = openings_.find(key);
+  if (it == openings_.end()) return;
+  Connection& connection = *it->second.connection;
+  const Connection::Phase phase = connection.advance();
+  if (phase != Connection::Phase::kReady && phase != Connection::Phase::kFailed) {
+    epoll_event ev{};
+    ev.events = connection.wanted();
+    ev.data.ptr = &connection;
+    ::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, connection.pollFd(), &ev);
+    return;
+  }
+  std::unique_ptr<Connection> opened = std::move(it->second.connection);
+  openings_.erase(it);
+  ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, opened->pollFd(), nullptr);
+  if (phase == Connection::Phase::kFailed) {
+    retryFailed(key, opened->failure());
+    return;
+  }
+  forgetConnection(key);
+  auto adopted = adopt(key, std::move(opened));
+  if (!adopted) {
+    retryFailed(key, adopted.error());
+    return;
+  }
+  retries_.erase(key);
+  log::warn("{}: connected again; restoring its watches", (*adopted)->description());
+  restoreWatches(key, *adopted);
+}
+
+void Client::expireOpenings() {
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<std::string> late;
+  for (const auto& [key, opening] : openings_) {
+    if (opening.deadline <= now) late.push_back(key);
+  }
+  for (const std::string& key : late) {
+    auto it = openings_.find(key);
+    std::unique_ptr<Connection> connection = std::move(it->second.connection);
+    const Error why = connection->timeoutError(it->second.timeoutMs);
+    openings_.erase(it);
+    ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, connection->pollFd(), nullptr);
+    connection.reset();  // an agent is ended here
+    retryFailed(key, why);
+  }
+}
+
+void Client::retryFailed(const std::string& key, const Error& why) {
+  Retry& retry = retries_[key];
+  ++retry.attempt;
+  auto wait = backoff(retry.attempt);
+  log::info("still cannot reach the server ({}); next try in {} ms", why.message, wait.count());
+  retry.due = std::chrono::steady_clock::now() + wait;
+  retry.why = why.message;
+  armReleaseTimer();
+}
+
+void Client::restoreWatches(const std::string& key, Connection* connection) {
+  // Watches the server resumed: the events it replays follow.
+  if (auto resumed = resumed_.find(connection); resumed != resumed_.end()) {
     for (auto& [wd, watch] : watches_) {
-      if (watch.waitingForServer && watch.connectionKey == key) waiting.push_back(wd);
-    }
-    for (int wd : waiting) {
-      auto it = watches_.find(wd);
-      if (it == watches_.end()) continue;
-      Watch& watch = it->second;
-      std::string note;
-      if (Status attached = attachRemote(watch, **connection, &note); !attached) {
-        if (!(*connection)->alive()) {
-          connectionLost(**connection);  // lost again: schedules another try
-          break;
-        }
-        log::warn("'{}': cannot watch on the server again: {}", watch.displayBase, attached.error().message);
-        watch.waitingForServer = false;
-        if (attached.error().code == ENOENT && watch.view) {
-          // The watched directory went away while the server was unreachable.
-          push(watch, IN_DELETE_SELF | kInSynthesized | kInRemote, 0, 0, {}, {});
-          endWatch(watch);
-        }
-        continue;
-      }
-      if (watch.poll) {
-        log::warn("'{}': {} is reachable: its events come from the server again, no more polling",
-                  watch.displayBase, (*connection)->description());
-        stopPolling(watch);
-        if (watches_.find(wd) == watches_.end()) continue;
-        if ((*connection)->welcome().capabilities & proto::kCapResync) resync(watch);
-        continue;
-      }
+      if (!watch.waitingForServer || watch.connectionKey != key || !resumed->second.count(watch.remoteId)) continue;
+      watch.remote = connection;
+      watch.waitingForServer = false;
+      byRemote_[{watch.remote, watch.remoteId}] = wd;
+      if (dedup_) dedup_->setStrategy(wd, watch.strategy);
+      watch.source = connection->description() + " + local inotify, " + Dedup::name(watch.strategy);
       push(watch, kInRestored | kInRemote, 0, 0, {}, {});
-      if (watch.view) {
-        // Until the listing, the server's events only repeat what the
-        // listing's differences will tell: the gap lasts until then.
-        watch.untilListing = true;
-        resync(watch);
-        if (!(*connection)->alive()) break;
+    }
+    resumed_.erase(resumed);
+    connection->releaseDeferred();
+    if (!connection->alive()) {
+      connectionLost(*connection);
+      return;
+    }
+  }
+  std::vector<int> waiting;
+  for (auto& [wd, watch] : watches_) {
+    if (watch.waitingForServer && watch.connectionKey == key) waiting.push_back(wd);
+  }
+  for (int wd : waiting) {
+    auto it = watches_.find(wd);
+    if (it == watches_.end()) continue;
+    Watch& watch = it->second;
+    std::string note;
+    if (Status attached = attachRemote(watch, *connection, &note); !attached) {
+      if (!connection->alive()) {
+        connectionLost(*connection);  // lost again: schedules another try
+        return;
       }
+      log::warn("'{}': cannot watch on the server again: {}", watch.displayBase, attached.error().message);
+      watch.waitingForServer = false;
+      if (attached.error().code == ENOENT && watch.view) {
+        // The watched directory went away while the server was unreachable.
+        push(watch, IN_DELETE_SELF | kInSynthesized | kInRemote, 0, 0, {}, {});
+        endWatch(watch);
+      }
+      continue;
+    }
+    if (watch.poll) {
+      log::warn("'{}': {} is reachable: its events come from the server again, no more polling", watch.displayBase,
+                connection->description());
+      stopPolling(watch);
+      if (watches_.find(wd) == watches_.end()) continue;
+      if (connection->welcome().capabilities & proto::kCapResync) resync(watch);
+      continue;
+    }
+    push(watch, kInRestored | kInRemote, 0, 0, {}, {});
+    if (watch.view) {
+      // Until the listing, the server's events only repeat what the
+      // listing's differences will tell: the gap lasts until then.
+      watch.untilListing = true;
+      resync(watch);
+      if (!connection->alive()) return;
     }
   }
 }
@@ -731,10 +799,9 @@ Result<Connection*> Client::connectionFor(const ResolvedPath& resolved, std::str
       }
       std::string destination = target.destination;
       std::string agent = config_->agent;
-      auto connection =
-          connect(key, [argv, destination, agent](int timeoutMs) {
-            return Connection::overAgent(argv, destination, agent, timeoutMs, /*keepalive=*/true);
-          });
+      auto connection = connect(key, [argv, destination, agent] {
+        return Connection::startAgent(argv, destination, agent, /*keepalive=*/true);
+      });
       if (!connection) {
         sshTargets_.erase(mountKey);  // remounted with other options? look again next time
       } else if (!originKeys_.count(mountKey)) {
@@ -757,10 +824,9 @@ Result<Connection*> Client::connectionFor(const ResolvedPath& resolved, std::str
         return Error{EAGAIN, retry->second.why.empty() ? "the server is not reachable" : retry->second.why};
       }
       TlsSettings tls = entry->tls;
-      return connect(endpoint,
-                     [endpoint, tls](int timeoutMs) {
-                       return Connection::overSocket(endpoint, tls, timeoutMs, /*keepalive=*/true);
-                     });
+      return connect(endpoint, [endpoint, tls] {
+        return Connection::startSocket(endpoint, tls, /*keepalive=*/true);
+      });
     }
     case MountKind::kOtherNetwork:
       *why = "server-side watching is not available for " + resolved.mount.fsType + " mounts";
@@ -771,30 +837,37 @@ Result<Connection*> Client::connectionFor(const ResolvedPath& resolved, std::str
   return nullptr;
 }
 
-Result<Connection*> Client::connect(const std::string& key,
-                                    std::function<Result<std::unique_ptr<Connection>>(int timeoutMs)> open,
-                                    int timeoutMs) {
-  if (auto it = connections_.find(key); it != connections_.end()) {
-    if (it->second->alive()) return it->second.get();
-    // Found dead by a write (nothing has read it since): the watches it
-    // served are told and wait for the server again before it goes.
-    connectionLost(*it->second);
-    lost_.erase(it->second.get());
-    declared_.erase(it->second.get());
-    resumed_.erase(it->second.get());
-    connections_.erase(it);
-  }
+void Client::forgetConnection(const std::string& key) {
+  auto it = connections_.find(key);
+  if (it == connections_.end()) return;
+  // Found dead by a write (nothing has read it since): the watches it
+  // served are told and wait for the server again before it goes.
+  connectionLost(*it->second);
+  lost_.erase(it->second.get());
+  declared_.erase(it->second.get());
+  resumed_.erase(it->second.get());
+  connections_.erase(it);
+}
+
+Result<Connection*> Client::connect(const std::string& key, Opener open) {
+  if (auto it = connections_.find(key); it != connections_.end() && it->second->alive()) return it->second.get();
+  forgetConnection(key);
   openers_[key] = open;
-  auto opened = open(timeoutMs > 0 ? timeoutMs : connectTimeoutMs());
+  auto opened = open();
   if (!opened) return opened.error();
-  Connection* connection = opened->get();
+  if (Status ready = (*opened)->finish(connectTimeoutMs()); !ready) return ready.error();
+  return adopt(key, std::move(*opened));
+}
+
+Result<Connection*> Client::adopt(const std::string& key, std::unique_ptr<Connection> opened) {
+  Connection* connection = opened.get();
   if (Status attached = attachSession(key, *connection); !attached) return attached.error();
   connection->setEventsHandler([this](Connection& c, proto::Events& events) { onRemoteEvents(c, events); });
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.ptr = connection;
   if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, connection->readFd(), &ev) != 0) return lastError("epoll_ctl");
-  connections_.emplace(key, std::move(*opened));
+  connections_.emplace(key, std::move(opened));
   armKeepalive();
   return connection;
 }
@@ -925,6 +998,7 @@ void Client::armReleaseTimer() {
   itimerspec spec{};
   auto due = dedup_ ? dedup_->nextRelease() : Dedup::Clock::time_point::max();
   for (const auto& [key, retry] : retries_) due = std::min(due, retry.due);
+  for (const auto& [key, opening] : openings_) due = std::min(due, opening.deadline);
   for (int wd : polled_) {
     auto it = watches_.find(wd);
     if (it != watches_.end() && it->second.poll) due = std::min(due, it->second.poll->deadline());
@@ -1100,6 +1174,7 @@ Result<int> Client::next(ClientEvent* out, int timeoutMs) {
   using Clock = std::chrono::steady_clock;
   const auto deadline = Clock::now() + std::chrono::milliseconds(timeoutMs < 0 ? 0 : timeoutMs);
   for (;;) {
+    if (!openings_.empty()) expireOpenings();
     if (!retries_.empty()) retryConnections();
     runResyncs();
     runPolls();
@@ -1138,7 +1213,11 @@ Result<int> Client::next(ClientEvent* out, int timeoutMs) {
         onNotify(static_cast<int>(ready[i].data.u64 & 0x7fffffff));
       } else if (ready[i].data.u64 != kTagReady) {
         auto* connection = static_cast<Connection*>(ready[i].data.ptr);
-        if (!connection->pump()) connectionLost(*connection);
+        if (const std::string* key = openingKey(connection)) {
+          advanceOpening(*key);
+        } else if (!connection->pump()) {
+          connectionLost(*connection);
+        }
       }
     }
     if (dedup_ && dedup_->held() > 0) {

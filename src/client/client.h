@@ -115,10 +115,15 @@ class Client final : public EventSink {
   void deliverPolled(int wd, std::vector<Event>& events);
   // The server serves the watch again: one last scan, then no more polling.
   void stopPolling(Watch& watch);
-  // timeoutMs 0: the configured connect timeout.
-  Result<Connection*> connect(const std::string& key,
-                              std::function<Result<std::unique_ptr<Connection>>(int timeoutMs)> open,
-                              int timeoutMs = 0);
+  // Starts a connection (Connection::startAgent or startSocket).
+  using Opener = std::function<Result<std::unique_ptr<Connection>>()>;
+  // Opens a connection and waits for it (a watch being added waits for its
+  // server, as inotify_add_watch waits for the kernel).
+  Result<Connection*> connect(const std::string& key, Opener open);
+  // Takes an established connection in: session, events, epoll, keepalive.
+  Result<Connection*> adopt(const std::string& key, std::unique_ptr<Connection> connection);
+  // Forgets the connection kept for key (dead: its loss was handled).
+  void forgetConnection(const std::string& key);
   void onRemoteEvents(Connection& connection, struct proto::Events& events);
   void connectionLost(Connection& connection);
   void push(Watch& watch, uint32_t mask, uint32_t cookie, uint64_t seq, std::string_view dir, std::string_view name);
@@ -136,7 +141,15 @@ class Client final : public EventSink {
   Status attachRemote(Watch& watch, Connection& connection, std::string* note);
   void resync(Watch& watch);
   void runResyncs();
+  // Starts a new attempt for each lost connection that is due. Attempts
+  // proceed in next()'s epoll set (advanceOpening) and never block it.
   void retryConnections();
+  void advanceOpening(std::string key);  // by value: the opening goes
+  const std::string* openingKey(const Connection* connection) const;
+  void expireOpenings();
+  void retryFailed(const std::string& key, const Error& why);
+  // A lost connection is back: resume or re-make the watches it served.
+  void restoreWatches(const std::string& key, Connection* connection);
   std::chrono::milliseconds backoff(int attempt);
   void endWatch(Watch& watch);
   void pumpReady(int timeoutMs);
@@ -165,8 +178,14 @@ class Client final : public EventSink {
   std::unique_ptr<Dedup> dedup_;
   std::map<Connection*, Declared> declared_;
   std::map<std::string, std::string> originKeys_;  // sshfs mount key -> its ssh connection as the server sees it
-  using Opener = std::function<Result<std::unique_ptr<Connection>>(int timeoutMs)>;
   std::map<std::string, Opener> openers_;  // how to open each connection again
+  // Reconnections under way: started, not yet ready (by key).
+  struct Opening {
+    std::unique_ptr<Connection> connection;
+    std::chrono::steady_clock::time_point deadline;
+    int timeoutMs = 0;
+  };
+  std::map<std::string, Opening> openings_;
   struct Retry {
     int attempt = 0;
     std::chrono::steady_clock::time_point due;

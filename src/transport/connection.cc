@@ -84,30 +84,6 @@ Status writeAll(int fd, std::string_view data) {
   return {};
 }
 
-// connect() on a non-blocking socket, finished within the deadline (a
-// black-holed address otherwise blocks for the kernel's SYN retries, minutes).
-int connectBy(int fd, const sockaddr* address, socklen_t length, Clock::time_point deadline) {
-  for (;;) {
-    if (::connect(fd, address, length) == 0) return 0;
-    if (errno == EINPROGRESS || errno == EINTR) break;  // under way
-    // A unix listener's queue is full: nothing was started; try again.
-    if (errno != EAGAIN) return errno;
-    if (remainingMs(deadline) == 0) return ETIMEDOUT;
-    ::poll(nullptr, 0, std::min(10, remainingMs(deadline)));
-  }
-  for (;;) {
-    struct pollfd p = {fd, POLLOUT, 0};
-    const int n = ::poll(&p, 1, remainingMs(deadline));
-    if (n < 0 && errno == EINTR) continue;
-    if (n == 0) return ETIMEDOUT;
-    if (n < 0) return errno;
-    int error = 0;
-    socklen_t size = sizeof error;
-    if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &size) != 0) return errno;
-    return error;
-  }
-}
-
 std::string lastLine(const std::string& text) {
   std::string t = text;
   while (!t.empty() && (t.back() == '\n' || t.back() == '\r')) t.pop_back();
@@ -154,22 +130,20 @@ std::string localUserName() {
   return std::to_string(::getuid());
 }
 
-// A connected, non-blocking socket to endpoint, or an error, by the deadline
-// (name resolution excepted: getaddrinfo has none; a numeric address needs none).
-Result<UniqueFd> connectSocket(const std::string& endpoint, int timeoutMs) {
-  const auto deadline = Clock::now() + std::chrono::milliseconds(timeoutMs);
+// The addresses an endpoint names, to connect to in turn. Name resolution
+// (getaddrinfo) has no deadline: a numeric address needs none.
+Result<std::vector<std::pair<sockaddr_storage, socklen_t>>> resolveEndpoint(const std::string& endpoint) {
+  std::vector<std::pair<sockaddr_storage, socklen_t>> addresses;
   if (endpoint.rfind("unix:", 0) == 0) {
     std::string path = endpoint.substr(5);
     sockaddr_un addr{};
     if (path.size() >= sizeof addr.sun_path) return Error{ENAMETOOLONG, "socket path too long: " + path};
     addr.sun_family = AF_UNIX;
     std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-    if (!fd) return lastError("socket");
-    if (int error = connectBy(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr, deadline); error != 0) {
-      return Error::fromErrno(error, "cannot connect to rnotifyd at " + endpoint);
-    }
-    return fd;
+    sockaddr_storage storage{};
+    std::memcpy(&storage, &addr, sizeof addr);
+    addresses.emplace_back(storage, static_cast<socklen_t>(sizeof addr));
+    return addresses;
   }
   if (endpoint.rfind("tcp:", 0) == 0 || endpoint.rfind("tls:", 0) == 0) {
     auto hostPort = splitHostPort(endpoint);
@@ -182,32 +156,23 @@ Result<UniqueFd> connectSocket(const std::string& endpoint, int timeoutMs) {
       return Error{EHOSTUNREACH, "cannot resolve " + endpoint + ": " + gai_strerror(rc)};
     }
     std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> guard(found, &::freeaddrinfo);
-    int lastErrno = EHOSTUNREACH;
     for (addrinfo* a = found; a != nullptr; a = a->ai_next) {
-      UniqueFd fd(::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, a->ai_protocol));
-      if (!fd) continue;
-      lastErrno = connectBy(fd.get(), a->ai_addr, a->ai_addrlen, deadline);
-      if (lastErrno == 0) {
-        int one = 1;
-        ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        return fd;
-      }
-      if (lastErrno == ETIMEDOUT) {
-        return Error{ETIMEDOUT, "cannot connect to rnotifyd at " + endpoint + ": no answer within " +
-                                    std::to_string(timeoutMs) + " ms"};
-      }
+      if (a->ai_addrlen > sizeof(sockaddr_storage)) continue;
+      sockaddr_storage storage{};
+      std::memcpy(&storage, a->ai_addr, a->ai_addrlen);
+      addresses.emplace_back(storage, a->ai_addrlen);
     }
-    return Error::fromErrno(lastErrno, "cannot connect to rnotifyd at " + endpoint);
+    if (addresses.empty()) return Error{EHOSTUNREACH, "cannot resolve " + endpoint + ": no address"};
+    return addresses;
   }
   return Error{EINVAL, "bad endpoint '" + endpoint + "': use unix:PATH, tls:HOST:PORT or tcp:HOST:PORT"};
 }
 
 }  // namespace
 
-Result<std::unique_ptr<Connection>> Connection::overAgent(const std::vector<std::string>& argv,
-                                                          const std::string& destination,
-                                                          const std::string& agentCommand, int timeoutMs,
-                                                          bool keepalive) {
+Result<std::unique_ptr<Connection>> Connection::startAgent(const std::vector<std::string>& argv,
+                                                           const std::string& destination,
+                                                           const std::string& agentCommand, bool keepalive) {
   auto agent = AgentProcess::spawn(argv);
   if (!agent) return agent.error();
   std::unique_ptr<Connection> c(new Connection());
@@ -216,16 +181,12 @@ Result<std::unique_ptr<Connection>> Connection::overAgent(const std::vector<std:
   c->destination_ = destination;
   c->agentCommand_ = agentCommand;
   c->description_ = "rnotifyd over ssh " + destination;
-  if (Status s = c->handshake(timeoutMs); !s) return s.error();
+  c->sendHello();  // the pipe is empty: this does not wait
   return c;
 }
 
-Result<std::unique_ptr<Connection>> Connection::overSocket(const std::string& endpoint, int timeoutMs) {
-  return overSocket(endpoint, TlsSettings{}, timeoutMs);
-}
-
-Result<std::unique_ptr<Connection>> Connection::overSocket(const std::string& endpoint, const TlsSettings& tls,
-                                                           int timeoutMs, bool keepalive) {
+Result<std::unique_ptr<Connection>> Connection::startSocket(const std::string& endpoint, const TlsSettings& tls,
+                                                            bool keepalive) {
   const bool secure = endpoint.rfind("tls:", 0) == 0;
   if (secure && tls.ca.empty() && tls.fingerprint.empty()) {
     return Error{EINVAL, "cannot verify rnotifyd at " + endpoint +
@@ -239,21 +200,206 @@ Result<std::unique_ptr<Connection>> Connection::overSocket(const std::string& en
     c->token_ = std::move(*token);
     c->tokenUser_ = tls.tokenUser.empty() ? localUserName() : tls.tokenUser;
   }
-  // One budget for the connect, the TLS and the protocol handshakes.
-  const auto deadline = Clock::now() + std::chrono::milliseconds(timeoutMs);
-  auto fd = connectSocket(endpoint, timeoutMs);
-  if (!fd) return fd.error();
-  c->socket_ = std::move(*fd);
+  auto addresses = resolveEndpoint(endpoint);
+  if (!addresses) return addresses.error();
+  c->addresses_ = std::move(*addresses);
+  std::reverse(c->addresses_.begin(), c->addresses_.end());  // taken from the back
+  c->endpoint_ = endpoint;
+  c->secure_ = secure;
+  c->tlsSettings_ = tls;
+  if (secure) c->tlsHost_ = splitHostPort(endpoint)->first;
   c->destination_ = endpoint;
   c->description_ = "rnotifyd at " + endpoint;
-  if (secure) {
-    auto channel =
-        TlsChannel::open(c->socket_.get(), splitHostPort(endpoint)->first, tls, remainingMs(deadline), c->description_);
-    if (!channel) return channel.error();
-    c->tls_ = std::move(*channel);
-  }
-  if (Status s = c->handshake(remainingMs(deadline)); !s) return s.error();
+  c->connectNext();
+  if (c->phase_ == Phase::kFailed) return c->failure_;
   return c;
+}
+
+void Connection::connectNext() {
+  while (!addresses_.empty()) {
+    auto [address, length] = addresses_.back();
+    addresses_.pop_back();
+    socket_.reset(::socket(address.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (!socket_) {
+      connectErrno_ = errno;
+      continue;
+    }
+    int rc;
+    do {
+      rc = ::connect(socket_.get(), reinterpret_cast<const sockaddr*>(&address), length);
+    } while (rc != 0 && errno == EINTR);
+    if (rc == 0) {
+      afterConnect();
+      return;
+    }
+    if (errno == EINPROGRESS) {
+      phase_ = Phase::kConnecting;
+      wantWrite_ = true;
+      return;
+    }
+    // EAGAIN: a unix listener's queue is full (nothing was started).
+    connectErrno_ = errno;
+  }
+  socket_.reset();
+  phase_ = Phase::kFailed;
+  fail(connectErrno_ == EAGAIN
+           ? Error{EAGAIN, "rnotifyd at " + endpoint_ + " is busy (its queue of new connections is full)"}
+           : Error::fromErrno(connectErrno_, "cannot connect to rnotifyd at " + endpoint_));
+}
+
+void Connection::afterConnect() {
+  int one = 1;
+  ::setsockopt(socket_.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);  // fails harmlessly on unix sockets
+  if (secure_) {
+    auto channel = TlsChannel::begin(socket_.get(), tlsHost_, tlsSettings_, description_);
+    if (!channel) {
+      fail(channel.error());
+      return;
+    }
+    tls_ = std::move(*channel);
+    phase_ = Phase::kTls;
+    return;
+  }
+  sendHello();
+}
+
+void Connection::sendHello() {
+  proto::Hello hello;
+  char host[256] = "";
+  ::gethostname(host, sizeof host - 1);
+  hello.clientName = std::string("rnotify " RNOTIFY_VERSION " on ") + host;
+  hello.capabilities = proto::kCapOrigin | proto::kCapStat | proto::kCapResync | proto::kCapResume |
+                       (keepalive_ ? uint64_t{proto::kCapKeepalive} : 0) |
+                       (token_.empty() ? 0 : uint64_t{proto::kCapAuth});
+  phase_ = Phase::kHello;
+  wantWrite_ = false;
+  (void)send(hello);  // a failure marks the connection dead
+}
+
+Connection::Phase Connection::advance() {
+  if (!alive_) phase_ = Phase::kFailed;
+  if (phase_ == Phase::kConnecting) {
+    struct pollfd p = {socket_.get(), POLLOUT, 0};
+    if (::poll(&p, 1, 0) <= 0) return phase_;  // not yet
+    int error = 0;
+    socklen_t size = sizeof error;
+    if (::getsockopt(socket_.get(), SOL_SOCKET, SO_ERROR, &error, &size) != 0) error = errno;
+    if (error != 0) {
+      connectErrno_ = error;
+      connectNext();
+    } else {
+      afterConnect();
+    }
+  }
+  if (phase_ == Phase::kTls) {
+    short want = 0;
+    auto done = tls_->step(&want);
+    if (!done) {
+      fail(done.error());
+    } else if (*done) {
+      sendHello();
+    } else {
+      wantWrite_ = want == POLLOUT;
+    }
+  }
+  if (phase_ == Phase::kHello) {
+    pump();
+    if (alive_ && welcomed_) {
+      log::debug("connected: {} ({}, protocol v{})", description_, welcome_.serverName, welcome_.version);
+      if (!token_.empty() && (welcome_.capabilities & proto::kCapAuth)) {
+        // A server that knows this client by its certificate does not ask.
+        proto::Message auth = proto::Auth{0, tokenUser_, token_};
+        authRequest_ = assignRequestId(auth);
+        phase_ = Phase::kAuth;
+        (void)send(auth);
+      } else {
+        phase_ = Phase::kReady;
+      }
+    }
+  }
+  if (phase_ == Phase::kAuth) {
+    pump();
+    if (auto it = replies_.find(authRequest_); it != replies_.end()) {
+      proto::Reply reply = std::move(it->second);
+      replies_.erase(it);
+      if (reply.status != 0) {
+        // The refusal names the reason better than the Fatal that follows it
+        // (often in the same read).
+        alive_ = false;
+        failure_ = Error{reply.status, description_ + " refused the token of user '" + tokenUser_ +
+                                           "': " + reply.message +
+                                           " (check token_file and token_user, and the server's --token-dir)"};
+      } else if (alive_) {
+        phase_ = Phase::kReady;
+      }
+    }
+  }
+  if (!alive_) phase_ = Phase::kFailed;
+  return phase_;
+}
+
+Status Connection::finish(int timeoutMs) {
+  const auto deadline = Clock::now() + std::chrono::milliseconds(timeoutMs);
+  for (;;) {
+    const Phase phase = advance();
+    if (phase == Phase::kReady) return {};
+    if (phase == Phase::kFailed) return failure_;
+    struct pollfd p = {pollFd(), static_cast<short>(wantWrite_ ? POLLOUT : POLLIN), 0};
+    int n;
+    do {
+      n = ::poll(&p, 1, remainingMs(deadline));
+    } while (n < 0 && errno == EINTR);
+    if (n == 0) return timeoutError(timeoutMs);
+  }
+}
+
+Error Connection::timeoutError(int timeoutMs) const {
+  switch (phase_) {
+    case Phase::kConnecting:
+      return Error{ETIMEDOUT,
+                   "cannot connect to rnotifyd at " + endpoint_ + ": no answer within " + std::to_string(timeoutMs) + " ms"};
+    case Phase::kTls:
+      return Error{ETIMEDOUT, "TLS handshake with " + description_ + " did not finish within " +
+                                  std::to_string(timeoutMs / 1000) + " s; is it a tls: listener?"};
+    case Phase::kAuth:
+      return Error{ETIMEDOUT, description_ + " did not answer within " + std::to_string(timeoutMs / 1000) + " s"};
+    default:
+      return Error{ETIMEDOUT, "no answer from " + description_ + " within " + std::to_string(timeoutMs / 1000) +
+                                  " s; check that the server is reachable"};
+  }
+}
+
+Result<std::unique_ptr<Connection>> Connection::overAgent(const std::vector<std::string>& argv,
+                                                          const std::string& destination,
+                                                          const std::string& agentCommand, int timeoutMs,
+                                                          bool keepalive) {
+  auto c = startAgent(argv, destination, agentCommand, keepalive);
+  if (!c) return c.error();
+  if (Status s = (*c)->finish(timeoutMs); !s) return s.error();
+  return c;
+}
+
+Result<std::unique_ptr<Connection>> Connection::overSocket(const std::string& endpoint, int timeoutMs) {
+  return overSocket(endpoint, TlsSettings{}, timeoutMs);
+}
+
+Result<std::unique_ptr<Connection>> Connection::overSocket(const std::string& endpoint, const TlsSettings& tls,
+                                                           int timeoutMs, bool keepalive) {
+  // One budget for the connect, the TLS and the protocol handshakes. A unix
+  // listener whose queue is full is tried again until then.
+  const auto deadline = Clock::now() + std::chrono::milliseconds(timeoutMs);
+  for (;;) {
+    auto c = startSocket(endpoint, tls, keepalive);
+    if (!c && c.error().code == EAGAIN && remainingMs(deadline) > 0) {
+      ::poll(nullptr, 0, std::min(10, remainingMs(deadline)));
+      continue;
+    }
+    if (!c) return c.error();
+    if (Status s = (*c)->finish(remainingMs(deadline)); !s) {
+      return (*c)->phase() == Phase::kFailed || s.error().code != ETIMEDOUT ? s.error() : (*c)->timeoutError(timeoutMs);
+    }
+    return c;
+  }
 }
 
 Connection::~Connection() {
@@ -280,41 +426,6 @@ bool Connection::waitReadable(int timeoutMs) {
     n = ::poll(&p, 1, timeoutMs);
   } while (n < 0 && errno == EINTR);
   return n > 0;
-}
-
-Status Connection::handshake(int timeoutMs) {
-  proto::Hello hello;
-  char host[256] = "";
-  ::gethostname(host, sizeof host - 1);
-  hello.clientName = std::string("rnotify " RNOTIFY_VERSION " on ") + host;
-  hello.capabilities = proto::kCapOrigin | proto::kCapStat | proto::kCapResync | proto::kCapResume |
-                       (keepalive_ ? uint64_t{proto::kCapKeepalive} : 0) |
-                       (token_.empty() ? 0 : uint64_t{proto::kCapAuth});
-  if (Status s = send(hello); !s) return s;
-  auto deadline = Clock::now() + std::chrono::milliseconds(timeoutMs);
-  while (!welcomed_) {
-    if (!alive_) return failure_;
-    if (!waitReadable(remainingMs(deadline))) {
-      return Error{ETIMEDOUT, "no answer from " + description_ + " within " + std::to_string(timeoutMs / 1000) +
-                                  " s; check that the server is reachable"};
-    }
-    pump();
-  }
-  if (Status s = authenticate(timeoutMs); !s) return s;
-  log::debug("connected: {} ({}, protocol v{})", description_, welcome_.serverName, welcome_.version);
-  return {};
-}
-
-Status Connection::authenticate(int timeoutMs) {
-  // A server that knows this client by its certificate does not ask.
-  if (token_.empty() || !(welcome_.capabilities & proto::kCapAuth)) return {};
-  auto reply = request(proto::Auth{0, tokenUser_, token_}, timeoutMs);
-  if (!reply) return reply.error();
-  if (reply->status != 0) {
-    return Error{reply->status, description_ + " refused the token of user '" + tokenUser_ + "': " + reply->message +
-                                    " (check token_file and token_user, and the server's --token-dir)"};
-  }
-  return {};
 }
 
 Result<size_t> Connection::readSome(char* buffer, size_t size) {

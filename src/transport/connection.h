@@ -7,6 +7,9 @@
 // owner pumps the connection.
 #pragma once
 
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
 #include <chrono>
 #include <deque>
 #include <functional>
@@ -41,6 +44,27 @@ class Connection {
   static Result<std::unique_ptr<Connection>> overSocket(const std::string& endpoint, int timeoutMs);
   static Result<std::unique_ptr<Connection>> overSocket(const std::string& endpoint, const TlsSettings& tls,
                                                         int timeoutMs, bool keepalive = false);
+
+  // Establishment without waiting, for an event loop: start*() spawns the
+  // agent or starts the connect and returns at once; each advance() does
+  // what can be done now (connect result, TLS handshake step, Hello/Welcome,
+  // token) and returns where it stands; wanted() says what to wait for on
+  // pollFd() before the next advance(). The deadline is the caller's
+  // (timeoutError() words it). overAgent/overSocket are start + finish.
+  enum class Phase { kConnecting, kTls, kHello, kAuth, kReady, kFailed };
+  static Result<std::unique_ptr<Connection>> startAgent(const std::vector<std::string>& argv,
+                                                        const std::string& destination,
+                                                        const std::string& agentCommand, bool keepalive);
+  static Result<std::unique_ptr<Connection>> startSocket(const std::string& endpoint, const TlsSettings& tls,
+                                                         bool keepalive);
+  Phase advance();
+  Phase phase() const { return phase_; }
+  int pollFd() const { return readFd(); }
+  uint32_t wanted() const { return wantWrite_ ? uint32_t{EPOLLOUT} : uint32_t{EPOLLIN}; }
+  // Waits (poll) and advances until ready, failed, or timeoutMs passed.
+  Status finish(int timeoutMs);
+  // What an establishment that did not end in time ran into.
+  Error timeoutError(int timeoutMs) const;
 
   ~Connection();
 
@@ -87,9 +111,10 @@ class Connection {
 
  private:
   Connection() = default;
-  Status handshake(int timeoutMs);
-  // Sends the token (proto::Auth) when the server asks for one.
-  Status authenticate(int timeoutMs);
+  // Tries the next resolved address: connected, under way, or all failed.
+  void connectNext();
+  void afterConnect();
+  void sendHello();
   Status send(const proto::Message& message);
   // read(2) on the connection, through TLS if any: bytes, 0 at the end, or an error (EAGAIN: nothing now).
   Result<size_t> readSome(char* buffer, size_t size);
@@ -99,6 +124,16 @@ class Connection {
   uint32_t assignRequestId(proto::Message& message);
   void acknowledge(bool force);
   Error explainAgentExit();
+
+  Phase phase_ = Phase::kConnecting;
+  bool wantWrite_ = false;
+  std::vector<std::pair<sockaddr_storage, socklen_t>> addresses_;  // still to try (sockets)
+  int connectErrno_ = EHOSTUNREACH;                                // the last address's failure
+  std::string endpoint_;
+  std::string tlsHost_;
+  TlsSettings tlsSettings_;
+  bool secure_ = false;
+  uint32_t authRequest_ = 0;
 
   std::optional<AgentProcess> agent_;
   UniqueFd socket_;

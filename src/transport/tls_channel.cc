@@ -100,8 +100,25 @@ bool isCertificateRefusal(int reason) {
 
 Result<std::unique_ptr<TlsChannel>> TlsChannel::open(int fd, const std::string& host, const TlsSettings& settings,
                                                      int timeoutMs, const std::string& what) {
+  auto channel = begin(fd, host, settings, what);
+  if (!channel) return channel.error();
+  auto deadline = Clock::now() + std::chrono::milliseconds(timeoutMs);
+  for (;;) {
+    short wanted = 0;
+    auto done = (*channel)->step(&wanted);
+    if (!done) return done.error();
+    if (*done) return channel;
+    if (!waitFor(fd, wanted == POLLOUT ? SSL_ERROR_WANT_WRITE : SSL_ERROR_WANT_READ, remainingMs(deadline))) {
+      return Error{ETIMEDOUT, "TLS handshake with " + what + " did not finish within " +
+                                  std::to_string(timeoutMs / 1000) + " s; is it a tls: listener?"};
+    }
+  }
+}
+
+Result<std::unique_ptr<TlsChannel>> TlsChannel::begin(int fd, const std::string& host, const TlsSettings& settings,
+                                                      const std::string& what) {
   std::unique_ptr<TlsChannel> channel(new TlsChannel(fd, what));
-  if (Status s = channel->handshake(host, settings, timeoutMs); !s) return s.error();
+  if (Status s = channel->prepare(host, settings); !s) return s.error();
   return channel;
 }
 
@@ -110,7 +127,7 @@ TlsChannel::~TlsChannel() {
   if (ctx_ != nullptr) SSL_CTX_free(ctx_);
 }
 
-Status TlsChannel::handshake(const std::string& host, const TlsSettings& settings, int timeoutMs) {
+Status TlsChannel::prepare(const std::string& host, const TlsSettings& settings) {
   ERR_clear_error();
   ctx_ = SSL_CTX_new(TLS_client_method());
   if (ctx_ == nullptr) return failure(0, "creating a TLS context");
@@ -150,22 +167,28 @@ Status TlsChannel::handshake(const std::string& host, const TlsSettings& setting
   }
   if (!isIpAddress(host)) SSL_set_tlsext_host_name(ssl_, host.c_str());
 
+  if (!settings.fingerprint.empty()) {
+    auto expected = normalizeFingerprint(settings.fingerprint);
+    if (!expected) return expected.error();
+    fingerprint_ = std::move(*expected);
+  }
+  return {};
+}
+
+Result<bool> TlsChannel::step(short* wanted) {
   SigpipeBlock noSigpipe;
-  auto deadline = Clock::now() + std::chrono::milliseconds(timeoutMs);
-  for (;;) {
-    int result = SSL_connect(ssl_);
-    if (result == 1) break;
+  ERR_clear_error();
+  int result = SSL_connect(ssl_);
+  if (result != 1) {
     int error = SSL_get_error(ssl_, result);
     if (error != SSL_ERROR_WANT_READ && error != SSL_ERROR_WANT_WRITE) return failure(result, "TLS handshake");
-    if (!waitFor(fd_, error, remainingMs(deadline))) {
-      return Error{ETIMEDOUT, "TLS handshake with " + what_ + " did not finish within " +
-                                  std::to_string(timeoutMs / 1000) + " s; is it a tls: listener?"};
-    }
+    *wanted = error == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN;
+    return false;
   }
-  if (settings.fingerprint.empty()) return {};
-  auto expected = normalizeFingerprint(settings.fingerprint);
-  if (!expected) return expected.error();
-  return checkFingerprint(*expected);
+  if (!fingerprint_.empty()) {
+    if (Status s = checkFingerprint(fingerprint_); !s) return s.error();
+  }
+  return true;
 }
 
 Status TlsChannel::checkFingerprint(const std::string& expected) {

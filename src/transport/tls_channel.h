@@ -24,6 +24,13 @@ class TlsChannel {
   // what: the server in messages ("rnotifyd at tls:nas:7311").
   static Result<std::unique_ptr<TlsChannel>> open(int fd, const std::string& host, const TlsSettings& settings,
                                                   int timeoutMs, const std::string& what);
+  // The same without waiting: begin() prepares the handshake, and each
+  // step() does what can be done now: true once the handshake is done and
+  // the server verified; false while *wanted (POLLIN or POLLOUT) must be
+  // awaited on fd; an error when the handshake or the verification failed.
+  static Result<std::unique_ptr<TlsChannel>> begin(int fd, const std::string& host, const TlsSettings& settings,
+                                                   const std::string& what);
+  Result<bool> step(short* wanted);
   ~TlsChannel();
   TlsChannel(const TlsChannel&) = delete;
   TlsChannel& operator=(const TlsChannel&) = delete;
@@ -38,7 +45,7 @@ class TlsChannel {
 
  private:
   TlsChannel(int fd, std::string what) : fd_(fd), what_(std::move(what)) {}
-  Status handshake(const std::string& host, const TlsSettings& settings, int timeoutMs);
+  Status prepare(const std::string& host, const TlsSettings& settings);
   Status checkFingerprint(const std::string& expected);
   // What went wrong in the last OpenSSL call, with a hint where one helps.
   Error failure(int result, const std::string& doing);
@@ -47,6 +54,7 @@ class TlsChannel {
   std::string what_;
   SSL_CTX* ctx_ = nullptr;
   SSL* ssl_ = nullptr;
+  std::string fingerprint_;  // tls_fingerprint, normalized; "" when not set
 };
 
 }  // namespace rnotify
