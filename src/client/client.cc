@@ -98,6 +98,14 @@ void Client::keepConnectionsAlive() {
     if (!connection->keepAlive(interval)) silent.push_back(connection.get());
   }
   for (Connection* connection : silent) connectionLost(*connection);
+  // No connection left to keep: no more wake-ups until one is made.
+  bool live = false;
+  for (const auto& [key, connection] : connections_) live |= !lost_.count(connection.get());
+  if (!live && keepaliveArmed_) {
+    itimerspec off{};
+    ::timerfd_settime(keepalive_.get(), 0, &off, nullptr);
+    keepaliveArmed_ = false;
+  }
 }
 
 Client::~Client() = default;
