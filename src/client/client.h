@@ -1,10 +1,15 @@
 // Client: the client core behind rnotify.h. It decides per watch where events
-// come from (MountResolver: local inotify, or an rnotifyd reached over ssh for
-// sshfs mounts, or a configured endpoint for NFS/SMB), keeps one Connection
-// per server, and merges the local kernel's events on the path (what this host
-// did) with the server's (IN_REMOTE) into one ordered queue. Everything runs
-// in the caller's thread, inside next(); the pollable fd is an epoll set of
-// the inotify fd, every connection, and an eventfd raised while events wait.
+// come from (MountResolver, then the mount's fallbackOrder(): local inotify;
+// an rnotifyd reached over ssh for sshfs mounts or a configured endpoint for
+// NFS/SMB; else a WatchSource: SMB2 change notify, SFTP or mount scans),
+// keeps one Connection per server, and merges the local kernel's events on
+// the path (what this host did) with the remote ones (IN_REMOTE) into one
+// ordered queue, through Dedup. Everything runs in the caller's thread,
+// inside the API's calls; the pollable fd is an epoll set of the inotify fd,
+// every connection (reconnections too, while they are made), the sources'
+// descriptors, timerfds, and an eventfd raised while events wait.
+// client.cc: watches, the local kernel, the queue and next();
+// client_connections.cc: rnotifyd; client_sources.cc: the other sources.
 #pragma once
 
 #include <deque>
@@ -16,6 +21,7 @@
 #include "mounts/config.h"
 #include "transport/connection.h"
 #include "client/dedup.h"
+#include "client/watch_source.h"
 #include "poll/polled_tree.h"
 #include "smb/cifs_notify.h"
 #include "smb/smb_notify.h"
@@ -75,16 +81,14 @@ class Client final : public EventSink {
     bool untilListing = false;  // reconnected: the coming listing stands for the events before it
     Dedup::Strategy strategy = Dedup::Strategy::kNone;
     uint64_t lastSeq = 0;  // of the server's events, for resuming after a reconnection
-    // Polling, when no server can help (the agent is missing, unreachable or
-    // cannot watch there; no server for the mount): the remote source until
-    // the server is reachable again (waitingForServer) or for good.
-    std::unique_ptr<PolledTree> poll;
-    bool pollOnly = false;     // RNOTIFY_POLL: the scans are the only source
-    bool pollFailing = false;  // the last scan failed (told once)
-    // SMB2 change notify, for SMB mounts without rnotifyd (and smb:// URLs):
-    // the cifs client's ioctl on the mount, else libsmbclient.
-    std::unique_ptr<CifsNotify> cifs;
-    std::unique_ptr<SmbNotify> smb;
+    // The remote source when no rnotifyd serves the watch: a fallback
+    // (until the server is reachable again, when waitingForServer) or for
+    // good (RNOTIFY_POLL, no server for the mount, an smb:// URL).
+    std::unique_ptr<WatchSource> fallback;
+    bool pollOnly = false;         // RNOTIFY_POLL: the scans are the only source
+    bool fallbackFailing = false;  // its last round failed (told once)
+    // Why each source tried before the current one is not used, in order.
+    std::vector<std::string> skipped;
   };
   // What a connection has been told about this host (proto::Declare).
   struct Declared {
@@ -97,24 +101,37 @@ class Client final : public EventSink {
   Result<Connection*> connectionFor(const struct ResolvedPath& resolved, std::string* remotePath, std::string* why,
                                     std::string* key);
   Status loadConfigOnce();
+  // The parts of addWatch: the remote side by RNOTIFY_POLL, or by the
+  // mount's list of sources; then the watch kept, its baseline taken.
+  Status watchByScans(Watch& watch);
+  Status chooseRemote(Watch& watch);
+  Result<int> store(Watch&& watch, const std::string& path);
   void ensureDedup();
-  // Makes `watch` polled, telling why once per mount.
-  void startPolling(Watch& watch, const struct ResolvedPath& resolved, const std::string& why);
+  // Gives `watch` the first source of its mount's fallbackOrder() after
+  // `after` that starts; `why`: the reason `after` does not serve it. Tells
+  // it once per mount.
+  void startFallback(Watch& watch, const struct ResolvedPath& resolved, const std::string& why,
+                     SourceKind after = SourceKind::kServer);
+  // One candidate: the source, or nullptr and *why.
+  std::unique_ptr<WatchSource> tryFallback(Watch& watch, const struct ResolvedPath& resolved, SourceKind kind,
+                                           std::string* why);
   PollScanner::Options pollOptions(const struct ResolvedPath& resolved) const;
-  void runPolls();
-  // SMB2 change notify for a watch on an SMB mount; false (and *why) when
-  // neither the cifs ioctl nor libsmbclient can serve it.
-  bool startSmbNotify(Watch& watch, const struct ResolvedPath& resolved, std::string* why, bool tryCifs = true);
+  std::unique_ptr<WatchSource> libsmbclientFor(const Watch& watch, const struct ResolvedPath& resolved,
+                                               std::string* why);
   Result<int> addSmbUrlWatch(const std::string& url, uint32_t mask, bool recursive);
   Result<SmbCredentials> smbCredentials(const std::string& user);
-  void watchNotifyFd(Watch& watch);
-  void onNotify(int wd);
-  // One scan; the local kernel's reports of the scan's own reads are dropped.
-  // The watch may be gone afterwards (the drain delivered its end).
-  Result<std::vector<Event>> scanWatch(Watch& watch);
-  void deliverPolled(int wd, std::vector<Event>& events);
-  // The server serves the watch again: one last scan, then no more polling.
-  void stopPolling(Watch& watch);
+  void registerSource(Watch& watch);
+  // Takes what the watch's source has (its descriptor was readable, or its
+  // deadline passed) and delivers it; a source that ended gives way to the
+  // next of the list.
+  void runSource(int wd);
+  void runDueSources();
+  // One take(); for a scan through the mount, the local kernel's reports of
+  // the scan's own reads are dropped. The watch may be gone afterwards.
+  Result<std::vector<Event>> takeFromSource(Watch& watch);
+  void deliverFromSource(int wd, std::vector<Event>& events);
+  // The server serves the watch again: a scan's last round, then no source.
+  void dropFallback(Watch& watch);
   // Starts a connection (Connection::startAgent or startSocket).
   using Opener = std::function<Result<std::unique_ptr<Connection>>()>;
   // Opens a connection and waits for it (a watch being added waits for its
@@ -192,7 +209,7 @@ class Client final : public EventSink {
     std::string why;  // the last failure
   };
   std::set<std::string> fallbackTold_;  // mounts whose fallback to polling was told
-  std::set<int> polled_;  // the watches with a PolledTree: only they are looked at for due scans
+  std::set<int> scanned_;  // the watches whose source has a deadline: only they are looked at for due rounds
   int scanningWd_ = 0;                  // the watch whose scan's own directory reads are being drained
   std::map<std::string, Retry> retries_;  // lost connections waiting to be opened again
   // Each connection's session on its server (proto::Attach), so that after a

@@ -57,6 +57,9 @@ TEST(PollFallback, SshfsWithoutAgentIsScannedOverSftp) {
   ASSERT_TRUE(a.established()) << bed.transcript();
   EXPECT_TRUE(stderrHas(a, "SFTP scans")) << a.transcript();
   EXPECT_EQ(count(joined(a.stderrLines()), "falling back"), 1u) << a.transcript();
+  // -v names the source and why each one before it was not used.
+  EXPECT_TRUE(stderrHas(a, "through polling every 2 s")) << a.transcript();
+  EXPECT_TRUE(stderrHas(a, "+ local inotify (rnotifyd: rnotifyd is not installed on")) << a.transcript();
 
   // Default interval (2 s): each change shows within the expectation's 10 s.
   writeFile(bed.server("f"), "one\n");

@@ -1,0 +1,28 @@
+// What the files of the client core (client.cc, client_sources.cc,
+// client_connections.cc) share beyond client.h: how the epoll set tells its
+// descriptors apart, and the connect timeout.
+#pragma once
+
+#include <cstdint>
+#include <cstdlib>
+
+namespace rnotify::client_detail {
+
+constexpr uint64_t kTagLocal = 1;
+constexpr uint64_t kTagReady = 2;
+constexpr uint64_t kTagRelease = 3;
+constexpr uint64_t kTagKeepalive = 4;
+// A WatchSource's descriptor: this bit and the watch descriptor (connections
+// are registered by their address, which never has it).
+constexpr uint64_t kTagNotify = uint64_t{1} << 63;
+
+// RNOTIFY_CONNECT_TIMEOUT_MS, else 20 s: connecting, and each request.
+inline int connectTimeoutMs() {
+  if (const char* env = std::getenv("RNOTIFY_CONNECT_TIMEOUT_MS")) {
+    int value = std::atoi(env);
+    if (value > 0) return value;
+  }
+  return 20000;
+}
+
+}  // namespace rnotify::client_detail

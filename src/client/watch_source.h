@@ -1,0 +1,69 @@
+// WatchSource: one watch's remote events when no rnotifyd serves it. Four
+// kinds, one interface for the client core: SMB2 change notify through the
+// cifs client's ioctl or through libsmbclient (a descriptor that becomes
+// readable), and scans of the tree over SFTP or through the mount (a
+// deadline). rnotifyd itself is not one: its connection serves many watches.
+//
+// Which kinds a watch may use, and in which order they are tried, is data:
+// fallbackOrder() per kind of mount. The core tries each in turn, keeps the
+// first that starts, and remembers why the others were skipped, so that
+// rnotify_watch_source() (and rnotifywait -v) can tell all of it.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "event/event.h"
+#include "mounts/mount_resolver.h"
+
+namespace rnotify {
+
+class PolledTree;
+class CifsNotify;
+class SmbNotify;
+
+// What can serve a watch's remote side, rnotifyd included.
+enum class SourceKind { kServer, kCifsIoctl, kLibsmbclient, kSftpScan, kMountScan };
+
+// The order in which a watch on this kind of mount tries its sources.
+// Empty for local filesystems: the local kernel sees everything.
+const std::vector<SourceKind>& fallbackOrder(MountKind kind);
+// "rnotifyd", "the cifs client's change notify", ... for messages.
+const char* sourceKindName(SourceKind kind);
+
+class WatchSource {
+ public:
+  using Clock = std::chrono::steady_clock;
+  virtual ~WatchSource() = default;
+
+  virtual SourceKind kind() const = 0;
+  // Scans find changes by comparing: the first take() is the baseline, and
+  // a last take() hands over to a server without a gap.
+  bool scans() const { return kind() == SourceKind::kSftpScan || kind() == SourceKind::kMountScan; }
+  // A descriptor readable when take() has something (-1: none; deadline()).
+  virtual int fd() const { return -1; }
+  // When take() is due without the descriptor (max: never).
+  virtual Clock::time_point deadline() const { return Clock::time_point::max(); }
+  // Events relative to the watched directory. An error: this round failed
+  // (a scan), and the next is tried at the next deadline.
+  virtual Result<std::vector<Event>> take() = 0;
+  // The source has ended for good (an SMB session broke); error() says why.
+  virtual bool failed() const { return false; }
+  virtual Error error() const { return Error{0, ""}; }
+  // This host just changed something in the tree: look no later than when.
+  virtual void hurry(Clock::time_point /*when*/) {}
+  // Its reads go through the mount, so this host's kernel reports them.
+  virtual bool readsMount() const { return false; }
+  // "polling every 2 s (...), scans of the mount", "SMB2 change notify (...)".
+  virtual std::string describe() const = 0;
+};
+
+std::unique_ptr<WatchSource> scanSource(std::unique_ptr<PolledTree> tree, SourceKind kind);
+std::unique_ptr<WatchSource> cifsSource(std::unique_ptr<CifsNotify> notify);
+// shown: the share's URL, without credentials.
+std::unique_ptr<WatchSource> smbSource(std::unique_ptr<SmbNotify> notify, std::string shown);
+
+}  // namespace rnotify
