@@ -1,12 +1,14 @@
 #include "common/spawn.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
-
 #include <unistd.h>
 
 #include <algorithm>
 #include <string_view>
+
+#include "common/unique_fd.h"
 
 extern char** environ;
 
@@ -46,13 +48,20 @@ Result<pid_t> spawnHelper(const std::vector<std::string>& argv, const std::vecto
   for (std::string& e : envStrings) env.push_back(e.data());
   env.push_back(nullptr);
 
+  int highest = STDERR_FILENO;
+  for (const auto& [from, to] : fds) highest = std::max(highest, to);
+  // The actions run in order: a source that is also an earlier target (a
+  // host that closed its standard descriptors gets 0 or 1 from socketpair)
+  // would be overwritten first. Each source is therefore copied above every
+  // target, and the copies are what is mapped.
+  std::vector<UniqueFd> copies;
+  for (const auto& [from, to] : fds) {
+    copies.emplace_back(::fcntl(from, F_DUPFD_CLOEXEC, highest + 1));
+    if (!copies.back()) return lastError("cannot start '" + argv[0] + "': fcntl(F_DUPFD_CLOEXEC)");
+  }
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
-  int highest = STDERR_FILENO;
-  for (const auto& [from, to] : fds) {
-    posix_spawn_file_actions_adddup2(&actions, from, to);
-    highest = std::max(highest, to);
-  }
+  for (size_t i = 0; i < fds.size(); ++i) posix_spawn_file_actions_adddup2(&actions, copies[i].get(), fds[i].second);
   // Nothing else of the host program's: a descriptor it left inheritable (a
   // pipe to its own parent, a socket) must not stay open in a helper.
   posix_spawn_file_actions_addclosefrom_np(&actions, highest + 1);
