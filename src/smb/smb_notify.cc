@@ -2,6 +2,7 @@
 // (smb_helper.cc). See smb_notify.h.
 #include "smb/smb_notify.h"
 
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <fmt/core.h>
 #include <poll.h>
@@ -10,6 +11,8 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <string_view>
 
 #include <cstdlib>
 #include <cstring>
@@ -25,8 +28,15 @@ using smbwire::readU32;
 
 std::string SmbNotify::helperPath() {
   if (const char* env = std::getenv("RNOTIFY_SMB_HELPER"); env != nullptr && *env != '\0') return env;
+  // The helper that came with this very code: the build tree's when this
+  // code runs from the build tree (a developer's program, the tests), even if
+  // an older rnotify is installed; else the installed one.
+  Dl_info self{};
+  if (::dladdr(reinterpret_cast<void*>(&SmbNotify::helperPath), &self) != 0 && self.dli_fname != nullptr &&
+      std::string_view(self.dli_fname).rfind(RNOTIFY_BUILD_TREE, 0) == 0) {
+    return RNOTIFY_SMB_HELPER_BUILT;
+  }
   struct stat st;
-  // Installed, else (a program run from the build tree) the one built with it.
   if (::stat(RNOTIFY_SMB_HELPER_INSTALLED, &st) == 0) return RNOTIFY_SMB_HELPER_INSTALLED;
   return RNOTIFY_SMB_HELPER_BUILT;
 }
