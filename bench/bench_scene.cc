@@ -1,16 +1,13 @@
 // BenchScene; see bench_scene.h.
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <filesystem>
-
 #include "bench_scene.h"
 
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <stdexcept>
 
 #include "deadline.h"
@@ -84,10 +81,11 @@ std::unique_ptr<Connection> BenchScene::connectTls() {
   ::chmod(exportDir_.c_str(), 0755);
   const std::string key = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
   const std::string script =
-      "set -e; cd '" + dir + "'\n" +
-      "openssl req -x509 " + key + " -keyout ca.key -out ca.pem -days 1 -subj '/CN=rnotify bench CA'\n" +
+      "set -e; cd '" + dir + "'\n" + "openssl req -x509 " + key +
+      " -keyout ca.key -out ca.pem -days 1 -subj '/CN=rnotify bench CA'\n" +
       "for who in server client; do\n"
-      "  openssl req " + key + " -keyout $who.key -out $who.csr -subj \"/CN=$([ $who = client ] && echo " + user +
+      "  openssl req " +
+      key + " -keyout $who.key -out $who.csr -subj \"/CN=$([ $who = client ] && echo " + user +
       " || echo rnotifyd)\"\n"
       "  printf 'subjectAltName=IP:127.0.0.1\\n' > $who.ext\n"
       "  openssl x509 -req -in $who.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out $who.pem -days 1 "
@@ -98,8 +96,9 @@ std::unique_ptr<Connection> BenchScene::connectTls() {
   const int port = 20000 + ::getpid() % 30000;
   const std::string endpoint = "tls:127.0.0.1:" + std::to_string(port);
   testbed::ProcessOptions options;
-  options.argv = {rnotifyd_, "--listen", endpoint, "--export", exportDir_, "--tls-cert", dir + "/server.pem",
-                  "--tls-key", dir + "/server.key", "--tls-client-ca", dir + "/ca.pem"};
+  options.argv = {rnotifyd_,      "--listen",          endpoint,    "--export",          exportDir_,
+                  "--tls-cert",   dir + "/server.pem", "--tls-key", dir + "/server.key", "--tls-client-ca",
+                  dir + "/ca.pem"};
   options.argv.insert(options.argv.end(), rnotifydArgs_.begin(), rnotifydArgs_.end());
   tlsDaemon_ = std::make_unique<testbed::Process>(std::move(options));
   TlsSettings tls;

@@ -10,11 +10,11 @@
 #include <string>
 #include <vector>
 
-#include "transport/connection.h"
 #include "process.h"
 #include "sshd.h"
 #include "sshfs_mount.h"
 #include "temp_dir.h"
+#include "transport/connection.h"
 
 namespace rnotify::bench {
 

@@ -60,9 +60,9 @@ struct CounterOutcome {
 };
 
 struct BurstOutcome {
-  double createSeconds = 0;  // first create to last create
-  double totalSeconds = 0;   // first create to last delete
-  double readStartSeconds = 0;  // when reading started (queued mode: after the producer; else 0)
+  double createSeconds = 0;              // first create to last create
+  double totalSeconds = 0;               // first create to last delete
+  double readStartSeconds = 0;           // when reading started (queued mode: after the producer; else 0)
   std::vector<CounterOutcome> counters;  // in the order given
   uint64_t files = 0;
   double producerRate() const { return totalSeconds > 0 ? 2.0 * files / totalSeconds : 0; }

@@ -7,8 +7,8 @@
 
 #include <memory>
 
-#include "transport/connection.h"
 #include "event_source.h"
+#include "transport/connection.h"
 
 namespace rnotify::bench {
 

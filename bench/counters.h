@@ -6,8 +6,8 @@
 #include <string>
 
 #include "burst.h"
-#include "transport/connection.h"
 #include "common/unique_fd.h"
+#include "transport/connection.h"
 
 namespace rnotify::bench {
 

@@ -58,7 +58,8 @@ uint32_t watchOrThrow(Connection& connection, const std::string& path, uint32_t 
   watch.path = path;
   auto reply = connection.request(watch, timeoutMs);
   if (!reply) throw std::runtime_error(what + ": watch request on " + path + " failed: " + reply.error().message);
-  if (reply->status != 0) throw std::runtime_error(what + ": server refused the watch on " + path + ": " + reply->message);
+  if (reply->status != 0)
+    throw std::runtime_error(what + ": server refused the watch on " + path + ": " + reply->message);
   return reply->watchId;
 }
 

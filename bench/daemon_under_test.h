@@ -10,18 +10,18 @@
 #include <string>
 #include <vector>
 
-#include "transport/connection.h"
 #include "process.h"
+#include "transport/connection.h"
 
 namespace rnotify::bench {
 
 struct DaemonOptions {
-  std::string rnotifyd;        // the binary
-  std::string socketPath;      // unix socket to listen on
+  std::string rnotifyd;    // the binary
+  std::string socketPath;  // unix socket to listen on
   std::vector<std::string> exports;
-  std::string watcher;         // --watcher; "" = rnotifyd's default
+  std::string watcher;  // --watcher; "" = rnotifyd's default
   std::vector<std::string> extraArgs;
-  std::string cgroupProcs;     // a cgroup.procs file to enter before exec; "" = none
+  std::string cgroupProcs;  // a cgroup.procs file to enter before exec; "" = none
 };
 
 class DaemonUnderTest {

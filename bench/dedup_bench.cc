@@ -5,10 +5,10 @@
 // change waits for the server's copy) is measured by bench_latency
 // (--dedup); see docs/BENCHMARKS.md.
 // Run: build/bench/bench_dedup
+#include <benchmark/benchmark.h>
 #include <malloc.h>
 #include <sys/inotify.h>
 
-#include <benchmark/benchmark.h>
 #include <string>
 
 #include "client/dedup.h"

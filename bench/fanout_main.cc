@@ -100,9 +100,10 @@ Row runCase(const Options& o, const std::string& backend, int clients, rnotify::
 }
 
 void printTable(const Options& o, const std::vector<Row>& rows) {
-  std::printf("\n| backend | clients | deliveries expected | delivered | overflows | clients complete | seconds | "
-              "deliveries/s | producer events/s | rnotifyd CPU s | CPU %% of one core | CPU us per delivery | "
-              "rnotifyd RSS MB |\n");
+  std::printf(
+      "\n| backend | clients | deliveries expected | delivered | overflows | clients complete | seconds | "
+      "deliveries/s | producer events/s | rnotifyd CPU s | CPU %% of one core | CPU us per delivery | "
+      "rnotifyd RSS MB |\n");
   std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (const Row& r : rows) {
     uint64_t expected = static_cast<uint64_t>(r.clients) * (o.events / 2) * 2;
@@ -121,8 +122,8 @@ void printTable(const Options& o, const std::vector<Row>& rows) {
     std::printf("| %s | %d | %llu | %llu | %llu | %d / %d | %.2f | %.0f | %.0f | %s | %s | %s | %s |\n",
                 r.backend.c_str(), r.clients, static_cast<unsigned long long>(expected),
                 static_cast<unsigned long long>(r.deliveries), static_cast<unsigned long long>(r.overflows),
-                r.completeClients, r.clients, r.seconds, r.rate(), r.burst.producerRate(), cpu.c_str(),
-                percent.c_str(), perDelivery.c_str(), rss.c_str());
+                r.completeClients, r.clients, r.seconds, r.rate(), r.burst.producerRate(), cpu.c_str(), percent.c_str(),
+                perDelivery.c_str(), rss.c_str());
   }
 }
 
@@ -139,8 +140,7 @@ void writeCsv(const std::string& path, const Options& o, const std::vector<Row>&
                  static_cast<unsigned long long>(r.deliveries), static_cast<unsigned long long>(r.overflows),
                  r.completeClients, r.seconds, r.rate(), r.burst.totalSeconds,
                  r.daemonCpu ? std::to_string(*r.daemonCpu).c_str() : "",
-                 static_cast<unsigned long long>(r.daemonRssKb), o.queueInForce.c_str(),
-                 load.c_str());
+                 static_cast<unsigned long long>(r.daemonRssKb), o.queueInForce.c_str(), load.c_str());
   }
   std::fclose(f);
 }
@@ -150,9 +150,10 @@ void writeCsv(const std::string& path, const Options& o, const std::vector<Row>&
 int main(int argc, char** argv) {
   ::signal(SIGPIPE, SIG_IGN);  // a daemon or tool that went away is an error to report, not a crash
   Options o;
-  CLI::App app{"bench_fanout: 1, 10, 100 clients of one rnotifyd (unix socket) on the same directory during a burst "
-               "of creates+deletes: deliveries/s and the daemon's CPU, against as many raw inotify readers. Needs "
-               "root (tmpfs per case, fanotify)."};
+  CLI::App app{
+      "bench_fanout: 1, 10, 100 clients of one rnotifyd (unix socket) on the same directory during a burst "
+      "of creates+deletes: deliveries/s and the daemon's CPU, against as many raw inotify readers. Needs "
+      "root (tmpfs per case, fanotify)."};
   app.add_option("--events", o.events, "Events per burst (half creates, half deletes); every client gets all")
       ->capture_default_str();
   app.add_option("--clients", o.clients, "Client counts")->delimiter(',')->capture_default_str();
@@ -189,7 +190,8 @@ int main(int argc, char** argv) {
     }
     o.queueInForce = readSysctl("fs/inotify/max_queued_events");
     std::printf("fs.inotify.max_queued_events = %s, fs.fanotify.max_queued_events = %s\n",
-                readSysctl("fs/inotify/max_queued_events").c_str(), readSysctl("fs/fanotify/max_queued_events").c_str());
+                readSysctl("fs/inotify/max_queued_events").c_str(),
+                readSysctl("fs/fanotify/max_queued_events").c_str());
     rnotify::testbed::TempDir work("rnotify-fanout-", o.baseDir);
     for (int clients : o.clients) {
       for (const std::string& backend : o.backends) {

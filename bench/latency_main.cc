@@ -372,7 +372,8 @@ int main(int argc, char** argv) {
   std::vector<std::string> known{"inotify", "unix", "tls", "ssh", "ssh-agent"};
   for (const OwnLane& own : kOwnLanes) known.push_back(own.name);
   app.add_option("--transports", o.transports,
-                 "Any of inotify, unix, tls (TLS 1.3 on loopback, client certificate), ssh, ssh-agent, and own-off, own-echo, own-state, own-origin, own-auto "
+                 "Any of inotify, unix, tls (TLS 1.3 on loopback, client certificate), ssh, ssh-agent, and own-off, "
+                 "own-echo, own-state, own-origin, own-auto "
                  "(created through the client's own sshfs mount, RNOTIFY_DEDUP=off|echo|state|origin|auto)")
       ->delimiter(',')
       ->check(CLI::IsMember(known))

@@ -54,10 +54,14 @@ void writeAll(int fd, const std::string& text) {
 
 const char* peerName(PeerKind kind) {
   switch (kind) {
-    case PeerKind::kInotifywait: return "inotifywait";
-    case PeerKind::kFswatchInotify: return "fswatch-inotify";
-    case PeerKind::kFswatchPoll: return "fswatch-poll";
-    case PeerKind::kWatchman: return "watchman";
+    case PeerKind::kInotifywait:
+      return "inotifywait";
+    case PeerKind::kFswatchInotify:
+      return "fswatch-inotify";
+    case PeerKind::kFswatchPoll:
+      return "fswatch-poll";
+    case PeerKind::kWatchman:
+      return "watchman";
   }
   return "?";
 }
@@ -153,8 +157,12 @@ void PeerTool::startWatchman(const std::string& work) {
   // root's settle time set to 1 ms (its default, 20 ms, delays every report).
   std::string sock = work + "/watchman.sock";
   testbed::writeFile(dir_ + "/.watchmanconfig", "{\"settle\": 1}\n");
-  std::vector<std::string> argv{"watchman",  "--foreground", "--no-save-state", "--sockname=" + sock,
-                                "--statefile=" + work + "/watchman.state", "--logfile=" + work + "/watchman.log",
+  std::vector<std::string> argv{"watchman",
+                                "--foreground",
+                                "--no-save-state",
+                                "--sockname=" + sock,
+                                "--statefile=" + work + "/watchman.state",
+                                "--logfile=" + work + "/watchman.log",
                                 "--pidfile=" + work + "/watchman.pid"};
   tool_ = std::make_unique<ChildProcess>(argv, work + "/watchman.stderr");
   bool up = testbed::waitUntil(testbed::Deadline::in(std::chrono::seconds(10)), [&] {
@@ -177,12 +185,14 @@ void PeerTool::startWatchman(const std::string& work) {
     answer += c;
   }
   if (answer.find("\"error\"") != std::string::npos) throw std::runtime_error("watchman: " + answer);
-  writeAll(socket_.get(), "[\"subscribe\", \"" + dir_ + "\", \"bench\", {\"fields\": [\"name\", \"exists\"], "
+  writeAll(socket_.get(), "[\"subscribe\", \"" + dir_ +
+                              "\", \"bench\", {\"fields\": [\"name\", \"exists\"], "
                               "\"empty_on_fresh_instance\": true}]\n");
   ::fcntl(socket_.get(), F_SETFL, O_NONBLOCK);
   readFd_ = socket_.get();
-  description_ = "watchman " + std::string("--foreground (private server), watch + subscribe over its unix socket "
-                                           "(JSON), settle 1 ms");
+  description_ = "watchman " + std::string(
+                                   "--foreground (private server), watch + subscribe over its unix socket "
+                                   "(JSON), settle 1 ms");
 }
 
 void PeerTool::waitReady() {

@@ -91,7 +91,7 @@ class PeerTool final : public EventSource, public EventCounter {
   std::string dir_;
   bool countDeletes_;
   std::unique_ptr<ChildProcess> tool_;  // the tool; for watchman its daemon (--foreground)
-  UniqueFd socket_;                       // watchman: the client socket
+  UniqueFd socket_;                     // watchman: the client socket
   int readFd_ = -1;
   std::string buffer_;
   std::deque<std::string> creates_;  // for nextCreate

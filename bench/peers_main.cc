@@ -38,9 +38,15 @@ struct Options {
   uint64_t burstEvents = 1000000;
   double burstMaxSeconds = 120;
   int burstIdleMs = 30000;
-  std::vector<std::string> lanes{"inotify",         "rnotify-unix-inotify", "rnotify-unix-fanotify",
-                                 "rnotify-ssh-inotify", "rnotify-ssh-fanotify", "inotifywait",
-                                 "fswatch-inotify", "watchman",             "fswatch-poll"};
+  std::vector<std::string> lanes{"inotify",
+                                 "rnotify-unix-inotify",
+                                 "rnotify-unix-fanotify",
+                                 "rnotify-ssh-inotify",
+                                 "rnotify-ssh-fanotify",
+                                 "inotifywait",
+                                 "fswatch-inotify",
+                                 "watchman",
+                                 "fswatch-poll"};
   std::string baseDir = "/dev/shm";
   std::string csv;
   std::string burstCsv;
@@ -160,9 +166,10 @@ double fullReportRate(const BurstRow& r) {
 }
 
 void printBurstTable(const std::vector<BurstRow>& rows) {
-  std::printf("\n| lane | events | creates reported | deletes reported | overflows | complete | producer s | "
-              "last report s | events/s (reported) | events/s (full report) | x raw inotify | note |\n"
-              "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|\n");
+  std::printf(
+      "\n| lane | events | creates reported | deletes reported | overflows | complete | producer s | "
+      "last report s | events/s (reported) | events/s (full report) | x raw inotify | note |\n"
+      "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|\n");
   double floor = 0;
   for (const BurstRow& r : rows) {
     if (r.lane == "inotify") floor = fullReportRate(r);
@@ -181,18 +188,19 @@ void printBurstTable(const std::vector<BurstRow>& rows) {
 void writeBurstCsv(const std::string& path, const std::vector<BurstRow>& rows, const std::string& load) {
   FILE* f = std::fopen(path.c_str(), "w");
   if (f == nullptr) throw std::runtime_error("cannot write " + path);
-  std::fprintf(f, "kind,lane,events,creates,deletes,overflows,complete,producer_s,last_event_s,events_per_s,"
-                  "full_report_events_per_s,load_before,note\n");
+  std::fprintf(f,
+               "kind,lane,events,creates,deletes,overflows,complete,producer_s,last_event_s,events_per_s,"
+               "full_report_events_per_s,load_before,note\n");
   for (const BurstRow& r : rows) {
     const CounterOutcome& c = r.outcome.counters.front();
     std::string note = r.note;
     std::replace(note.begin(), note.end(), ',', ';');
     std::replace(note.begin(), note.end(), '"', '\'');
     std::fprintf(f, "burst,%s,%llu,%llu,%llu,%llu,%d,%.4f,%.4f,%.1f,%.1f,%s,\"%s\"\n", r.lane.c_str(),
-                 static_cast<unsigned long long>(2 * r.outcome.files), static_cast<unsigned long long>(c.counts.creates),
-                 static_cast<unsigned long long>(c.counts.deletes), static_cast<unsigned long long>(c.counts.overflows),
-                 c.complete ? 1 : 0, r.outcome.totalSeconds, c.lastEventSeconds, eventsPerSecond(r.outcome, c),
-                 fullReportRate(r), load.c_str(), note.c_str());
+                 static_cast<unsigned long long>(2 * r.outcome.files),
+                 static_cast<unsigned long long>(c.counts.creates), static_cast<unsigned long long>(c.counts.deletes),
+                 static_cast<unsigned long long>(c.counts.overflows), c.complete ? 1 : 0, r.outcome.totalSeconds,
+                 c.lastEventSeconds, eventsPerSecond(r.outcome, c), fullReportRate(r), load.c_str(), note.c_str());
   }
   std::fclose(f);
 }
@@ -203,12 +211,14 @@ int main(int argc, char** argv) {
   ::signal(SIGPIPE, SIG_IGN);  // a daemon or tool that went away is an error to report, not a crash
   Options o;
   o.runner.events = 10000;
-  CLI::App app{"bench_peers: latency and burst throughput of rnotify beside inotifywait, fswatch (inotify and poll "
-               "monitors) and watchman, on the same workload in one run. Needs root (tmpfs per lane, fanotify, sshd)."};
+  CLI::App app{
+      "bench_peers: latency and burst throughput of rnotify beside inotifywait, fswatch (inotify and poll "
+      "monitors) and watchman, on the same workload in one run. Needs root (tmpfs per lane, fanotify, sshd)."};
   app.add_option("--events", o.runner.events, "Timed latency events per lane")->capture_default_str();
   app.add_option("--warmup", o.runner.warmup, "Untimed events per lane first")->capture_default_str();
   app.add_option("--block", o.runner.block, "Events per turn")->capture_default_str();
-  app.add_option("--poll-events", o.pollEvents, "Timed events for fswatch-poll (about 1 s each)")->capture_default_str();
+  app.add_option("--poll-events", o.pollEvents, "Timed events for fswatch-poll (about 1 s each)")
+      ->capture_default_str();
   app.add_option("--burst-events", o.burstEvents, "Events per burst (half creates, half deletes); 0: no burst")
       ->capture_default_str();
   app.add_option("--burst-max-seconds", o.burstMaxSeconds, "Stop waiting for a lane's reports after this long")

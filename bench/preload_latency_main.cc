@@ -36,12 +36,12 @@
 #include <string>
 #include <vector>
 
-#include "system_probe.h"
 #include "bench_scene.h"
 #include "c_api_source.h"
 #include "common/unique_fd.h"
 #include "inotify_source.h"
 #include "latency_runner.h"
+#include "system_probe.h"
 
 extern char** environ;
 

@@ -169,19 +169,21 @@ int main(int argc, char** argv) {
   for (int i = 0; i < rounds; ++i) {
     Round round;
     if (!runRound(seconds, &round)) return 1;
-    std::printf("round %d: %zu calls, rnotify_next(...,0) p50 %ld us p99 %ld us max %ld us; local events %zu of %d, "
-                "delay p50 %ld us max %ld us; server back %ld ms after it answered again\n",
-                i + 1, round.nextUs.size(), percentile(round.nextUs, 0.5), percentile(round.nextUs, 0.99),
-                percentile(round.nextUs, 1.0), round.localUs.size(), round.localWritten,
-                percentile(round.localUs, 0.5), percentile(round.localUs, 1.0), round.backMs);
+    std::printf(
+        "round %d: %zu calls, rnotify_next(...,0) p50 %ld us p99 %ld us max %ld us; local events %zu of %d, "
+        "delay p50 %ld us max %ld us; server back %ld ms after it answered again\n",
+        i + 1, round.nextUs.size(), percentile(round.nextUs, 0.5), percentile(round.nextUs, 0.99),
+        percentile(round.nextUs, 1.0), round.localUs.size(), round.localWritten, percentile(round.localUs, 0.5),
+        percentile(round.localUs, 1.0), round.backMs);
     all.nextUs.insert(all.nextUs.end(), round.nextUs.begin(), round.nextUs.end());
     all.localUs.insert(all.localUs.end(), round.localUs.begin(), round.localUs.end());
     all.localWritten += round.localWritten;
   }
-  std::printf("all: %zu calls, rnotify_next(...,0) p50 %ld us p99 %ld us max %ld us; local events %zu of %d, delay "
-              "p50 %ld us p99 %ld us max %ld us\n",
-              all.nextUs.size(), percentile(all.nextUs, 0.5), percentile(all.nextUs, 0.99), percentile(all.nextUs, 1.0),
-              all.localUs.size(), all.localWritten, percentile(all.localUs, 0.5), percentile(all.localUs, 0.99),
-              percentile(all.localUs, 1.0));
+  std::printf(
+      "all: %zu calls, rnotify_next(...,0) p50 %ld us p99 %ld us max %ld us; local events %zu of %d, delay "
+      "p50 %ld us p99 %ld us max %ld us\n",
+      all.nextUs.size(), percentile(all.nextUs, 0.5), percentile(all.nextUs, 0.99), percentile(all.nextUs, 1.0),
+      all.localUs.size(), all.localWritten, percentile(all.localUs, 0.5), percentile(all.localUs, 0.99),
+      percentile(all.localUs, 1.0));
   return 0;
 }

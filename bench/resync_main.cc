@@ -32,11 +32,11 @@
 #include <string>
 #include <vector>
 
-#include "transport/agent_process.h"
-#include "transport/connection.h"
 #include "poll/tree_view.h"
 #include "proto/codec.h"
 #include "server/journal.h"
+#include "transport/agent_process.h"
+#include "transport/connection.h"
 
 namespace {
 
@@ -155,8 +155,8 @@ int main(int argc, char** argv) {
   const std::string work = pattern, root = work + "/tree", socket = work + "/s.sock";
   makeTree(root, entries);
 
-  auto spawned = rnotify::AgentProcess::spawn({rnotifyd, "--listen", "unix:" + socket, "--export", work,
-                                               "--watcher", "inotify", "--log-level", "error"});
+  auto spawned = rnotify::AgentProcess::spawn(
+      {rnotifyd, "--listen", "unix:" + socket, "--export", work, "--watcher", "inotify", "--log-level", "error"});
   if (!spawned) return 1;
   auto client = connect(socket);
   uint32_t watch = watchTree(*client, root);

@@ -45,9 +45,9 @@ class MemoryCgroup {
   const std::string& why() const { return why_; }
   // Moves `pid` into the cgroup; false (and why()) if that fails.
   bool adopt(pid_t pid);
-  uint64_t usageBytes() const;      // memory.usage_in_bytes: user + kernel
-  uint64_t kmemBytes() const;       // memory.kmem.usage_in_bytes: kernel only
-  uint64_t kmemPeakBytes() const;   // memory.kmem.max_usage_in_bytes
+  uint64_t usageBytes() const;     // memory.usage_in_bytes: user + kernel
+  uint64_t kmemBytes() const;      // memory.kmem.usage_in_bytes: kernel only
+  uint64_t kmemPeakBytes() const;  // memory.kmem.max_usage_in_bytes
 
  private:
   uint64_t readCounter(const char* file) const;

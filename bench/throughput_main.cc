@@ -39,8 +39,8 @@ using namespace rnotify::bench;
 
 struct Options {
   uint64_t events = 1000000;
-  std::vector<std::string> lanes{"none",         "inotify",       "fanotify",   "unix-inotify",
-                                 "unix-fanotify", "ssh-inotify",  "ssh-fanotify"};
+  std::vector<std::string> lanes{"none",          "inotify",     "fanotify",    "unix-inotify",
+                                 "unix-fanotify", "ssh-inotify", "ssh-fanotify"};
   std::vector<std::string> modes{"live", "queued"};
   int rounds = 1;
   int idleMs = 10000;
@@ -148,22 +148,23 @@ Row runLane(const Options& o, const std::string& lane, const std::string& mode, 
 }
 
 void printTable(const std::vector<Row>& rows) {
-  std::printf("\n| round | mode | lane | events | received | overflows | complete | producer s | last event s | events/s | "
-              "x raw inotify | lag ms | rnotifyd CPU s |\n");
+  std::printf(
+      "\n| round | mode | lane | events | received | overflows | complete | producer s | last event s | events/s | "
+      "x raw inotify | lag ms | rnotifyd CPU s |\n");
   std::printf("|---:|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|\n");
   for (const Row& r : rows) {
     const CounterOutcome& c = r.burst.counters.front();
     bool counted = r.lane != "none";
     double rate = counted ? eventsPerSecond(r.burst, c) : r.burst.producerRate();
-    std::printf("| %d | %s | %s | %llu | %s | %s | %s | %.2f | %s | %.0f | %s | %s | %s |\n", r.round, r.mode.c_str(),
-                r.lane.c_str(), static_cast<unsigned long long>(2 * r.burst.files),
-                counted ? std::to_string(c.counts.events()).c_str() : "-",
-                counted ? std::to_string(c.counts.overflows).c_str() : "-", counted ? (c.complete ? "yes" : "NO") : "-",
-                r.burst.totalSeconds, counted ? std::to_string(c.lastEventSeconds).c_str() : "-", rate,
-                r.ratio > 0 ? std::to_string(r.ratio).substr(0, 4).c_str() : "-",
-                counted ? std::to_string(static_cast<long>((c.lastEventSeconds - r.burst.totalSeconds) * 1000)).c_str()
-                        : "-",
-                r.daemonCpu ? std::to_string(*r.daemonCpu).substr(0, 5).c_str() : "-");
+    std::printf(
+        "| %d | %s | %s | %llu | %s | %s | %s | %.2f | %s | %.0f | %s | %s | %s |\n", r.round, r.mode.c_str(),
+        r.lane.c_str(), static_cast<unsigned long long>(2 * r.burst.files),
+        counted ? std::to_string(c.counts.events()).c_str() : "-",
+        counted ? std::to_string(c.counts.overflows).c_str() : "-", counted ? (c.complete ? "yes" : "NO") : "-",
+        r.burst.totalSeconds, counted ? std::to_string(c.lastEventSeconds).c_str() : "-", rate,
+        r.ratio > 0 ? std::to_string(r.ratio).substr(0, 4).c_str() : "-",
+        counted ? std::to_string(static_cast<long>((c.lastEventSeconds - r.burst.totalSeconds) * 1000)).c_str() : "-",
+        r.daemonCpu ? std::to_string(*r.daemonCpu).substr(0, 5).c_str() : "-");
   }
 }
 
@@ -192,9 +193,10 @@ void writeCsv(const std::string& path, const std::vector<Row>& rows, const std::
 int main(int argc, char** argv) {
   ::signal(SIGPIPE, SIG_IGN);  // a daemon or tool that went away is an error to report, not a crash
   Options o;
-  CLI::App app{"bench_throughput: a burst of creates+deletes, events/s delivered to one client through rnotifyd "
-               "(unix socket, ssh stdio; inotify and fanotify backends) against raw inotify and fanotify in the "
-               "same run. Needs root (tmpfs per lane, fanotify, sshd)."};
+  CLI::App app{
+      "bench_throughput: a burst of creates+deletes, events/s delivered to one client through rnotifyd "
+      "(unix socket, ssh stdio; inotify and fanotify backends) against raw inotify and fanotify in the "
+      "same run. Needs root (tmpfs per lane, fanotify, sshd)."};
   app.add_option("--events", o.events, "Events per burst: half creates, half deletes")->capture_default_str();
   app.add_option("--lanes", o.lanes, "none, inotify, fanotify, unix-inotify, unix-fanotify, ssh-inotify, ssh-fanotify")
       ->delimiter(',')
@@ -213,8 +215,8 @@ int main(int argc, char** argv) {
 
   std::string load = loadAverage();
   std::printf("bench_throughput: %llu events per burst (%llu files created, then deleted), %zu lanes, %d round(s)\n",
-              static_cast<unsigned long long>(o.events), static_cast<unsigned long long>(o.events / 2),
-              o.lanes.size(), o.rounds);
+              static_cast<unsigned long long>(o.events), static_cast<unsigned long long>(o.events / 2), o.lanes.size(),
+              o.rounds);
   std::printf("load before: %s; fs.inotify.max_queued_events = %s; nproc = %ld\n", load.c_str(),
               readSysctl("fs/inotify/max_queued_events").c_str(), ::sysconf(_SC_NPROCESSORS_ONLN));
   std::vector<Row> rows;

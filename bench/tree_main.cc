@@ -11,9 +11,9 @@
 // docs/BENCHMARKS.md explains the method and the results.
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -52,10 +52,10 @@ struct Options {
 struct Row {
   std::string backend;
   uint64_t dirs = 0;
-  double setupSeconds = 0;       // Watch sent -> Reply
-  double firstEventMs = 0;       // create in the last directory -> its event (after the Reply)
+  double setupSeconds = 0;        // Watch sent -> Reply
+  double firstEventMs = 0;        // create in the last directory -> its event (after the Reply)
   uint64_t rssKb = 0, hwmKb = 0;  // rnotifyd after the watch
-  uint64_t rssIdleKb = 0;        // before the watch
+  uint64_t rssIdleKb = 0;         // before the watch
   uint64_t cgroupBytes = 0, kmemBytes = 0, kmemPeakBytes = 0;
   int64_t slabDeltaKb = 0;  // system Slab after the watch minus before the daemon started
   double exitSeconds = 0;   // SIGTERM -> reaped (the kernel frees the watches)
@@ -70,7 +70,7 @@ double since(BenchClock::time_point t) { return std::chrono::duration<double>(Be
 
 struct Tree {
   uint64_t dirs = 0;
-  std::string last;  // the last directory made, relative to the root
+  std::string last;                // the last directory made, relative to the root
   std::vector<std::string> paths;  // every directory, relative to the root
 };
 
@@ -86,7 +86,8 @@ Tree makeTree(const std::string& root, uint64_t n) {
   char name[32];
   for (uint64_t t = 0; t < top; ++t) {
     std::snprintf(name, sizeof name, "d%llu", static_cast<unsigned long long>(t));
-    if (::mkdirat(rootFd.get(), name, 0755) != 0) throw std::runtime_error(std::string("mkdirat: ") + std::strerror(errno));
+    if (::mkdirat(rootFd.get(), name, 0755) != 0)
+      throw std::runtime_error(std::string("mkdirat: ") + std::strerror(errno));
     ++tree.dirs;
     tree.last = name;
     tree.paths.push_back(name);
@@ -129,15 +130,16 @@ Row measure(const Options& o, const std::string& backend, const std::string& roo
     }
   });
   auto start = BenchClock::now();
-  watchOrThrow(*connection, root, IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO,
-               rnotify::proto::kWatchRecursive, "tree watch (" + backend + ")", 3600 * 1000);
+  watchOrThrow(*connection, root, IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO, rnotify::proto::kWatchRecursive,
+               "tree watch (" + backend + ")", 3600 * 1000);
   row.setupSeconds = since(start);
   std::printf("  watch in force after %.2f s\n", row.setupSeconds);
   std::fflush(stdout);
 
   std::string probe = root + "/" + tree.last + "/probe";
   auto created = BenchClock::now();
-  if (::mknod(probe.c_str(), S_IFREG | 0644, 0) != 0) throw std::runtime_error("mknod " + probe + ": " + std::strerror(errno));
+  if (::mknod(probe.c_str(), S_IFREG | 0644, 0) != 0)
+    throw std::runtime_error("mknod " + probe + ": " + std::strerror(errno));
   auto deadline = created + std::chrono::seconds(60);
   while (seen == 0 && BenchClock::now() < deadline) {
     struct pollfd p = {connection->readFd(), POLLIN, 0};
@@ -166,7 +168,8 @@ Row measure(const Options& o, const std::string& backend, const std::string& roo
     };
     for (size_t i = 0; i < tree.paths.size(); ++i) {
       std::string file = root + "/" + tree.paths[i] + "/w-" + backend;
-      if (::mknod(file.c_str(), S_IFREG | 0644, 0) != 0) throw std::runtime_error("mknod " + file + ": " + std::strerror(errno));
+      if (::mknod(file.c_str(), S_IFREG | 0644, 0) != 0)
+        throw std::runtime_error("mknod " + file + ": " + std::strerror(errno));
       if (i % 1024 == 0) pumpSome(0);
     }
     auto sweepDeadline = BenchClock::now() + std::chrono::seconds(300);
@@ -188,18 +191,19 @@ Row measure(const Options& o, const std::string& backend, const std::string& roo
 }
 
 void printTable(const std::vector<Row>& rows) {
-  std::printf("\n| backend | directories | watch set-up s | first event ms | rnotifyd VmRSS MB | VmHWM MB | "
-              "idle RSS MB | cgroup kmem MB | kmem peak MB | cgroup total MB | system Slab delta MB | "
-              "kernel bytes per directory | exit s | sweep events | sweep s | VmRSS after sweep MB |\n");
+  std::printf(
+      "\n| backend | directories | watch set-up s | first event ms | rnotifyd VmRSS MB | VmHWM MB | "
+      "idle RSS MB | cgroup kmem MB | kmem peak MB | cgroup total MB | system Slab delta MB | "
+      "kernel bytes per directory | exit s | sweep events | sweep s | VmRSS after sweep MB |\n");
   std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (const Row& r : rows) {
-    std::printf("| %s | %llu | %.2f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.0f | %.2f | %llu | %.2f | "
-                "%.1f |\n",
-                r.backend.c_str(), static_cast<unsigned long long>(r.dirs), r.setupSeconds, r.firstEventMs,
-                r.rssKb / 1024.0, r.hwmKb / 1024.0, r.rssIdleKb / 1024.0, r.kmemBytes / 1048576.0,
-                r.kmemPeakBytes / 1048576.0, r.cgroupBytes / 1048576.0, r.slabDeltaKb / 1024.0,
-                r.dirs > 0 ? static_cast<double>(r.kmemBytes) / r.dirs : 0, r.exitSeconds,
-                static_cast<unsigned long long>(r.sweepEvents), r.sweepSeconds, r.sweepRssKb / 1024.0);
+    std::printf(
+        "| %s | %llu | %.2f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.0f | %.2f | %llu | %.2f | "
+        "%.1f |\n",
+        r.backend.c_str(), static_cast<unsigned long long>(r.dirs), r.setupSeconds, r.firstEventMs, r.rssKb / 1024.0,
+        r.hwmKb / 1024.0, r.rssIdleKb / 1024.0, r.kmemBytes / 1048576.0, r.kmemPeakBytes / 1048576.0,
+        r.cgroupBytes / 1048576.0, r.slabDeltaKb / 1024.0, r.dirs > 0 ? static_cast<double>(r.kmemBytes) / r.dirs : 0,
+        r.exitSeconds, static_cast<unsigned long long>(r.sweepEvents), r.sweepSeconds, r.sweepRssKb / 1024.0);
     if (!r.cgroupNote.empty()) std::printf("(%s: %s)\n", r.backend.c_str(), r.cgroupNote.c_str());
   }
 }
@@ -213,9 +217,8 @@ void writeCsv(const std::string& path, const std::vector<Row>& rows, double make
                "load_before\n");
   for (const Row& r : rows) {
     std::fprintf(f, "tree,%s,%llu,%.3f,%.4f,%.3f,%llu,%llu,%llu,%llu,%llu,%llu,%lld,%.3f,%llu,%.3f,%llu,%llu,%s\n",
-                 r.backend.c_str(),
-                 static_cast<unsigned long long>(r.dirs), makeSeconds, r.setupSeconds, r.firstEventMs,
-                 static_cast<unsigned long long>(r.rssKb), static_cast<unsigned long long>(r.hwmKb),
+                 r.backend.c_str(), static_cast<unsigned long long>(r.dirs), makeSeconds, r.setupSeconds,
+                 r.firstEventMs, static_cast<unsigned long long>(r.rssKb), static_cast<unsigned long long>(r.hwmKb),
                  static_cast<unsigned long long>(r.rssIdleKb), static_cast<unsigned long long>(r.cgroupBytes),
                  static_cast<unsigned long long>(r.kmemBytes), static_cast<unsigned long long>(r.kmemPeakBytes),
                  static_cast<long long>(r.slabDeltaKb), r.exitSeconds, static_cast<unsigned long long>(r.sweepEvents),
@@ -230,12 +233,14 @@ void writeCsv(const std::string& path, const std::vector<Row>& rows, double make
 int main(int argc, char** argv) {
   ::signal(SIGPIPE, SIG_IGN);  // a daemon or tool that went away is an error to report, not a crash
   Options o;
-  CLI::App app{"bench_tree: a tree of a million directories watched recursively by rnotifyd with the inotify and "
-               "the fanotify backend: set-up time, daemon RSS, kernel memory. Needs root (tmpfs, sysctl, fanotify, "
-               "memory cgroup)."};
+  CLI::App app{
+      "bench_tree: a tree of a million directories watched recursively by rnotifyd with the inotify and "
+      "the fanotify backend: set-up time, daemon RSS, kernel memory. Needs root (tmpfs, sysctl, fanotify, "
+      "memory cgroup)."};
   app.add_option("--dirs", o.dirs, "Directories in the tree")->capture_default_str();
   app.add_option("--backends", o.backends, "inotify, fanotify, auto")->delimiter(',')->capture_default_str();
-  app.add_option("--sweep", o.sweep, "After the set-up, create a file in every directory and wait for every event "
+  app.add_option("--sweep", o.sweep,
+                 "After the set-up, create a file in every directory and wait for every event "
                  "(the fanotify backend then caches every directory)")
       ->capture_default_str();
   app.add_option("--dir", o.baseDir, "Base directory (the tree gets its own tmpfs below it)")->capture_default_str();
@@ -250,10 +255,11 @@ int main(int argc, char** argv) {
     std::optional<SysctlOverride> watches;
     uint64_t limit = std::stoull(readSysctl("fs/inotify/max_user_watches"));
     if (limit < o.dirs + 100000) watches.emplace("fs/inotify/max_user_watches", std::to_string(o.dirs + 100000));
-    std::printf("bench_tree: %llu directories; load before: %s; fs.inotify.max_user_watches %s -> %s (restored "
-                "after); nproc = %ld\n",
-                static_cast<unsigned long long>(o.dirs), load.c_str(), std::to_string(limit).c_str(),
-                readSysctl("fs/inotify/max_user_watches").c_str(), ::sysconf(_SC_NPROCESSORS_ONLN));
+    std::printf(
+        "bench_tree: %llu directories; load before: %s; fs.inotify.max_user_watches %s -> %s (restored "
+        "after); nproc = %ld\n",
+        static_cast<unsigned long long>(o.dirs), load.c_str(), std::to_string(limit).c_str(),
+        readSysctl("fs/inotify/max_user_watches").c_str(), ::sysconf(_SC_NPROCESSORS_ONLN));
     rnotify::testbed::TempDir work("rnotify-tree-", o.baseDir);
     std::string root = work.mkdir("tree");
     ScratchTmpfs fs(root);

@@ -40,7 +40,6 @@
 #include <utility>
 #include <vector>
 
-#include "system_probe.h"
 #include "bench_scene.h"
 #include "c_api_source.h"
 #include "deadline.h"
@@ -49,6 +48,7 @@
 #include "latency_stats.h"
 #include "mount_table.h"
 #include "process.h"
+#include "system_probe.h"
 #include "temp_dir.h"
 #include "view_source.h"
 

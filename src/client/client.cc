@@ -10,10 +10,10 @@
 #include <climits>
 #include <cstdlib>
 
-#include "mounts/mount_resolver.h"
+#include "client/client_internal.h"
 #include "common/log.h"
 #include "event/event.h"
-#include "client/client_internal.h"
+#include "mounts/mount_resolver.h"
 #include "rnotify/rnotify.h"
 
 namespace rnotify {

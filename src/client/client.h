@@ -18,17 +18,17 @@
 #include <set>
 #include <string>
 
-#include "mounts/config.h"
-#include "transport/connection.h"
 #include "client/dedup.h"
 #include "client/watch_source.h"
-#include "poll/polled_tree.h"
-#include "smb/cifs_notify.h"
-#include "smb/smb_notify.h"
-#include "poll/tree_view.h"
-#include "mounts/sshfs_target.h"
 #include "common/result.h"
 #include "common/unique_fd.h"
+#include "mounts/config.h"
+#include "mounts/sshfs_target.h"
+#include "poll/polled_tree.h"
+#include "poll/tree_view.h"
+#include "smb/cifs_notify.h"
+#include "smb/smb_notify.h"
+#include "transport/connection.h"
 #include "watch/watcher.h"
 
 namespace rnotify {
@@ -55,8 +55,8 @@ class Client final : public EventSink {
   const char* watchSource(int wd) const;
   uint64_t echoesAbsorbed() const { return dedup_ ? dedup_->absorbed() + dedup_->paired() : 0; }
 
-  void onEvent(SubscriptionId subscription, uint32_t mask, uint32_t cookie, std::string_view dir,
-               std::string_view name, int pid) override;
+  void onEvent(SubscriptionId subscription, uint32_t mask, uint32_t cookie, std::string_view dir, std::string_view name,
+               int pid) override;
 
  private:
   struct Watch {
@@ -74,8 +74,8 @@ class Client final : public EventSink {
     std::string remotePath;
     std::string originKey;
     bool recursive = false;
-    bool waitingForServer = false;     // lost; a reconnection is scheduled
-    std::unique_ptr<TreeView> view;    // what the server's tree looked like, for resync
+    bool waitingForServer = false;   // lost; a reconnection is scheduled
+    std::unique_ptr<TreeView> view;  // what the server's tree looked like, for resync
     bool resyncWanted = false;
     bool afterListing = false;  // handing over the events that came after a listing
     bool untilListing = false;  // reconnected: the coming listing stands for the events before it
@@ -147,9 +147,8 @@ class Client final : public EventSink {
   void emit(int wd, uint32_t mask, uint32_t cookie, uint64_t seq, std::string_view dir, std::string_view name);
   // Subscribes on the server with the best de-duplication both sides allow;
   // *strategy receives the one in force.
-  Result<proto::Reply> watchRemote(Connection& connection, const std::string& remotePath, uint32_t mask,
-                                   bool recursive, const std::string& originKey, Dedup::Strategy* strategy,
-                                   std::string* note);
+  Result<proto::Reply> watchRemote(Connection& connection, const std::string& remotePath, uint32_t mask, bool recursive,
+                                   const std::string& originKey, Dedup::Strategy* strategy, std::string* note);
   bool declare(Connection& connection, const std::string& originKey);
   void armReleaseTimer();
   // Makes the remote side of a watch: watch, then list (initial view), or
@@ -177,8 +176,8 @@ class Client final : public EventSink {
   void armKeepalive();
 
   UniqueFd epoll_;
-  UniqueFd ready_;  // eventfd: readable while queue_ is not empty
-  UniqueFd release_;  // timerfd: when the next held local report is due
+  UniqueFd ready_;      // eventfd: readable while queue_ is not empty
+  UniqueFd release_;    // timerfd: when the next held local report is due
   UniqueFd keepalive_;  // timerfd: every keepalive_ms while connections are open (see keepConnectionsAlive)
   bool keepaliveArmed_ = false;
   bool readySignalled_ = false;
@@ -195,7 +194,7 @@ class Client final : public EventSink {
   std::unique_ptr<Dedup> dedup_;
   std::map<Connection*, Declared> declared_;
   std::map<std::string, std::string> originKeys_;  // sshfs mount key -> its ssh connection as the server sees it
-  std::map<std::string, Opener> openers_;  // how to open each connection again
+  std::map<std::string, Opener> openers_;          // how to open each connection again
   // Reconnections under way: started, not yet ready (by key).
   struct Opening {
     std::unique_ptr<Connection> connection;
@@ -210,7 +209,7 @@ class Client final : public EventSink {
   };
   std::set<std::string> fallbackTold_;  // mounts whose fallback to polling was told
   std::set<int> scanned_;  // the watches whose source has a deadline: only they are looked at for due rounds
-  int scanningWd_ = 0;                  // the watch whose scan's own directory reads are being drained
+  int scanningWd_ = 0;     // the watch whose scan's own directory reads are being drained
   std::map<std::string, Retry> retries_;  // lost connections waiting to be opened again
   // Each connection's session on its server (proto::Attach), so that after a
   // reconnection the server replays what was missed instead of a re-read.
@@ -220,9 +219,9 @@ class Client final : public EventSink {
   };
   std::map<std::string, Ticket> tickets_;
   std::map<Connection*, std::set<uint32_t>> resumed_;  // watch ids the server resumed
-  std::set<const Connection*> lost_;  // connections whose loss was handled (connectionLost)
+  std::set<const Connection*> lost_;                   // connections whose loss was handled (connectionLost)
   Status attachSession(const std::string& key, Connection& connection);
-  uint32_t nextCookie_ = 0x40000000;      // for synthesized moves; far from the kernels' numbers
+  uint32_t nextCookie_ = 0x40000000;  // for synthesized moves; far from the kernels' numbers
   int nextWd_ = 1;
 };
 

@@ -348,9 +348,7 @@ Result<Connection*> Client::connectionFor(const ResolvedPath& resolved, std::str
         return Error{EAGAIN, retry->second.why.empty() ? "the server is not reachable" : retry->second.why};
       }
       TlsSettings tls = entry->tls;
-      return connect(endpoint, [endpoint, tls] {
-        return Connection::startSocket(endpoint, tls, /*keepalive=*/true);
-      });
+      return connect(endpoint, [endpoint, tls] { return Connection::startSocket(endpoint, tls, /*keepalive=*/true); });
     }
     case MountKind::kOtherNetwork:
       *why = "server-side watching is not available for " + resolved.mount.fsType + " mounts";

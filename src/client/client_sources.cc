@@ -59,7 +59,8 @@ std::unique_ptr<WatchSource> Client::tryFallback(Watch& watch, const ResolvedPat
       }
       auto tree = scanOverSftp(known->second, serverPath(known->second, resolved.relative), watch.isDirectory, options);
       if (tree) return scanSource(std::move(*tree), kind);
-      *why = tree.error().message + "; the mount itself is scanned instead, and sshfs's caches delay what is seen "
+      *why = tree.error().message +
+             "; the mount itself is scanned instead, and sshfs's caches delay what is seen "
              "(up to dcache_timeout, 20 s by default)";
       break;
     }
@@ -195,7 +196,8 @@ Result<int> Client::addSmbUrlWatch(const std::string& url, uint32_t mask, bool r
   const std::string shown = smbUrl(*location);
   Result<SmbCredentials> credentials = inUrl;
   if (inUrl.password.empty()) credentials = smbCredentials(inUrl.user);
-  if (!credentials) return Error{credentials.error().code, "cannot watch '" + shown + "': " + credentials.error().message};
+  if (!credentials)
+    return Error{credentials.error().code, "cannot watch '" + shown + "': " + credentials.error().message};
   auto smb = SmbNotify::start(*location, *credentials, mask & IN_ALL_EVENTS, recursive);
   if (!smb) return Error{smb.error().code, "cannot watch '" + shown + "': " + smb.error().message};
   Watch watch;

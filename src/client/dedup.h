@@ -55,10 +55,10 @@ class Dedup {
   enum class Strategy { kNone, kOrigin, kState, kEcho, kPolled };
 
   struct Options {
-    std::chrono::milliseconds hold{250};     // how long a local report waits for the server's copy
-    std::chrono::milliseconds window{2000};  // how long a delivered report can still absorb its copy
+    std::chrono::milliseconds hold{250};            // how long a local report waits for the server's copy
+    std::chrono::milliseconds window{2000};         // how long a delivered report can still absorb its copy
     std::chrono::milliseconds polledWindow{10000};  // kPolled: a scan may come a few seconds after the change
-    size_t maxPending = 65536;               // bound on remembered reports; the oldest go first
+    size_t maxPending = 65536;                      // bound on remembered reports; the oldest go first
   };
 
   // Receives every event to deliver, in order. mask includes IN_REMOTE for
@@ -76,8 +76,8 @@ class Dedup {
 
   // A report of this host's kernel. stat: the entry's state just after the
   // change, for kState (nullptr when unknown).
-  void local(int wd, uint32_t mask, uint32_t cookie, std::string_view dir, std::string_view name,
-             const EventStat* stat, Clock::time_point now);
+  void local(int wd, uint32_t mask, uint32_t cookie, std::string_view dir, std::string_view name, const EventStat* stat,
+             Clock::time_point now);
   // A report of the server (mask without IN_REMOTE).
   void remote(int wd, const Event& event, Clock::time_point now);
   // Delivers the held local reports whose hold has ended.
@@ -136,9 +136,9 @@ class Dedup {
   Options options_;
   Emit emit_;
   std::unordered_map<int, Strategy> strategies_;
-  Queue held_;        // kHeldLocal, oldest first (one hold for all: due order is arrival order)
-  Queue delivered_;   // kDeliveredLocal and kDeliveredRemote, oldest first
-  Queue polled_;      // the same for kPolled watches (a longer window: due order stays arrival order)
+  Queue held_;       // kHeldLocal, oldest first (one hold for all: due order is arrival order)
+  Queue delivered_;  // kDeliveredLocal and kDeliveredRemote, oldest first
+  Queue polled_;     // the same for kPolled watches (a longer window: due order stays arrival order)
   std::unordered_multimap<std::string, Entry*> byKey_;
   size_t heldCount_ = 0;
   size_t rememberedCount_ = 0;

@@ -77,7 +77,8 @@ class CifsSource final : public WatchSource {
 
 class SmbSource final : public WatchSource {
  public:
-  SmbSource(std::unique_ptr<SmbNotify> notify, std::string shown) : notify_(std::move(notify)), shown_(std::move(shown)) {}
+  SmbSource(std::unique_ptr<SmbNotify> notify, std::string shown)
+      : notify_(std::move(notify)), shown_(std::move(shown)) {}
   SourceKind kind() const override { return SourceKind::kLibsmbclient; }
   int fd() const override { return notify_->fd(); }
   Result<std::vector<Event>> take() override { return notify_->take(); }

@@ -82,7 +82,8 @@ std::string eventNames(uint32_t mask, char sep) {
 uint32_t eventFromName(std::string_view name) {
   if (name.empty()) return 0;
   for (const auto& [bits, known] : kPrintOrder) {
-    if ((bits & (kInRemote | kInSynthesized | kInRestored | IN_POLLED)) == 0 && equalsIgnoreCase(name, known)) return bits;
+    if ((bits & (kInRemote | kInSynthesized | kInRestored | IN_POLLED)) == 0 && equalsIgnoreCase(name, known))
+      return bits;
   }
   for (const auto& [bits, known] : kParseOnlyNames) {
     if (equalsIgnoreCase(name, known)) return bits;

@@ -25,7 +25,6 @@
 #include <vector>
 
 #include "client/client.h"
-#include "mounts/mount_resolver.h"
 #include "common/log.h"
 #include "event/event.h"
 #include "fuse/exit_codes.h"
@@ -36,6 +35,7 @@
 #include "fuse/reflector.h"
 #include "fuse/source_check.h"
 #include "fuse/startup.h"
+#include "mounts/mount_resolver.h"
 
 namespace {
 

@@ -10,9 +10,9 @@
 #include <cerrno>
 #include <cstring>
 
-#include "mounts/mount_resolver.h"
 #include "common/log.h"
 #include "event/event_names.h"
+#include "mounts/mount_resolver.h"
 
 namespace rnotify::fuse {
 namespace {
@@ -343,8 +343,7 @@ void Reflector::reflectAttrib(const std::string& rel, const std::string& name) {
   GhostScope ghost(*this, rel, name);
   // Setting both times is what the kernel reports as IN_ATTRIB (utimes).
   struct timespec times[2] = {st.st_atim, st.st_mtim};
-  count(retryPastNegative(rel, name,
-                          [&] { return ::utimensat(AT_FDCWD, path.c_str(), times, AT_SYMLINK_NOFOLLOW); }),
+  count(retryPastNegative(rel, name, [&] { return ::utimensat(AT_FDCWD, path.c_str(), times, AT_SYMLINK_NOFOLLOW); }),
         "attrib", path);
 }
 

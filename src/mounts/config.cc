@@ -2,18 +2,17 @@
 #include "mounts/config.h"
 
 #include <pwd.h>
+#include <strings.h>
 #include <toml++/toml.h>
 #include <unistd.h>
 
-#include <strings.h>
-
 #include <algorithm>
 #include <cctype>
-#include <tuple>
 #include <cstdlib>
 #include <fstream>
 #include <optional>
 #include <sstream>
+#include <tuple>
 
 namespace rnotify {
 namespace {
@@ -176,10 +175,13 @@ Result<ConfigLayer> parseLayer(std::string_view text, std::string_view origin) {
     } else if (name == "poll_interval_ms" || name == "poll_min_ms" || name == "poll_max_ms") {
       const auto* number = node.as_integer();
       if (number == nullptr || number->get() < 50 || number->get() > 600000) {
-        return configError(origin, node.source(), "'" + name + "' must be a whole number of milliseconds, 50 to 600000");
+        return configError(origin, node.source(),
+                           "'" + name + "' must be a whole number of milliseconds, 50 to 600000");
       }
       int ms = static_cast<int>(number->get());
-      (name == "poll_interval_ms" ? layer.pollIntervalMs : name == "poll_min_ms" ? layer.pollMinMs : layer.pollMaxMs) = ms;
+      (name == "poll_interval_ms" ? layer.pollIntervalMs
+       : name == "poll_min_ms"    ? layer.pollMinMs
+                                  : layer.pollMaxMs) = ms;
     } else if (name == "keepalive_ms") {
       const auto* number = node.as_integer();
       if (number == nullptr || number->get() < kMinKeepaliveMs || number->get() > kMaxKeepaliveMs) {
@@ -210,10 +212,11 @@ Result<ConfigLayer> parseLayer(std::string_view text, std::string_view origin) {
         layer.servers.push_back(*entry);
       }
     } else {
-      return configError(origin, key.source(),
-                         "unknown key '" + name +
-                             "'; known keys: agent, dedup, echo_window_ms, echo_hold_ms, keepalive_ms, poll_interval_ms, "
-                             "poll_min_ms, poll_max_ms, smb_credentials, [[server]]");
+      return configError(
+          origin, key.source(),
+          "unknown key '" + name +
+              "'; known keys: agent, dedup, echo_window_ms, echo_hold_ms, keepalive_ms, poll_interval_ms, "
+              "poll_min_ms, poll_max_ms, smb_credentials, [[server]]");
     }
   }
   return layer;
@@ -302,12 +305,12 @@ Result<std::string> normalizeFingerprint(std::string_view text) {
     out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   }
   if (out.size() != 64) {
-    return Error{EINVAL, "tls_fingerprint must be a SHA-256 fingerprint (64 hex digits, colons allowed), as "
-                         "'openssl x509 -noout -fingerprint -sha256 -in server.pem' prints it"};
+    return Error{EINVAL,
+                 "tls_fingerprint must be a SHA-256 fingerprint (64 hex digits, colons allowed), as "
+                 "'openssl x509 -noout -fingerprint -sha256 -in server.pem' prints it"};
   }
   return out;
 }
-
 
 Result<Config> parseConfig(std::string_view tomlText, std::string_view origin) {
   Result<ConfigLayer> layer = parseLayer(tomlText, origin);
@@ -420,9 +423,10 @@ Result<Config> loadConfig(const ConfigSources& sources) {
     if (!ms.ok()) return ms.error();
     config.echoHoldMs = *ms;
   }
-  for (auto [value, name, field] : {std::tuple{&sources.pollIntervalOverride, "RNOTIFY_POLL_INTERVAL_MS", &config.pollIntervalMs},
-                                    std::tuple{&sources.pollMinOverride, "RNOTIFY_POLL_MIN_MS", &config.pollMinMs},
-                                    std::tuple{&sources.pollMaxOverride, "RNOTIFY_POLL_MAX_MS", &config.pollMaxMs}}) {
+  for (auto [value, name, field] :
+       {std::tuple{&sources.pollIntervalOverride, "RNOTIFY_POLL_INTERVAL_MS", &config.pollIntervalMs},
+        std::tuple{&sources.pollMinOverride, "RNOTIFY_POLL_MIN_MS", &config.pollMinMs},
+        std::tuple{&sources.pollMaxOverride, "RNOTIFY_POLL_MAX_MS", &config.pollMaxMs}}) {
     if (value->empty()) continue;
     Result<int> ms = parseMilliseconds(name, *value);
     if (!ms.ok()) return ms.error();
@@ -466,7 +470,8 @@ Result<DedupMode> parseDedupMode(std::string_view text) {
   for (DedupMode mode : {DedupMode::kAuto, DedupMode::kOrigin, DedupMode::kState, DedupMode::kEcho, DedupMode::kOff}) {
     if (text == dedupModeName(mode)) return mode;
   }
-  return Error{EINVAL, "'" + std::string(text) + "' is not a de-duplication mode; use auto, origin, state, echo or off"};
+  return Error{EINVAL,
+               "'" + std::string(text) + "' is not a de-duplication mode; use auto, origin, state, echo or off"};
 }
 
 const ServerEntry* findServer(const Config& config, const MountInfo& mount) {

@@ -21,9 +21,9 @@
 #include <string_view>
 #include <vector>
 
+#include "common/result.h"
 #include "mounts/mount_resolver.h"
 #include "mounts/tls_settings.h"
-#include "common/result.h"
 
 namespace rnotify {
 
@@ -64,8 +64,8 @@ struct Config {
   // password=, domain=), for SMB2 change notify on cifs mounts. Default:
   // ~/.config/rnotify/smb-credentials when it exists.
   std::string smbCredentials;
-  std::vector<ServerEntry> servers;        // [[server]] tables
-  std::string origin;                      // which file(s) it came from, for messages
+  std::vector<ServerEntry> servers;  // [[server]] tables
+  std::string origin;                // which file(s) it came from, for messages
 };
 
 // Parses TOML text. Keys: agent = "...", echo_window_ms = N, echo_hold_ms = N,
@@ -89,13 +89,13 @@ Result<std::string> normalizeFingerprint(std::string_view text);
 // Where loadConfig() looks; configSourcesFromEnvironment() fills it from the
 // environment, tests fill it themselves.
 struct ConfigSources {
-  std::string explicitFile;        // $RNOTIFY_CONFIG: used alone, must exist
-  std::string userFile;            // $XDG_CONFIG_HOME/rnotify/config.toml or ~/.config/rnotify/config.toml
-  std::string systemFile;          // /etc/rnotify/config.toml
-  std::string agentOverride;       // $RNOTIFY_AGENT
-  std::string echoWindowOverride;  // $RNOTIFY_ECHO_WINDOW_MS
-  std::string echoHoldOverride;    // $RNOTIFY_ECHO_HOLD_MS
-  std::string dedupOverride;       // $RNOTIFY_DEDUP
+  std::string explicitFile;          // $RNOTIFY_CONFIG: used alone, must exist
+  std::string userFile;              // $XDG_CONFIG_HOME/rnotify/config.toml or ~/.config/rnotify/config.toml
+  std::string systemFile;            // /etc/rnotify/config.toml
+  std::string agentOverride;         // $RNOTIFY_AGENT
+  std::string echoWindowOverride;    // $RNOTIFY_ECHO_WINDOW_MS
+  std::string echoHoldOverride;      // $RNOTIFY_ECHO_HOLD_MS
+  std::string dedupOverride;         // $RNOTIFY_DEDUP
   std::string pollIntervalOverride;  // $RNOTIFY_POLL_INTERVAL_MS
   std::string pollMinOverride;       // $RNOTIFY_POLL_MIN_MS
   std::string pollMaxOverride;       // $RNOTIFY_POLL_MAX_MS

@@ -1,8 +1,6 @@
 // Finding an sshfs mount's ssh settings; see sshfs_target.h for why and how.
 #include "mounts/sshfs_target.h"
 
-#include "common/proc_net.h"
-
 #include <dirent.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
@@ -20,6 +18,7 @@
 #include <set>
 #include <sstream>
 
+#include "common/proc_net.h"
 #include "common/read_file.h"
 #include "common/unique_fd.h"
 

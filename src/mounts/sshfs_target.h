@@ -22,8 +22,8 @@
 #include <string_view>
 #include <vector>
 
-#include "mounts/mount_resolver.h"
 #include "common/result.h"
+#include "mounts/mount_resolver.h"
 
 namespace rnotify {
 

@@ -33,8 +33,8 @@
 #include <string>
 #include <vector>
 
-#include "poll/poll_fs.h"
 #include "event/event.h"
+#include "poll/poll_fs.h"
 
 namespace rnotify {
 

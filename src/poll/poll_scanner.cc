@@ -9,8 +9,8 @@
 #include <cstring>
 #include <unordered_set>
 
-#include "poll/poll_diff.h"
 #include "common/log.h"
+#include "poll/poll_diff.h"
 
 namespace rnotify {
 

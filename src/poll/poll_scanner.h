@@ -41,10 +41,10 @@
 #include <string>
 #include <vector>
 
-#include "poll/poll_fs.h"
-#include "poll/poll_interval.h"
 #include "common/result.h"
 #include "event/event.h"
+#include "poll/poll_fs.h"
+#include "poll/poll_interval.h"
 
 namespace rnotify {
 

@@ -1,10 +1,10 @@
 #include "poll/polled_tree.h"
 
 #include <fmt/format.h>
+#include <sys/stat.h>
 
 #include <cstdlib>
 #include <map>
-#include <sys/stat.h>
 
 namespace rnotify {
 namespace {

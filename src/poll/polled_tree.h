@@ -12,10 +12,10 @@
 #include <string>
 #include <vector>
 
-#include "mounts/mount_resolver.h"
-#include "poll/poll_scanner.h"
 #include "common/result.h"
 #include "event/event.h"
+#include "mounts/mount_resolver.h"
+#include "poll/poll_scanner.h"
 
 namespace rnotify {
 

@@ -45,7 +45,7 @@ struct Attrs {
   bool hasSize = false, hasOwner = false, hasMode = false, hasTimes = false;
   uint64_t size = 0;
   uint32_t uid = 0, gid = 0;
-  uint32_t mode = 0;  // st_mode: type and permission bits
+  uint32_t mode = 0;   // st_mode: type and permission bits
   uint32_t mtime = 0;  // seconds: SFTP v3 has nothing finer
 };
 
@@ -58,12 +58,12 @@ struct NameEntry {
 struct Reply {
   Type type = kStatus;
   uint32_t id = 0;
-  uint32_t version = 0;       // kVersion
-  uint32_t status = kOk;      // kStatus
-  std::string message;        // kStatus
-  std::string handle;         // kHandle
+  uint32_t version = 0;          // kVersion
+  uint32_t status = kOk;         // kStatus
+  std::string message;           // kStatus
+  std::string handle;            // kHandle
   std::vector<NameEntry> names;  // kName
-  Attrs attrs;                // kAttrs
+  Attrs attrs;                   // kAttrs
 };
 
 std::string encodeInit(uint32_t version = 3);

@@ -7,14 +7,14 @@
 #include <deque>
 #include <map>
 
-#include "poll/tree_view.h"
 #include "common/log.h"
+#include "poll/tree_view.h"
 
 namespace rnotify {
 namespace {
 
-constexpr size_t kInFlight = 64;          // directory requests outstanding at once
-constexpr size_t kMaxEntries = 2000000;   // a listing beyond this is refused (memory)
+constexpr size_t kInFlight = 64;         // directory requests outstanding at once
+constexpr size_t kMaxEntries = 2000000;  // a listing beyond this is refused (memory)
 constexpr int kScanTimeoutMs = 60000;
 
 EventStat statOf(const sftp::Attrs& a) {
@@ -244,8 +244,7 @@ class SftpTree final : public PolledTree {
   void hurry(Clock::time_point when) override { interval_.hurry(when); }
   bool ended() const override { return ended_; }
   std::string describe() const override {
-    return "polling " + describeInterval(interval_.settings()) + ", SFTP scans of " + target_.destination + ":" +
-           root_;
+    return "polling " + describeInterval(interval_.settings()) + ", SFTP scans of " + target_.destination + ":" + root_;
   }
 
  private:

@@ -17,11 +17,11 @@
 #include <string>
 #include <vector>
 
-#include "transport/agent_process.h"
+#include "mounts/sshfs_target.h"
 #include "poll/polled_tree.h"
 #include "poll/sftp_codec.h"
-#include "mounts/sshfs_target.h"
 #include "proto/messages.h"
+#include "transport/agent_process.h"
 
 namespace rnotify {
 

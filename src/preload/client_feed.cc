@@ -129,9 +129,8 @@ void ClientFeed::run() {
       if (got < 0 && errno != EINTR && ++failures == 100) {
         // A core that keeps failing would keep this thread spinning; the
         // program keeps its local events.
-        log::write(log::Level::kError,
-                   std::string("the rnotify client keeps failing; remote events stop here: ") +
-                       rnotify_last_error(handle_));
+        log::write(log::Level::kError, std::string("the rnotify client keeps failing; remote events stop here: ") +
+                                           rnotify_last_error(handle_));
         return;
       }
       break;

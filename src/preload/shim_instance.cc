@@ -218,8 +218,8 @@ int ShimInstance::addKernelWatch(const char* path, uint32_t mask) {
   return wd;
 }
 
-int ShimInstance::addServedWatch(const char* path, uint32_t mask, int wd, bool localOnly,
-                                 const std::string& mountPoint, dev_t device) {
+int ShimInstance::addServedWatch(const char* path, uint32_t mask, int wd, bool localOnly, const std::string& mountPoint,
+                                 dev_t device) {
   std::string why;
   int clientWd = -1;
   if (ensureFeed()) {
@@ -239,7 +239,8 @@ int ShimInstance::addServedWatch(const char* path, uint32_t mask, int wd, bool l
     if (again >= 0) kernelServed_.insert(again);
     return again;
   }
-  if (const char* source = feed_->watchSource(clientWd); source != nullptr && std::string_view(source).rfind("polling", 0) == 0) {
+  if (const char* source = feed_->watchSource(clientWd);
+      source != nullptr && std::string_view(source).rfind("polling", 0) == 0) {
     // No server can help there: remote changes come from scans, later.
     std::string where = mountPoint.empty() ? std::string(path) : mountPoint;
     noticeOnce("polling " + where, "no server can watch '" + std::string(path) + "': " + source);
@@ -305,7 +306,8 @@ bool ShimInstance::ensureFeed() {
   if (feed_) return true;
   if (feedFailed_) return false;
   std::string why;
-  feed_ = ClientFeed::start(mutex_, [this](const rnotify_event& event) { deliver(event); }, &why);
+  feed_ = ClientFeed::start(
+      mutex_, [this](const rnotify_event& event) { deliver(event); }, &why);
   if (!feed_) {
     feedFailed_ = true;
     noticeOnce("feed", why + "; only changes made by this host will be reported");

@@ -90,7 +90,7 @@ class ShimInstance {
   UniqueFd ready_;   // E: readable while queue_ is not empty
   bool forked_ = false;
   uint32_t deliveredBits_;  // of the client core's masks, what the program gets
-  UniqueFd childPoll_;  // in a forked child: the program's descriptor, K alone
+  UniqueFd childPoll_;      // in a forked child: the program's descriptor, K alone
 
   std::mutex queueMutex_;
   RecordQueue queue_;

@@ -24,7 +24,7 @@ class WatchRoute {
   enum class Via { kKernel, kClient, kClientLocalOnly };
   struct Choice {
     Via via = Via::kKernel;
-    dev_t device = 0;       // of the watched path, to remember an unreachable server
+    dev_t device = 0;        // of the watched path, to remember an unreachable server
     std::string mountPoint;  // for messages
   };
 

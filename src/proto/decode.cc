@@ -227,7 +227,8 @@ void decodeRecord(WireReader& r, Event& ev) {
   uint8_t origin = r.get<uint8_t>("origin");
   uint8_t hasStat = r.get<uint8_t>("hasStat");
   if (!r.ok()) return;
-  if (origin > static_cast<uint8_t>(Origin::kSelf)) return r.fail("origin " + std::to_string(origin) + " is not 0, 1 or 2");
+  if (origin > static_cast<uint8_t>(Origin::kSelf))
+    return r.fail("origin " + std::to_string(origin) + " is not 0, 1 or 2");
   if (hasStat > 1) return r.fail("hasStat " + std::to_string(hasStat) + " is not 0 or 1");
   ev.origin = static_cast<Origin>(origin);
   ev.hasStat = hasStat == 1;

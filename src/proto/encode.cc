@@ -15,7 +15,7 @@ namespace {
 using wire::put;
 using wire::putString;
 
-constexpr size_t kRecordHeader = 2 + 4 + 8 + 4 + 4;  // recordLength .. cookie
+constexpr size_t kRecordHeader = 2 + 4 + 8 + 4 + 4;      // recordLength .. cookie
 constexpr size_t kStatSize = 8 + 8 + 4 + 4 + 4 + 4 + 8;  // size .. ino
 
 bool hasExtension(const Event& ev) { return ev.origin != Origin::kUnknown || ev.hasStat; }

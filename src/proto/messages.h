@@ -36,7 +36,7 @@ enum Capability : uint64_t {
 };
 inline constexpr int kKeepaliveMaxIntervalSeconds = 10;
 
-inline constexpr size_t kMaxDeclared = 64;      // origins in one Declare
+inline constexpr size_t kMaxDeclared = 64;     // origins in one Declare
 inline constexpr size_t kMaxOriginText = 255;  // bytes of one origin
 
 enum class Type : uint8_t {
@@ -187,8 +187,7 @@ struct Fatal {  // either direction, then the sender closes
   std::string message;
 };
 
-using Message =
-    std::variant<Hello, Welcome, Watch, Unwatch, Reply, Declare, Snapshot, Events, Entries, Ping, Pong, Fatal, Attach, Ack,
-                 Auth>;
+using Message = std::variant<Hello, Welcome, Watch, Unwatch, Reply, Declare, Snapshot, Events, Entries, Ping, Pong,
+                             Fatal, Attach, Ack, Auth>;
 
 }  // namespace rnotify::proto

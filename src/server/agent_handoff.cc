@@ -249,10 +249,9 @@ void AgentAcceptor::accept() {
     backoff_.succeeded();
     ++accepted_;
     auto shared = std::make_shared<asio::local::stream_protocol::socket>(std::move(socket));
-    shared->async_wait(asio::socket_base::wait_read,
-                       [this, shared](std::error_code waitError) {
-                         if (!waitError) receive(shared);
-                       });
+    shared->async_wait(asio::socket_base::wait_read, [this, shared](std::error_code waitError) {
+      if (!waitError) receive(shared);
+    });
     accept();
   });
 }

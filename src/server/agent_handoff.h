@@ -45,7 +45,8 @@ Result<int> handOffToDaemon(const std::string& socketPath, const std::vector<std
 // one daemon serves it (a second one started by a race gets EEXIST).
 class AgentAcceptor {
  public:
-  static Result<std::unique_ptr<AgentAcceptor>> start(asio::io_context& io, Server& server, const std::string& socketPath);
+  static Result<std::unique_ptr<AgentAcceptor>> start(asio::io_context& io, Server& server,
+                                                      const std::string& socketPath);
   ~AgentAcceptor();
   void stop();
   size_t accepted() const { return accepted_; }

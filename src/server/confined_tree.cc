@@ -107,7 +107,9 @@ UniqueFd ConfinedTree::openRoot() const {
     if (isRoot(fd.get())) {
       std::string relative;
       const std::string now = pathOf(fd.get());
-      if (isInside(now, exportPath_)) lastSeen_ = now.size() <= exportPath_.size() ? std::string() : now.substr(exportPath_ == "/" ? 1 : exportPath_.size() + 1);
+      if (isInside(now, exportPath_))
+        lastSeen_ = now.size() <= exportPath_.size() ? std::string()
+                                                     : now.substr(exportPath_ == "/" ? 1 : exportPath_.size() + 1);
       return fd;
     }
   }

@@ -100,8 +100,8 @@ class ConfinedTree {
   bool isRoot(int fd) const;
   uint64_t device_ = 0;
   uint64_t inode_ = 0;
-  std::string handle_;               // struct file_handle bytes ("" if the filesystem has none)
-  mutable std::string lastSeen_;     // below the export, where the root was last found
+  std::string handle_;            // struct file_handle bytes ("" if the filesystem has none)
+  mutable std::string lastSeen_;  // below the export, where the root was last found
   int exportFd_;
   int mountFd_;
   std::string exportPath_;

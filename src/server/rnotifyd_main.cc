@@ -9,8 +9,8 @@
 #include <climits>
 #include <cstdio>
 #include <functional>
-#include <optional>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "common/log.h"
@@ -67,9 +67,10 @@ std::optional<int> handOff(const Options& options) {
   } else {
     why = dir.error().message;
   }
-  log::warn("serving this connection alone, without its daemon ({}): a broken connection will make the client "
-            "re-read its watched trees instead of resuming",
-            why);
+  log::warn(
+      "serving this connection alone, without its daemon ({}): a broken connection will make the client "
+      "re-read its watched trees instead of resuming",
+      why);
   return std::nullopt;
 }
 
@@ -228,8 +229,7 @@ int main(int argc, char** argv) {
   app.add_flag("--no-daemon", options.noDaemon,
                "With --stdio: serve in this process only (a broken connection then ends the watches; the "
                "client re-reads its trees when it reconnects)");
-  app.add_option("--agent-daemon", options.agentDaemon, "Internal: the daemon behind --stdio agents")
-      ->group("");
+  app.add_option("--agent-daemon", options.agentDaemon, "Internal: the daemon behind --stdio agents")->group("");
   app.add_option("--idle-exit", options.idleExitSeconds,
                  "Seconds the daemon behind --stdio agents stays without clients before it exits")
       ->check(CLI::Range(1, 86400))
@@ -330,8 +330,7 @@ int main(int argc, char** argv) {
                  "Events kept per client until it acknowledges them, so that a client whose connection broke "
                  "gets what it missed when it comes back (0: none; it then re-reads its watched trees)")
       ->capture_default_str();
-  app.add_option("--journal-bytes", options.limits.journalBytes, "The same bound in bytes")
-      ->capture_default_str();
+  app.add_option("--journal-bytes", options.limits.journalBytes, "The same bound in bytes")->capture_default_str();
   app.add_option("--resume-grace", options.limits.resumeGraceSeconds,
                  "Seconds the watches of a lost client connection are kept, waiting for it to come back")
       ->check(CLI::Range(0, 86400))

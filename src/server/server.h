@@ -8,16 +8,16 @@
 #include <asio.hpp>
 #include <cstdint>
 #include <list>
-#include <memory>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <tuple>
 #include <unordered_map>
 #include <vector>
 
-#include "server/auth_throttle.h"
 #include "server/access_guard.h"
+#include "server/auth_throttle.h"
 #include "server/confined_tree.h"
 #include "server/export_roots.h"
 #include "server/origin_resolver.h"
@@ -33,9 +33,9 @@ struct ServerLimits {
   // was queued, then its watches that lost some get IN_Q_OVERFLOW.
   size_t maxQueuedBytesPerClient = 64u << 20;
   int handshakeTimeoutSeconds = 10;
-  uint32_t maxClients = 1024;       // connections (and sessions waiting for a comeback) at once
-  int frameTimeoutSeconds = 30;     // a frame begun must be complete within this (slow senders)
-  int idleTimeoutSeconds = 0;       // a client that sends nothing this long is dropped (0: never)
+  uint32_t maxClients = 1024;    // connections (and sessions waiting for a comeback) at once
+  int frameTimeoutSeconds = 30;  // a frame begun must be complete within this (slow senders)
+  int idleTimeoutSeconds = 0;    // a client that sends nothing this long is dropped (0: never)
   // A client that promised keepalives (proto::kCapKeepalive) and sent
   // nothing this long is gone: its session is parked or closed, as for a
   // broken connection (0: never).
@@ -50,8 +50,8 @@ struct ServerLimits {
   // (issue 15): connections, sessions waiting for a comeback, journal bytes
   // of all sessions together, clients that hold no watch.
   uint32_t maxClientsPerUser = 64;
-  uint32_t maxParkedPerUser = 64;    // past it, that user's oldest waiting session ends
-  uint32_t maxParked = 256;          // past it, a lost connection is not kept (its client re-reads)
+  uint32_t maxParkedPerUser = 64;  // past it, that user's oldest waiting session ends
+  uint32_t maxParked = 256;        // past it, a lost connection is not kept (its client re-reads)
   size_t journalBytesTotal = 256u << 20;
   int idleUnwatchedTimeoutSeconds = 300;  // a client without any watch this long is dropped (0: never)
   // Snapshots: one is listed at a time per client, the others wait in a
@@ -142,8 +142,8 @@ class Server final : public EventSink {
   bool canAttribute(SubscriptionId id) const { return attribution_ && watcher_->reportsPids(id); }
   OriginResolver& origins() { return origins_; }
 
-  void onEvent(SubscriptionId subscription, uint32_t mask, uint32_t cookie, std::string_view dir,
-               std::string_view name, int pid) override;
+  void onEvent(SubscriptionId subscription, uint32_t mask, uint32_t cookie, std::string_view dir, std::string_view name,
+               int pid) override;
 
  private:
   Server(asio::io_context& io, ExportRoots exports, ServerLimits limits);

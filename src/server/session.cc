@@ -1,10 +1,9 @@
 #include "server/session.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
-
-#include <dirent.h>
 
 #include <algorithm>
 #include <cstring>
@@ -759,7 +758,7 @@ void Session::park() {
     return;
   }
   parked_ = true;
-  dropSnapshots();  // nobody to send them to; the client asks again
+  dropSnapshots();                                           // nobody to send them to; the client asks again
   if (!countedAs_.empty()) server_.leaveClient(countedAs_);  // no connection: counted among the parked
   countedAs_.clear();
   handshakeTimer_.cancel();
@@ -767,8 +766,8 @@ void Session::park() {
   batchOpen_ = false;
   pending_.clear();
   const int grace = server_.limits().resumeGraceSeconds;
-  log::info("{}: connection lost; keeping its {} watches and their events for {} s in case it comes back",
-            description_, watches_.size(), grace);
+  log::info("{}: connection lost; keeping its {} watches and their events for {} s in case it comes back", description_,
+            watches_.size(), grace);
   graceTimer_.expires_after(std::chrono::seconds(grace));
   graceTimer_.async_wait([self = shared_from_this()](std::error_code ec) {
     if (ec || !self->parked_ || self->closed_) return;
@@ -929,8 +928,8 @@ void Session::onAuth(const proto::Auth& auth) {
     log::warn("{}: token authentication refused without a check: too many failures from {} (for {} s more)",
               description_, address, wait.count());
     reply.status = EAGAIN;
-    reply.message = "too many failed authentications from " + address + "; try again in " +
-                    std::to_string(wait.count()) + " s";
+    reply.message =
+        "too many failed authentications from " + address + "; try again in " + std::to_string(wait.count()) + " s";
     send(reply);
     close(EAGAIN, reply.message);
     return;

@@ -177,8 +177,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void endSnapshot(int status, const std::string& message);
   void dropSnapshots();  // the session ends: every walk stops, its descriptors close
   std::unordered_map<SubscriptionId, WatchState> watches_;
-  uint64_t capabilities_ = 0;                   // in force after the handshake
-  std::unordered_set<std::string> declared_;    // origins that are this client's own
+  uint64_t capabilities_ = 0;                 // in force after the handshake
+  std::unordered_set<std::string> declared_;  // origins that are this client's own
   // Authorization: the client's credentials when the daemon runs as another
   // user. Events in directories it may not list are not sent; the answer
   // per (watch, directory) is cached until a directory's permissions may
@@ -216,8 +216,8 @@ class Session : public std::enable_shared_from_this<Session> {
   std::unordered_set<SubscriptionId> overflowed_;
   uint64_t shed_ = 0;
   void endShedding();
-  std::string pending_;                                   // frames waiting to be written
-  std::string writing_;                                   // the buffer of the write in flight
+  std::string pending_;  // frames waiting to be written
+  std::string writing_;  // the buffer of the write in flight
   bool writeInFlight_ = false;
   bool batchOpen_ = false;
   size_t batchStart_ = 0;

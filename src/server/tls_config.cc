@@ -15,9 +15,7 @@ namespace {
 bool isTlsAddress(const std::string& text) { return text.rfind("tls:", 0) == 0; }
 
 // Asio reports OpenSSL's reason ("no such file", "key values mismatch").
-Error sslError(const std::string& what, const std::error_code& ec) {
-  return Error{EINVAL, what + ": " + ec.message()};
-}
+Error sslError(const std::string& what, const std::error_code& ec) { return Error{EINVAL, what + ": " + ec.message()}; }
 
 }  // namespace
 
@@ -26,8 +24,7 @@ void addTlsOptions(CLI::App& app, TlsOptions& options) {
   app.add_option("--tls-cert", options.certFile, "The server's certificate chain (PEM) for tls: listeners")
       ->type_name("FILE")
       ->group(group);
-  app.add_option("--tls-key", options.keyFile,
-                 "The private key of --tls-cert (PEM); must not be readable by all users")
+  app.add_option("--tls-key", options.keyFile, "The private key of --tls-cert (PEM); must not be readable by all users")
       ->type_name("FILE")
       ->group(group);
   app.add_option("--tls-client-ca", options.clientCaFile,
@@ -132,8 +129,7 @@ Status TlsServerContext::load(const TlsOptions& options) {
     X509_STORE_CTX* store = verify.native_handle();
     if (!preverified || X509_STORE_CTX_get_error_depth(store) != 0) {
       if (!preverified) {
-        log::info("TLS client certificate refused: {}",
-                  X509_verify_cert_error_string(X509_STORE_CTX_get_error(store)));
+        log::info("TLS client certificate refused: {}", X509_verify_cert_error_string(X509_STORE_CTX_get_error(store)));
       }
       return preverified;
     }

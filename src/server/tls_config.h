@@ -25,12 +25,12 @@ class App;
 namespace rnotify {
 
 struct TlsOptions {
-  std::string certFile;      // --tls-cert: the server's certificate chain (PEM)
-  std::string keyFile;       // --tls-key: its private key (PEM)
-  std::string clientCaFile;  // --tls-client-ca: CA(s) whose client certificates are accepted
+  std::string certFile;         // --tls-cert: the server's certificate chain (PEM)
+  std::string keyFile;          // --tls-key: its private key (PEM)
+  std::string clientCaFile;     // --tls-client-ca: CA(s) whose client certificates are accepted
   std::string userFrom = "cn";  // --tls-user-from: cn | email
-  std::string tokenDir;      // --token-dir: a token file per user
-  bool insecureTcp = false;  // --insecure-tcp: allow plain tcp: on non-loopback addresses
+  std::string tokenDir;         // --token-dir: a token file per user
+  bool insecureTcp = false;     // --insecure-tcp: allow plain tcp: on non-loopback addresses
 };
 
 // Registers the options above on rnotifyd's command line.

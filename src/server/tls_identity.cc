@@ -99,8 +99,8 @@ Result<TokenDirectory> TokenDirectory::open(const std::string& dir) {
   if (::stat(dir.c_str(), &st) != 0) return Error::fromErrno(errno, "--token-dir " + dir);
   if (!S_ISDIR(st.st_mode)) return Error{ENOTDIR, "--token-dir " + dir + " is not a directory"};
   if (st.st_mode & (S_IWGRP | S_IWOTH)) {
-    return Error{EACCES, "--token-dir " + dir + " is writable by other users, who could plant tokens; chmod go-w " +
-                             dir};
+    return Error{EACCES,
+                 "--token-dir " + dir + " is writable by other users, who could plant tokens; chmod go-w " + dir};
   }
   return TokenDirectory(dir);
 }

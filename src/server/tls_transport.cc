@@ -10,9 +10,7 @@ namespace rnotify {
 
 TlsTransport::TlsTransport(asio::ip::tcp::socket socket, std::shared_ptr<TlsServerContext> context,
                            std::string description)
-    : context_(std::move(context)),
-      stream_(std::move(socket), context_->ssl()),
-      description_(std::move(description)) {}
+    : context_(std::move(context)), stream_(std::move(socket), context_->ssl()), description_(std::move(description)) {}
 
 void TlsTransport::handshake(std::unique_ptr<TlsTransport> transport, std::chrono::seconds timeout,
                              HandshakeHandler done) {
@@ -34,20 +32,19 @@ void TlsTransport::handshake(std::unique_ptr<TlsTransport> transport, std::chron
     std::error_code ignored;
     raw->stream_.lowest_layer().close(ignored);
   });
-  raw->stream_.async_handshake(
-      asio::ssl::stream_base::server,
-      [deadline, transport = std::move(transport), done = std::move(done)](std::error_code ec) mutable {
-        deadline->finished = true;
-        deadline->timer.cancel();
-        if (deadline->expired) ec = std::make_error_code(std::errc::timed_out);
-        if (!ec) {
-          if (Status s = transport->identify(); !s) {
-            log::warn("{}: {}", transport->description_, s.error().message);
-            ec = std::make_error_code(std::errc::permission_denied);
-          }
-        }
-        done(ec, std::move(transport));
-      });
+  raw->stream_.async_handshake(asio::ssl::stream_base::server, [deadline, transport = std::move(transport),
+                                                                done = std::move(done)](std::error_code ec) mutable {
+    deadline->finished = true;
+    deadline->timer.cancel();
+    if (deadline->expired) ec = std::make_error_code(std::errc::timed_out);
+    if (!ec) {
+      if (Status s = transport->identify(); !s) {
+        log::warn("{}: {}", transport->description_, s.error().message);
+        ec = std::make_error_code(std::errc::permission_denied);
+      }
+    }
+    done(ec, std::move(transport));
+  });
 }
 
 Status TlsTransport::identify() {

@@ -106,8 +106,8 @@ struct Worker {
     dir = smbc_getFunctionOpendir(ctx)(ctx, url.c_str());
     if (dir == nullptr) {
       int e = errno != 0 ? errno : EIO;
-      return Error{
-          e, fmt::format("SMB: cannot open {} as '{}': {}; {}", url, credentials.user, std::strerror(e), smbFixHint(e))};
+      return Error{e, fmt::format("SMB: cannot open {} as '{}': {}; {}", url, credentials.user, std::strerror(e),
+                                  smbFixHint(e))};
     }
     return {};
   }
@@ -197,8 +197,10 @@ int main(int argc, char** argv) {
   }
   auto config = n > 0 ? smbwire::decodeConfig(std::string_view(buf, static_cast<size_t>(n))) : std::nullopt;
   if (!config) {
-    std::fprintf(stderr, "%s: the SMB change-notify helper of librnotify; it is started by the library, "
-                 "with its socket on descriptor 3, not by hand\n", argc > 0 ? argv[0] : "rnotify-smb-helper");
+    std::fprintf(stderr,
+                 "%s: the SMB change-notify helper of librnotify; it is started by the library, "
+                 "with its socket on descriptor 3, not by hand\n",
+                 argc > 0 ? argv[0] : "rnotify-smb-helper");
     return 2;
   }
   log::setProgram("rnotify-smb-helper");

@@ -12,10 +12,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <string_view>
-
 #include <cstdlib>
 #include <cstring>
+#include <string_view>
 
 #include "common/log.h"
 #include "common/spawn.h"

@@ -33,9 +33,8 @@ Result<AgentProcess> AgentProcess::spawn(const std::vector<std::string>& argv) {
 
   // The agent (ssh) must not load the LD_PRELOAD inotify shim that may be
   // running this very library (spawnHelper takes it out).
-  auto pid = spawnHelper(argv, {{in->first.get(), STDIN_FILENO},
-                                {out->second.get(), STDOUT_FILENO},
-                                {err->second.get(), STDERR_FILENO}});
+  auto pid = spawnHelper(
+      argv, {{in->first.get(), STDIN_FILENO}, {out->second.get(), STDOUT_FILENO}, {err->second.get(), STDERR_FILENO}});
   if (!pid) return pid.error();
 
   AgentProcess p;

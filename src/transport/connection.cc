@@ -6,8 +6,8 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <pwd.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -326,9 +326,9 @@ Connection::Phase Connection::advance() {
         // The refusal names the reason better than the Fatal that follows it
         // (often in the same read).
         alive_ = false;
-        failure_ = Error{reply.status, description_ + " refused the token of user '" + tokenUser_ +
-                                           "': " + reply.message +
-                                           " (check token_file and token_user, and the server's --token-dir)"};
+        failure_ =
+            Error{reply.status, description_ + " refused the token of user '" + tokenUser_ + "': " + reply.message +
+                                    " (check token_file and token_user, and the server's --token-dir)"};
       } else if (alive_) {
         phase_ = Phase::kReady;
       }
@@ -356,8 +356,8 @@ Status Connection::finish(int timeoutMs) {
 Error Connection::timeoutError(int timeoutMs) const {
   switch (phase_) {
     case Phase::kConnecting:
-      return Error{ETIMEDOUT,
-                   "cannot connect to rnotifyd at " + endpoint_ + ": no answer within " + std::to_string(timeoutMs) + " ms"};
+      return Error{ETIMEDOUT, "cannot connect to rnotifyd at " + endpoint_ + ": no answer within " +
+                                  std::to_string(timeoutMs) + " ms"};
     case Phase::kTls:
       return Error{ETIMEDOUT, "TLS handshake with " + description_ + " did not finish within " +
                                   std::to_string(timeoutMs / 1000) + " s; is it a tls: listener?"};
@@ -638,8 +638,8 @@ bool Connection::keepAlive(std::chrono::milliseconds interval) {
   const auto now = Clock::now();
   if (now - lastReceived_ >= 3 * interval) {
     const auto silent = std::chrono::duration_cast<std::chrono::milliseconds>(now - lastReceived_).count();
-    fail(Error{ETIMEDOUT, "lost the connection to " + description_ + ": nothing arrived for " +
-                              std::to_string(silent) + " ms, not even the answer to a ping"});
+    fail(Error{ETIMEDOUT, "lost the connection to " + description_ + ": nothing arrived for " + std::to_string(silent) +
+                              " ms, not even the answer to a ping"});
     return false;
   }
   if (now - lastSent_ >= interval) (void)send(proto::Ping{nextPing_++});  // a failure marks it dead

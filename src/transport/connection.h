@@ -19,12 +19,12 @@
 #include <string>
 #include <vector>
 
-#include "transport/agent_process.h"
-#include "transport/tls_channel.h"
-#include "mounts/tls_settings.h"
 #include "common/result.h"
 #include "common/unique_fd.h"
+#include "mounts/tls_settings.h"
 #include "proto/codec.h"
+#include "transport/agent_process.h"
+#include "transport/tls_channel.h"
 
 namespace rnotify {
 
@@ -53,8 +53,8 @@ class Connection {
   // (timeoutError() words it). overAgent/overSocket are start + finish.
   enum class Phase { kConnecting, kTls, kHello, kAuth, kReady, kFailed };
   static Result<std::unique_ptr<Connection>> startAgent(const std::vector<std::string>& argv,
-                                                        const std::string& destination,
-                                                        const std::string& agentCommand, bool keepalive);
+                                                        const std::string& destination, const std::string& agentCommand,
+                                                        bool keepalive);
   static Result<std::unique_ptr<Connection>> startSocket(const std::string& endpoint, const TlsSettings& tls,
                                                          bool keepalive);
   Phase advance();
@@ -152,11 +152,11 @@ class Connection {
   uint32_t nextRequestId_ = 1;
   std::map<uint32_t, proto::Reply> replies_;
   std::map<uint32_t, std::vector<proto::TreeEntry>> listings_;  // Entries by request, until its Reply
-  uint32_t listingRequest_ = 0;  // the Snapshot being awaited
+  uint32_t listingRequest_ = 0;                                 // the Snapshot being awaited
   bool listingStarted_ = false;  // its Entries or Reply arrived: later events are deferred
   std::deque<proto::Events> deferred_;
-  std::vector<uint32_t> unwanted_;  // requests whose replies nobody waits for
-  bool holding_ = false;            // after an Attach: events wait for releaseDeferred()
+  std::vector<uint32_t> unwanted_;         // requests whose replies nobody waits for
+  bool holding_ = false;                   // after an Attach: events wait for releaseDeferred()
   std::map<uint32_t, uint64_t> received_;  // per watch, the last seq received
   std::map<uint32_t, uint64_t> unacked_;   // ... of those not acknowledged yet
   size_t unackedEvents_ = 0;

@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -259,8 +260,8 @@ Error TlsChannel::failure(int result, const std::string& doing) {
                              "): check tls_cert and tls_key, and that the server's --tls-client-ca signed them"};
   }
   if (why == SSL_R_WRONG_VERSION_NUMBER || why == SSL_R_UNSUPPORTED_PROTOCOL) {
-    return Error{EPROTO, doing + " with " + what_ + " failed (" + text +
-                             "): is it a tls: listener of rnotifyd with TLS 1.3?"};
+    return Error{EPROTO,
+                 doing + " with " + what_ + " failed (" + text + "): is it a tls: listener of rnotifyd with TLS 1.3?"};
   }
   return Error{EPROTO, doing + " with " + what_ + " failed: " + text};
 }

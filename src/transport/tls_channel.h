@@ -12,8 +12,8 @@
 #include <string>
 #include <string_view>
 
-#include "mounts/tls_settings.h"
 #include "common/result.h"
+#include "mounts/tls_settings.h"
 
 namespace rnotify {
 

@@ -65,7 +65,8 @@ class InotifyWatcher final : public Watcher {
   struct Node {
     int wd = -1;
     uint32_t bits = 0;
-    uint64_t ino = 0;  // the directory's inode (its events are checked against it downstream)  // the kernel mask, the IN_ONLYDIR/IN_DONT_FOLLOW/IN_EXCL_UNLINK flags, kRootedBit
+    uint64_t ino = 0;  // the directory's inode (its events are checked against it downstream)  // the kernel mask, the
+                       // IN_ONLYDIR/IN_DONT_FOLLOW/IN_EXCL_UNLINK flags, kRootedBit
     Node* parent = nullptr;
     Node* firstChild = nullptr;
     Node* next = nullptr;  // siblings

@@ -76,8 +76,8 @@ class ClientConnectionReuse : public ::testing::Test {
     const auto deadline = Clock::now() + timeout;
     while (Clock::now() < deadline) {
       rnotify_event ev;
-      const int left = static_cast<int>(
-          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count());
+      const int left =
+          static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count());
       if (rnotify_next(rn_, &ev, left > 0 ? left : 0) != 1) continue;
       if (ev.wd == wd && (ev.mask & mask) && (name.empty() || name == ev.name)) return true;
     }
@@ -171,8 +171,8 @@ TEST_F(ClientConnectionReuse, AReconnectionToAServerThatDoesNotAnswerNeverBlocks
       rnotify_event ev;
       const auto before = Clock::now();
       const int r = rnotify_next(rn_, &ev, 0);
-      slowestUs = std::max<long>(
-          slowestUs, std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - before).count());
+      slowestUs = std::max<long>(slowestUs,
+                                 std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - before).count());
       ++calls;
       if (r != 1) break;
       if (ev.wd == a && (ev.mask & IN_Q_OVERFLOW)) lost = true;

@@ -197,7 +197,8 @@ class ConnectionFault : public ::testing::Test {
     if (replay) {
       EXPECT_EQ(countEvents(events, "SYNTHESIZED"), 0u) << "the journal had every event: no re-read";
     }
-    for (auto [from, to, flags] : {std::tuple{"old", "new", missed}, std::tuple{"moveme", "moved", "ISDIR," + missed}}) {
+    for (auto [from, to, flags] :
+         {std::tuple{"old", "new", missed}, std::tuple{"moveme", "moved", "ISDIR," + missed}}) {
       uint32_t cookieFrom = 0, cookieTo = 0;
       size_t n = 0;
       for (const WatchedEvent& e : events) {

@@ -75,16 +75,15 @@ TEST(Liveness, AFrozenServerIsNoticedBySilenceAndTheWatchIsRestored) {
   // session); ssh's ServerAlive alone would take ~45 s.
   const auto deadline = Deadline::in(15s);
   auto lost = a.process().waitForLine(
-      Stream::kStderr, [](const std::string& l) { return l.find("not even the answer to a ping") != std::string::npos; },
-      deadline);
+      Stream::kStderr,
+      [](const std::string& l) { return l.find("not even the answer to a ping") != std::string::npos; }, deadline);
   ASSERT_TRUE(lost) << "the silent connection was not declared lost within 15 s\n" << a.transcript();
   const double noticed = std::chrono::duration<double>(Clock::now() - frozenAt).count();
   EXPECT_TRUE(a.expectSequence({{"REMOTE", "during"}}, std::chrono::duration_cast<Clock::duration>(15s)))
       << "what was made during the freeze was not told after the reconnection\n"
       << a.transcript();
   const double restored = std::chrono::duration<double>(Clock::now() - frozenAt).count();
-  std::cerr << "frozen server: declared lost after " << noticed << " s, 'during' reported after " << restored
-            << " s\n";
+  std::cerr << "frozen server: declared lost after " << noticed << " s, 'during' reported after " << restored << " s\n";
   // And the watch is served again, live.
   writeFile(bed.server("after"), "x\n");
   EXPECT_TRUE(a.expectSequence({{"CLOSE_WRITE,REMOTE", "after"}})) << a.transcript();

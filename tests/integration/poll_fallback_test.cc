@@ -111,8 +111,7 @@ TEST(PollFallback, MovesToTheServerWhenRnotifydAppears) {
   agent = agent.substr(0, agent.find(" --stdio")) + agent.substr(agent.find(" --stdio") + 8);
   writeFile(script, "#!/bin/sh\nexec " + agent + " \"$@\"\n");
   ASSERT_EQ(::chmod(script.c_str(), 0755), 0);
-  ASSERT_TRUE(waitUntil(Deadline::in(seconds(20)), [&] { return stderrHas(a, "no more polling"); }))
-      << a.transcript();
+  ASSERT_TRUE(waitUntil(Deadline::in(seconds(20)), [&] { return stderrHas(a, "no more polling"); })) << a.transcript();
 
   writeFile(bed.server("served"), "y\n");
   EXPECT_TRUE(a.expectSequence({{"CREATE,REMOTE,!POLLED", "served"}}, seconds(5))) << a.transcript();
@@ -261,11 +260,12 @@ TEST(PollFallback, LocalPollingReplaysToTheTreeLikeInotifywait) {
   const std::set<std::string> truth = treeOf(dir.path());
   const std::set<std::string> fromPolled = withoutBarriers(replay(polled.events()));
   const std::set<std::string> fromOracle = withoutBarriers(replay(oracle.events()));
-  EXPECT_EQ(fromOracle, truth) << "inotifywait itself did not replay to the tree:\n" << [&] {
-    std::string all;
-    for (const WatchedEvent& e : oracle.events()) all += e.line + "\n";
-    return all;
-  }();
+  EXPECT_EQ(fromOracle, truth) << "inotifywait itself did not replay to the tree:\n"
+                               << [&] {
+                                    std::string all;
+                                    for (const WatchedEvent& e : oracle.events()) all += e.line + "\n";
+                                    return all;
+                                  }();
   EXPECT_EQ(fromPolled, truth) << polled.transcript();
   EXPECT_EQ(fromPolled, fromOracle);
   for (const WatchedEvent& e : polled.events()) {

@@ -4,6 +4,7 @@
 // both have printed the barrier event that follows it; then their outputs so
 // far must be identical, line for line. Exit codes are compared too.
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -15,8 +16,6 @@
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "process.h"
 #include "product.h"
@@ -60,8 +59,9 @@ class SideBySide {
 
   ::testing::AssertionResult established() {
     for (auto& p : procs_) {
-      if (!p->waitForLine(Stream::kStderr, [](const std::string& l) { return l == "Watches established."; },
-                          Deadline::in(seconds(10)))) {
+      if (!p->waitForLine(
+              Stream::kStderr, [](const std::string& l) { return l == "Watches established."; },
+              Deadline::in(seconds(10)))) {
         return ::testing::AssertionFailure() << "no \"Watches established.\" from " << p->commandLine() << "\n"
                                              << p->transcript();
       }
@@ -78,9 +78,9 @@ class SideBySide {
         return l.find(marker) != std::string::npos && (unless.empty() || l.find(unless) == std::string::npos);
       };
       if (!p->waitForLine(Stream::kStdout, match, Deadline::in(seconds(10)))) {
-        return ::testing::AssertionFailure() << "after " << step << ": no line with '" << marker << "' from "
-                                             << p->commandLine() << "\n"
-                                             << p->transcript();
+        return ::testing::AssertionFailure()
+               << "after " << step << ": no line with '" << marker << "' from " << p->commandLine() << "\n"
+               << p->transcript();
       }
     }
     auto a = procs_[0]->lines(Stream::kStdout), b = procs_[1]->lines(Stream::kStdout);

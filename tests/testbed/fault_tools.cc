@@ -244,7 +244,8 @@ std::vector<pid_t> agentsBelow(pid_t sshd) {
   return out;
 }
 
-AgentGate::AgentGate(const TempDir& dir, const std::string& extraArgs) : script_(dir / "agent-gate.sh"), gate_(dir / "agent-gate.closed") {
+AgentGate::AgentGate(const TempDir& dir, const std::string& extraArgs)
+    : script_(dir / "agent-gate.sh"), gate_(dir / "agent-gate.closed") {
   writeFile(script_,
             "#!/bin/sh\n"
             "# The agent, unless the test holds it back.\n"

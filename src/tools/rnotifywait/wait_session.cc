@@ -186,7 +186,8 @@ bool WaitSession::addWatch(const std::string& rawPath) {
   unsigned flags = (options_.localOnly ? RNOTIFY_LOCAL_ONLY : 0) | (options_.poll ? RNOTIFY_POLL : 0);
   // inotifywait -r on a file simply watches the file.
   struct stat st {};
-  if (options_.recursive && ((::stat(rawPath.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) || rawPath.rfind("smb://", 0) == 0)) {
+  if (options_.recursive &&
+      ((::stat(rawPath.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) || rawPath.rfind("smb://", 0) == 0)) {
     flags |= RNOTIFY_RECURSIVE;
   }
   int wd = rnotify_add_watch(rn_, rawPath.c_str(), watchMask_, flags);
@@ -261,9 +262,10 @@ void WaitSession::handleEvent(const rnotify_event& ev) {
   }
   if (ev.mask & IN_RESTORED) {
     if (options_.verbose || options_.quiet < 2) {
-      diag_.say(fmt::format("rnotifywait: the server is reachable again for {}; the changes missed meanwhile "
-                            "follow (replayed by the server, or marked SYNTHESIZED when it had to re-read)\n",
-                            view.path));
+      diag_.say(
+          fmt::format("rnotifywait: the server is reachable again for {}; the changes missed meanwhile "
+                      "follow (replayed by the server, or marked SYNTHESIZED when it had to re-read)\n",
+                      view.path));
     }
     return;  // a status, not a change: never on stdout
   }

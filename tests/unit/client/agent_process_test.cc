@@ -4,10 +4,9 @@
 #include "transport/agent_process.h"
 
 #include <fcntl.h>
-#include <sys/wait.h>
-
 #include <gtest/gtest.h>
 #include <poll.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>

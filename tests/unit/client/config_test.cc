@@ -88,9 +88,8 @@ TEST(ParseConfig, Errors) {
 }
 
 TEST(CheckEndpoint, Syntax) {
-  for (const char* good :
-       {"unix:/run/rnotifyd.sock", "unix:@abstract", "tcp:nas:7311", "tcp:192.0.2.1:1", "tcp:[::1]:65535",
-        "tls:nas:7311"}) {
+  for (const char* good : {"unix:/run/rnotifyd.sock", "unix:@abstract", "tcp:nas:7311", "tcp:192.0.2.1:1",
+                           "tcp:[::1]:65535", "tls:nas:7311"}) {
     EXPECT_TRUE(checkEndpoint(good).ok()) << good;
   }
   for (const char* bad : {"", "unix:", "unix:relative.sock", "tcp:", "tcp::7311", "tcp:nas:", "tcp:nas:0",

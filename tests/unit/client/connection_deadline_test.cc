@@ -16,8 +16,8 @@
 #include <string>
 #include <vector>
 
-#include "transport/connection.h"
 #include "common/unique_fd.h"
+#include "transport/connection.h"
 
 namespace rnotify {
 namespace {

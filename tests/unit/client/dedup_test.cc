@@ -28,11 +28,11 @@ std::ostream& operator<<(std::ostream& os, const Out& o) {
 
 class DedupTest : public ::testing::Test {
  protected:
-  explicit DedupTest(Strategy strategy = Strategy::kEcho) : dedup_(options(), [this](int, uint32_t mask, uint32_t cookie,
-                                                                                      uint64_t, std::string_view,
-                                                                                      std::string_view name) {
-    out_.push_back(Out{mask, cookie, std::string(name)});
-  }) {
+  explicit DedupTest(Strategy strategy = Strategy::kEcho)
+      : dedup_(options(),
+               [this](int, uint32_t mask, uint32_t cookie, uint64_t, std::string_view, std::string_view name) {
+                 out_.push_back(Out{mask, cookie, std::string(name)});
+               }) {
     dedup_.setStrategy(1, strategy);
   }
   static Dedup::Options options() {
@@ -144,9 +144,9 @@ TEST_F(DedupTest, AHeldReportFollowsTheServersRenameOfItsEntry) {
   remote(IN_MOVED_TO, "g", 1, 5);
   remote(IN_CLOSE_WRITE, "g", 2);
   release(5000);
-  EXPECT_EQ(out_, (std::vector<Out>{{IN_MOVED_FROM | IN_REMOTE, 5, "f"},
-                                    {IN_MOVED_TO | IN_REMOTE, 5, "g"},
-                                    {IN_CLOSE_WRITE, 0, "g"}}));
+  EXPECT_EQ(out_,
+            (std::vector<Out>{
+                {IN_MOVED_FROM | IN_REMOTE, 5, "f"}, {IN_MOVED_TO | IN_REMOTE, 5, "g"}, {IN_CLOSE_WRITE, 0, "g"}}));
 }
 
 TEST_F(DedupTest, ReadSideReportsAreNotHeld) {
@@ -173,9 +173,8 @@ TEST_F(DedupTest, TheBoundDeliversTheOldestHeldFirst) {
   Dedup::Options o = options();
   o.maxPending = 2;
   std::vector<std::string> names;
-  Dedup small(o, [&](int, uint32_t, uint32_t, uint64_t, std::string_view, std::string_view n) {
-    names.emplace_back(n);
-  });
+  Dedup small(o,
+              [&](int, uint32_t, uint32_t, uint64_t, std::string_view, std::string_view n) { names.emplace_back(n); });
   small.setStrategy(1, Strategy::kEcho);
   for (const char* n : {"a", "b", "c", "d"}) small.local(1, IN_CREATE, 0, "", n, nullptr, t0_);
   EXPECT_EQ(names, (std::vector<std::string>{"a", "b"}));

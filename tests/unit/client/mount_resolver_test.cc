@@ -143,7 +143,8 @@ TEST(Classify, KnownTypes) {
   for (const char* type : {"fuse.rclone", "fuse.glusterfs", "ceph", "9p", "virtiofs", "afs", "fuse"}) {
     EXPECT_EQ(classify(type), MountKind::kOtherNetwork) << type;
   }
-  for (const char* type : {"ext4", "xfs", "btrfs", "tmpfs", "overlay", "proc", "fuseblk", "fuse.lxcfs", "fuse.rnotify"}) {
+  for (const char* type :
+       {"ext4", "xfs", "btrfs", "tmpfs", "overlay", "proc", "fuseblk", "fuse.lxcfs", "fuse.rnotify"}) {
     EXPECT_EQ(classify(type), MountKind::kLocal) << type;
   }
 }

@@ -1,8 +1,9 @@
 // PollInterval: the polling backend's schedule, on given times (no sleeping).
 #include "poll/poll_interval.h"
-#include "poll/polled_tree.h"
 
 #include <gtest/gtest.h>
+
+#include "poll/polled_tree.h"
 
 namespace rnotify {
 namespace {

@@ -124,11 +124,26 @@ TEST(ApplySshfsArgv, SshCommandCompressionAndFuseOptionsIgnored) {
 TEST(AgentArgv, ObservedTargetGetsBatchModeAndCommand) {
   Result<SshTarget> target = parseSshArgv(fixtures::kSshArgv);
   ASSERT_TRUE(target.ok());
-  EXPECT_EQ(agentArgv(*target, "rnotifyd --stdio"),
-            (Argv{"ssh", "-oPort=22417", "-F/tmp/mr-sshd.MMtw/ssh_config", "-oIdentityFile=/tmp/mr-sshd.MMtw/user_key",
-                  "-oStrictHostKeyChecking=no", "-oUserKnownHostsFile=/dev/null", "-2", "-T", "-oBatchMode=yes",
-                  "-oClearAllForwardings=yes", "-x", "-a", kCiphers, kAlive, kAliveCount, kConnectTimeout, "root@127.0.0.1", "--",
-                  "rnotifyd", "--stdio"}));
+  EXPECT_EQ(agentArgv(*target, "rnotifyd --stdio"), (Argv{"ssh",
+                                                          "-oPort=22417",
+                                                          "-F/tmp/mr-sshd.MMtw/ssh_config",
+                                                          "-oIdentityFile=/tmp/mr-sshd.MMtw/user_key",
+                                                          "-oStrictHostKeyChecking=no",
+                                                          "-oUserKnownHostsFile=/dev/null",
+                                                          "-2",
+                                                          "-T",
+                                                          "-oBatchMode=yes",
+                                                          "-oClearAllForwardings=yes",
+                                                          "-x",
+                                                          "-a",
+                                                          kCiphers,
+                                                          kAlive,
+                                                          kAliveCount,
+                                                          kConnectTimeout,
+                                                          "root@127.0.0.1",
+                                                          "--",
+                                                          "rnotifyd",
+                                                          "--stdio"}));
 }
 
 TEST(AgentArgv, TheMountsOwnCipherChoiceIsKept) {

@@ -29,13 +29,13 @@ proto::TreeEntry dir(std::string parent, std::string name, uint64_t ino) {
 std::vector<std::string> describe(const std::vector<TreeView::Change>& changes) {
   std::vector<std::string> out;
   for (const auto& c : changes) {
-    std::string kind = (c.mask & IN_CREATE)        ? "CREATE"
-                       : (c.mask & IN_DELETE)      ? "DELETE"
-                       : (c.mask & IN_MODIFY)      ? "MODIFY"
-                       : (c.mask & IN_ATTRIB)      ? "ATTRIB"
-                       : (c.mask & IN_MOVED_FROM)  ? "MOVED_FROM"
-                       : (c.mask & IN_MOVED_TO)    ? "MOVED_TO"
-                                                   : "?";
+    std::string kind = (c.mask & IN_CREATE)       ? "CREATE"
+                       : (c.mask & IN_DELETE)     ? "DELETE"
+                       : (c.mask & IN_MODIFY)     ? "MODIFY"
+                       : (c.mask & IN_ATTRIB)     ? "ATTRIB"
+                       : (c.mask & IN_MOVED_FROM) ? "MOVED_FROM"
+                       : (c.mask & IN_MOVED_TO)   ? "MOVED_TO"
+                                                  : "?";
     if (c.mask & IN_ISDIR) kind += ",ISDIR";
     out.push_back(kind + " " + (c.dir.empty() ? "" : c.dir + "/") + c.name);
   }
@@ -70,9 +70,9 @@ TEST(TreeView, DeletionsGoDeepestFirstAndCreationsShallowestFirst) {
   view.reset({dir("", "old", 1), dir("old", "sub", 2), file("old/sub", "f", 3)});
   uint32_t cookie = 1;
   auto changes = view.diff({dir("", "new", 4), dir("new", "sub", 5), file("new/sub", "f", 6)}, &cookie);
-  EXPECT_EQ(describe(changes), (std::vector<std::string>{"DELETE old/sub/f", "DELETE,ISDIR old/sub", "DELETE,ISDIR old",
-                                                         "CREATE,ISDIR new", "CREATE,ISDIR new/sub",
-                                                         "CREATE new/sub/f"}));
+  EXPECT_EQ(describe(changes),
+            (std::vector<std::string>{"DELETE old/sub/f", "DELETE,ISDIR old/sub", "DELETE,ISDIR old",
+                                      "CREATE,ISDIR new", "CREATE,ISDIR new/sub", "CREATE new/sub/f"}));
 }
 
 TEST(TreeView, AReplacedEntryIsADeleteAndACreate) {
@@ -85,7 +85,8 @@ TEST(TreeView, AReplacedEntryIsADeleteAndACreate) {
 TEST(TreeView, FollowsTheServersEventsSoThatNothingIsReportedTwice) {
   TreeView view;
   view.reset({dir("", "d", 1), file("d", "f", 2)});
-  auto event = [](uint32_t mask, std::string dir, std::string name, const proto::TreeEntry* state, uint32_t cookie = 0) {
+  auto event = [](uint32_t mask, std::string dir, std::string name, const proto::TreeEntry* state,
+                  uint32_t cookie = 0) {
     Event e;
     e.mask = mask;
     e.dir = std::move(dir);

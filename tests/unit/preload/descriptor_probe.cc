@@ -7,6 +7,7 @@
 //
 // Waits are bounded (poll with a timeout): a missing event prints
 // "timeout", it never hangs the test.
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/epoll.h>
@@ -22,7 +23,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <dirent.h>
 #include <functional>
 #include <map>
 #include <string>
@@ -37,14 +37,22 @@ std::string gSelf;
 
 std::string errnoName(int e) {
   switch (e) {
-    case EAGAIN: return "EAGAIN";
-    case EINVAL: return "EINVAL";
-    case EEXIST: return "EEXIST";
-    case EBADF: return "EBADF";
-    case ENOENT: return "ENOENT";
-    case EINTR: return "EINTR";
-    case ENOTDIR: return "ENOTDIR";
-    default: return "errno " + std::to_string(e);
+    case EAGAIN:
+      return "EAGAIN";
+    case EINVAL:
+      return "EINVAL";
+    case EEXIST:
+      return "EEXIST";
+    case EBADF:
+      return "EBADF";
+    case ENOENT:
+      return "ENOENT";
+    case EINTR:
+      return "EINTR";
+    case ENOTDIR:
+      return "ENOTDIR";
+    default:
+      return "errno " + std::to_string(e);
   }
 }
 
@@ -74,12 +82,22 @@ bool waitReadable(int fd, int ms = kWaitMs) {
 }
 
 std::string maskText(uint32_t mask) {
-  static const std::pair<uint32_t, const char*> kNames[] = {
-      {IN_ACCESS, "ACCESS"}, {IN_MODIFY, "MODIFY"}, {IN_ATTRIB, "ATTRIB"}, {IN_CLOSE_WRITE, "CLOSE_WRITE"},
-      {IN_CLOSE_NOWRITE, "CLOSE_NOWRITE"}, {IN_OPEN, "OPEN"}, {IN_MOVED_FROM, "MOVED_FROM"},
-      {IN_MOVED_TO, "MOVED_TO"}, {IN_CREATE, "CREATE"}, {IN_DELETE, "DELETE"}, {IN_DELETE_SELF, "DELETE_SELF"},
-      {IN_MOVE_SELF, "MOVE_SELF"}, {IN_UNMOUNT, "UNMOUNT"}, {IN_Q_OVERFLOW, "Q_OVERFLOW"}, {IN_IGNORED, "IGNORED"},
-      {IN_ISDIR, "ISDIR"}};
+  static const std::pair<uint32_t, const char*> kNames[] = {{IN_ACCESS, "ACCESS"},
+                                                            {IN_MODIFY, "MODIFY"},
+                                                            {IN_ATTRIB, "ATTRIB"},
+                                                            {IN_CLOSE_WRITE, "CLOSE_WRITE"},
+                                                            {IN_CLOSE_NOWRITE, "CLOSE_NOWRITE"},
+                                                            {IN_OPEN, "OPEN"},
+                                                            {IN_MOVED_FROM, "MOVED_FROM"},
+                                                            {IN_MOVED_TO, "MOVED_TO"},
+                                                            {IN_CREATE, "CREATE"},
+                                                            {IN_DELETE, "DELETE"},
+                                                            {IN_DELETE_SELF, "DELETE_SELF"},
+                                                            {IN_MOVE_SELF, "MOVE_SELF"},
+                                                            {IN_UNMOUNT, "UNMOUNT"},
+                                                            {IN_Q_OVERFLOW, "Q_OVERFLOW"},
+                                                            {IN_IGNORED, "IGNORED"},
+                                                            {IN_ISDIR, "ISDIR"}};
   std::string out;
   for (auto [bit, name] : kNames) {
     if (mask & bit) out += std::string(out.empty() ? "" : ",") + name;
@@ -94,8 +112,8 @@ std::string maskText(uint32_t mask) {
 void printRecords(const char* buf, ssize_t n) {
   for (ssize_t at = 0; at < n;) {
     const auto* e = reinterpret_cast<const inotify_event*>(buf + at);
-    say("  event wd=" + std::to_string(e->wd) + " " + maskText(e->mask) + (e->cookie ? " cookie" : "") +
-        " name='" + (e->len ? e->name : "") + "' len=" + std::to_string(e->len));
+    say("  event wd=" + std::to_string(e->wd) + " " + maskText(e->mask) + (e->cookie ? " cookie" : "") + " name='" +
+        (e->len ? e->name : "") + "' len=" + std::to_string(e->len));
     at += static_cast<ssize_t>(sizeof(inotify_event) + e->len);
   }
 }
@@ -282,7 +300,8 @@ void sameWd() {
   int e = inotify_add_watch(fd, path("link").c_str(), IN_CREATE);
   say("wds " + result(a) + " " + result(b) + " " + result(c) + " " + result(d) + " " + result(e));
   say("missing " + result(inotify_add_watch(fd, path("nope").c_str(), IN_CREATE)));
-  say("onlydir on a file " + result((touch("file"), inotify_add_watch(fd, path("file").c_str(), IN_CREATE | IN_ONLYDIR))));
+  say("onlydir on a file " +
+      result((touch("file"), inotify_add_watch(fd, path("file").c_str(), IN_CREATE | IN_ONLYDIR))));
   say("no events " + result(inotify_add_watch(fd, path("sub").c_str(), 0)));
   say("bad fd " + result(inotify_add_watch(-1, path("sub").c_str(), IN_CREATE)));
   // The last mask without IN_MASK_ADD replaced the others: only CREATE.
@@ -463,12 +482,12 @@ int main(int argc, char** argv) {
   gSelf = argv[0];
   gDir = argv[2];
   static const std::map<std::string, std::function<void()>> kScenarios = {
-      {"small-buffer", smallBuffer},   {"several-records", severalRecords},
-      {"nonblocking", nonblocking},    {"readiness", readiness},
-      {"same-wd", sameWd},             {"mask-add-create", maskAddAndCreate},
-      {"remove-watch", removeWatch},   {"oneshot", oneshot},
-      {"dup-close", dupAndClose},      {"fork-exec", forkAndExec},
-      {"exec-child", execChild},       {"inherited-read", inheritedRead},
+      {"small-buffer", smallBuffer}, {"several-records", severalRecords},
+      {"nonblocking", nonblocking},  {"readiness", readiness},
+      {"same-wd", sameWd},           {"mask-add-create", maskAddAndCreate},
+      {"remove-watch", removeWatch}, {"oneshot", oneshot},
+      {"dup-close", dupAndClose},    {"fork-exec", forkAndExec},
+      {"exec-child", execChild},     {"inherited-read", inheritedRead},
       {"resources", resources}};
   auto it = kScenarios.find(argv[1]);
   if (it == kScenarios.end()) {

@@ -70,11 +70,12 @@ std::string joined(const std::vector<std::string>& lines) {
   }
   ProbeRun shim = probe(scenario, mode);
   if (shim.exit != oracle.exit || shim.lines != oracle.lines) {
-    return ::testing::AssertionFailure()
-           << scenario << " " << modeName(mode) << " differs from real inotify\n--- real inotify:\n"
-           << joined(oracle.lines) << "--- " << modeName(mode) << " (exit "
-           << (shim.exit ? std::to_string(*shim.exit) : "none: killed at the deadline") << "):\n"
-           << shim.transcript;
+    return ::testing::AssertionFailure() << scenario << " " << modeName(mode)
+                                         << " differs from real inotify\n--- real inotify:\n"
+                                         << joined(oracle.lines) << "--- " << modeName(mode) << " (exit "
+                                         << (shim.exit ? std::to_string(*shim.exit) : "none: killed at the deadline")
+                                         << "):\n"
+                                         << shim.transcript;
   }
   return ::testing::AssertionSuccess();
 }

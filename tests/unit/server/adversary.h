@@ -23,10 +23,10 @@
 #include <utility>
 #include <vector>
 
-#include "transport/agent_process.h"
 #include "common/result.h"
 #include "common/unique_fd.h"
 #include "proto/codec.h"
+#include "transport/agent_process.h"
 
 namespace rnotify::adversary {
 

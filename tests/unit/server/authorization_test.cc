@@ -136,7 +136,17 @@ TEST_F(Authorization, EachUserSeesWhatItMayListAndPermissionChangesTakeEffect) {
   int status = 0;
   ASSERT_EQ(::waitpid(child, &status, 0), child);
   ASSERT_TRUE(WIFEXITED(status));
-  const char* what[] = {"ok", "", "", "", "", "", "", "", "", "", "could not connect as nobody",
+  const char* what[] = {"ok",
+                        "",
+                        "",
+                        "",
+                        "",
+                        "",
+                        "",
+                        "",
+                        "",
+                        "",
+                        "could not connect as nobody",
                         "a watch on a 0700 directory of root was not refused with EACCES",
                         "a watch on a 0755 directory was refused",
                         "events nobody may see arrived late or not at all (a, secret/c after chmod, z)",
@@ -150,15 +160,17 @@ TEST_F(Authorization, EachUserSeesWhatItMayListAndPermissionChangesTakeEffect) {
 // A plain TCP client has no identity: a root daemon serves it as nobody.
 TEST_F(Authorization, AnUnauthenticatedTcpClientSeesOnlyWhatAnybodyMaySee) {
   const int port = 30000 + ::getpid() % 20000;
-  auto p = AgentProcess::spawn({RNOTIFYD_PATH, "--listen", "tcp:127.0.0.1:" + std::to_string(port), "--export",
-                                base_ + "/export"});
+  auto p = AgentProcess::spawn(
+      {RNOTIFYD_PATH, "--listen", "tcp:127.0.0.1:" + std::to_string(port), "--export", base_ + "/export"});
   ASSERT_TRUE(p.ok());
   std::unique_ptr<Connection> c;
   auto deadline = Clock::now() + std::chrono::seconds(10);
   while (!c && Clock::now() < deadline) {
     auto attempt = Connection::overSocket("tcp:127.0.0.1:" + std::to_string(port), 2000);
-    if (attempt) c = std::move(*attempt);
-    else ::poll(nullptr, 0, 50);
+    if (attempt)
+      c = std::move(*attempt);
+    else
+      ::poll(nullptr, 0, 50);
   }
   ASSERT_TRUE(c) << p->stderrText();
   proto::Watch w;

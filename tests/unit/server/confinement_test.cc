@@ -29,9 +29,9 @@
 #include <string>
 #include <vector>
 
+#include "common/log.h"
 #include "transport/agent_process.h"
 #include "transport/connection.h"
-#include "common/log.h"
 
 namespace rnotify {
 namespace {

@@ -28,10 +28,10 @@
 #include <string>
 #include <vector>
 
-#include "transport/agent_process.h"
 #include "common/log.h"
 #include "common/unique_fd.h"
 #include "proto/codec.h"
+#include "transport/agent_process.h"
 
 namespace rnotify {
 namespace {

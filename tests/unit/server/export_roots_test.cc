@@ -2,8 +2,8 @@
 // path is spelled.
 #include "server/export_roots.h"
 
-#include <gtest/gtest.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -147,10 +147,14 @@ TEST_F(ExportRootsTest, AnotherUserGetsOneAnswerForEveryPathItMayNotWatch) {
   fs::create_directories(base_ + "/export/private/inner");
   ::chmod((base_ + "/export/private").c_str(), 0700);
   Credentials nobody{65534, 65534, {65534}, "nobody", "test"};
-  const std::vector<std::string> paths = {base_ + "/secret",           base_ + "/nothing",
-                                          base_ + "/export/escape",    base_ + "/export/../secret",
-                                          base_ + "/export/nope",      base_ + "/export/private",
-                                          base_ + "/export/private/inner", base_ + "/export/private/none"};
+  const std::vector<std::string> paths = {base_ + "/secret",
+                                          base_ + "/nothing",
+                                          base_ + "/export/escape",
+                                          base_ + "/export/../secret",
+                                          base_ + "/export/nope",
+                                          base_ + "/export/private",
+                                          base_ + "/export/private/inner",
+                                          base_ + "/export/private/none"};
   for (const std::string& path : paths) {
     auto r = roots_.resolveEntry(path, "/", &nobody);
     ASSERT_FALSE(r.ok()) << path << " resolved for nobody";

@@ -33,9 +33,12 @@ TEST(ProcNet, ParsesTheKernelsTable) {
   // Two established connections (one loopback IPv4) and a listener.
   const char* table =
       "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
-      "   0: 00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1111 1 0 100 0 0 10 0\n"
-      "   1: 0100007F:A0F2 0100007F:0016 01 00000000:00000000 02:000A7D6F 00000000     0        0 2222 2 0 20 4 30 10 -1\n"
-      "   2: 0200000A:0016 0300000A:C350 01 00000000:00000000 02:000A7D6F 00000000     0        0 3333 2 0 20 4 30 10 -1\n";
+      "   0: 00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1111 1 0 100 0 0 10 "
+      "0\n"
+      "   1: 0100007F:A0F2 0100007F:0016 01 00000000:00000000 02:000A7D6F 00000000     0        0 2222 2 0 20 4 30 10 "
+      "-1\n"
+      "   2: 0200000A:0016 0300000A:C350 01 00000000:00000000 02:000A7D6F 00000000     0        0 3333 2 0 20 4 30 10 "
+      "-1\n";
   auto rows = parseProcNetTcp(table, false);
   ASSERT_EQ(rows.size(), 2u);
   EXPECT_EQ(rows[0].first, 2222u);

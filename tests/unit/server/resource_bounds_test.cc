@@ -30,11 +30,11 @@
 #include <sstream>
 #include <thread>
 
-#include "transport/agent_process.h"
-#include "transport/connection.h"
 #include "common/unique_fd.h"
 #include "proto/codec.h"
 #include "server/auth_throttle.h"
+#include "transport/agent_process.h"
+#include "transport/connection.h"
 
 namespace rnotify {
 namespace {

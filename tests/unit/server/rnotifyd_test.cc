@@ -16,9 +16,9 @@
 #include <fstream>
 #include <functional>
 
+#include "proto/codec.h"
 #include "transport/agent_process.h"
 #include "transport/connection.h"
-#include "proto/codec.h"
 
 namespace rnotify {
 namespace {
@@ -417,15 +417,16 @@ TEST_F(HostileClientTest, PathsLeadingOutOfTheExportAreRefused) {
   fs::create_symlink("loop-a", base_ + "/export/loop-b");
   auto c = client();
   ASSERT_TRUE(c);
-  for (const std::string& path : {base_ + "/export/link-out", base_ + "/export/dir/../../outside",
-                                  std::string("/etc")}) {
+  for (const std::string& path :
+       {base_ + "/export/link-out", base_ + "/export/dir/../../outside", std::string("/etc")}) {
     auto reply = watch(*c, path);
     EXPECT_EQ(reply.status, EACCES) << path << ": " << reply.message;
   }
   EXPECT_EQ(watch(*c, base_ + "/export/loop-a").status, ELOOP);
   // A NUL byte in a path is a malformed frame: that connection ends.
   UniqueFd raw = connectUnix(socket_);
-  std::string watchNul = helloFrame() + frameWithType(0x10, std::string("\x01\0\0\0\0\0\0\0\x00\x01\0\0\x03\0a\0b", 17));
+  std::string watchNul =
+      helloFrame() + frameWithType(0x10, std::string("\x01\0\0\0\0\0\0\0\x00\x01\0\0\x03\0a\0b", 17));
   ASSERT_EQ(::write(raw.get(), watchNul.data(), watchNul.size()), static_cast<ssize_t>(watchNul.size()));
   auto fatal = lastFatal(readUntilClosed(raw.get()));
   ASSERT_TRUE(fatal.has_value());

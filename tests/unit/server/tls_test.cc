@@ -23,11 +23,11 @@
 #include <iostream>
 #include <sstream>
 
-#include "transport/agent_process.h"
 #include "mounts/config.h"
+#include "proto/codec.h"
+#include "transport/agent_process.h"
 #include "transport/connection.h"
 #include "transport/tls_channel.h"
-#include "proto/codec.h"
 
 namespace rnotify {
 namespace {
@@ -107,9 +107,19 @@ class TlsTest : public ::testing::Test {
 
   // Starts rnotifyd with a tls: listener on a free port of 127.0.0.1.
   void startDaemon(std::vector<std::string> extra) {
-    std::vector<std::string> argv{RNOTIFYD_PATH,  "--listen",   "tls:127.0.0.1:0",     "--tls-cert",
-                                  path("server.pem"), "--tls-key", path("server.key"),   "--export",
-                                  path("export"),  "--log-file", path("rnotifyd.log"), "--log-level", "info"};
+    std::vector<std::string> argv{RNOTIFYD_PATH,
+                                  "--listen",
+                                  "tls:127.0.0.1:0",
+                                  "--tls-cert",
+                                  path("server.pem"),
+                                  "--tls-key",
+                                  path("server.key"),
+                                  "--export",
+                                  path("export"),
+                                  "--log-file",
+                                  path("rnotifyd.log"),
+                                  "--log-level",
+                                  "info"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     auto process = AgentProcess::spawn(argv);
     ASSERT_TRUE(process.ok()) << process.error().message;
@@ -230,8 +240,7 @@ TEST_F(TlsTest, AClientCertificateOfTheCaMapsToItsUserAndReceivesEvents) {
   auto reply = watch(**c);
   ASSERT_EQ(reply.status, 0) << reply.message;
   EXPECT_TRUE(seesCreate(**c, "hello"));
-  EXPECT_TRUE(logSays("user " + user_))
-      << "the log should name the mapped user";
+  EXPECT_TRUE(logSays("user " + user_)) << "the log should name the mapped user";
 }
 
 TEST_F(TlsTest, TheUserCanComeFromTheEmailSubjectAltName) {
@@ -422,8 +431,9 @@ TEST_F(TlsTest, UsageErrorsNameWhatIsMissing) {
   EXPECT_EQ(noCert, 2);
   EXPECT_NE(noCertText.find("--tls-cert FILE and --tls-key FILE"), std::string::npos) << noCertText;
   ::chmod(path("server.key").c_str(), 0644);
-  auto [openKey, openKeyText] = run({"--listen", "tls:127.0.0.1:0", "--tls-cert", path("server.pem"), "--tls-key",
-                                     path("server.key"), "--tls-client-ca", path("ca.pem"), "--export", path("export")});
+  auto [openKey, openKeyText] =
+      run({"--listen", "tls:127.0.0.1:0", "--tls-cert", path("server.pem"), "--tls-key", path("server.key"),
+           "--tls-client-ca", path("ca.pem"), "--export", path("export")});
   EXPECT_EQ(openKey, 1);
   EXPECT_NE(openKeyText.find("is readable by all users"), std::string::npos) << openKeyText;
 }
@@ -472,8 +482,9 @@ TEST(TlsClientConfig, ATlsEndpointTakesItsKeys) {
   EXPECT_EQ(tls.cert, "/home/me/.config/rnotify/me.pem");
   EXPECT_EQ(tls.key, "/home/me/.config/rnotify/me.key");
 
-  auto token = parseServer("endpoint = \"tls:[::1]:7311\"\ntls_ca = \"/ca.pem\"\ntoken_file = \"/t\"\n"
-                           "token_user = \"alice\"\n");
+  auto token = parseServer(
+      "endpoint = \"tls:[::1]:7311\"\ntls_ca = \"/ca.pem\"\ntoken_file = \"/t\"\n"
+      "token_user = \"alice\"\n");
   ASSERT_TRUE(token.ok()) << token.error().message;
   EXPECT_EQ(token->servers.at(0).tls.tokenUser, "alice");
 }

@@ -36,8 +36,8 @@ struct Seen {
 
 class Collector : public EventSink {
  public:
-  void onEvent(SubscriptionId sub, uint32_t mask, uint32_t cookie, std::string_view dir,
-               std::string_view name, int /*pid*/) override {
+  void onEvent(SubscriptionId sub, uint32_t mask, uint32_t cookie, std::string_view dir, std::string_view name,
+               int /*pid*/) override {
     events.push_back({sub, mask, cookie, std::string(dir), std::string(name)});
   }
   std::vector<Seen> events;
