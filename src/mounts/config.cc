@@ -14,6 +14,8 @@
 #include <sstream>
 #include <tuple>
 
+#include "common/host_port.h"
+
 namespace rnotify {
 namespace {
 
@@ -274,18 +276,12 @@ Status checkEndpoint(std::string_view endpoint) {
     return {};
   }
   if (endpoint.substr(0, 4) == "tcp:" || endpoint.substr(0, 4) == "tls:") {
-    std::string_view rest = endpoint.substr(4);
-    size_t colon = rest.rfind(':');
-    std::string_view host = colon == std::string_view::npos ? "" : rest.substr(0, colon);
-    std::string_view port = colon == std::string_view::npos ? "" : rest.substr(colon + 1);
-    bool bracketed = host.size() >= 2 && host.front() == '[' && host.back() == ']';
-    bool hostOk = !host.empty() && (bracketed || host.find_first_of(":[]/ ") == std::string_view::npos);
-    bool portOk = !port.empty() && port.size() <= 5 && port.find_first_not_of("0123456789") == std::string_view::npos;
-    if (portOk) {
-      int number = std::atoi(std::string(port).c_str());
-      portOk = number >= 1 && number <= 65535;
-    }
-    if (!hostOk || !portOk) {
+    std::string host;
+    int port = -1;
+    // A port is required, so an IPv6 address needs its brackets.
+    const bool ok =
+        splitHostPort(endpoint.substr(4), &host, &port) && port > 0 && host.find_first_of("[]/ ") == std::string::npos;
+    if (!ok) {
       return Error{EINVAL, quoted + " is not " + std::string(endpoint.substr(0, 3)) +
                                ":HOST:PORT (port 1-65535; IPv6 as tcp:[::1]:7311)"};
     }

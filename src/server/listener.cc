@@ -2,6 +2,7 @@
 
 #include <sys/socket.h>
 
+#include "common/host_port.h"
 #include "common/log.h"
 #include "server/accept_backoff.h"
 #include "server/server.h"
@@ -166,21 +167,13 @@ Result<ListenAddress> parseListenAddress(const std::string& text) {
   }
   const bool tls = text.rfind("tls:", 0) == 0;
   if (text.rfind("tcp:", 0) == 0 || tls) {
-    std::string rest = text.substr(4);
-    size_t colon = rest.rfind(':');
-    if (colon != std::string::npos && colon > 0) {
-      std::string host = rest.substr(0, colon);
-      if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-      try {
-        int port = std::stoi(rest.substr(colon + 1));
-        if (port >= 0 && port <= 65535) {
-          address.kind = tls ? ListenAddress::Kind::kTls : ListenAddress::Kind::kTcp;
-          address.host = host;
-          address.port = static_cast<uint16_t>(port);
-          return address;
-        }
-      } catch (const std::exception&) {
-      }
+    std::string host;
+    int port = -1;  // required; 0: any free port
+    if (splitHostPort(std::string_view(text).substr(4), &host, &port, /*allowZero=*/true) && port >= 0) {
+      address.kind = tls ? ListenAddress::Kind::kTls : ListenAddress::Kind::kTcp;
+      address.host = host;
+      address.port = static_cast<uint16_t>(port);
+      return address;
     }
   }
   return Error{EINVAL, "bad listen address '" + text + "': use unix:PATH, tls:ADDRESS:PORT or tcp:ADDRESS:PORT"};

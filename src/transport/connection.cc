@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "common/host_port.h"
 #include "common/log.h"
 
 namespace rnotify {
@@ -91,16 +92,6 @@ std::string lastLine(const std::string& text) {
   return nl == std::string::npos ? t : t.substr(nl + 1);
 }
 
-// "tcp:HOST:PORT" or "tls:HOST:PORT" (an IPv6 HOST in brackets) as host and port.
-std::optional<std::pair<std::string, std::string>> splitHostPort(const std::string& endpoint) {
-  std::string rest = endpoint.substr(4);
-  size_t colon = rest.rfind(':');
-  if (colon == std::string::npos) return std::nullopt;
-  std::string host = rest.substr(0, colon), port = rest.substr(colon + 1);
-  if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
-  return std::make_pair(host, port);
-}
-
 // The token in token_file, which only its owner may read (like an ssh key).
 Result<std::string> readTokenFile(const std::string& path) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
@@ -146,13 +137,15 @@ Result<std::vector<std::pair<sockaddr_storage, socklen_t>>> resolveEndpoint(cons
     return addresses;
   }
   if (endpoint.rfind("tcp:", 0) == 0 || endpoint.rfind("tls:", 0) == 0) {
-    auto hostPort = splitHostPort(endpoint);
-    if (!hostPort) return Error{EINVAL, "bad endpoint '" + endpoint + "'"};
-    const auto& [host, port] = *hostPort;
+    std::string host;
+    int port = -1;
+    if (!splitHostPort(std::string_view(endpoint).substr(4), &host, &port) || port < 0) {
+      return Error{EINVAL, "bad endpoint '" + endpoint + "'"};
+    }
     addrinfo hints{};
     hints.ai_socktype = SOCK_STREAM;
     addrinfo* found = nullptr;
-    if (int rc = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &found); rc != 0) {
+    if (int rc = ::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found); rc != 0) {
       return Error{EHOSTUNREACH, "cannot resolve " + endpoint + ": " + gai_strerror(rc)};
     }
     std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> guard(found, &::freeaddrinfo);
@@ -207,7 +200,8 @@ Result<std::unique_ptr<Connection>> Connection::startSocket(const std::string& e
   c->endpoint_ = endpoint;
   c->secure_ = secure;
   c->tlsSettings_ = tls;
-  if (secure) c->tlsHost_ = splitHostPort(endpoint)->first;
+  int port = -1;
+  if (secure) splitHostPort(std::string_view(endpoint).substr(4), &c->tlsHost_, &port);  // resolved above: well-formed
   c->destination_ = endpoint;
   c->description_ = "rnotifyd at " + endpoint;
   c->connectNext();
