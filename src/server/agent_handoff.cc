@@ -15,6 +15,7 @@
 #include <cstring>
 
 #include "common/log.h"
+#include "common/unix_address.h"
 #include "server/server.h"
 #include "server/transport.h"
 
@@ -24,13 +25,11 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 Result<UniqueFd> connectTo(const std::string& path) {
-  sockaddr_un addr{};
-  if (path.size() >= sizeof addr.sun_path) return Error{ENAMETOOLONG, "socket path too long: " + path};
-  addr.sun_family = AF_UNIX;
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  auto addr = unixAddress(path);
+  if (!addr) return addr.error();
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd) return lastError("socket");
-  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr) != 0) {
     return Error::fromErrno(errno, "cannot connect to " + path);
   }
   return fd;

@@ -11,17 +11,14 @@
 #include <chrono>
 #include <cstring>
 
+#include "common/unix_address.h"
+
 namespace rnotify {
 namespace {
 
 Result<sockaddr_un> addressOf(const std::string& path) {
-  sockaddr_un addr{};
-  if (path.empty() || path.size() >= sizeof addr.sun_path) {
-    return Error{ENAMETOOLONG, "cannot listen on unix:" + path + ": the path must be 1.." +
-                                   std::to_string(sizeof addr.sun_path - 1) + " bytes"};
-  }
-  addr.sun_family = AF_UNIX;
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  auto addr = unixAddress(path);
+  if (!addr) return Error{addr.error().code, "cannot listen on unix:" + path + ": " + addr.error().message};
   return addr;
 }
 

@@ -19,6 +19,7 @@
 
 #include "common/host_port.h"
 #include "common/log.h"
+#include "common/unix_address.h"
 
 namespace rnotify {
 namespace {
@@ -126,14 +127,11 @@ std::string localUserName() {
 Result<std::vector<std::pair<sockaddr_storage, socklen_t>>> resolveEndpoint(const std::string& endpoint) {
   std::vector<std::pair<sockaddr_storage, socklen_t>> addresses;
   if (endpoint.rfind("unix:", 0) == 0) {
-    std::string path = endpoint.substr(5);
-    sockaddr_un addr{};
-    if (path.size() >= sizeof addr.sun_path) return Error{ENAMETOOLONG, "socket path too long: " + path};
-    addr.sun_family = AF_UNIX;
-    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    auto addr = unixAddress(endpoint.substr(5));
+    if (!addr) return Error{addr.error().code, "bad endpoint '" + endpoint + "': " + addr.error().message};
     sockaddr_storage storage{};
-    std::memcpy(&storage, &addr, sizeof addr);
-    addresses.emplace_back(storage, static_cast<socklen_t>(sizeof addr));
+    std::memcpy(&storage, &*addr, sizeof *addr);
+    addresses.emplace_back(storage, static_cast<socklen_t>(sizeof *addr));
     return addresses;
   }
   if (endpoint.rfind("tcp:", 0) == 0 || endpoint.rfind("tls:", 0) == 0) {
