@@ -4,6 +4,7 @@
 #include <sys/epoll.h>
 #include <sys/timerfd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <random>
@@ -191,7 +192,11 @@ void Client::advanceOpening(std::string key) {
     epoll_event ev{};
     ev.events = connection.wanted();
     ev.data.ptr = &connection;
-    ::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, connection.pollFd(), &ev);
+    // A failed connect moves on to the endpoint's next address, on a new
+    // socket (the old one left the set when it was closed).
+    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, connection.pollFd(), &ev) != 0 && errno == ENOENT) {
+      ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, connection.pollFd(), &ev);
+    }
     return;
   }
   std::unique_ptr<Connection> opened = std::move(it->second.connection);
