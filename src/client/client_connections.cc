@@ -1,6 +1,7 @@
 // The client core's connections to rnotifyd (client.h): opening them (a
 // watch's first waits; reconnections run in the epoll set), sessions and
 // resumption, watches made on the server, its events, losses, keepalive.
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/timerfd.h>
 
@@ -158,6 +159,14 @@ void Client::retryConnections() {
     if (retry.due <= now && !openings_.count(key)) due.push_back(key);
   }
   for (const std::string& key : due) {
+    // A watch added meanwhile connected again (Client::connect): its
+    // connection serves the waiting watches too.
+    if (auto it = connections_.find(key);
+        it != connections_.end() && it->second->alive() && !lost_.count(it->second.get())) {
+      retries_.erase(key);
+      restoreWatches(key, it->second.get());
+      continue;
+    }
     retries_.at(key).due = std::chrono::steady_clock::time_point::max();  // while the attempt lasts
     auto started = openers_.at(key)();
     if (!started) {
@@ -229,7 +238,7 @@ void Client::expireOpenings() {
     const Error why = connection->timeoutError(it->second.timeoutMs);
     openings_.erase(it);
     ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, connection->pollFd(), nullptr);
-    connection.reset();  // an agent is ended here
+    connection->abandon();  // an agent that never answered is killed, not waited for
     retryFailed(key, why);
   }
 }
@@ -380,7 +389,13 @@ Result<Connection*> Client::connect(const std::string& key, Opener open) {
   if (auto it = connections_.find(key); it != connections_.end() && it->second->alive()) return it->second.get();
   forgetConnection(key);
   openers_[key] = open;
+  // A unix listener whose queue is full is tried again until the deadline.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(connectTimeoutMs());
   auto opened = open();
+  while (!opened && opened.error().code == EAGAIN && std::chrono::steady_clock::now() < deadline) {
+    ::poll(nullptr, 0, 10);
+    opened = open();
+  }
   if (!opened) return opened.error();
   if (Status ready = (*opened)->finish(connectTimeoutMs()); !ready) return ready.error();
   return adopt(key, std::move(*opened));
@@ -388,12 +403,23 @@ Result<Connection*> Client::connect(const std::string& key, Opener open) {
 
 Result<Connection*> Client::adopt(const std::string& key, std::unique_ptr<Connection> opened) {
   Connection* connection = opened.get();
-  if (Status attached = attachSession(key, *connection); !attached) return attached.error();
+  // What was noted about it goes with it (a later connection may get its address).
+  auto forget = [&] {
+    resumed_.erase(connection);
+    declared_.erase(connection);
+  };
+  if (Status attached = attachSession(key, *connection); !attached) {
+    forget();
+    return attached.error();
+  }
   connection->setEventsHandler([this](Connection& c, proto::Events& events) { onRemoteEvents(c, events); });
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.ptr = connection;
-  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, connection->readFd(), &ev) != 0) return lastError("epoll_ctl");
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, connection->readFd(), &ev) != 0) {
+    forget();
+    return lastError("epoll_ctl");
+  }
   connections_.emplace(key, std::move(opened));
   armKeepalive();
   return connection;

@@ -77,6 +77,15 @@ void AgentProcess::terminate() {
   pid_ = -1;
 }
 
+void AgentProcess::kill() {
+  if (pid_ <= 0) return;
+  if (reap(0) < 0) {
+    ::kill(pid_, SIGKILL);
+    reap(-1);
+  }
+  pid_ = -1;
+}
+
 int AgentProcess::reap(int timeoutMs) {
   if (status_ >= 0 || pid_ <= 0) return status_;
   if (timeoutMs >= 0) {

@@ -32,6 +32,8 @@ class AgentProcess {
   // Reaps the process if it has exited, waiting at most timeoutMs; returns
   // its exit code (128+signal for a signal), or -1 while it still runs.
   int reap(int timeoutMs);
+  // Ends the process at once (SIGKILL) and reaps it.
+  void kill();
   // Everything read from stderr so far (bounded).
   const std::string& stderrText();
 

@@ -216,15 +216,12 @@ void Connection::connectNext() {
       connectErrno_ = errno;
       continue;
     }
-    int rc;
-    do {
-      rc = ::connect(socket_.get(), reinterpret_cast<const sockaddr*>(&address), length);
-    } while (rc != 0 && errno == EINTR);
+    const int rc = ::connect(socket_.get(), reinterpret_cast<const sockaddr*>(&address), length);
     if (rc == 0) {
       afterConnect();
       return;
     }
-    if (errno == EINPROGRESS) {
+    if (errno == EINPROGRESS || errno == EINTR) {  // under way (EINTR: finishes in the background)
       phase_ = Phase::kConnecting;
       wantWrite_ = true;
       return;

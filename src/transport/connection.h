@@ -65,6 +65,12 @@ class Connection {
   Status finish(int timeoutMs);
   // What an establishment that did not end in time ran into.
   Error timeoutError(int timeoutMs) const;
+  // Gives up an establishment at once: an agent is killed (SIGKILL), not
+  // asked to leave and waited for.
+  void abandon() {
+    if (agent_) agent_->kill();
+    fail(Error{ECANCELED, "abandoned"});
+  }
 
   ~Connection();
 
