@@ -128,8 +128,12 @@ uint8_t ConfinedTree::access(std::string_view dir, const Credentials* as, uint64
     errno = EACCES;
     return 0;
   }
+  // O_PATH, then the kernel's permission check on the descriptor: opening the
+  // directory for reading would itself be an event (IN_OPEN, then
+  // IN_CLOSE_NOWRITE) in a directory being watched, checked in its turn: a
+  // client watching for those could make the daemon check without end.
   scratch_.assign(dir);
-  UniqueFd fd(openat2Beneath(root.get(), scratch_, O_RDONLY | O_DIRECTORY, RESOLVE_NO_SYMLINKS, false));
+  UniqueFd fd(openat2Beneath(root.get(), scratch_, O_PATH | O_DIRECTORY, RESOLVE_NO_SYMLINKS, false));
   struct stat st;
   if (!fd) {
     // A watch on one file: its events and state are the client's if it may
@@ -141,6 +145,10 @@ uint8_t ConfinedTree::access(std::string_view dir, const Credentials* as, uint64
     return 0;
   }
   if (::fstat(fd.get(), &st) == 0) *ino = st.st_ino;
+  if (::faccessat(fd.get(), "", R_OK, AT_EMPTY_PATH | AT_EACCESS) != 0) {
+    errno = EACCES;
+    return 0;
+  }
   return kList | (::faccessat(fd.get(), "", X_OK, AT_EMPTY_PATH | AT_EACCESS) == 0 ? kSearch : 0);
 }
 

@@ -58,12 +58,13 @@ class ConfinedTree {
   const std::string& path() const { return path_; }
 
   // What `as` may do in the directory `dir` ("" the root), reached from the
-  // root without following a symbolic link: kList (open it for reading: the
-  // events there are its to see) and kSearch (look its entries up: their
-  // state is its to see). One switch of identity; callers cache the answer.
+  // root without following a symbolic link: kList (read it: the events there
+  // are its to see) and kSearch (look its entries up: their state is its to
+  // see). Asked of the kernel on an O_PATH descriptor, which is no event in
+  // the directory. One switch of identity; callers cache the answer.
   static constexpr uint8_t kList = 1, kSearch = 2;
-  // *ino: the inode of the directory `dir` named (0 if it did not open;
-  // errno then says why: EACCES is a refusal).
+  // *ino: the inode of the directory `dir` named (0 if it did not open).
+  // 0 returned: errno says why (EACCES is a refusal).
   uint8_t access(std::string_view dir, const Credentials* as, uint64_t* ino = nullptr) const;
   // The directory `dir` ("" the root) below the root, opened as `as` (O_PATH,
   // never through a symbolic link: the walk checks `as`'s search permission

@@ -374,9 +374,9 @@ void Session::onDeclare(const proto::Declare& declare) {
 
 int Session::openListingRoot(const WatchState& state) { return state.tree->openListing(client()); }
 
-uint8_t Session::accessTo(WatchState& state, std::string_view dir, uint64_t dirIno) {
-  dirKey_.assign(state.root);
-  if (!dir.empty()) dirKey_.append("/").append(dir);
+uint8_t Session::accessTo(SubscriptionId watch, WatchState& state, std::string_view dir, uint64_t dirIno) {
+  dirKey_.assign(reinterpret_cast<const char*>(&watch), sizeof watch);
+  dirKey_.append(dir);
   auto it = access_.find(dirKey_);
   if (it == access_.end() || (dirIno != 0 && it->second.ino != dirIno)) {
     if (access_.size() >= 4096) access_.clear();
@@ -572,7 +572,7 @@ void Session::queueEvent(SubscriptionId watch, uint32_t mask, uint32_t cookie, s
       if (dir.empty() && name.empty() && (mask & (IN_ATTRIB | IN_MOVE_SELF)) && !replaying_) {
         suspendForRecheck(watch, mask);
       }
-      const uint8_t access = accessTo(state, dir, dirIno);
+      const uint8_t access = accessTo(watch, state, dir, dirIno);
       if (access & kMoved) {
         // Held back with what follows until the tree has settled (after this
         // drain); the client then re-reads the watch (IN_Q_OVERFLOW).

@@ -185,8 +185,11 @@ class Session : public std::enable_shared_from_this<Session> {
   // have changed (an ATTRIB or a move of a directory, any guard event).
   std::optional<Credentials> actAs_;
   const Credentials* client() const { return actAs_ ? &*actAs_ : nullptr; }
-  // ConfinedTree::access per directory, by server path (watches of one tree
-  // share the answers).
+  // ConfinedTree::access per directory of a watch, by watch id and the
+  // directory's path in it. Not by server path alone: two watches of one
+  // session may have the same path while watching two directories (one was
+  // moved away and another made in its place); they would take turns
+  // invalidating each other's answer, checking again for every event.
   struct Access {
     uint8_t bits = 0;  // ConfinedTree::kList, kSearch
     uint64_t ino = 0;  // of the directory the path named when checked (0: it did not open)
@@ -196,9 +199,8 @@ class Session : public std::enable_shared_from_this<Session> {
   // kMoved: the path no longer names the event's directory (dirIno), which
   // has moved since the event: the event cannot be judged by its path.
   static constexpr uint8_t kMoved = 0x80;
-  uint8_t accessTo(WatchState& state, std::string_view dir, uint64_t dirIno = 0);
+  uint8_t accessTo(SubscriptionId watch, WatchState& state, std::string_view dir, uint64_t dirIno);
   void dropStatDirs();
-  bool mayList(WatchState& state, std::string_view dir) { return accessTo(state, dir) & ConfinedTree::kList; }
   void dropListability();
   void attachStat(WatchState& state, std::string_view dir, std::string_view name);
   // Descriptors of directories kept for stat attachments, in all watches

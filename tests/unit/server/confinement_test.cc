@@ -10,6 +10,7 @@
 //    event follows.
 //  - Stat attachments describe the watched object, never what a swapped
 //    ancestor now leads to.
+#include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <gtest/gtest.h>
@@ -68,10 +69,13 @@ void writeLine(int fd, const std::string& line) {
 // The client, as nobody, in a child process. It obeys one command a line
 // and answers one line:
 //   watch FLAGS PATH       -> "STATUS WATCHID MESSAGE"
+//   watchmask MASK FLAGS PATH -> the same, for the events of MASK
 //   wait WATCH MASK NAME   -> the first event of WATCH with a bit of MASK
 //                             named NAME, within kWaitMs: "MASK HASSTAT INO",
 //                             or "timeout"
 //   after WATCH            -> how many events of WATCH came after its IN_IGNORED
+//   count WATCH MASK       -> how many events of WATCH with every bit of MASK came
+//   quiet MS               -> how many events come in the next MS ms
 //   quit
 int clientAsNobody(const std::string& socket, const std::string& logFile, int link) {
   if (::setgroups(0, nullptr) != 0 || ::setresgid(kNobody, kNobody, kNobody) != 0 ||
@@ -96,9 +100,10 @@ int clientAsNobody(const std::string& socket, const std::string& logFile, int li
     std::string verb;
     command >> verb;
     std::string answer;
-    if (verb == "watch") {
+    if (verb == "watch" || verb == "watchmask") {
       proto::Watch w;
       w.mask = IN_CREATE | IN_ATTRIB | IN_MOVE;
+      if (verb == "watchmask") command >> w.mask;
       command >> w.flags;
       command.get();
       std::getline(command, w.path);
@@ -136,6 +141,21 @@ int clientAsNobody(const std::string& socket, const std::string& logFile, int li
         if (e.mask & IN_IGNORED) ignored = true;
       }
       answer = std::to_string(after);
+    } else if (verb == "count") {
+      uint32_t watch = 0, mask = 0;
+      command >> watch >> mask;
+      answer = std::to_string(std::count_if(
+          seen.begin(), seen.end(), [&](const Event& e) { return e.watch == watch && (e.mask & mask) == mask; }));
+    } else if (verb == "quiet") {
+      int ms = 0;
+      command >> ms;
+      const size_t before = seen.size();
+      for (const auto deadline = Clock::now() + std::chrono::milliseconds(ms); Clock::now() < deadline;) {
+        struct pollfd p = {(*c)->readFd(), POLLIN, 0};
+        ::poll(&p, 1, 50);
+        if (!(*c)->pump()) return 5;
+      }
+      answer = std::to_string(seen.size() - before);
     } else {
       return 0;
     }
@@ -212,8 +232,11 @@ class Confinement : public ::testing::Test {
     return answer;
   }
   // Watches path as nobody; the watch id, 0 if refused (*reply: the answer).
-  uint32_t watch(const std::string& path, uint32_t flags = 0, std::string* reply = nullptr) {
-    std::string answer = ask("watch " + std::to_string(flags) + " " + path);
+  // mask: the events asked for (0: the client's default).
+  uint32_t watch(const std::string& path, uint32_t flags = 0, std::string* reply = nullptr, uint32_t mask = 0) {
+    std::string answer =
+        ask(mask == 0 ? "watch " + std::to_string(flags) + " " + path
+                      : "watchmask " + std::to_string(mask) + " " + std::to_string(flags) + " " + path);
     if (reply) *reply = answer;
     std::istringstream in(answer);
     int status = -1;
@@ -239,6 +262,42 @@ class Confinement : public ::testing::Test {
   pid_t child_ = -1;
   int link_ = -1;
 };
+
+// The daemon's check of what the client may see is not itself an event the
+// client sees, and never feeds itself. (Found by session_fuzz: the check
+// opened the directory for reading, an IN_OPEN in it, checked in its turn;
+// and two watches of one path, one of a directory moved away since, took
+// turns invalidating each other's cached answer, each check then being
+// another event. The daemon spun, sending its own opens without end.)
+TEST_F(Confinement, TheDaemonsChecksAreNoEventsAndNeverFeedThemselves) {
+  mkdir("export/d/n0", 0755);
+  startClient();
+  const uint32_t mask = IN_OPEN | IN_CLOSE_NOWRITE | IN_CREATE;
+  const uint32_t first = watch(exportDir_ + "/d/n0", 0, nullptr, mask);
+  ASSERT_NE(first, 0u);
+  fs::rename(exportDir_ + "/d/n0", exportDir_ + "/d/n1");
+  mkdir("export/d/n0", 0755);
+  const uint32_t second = watch(exportDir_ + "/d/n0", 0, nullptr, mask);
+  ASSERT_NE(second, 0u);
+  constexpr int kOpens = 20;
+  for (int i = 0; i < kOpens; ++i) {
+    for (const char* dir : {"/d/n1", "/d/n0"}) {
+      DIR* d = ::opendir((exportDir_ + dir).c_str());
+      ASSERT_NE(d, nullptr);
+      ::closedir(d);
+    }
+  }
+  touch("export/d/n1/end");
+  touch("export/d/n0/end");
+  ASSERT_NE(waitFor(first, IN_CREATE, "end"), "timeout");
+  ASSERT_NE(waitFor(second, IN_CREATE, "end"), "timeout");
+  EXPECT_EQ(ask("quiet 1000"), "0") << "events went on after the last change";
+  const std::string opendir = std::to_string(IN_OPEN | IN_ISDIR);  // not the open of "end"
+  EXPECT_EQ(ask("count " + std::to_string(first) + " " + opendir), std::to_string(kOpens))
+      << "IN_OPEN events of the moved directory that this process did not make";
+  EXPECT_EQ(ask("count " + std::to_string(second) + " " + opendir), std::to_string(kOpens))
+      << "IN_OPEN events of the new directory that this process did not make";
+}
 
 // Every refusal of a path nobody may not know about is the same answer, but
 // for the path it echoes.
