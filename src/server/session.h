@@ -183,6 +183,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // user. Events in directories it may not list are not sent; the answer
   // per (watch, directory) is cached until a directory's permissions may
   // have changed (an ATTRIB or a move of a directory, any guard event).
+  static constexpr uint32_t kOriginFlags = proto::kWatchOrigin | proto::kWatchOthersOnly;
   std::optional<Credentials> actAs_;
   const Credentials* client() const { return actAs_ ? &*actAs_ : nullptr; }
   // ConfinedTree::access per directory of a watch, by watch id and the
