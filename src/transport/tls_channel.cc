@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdint>
 
+#include "common/deadline.h"
 #include "mounts/config.h"
 
 namespace rnotify {
@@ -28,11 +29,6 @@ bool waitFor(int fd, int sslError, int timeoutMs) {
     n = ::poll(&p, 1, timeoutMs);
   } while (n < 0 && errno == EINTR);
   return n > 0;
-}
-
-int remainingMs(Clock::time_point deadline) {
-  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-  return left < 0 ? 0 : static_cast<int>(left);
 }
 
 bool isIpAddress(const std::string& host) {
