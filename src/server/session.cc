@@ -361,8 +361,7 @@ void Session::onDeclare(const proto::Declare& declare) {
   send(reply);
 }
 
-void Session::close(int code, const std::string& why) {
-  if (closed_) return;
+void Session::stopServing() {
   closed_ = true;
   parked_ = false;
   handshakeTimer_.cancel();
@@ -371,6 +370,11 @@ void Session::close(int code, const std::string& why) {
   dropSnapshots();
   if (!countedAs_.empty()) server_.leaveClient(countedAs_);
   countedAs_.clear();
+}
+
+void Session::close(int code, const std::string& why) {
+  if (closed_) return;
+  stopServing();
   releaseWatches();
   if (code != 0) {
     batchOpen_ = false;

@@ -102,6 +102,9 @@ class Session : public std::enable_shared_from_this<Session> {
   void park();
   // A new connection took this session's watches over.
   void handOver();
+  // What close() and handOver() share: marked closed, timers and snapshots
+  // stopped, the client's slot given back (the watches are the caller's).
+  void stopServing();
   // Takes the watches of `old` over; *replayFrom receives, per watch the
   // client named, the seq after which to replay; *gaps the watches whose
   // events are no longer all in the journal.

@@ -42,14 +42,7 @@ void Session::park() {
 }
 
 void Session::handOver() {
-  closed_ = true;
-  parked_ = false;
-  handshakeTimer_.cancel();
-  graceTimer_.cancel();
-  watchdog_.cancel();
-  dropSnapshots();
-  if (!countedAs_.empty()) server_.leaveClient(countedAs_);
-  countedAs_.clear();
+  stopServing();
   transport_->close();
   log::info("{}: taken over by a new connection", description_);
   server_.sessionClosed(*this);
