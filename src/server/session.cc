@@ -1,12 +1,12 @@
+// Session: one client of rnotifyd. Its life (handshake, identity, the
+// watchdog, close) and its requests (Hello, Watch, Unwatch, Declare, Auth,
+// Ack). What it may see: session_access.cc; events out: session_events.cc;
+// resumption: session_resume.cc; snapshots: session_snapshot.cc.
 #include "server/session.h"
 
-#include <dirent.h>
-#include <fcntl.h>
 #include <sys/inotify.h>
-#include <sys/stat.h>
 
 #include <algorithm>
-#include <cstring>
 #include <vector>
 
 #include "common/log.h"

@@ -182,11 +182,12 @@ class Session : public std::enable_shared_from_this<Session> {
   std::unordered_map<SubscriptionId, WatchState> watches_;
   uint64_t capabilities_ = 0;                 // in force after the handshake
   std::unordered_set<std::string> declared_;  // origins that are this client's own
+  // The Watch flags that ask for origin attribution.
+  static constexpr uint32_t kOriginFlags = proto::kWatchOrigin | proto::kWatchOthersOnly;
   // Authorization: the client's credentials when the daemon runs as another
   // user. Events in directories it may not list are not sent; the answer
   // per (watch, directory) is cached until a directory's permissions may
   // have changed (an ATTRIB or a move of a directory, any guard event).
-  static constexpr uint32_t kOriginFlags = proto::kWatchOrigin | proto::kWatchOthersOnly;
   std::optional<Credentials> actAs_;
   const Credentials* client() const { return actAs_ ? &*actAs_ : nullptr; }
   // ConfinedTree::access per directory of a watch, by watch id and the

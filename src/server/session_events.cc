@@ -14,6 +14,8 @@
 namespace rnotify {
 namespace {
 
+// Events that change nothing: no stat attachment.
+constexpr uint32_t kReadSide = IN_OPEN | IN_ACCESS | IN_CLOSE_NOWRITE;
 // Room left in an EVENTS frame for one more record of the largest size.
 constexpr size_t kRecordReserve = 2 + 4 + 8 + 4 + 4 + 2 + proto::kMaxPath + 2 + proto::kMaxName + 2 + 40;
 
@@ -79,7 +81,13 @@ void Session::queueEvent(SubscriptionId watch, uint32_t mask, uint32_t cookie, s
     if (scratch_.origin == Origin::kSelf && (state.flags & proto::kWatchOthersOnly)) return;
   }
   scratch_.hasStat = false;
-  if ((state.flags & proto::kWatchStat) && !(mask & (IN_IGNORED | IN_Q_OVERFLOW))) attachStat(state, dir, name);
+  // Not on read-side events: they change no state, and the daemon's own
+  // look at a directory is one on kernels before 6.10 (where even O_PATH
+  // opens and closes are reported): a stat attachment there would open
+  // again, an event again, without end.
+  if ((state.flags & proto::kWatchStat) && !(mask & (IN_IGNORED | IN_Q_OVERFLOW | kReadSide))) {
+    attachStat(state, dir, name);
+  }
   if (!batchOpen_) {
     batchStart_ = proto::beginEvents(pending_);
     batchCount_ = 0;

@@ -1,7 +1,7 @@
 // Session: resumption. A session whose connection broke waits (parked) for
 // --resume-grace; a new connection that Attaches with its token takes its
 // watches over and gets what happened meanwhile replayed from the journal
-// (docs/PROTOCOL.md 4.7).
+// (docs/PROTOCOL.md 4.5c).
 #include <sys/inotify.h>
 
 #include <algorithm>

@@ -287,16 +287,21 @@ TEST_F(Confinement, TheDaemonsChecksAreNoEventsAndNeverFeedThemselves) {
       ::closedir(d);
     }
   }
-  touch("export/d/n1/end");
-  touch("export/d/n0/end");
+  // Directories: a file would be opened after its IN_CREATE (an IN_OPEN
+  // that could come after the wait below).
+  mkdir("export/d/n1/end", 0755);
+  mkdir("export/d/n0/end", 0755);
   ASSERT_NE(waitFor(first, IN_CREATE, "end"), "timeout");
   ASSERT_NE(waitFor(second, IN_CREATE, "end"), "timeout");
   EXPECT_EQ(ask("quiet 1000"), "0") << "events went on after the last change";
-  const std::string opendir = std::to_string(IN_OPEN | IN_ISDIR);  // not the open of "end"
+  const std::string opendir = std::to_string(IN_OPEN | IN_ISDIR);
   EXPECT_EQ(ask("count " + std::to_string(first) + " " + opendir), std::to_string(kOpens))
       << "IN_OPEN events of the moved directory that this process did not make";
   EXPECT_EQ(ask("count " + std::to_string(second) + " " + opendir), std::to_string(kOpens))
       << "IN_OPEN events of the new directory that this process did not make";
+  const std::string closedir = std::to_string(IN_CLOSE_NOWRITE | IN_ISDIR);
+  EXPECT_EQ(ask("count " + std::to_string(first) + " " + closedir), std::to_string(kOpens));
+  EXPECT_EQ(ask("count " + std::to_string(second) + " " + closedir), std::to_string(kOpens));
 }
 
 // Every refusal of a path nobody may not know about is the same answer, but
