@@ -82,9 +82,9 @@ void Session::queueEvent(SubscriptionId watch, uint32_t mask, uint32_t cookie, s
   }
   scratch_.hasStat = false;
   // Not on read-side events: they change no state, and the daemon's own
-  // look at a directory is one on kernels before 6.10 (where even O_PATH
-  // opens and closes are reported): a stat attachment there would open
-  // again, an event again, without end.
+  // look at a directory is one on kernels without the 2024 fsnotify fix
+  // (6.10, stable 6.1), which report even O_PATH opens and closes: a stat
+  // attachment there would open again, an event again, without end.
   if ((state.flags & proto::kWatchStat) && !(mask & (IN_IGNORED | IN_Q_OVERFLOW | kReadSide))) {
     attachStat(state, dir, name);
   }
