@@ -19,7 +19,7 @@ ROOT, NOBODY, NONE, TOKEN = range(4)
 
 # Path table indices (pickPath).
 P_EXPORT, P_DIR, P_SUB, P_PRIVATE, P_LINK, P_LINK_SECRET, P_SCRATCH = range(7)
-P_OUTSIDE, P_DOTDOT = 9, 10
+P_SCRATCH_N, P_OUTSIDE, P_DOTDOT = 7, 9, 10  # P_SCRATCH_N: then a byte, scratch/n<byte % 4>
 
 CAP_RESUME, CAP_ORIGIN, CAP_STAT, CAP_RESYNC, CAP_AUTH = 1, 2, 4, 8, 16
 ALL_CAPS = 0x1F
@@ -116,6 +116,13 @@ SEEDS = {
     "unauthenticated": bytes([NONE]) + hello() + watch(1, P_PRIVATE) + watch(2, P_SUB),
     "declare": bytes([ROOT]) + hello() + declare(1, [b"ssh 192.0.2.7 50412"]) + watch(2, P_SCRATCH, 2),
     "before_hello": bytes([ROOT]) + watch(1, P_EXPORT) + hello(),
+    # The confinement oracle's two cases: a subdirectory made private under a
+    # recursive watch (no event about its entries may reach nobody), and a
+    # watch root renamed (its events are judged where the root is now).
+    "private_subdirectory": bytes([NOBODY]) + hello() + watch(1, P_SCRATCH, RECURSIVE) + mkdir(0)
+    + chmod(0, True) + create(0x84) + ping(),
+    "renamed_root": bytes([NOBODY]) + hello() + mkdir(0) + watch(1, P_SCRATCH_N, 0) + bytes([0])
+    + rename(0, 2) + mkdir(0) + chmod(0, True) + create(0x86) + ping(),
     "raw_garbage": bytes([ROOT]) + hello() + bytes([RAW]) + text(b"\x05\x00\x00\x00\x10\x01\x02"),
 }
 

@@ -26,6 +26,7 @@
 //   mkdir -p /tmp/session-corpus && build-fuzz/tests/fuzz/session_fuzz \
 //     /tmp/session-corpus tests/fuzz/corpus/session
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <sys/inotify.h>
 #include <sys/socket.h>
@@ -33,12 +34,15 @@
 #include <unistd.h>
 
 #include <asio.hpp>
+#include <cerrno>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -303,7 +307,7 @@ class Run {
     if (const auto* reply = std::get_if<proto::Reply>(&message)) {
       // A granted Watch: the message is the resolved root.
       if (reply->status == 0 && reply->watchId != 0 && !reply->message.empty() && reply->message[0] == '/') {
-        roots_[reply->watchId] = reply->message;
+        roots_[reply->watchId] = RootHandle::of(reply->message);
       }
     } else if (const auto* events = std::get_if<proto::Events>(&message)) {
       for (const Event& e : events->events) {
@@ -320,7 +324,12 @@ class Run {
   void checkEntry(uint32_t watchId, const std::string& dir, const std::string& name, const char* what) {
     auto root = roots_.find(watchId);
     if (root == roots_.end()) return;
-    const std::string parent = dir.empty() ? root->second : root->second + "/" + dir;
+    // Where the root is now: the daemon's watch follows its directory
+    // through renames, as inotify's does; the path it had when watched may
+    // name another directory, or a file, since.
+    std::optional<std::string> now = root->second.path();
+    if (!now) return;  // gone since: nothing to tell
+    const std::string parent = dir.empty() ? *now : *now + "/" + dir;
     if (!nobodyMayList(parent))
       fail(std::string(what) + " about '" + name + "' in '" + parent + "', which nobody may not list");
   }
@@ -343,7 +352,49 @@ class Run {
     }
   }
 
-  std::unordered_map<uint32_t, std::string> roots_;   // watch id -> resolved root, from granted Watches
+  // A granted watch root, followed by its file handle (not a descriptor: one
+  // held open would defer the root's IN_DELETE_SELF, and change what the
+  // daemon is fuzzed with).
+  class RootHandle {
+   public:
+    static RootHandle of(const std::string& path) {
+      RootHandle root;
+      root.handle_.resize(sizeof(file_handle) + MAX_HANDLE_SZ);
+      auto* h = reinterpret_cast<file_handle*>(root.handle_.data());
+      h->handle_bytes = MAX_HANDLE_SZ;
+      int mountId;
+      if (::name_to_handle_at(AT_FDCWD, path.c_str(), h, &mountId, 0) != 0) {
+        // Gone already (the input changes nothing while the loop runs, so
+        // hardly ever); any other failure would silence the oracle.
+        if (errno != ENOENT) fail("name_to_handle_at " + path + ": " + std::strerror(errno));
+        root.handle_.clear();
+      }
+      return root;
+    }
+    // The root's path now, or nothing if it is gone.
+    std::optional<std::string> path() const {
+      if (handle_.empty()) return std::nullopt;
+      // (open_by_handle_at takes no O_PATH descriptor for the mount; base/ is
+      // not watched, so opening it is no event.)
+      static const int mount = ::open(tree().base.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      auto* h = reinterpret_cast<file_handle*>(const_cast<char*>(handle_.data()));
+      UniqueFd fd(::open_by_handle_at(mount, h, O_PATH | O_CLOEXEC));
+      if (!fd && errno == ESTALE) return std::nullopt;  // removed since
+      if (!fd) fail(std::string("open_by_handle_at: ") + std::strerror(errno));
+      char link[PATH_MAX];
+      const std::string proc = "/proc/self/fd/" + std::to_string(fd.get());
+      ssize_t n = ::readlink(proc.c_str(), link, sizeof link);
+      if (n <= 0) return std::nullopt;
+      std::string now(link, static_cast<size_t>(n));
+      if (now.ends_with(" (deleted)")) return std::nullopt;
+      return now;
+    }
+
+   private:
+    std::string handle_;
+  };
+
+  std::unordered_map<uint32_t, RootHandle> roots_;    // watch id -> its root, from granted Watches
   std::unordered_map<uint32_t, uint32_t> snapshots_;  // Snapshot request id -> watch id
   asio::io_context io_{1};
   Identity identity_;
