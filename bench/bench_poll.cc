@@ -33,6 +33,7 @@
 #include <tuple>
 #include <vector>
 
+#include "common/proc_stat.h"
 #include "poll/poll_scanner.h"
 
 namespace {
@@ -198,13 +199,10 @@ double procCpu(pid_t pid) {
   return total;
 }
 std::pair<double, double> procUserSys(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  std::getline(in, line);
-  std::istringstream rest(line.substr(line.rfind(')') + 2));
-  std::vector<std::string> f{std::istream_iterator<std::string>(rest), {}};
+  auto stat = rnotify::readProcStat(pid);
+  if (!stat) return {0, 0};
   double tick = static_cast<double>(sysconf(_SC_CLK_TCK));
-  return {std::stod(f.at(11)) / tick, std::stod(f.at(12)) / tick};  // utime, stime (fields 14, 15)
+  return {static_cast<double>(stat->utime) / tick, static_cast<double>(stat->stime) / tick};
 }
 
 pid_t spawn(const std::vector<std::string>& argv) {

@@ -43,7 +43,7 @@ std::vector<pid_t> ownSsh() {
   std::vector<pid_t> found;
   for (pid_t pid : descendantsOf(::getpid())) {
     auto comm = rnotify::readFile("/proc/" + std::to_string(pid) + "/comm");
-    auto stat = procStat(pid);
+    auto stat = rnotify::readProcStat(pid);
     if (comm.ok() && comm->rfind("ssh\n", 0) == 0 && stat && stat->state != 'Z') found.push_back(pid);
   }
   return found;

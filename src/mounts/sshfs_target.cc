@@ -19,6 +19,7 @@
 #include <sstream>
 
 #include "common/proc_net.h"
+#include "common/proc_stat.h"
 #include "common/read_file.h"
 #include "common/unique_fd.h"
 
@@ -183,19 +184,6 @@ std::string readLink(const std::string& path) {
   return n > 0 ? std::string(buf.data(), static_cast<size_t>(n)) : std::string();
 }
 
-void readStat(const std::string& dir, Process* p) {
-  std::string stat = readProcFile(dir + "/stat");
-  // The comm field may hold spaces and ')'; everything after the last ')' is numeric.
-  size_t close = stat.rfind(')');
-  if (close == std::string::npos) return;
-  std::istringstream rest(stat.substr(close + 1));
-  std::string field;
-  for (int index = 3; rest >> field; ++index) {  // field 3 is the state
-    if (index == 4) p->ppid = std::atoi(field.c_str());
-    if (index == 22) p->startTime = std::strtoull(field.c_str(), nullptr, 10);
-  }
-}
-
 void readSockets(const std::string& dir, Process* p) {
   DIR* fds = ::opendir((dir + "/fd").c_str());
   if (fds == nullptr) return;  // another user's process: no matching by socket
@@ -232,7 +220,10 @@ std::vector<Process> scanProcesses(const std::string& procRoot) {
     std::string program = p.argv.empty() ? "" : basename(p.argv[0]);
     bool wanted = p.comm == "ssh" || p.comm == "sshfs" || program == "ssh" || program == "sshfs";
     if (!wanted || p.argv.empty()) continue;
-    readStat(dir, &p);
+    if (auto stat = readProcStat(p.pid, procRoot)) {
+      p.ppid = stat->ppid;
+      p.startTime = stat->startTime;
+    }
     p.cwd = readLink(dir + "/cwd");
     readSockets(dir, &p);
     out.push_back(std::move(p));

@@ -5,6 +5,7 @@
 #include <charconv>
 
 #include "common/proc_net.h"
+#include "common/proc_stat.h"
 #include "common/read_file.h"
 
 namespace rnotify {
@@ -16,22 +17,6 @@ constexpr auto kRecheck = std::chrono::seconds(1);
 // program run by the ssh session's shell that cleared its environment).
 constexpr int kMaxAncestors = 4;
 constexpr size_t kMaxCached = 4096;
-
-// Fields of /proc/PID/stat after the "(comm)" part, which may hold spaces.
-std::vector<std::string_view> statFields(std::string_view stat) {
-  std::vector<std::string_view> out;
-  size_t close = stat.rfind(')');
-  if (close == std::string_view::npos) return out;
-  size_t i = close + 1;
-  while (i < stat.size()) {
-    while (i < stat.size() && stat[i] == ' ') ++i;
-    size_t start = i;
-    while (i < stat.size() && stat[i] != ' ' && stat[i] != '\n') ++i;
-    if (i > start) out.push_back(stat.substr(start, i - start));
-    if (i < stat.size() && stat[i] == '\n') break;
-  }
-  return out;
-}
 
 uint64_t toNumber(std::string_view text) {
   uint64_t value = 0;
@@ -71,10 +56,8 @@ std::string OriginResolver::sshKey(std::string_view sshConnection) {
 }
 
 uint64_t OriginResolver::startTimeOf(int pid) const {
-  auto stat = readFile(proc_ + "/" + std::to_string(pid) + "/stat", 4096);
-  if (!stat) return 0;
-  auto f = statFields(*stat);
-  return f.size() > 19 ? toNumber(f[19]) : 0;  // field 22, starttime
+  auto stat = readProcStat(pid, proc_);
+  return stat ? stat->startTime : 0;
 }
 
 std::string OriginResolver::tcpPeerKey(int pid) const {
@@ -93,11 +76,9 @@ std::string OriginResolver::resolve(int pid) const {
       if (!value.empty()) return sshKey(value);
     }
     if (auto comm = readFile(base + "/comm", 64); comm && *comm == "smbd\n") return tcpPeerKey(current);
-    auto stat = readFile(base + "/stat", 4096);
+    auto stat = readProcStat(current, proc_);
     if (!stat) break;
-    auto f = statFields(*stat);
-    if (f.size() < 2) break;
-    current = static_cast<int>(toNumber(f[1]));  // ppid
+    current = stat->ppid;
   }
   return {};
 }

@@ -33,7 +33,7 @@ using Clock = std::chrono::steady_clock;
 
 // The state letter of /proc/PID/stat ('Z' once it has exited), '?' if gone.
 char stateOf(pid_t pid) {
-  auto stat = procStat(pid);
+  auto stat = readProcStat(pid);
   return stat ? stat->state : '?';
 }
 

@@ -35,9 +35,9 @@ std::vector<pid_t> agentChain(pid_t listener) {
     if (!comm.ok() || comm->rfind("rnotifyd", 0) != 0) continue;
     for (pid_t p = pid; p > 1 && p != listener;) {
       chain.push_back(p);
-      auto stat = procStat(p);
+      auto stat = readProcStat(p);
       if (!stat) break;
-      p = stat->parent;
+      p = stat->ppid;
     }
   }
   return chain;

@@ -225,15 +225,8 @@ std::string tailTranscript(const Watcher& watcher, size_t n) {
 std::string commOf(pid_t pid) { return firstLine("/proc/" + std::to_string(pid) + "/comm"); }
 
 pid_t parentOf(pid_t pid) {
-  std::string stat = firstLine("/proc/" + std::to_string(pid) + "/stat");
-  // "pid (comm) state ppid ...": comm may contain spaces and parentheses.
-  auto close = stat.rfind(')');
-  if (close == std::string::npos) return -1;
-  std::istringstream rest(stat.substr(close + 1));
-  std::string state;
-  pid_t ppid = -1;
-  rest >> state >> ppid;
-  return ppid;
+  auto stat = readProcStat(pid);
+  return stat ? stat->ppid : -1;
 }
 
 std::vector<pid_t> agentsBelow(pid_t sshd) {

@@ -61,8 +61,8 @@ std::vector<char*> cStrings(std::vector<std::string>& strings) {
 }
 
 pid_t parentOf(pid_t pid) {
-  auto stat = procStat(pid);
-  return stat ? stat->parent : -1;
+  auto stat = readProcStat(pid);
+  return stat ? stat->ppid : -1;
 }
 
 std::string quoteArgv(const std::vector<std::string>& argv) {
@@ -257,21 +257,6 @@ std::string runChecked(const std::vector<std::string>& argv, const Deadline& dea
   CommandResult r = runCommand(argv, deadline, netns);
   if (r.exitCode != 0) throw std::runtime_error("command failed:\n" + r.describe(argv));
   return r.stdoutText;
-}
-
-// The comm field may contain spaces and ')': the fields after the last ')'.
-std::optional<ProcStat> procStat(pid_t pid) {
-  // rnotify::readFile, not iostreams: the process may exit while we read.
-  auto file = rnotify::readFile("/proc/" + std::to_string(pid) + "/stat");
-  if (!file) return std::nullopt;
-  const std::string& stat = *file;
-  auto close = stat.rfind(')');
-  if (close == std::string::npos) return std::nullopt;
-  std::istringstream rest(stat.substr(close + 1));
-  ProcStat out;
-  rest >> out.state >> out.parent;
-  if (!rest) return std::nullopt;
-  return out;
 }
 
 }  // namespace rnotify::testbed

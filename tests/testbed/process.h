@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "common/proc_stat.h"  // readProcStat: state, parent, times of a process
 #include "common/unique_fd.h"
 #include "deadline.h"
 #include "output_capture.h"
@@ -86,14 +87,6 @@ CommandResult runCommand(const std::vector<std::string>& argv, const Deadline& d
 // Same, but throws std::runtime_error with the command's output unless it
 // exits 0. For setup steps (ssh-keygen, ip netns add) that must work.
 std::string runChecked(const std::vector<std::string>& argv, const Deadline& deadline, const Netns* netns = nullptr);
-
-// /proc/PID/stat's state letter ('R', 'S', 'T' stopped, 'Z' exited but not
-// reaped, ...) and parent pid; nullopt once the process is gone.
-struct ProcStat {
-  char state = '?';
-  pid_t parent = -1;
-};
-std::optional<ProcStat> procStat(pid_t pid);
 
 // Pids of all descendants of `root` (children first), found through
 // /proc/*/stat. Processes that were reparented away are not found.

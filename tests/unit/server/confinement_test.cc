@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "common/proc_stat.h"
 #include "transport/agent_process.h"
 #include "transport/connection.h"
 
@@ -487,15 +488,8 @@ TEST_F(Confinement, DISABLED_MeasureEventsWithStat) {
   const uint32_t w = watch(exportDir_ + "/m", proto::kWatchStat);
   ASSERT_NE(w, 0u);
   auto daemonCpuMs = [&] {  // utime + stime of rnotifyd
-    std::ifstream in("/proc/" + std::to_string(daemon_.pid()) + "/stat");
-    std::string text((std::istreambuf_iterator<char>(in)), {});
-    std::istringstream fields(text.substr(text.rfind(')') + 2));
-    std::string field;
-    long ticks = 0;
-    for (int i = 3; i <= 15 && fields >> field; ++i) {
-      if (i >= 14) ticks += std::stol(field);
-    }
-    return ticks * 1000 / ::sysconf(_SC_CLK_TCK);
+    auto stat = readProcStat(daemon_.pid());
+    return stat ? stat->cpuMs() : int64_t{-1};
   };
   const long cpuBefore = daemonCpuMs();
   const auto start = Clock::now();

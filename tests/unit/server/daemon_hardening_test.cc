@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "common/proc_stat.h"
 #include "common/unique_fd.h"
 #include "proto/codec.h"
 #include "transport/agent_process.h"
@@ -95,14 +96,8 @@ std::optional<proto::Welcome> welcomeFrom(const std::string& socket, UniqueFd* k
 
 // Utime + stime of a process, in ms.
 long cpuMs(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::istringstream fields(all.substr(all.rfind(')') + 2));
-  std::string skip;
-  for (int i = 3; i < 14; ++i) fields >> skip;  // fields 3..13
-  long utime = 0, stime = 0;
-  fields >> utime >> stime;
-  return (utime + stime) * 1000 / ::sysconf(_SC_CLK_TCK);
+  auto stat = readProcStat(pid);
+  return stat ? static_cast<long>(stat->cpuMs()) : -1;
 }
 
 size_t openDescriptors(pid_t pid) {
