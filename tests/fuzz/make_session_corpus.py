@@ -116,13 +116,17 @@ SEEDS = {
     "unauthenticated": bytes([NONE]) + hello() + watch(1, P_PRIVATE) + watch(2, P_SUB),
     "declare": bytes([ROOT]) + hello() + declare(1, [b"ssh 192.0.2.7 50412"]) + watch(2, P_SCRATCH, 2),
     "before_hello": bytes([ROOT]) + watch(1, P_EXPORT) + hello(),
-    # The confinement oracle's two cases: a subdirectory made private under a
-    # recursive watch (no event about its entries may reach nobody), and a
-    # watch root renamed (its events are judged where the root is now).
+    # The confinement oracle's cases: a subdirectory made private under a
+    # recursive watch (no event about its entries may reach nobody); a watch
+    # root renamed (its events are judged where the root is now, not where a
+    # new directory took its old name); a watch root renamed, then made
+    # private (judged by its old path, a leak there would go unseen).
     "private_subdirectory": bytes([NOBODY]) + hello() + watch(1, P_SCRATCH, RECURSIVE) + mkdir(0)
     + chmod(0, True) + create(0x84) + ping(),
     "renamed_root": bytes([NOBODY]) + hello() + mkdir(0) + watch(1, P_SCRATCH_N, 0) + bytes([0])
     + rename(0, 2) + mkdir(0) + chmod(0, True) + create(0x86) + ping(),
+    "renamed_root_made_private": bytes([NOBODY]) + hello() + mkdir(0) + watch(1, P_SCRATCH_N, 0) + bytes([0])
+    + rename(0, 2) + chmod(2, True) + create(0x86) + ping(),
     "raw_garbage": bytes([ROOT]) + hello() + bytes([RAW]) + text(b"\x05\x00\x00\x00\x10\x01\x02"),
 }
 

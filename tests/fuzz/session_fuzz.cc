@@ -26,7 +26,6 @@
 //   mkdir -p /tmp/session-corpus && build-fuzz/tests/fuzz/session_fuzz \
 //     /tmp/session-corpus tests/fuzz/corpus/session
 #include <fcntl.h>
-#include <limits.h>
 #include <poll.h>
 #include <sys/inotify.h>
 #include <sys/socket.h>
@@ -38,7 +37,6 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -227,6 +225,12 @@ class Run {
   }
 
   void connect() {
+    // Events replayed to a resumed session were judged by the daemon when
+    // they happened, steps ago: the harness cannot see that moment, so the
+    // oracle judges only watches granted on this connection (and a new
+    // session may number its watches as the old one did).
+    roots_.clear();
+    snapshots_.clear();
     int fds[2];
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) fail("socketpair");
     client_.reset(fds[0]);
@@ -274,6 +278,21 @@ class Run {
 
   Server& server() { return *server_; }
 
+  // The harness renamed from to to: roots at or below from move; a root at
+  // to was an empty directory, replaced.
+  void renamed(const std::string& from, const std::string& to) {
+    removed(to);
+    for (auto& [id, root] : roots_) {
+      if (root && within(*root, from)) root = to + root->substr(from.size());
+    }
+  }
+  // The harness removed path and all below it.
+  void removed(const std::string& path) {
+    for (auto& [id, root] : roots_) {
+      if (root && within(*root, path)) root.reset();
+    }
+  }
+
  private:
   // Everything the server sent must decode.
   bool drainClient() {
@@ -307,7 +326,7 @@ class Run {
     if (const auto* reply = std::get_if<proto::Reply>(&message)) {
       // A granted Watch: the message is the resolved root.
       if (reply->status == 0 && reply->watchId != 0 && !reply->message.empty() && reply->message[0] == '/') {
-        roots_[reply->watchId] = RootHandle::of(reply->message);
+        roots_[reply->watchId] = reply->message;
       }
     } else if (const auto* events = std::get_if<proto::Events>(&message)) {
       for (const Event& e : events->events) {
@@ -323,15 +342,16 @@ class Run {
 
   void checkEntry(uint32_t watchId, const std::string& dir, const std::string& name, const char* what) {
     auto root = roots_.find(watchId);
-    if (root == roots_.end()) return;
-    // Where the root is now: the daemon's watch follows its directory
-    // through renames, as inotify's does; the path it had when watched may
-    // name another directory, or a file, since.
-    std::optional<std::string> now = root->second.path();
-    if (!now) return;  // gone since: nothing to tell
-    const std::string parent = dir.empty() ? *now : *now + "/" + dir;
+    if (root == roots_.end() || !root->second) return;  // not judged, or gone since: nothing to tell
+    const std::string& now = *root->second;
+    const std::string parent = dir.empty() ? now : now + "/" + dir;
     if (!nobodyMayList(parent))
       fail(std::string(what) + " about '" + name + "' in '" + parent + "', which nobody may not list");
+  }
+
+  static bool within(const std::string& path, const std::string& top) {
+    return path.size() >= top.size() && path.compare(0, top.size(), top) == 0 &&
+           (path.size() == top.size() || path[top.size()] == '/');
   }
 
   // Every directory from the export down to path searchable by others, and
@@ -352,49 +372,13 @@ class Run {
     }
   }
 
-  // A granted watch root, followed by its file handle (not a descriptor: one
-  // held open would defer the root's IN_DELETE_SELF, and change what the
-  // daemon is fuzzed with).
-  class RootHandle {
-   public:
-    static RootHandle of(const std::string& path) {
-      RootHandle root;
-      root.handle_.resize(sizeof(file_handle) + MAX_HANDLE_SZ);
-      auto* h = reinterpret_cast<file_handle*>(root.handle_.data());
-      h->handle_bytes = MAX_HANDLE_SZ;
-      int mountId;
-      if (::name_to_handle_at(AT_FDCWD, path.c_str(), h, &mountId, 0) != 0) {
-        // Gone already (the input changes nothing while the loop runs, so
-        // hardly ever); any other failure would silence the oracle.
-        if (errno != ENOENT) fail("name_to_handle_at " + path + ": " + std::strerror(errno));
-        root.handle_.clear();
-      }
-      return root;
-    }
-    // The root's path now, or nothing if it is gone.
-    std::optional<std::string> path() const {
-      if (handle_.empty()) return std::nullopt;
-      // (open_by_handle_at takes no O_PATH descriptor for the mount; base/ is
-      // not watched, so opening it is no event.)
-      static const int mount = ::open(tree().base.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-      auto* h = reinterpret_cast<file_handle*>(const_cast<char*>(handle_.data()));
-      UniqueFd fd(::open_by_handle_at(mount, h, O_PATH | O_CLOEXEC));
-      if (!fd && errno == ESTALE) return std::nullopt;  // removed since
-      if (!fd) fail(std::string("open_by_handle_at: ") + std::strerror(errno));
-      char link[PATH_MAX];
-      const std::string proc = "/proc/self/fd/" + std::to_string(fd.get());
-      ssize_t n = ::readlink(proc.c_str(), link, sizeof link);
-      if (n <= 0) return std::nullopt;
-      std::string now(link, static_cast<size_t>(n));
-      if (now.ends_with(" (deleted)")) return std::nullopt;
-      return now;
-    }
-
-   private:
-    std::string handle_;
-  };
-
-  std::unordered_map<uint32_t, RootHandle> roots_;    // watch id -> its root, from granted Watches
+  // Watch id -> where its root is now (nothing once removed), from granted
+  // Watches. The daemon's watch follows its directory through renames, as
+  // inotify's does, so the path it had when granted may name another entry
+  // later. The harness makes every rename and removal itself (step()), and
+  // follows the roots here: no system call on a watched directory, and
+  // nothing borrowed from the daemon's own way of finding them.
+  std::unordered_map<uint32_t, std::optional<std::string>> roots_;
   std::unordered_map<uint32_t, uint32_t> snapshots_;  // Snapshot request id -> watch id
   asio::io_context io_{1};
   Identity identity_;
@@ -556,15 +540,17 @@ void step(Run& run, Program& in) {
       run.pump();
       break;
     case kOpRemove: {
+      const std::string path = scratchName(in);
       std::error_code ignored;
-      fs::remove_all(scratchName(in), ignored);
+      if (fs::remove_all(path, ignored) > 0) run.removed(path);
       run.pump();
       break;
     }
     case kOpRename: {
       std::string from = scratchName(in), to = scratchName(in);
-      std::error_code ignored;
-      fs::rename(from, to, ignored);
+      std::error_code failed;
+      fs::rename(from, to, failed);
+      if (!failed && from != to) run.renamed(from, to);
       run.pump();
       break;
     }
@@ -595,6 +581,9 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   // Quiet unless asked (RNOTIFY_LOG_LEVEL): a log line per frame would be most of the run's time.
   if (std::getenv("RNOTIFY_LOG_LEVEL") == nullptr) log::setLevel(log::Level::kOff);
   ::signal(SIGPIPE, SIG_IGN);
+  // Entries the inputs make are 0755/0644 whatever the caller's umask: the
+  // seeds' private directories are private only where a chmod says so.
+  ::umask(022);
   tree();
   return 0;
 }
