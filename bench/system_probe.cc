@@ -14,6 +14,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "common/proc_stat.h"
 #include "common/read_file.h"
 
 namespace rnotify::bench {
@@ -36,20 +37,9 @@ uint64_t statusField(const std::string& text, const char* field) {
 }  // namespace
 
 std::optional<double> cpuSeconds(pid_t pid) {
-  auto text = readFile("/proc/" + std::to_string(pid) + "/stat");
-  if (!text) return std::nullopt;
-  // The command name may hold spaces and parentheses: fields count from the last ')'.
-  size_t close = text->rfind(')');
-  if (close == std::string::npos) return std::nullopt;
-  std::istringstream in(text->substr(close + 2));
-  std::string field;
-  unsigned long long utime = 0, stime = 0;
-  // After ')': state(3) ... utime is field 14, stime 15 of the whole line.
-  for (int i = 3; i <= 15 && in >> field; ++i) {
-    if (i == 14) utime = std::strtoull(field.c_str(), nullptr, 10);
-    if (i == 15) stime = std::strtoull(field.c_str(), nullptr, 10);
-  }
-  return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+  auto stat = readProcStat(pid);
+  if (!stat) return std::nullopt;
+  return static_cast<double>(stat->utime + stat->stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
 }
 
 std::optional<ProcMemory> procMemory(pid_t pid) {

@@ -23,11 +23,8 @@ using std::chrono::seconds;
 
 // Running or sleeping; a zombie waiting for init to reap it counts as dead.
 bool alive(pid_t pid) {
-  auto file = rnotify::readFile("/proc/" + std::to_string(pid) + "/stat");
-  if (!file) return false;
-  const std::string& stat = *file;
-  auto close = stat.rfind(") ");
-  return close != std::string::npos && stat[close + 2] != 'Z' && stat[close + 2] != 'X';
+  auto stat = readProcStat(pid);
+  return stat && stat->state != 'Z' && stat->state != 'X';
 }
 
 TEST(TempDir, CreatesAndRemovesItsTree) {

@@ -94,7 +94,7 @@ std::optional<proto::Welcome> welcomeFrom(const std::string& socket, UniqueFd* k
   return std::get<proto::Welcome>(*frame);
 }
 
-// Utime + stime of a process, in ms.
+// Utime + stime of a process, in ms; -1 once it is gone.
 long cpuMs(pid_t pid) {
   auto stat = readProcStat(pid);
   return stat ? static_cast<long>(stat->cpuMs()) : -1;
@@ -204,6 +204,7 @@ TEST_F(DaemonHardening, OutOfDescriptorsTheDaemonBacksOffRefusesClearlyAndRecove
 
   // The idle clients stay; someone keeps knocking. The daemon must not spin.
   const long cpuBefore = cpuMs(pid);
+  ASSERT_GE(cpuBefore, 0) << "rnotifyd is gone";
   const auto measureStart = Clock::now();
   std::vector<UniqueFd> knocks;
   while (Clock::now() - measureStart < std::chrono::seconds(2)) {
@@ -211,7 +212,9 @@ TEST_F(DaemonHardening, OutOfDescriptorsTheDaemonBacksOffRefusesClearlyAndRecove
     struct pollfd none {};
     ::poll(&none, 0, 100);
   }
-  const long cpu = cpuMs(pid) - cpuBefore;
+  const long cpuAfter = cpuMs(pid);
+  ASSERT_GE(cpuAfter, 0) << "rnotifyd is gone";
+  const long cpu = cpuAfter - cpuBefore;
   EXPECT_LT(cpu, 300) << "rnotifyd used " << cpu << " ms of CPU in 2 s while out of descriptors";
   const std::string log = readFile(log_);
   std::printf(
@@ -278,11 +281,14 @@ TEST_F(DaemonHardening, OutOfDescriptorsATcpListenerBacksOffToo) {
   }
   EXPECT_EQ(silent, 0) << silent << " of " << kClients << " TCP clients got no answer within 5 s";
   const long cpuBefore = cpuMs(d.pid());
+  ASSERT_GE(cpuBefore, 0) << "rnotifyd is gone";
   for (int i = 0; i < 10; ++i) {
     UniqueFd knock = connectTcp();
     ::poll(nullptr, 0, 100);
   }
-  const long cpu = cpuMs(d.pid()) - cpuBefore;
+  const long cpuAfter = cpuMs(d.pid());
+  ASSERT_GE(cpuAfter, 0) << "rnotifyd is gone";
+  const long cpu = cpuAfter - cpuBefore;
   EXPECT_LT(cpu, 200) << "rnotifyd used " << cpu << " ms of CPU in 1 s while out of descriptors";
   std::printf("tcp, out of descriptors: %d of %d clients silent; %ld ms CPU in 1 s\n", silent, kClients, cpu);
   EXPECT_EQ(d.reap(0), -1) << "rnotifyd exited: " << d.stderrText();
