@@ -109,6 +109,9 @@ SEEDS = {
     + unwatch(4, 1) + snapshot(5, 1),
     "resume": bytes([ROOT]) + hello() + attach(1, 1) + watch(2, P_SCRATCH) + create(2) + create(3)
     + ack([(1, 1)]) + bytes([RECONNECT]) + hello() + attach(3, 0x40, [(1, 1)]) + create(1),
+    # The same as nobody: the oracle judges the resumed watch's live events.
+    "resume_as_nobody": bytes([NOBODY]) + hello() + attach(1, 1) + watch(2, P_SCRATCH) + create(2) + create(3)
+    + ack([(1, 1)]) + bytes([RECONNECT]) + hello() + attach(3, 0x40, [(1, 1)]) + create(1),
     "acks_for_unknown_watches": bytes([ROOT]) + hello() + attach(1, 2) + ack([(5, 9), (7, 3), (11, 30)])
     + ack([(9, 1)]),
     "token": bytes([TOKEN]) + hello() + auth(1, 1 | 4) + watch(2, P_DIR),

@@ -225,12 +225,7 @@ class Run {
   }
 
   void connect() {
-    // Events replayed to a resumed session were judged by the daemon when
-    // they happened, steps ago: the harness cannot see that moment, so the
-    // oracle judges only watches granted on this connection (and a new
-    // session may number its watches as the old one did).
-    roots_.clear();
-    snapshots_.clear();
+    snapshots_.clear();  // request ids are a connection's
     int fds[2];
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) fail("socketpair");
     client_.reset(fds[0]);
@@ -277,6 +272,14 @@ class Run {
   }
 
   Server& server() { return *server_; }
+
+  // A step that may resume a session (an Attach, or raw bytes that may hold
+  // one): the events it brings are replayed from the journal. The daemon
+  // judged them when they happened, steps ago, in a state the oracle can
+  // no longer see; no file changes in such a step, so every event in it is
+  // a replay (or a gap, which names nothing). They are not judged; live
+  // events of resumed watches in later steps are.
+  void replaying(bool on) { replaying_ = on; }
 
   // The harness renamed from to to: roots at or below from move; a root at
   // to was an empty directory, replaced.
@@ -328,7 +331,7 @@ class Run {
       if (reply->status == 0 && reply->watchId != 0 && !reply->message.empty() && reply->message[0] == '/') {
         roots_[reply->watchId] = reply->message;
       }
-    } else if (const auto* events = std::get_if<proto::Events>(&message)) {
+    } else if (const auto* events = std::get_if<proto::Events>(&message); events != nullptr && !replaying_) {
       for (const Event& e : events->events) {
         if (!e.name.empty()) checkEntry(e.watch, e.dir, e.name, "an event");
       }
@@ -373,12 +376,15 @@ class Run {
   }
 
   // Watch id -> where its root is now (nothing once removed), from granted
-  // Watches. The daemon's watch follows its directory through renames, as
+  // Watches (ids are the Server's, never reused, and a resumed session keeps
+  // them). The daemon's watch follows its directory through renames, as
   // inotify's does, so the path it had when granted may name another entry
   // later. The harness makes every rename and removal itself (step()), and
-  // follows the roots here: no system call on a watched directory, and
-  // nothing borrowed from the daemon's own way of finding them.
+  // follows the roots here: it opens nothing (nobodyMayList only lstats,
+  // which is no inotify event) and borrows nothing from the daemon's own
+  // way of finding them.
   std::unordered_map<uint32_t, std::optional<std::string>> roots_;
+  bool replaying_ = false;
   std::unordered_map<uint32_t, uint32_t> snapshots_;  // Snapshot request id -> watch id
   asio::io_context io_{1};
   Identity identity_;
@@ -503,7 +509,9 @@ void step(Run& run, Program& in) {
       m.token[1] = b & 0x80 ? in.u64() : 7;
       m.instanceId = (b & 0x40) ? run.server().instanceId() : (b & 0x20) ? in.u64() : 0;
       m.positions = pickPositions(in);
+      run.replaying(true);
       run.send(m);
+      run.replaying(false);
       break;
     }
     case kOpAck:
@@ -541,8 +549,9 @@ void step(Run& run, Program& in) {
       break;
     case kOpRemove: {
       const std::string path = scratchName(in);
-      std::error_code ignored;
-      if (fs::remove_all(path, ignored) > 0) run.removed(path);
+      std::error_code failed;
+      const auto removed = fs::remove_all(path, failed);
+      if (!failed && removed > 0) run.removed(path);
       run.pump();
       break;
     }
@@ -570,7 +579,9 @@ void step(Run& run, Program& in) {
       run.connect();
       break;
     case kOpRaw:
+      run.replaying(true);
       run.sendRaw(in.text());
+      run.replaying(false);
       break;
   }
 }

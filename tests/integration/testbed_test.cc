@@ -7,6 +7,7 @@
 
 #include <filesystem>
 
+#include "common/proc_stat.h"
 #include "common/read_file.h"
 #include "mount_table.h"
 #include "netns.h"
