@@ -45,7 +45,9 @@ extern "C" {
 
 /* A status event, alone or with IN_REMOTE: the connection to the server is
  * back after a loss (which was reported as IN_Q_OVERFLOW | IN_REMOTE); the
- * changes missed meanwhile follow as IN_SYNTHESIZED events. */
+ * changes missed meanwhile follow as IN_SYNTHESIZED events. For a watch added
+ * with RNOTIFY_NONBLOCK, IN_RESTORED | IN_REMOTE also says that the server has
+ * taken the watch: its changes are reported from then on. */
 #ifndef IN_RESTORED
 #define IN_RESTORED 0x00200000u
 #endif
@@ -67,6 +69,11 @@ extern "C" {
 #define RNOTIFY_RECURSIVE 0x1u  /* watch every directory below, including new ones */
 #define RNOTIFY_LOCAL_ONLY 0x2u /* never contact a server; plain inotify */
 #define RNOTIFY_POLL 0x4u       /* watch by scanning only (events have IN_POLLED), on any filesystem */
+#define RNOTIFY_NONBLOCK 0x8u   /* do not wait for the server's first connection (see rnotify_add_watch) */
+
+/* rnotify_watch_source() of a watch added with RNOTIFY_NONBLOCK begins with
+ * this while its server's first connection is under way. */
+#define RNOTIFY_SOURCE_CONNECTING "connecting to "
 
 typedef struct rnotify_handle rnotify_t;
 
@@ -96,7 +103,22 @@ RNOTIFY_API int rnotify_fd(const rnotify_t *rn);
 /* Watches path for the IN_* events in mask. The first watch on a server waits
  * for the connection to it (RNOTIFY_CONNECT_TIMEOUT_MS, 20 s by default);
  * while a server is known to be unreachable, a watch returns at once, polled
- * until the server is back. Returns a watch descriptor (> 0),
+ * until the server is back.
+ * With RNOTIFY_NONBLOCK the first watch on a server does not wait: it returns
+ * at once with this host's changes reported, while the connection is made in
+ * rnotify_next() (poll rnotify_fd()). When the server has taken the watch,
+ * an IN_RESTORED | IN_REMOTE event says so: the server's changes made before
+ * it are not reported. If the server cannot be reached or will not watch
+ * there, the watch falls back to the mount's next source (polling), also
+ * where a waiting add would have failed (EACCES, ENOENT on the server):
+ * rnotify_watch_source() and the log say why, no event does. Once its source
+ * no longer begins with RNOTIFY_SOURCE_CONNECTING, the server's changes are
+ * reported (by scans when it fell back). A watch added while a first
+ * connection is under way joins it, with or without the flag. Only the
+ * first connection is made this way: a watch on a server already connected
+ * is made by a request to it inside this call (answered within the connect
+ * timeout), as is the server's first listing inside rnotify_next().
+ * Returns a watch descriptor (> 0),
  * or -1 with errno set (ENOENT, EACCES, ENOTDIR, ENOSYS: the server cannot
  * watch there, ENOSPC: a limit was reached, EHOSTUNREACH: the server could
  * not be reached); rnotify_last_error() then says why, naming the path. */

@@ -103,7 +103,9 @@ Result<int> Client::addWatch(const std::string& path, uint32_t mask, unsigned fl
   watch.source = "local inotify";
   watch.recursive = recursive;
 
-  Status chosen = pollOnly ? watchByScans(watch) : (flags & RNOTIFY_LOCAL_ONLY) ? Status{} : chooseRemote(watch);
+  Status chosen = pollOnly                       ? watchByScans(watch)
+                  : (flags & RNOTIFY_LOCAL_ONLY) ? Status{}
+                                                 : chooseRemote(watch, !(flags & RNOTIFY_NONBLOCK));
   if (!chosen) {
     undoLocal();
     return Error{chosen.error().code, "cannot watch '" + path + "': " + chosen.error().message};
@@ -123,16 +125,26 @@ Status Client::watchByScans(Watch& watch) {
   return {};
 }
 
-Status Client::chooseRemote(Watch& watch) {
+Status Client::chooseRemote(Watch& watch, bool wait) {
   ResolvedPath resolved = MountResolver::fromProc().resolve(watch.localRoot);
   if (resolved.kind == MountKind::kLocal) return {};
   std::string remotePath, why, key;
-  auto connection = connectionFor(resolved, &remotePath, &why, &key);
+  auto connection = connectionFor(resolved, &remotePath, &why, &key, wait);
   if (resolved.kind == MountKind::kSshfs) {
     auto known = originKeys_.find(resolved.mount.mountPoint + '\n' + resolved.mount.source);
     if (known != originKeys_.end()) watch.originKey = known->second;
   }
   watch.remotePath = remotePath;
+  if (!connection && connection.error().code == EINPROGRESS) {
+    // Its server's first connection is under way (this watch's or an
+    // earlier one's): it attaches when the server answers, and falls back
+    // if the attempt fails (restoreWatches, firstAttemptFailed).
+    watch.connectionKey = key;
+    watch.waitingForServer = true;
+    watch.attaching = true;
+    watch.source = RNOTIFY_SOURCE_CONNECTING + connection.error().message + "; local inotify meanwhile";
+    return {};
+  }
   if (!connection) {
     const int code = connection.error().code;
     // Unreachable, or the agent is not installed: the next source, and the
@@ -150,6 +162,9 @@ Status Client::chooseRemote(Watch& watch) {
       retry.why = connection.error().message;
       retries_[key] = retry;
     }
+    // That attempt's failure (EAGAIN: none was made, the last one's stands).
+    // EHOSTUNREACH: the fallbacks over ssh are not tried.
+    if (code != EAGAIN) retries_[key].code = code;
     startFallback(watch, resolved, connection.error().message);
     return {};
   }

@@ -74,7 +74,8 @@ class Client final : public EventSink {
     std::string remotePath;
     std::string originKey;
     bool recursive = false;
-    bool waitingForServer = false;   // lost; a reconnection is scheduled
+    bool waitingForServer = false;   // lost, or not made yet; a connection is scheduled or under way
+    bool attaching = false;          // RNOTIFY_NONBLOCK: its server's first connection is under way
     std::unique_ptr<TreeView> view;  // what the server's tree looked like, for resync
     bool resyncWanted = false;
     bool afterListing = false;  // handing over the events that came after a listing
@@ -98,13 +99,15 @@ class Client final : public EventSink {
   Client() = default;
   Status init();
   // *key: the connection's key, also when it could not be made.
+  // wait: false (RNOTIFY_NONBLOCK) starts a missing connection in next()'s
+  // epoll set and says EINPROGRESS instead of waiting for it.
   Result<Connection*> connectionFor(const struct ResolvedPath& resolved, std::string* remotePath, std::string* why,
-                                    std::string* key);
+                                    std::string* key, bool wait);
   Status loadConfigOnce();
   // The parts of addWatch: the remote side by RNOTIFY_POLL, or by the
   // mount's list of sources; then the watch kept, its baseline taken.
   Status watchByScans(Watch& watch);
-  Status chooseRemote(Watch& watch);
+  Status chooseRemote(Watch& watch, bool wait);
   Result<int> store(Watch&& watch, const std::string& path);
   void ensureDedup();
   // Gives `watch` the first source of its mount's fallbackOrder() after
@@ -135,8 +138,13 @@ class Client final : public EventSink {
   // Starts a connection (Connection::startAgent or startSocket).
   using Opener = std::function<Result<std::unique_ptr<Connection>>()>;
   // Opens a connection and waits for it (a watch being added waits for its
-  // server, as inotify_add_watch waits for the kernel).
-  Result<Connection*> connect(const std::string& key, Opener open);
+  // server, as inotify_add_watch waits for the kernel); with wait false,
+  // schedules its first attempt at once (retryConnections) and says
+  // EINPROGRESS.
+  Result<Connection*> connect(const std::string& key, Opener open, bool wait);
+  // The first attempt of key's first connection failed: its waiting
+  // watches fall back (startFallback) while the server is tried again.
+  void firstAttemptFailed(const std::string& key, const Error& why);
   // Takes an established connection in: session, events, epoll, keepalive.
   Result<Connection*> adopt(const std::string& key, std::unique_ptr<Connection> connection);
   // Forgets the connection kept for key (dead: its loss was handled).
@@ -166,6 +174,9 @@ class Client final : public EventSink {
   void retryFailed(const std::string& key, const Error& why);
   // A lost connection is back: resume or re-make the watches it served.
   void restoreWatches(const std::string& key, Connection* connection);
+  // restoreWatches for a watch whose server's first connection it waited
+  // for (Watch::attaching).
+  void attachFirst(Watch& watch, Connection& connection);
   std::chrono::milliseconds backoff(int attempt);
   void endWatch(Watch& watch);
   void pumpReady(int timeoutMs);
@@ -205,12 +216,16 @@ class Client final : public EventSink {
   struct Retry {
     int attempt = 0;
     std::chrono::steady_clock::time_point due;
-    std::string why;  // the last failure
+    std::string why;     // the last failure
+    bool first = false;  // no connection was ever made: its watches have no fallback yet
+    int code = 0;        // of the last failure (EHOSTUNREACH: ssh itself could not connect)
   };
+  // The connection key of the agent on an sshfs mount's server.
+  std::string agentKey(const SshTarget& target) const;
   std::set<std::string> fallbackTold_;  // mounts whose fallback to polling was told
   std::set<int> scanned_;  // the watches whose source has a deadline: only they are looked at for due rounds
   int scanningWd_ = 0;     // the watch whose scan's own directory reads are being drained
-  std::map<std::string, Retry> retries_;  // lost connections waiting to be opened again
+  std::map<std::string, Retry> retries_;  // connections to open (again), by key; see Retry::first
   // Each connection's session on its server (proto::Attach), so that after a
   // reconnection the server replays what was missed instead of a re-read.
   struct Ticket {

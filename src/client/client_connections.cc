@@ -1,13 +1,10 @@
-// The client core's connections to rnotifyd (client.h): opening them (a
-// watch's first waits; reconnections run in the epoll set), sessions and
-// resumption, watches made on the server, its events, losses, keepalive.
-#include <poll.h>
+// The client core's connections to rnotifyd (client.h), once open
+// (client_openings.cc opens them): sessions and resumption, watches made on
+// the server (first, or again after a reconnection), its events, losses.
 #include <sys/epoll.h>
-#include <sys/timerfd.h>
 
 #include <cerrno>
 #include <chrono>
-#include <cmath>
 #include <random>
 
 #include "client/client.h"
@@ -19,35 +16,6 @@
 namespace rnotify {
 
 using namespace client_detail;
-
-void Client::armKeepalive() {
-  if (keepaliveArmed_ || !config_) return;
-  // Twice per interval: a silence is noticed within 3.5 intervals.
-  const long ms = std::max(config_->keepaliveMs / 2, 50);
-  itimerspec spec{};
-  spec.it_interval.tv_sec = ms / 1000;
-  spec.it_interval.tv_nsec = (ms % 1000) * 1000000;
-  spec.it_value = spec.it_interval;
-  if (::timerfd_settime(keepalive_.get(), 0, &spec, nullptr) == 0) keepaliveArmed_ = true;
-}
-
-void Client::keepConnectionsAlive() {
-  const std::chrono::milliseconds interval(config_ ? config_->keepaliveMs : 2000);
-  std::vector<Connection*> silent;
-  for (auto& [key, connection] : connections_) {
-    if (lost_.count(connection.get())) continue;  // handled; waiting to be replaced
-    if (!connection->keepAlive(interval)) silent.push_back(connection.get());
-  }
-  for (Connection* connection : silent) connectionLost(*connection);
-  // No connection left to keep: no more wake-ups until one is made.
-  bool live = false;
-  for (const auto& [key, connection] : connections_) live |= !lost_.count(connection.get());
-  if (!live && keepaliveArmed_) {
-    itimerspec off{};
-    ::timerfd_settime(keepalive_.get(), 0, &off, nullptr);
-    keepaliveArmed_ = false;
-  }
-}
 
 Status Client::attachRemote(Watch& watch, Connection& connection, std::string* note) {
   Dedup::Strategy strategy = Dedup::Strategy::kNone;
@@ -139,120 +107,6 @@ void Client::runResyncs() {
   }
 }
 
-std::chrono::milliseconds Client::backoff(int attempt) {
-  // 250 ms doubling to a cap, each with +-20 % jitter so that many clients
-  // cut off together do not come back together.
-  static thread_local std::minstd_rand random(std::random_device{}());
-  int capMs = 30000;
-  if (const char* env = std::getenv("RNOTIFY_RECONNECT_MAX_MS")) {
-    if (int v = std::atoi(env); v > 0) capMs = v;
-  }
-  double ms = std::min<double>(capMs, 250.0 * std::pow(2.0, std::min(attempt, 20)));
-  std::uniform_real_distribution<double> jitter(0.8, 1.2);
-  return std::chrono::milliseconds(static_cast<int64_t>(ms * jitter(random)));
-}
-
-void Client::retryConnections() {
-  auto now = std::chrono::steady_clock::now();
-  std::vector<std::string> due;
-  for (const auto& [key, retry] : retries_) {
-    if (retry.due <= now && !openings_.count(key)) due.push_back(key);
-  }
-  for (const std::string& key : due) {
-    // A watch added meanwhile connected again (Client::connect): its
-    // connection serves the waiting watches too.
-    if (auto it = connections_.find(key);
-        it != connections_.end() && it->second->alive() && !lost_.count(it->second.get())) {
-      retries_.erase(key);
-      restoreWatches(key, it->second.get());
-      continue;
-    }
-    retries_.at(key).due = std::chrono::steady_clock::time_point::max();  // while the attempt lasts
-    auto started = openers_.at(key)();
-    if (!started) {
-      retryFailed(key, started.error());
-      continue;
-    }
-    Opening& opening = openings_[key];
-    opening.connection = std::move(*started);
-    opening.timeoutMs = connectTimeoutMs();
-    opening.deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(opening.timeoutMs);
-    epoll_event ev{};
-    ev.events = opening.connection->wanted();
-    ev.data.ptr = opening.connection.get();
-    ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, opening.connection->pollFd(), &ev);
-    advanceOpening(key);  // a unix socket may be connected already
-  }
-}
-
-const std::string* Client::openingKey(const Connection* connection) const {
-  for (const auto& [key, opening] : openings_) {
-    if (opening.connection.get() == connection) return &key;
-  }
-  return nullptr;
-}
-
-void Client::advanceOpening(std::string key) {
-  auto it = openings_.find(key);
-  if (it == openings_.end()) return;
-  Connection& connection = *it->second.connection;
-  const Connection::Phase phase = connection.advance();
-  if (phase != Connection::Phase::kReady && phase != Connection::Phase::kFailed) {
-    epoll_event ev{};
-    ev.events = connection.wanted();
-    ev.data.ptr = &connection;
-    // A failed connect moves on to the endpoint's next address, on a new
-    // socket (the old one left the set when it was closed).
-    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, connection.pollFd(), &ev) != 0 && errno == ENOENT) {
-      ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, connection.pollFd(), &ev);
-    }
-    return;
-  }
-  std::unique_ptr<Connection> opened = std::move(it->second.connection);
-  openings_.erase(it);
-  ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, opened->pollFd(), nullptr);
-  if (phase == Connection::Phase::kFailed) {
-    retryFailed(key, opened->failure());
-    return;
-  }
-  forgetConnection(key);
-  auto adopted = adopt(key, std::move(opened));
-  if (!adopted) {
-    retryFailed(key, adopted.error());
-    return;
-  }
-  retries_.erase(key);
-  log::warn("{}: connected again; restoring its watches", (*adopted)->description());
-  restoreWatches(key, *adopted);
-}
-
-void Client::expireOpenings() {
-  const auto now = std::chrono::steady_clock::now();
-  std::vector<std::string> late;
-  for (const auto& [key, opening] : openings_) {
-    if (opening.deadline <= now) late.push_back(key);
-  }
-  for (const std::string& key : late) {
-    auto it = openings_.find(key);
-    std::unique_ptr<Connection> connection = std::move(it->second.connection);
-    const Error why = connection->timeoutError(it->second.timeoutMs);
-    openings_.erase(it);
-    ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, connection->pollFd(), nullptr);
-    connection->abandon();  // an agent that never answered is killed, not waited for
-    retryFailed(key, why);
-  }
-}
-
-void Client::retryFailed(const std::string& key, const Error& why) {
-  Retry& retry = retries_[key];
-  ++retry.attempt;
-  auto wait = backoff(retry.attempt);
-  log::info("still cannot reach the server ({}); next try in {} ms", why.message, wait.count());
-  retry.due = std::chrono::steady_clock::now() + wait;
-  retry.why = why.message;
-  armReleaseTimer();
-}
-
 void Client::restoreWatches(const std::string& key, Connection* connection) {
   // Watches the server resumed: the events it replays follow.
   if (auto resumed = resumed_.find(connection); resumed != resumed_.end()) {
@@ -281,6 +135,11 @@ void Client::restoreWatches(const std::string& key, Connection* connection) {
     if (it == watches_.end()) continue;
     Watch& watch = it->second;
     std::string note;
+    if (watch.attaching) {
+      attachFirst(watch, *connection);
+      if (!connection->alive()) return;
+      continue;
+    }
     if (Status attached = attachRemote(watch, *connection, &note); !attached) {
       if (!connection->alive()) {
         connectionLost(*connection);  // lost again: schedules another try
@@ -314,8 +173,48 @@ void Client::restoreWatches(const std::string& key, Connection* connection) {
   }
 }
 
+void Client::attachFirst(Watch& watch, Connection& connection) {
+  // A watch added with RNOTIFY_NONBLOCK meets its server: what
+  // chooseRemote and store() do for a watch that waited for it, told by
+  // IN_RESTORED | IN_REMOTE (remote changes are reported from here on).
+  const int wd = watch.wd;
+  std::string note;
+  if (Status attached = attachRemote(watch, connection, &note); !attached) {
+    if (!connection.alive()) {
+      connectionLost(connection);  // still attaching: the next attempt, local events meanwhile
+      return;
+    }
+    // An add that waited would have failed (EACCES, ENOENT, ...) or fallen
+    // back (ENOSYS, EOPNOTSUPP); this one is made already: it falls back and
+    // says why (rnotify_watch_source(), the log). The server's refusal of
+    // the path stands; after another failure (a request not answered in
+    // time) the server is asked again when the connection is made again.
+    const int code = attached.error().code;
+    watch.attaching = false;
+    const bool refused = code == ENOSYS || code == EOPNOTSUPP || code == EACCES || code == EPERM || code == ENOENT ||
+                         code == ENOTDIR || code == ELOOP || code == ENAMETOOLONG || code == EINVAL;
+    watch.waitingForServer = !refused;
+    if (code == ENOSYS || code == EOPNOTSUPP) watch.connectionKey.clear();
+    log::warn("'{}': {} did not take the watch: {}", watch.displayBase, connection.description(),
+              attached.error().message);
+    startFallback(watch, MountResolver::fromProc().resolve(watch.localRoot), attached.error().message);
+    if (watch.fallback && watch.fallback->scans()) runSource(wd);
+    return;
+  }
+  watch.attaching = false;
+  if (!note.empty()) log::warn("'{}': {}", watch.displayBase, note);
+  push(watch, kInRestored | kInRemote, 0, 0, {}, {});
+  if (connection.welcome().capabilities & proto::kCapResync) resync(watch);  // the first listing, as store() takes it
+}
+
+std::string Client::agentKey(const SshTarget& target) const {
+  std::string key;
+  for (const std::string& a : agentArgv(target, config_->agent)) key += a + '\x1f';
+  return key;
+}
+
 Result<Connection*> Client::connectionFor(const ResolvedPath& resolved, std::string* remotePath, std::string* why,
-                                          std::string* connectionKey) {
+                                          std::string* connectionKey, bool wait) {
   if (Status loaded = loadConfigOnce(); !loaded) return loaded.error();
   switch (resolved.kind) {
     case MountKind::kSshfs: {
@@ -329,18 +228,23 @@ Result<Connection*> Client::connectionFor(const ResolvedPath& resolved, std::str
       const SshTarget& target = known->second;
       std::vector<std::string> argv = agentArgv(target, config_->agent);
       *remotePath = serverPath(target, resolved.relative);
-      std::string key;
-      for (const std::string& a : argv) key += a + '\x1f';
+      const std::string key = agentKey(target);
       *connectionKey = key;
       if (auto retry = retries_.find(key); retry != retries_.end()) {
+        if (retry->second.first) {
+          if (!originKeys_.count(mountKey)) originKeys_[mountKey] = sshOriginKey(target);
+          return Error{EINPROGRESS, "rnotifyd over ssh " + target.destination};
+        }
         return Error{EAGAIN, retry->second.why.empty() ? "the server is not reachable" : retry->second.why};
       }
       std::string destination = target.destination;
       std::string agent = config_->agent;
-      auto connection = connect(key, [argv, destination, agent] {
-        return Connection::startAgent(argv, destination, agent, /*keepalive=*/true);
-      });
-      if (!connection) {
+      auto connection = connect(
+          key, [argv, destination, agent] { return Connection::startAgent(argv, destination, agent, true); }, wait);
+      if (!connection && connection.error().code == EINPROGRESS) {
+        connection = Error{EINPROGRESS, "rnotifyd over ssh " + destination};
+        if (!originKeys_.count(mountKey)) originKeys_[mountKey] = sshOriginKey(target);
+      } else if (!connection) {
         sshTargets_.erase(mountKey);  // remounted with other options? look again next time
       } else if (!originKeys_.count(mountKey)) {
         originKeys_[mountKey] = sshOriginKey(target);
@@ -359,10 +263,14 @@ Result<Connection*> Client::connectionFor(const ResolvedPath& resolved, std::str
       std::string endpoint = entry->endpoint;
       *connectionKey = endpoint;
       if (auto retry = retries_.find(endpoint); retry != retries_.end()) {
+        if (retry->second.first) return Error{EINPROGRESS, "rnotifyd at " + endpoint};
         return Error{EAGAIN, retry->second.why.empty() ? "the server is not reachable" : retry->second.why};
       }
       TlsSettings tls = entry->tls;
-      return connect(endpoint, [endpoint, tls] { return Connection::startSocket(endpoint, tls, /*keepalive=*/true); });
+      auto connection = connect(
+          endpoint, [endpoint, tls] { return Connection::startSocket(endpoint, tls, /*keepalive=*/true); }, wait);
+      if (!connection && connection.error().code == EINPROGRESS) return Error{EINPROGRESS, "rnotifyd at " + endpoint};
+      return connection;
     }
     case MountKind::kOtherNetwork:
       *why = "server-side watching is not available for " + resolved.mount.fsType + " mounts";
@@ -371,34 +279,6 @@ Result<Connection*> Client::connectionFor(const ResolvedPath& resolved, std::str
       break;
   }
   return nullptr;
-}
-
-void Client::forgetConnection(const std::string& key) {
-  auto it = connections_.find(key);
-  if (it == connections_.end()) return;
-  // Found dead by a write (nothing has read it since): the watches it
-  // served are told and wait for the server again before it goes.
-  connectionLost(*it->second);
-  lost_.erase(it->second.get());
-  declared_.erase(it->second.get());
-  resumed_.erase(it->second.get());
-  connections_.erase(it);
-}
-
-Result<Connection*> Client::connect(const std::string& key, Opener open) {
-  if (auto it = connections_.find(key); it != connections_.end() && it->second->alive()) return it->second.get();
-  forgetConnection(key);
-  openers_[key] = open;
-  // A unix listener whose queue is full is tried again until the deadline.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(connectTimeoutMs());
-  auto opened = open();
-  while (!opened && opened.error().code == EAGAIN && std::chrono::steady_clock::now() < deadline) {
-    ::poll(nullptr, 0, 10);
-    opened = open();
-  }
-  if (!opened) return opened.error();
-  if (Status ready = (*opened)->finish(connectTimeoutMs()); !ready) return ready.error();
-  return adopt(key, std::move(*opened));
 }
 
 Result<Connection*> Client::adopt(const std::string& key, std::unique_ptr<Connection> opened) {
@@ -572,6 +452,10 @@ void Client::connectionLost(Connection& connection) {
       Retry retry;
       retry.due = std::chrono::steady_clock::now() + backoff(0);
       retry.why = connection.failure().message;
+      retry.code = connection.failure().code;
+      // Watches it had not taken yet (RNOTIFY_NONBLOCK) still wait for a
+      // first connection: if the next attempt fails, they fall back.
+      for (const auto& [wd, watch] : watches_) retry.first |= watch.attaching && watch.connectionKey == key;
       retries_[key] = retry;
       log::info("will try to reach it again in the background");
     }

@@ -57,6 +57,14 @@ std::unique_ptr<WatchSource> Client::tryFallback(Watch& watch, const ResolvedPat
         }
         known = sshTargets_.emplace(mountKey, std::move(*target)).first;
       }
+      if (auto retry = retries_.find(agentKey(known->second));
+          retry != retries_.end() && retry->second.code == EHOSTUNREACH) {
+        // ssh itself could not connect just now: SFTP goes over ssh too.
+        *why = "not tried, ssh cannot reach " + known->second.destination +
+               "; the mount itself is scanned instead, and sshfs's caches delay what is seen "
+               "(up to dcache_timeout, 20 s by default)";
+        break;
+      }
       auto tree = scanOverSftp(known->second, serverPath(known->second, resolved.relative), watch.isDirectory, options);
       if (tree) return scanSource(std::move(*tree), kind);
       *why = tree.error().message +

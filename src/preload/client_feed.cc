@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <string_view>
 
 #include "common/log.h"
 
@@ -110,7 +111,28 @@ void ClientFeed::removeWatch(int clientWd) {
 
 const char* ClientFeed::watchSource(int clientWd) const { return rnotify_watch_source(handle_, clientWd); }
 
+bool ClientFeed::waitForServer(std::unique_lock<std::mutex>& held, int clientWd, std::chrono::milliseconds bound) {
+  constexpr std::string_view kConnecting = RNOTIFY_SOURCE_CONNECTING;
+  auto settled = [&] {
+    if (stopped_) return true;
+    const char* source = watchSource(clientWd);
+    return source == nullptr || std::string_view(source).rfind(kConnecting, 0) != 0;
+  };
+  return ran_.wait_for(held, bound, settled);
+}
+
 void ClientFeed::run() {
+  runCore();
+  // Nobody runs the core from now on: a watch waiting for its server would
+  // wait in vain.
+  {
+    std::lock_guard guard(lock_);
+    stopped_ = true;
+  }
+  ran_.notify_all();
+}
+
+void ClientFeed::runCore() {
   CoreCall call;  // this thread runs nothing else
   pollfd fds[2] = {{rnotify_fd(handle_), POLLIN, 0}, {stop_.get(), POLLIN, 0}};
   int failures = 0;
@@ -135,6 +157,7 @@ void ClientFeed::run() {
       }
       break;
     }
+    ran_.notify_all();
   }
 }
 

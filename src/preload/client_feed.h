@@ -17,6 +17,8 @@
 // passes in; the deliver callback runs with it held too.
 #pragma once
 
+#include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -47,6 +49,13 @@ class ClientFeed {
   int addWatch(const char* path, uint32_t mask, unsigned flags, std::string* why);
   void removeWatch(int clientWd);
   const char* watchSource(int clientWd) const;
+  // With `held` locking the lock: while the watch (added with
+  // RNOTIFY_NONBLOCK) waits for its server's first connection, releases the
+  // lock and waits until the server has taken it or it fell back (or the
+  // thread ended), at most `bound` (plus what it takes to get the lock
+  // back: the thread holds it while the core makes the watch on the server
+  // and lists it). False if it still waits.
+  bool waitForServer(std::unique_lock<std::mutex>& held, int clientWd, std::chrono::milliseconds bound);
 
   // In the child of a fork: the thread and the server connections are the
   // parent's; forget them without touching them (no join, no close).
@@ -55,11 +64,14 @@ class ClientFeed {
  private:
   ClientFeed(std::mutex& lock, Deliver deliver, rnotify_t* handle, UniqueFd stop);
   void run();
+  void runCore();
 
   std::mutex& lock_;
   Deliver deliver_;
   rnotify_t* handle_;
-  UniqueFd stop_;  // eventfd: written to end the thread
+  UniqueFd stop_;                // eventfd: written to end the thread
+  std::condition_variable ran_;  // the thread ran the core (with the lock held), or stopped
+  bool stopped_ = false;         // the thread ended (with the lock held)
   std::thread thread_;
 };
 

@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string_view>
 
@@ -41,6 +42,22 @@ size_t maxQueuedEvents() {
   return value;
 }
 
+// RNOTIFY_PRELOAD_WAIT_MS, or long enough for any connection attempt of the
+// client core (it gives up after RNOTIFY_CONNECT_TIMEOUT_MS, 20 s by default).
+std::chrono::milliseconds attachWait() {
+  long ms = 0;
+  if (const char* env = std::getenv("RNOTIFY_PRELOAD_WAIT_MS"); env != nullptr && *env != '\0') {
+    char* end = nullptr;
+    ms = std::strtol(env, &end, 10);
+    if (*end == '\0' && ms >= 0) return std::chrono::milliseconds(ms);
+  }
+  ms = 20000;  // the client core's rule (client_internal.h)
+  if (const char* env = std::getenv("RNOTIFY_CONNECT_TIMEOUT_MS"); env != nullptr && std::atol(env) > 0) {
+    ms = std::atol(env);
+  }
+  return std::chrono::milliseconds(ms + 1000);
+}
+
 // Errors after which asking that server again would only cost the program
 // another wait: remember the mount as unreachable.
 bool serverUnreachable(int code) { return code != ENOENT && code != EACCES && code != ENOTDIR && code != EINVAL; }
@@ -69,7 +86,8 @@ ShimInstance::ShimInstance(UniqueFd kernel, UniqueFd ready, bool plainMasks)
     : kernel_(std::move(kernel)),
       ready_(std::move(ready)),
       deliveredBits_(plainMasks ? kInotifyBits : kInotifyBits | kRnotifyFlags),
-      queue_(maxQueuedEvents()) {}
+      queue_(maxQueuedEvents()),
+      attachWait_(attachWait()) {}
 
 ShimInstance::~ShimInstance() {
   // The feed's thread may be waiting for mutex_: stop it without holding it.
@@ -187,7 +205,7 @@ void ShimInstance::settleReadiness() {
 
 int ShimInstance::addWatch(const char* path, uint32_t mask) {
   if (forked_) return real().inotifyAddWatch(kernel_.get(), path, mask);
-  std::lock_guard lock(mutex_);
+  std::unique_lock lock(mutex_);
   WatchRoute::Choice choice = route().choose(path, mask);
   if (choice.via == WatchRoute::Via::kKernel || feedFailed_ || (mask & IN_ALL_EVENTS) == 0) {
     return addKernelWatch(path, mask);
@@ -201,7 +219,7 @@ int ShimInstance::addWatch(const char* path, uint32_t mask) {
   if (wd < 0) return -1;
   if (auto it = served_.find(wd); it != served_.end()) return updateServedWatch(it->second, wd, path, mask);
   if (kernelServed_.count(wd)) return addKernelWatch(path, mask);
-  return addServedWatch(path, mask, wd, choice.via == WatchRoute::Via::kClientLocalOnly, choice.mountPoint,
+  return addServedWatch(lock, path, mask, wd, choice.via == WatchRoute::Via::kClientLocalOnly, choice.mountPoint,
                         choice.device);
 }
 
@@ -218,13 +236,15 @@ int ShimInstance::addKernelWatch(const char* path, uint32_t mask) {
   return wd;
 }
 
-int ShimInstance::addServedWatch(const char* path, uint32_t mask, int wd, bool localOnly, const std::string& mountPoint,
-                                 dev_t device) {
+int ShimInstance::addServedWatch(std::unique_lock<std::mutex>& lock, const char* path, uint32_t mask, int wd,
+                                 bool localOnly, const std::string& mountPoint, dev_t device) {
   std::string why;
   int clientWd = -1;
   if (ensureFeed()) {
     uint32_t clientMask = mask & (IN_ALL_EVENTS | IN_ONLYDIR | IN_DONT_FOLLOW);
-    clientWd = feed_->addWatch(path, clientMask, localOnly ? RNOTIFY_LOCAL_ONLY : 0u, &why);
+    // The server's first connection is made by the feed's thread, not here
+    // with the lock held (waitForServer below).
+    clientWd = feed_->addWatch(path, clientMask, localOnly ? RNOTIFY_LOCAL_ONLY : RNOTIFY_NONBLOCK, &why);
   }
   if (clientWd < 0) {
     int code = errno;
@@ -239,12 +259,6 @@ int ShimInstance::addServedWatch(const char* path, uint32_t mask, int wd, bool l
     if (again >= 0) kernelServed_.insert(again);
     return again;
   }
-  if (const char* source = feed_->watchSource(clientWd);
-      source != nullptr && std::string_view(source).rfind("polling", 0) == 0) {
-    // No server can help there: remote changes come from scans, later.
-    std::string where = mountPoint.empty() ? std::string(path) : mountPoint;
-    noticeOnce("polling " + where, "no server can watch '" + std::string(path) + "': " + source);
-  }
   ServedWatch watch;
   watch.clientWd = clientWd;
   watch.programMask = mask & ~(IN_MASK_ADD | IN_MASK_CREATE);
@@ -253,10 +267,24 @@ int ShimInstance::addServedWatch(const char* path, uint32_t mask, int wd, bool l
   served_[wd] = watch;
   byClient_[clientWd] = wd;
   {
-    std::lock_guard lock(queueMutex_);
+    std::lock_guard queueLock(queueMutex_);
     dropKernel_.insert(wd);
   }
   anyServed_.store(true, std::memory_order_release);
+  // inotify's promise: what happens after inotify_add_watch returns is
+  // reported. The server's changes are, once it has taken the watch; wait
+  // for that (the lock released, the feed's thread connecting), up to the
+  // bound. Its events meanwhile go to the program's queue as usual.
+  const std::string where = mountPoint.empty() ? std::string(path) : mountPoint;
+  if (!feed_->waitForServer(lock, clientWd, attachWait_)) {
+    noticeOnce("slow " + where, "the server of '" + std::string(path) + "' has not answered within " +
+                                    std::to_string(attachWait_.count()) +
+                                    " ms; its changes are reported once it does, this host's from now on");
+  } else if (const char* source = feed_->watchSource(clientWd);
+             source != nullptr && std::string_view(source).rfind("polling", 0) == 0) {
+    // No server can help there: remote changes come from scans, later.
+    noticeOnce("polling " + where, "no server can watch '" + std::string(path) + "': " + source);
+  }
   return wd;
 }
 

@@ -23,6 +23,7 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -77,8 +78,8 @@ class ShimInstance {
   ssize_t readReady(char* buf, size_t size);
   size_t dropServedRecords(char* records, size_t size);
   int addKernelWatch(const char* path, uint32_t mask);
-  int addServedWatch(const char* path, uint32_t mask, int wd, bool localOnly, const std::string& mountPoint,
-                     dev_t device);
+  int addServedWatch(std::unique_lock<std::mutex>& lock, const char* path, uint32_t mask, int wd, bool localOnly,
+                     const std::string& mountPoint, dev_t device);
   int updateServedWatch(ServedWatch& watch, int wd, const char* path, uint32_t mask);
   bool ensureFeed();
   void deliver(const rnotify_event& event);
@@ -101,6 +102,10 @@ class ShimInstance {
   std::mutex mutex_;
   std::unique_ptr<ClientFeed> feed_;
   bool feedFailed_ = false;
+  // How long inotify_add_watch waits for a server's first answer
+  // (RNOTIFY_PRELOAD_WAIT_MS): by default until the client core's connection
+  // attempt ends (RNOTIFY_CONNECT_TIMEOUT_MS).
+  std::chrono::milliseconds attachWait_;
   std::map<int, ServedWatch> served_;  // by the program's wd
   std::map<int, int> byClient_;        // client wd -> program wd
   std::set<int> kernelServed_;         // wds the kernel alone serves

@@ -16,6 +16,7 @@
 #include <chrono>
 #include <filesystem>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "common/read_file.h"
@@ -206,6 +207,124 @@ TEST_F(ClientConnectionReuse, AReconnectionToAServerThatDoesNotAnswerNeverBlocks
     }
   }
   EXPECT_TRUE(back) << "the server's events never came back: " << rnotify_watch_source(rn_, a);
+}
+
+// RNOTIFY_NONBLOCK: the first watch on a server that does not answer returns
+// at once; this host's changes are reported meanwhile, and the server takes
+// the watch (IN_RESTORED | IN_REMOTE) once it answers.
+TEST_F(ClientConnectionReuse, ANonblockingFirstWatchReturnsBeforeTheServerAnswers) {
+  // The mount's own session is up (its first request answered) before the
+  // listener stops; the agent's connection is not made yet.
+  ASSERT_TRUE(fs::is_directory(bed_->a("a")));
+  std::optional<Stopped> frozen(bed_->sshd().pid());
+  const int a = rnotify_add_watch(rn_, bed_->a("a").c_str(), IN_CREATE | IN_CLOSE_WRITE, RNOTIFY_NONBLOCK);
+  ASSERT_GT(a, 0) << rnotify_last_error(rn_);
+  // A waiting add would have returned only once ssh gave up (5 s), polling.
+  EXPECT_EQ(std::string(rnotify_watch_source(rn_, a)).rfind(RNOTIFY_SOURCE_CONNECTING, 0), 0u)
+      << rnotify_watch_source(rn_, a);
+
+  bool attempted = false, localSeen = false, restored = false;
+  long slowestUs = 0;
+  const auto until = Clock::now() + std::chrono::seconds(3);
+  while (Clock::now() < until && !localSeen) {
+    struct pollfd p = {rnotify_fd(rn_), POLLIN, 0};
+    ::poll(&p, 1, 50);
+    for (;;) {
+      rnotify_event ev;
+      const auto before = Clock::now();
+      const int r = rnotify_next(rn_, &ev, 0);
+      slowestUs = std::max<long>(slowestUs,
+                                 std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - before).count());
+      if (r != 1) break;
+      restored |= ev.wd == a && (ev.mask & IN_RESTORED);
+      localSeen |= ev.wd == a && !(ev.mask & IN_REMOTE) && (ev.mask & IN_CREATE) && std::string(ev.name) == "local";
+    }
+    if (!attempted) {
+      attempted = !ownSsh().empty();
+      if (attempted) writeFile(bed_->a("a/local"), "made here while the server is silent\n");
+    }
+  }
+  EXPECT_TRUE(attempted) << "no connection was attempted";
+  EXPECT_TRUE(localSeen) << "this host's change was not reported while the server was silent";
+  EXPECT_FALSE(restored) << "the watch was announced as taken by a server that never answered";
+  EXPECT_LT(slowestUs, 1000000) << "one rnotify_next(..., 0) call took " << slowestUs << " us";
+
+  // The server answers: the waiting attempt goes on, the watch is taken and
+  // announced, and the server's changes are reported from then on.
+  frozen.reset();
+  EXPECT_TRUE(waitFor(a, IN_RESTORED, "", std::chrono::seconds(20)))
+      << "the server never took the watch: " << rnotify_watch_source(rn_, a);
+  writeFile(bed_->server("a/theirs"), "x\n");
+  EXPECT_TRUE(waitFor(a, IN_CREATE, "theirs", std::chrono::seconds(10)))
+      << "the server's change was not reported: " << rnotify_watch_source(rn_, a);
+  EXPECT_NE(std::string(rnotify_watch_source(rn_, a)).find("rnotifyd over ssh"), std::string::npos)
+      << rnotify_watch_source(rn_, a);
+}
+
+// A first connection whose ssh cannot reach the server: the watch falls
+// back to scans of the mount, without trying SFTP (which goes over ssh too
+// and would wait as long again).
+TEST_F(ClientConnectionReuse, ANonblockingWatchWhoseSshCannotConnectScansTheMount) {
+  ASSERT_TRUE(fs::is_directory(bed_->a("a")));  // the mount's own session is up
+  std::optional<Stopped> frozen(bed_->sshd().pid());
+  const int a = rnotify_add_watch(rn_, bed_->a("a").c_str(), IN_CREATE, RNOTIFY_NONBLOCK);
+  ASSERT_GT(a, 0) << rnotify_last_error(rn_);
+  auto settled = [&] { return std::string(rnotify_watch_source(rn_, a)).rfind(RNOTIFY_SOURCE_CONNECTING, 0) != 0; };
+  // ssh gives up after its ConnectTimeout (5 s); SFTP would have taken 20 s more.
+  for (auto until = Clock::now() + std::chrono::seconds(15); !settled() && Clock::now() < until;) {
+    rnotify_event ev;
+    rnotify_next(rn_, &ev, 100);
+  }
+  const std::string source = rnotify_watch_source(rn_, a);
+  EXPECT_TRUE(settled()) << source;
+  EXPECT_NE(source.find("SFTP scans: not tried, ssh cannot reach"), std::string::npos) << source;
+  EXPECT_NE(source.find("scans of the mount"), std::string::npos) << source;
+}
+
+// Watches added while a server's first connection is under way join it:
+// one connection, every watch taken and announced.
+TEST_F(ClientConnectionReuse, WatchesAddedWhileTheFirstConnectionIsUnderWayShareIt) {
+  const int a = rnotify_add_watch(rn_, bed_->a("a").c_str(), IN_CREATE, RNOTIFY_NONBLOCK);
+  const int b = rnotify_add_watch(rn_, bed_->a("b").c_str(), IN_CREATE, RNOTIFY_NONBLOCK);
+  const int c = rnotify_add_watch(rn_, bed_->a("c").c_str(), IN_CREATE, 0);  // joins without waiting
+  ASSERT_GT(a, 0);
+  ASSERT_GT(b, 0);
+  ASSERT_GT(c, 0) << rnotify_last_error(rn_);
+  std::set<int> restored;
+  for (auto until = Clock::now() + std::chrono::seconds(20); restored.size() < 3 && Clock::now() < until;) {
+    rnotify_event ev;
+    if (rnotify_next(rn_, &ev, 100) == 1 && (ev.mask & IN_RESTORED) && (ev.mask & IN_REMOTE)) restored.insert(ev.wd);
+  }
+  EXPECT_EQ(restored, (std::set<int>{a, b, c}));
+  EXPECT_EQ(ownSsh().size(), 1u) << "one connection to the server, shared";
+  for (const char* d : {"a", "b", "c"}) writeFile(bed_->server(std::string(d) + "/theirs"), "x\n");
+  for (int wd : {a, b, c}) {
+    EXPECT_TRUE(waitFor(wd, IN_CREATE, "theirs", std::chrono::seconds(10)))
+        << "watch " << wd << ": " << rnotify_watch_source(rn_, wd);
+  }
+}
+
+// A server whose agent cannot start: the watch falls back as a waiting add
+// would have, and its changes are found by scanning.
+TEST_F(ClientConnectionReuse, ANonblockingWatchFallsBackWhenTheAgentCannotStart) {
+  rnotify_close(rn_);
+  ::setenv("RNOTIFY_AGENT", "/nonexistent/rnotifyd --stdio", 1);
+  rn_ = rnotify_init(RNOTIFY_CLOEXEC);
+  ASSERT_NE(rn_, nullptr);
+  const int a = rnotify_add_watch(rn_, bed_->a("a").c_str(), IN_CREATE, RNOTIFY_NONBLOCK);
+  ASSERT_GT(a, 0) << rnotify_last_error(rn_);
+  // Until the watch has a source, the server's changes are not reported.
+  auto settled = [&] { return std::string(rnotify_watch_source(rn_, a)).rfind(RNOTIFY_SOURCE_CONNECTING, 0) != 0; };
+  for (auto until = Clock::now() + std::chrono::seconds(20); !settled() && Clock::now() < until;) {
+    rnotify_event ev;
+    rnotify_next(rn_, &ev, 100);
+  }
+  ASSERT_TRUE(settled()) << rnotify_watch_source(rn_, a);
+  writeFile(bed_->server("a/theirs"), "x\n");
+  EXPECT_TRUE(waitFor(a, IN_CREATE, "theirs", std::chrono::seconds(20)))
+      << "the server's change was not found: " << rnotify_watch_source(rn_, a);
+  const std::string source = rnotify_watch_source(rn_, a);
+  EXPECT_NE(source.find("SFTP scans"), std::string::npos) << source;
 }
 
 }  // namespace

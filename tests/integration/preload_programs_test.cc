@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "event_oracle.h"
+#include "fault_tools.h"
 #include "process.h"
 #include "product.h"
 #include "sshfs_bed.h"
@@ -206,6 +207,72 @@ TEST(PreloadUnreachable, ProgramKeepsLocalEventsAndIsToldOnce) {
   size_t told = 0;
   for (const std::string& line : a.stderrLines()) told += line.find("rnotify-preload") != std::string::npos;
   EXPECT_EQ(told, 1u) << a.transcript();
+}
+
+// By default inotify_add_watch waits for the server's first answer (the
+// lock released), so that what happens after it returns is reported. With
+// RNOTIFY_PRELOAD_WAIT_MS=0 it does not wait for a server that is silent:
+// the program starts, is told once, gets this host's events, and the
+// server's once it answers.
+TEST(PreloadUnanswered, ProgramToldNotToWaitStartsBeforeTheServerAnswers) {
+  if (auto why = missingShim(); !why.empty()) GTEST_SKIP() << why;
+  if (!installed("inotifywait")) {
+    GTEST_SKIP() << "inotifywait is not installed (Debian package inotify-tools)";
+  }
+  SshfsBed bed;
+  ASSERT_EQ(runCommand({"mkdir", bed.server("d")}, Deadline::in(seconds(10))).exitCode, 0);
+  WatcherOptions o = bed.watchA({"-r"});
+  o.program = "inotifywait";
+  o.env = {{"LD_PRELOAD", preloadLibrary()}, {"RNOTIFY_LOG_LEVEL", std::nullopt}, {"RNOTIFY_PRELOAD_WAIT_MS", "0"}};
+  // sshd's listener is stopped: the agent's ssh connection hangs (until its
+  // ConnectTimeout, 5 s); the mount's own session goes on.
+  ASSERT_TRUE(fs::is_directory(bed.a("d")));  // the mount's own session is up before
+  auto frozen = std::make_unique<ScopedStop>(bed.sshd().pid());
+  Watcher a(o);
+  ASSERT_TRUE(a.established()) << a.transcript();
+  // A waiting shim would have said that the watch fell back, 5 s later.
+  ASSERT_TRUE(a.process().waitForLine(
+      Stream::kStderr, [](const std::string& l) { return l.find("has not answered") != std::string::npos; },
+      Deadline::in(seconds(10))))
+      << a.transcript();
+  writeFile(bed.a("d/mine"), "x");
+  EXPECT_TRUE(a.expectSequence({{"CREATE", "d/mine"}, {"CLOSE_WRITE", "d/mine"}})) << a.transcript();
+
+  frozen.reset();  // the server answers: its changes are reported from some point on
+  bool theirs = false;
+  for (int i = 0; i < 30 && !theirs; ++i) {
+    const std::string name = "theirs" + std::to_string(i);
+    writeFile(bed.server("d/" + name), "x");
+    theirs = a.process()
+                 .waitForLine(
+                     Stream::kStdout, [&](const std::string& l) { return l.find(name) != std::string::npos; },
+                     Deadline::in(seconds(1)))
+                 .has_value();
+  }
+  EXPECT_TRUE(theirs) << "the server's changes never came\n" << a.transcript();
+}
+
+// By default the program's inotify_add_watch returns once the server has
+// taken the watch: a change made on the server right after is reported.
+TEST(PreloadUnanswered, ProgramWaitsForTheServerByDefault) {
+  if (auto why = missingShim(); !why.empty()) GTEST_SKIP() << why;
+  if (!installed("inotifywait")) {
+    GTEST_SKIP() << "inotifywait is not installed (Debian package inotify-tools)";
+  }
+  SshfsBed bed;
+  ASSERT_EQ(runCommand({"mkdir", bed.server("d")}, Deadline::in(seconds(10))).exitCode, 0);
+  WatcherOptions o = bed.watchA({"-r"});
+  o.program = "inotifywait";
+  o.env = {{"LD_PRELOAD", preloadLibrary()}, {"RNOTIFY_LOG_LEVEL", std::nullopt}};
+  ASSERT_TRUE(fs::is_directory(bed.a("d")));  // the mount's own session is up before
+  auto frozen = std::make_unique<ScopedStop>(bed.sshd().pid());
+  Watcher a(o);
+  // The agent's ssh hangs (its ConnectTimeout is 5 s): no watch is set up.
+  EXPECT_FALSE(a.established(seconds(1))) << a.transcript();
+  frozen.reset();
+  ASSERT_TRUE(a.established()) << a.transcript();
+  writeFile(bed.server("d/theirs"), "x");
+  EXPECT_TRUE(a.expectSequence({{"CREATE", "d/theirs"}, {"CLOSE_WRITE", "d/theirs"}})) << a.transcript();
 }
 
 // --- the masks a program reads ---------------------------------------------
