@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <regex>
 #include <string>
@@ -213,22 +214,36 @@ TEST(PreloadUnreachable, ProgramKeepsLocalEventsAndIsToldOnce) {
 // lock released), so that what happens after it returns is reported. With
 // RNOTIFY_PRELOAD_WAIT_MS=0 it does not wait for a server that is silent:
 // the program starts, is told once, gets this host's events, and the
-// server's once it answers.
-TEST(PreloadUnanswered, ProgramToldNotToWaitStartsBeforeTheServerAnswers) {
-  if (auto why = missingShim(); !why.empty()) GTEST_SKIP() << why;
-  if (!installed("inotifywait")) {
-    GTEST_SKIP() << "inotifywait is not installed (Debian package inotify-tools)";
+// server's once it answers. inotifywait -r under the shim on A's mount, with
+// sshd's listener stopped: the agent's ssh connection hangs (until its
+// ConnectTimeout, 5 s); the mount's own session goes on.
+class PreloadUnanswered : public ::testing::Test {
+ protected:
+  void start(const std::map<std::string, std::optional<std::string>>& env) {
+    if (auto why = missingShim(); !why.empty()) GTEST_SKIP() << why;
+    if (!installed("inotifywait")) {
+      GTEST_SKIP() << "inotifywait is not installed (Debian package inotify-tools)";
+    }
+    bed_ = std::make_unique<SshfsBed>();
+    ASSERT_EQ(runCommand({"mkdir", bed_->server("d")}, Deadline::in(seconds(10))).exitCode, 0);
+    WatcherOptions o = bed_->watchA({"-r"});
+    o.program = "inotifywait";
+    o.env = {{"LD_PRELOAD", preloadLibrary()}, {"RNOTIFY_LOG_LEVEL", std::nullopt}};
+    o.env.insert(env.begin(), env.end());
+    ASSERT_TRUE(fs::is_directory(bed_->a("d")));  // the mount's own session is up before
+    frozen_ = std::make_unique<ScopedStop>(bed_->sshd().pid());
+    a_ = std::make_unique<Watcher>(o);
   }
-  SshfsBed bed;
-  ASSERT_EQ(runCommand({"mkdir", bed.server("d")}, Deadline::in(seconds(10))).exitCode, 0);
-  WatcherOptions o = bed.watchA({"-r"});
-  o.program = "inotifywait";
-  o.env = {{"LD_PRELOAD", preloadLibrary()}, {"RNOTIFY_LOG_LEVEL", std::nullopt}, {"RNOTIFY_PRELOAD_WAIT_MS", "0"}};
-  // sshd's listener is stopped: the agent's ssh connection hangs (until its
-  // ConnectTimeout, 5 s); the mount's own session goes on.
-  ASSERT_TRUE(fs::is_directory(bed.a("d")));  // the mount's own session is up before
-  auto frozen = std::make_unique<ScopedStop>(bed.sshd().pid());
-  Watcher a(o);
+  std::unique_ptr<SshfsBed> bed_;
+  std::unique_ptr<ScopedStop> frozen_;
+  std::unique_ptr<Watcher> a_;
+};
+
+TEST_F(PreloadUnanswered, ProgramToldNotToWaitStartsBeforeTheServerAnswers) {
+  ASSERT_NO_FATAL_FAILURE(start({{"RNOTIFY_PRELOAD_WAIT_MS", "0"}}));
+  if (!a_) return;  // skipped
+  Watcher& a = *a_;
+  SshfsBed& bed = *bed_;
   ASSERT_TRUE(a.established()) << a.transcript();
   // A waiting shim would have said that the watch fell back, 5 s later.
   ASSERT_TRUE(a.process().waitForLine(
@@ -238,7 +253,7 @@ TEST(PreloadUnanswered, ProgramToldNotToWaitStartsBeforeTheServerAnswers) {
   writeFile(bed.a("d/mine"), "x");
   EXPECT_TRUE(a.expectSequence({{"CREATE", "d/mine"}, {"CLOSE_WRITE", "d/mine"}})) << a.transcript();
 
-  frozen.reset();  // the server answers: its changes are reported from some point on
+  frozen_.reset();  // the server answers: its changes are reported from some point on
   bool theirs = false;
   for (int i = 0; i < 30 && !theirs; ++i) {
     const std::string name = "theirs" + std::to_string(i);
@@ -254,22 +269,14 @@ TEST(PreloadUnanswered, ProgramToldNotToWaitStartsBeforeTheServerAnswers) {
 
 // By default the program's inotify_add_watch returns once the server has
 // taken the watch: a change made on the server right after is reported.
-TEST(PreloadUnanswered, ProgramWaitsForTheServerByDefault) {
-  if (auto why = missingShim(); !why.empty()) GTEST_SKIP() << why;
-  if (!installed("inotifywait")) {
-    GTEST_SKIP() << "inotifywait is not installed (Debian package inotify-tools)";
-  }
-  SshfsBed bed;
-  ASSERT_EQ(runCommand({"mkdir", bed.server("d")}, Deadline::in(seconds(10))).exitCode, 0);
-  WatcherOptions o = bed.watchA({"-r"});
-  o.program = "inotifywait";
-  o.env = {{"LD_PRELOAD", preloadLibrary()}, {"RNOTIFY_LOG_LEVEL", std::nullopt}};
-  ASSERT_TRUE(fs::is_directory(bed.a("d")));  // the mount's own session is up before
-  auto frozen = std::make_unique<ScopedStop>(bed.sshd().pid());
-  Watcher a(o);
+TEST_F(PreloadUnanswered, ProgramWaitsForTheServerByDefault) {
+  ASSERT_NO_FATAL_FAILURE(start({}));
+  if (!a_) return;  // skipped
+  Watcher& a = *a_;
+  SshfsBed& bed = *bed_;
   // The agent's ssh hangs (its ConnectTimeout is 5 s): no watch is set up.
   EXPECT_FALSE(a.established(seconds(1))) << a.transcript();
-  frozen.reset();
+  frozen_.reset();
   ASSERT_TRUE(a.established()) << a.transcript();
   writeFile(bed.server("d/theirs"), "x");
   EXPECT_TRUE(a.expectSequence({{"CREATE", "d/theirs"}, {"CLOSE_WRITE", "d/theirs"}})) << a.transcript();
