@@ -216,16 +216,18 @@ class Client final : public EventSink {
   struct Retry {
     int attempt = 0;
     std::chrono::steady_clock::time_point due;
-    std::string why;     // the last failure
-    bool first = false;  // no connection was ever made: its watches have no fallback yet
-    int code = 0;        // of the last failure (EHOSTUNREACH: ssh itself could not connect)
+    std::string why;  // the last failure
+    int code = 0;     // of the last failure (EHOSTUNREACH: ssh itself could not connect)
   };
+  // Key's first connection is under way: watches wait for it (attaching)
+  // and have no fallback yet. The one record of it is Watch::attaching.
+  bool firstUnderWay(const std::string& key) const;
   // The connection key of the agent on an sshfs mount's server.
   std::string agentKey(const SshTarget& target) const;
   std::set<std::string> fallbackTold_;  // mounts whose fallback to polling was told
   std::set<int> scanned_;  // the watches whose source has a deadline: only they are looked at for due rounds
   int scanningWd_ = 0;     // the watch whose scan's own directory reads are being drained
-  std::map<std::string, Retry> retries_;  // connections to open (again), by key; see Retry::first
+  std::map<std::string, Retry> retries_;  // connections to open (again), by key
   // Each connection's session on its server (proto::Attach), so that after a
   // reconnection the server replays what was missed instead of a re-read.
   struct Ticket {

@@ -231,7 +231,7 @@ Result<Connection*> Client::connectionFor(const ResolvedPath& resolved, std::str
       const std::string key = agentKey(target);
       *connectionKey = key;
       if (auto retry = retries_.find(key); retry != retries_.end()) {
-        if (retry->second.first) {
+        if (firstUnderWay(key)) {
           if (!originKeys_.count(mountKey)) originKeys_[mountKey] = sshOriginKey(target);
           return Error{EINPROGRESS, "rnotifyd over ssh " + target.destination};
         }
@@ -263,7 +263,7 @@ Result<Connection*> Client::connectionFor(const ResolvedPath& resolved, std::str
       std::string endpoint = entry->endpoint;
       *connectionKey = endpoint;
       if (auto retry = retries_.find(endpoint); retry != retries_.end()) {
-        if (retry->second.first) return Error{EINPROGRESS, "rnotifyd at " + endpoint};
+        if (firstUnderWay(endpoint)) return Error{EINPROGRESS, "rnotifyd at " + endpoint};
         return Error{EAGAIN, retry->second.why.empty() ? "the server is not reachable" : retry->second.why};
       }
       TlsSettings tls = entry->tls;
@@ -453,9 +453,8 @@ void Client::connectionLost(Connection& connection) {
       retry.due = std::chrono::steady_clock::now() + backoff(0);
       retry.why = connection.failure().message;
       retry.code = connection.failure().code;
-      // Watches it had not taken yet (RNOTIFY_NONBLOCK) still wait for a
-      // first connection: if the next attempt fails, they fall back.
-      for (const auto& [wd, watch] : watches_) retry.first |= watch.attaching && watch.connectionKey == key;
+      // Watches it had not taken yet (RNOTIFY_NONBLOCK) stay attaching:
+      // if the next attempt fails, they fall back (firstUnderWay).
       retries_[key] = retry;
       log::info("will try to reach it again in the background");
     }

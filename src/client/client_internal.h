@@ -1,10 +1,11 @@
 // What the files of the client core (client.cc, client_sources.cc,
 // client_connections.cc) share beyond client.h: how the epoll set tells its
-// descriptors apart, and the connect timeout.
+// descriptors apart, and the connect timeout (connect_timeout.h).
 #pragma once
 
 #include <cstdint>
-#include <cstdlib>
+
+#include "client/connect_timeout.h"
 
 namespace rnotify::client_detail {
 
@@ -15,14 +16,5 @@ constexpr uint64_t kTagKeepalive = 4;
 // A WatchSource's descriptor: this bit and the watch descriptor (connections
 // are registered by their address, which never has it).
 constexpr uint64_t kTagNotify = uint64_t{1} << 63;
-
-// RNOTIFY_CONNECT_TIMEOUT_MS, else 20 s: connecting, and each request.
-inline int connectTimeoutMs() {
-  if (const char* env = std::getenv("RNOTIFY_CONNECT_TIMEOUT_MS")) {
-    int value = std::atoi(env);
-    if (value > 0) return value;
-  }
-  return 20000;
-}
 
 }  // namespace rnotify::client_detail

@@ -131,7 +131,7 @@ void Client::advanceOpening(std::string key) {
     retryFailed(key, adopted.error());
     return;
   }
-  const bool first = retries_[key].first;
+  const bool first = firstUnderWay(key);
   retries_.erase(key);
   if (first) {
     log::info("{}: connected; its watches are made", (*adopted)->description());
@@ -161,7 +161,7 @@ void Client::expireOpenings() {
 void Client::retryFailed(const std::string& key, const Error& why) {
   Retry& retry = retries_[key];
   retry.code = why.code;
-  const bool first = std::exchange(retry.first, false);
+  const bool first = firstUnderWay(key);
   ++retry.attempt;
   auto wait = backoff(retry.attempt);
   log::info("{} the server ({}); next try in {} ms", first ? "cannot reach" : "still cannot reach", why.message,
@@ -170,6 +170,13 @@ void Client::retryFailed(const std::string& key, const Error& why) {
   retry.why = why.message;
   if (first) firstAttemptFailed(key, why);
   armReleaseTimer();
+}
+
+bool Client::firstUnderWay(const std::string& key) const {
+  for (const auto& [wd, watch] : watches_) {
+    if (watch.attaching && watch.connectionKey == key) return true;
+  }
+  return false;
 }
 
 void Client::firstAttemptFailed(const std::string& key, const Error& why) {
@@ -207,9 +214,9 @@ Result<Connection*> Client::connect(const std::string& key, Opener open, bool wa
   forgetConnection(key);
   openers_[key] = open;
   if (!wait) {
-    // The attempt runs in next()'s epoll set, as reconnections do.
+    // The attempt runs in next()'s epoll set, as reconnections do; the
+    // caller marks its watch attaching (firstUnderWay).
     Retry& retry = retries_[key];
-    retry.first = true;
     retry.due = std::chrono::steady_clock::now();
     retry.why = "connecting";
     armReleaseTimer();

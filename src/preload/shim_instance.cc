@@ -13,6 +13,7 @@
 #include <cstring>
 #include <string_view>
 
+#include "client/connect_timeout.h"
 #include "common/log.h"
 #include "preload/notice.h"
 #include "preload/real_calls.h"
@@ -43,19 +44,14 @@ size_t maxQueuedEvents() {
 }
 
 // RNOTIFY_PRELOAD_WAIT_MS, or long enough for any connection attempt of the
-// client core (it gives up after RNOTIFY_CONNECT_TIMEOUT_MS, 20 s by default).
+// client core (it gives up after connectTimeoutMs()).
 std::chrono::milliseconds attachWait() {
-  long ms = 0;
   if (const char* env = std::getenv("RNOTIFY_PRELOAD_WAIT_MS"); env != nullptr && *env != '\0') {
     char* end = nullptr;
-    ms = std::strtol(env, &end, 10);
+    const long ms = std::strtol(env, &end, 10);
     if (*end == '\0' && ms >= 0) return std::chrono::milliseconds(ms);
   }
-  ms = 20000;  // the client core's rule (client_internal.h)
-  if (const char* env = std::getenv("RNOTIFY_CONNECT_TIMEOUT_MS"); env != nullptr && std::atol(env) > 0) {
-    ms = std::atol(env);
-  }
-  return std::chrono::milliseconds(ms + 1000);
+  return std::chrono::milliseconds(connectTimeoutMs() + 1000);
 }
 
 // Errors after which asking that server again would only cost the program
@@ -240,11 +236,12 @@ int ShimInstance::addServedWatch(std::unique_lock<std::mutex>& lock, const char*
                                  bool localOnly, const std::string& mountPoint, dev_t device) {
   std::string why;
   int clientWd = -1;
+  // The server's first connection is made by the feed's thread, not here
+  // with the lock held (waitForServer below).
+  const unsigned flags = localOnly ? RNOTIFY_LOCAL_ONLY : RNOTIFY_NONBLOCK;
   if (ensureFeed()) {
     uint32_t clientMask = mask & (IN_ALL_EVENTS | IN_ONLYDIR | IN_DONT_FOLLOW);
-    // The server's first connection is made by the feed's thread, not here
-    // with the lock held (waitForServer below).
-    clientWd = feed_->addWatch(path, clientMask, localOnly ? RNOTIFY_LOCAL_ONLY : RNOTIFY_NONBLOCK, &why);
+    clientWd = feed_->addWatch(path, clientMask, flags, &why);
   }
   if (clientWd < 0) {
     int code = errno;
@@ -264,6 +261,7 @@ int ShimInstance::addServedWatch(std::unique_lock<std::mutex>& lock, const char*
   watch.programMask = mask & ~(IN_MASK_ADD | IN_MASK_CREATE);
   watch.clientMask = mask & IN_ALL_EVENTS;
   watch.path = path;
+  watch.clientFlags = flags;
   served_[wd] = watch;
   byClient_[clientWd] = wd;
   {
@@ -295,10 +293,12 @@ int ShimInstance::updateServedWatch(ServedWatch& watch, int wd, const char* path
   uint32_t missing = watch.programMask & IN_ALL_EVENTS & ~watch.clientMask;
   if (missing == 0) return wd;
   // The client core cannot widen a watch: subscribe anew with the union,
-  // then drop the old one (its remaining events are no longer mapped).
+  // then drop the old one (its remaining events are no longer mapped). With
+  // the first add's flags: never a connection made here, with the lock held
+  // (the first add waited for it as RNOTIFY_PRELOAD_WAIT_MS says).
   std::string why;
   uint32_t union_ = watch.clientMask | missing;
-  int clientWd = feed_->addWatch(path, union_ | (mask & (IN_ONLYDIR | IN_DONT_FOLLOW)), 0, &why);
+  int clientWd = feed_->addWatch(path, union_ | (mask & (IN_ONLYDIR | IN_DONT_FOLLOW)), watch.clientFlags, &why);
   if (clientWd < 0) {
     noticeOnce("widen " + watch.path, "cannot add events to the watch on '" + watch.path + "': " + why);
     return wd;

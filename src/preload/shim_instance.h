@@ -71,7 +71,8 @@ class ShimInstance {
     uint32_t programMask = 0;  // as the program asked (IN_MASK_ADD applied)
     uint32_t clientMask = 0;   // event bits the client core was asked for
     std::string path;
-    bool removing = false;  // the program removed it; only its IGNORED is still to come
+    unsigned clientFlags = 0;  // rnotify_add_watch's flags, again when the mask is widened
+    bool removing = false;     // the program removed it; only its IGNORED is still to come
   };
 
   ShimInstance(UniqueFd kernel, UniqueFd ready, bool plainMasks);
