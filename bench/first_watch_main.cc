@@ -124,12 +124,8 @@ CapiResult capiAdd(const std::string& dir, unsigned flags, int waitForTakenMs) {
 using Samples = std::map<std::string, std::vector<long>>;
 
 bool runRound(const std::string& self, Samples* answers, Samples* silent) {
-  SshfsBedOptions options;
-  options.useNetns = false;
-  options.withMountB = false;
-  SshfsBed bed(options);
-  std::filesystem::create_directory(bed.server("a"));
-  ::setenv("RNOTIFY_AGENT", agentCommand().c_str(), 1);
+  const std::unique_ptr<SshfsBed> owned = clientBenchBed();
+  SshfsBed& bed = *owned;
   const std::string dir = bed.a("a");
   // The floor is inotify's, not the mount's first lookup of the directory.
   if (!std::filesystem::is_directory(dir)) return false;

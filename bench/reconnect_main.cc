@@ -20,7 +20,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <filesystem>
 #include <map>
 #include <mutex>
 #include <string>
@@ -29,7 +28,6 @@
 
 #include "common/read_file.h"
 #include "process.h"
-#include "product.h"
 #include "rnotify/rnotify.h"
 #include "sshfs_bed.h"
 #include "temp_dir.h"
@@ -63,12 +61,8 @@ struct Round {
 };
 
 bool runRound(double seconds, Round* out) {
-  SshfsBedOptions options;
-  options.useNetns = false;
-  options.withMountB = false;
-  SshfsBed bed(options);
-  std::filesystem::create_directory(bed.server("a"));
-  ::setenv("RNOTIFY_AGENT", agentCommand().c_str(), 1);
+  const std::unique_ptr<SshfsBed> owned = clientBenchBed();
+  SshfsBed& bed = *owned;
   rnotify_t* rn = rnotify_init(RNOTIFY_CLOEXEC);
   if (rn == nullptr) return false;
   const int wd = rnotify_add_watch(rn, bed.a("a").c_str(), IN_CREATE | IN_CLOSE_WRITE, 0);

@@ -3,6 +3,11 @@
 
 #include <unistd.h>
 
+#include <cstdlib>
+#include <filesystem>
+
+#include "product.h"
+
 namespace rnotify::testbed {
 
 std::string SshfsBed::missing() {
@@ -82,6 +87,16 @@ std::string SshfsBed::transcript() const {
   if (mountA_) out += "--- sshfs A:\n" + mountA_->transcript();
   if (mountB_) out += "--- sshfs B:\n" + mountB_->transcript();
   return out;
+}
+
+std::unique_ptr<SshfsBed> clientBenchBed() {
+  SshfsBedOptions options;
+  options.useNetns = false;
+  options.withMountB = false;
+  auto bed = std::make_unique<SshfsBed>(options);
+  std::filesystem::create_directory(bed->server("a"));
+  ::setenv("RNOTIFY_AGENT", agentCommand().c_str(), 1);
+  return bed;
 }
 
 }  // namespace rnotify::testbed

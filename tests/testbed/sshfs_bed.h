@@ -76,4 +76,9 @@ class SshfsBed {
   std::unique_ptr<SshfsMount> mountA_, mountB_;
 };
 
+// The bed of the client benchmarks: loopback, mount A only (sshfs
+// defaults), the server's directory "a" made, and this process's
+// RNOTIFY_AGENT set to the build's agent (agentCommand()).
+std::unique_ptr<SshfsBed> clientBenchBed();
+
 }  // namespace rnotify::testbed
