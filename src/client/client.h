@@ -141,12 +141,12 @@ class Client final : public EventSink {
   // server, as inotify_add_watch waits for the kernel); with wait false,
   // schedules its first attempt at once (retryConnections) and says
   // EINPROGRESS.
-  Result<Connection*> connect(const std::string& key, Opener open, bool wait);
+  Result<Connection*> connect(const std::string& key, const Opener& open, bool wait);
   // The first attempt of key's first connection failed: its waiting
   // watches fall back (startFallback) while the server is tried again.
   void firstAttemptFailed(const std::string& key, const Error& why);
   // Takes an established connection in: session, events, epoll, keepalive.
-  Result<Connection*> adopt(const std::string& key, std::unique_ptr<Connection> connection);
+  Result<Connection*> adopt(const std::string& key, std::unique_ptr<Connection> opened);
   // Forgets the connection kept for key (dead: its loss was handled).
   void forgetConnection(const std::string& key);
   void onRemoteEvents(Connection& connection, struct proto::Events& events);

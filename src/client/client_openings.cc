@@ -102,7 +102,8 @@ const std::string* Client::openingKey(const Connection* connection) const {
   return nullptr;
 }
 
-void Client::advanceOpening(std::string key) {
+// By value: key may be the opening's own, which goes.
+void Client::advanceOpening(std::string key) {  // NOLINT(performance-unnecessary-value-param)
   auto it = openings_.find(key);
   if (it == openings_.end()) return;
   Connection& connection = *it->second.connection;
@@ -209,7 +210,7 @@ void Client::forgetConnection(const std::string& key) {
   connections_.erase(it);
 }
 
-Result<Connection*> Client::connect(const std::string& key, Opener open, bool wait) {
+Result<Connection*> Client::connect(const std::string& key, const Opener& open, bool wait) {
   if (auto it = connections_.find(key); it != connections_.end() && it->second->alive()) return it->second.get();
   forgetConnection(key);
   openers_[key] = open;

@@ -125,7 +125,7 @@ class Dedup {
   Entry* find(const std::string& key, Role role);
   void remember(Queue& queue, Entry entry);
   void retire(Entry& entry);
-  void trim(Queue& queue, Clock::time_point now, bool deliverHeld);
+  void trim(Queue& queue, Clock::time_point now, bool isHeld);
   void deliverHeld(Entry& entry, Clock::time_point now);
   // Moves held local reports along when the server renames their entry.
   void followRename(int wd, const Event& event);

@@ -4,7 +4,7 @@
 
 namespace rnotify {
 
-Error Error::fromErrno(int code, std::string what) { return Error{code, what + ": " + std::strerror(code)}; }
+Error Error::fromErrno(int code, const std::string& what) { return Error{code, what + ": " + std::strerror(code)}; }
 
 Error lastError(const std::string& what) { return Error::fromErrno(errno, what); }
 

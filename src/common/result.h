@@ -14,7 +14,7 @@ struct Error {
   int code = 0;         // an errno value (Linux numbering, also on the wire)
   std::string message;  // for humans: names the path and what to do
 
-  static Error fromErrno(int code, std::string what);
+  static Error fromErrno(int code, const std::string& what);
 };
 
 // "open '/x': No such file or directory" from the current errno.

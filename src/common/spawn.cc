@@ -41,10 +41,12 @@ std::vector<std::string> environmentWithoutShim() {
 Result<pid_t> spawnHelper(const std::vector<std::string>& argv, const std::vector<FdMapping>& fds) {
   if (argv.empty()) return Error{EINVAL, "no program to start"};
   std::vector<char*> args;
+  args.reserve(argv.size() + 1);
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
   std::vector<std::string> envStrings = environmentWithoutShim();
   std::vector<char*> env;
+  env.reserve(envStrings.size() + 1);
   for (std::string& e : envStrings) env.push_back(e.data());
   env.push_back(nullptr);
 

@@ -210,7 +210,11 @@ std::string InodeTable::pathOf(fuse_ino_t ino) {
   std::string path;
   for (Inode* i = &getLocked(ino); i != &root_; i = i->parent) {
     if (i == nullptr) return "\n";  // unreachable: no name any more
-    path = path.empty() ? i->name : i->name + "/" + path;
+    if (path.empty()) {
+      path = i->name;
+    } else {
+      path.insert(0, "/").insert(0, i->name);
+    }
   }
   return path;
 }

@@ -186,7 +186,8 @@ void coordinateShutdown(Reflector& reflector, fuse_session* session, pthread_t l
   // The loop's thread waits in sem_wait(), which a signal interrupts; repeat
   // in case it arrived just before the wait began.
   while (!loopDone) {
-    pthread_kill(loopThread, SIGTERM);
+    // The process has a SIGTERM handler (libfuse's): the signal interrupts, it does not end anything.
+    pthread_kill(loopThread, SIGTERM);  // NOLINT(bugprone-bad-signal-to-kill-thread)
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
 }
@@ -220,6 +221,7 @@ int serve(Options& options, Startup& startup) {
   std::vector<std::string> argStrings{"rnotify-fuse", "-o", fuseOpts};
   if (log::level() == log::Level::kDebug && std::getenv("RNOTIFY_FUSE_DEBUG")) argStrings.push_back("-d");
   std::vector<char*> argv;
+  argv.reserve(argStrings.size());
   for (auto& s : argStrings) argv.push_back(s.data());
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
   fuse_session* session = fuse_session_new(&args, &ops, sizeof ops, &view);
@@ -279,9 +281,7 @@ int serve(Options& options, Startup& startup) {
   return gExitCode;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int fuseMain(int argc, char** argv) {
   log::setProgram("rnotify-fuse");
   Options options;
   CLI::App app{helpDescription(), "rnotify-fuse"};
@@ -330,4 +330,17 @@ int main(int argc, char** argv) {
   int code = serve(options, startup);
   startup.done(code);
   return code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return fuseMain(argc, argv);
+  } catch (const std::exception& e) {
+    log::error("fatal: {}", e.what());
+  } catch (...) {
+    log::error("fatal: an unknown exception");
+  }
+  return kExitInternal;
 }

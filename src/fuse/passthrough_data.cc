@@ -135,10 +135,11 @@ void opOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     fuse_reply_err(req, err);
     return;
   }
-  fi->fh = reinterpret_cast<uint64_t>(handle.get());
   // No cache_readdir: every listing is read from SOURCE, which changes
-  // behind our back.
-  if (fuse_reply_open(req, fi) == 0) handle.release();
+  // behind our back. The kernel owns the handle once the reply is sent.
+  DirHandle* owned = handle.release();
+  fi->fh = reinterpret_cast<uint64_t>(owned);
+  if (fuse_reply_open(req, fi) != 0) delete owned;
 }
 
 void opReaddir(fuse_req_t req, fuse_ino_t /*ino*/, size_t size, off_t offset, fuse_file_info* fi) {

@@ -33,7 +33,7 @@ class Reader {
  public:
   explicit Reader(std::string_view bytes) : bytes_(bytes) {}
   bool u8(uint8_t* v) {
-    if (bytes_.size() < 1) return false;
+    if (bytes_.empty()) return false;
     *v = static_cast<uint8_t>(bytes_[0]);
     bytes_.remove_prefix(1);
     return true;

@@ -129,7 +129,7 @@ void TreeView::apply(const Event& event) {
     auto moved = movedAway_.find(event.cookie);
     if (moved != movedAway_.end()) {
       eraseTree(path, nullptr);
-      for (auto& [relative, state] : moved->second) entries_[path + "/" + relative] = state;
+      for (auto& [relative, state] : moved->second) entries_[std::string(path).append("/").append(relative)] = state;
       movedAway_.erase(moved);
     }
   }

@@ -115,6 +115,9 @@ int initShim(int flags, void* caller) {
 
 }  // namespace
 
+// The libc functions the shim stands in for; their parameters keep this
+// file's names, not glibc's reserved ones.
+// NOLINTBEGIN(readability-inconsistent-declaration-parameter-name)
 RNOTIFY_SHIM_EXPORT int inotify_init1(int flags) { return initShim(flags, __builtin_return_address(0)); }
 
 RNOTIFY_SHIM_EXPORT int inotify_init(void) { return initShim(0, __builtin_return_address(0)); }
@@ -138,6 +141,7 @@ RNOTIFY_SHIM_EXPORT ssize_t read(int fd, void* buf, size_t count) {
 }
 
 // _FORTIFY_SOURCE turns read() into this when the buffer's size is known.
+// NOLINTNEXTLINE(bugprone-reserved-identifier): glibc's name, interposed
 RNOTIFY_SHIM_EXPORT ssize_t __read_chk(int fd, void* buf, size_t count, size_t buflen) {
   auto shim = shimFor(fd);
   if (!shim || count > buflen) return real().readChk(fd, buf, count, buflen);  // the latter aborts there
@@ -241,3 +245,4 @@ RNOTIFY_SHIM_EXPORT int close_range(unsigned first, unsigned last, int flags) {
   }
   return result;
 }
+// NOLINTEND(readability-inconsistent-declaration-parameter-name)

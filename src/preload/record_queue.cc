@@ -47,7 +47,8 @@ size_t RecordQueue::take(char* buf, size_t size, bool* tooSmall) {
       *tooSmall = true;
       break;
     }
-    std::memcpy(buf + used, next.data(), next.size());
+    // Whole binary records, not strings.
+    std::memcpy(buf + used, next.data(), next.size());  // NOLINT(bugprone-not-null-terminated-result)
     used += next.size();
     bytes_ -= next.size();
     records_.pop_front();

@@ -13,7 +13,7 @@ namespace {
 
 constexpr size_t kMaxText = 0xffff;
 
-Status check(std::string_view what, std::string problem, int code = EINVAL) {
+Status check(std::string_view what, const std::string& problem, int code = EINVAL) {
   if (problem.empty()) return {};
   return Error{code, "cannot send " + std::string(what) + ": " + problem};
 }

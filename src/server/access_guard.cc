@@ -39,8 +39,9 @@ AccessGuard::AccessGuard(asio::io_context& io, UniqueFd fd, Handler handler)
     : fd_(std::move(fd)), stream_(io, fd_.get()), handler_(std::move(handler)) {}
 
 AccessGuard::~AccessGuard() {
-  stream_.cancel();
-  stream_.release();  // fd_ closes it, once
+  asio::error_code ignored;
+  stream_.cancel(ignored);  // the overload without it throws
+  stream_.release();        // fd_ closes it, once
 }
 
 Status AccessGuard::place(const ConfinedTree& tree, std::vector<int>* chain) {

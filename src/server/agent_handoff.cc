@@ -39,6 +39,7 @@ Result<UniqueFd> connectTo(const std::string& path) {
 // with /dev/null as its standard streams: it must not hold ssh's pipes.
 Status spawnDaemon(const std::vector<std::string>& argv) {
   std::vector<char*> args;
+  args.reserve(argv.size() + 1);
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
   pid_t child = ::fork();
@@ -255,7 +256,7 @@ void AgentAcceptor::accept() {
   });
 }
 
-void AgentAcceptor::receive(std::shared_ptr<asio::local::stream_protocol::socket> socket) {
+void AgentAcceptor::receive(const std::shared_ptr<asio::local::stream_protocol::socket>& socket) {
   const int fd = socket->native_handle();
   struct ucred cred {};
   socklen_t len = sizeof cred;

@@ -54,7 +54,7 @@ class AgentAcceptor {
  private:
   AgentAcceptor(asio::io_context& io, Server& server, std::string path);
   void accept();
-  void receive(std::shared_ptr<asio::local::stream_protocol::socket> socket);
+  void receive(const std::shared_ptr<asio::local::stream_protocol::socket>& socket);
 
   asio::local::stream_protocol::acceptor acceptor_;
   Server& server_;

@@ -205,9 +205,7 @@ int run(const Options& options) {
   return kExitOk;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int rnotifydMain(int argc, char** argv) {
   ::signal(SIGPIPE, SIG_IGN);
   rnotify::log::setProgram("rnotifyd");
   Options options;
@@ -375,10 +373,18 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "rnotifyd: --listen needs at least one --export DIR that clients may watch\n");
     return kExitUsage;
   }
+  return run(options);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
   try {
-    return run(options);
+    return rnotifydMain(argc, argv);
   } catch (const std::exception& e) {
     rnotify::log::error("fatal: {}", e.what());
-    return kExitFailure;
+  } catch (...) {
+    rnotify::log::error("fatal: an unknown exception");
   }
+  return kExitFailure;
 }

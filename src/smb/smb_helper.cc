@@ -131,11 +131,11 @@ struct Worker {
       // for a whole tick: it left the watch.
       self->translator.flush(&events);
     }
-    self->deliver(std::move(events));
+    self->deliver(events);
     return 0;  // the parent ends this process
   }
 
-  void deliver(std::vector<Event> events) {
+  void deliver(const std::vector<Event>& events) {
     for (const Event& e : events) {
       if (e.mask != IN_Q_OVERFLOW && (e.mask & mask) == 0) continue;
       std::string m(1, smbwire::kEvent);
@@ -168,7 +168,7 @@ struct Worker {
         std::vector<Event> events;
         translator.flush(&events);
         events.push_back(overflowEvent());
-        deliver(std::move(events));
+        deliver(events);
         auto now = std::chrono::steady_clock::now();
         if (now - windowStart > std::chrono::seconds(1)) {
           windowStart = now;

@@ -49,7 +49,8 @@ std::vector<DirectoryCache::Directory*> DirectoryCache::atAndBelow(const std::st
   return found;
 }
 
-bool DirectoryCache::repath(std::string from, std::string to) {
+// By value: callers pass paths that live in the cache being changed.
+bool DirectoryCache::repath(std::string from, std::string to) {  // NOLINT(performance-unnecessary-value-param)
   if (from == to || from.empty() || to.empty()) return false;
   std::vector<Directory*> moved = atAndBelow(from);
   bool pinnedMoved = false;

@@ -109,7 +109,7 @@ class FanotifyWatcher final : public Watcher {
   // The length of the event at `event` (0: no complete event there).
   static size_t parse(const char* event, size_t left, Parsed* out);
   void processBuffer(size_t length);
-  void process(const Parsed& event);
+  void process(const Parsed& parsed);
   void onEntry(Directory* d, std::string_view name, uint64_t mask, std::string_view target, int pid);
   void onDirectoryItself(Directory* d, uint64_t mask, int pid);
   void onRename(Filesystem* fs, const Parsed& parsed, uint64_t mask, int pid);

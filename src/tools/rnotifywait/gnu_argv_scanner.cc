@@ -15,7 +15,8 @@ class Scanner {
     for (i_ = 0; i_ < args_.size() && result_.error.empty(); ++i_) {
       const std::string& arg = args_[i_];
       if (arg == "--") {
-        result_.operands.insert(result_.operands.end(), args_.begin() + i_ + 1, args_.end());
+        result_.operands.insert(result_.operands.end(), std::next(args_.begin(), static_cast<std::ptrdiff_t>(i_ + 1)),
+                                args_.end());
         break;
       }
       if (arg.size() > 2 && arg.starts_with("--")) {

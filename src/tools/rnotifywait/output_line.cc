@@ -23,7 +23,8 @@ std::optional<std::string> OutputLine::render(const EventView& ev, const timespe
   switch (style_) {
     case Style::kJson: {
       // Milliseconds are plenty and keep the number short.
-      double seconds = static_cast<double>(now.tv_sec) + static_cast<double>(now.tv_nsec / 1000000) / 1000.0;
+      const long milliseconds = now.tv_nsec / 1000000;
+      double seconds = static_cast<double>(now.tv_sec) + static_cast<double>(milliseconds) / 1000.0;
       return jsonLine(ev, seconds);
     }
     case Style::kCsv:
