@@ -216,11 +216,14 @@ class Client final : public EventSink {
   struct Retry {
     int attempt = 0;
     std::chrono::steady_clock::time_point due;
-    std::string why;  // the last failure
-    int code = 0;     // of the last failure (EHOSTUNREACH: ssh itself could not connect)
+    std::string why;            // the last failure
+    int code = 0;               // of the last failure (EHOSTUNREACH: ssh itself could not connect)
+    bool firstAttempt = false;  // made by connect(wait = false); no attempt has ended yet
   };
-  // Key's first connection is under way: watches wait for it (attaching)
-  // and have no fallback yet. The one record of it is Watch::attaching.
+  // Key's first connection is under way: its first attempt has not ended
+  // (its watches may all be gone meanwhile: a watch added now still joins),
+  // or watches wait for a later attempt (Watch::attaching, after the
+  // connection was lost before it took them). They have no fallback yet.
   bool firstUnderWay(const std::string& key) const;
   // The connection key of the agent on an sshfs mount's server.
   std::string agentKey(const SshTarget& target) const;

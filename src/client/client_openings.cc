@@ -163,6 +163,7 @@ void Client::retryFailed(const std::string& key, const Error& why) {
   Retry& retry = retries_[key];
   retry.code = why.code;
   const bool first = firstUnderWay(key);
+  retry.firstAttempt = false;
   ++retry.attempt;
   auto wait = backoff(retry.attempt);
   log::info("{} the server ({}); next try in {} ms", first ? "cannot reach" : "still cannot reach", why.message,
@@ -174,6 +175,7 @@ void Client::retryFailed(const std::string& key, const Error& why) {
 }
 
 bool Client::firstUnderWay(const std::string& key) const {
+  if (auto retry = retries_.find(key); retry != retries_.end() && retry->second.firstAttempt) return true;
   for (const auto& [wd, watch] : watches_) {
     if (watch.attaching && watch.connectionKey == key) return true;
   }
@@ -216,8 +218,9 @@ Result<Connection*> Client::connect(const std::string& key, const Opener& open, 
   openers_[key] = open;
   if (!wait) {
     // The attempt runs in next()'s epoll set, as reconnections do; the
-    // caller marks its watch attaching (firstUnderWay).
+    // caller marks its watch attaching.
     Retry& retry = retries_[key];
+    retry.firstAttempt = true;
     retry.due = std::chrono::steady_clock::now();
     retry.why = "connecting";
     armReleaseTimer();

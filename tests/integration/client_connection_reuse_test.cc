@@ -280,14 +280,22 @@ TEST_F(ClientConnectionReuse, ANonblockingWatchWhoseSshCannotConnectScansTheMoun
 }
 
 // Watches added while a server's first connection is under way join it:
-// one connection, every watch taken and announced.
+// one connection, every watch taken and announced; also when the watch that
+// started the connection was removed before it was made.
 TEST_F(ClientConnectionReuse, WatchesAddedWhileTheFirstConnectionIsUnderWayShareIt) {
+  const int starter = rnotify_add_watch(rn_, bed_->a("a").c_str(), IN_CREATE, RNOTIFY_NONBLOCK);
+  ASSERT_GT(starter, 0) << rnotify_last_error(rn_);
+  ASSERT_EQ(rnotify_rm_watch(rn_, starter), 0) << rnotify_last_error(rn_);
   const int a = rnotify_add_watch(rn_, bed_->a("a").c_str(), IN_CREATE, RNOTIFY_NONBLOCK);
   const int b = rnotify_add_watch(rn_, bed_->a("b").c_str(), IN_CREATE, RNOTIFY_NONBLOCK);
   const int c = rnotify_add_watch(rn_, bed_->a("c").c_str(), IN_CREATE, 0);  // joins without waiting
   ASSERT_GT(a, 0);
   ASSERT_GT(b, 0);
   ASSERT_GT(c, 0) << rnotify_last_error(rn_);
+  for (int wd : {a, b, c}) {
+    EXPECT_EQ(std::string(rnotify_watch_source(rn_, wd)).rfind(RNOTIFY_SOURCE_CONNECTING, 0), 0u)
+        << "watch " << wd << " did not join the connection under way: " << rnotify_watch_source(rn_, wd);
+  }
   std::set<int> restored;
   for (auto until = Clock::now() + std::chrono::seconds(20); restored.size() < 3 && Clock::now() < until;) {
     rnotify_event ev;
