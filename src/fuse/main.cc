@@ -186,7 +186,7 @@ void coordinateShutdown(Reflector& reflector, fuse_session* session, pthread_t l
   // The loop's thread waits in sem_wait(), which a signal interrupts; repeat
   // in case it arrived just before the wait began.
   while (!loopDone) {
-    // The process has a SIGTERM handler (libfuse's): the signal interrupts, it does not end anything.
+    // SIGTERM has a handler here (onShutdownSignal): it interrupts, it ends nothing.
     pthread_kill(loopThread, SIGTERM);  // NOLINT(bugprone-bad-signal-to-kill-thread)
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
@@ -327,7 +327,14 @@ int fuseMain(int argc, char** argv) {
   if (int code = checkPaths(options); code != 0) return code;
   Startup startup(options.foreground);
   startup.detach();
-  int code = serve(options, startup);
+  int code = kExitInternal;
+  try {
+    code = serve(options, startup);
+  } catch (const std::exception& e) {
+    // While the view is set up: the waiting parent is told 6 (after that
+    // serve() catches nothing; see main()).
+    log::error("fatal: {}", e.what());
+  }
   startup.done(code);
   return code;
 }
