@@ -10,6 +10,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -235,18 +236,29 @@ TEST_F(RnotifydTest, AClientThatDoesNotReadLosesEventsButIsToldWhich) {
   ASSERT_TRUE(c);
   proto::Reply reply = watch(*c, base_ + "/export/dir");
   ASSERT_EQ(reply.status, 0) << reply.message;
-  // Far more than the limit plus the socket's buffers, while the client sleeps.
+  // Far more than the limit plus the socket's buffers (each event is some
+  // 140 bytes: over 900 kB), while the client sleeps; but fewer than the
+  // kernel's own queue holds (two events a file), so that every loss is
+  // rnotifyd's own.
+  std::ifstream limitFile("/proc/sys/fs/inotify/max_queued_events");
+  int kernelQueue = 16384;
+  limitFile >> kernelQueue;
+  const int files = std::min(kernelQueue * 2 / 5, 20000);
+  ASSERT_GT(files * 140, 2 * (65536 + 212992)) << "max_queued_events is too small for this test";
   const std::string stem = base_ + "/export/dir/" + std::string(120, 'n');
-  for (int i = 0; i < 20000; ++i) {
+  for (int i = 0; i < files; ++i) {
     std::string path = stem + std::to_string(i);
     ASSERT_EQ(::close(::open(path.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644)), 0);
     ASSERT_EQ(::unlink(path.c_str()), 0);
   }
-  size_t creates = 0, overflows = 0;
+  size_t creates = 0, overflows = 0, overflowsElsewhere = 0;
   bool sawEnd = false, endAfterOverflow = false;
   c->setEventsHandler([&](Connection&, proto::Events& events) {
     for (auto& e : events.events) {
-      if (e.mask & IN_Q_OVERFLOW) ++overflows;
+      if (e.mask & IN_Q_OVERFLOW) {
+        ++overflows;
+        if (e.watch != reply.watchId) ++overflowsElsewhere;
+      }
       if ((e.mask & IN_CREATE) && e.name == "end") {
         sawEnd = true;
         endAfterOverflow = overflows > 0;
@@ -266,8 +278,12 @@ TEST_F(RnotifydTest, AClientThatDoesNotReadLosesEventsButIsToldWhich) {
       madeEnd = true;
     }
   }
-  EXPECT_EQ(overflows, 1u);
-  EXPECT_LT(creates, 20000u);
+  // Once or more: while the client catches up, rnotifyd may still be reading
+  // the kernel's backlog of the burst faster than the client reads, and shed
+  // again (each notice is true: events were dropped since the one before).
+  EXPECT_GE(overflows, 1u);
+  EXPECT_EQ(overflowsElsewhere, 0u) << "the notice names the watch that lost events";
+  EXPECT_LT(creates, static_cast<size_t>(files));
   EXPECT_TRUE(sawEnd && endAfterOverflow) << "events must flow again after the overflow notice";
 }
 
