@@ -34,6 +34,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <mutex>
 #include <random>
@@ -333,9 +334,18 @@ std::vector<WatchedEvent> untilBarrier(const Watcher& watcher, size_t& dropped) 
 // to the run: awaited (at most 10 s for all) and added, for both watchers
 // alike. (Without it, the oracle once counted one DELETE fewer than the
 // unlinks that succeeded.)
+//
+// A hidden file whose DELETE has not come by then and that is still on the
+// export was left behind by sshfs (libfuse's check of whether the file is
+// still open races with its release): the unlink succeeded for the program,
+// the file stays on the server, and no watcher can report a DELETE. Those
+// are returned. (A CI run once waited 10 s in vain, for both watchers, and
+// the oracle counted one DELETE fewer.) A pending name that is gone from the
+// export is a lost event and stays missing.
 bool isHidden(const WatchedEvent& e) { return e.name.rfind(".fuse_hidden", 0) == 0; }
 
-void addLateHiddenDeletes(const Watcher& watcher, std::vector<WatchedEvent>& events) {
+std::set<std::string> addLateHiddenDeletes(const Watcher& watcher, std::vector<WatchedEvent>& events,
+                                           const std::string& exportDir) {
   std::set<std::string> pending;  // by name: unique, and right even if the directory was renamed since
   for (const WatchedEvent& e : events) {
     if (!isHidden(e)) continue;
@@ -355,6 +365,14 @@ void addLateHiddenDeletes(const Watcher& watcher, std::vector<WatchedEvent>& eve
     if (pending.empty() || std::chrono::steady_clock::now() >= deadline) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));  // polling a condition, within the deadline
   }
+  std::set<std::string> leftBehind;
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(exportDir, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    const std::string name = it->path().filename();
+    if (pending.count(name) != 0) leftBehind.insert(name);
+  }
+  return leftBehind;
 }
 
 // What the operations make of a hidden rename: the unlink's DELETE. The
@@ -391,9 +409,10 @@ std::map<std::string, size_t> structuralEventsOf(const RunResult& run, std::map<
 }
 
 // "" if the oracle's structural events fit the operations, else how not.
-std::string checkOracle(const std::vector<WatchedEvent>& seenByServer, const RunResult& run) {
+std::string checkOracle(const std::vector<WatchedEvent>& seenByServer, const RunResult& run, size_t leftBehind) {
   std::map<std::string, size_t> possible;
   std::map<std::string, size_t> expected = structuralEventsOf(run, possible);
+  expected["DELETE"] -= std::min(leftBehind, expected["DELETE"]);  // see addLateHiddenDeletes
   std::map<std::string, size_t> seen = structuralCounts(seenByServer, {"start"});
   std::set<std::string> kinds;
   for (auto& [k, n] : expected) kinds.insert(k);
@@ -427,6 +446,7 @@ struct ModeReport {
   HistoryComparison comparison;
   size_t serverEvents = 0, aEvents = 0;                        // raw, before collapsing
   size_t serverSelfEvents = 0, aSelfEvents = 0;                // left out, see untilBarrier
+  size_t hiddenLeftBehind = 0;                                 // see addLateHiddenDeletes
   std::map<std::string, std::vector<std::string>> aAnnotated;  // see annotatedHistoryOf
   HistoryComparison remoteOnly;                                // A's REMOTE events alone against the oracle
 };
@@ -490,14 +510,14 @@ class DedupRandomTest : public ::testing::Test {
 
     std::vector<WatchedEvent> seenByA = untilBarrier(watcherA, report.aSelfEvents);
     std::vector<WatchedEvent> seenByServer = untilBarrier(oracle, report.serverSelfEvents);
-    addLateHiddenDeletes(watcherA, seenByA);
-    addLateHiddenDeletes(oracle, seenByServer);
+    addLateHiddenDeletes(watcherA, seenByA, bed_->exportDir());
+    report.hiddenLeftBehind = addLateHiddenDeletes(oracle, seenByServer, bed_->exportDir()).size();
     report.aEvents = seenByA.size();
     report.serverEvents = seenByServer.size();
     if (const char* dir = std::getenv("RNOTIFY_DEDUP_DUMP"); dir != nullptr && *dir != '\0') {
       dump(std::string(dir) + "/" + mode, watcherA, oracle, report.run);
     }
-    std::string oracleMismatch = checkOracle(withoutHiddenRenames(seenByServer), report.run);
+    std::string oracleMismatch = checkOracle(withoutHiddenRenames(seenByServer), report.run, report.hiddenLeftBehind);
     EXPECT_EQ(oracleMismatch, "") << "the oracle does not match the operations that were applied (lost events?)";
     report.comparison = compareHistories(historyOf(seenByServer, {"start"}), historyOf(seenByA, {"start"}));
     std::vector<WatchedEvent> remote;
@@ -538,7 +558,9 @@ class DedupRandomTest : public ::testing::Test {
               << "); server events " << r.serverEvents << ", A events " << r.aEvents
               << " (directories' own events left out: server " << r.serverSelfEvents << ", A " << r.aSelfEvents
               << "); duplicates " << r.comparison.duplicates << ", missing " << r.comparison.missing
-              << ", order violations " << r.comparison.misordered << "\n";
+              << ", order violations " << r.comparison.misordered;
+    if (r.hiddenLeftBehind > 0) std::cout << "; files sshfs left behind as .fuse_hidden " << r.hiddenLeftBehind;
+    std::cout << "\n";
     if (r.comparison.clean()) return;
     std::cout << r.comparison.describe(mode == "off" ? 1 : 8);
     if (mode == "off") return;
