@@ -1,8 +1,9 @@
-// The fanotify backend on real filesystem marks (needs root; skipped
-// otherwise): the same paths, masks and end of watch as the inotify backend,
-// a tree created at once without a race, renames with one cookie, directory
-// handles resolved across renames and removals, the acting pid, and the
-// automatic choice, which watches with inotify and pids first (FUSE too).
+// What only the fanotify backend does, on real filesystem marks (needs root;
+// skipped otherwise): marks asked for their own DELETE/MOVE only where needed,
+// the acting pid, queue overflow, one mark per filesystem, FUSE refusing a
+// filesystem mark, and the automatic choice, which watches with inotify and
+// pids first (FUSE too). What every backend promises (paths, masks, renames
+// with one cookie, the end of a watch) is in watcher_contract_test.cc.
 //
 // A filesystem mark sees the whole filesystem, including whatever else this
 // machine does meanwhile, so "nothing else came" is checked with a barrier: a
@@ -158,164 +159,6 @@ class FanotifyWatcherTest : public ::testing::Test {
   int barriers_ = 0;
 };
 
-TEST_F(FanotifyWatcherTest, ReportsCreateModifyAttribCloseWriteAndDelete) {
-  auto sub = subscribe(root_, false);
-  touch(root_ + "/f");
-  ::chmod((root_ + "/f").c_str(), 0600);
-  { std::ofstream(root_ + "/f", std::ios::app).put('y'); }
-  fs::remove(root_ + "/f");
-  drainUntil([&] { return count(sub, IN_DELETE, "", "f") == 1; }, "DELETE f");
-  EXPECT_EQ(count(sub, IN_CREATE, "", "f"), 1u) << seen();
-  EXPECT_GE(count(sub, IN_MODIFY, "", "f"), 1u) << seen();
-  EXPECT_GE(count(sub, IN_ATTRIB, "", "f"), 1u) << seen();
-  // fanotify merges repeated events of one object while they wait in the queue.
-  EXPECT_GE(count(sub, IN_CLOSE_WRITE, "", "f"), 1u) << seen();
-  // Merged records are handed out in the order a program makes them.
-  EXPECT_LT(indexOf(sub, IN_CREATE, "", "f"), indexOf(sub, IN_CLOSE_WRITE, "", "f")) << seen();
-  for (auto& e : sink_.events) {
-    if (e.sub != sub) continue;
-    EXPECT_EQ(e.pid, ::getpid()) << "our own events are delivered, with our pid: " << describe(e);
-    EXPECT_EQ(__builtin_popcount(e.mask & ~IN_ISDIR), 1) << "one event per call: " << describe(e);
-  }
-}
-
-TEST_F(FanotifyWatcherTest, RecursiveWatchSeesATreeCreatedAtOnce) {
-  auto sub = subscribe(root_, true);
-  fs::create_directories(root_ + "/a/b/c");
-  touch(root_ + "/a/b/c/f");
-  drainUntil([&] { return count(sub, IN_CLOSE_WRITE, "a/b/c", "f") == 1; }, "CLOSE_WRITE a/b/c/f");
-  barrier();
-  EXPECT_EQ(count(sub, IN_CREATE | IN_ISDIR, "", "a"), 1u);
-  EXPECT_EQ(count(sub, IN_CREATE | IN_ISDIR, "a", "b"), 1u);
-  EXPECT_EQ(count(sub, IN_CREATE | IN_ISDIR, "a/b", "c"), 1u);
-  EXPECT_EQ(count(sub, IN_CREATE, "a/b/c", "f"), 1u);
-  EXPECT_EQ(watcher_->kernelWatchCount(), 1u) << "one mark for the filesystem, none per directory";
-}
-
-TEST_F(FanotifyWatcherTest, ManyFilesInANewDirectoryAreEachReportedOnce) {
-  auto sub = subscribe(root_, true);
-  constexpr int kFiles = 3000;
-  fs::create_directory(root_ + "/d");
-  for (int i = 0; i < kFiles; ++i) touch(root_ + "/d/f" + std::to_string(i));
-  drainUntil([&] { return count(sub, IN_CREATE, "d", "f" + std::to_string(kFiles - 1)) == 1; }, "the last file");
-  for (int i = 0; i < kFiles; ++i) ASSERT_EQ(count(sub, IN_CREATE, "d", "f" + std::to_string(i)), 1u) << i;
-}
-
-TEST_F(FanotifyWatcherTest, RenameInOneDirectoryIsOnePairWithOneCookie) {
-  touch(root_ + "/f");
-  auto sub = subscribe(root_, false);
-  fs::rename(root_ + "/f", root_ + "/g");
-  drainUntil([&] { return count(sub, IN_MOVED_TO, "", "g") == 1; }, "MOVED_TO g");
-  const Seen* from = find(sub, IN_MOVED_FROM, "", "f");
-  const Seen* to = find(sub, IN_MOVED_TO, "", "g");
-  ASSERT_NE(from, nullptr) << seen();
-  EXPECT_NE(from->cookie, 0u);
-  EXPECT_EQ(from->cookie, to->cookie);
-  EXPECT_LT(indexOf(sub, IN_MOVED_FROM, "", "f"), indexOf(sub, IN_MOVED_TO, "", "g"));
-}
-
-TEST_F(FanotifyWatcherTest, RenameAcrossDirectoriesIsOnePairWithOneCookie) {
-  fs::create_directories(root_ + "/d1");
-  fs::create_directories(root_ + "/d2");
-  touch(root_ + "/d1/f");
-  auto sub = subscribe(root_, true);
-  fs::rename(root_ + "/d1/f", root_ + "/d2/g");
-  fs::rename(root_ + "/d2/g", root_ + "/d1/h");
-  drainUntil([&] { return count(sub, IN_MOVED_TO, "d1", "h") == 1; }, "MOVED_TO d1/h");
-  const Seen* from = find(sub, IN_MOVED_FROM, "d1", "f");
-  const Seen* to = find(sub, IN_MOVED_TO, "d2", "g");
-  ASSERT_TRUE(from != nullptr && to != nullptr) << seen();
-  EXPECT_NE(from->cookie, 0u);
-  EXPECT_EQ(from->cookie, to->cookie);
-  EXPECT_NE(find(sub, IN_MOVED_TO, "d1", "h")->cookie, from->cookie) << "each rename has its own cookie";
-}
-
-TEST_F(FanotifyWatcherTest, EventsInARenamedDirectoryHaveItsNewPath) {
-  fs::create_directories(root_ + "/a/sub/deep");
-  auto sub = subscribe(root_, true);
-  touch(root_ + "/a/sub/deep/f1");  // the cache now knows a/sub/deep
-  drainUntil([&] { return count(sub, IN_CREATE, "a/sub/deep", "f1") == 1; }, "CREATE a/sub/deep/f1");
-  fs::rename(root_ + "/a", root_ + "/b");
-  touch(root_ + "/b/sub/deep/f2");
-  touch(root_ + "/b/sub/f3");
-  drainUntil([&] { return count(sub, IN_CREATE, "b/sub", "f3") == 1; }, "CREATE under the new name");
-  EXPECT_EQ(count(sub, IN_CREATE, "b/sub/deep", "f2"), 1u) << seen();
-  EXPECT_EQ(count(sub, IN_MOVED_FROM | IN_ISDIR, "", "a"), 1u);
-  EXPECT_EQ(count(sub, IN_MOVED_TO | IN_ISDIR, "", "b"), 1u);
-  EXPECT_EQ(count(sub, IN_CREATE, "a/sub/deep", "f2"), 0u) << seen();
-}
-
-TEST_F(FanotifyWatcherTest, DirectoryMovedOutOfTheTreeIsOnlyAMovedFrom) {
-  fs::create_directories(root_ + "/in/x");
-  fs::create_directories(root_ + "/out");
-  auto sub = subscribe(root_ + "/in", true);
-  touch(root_ + "/in/x/f");
-  drainUntil([&] { return count(sub, IN_CREATE, "x", "f") == 1; }, "CREATE x/f");
-  fs::rename(root_ + "/in/x", root_ + "/out/x");
-  touch(root_ + "/out/x/g");
-  barrier();
-  const Seen* from = find(sub, IN_MOVED_FROM | IN_ISDIR, "", "x");
-  ASSERT_NE(from, nullptr) << seen();
-  EXPECT_NE(from->cookie, 0u);
-  EXPECT_EQ(count(sub, IN_MOVED_TO, "", "x"), 0u);
-  EXPECT_EQ(count(sub, IN_CREATE, "x", "g"), 0u) << "x has left the tree: " << seen();
-}
-
-TEST_F(FanotifyWatcherTest, DirectoryMovedIntoTheTreeIsOnlyAMovedToAndThenWatched) {
-  fs::create_directories(root_ + "/in");
-  fs::create_directories(root_ + "/out/y");
-  auto sub = subscribe(root_ + "/in", true);
-  touch(root_ + "/out/y/outside");  // the cache now knows out/y, outside the tree
-  barrier();
-  fs::rename(root_ + "/out/y", root_ + "/in/y");
-  touch(root_ + "/in/y/inside");
-  drainUntil([&] { return count(sub, IN_CREATE, "y", "inside") == 1; }, "CREATE y/inside");
-  EXPECT_EQ(count(sub, IN_MOVED_TO | IN_ISDIR, "", "y"), 1u);
-  EXPECT_EQ(count(sub, IN_MOVED_FROM, "", "y"), 0u);
-  EXPECT_EQ(count(sub, IN_CREATE, "y", "outside"), 0u);
-}
-
-TEST_F(FanotifyWatcherTest, NonRecursiveWatchSeesOnlyItsDirectory) {
-  fs::create_directories(root_ + "/d");
-  auto sub = subscribe(root_, false);
-  touch(root_ + "/d/inner");
-  fs::create_directory(root_ + "/e");
-  touch(root_ + "/g");
-  ::chmod((root_ + "/d").c_str(), 0700);
-  barrier();
-  EXPECT_EQ(count(sub, IN_CREATE, "", "g"), 1u) << seen();
-  EXPECT_EQ(count(sub, IN_CREATE | IN_ISDIR, "", "e"), 1u) << seen();
-  EXPECT_EQ(count(sub, IN_ATTRIB | IN_ISDIR, "", "d"), 1u) << "a change of a child directory itself: " << seen();
-  EXPECT_EQ(count(sub, IN_CREATE, "d", "inner"), 0u) << seen();
-}
-
-TEST_F(FanotifyWatcherTest, EventsOutsideTheTreeAreNotDelivered) {
-  fs::create_directories(root_ + "/in");
-  fs::create_directories(root_ + "/inx");  // shares a prefix, is not below
-  auto sub = subscribe(root_ + "/in", true);
-  touch(root_ + "/inx/f");
-  touch(root_ + "/g");
-  touch(root_ + "/in/h");
-  barrier();
-  EXPECT_EQ(count(sub, IN_CREATE, "", "h"), 1u) << seen();
-  for (auto& e : sink_.events) {
-    if (e.sub == sub) {
-      EXPECT_TRUE(e.dir.empty() && e.name == "h") << describe(e);
-    }
-  }
-}
-
-TEST_F(FanotifyWatcherTest, DeletingTheWatchedDirectoryEndsTheSubscription) {
-  fs::create_directories(root_ + "/w");
-  auto sub = subscribe(root_ + "/w", false);
-  fs::remove(root_ + "/w");
-  drainUntil([&] { return count(sub, IN_IGNORED, "", "") == 1; }, "IGNORED");
-  EXPECT_EQ(count(sub, IN_DELETE_SELF, "", ""), 1u);
-  EXPECT_LT(indexOf(sub, IN_DELETE_SELF, "", ""), indexOf(sub, IN_IGNORED, "", ""));
-  EXPECT_EQ(find(sub, IN_DELETE_SELF, "", "")->mask, static_cast<uint32_t>(IN_DELETE_SELF)) << "as inotify: no ISDIR";
-  EXPECT_EQ(watcher_->kernelWatchCount(), 0u) << "the last subscription on the filesystem released its mark";
-}
-
 // The group's marks as the kernel lists them (/proc/self/fdinfo): masks of
 // filesystem marks and of inode marks.
 struct Marks {
@@ -360,97 +203,6 @@ TEST_F(FanotifyWatcherTest, OnlyRootsAndWatchedFilesAskForTheirOwnDeleteAndMove)
   EXPECT_TRUE(marks.filesystem.empty());
 }
 
-// As InotifyWatcherTest.SubdirectoriesReportTheirOwnDeleteAndMove: derived
-// from the parent's DELETE and RENAME of a directory.
-TEST_F(FanotifyWatcherTest, SubdirectoriesReportTheirOwnDeleteAndMove) {
-  fs::create_directories(root_ + "/a/b");
-  fs::create_directories(root_ + "/a/c");
-  auto sub = subscribe(root_, true);
-  auto flat = subscribe(root_ + "/a", false);
-  fs::rename(root_ + "/a/c", root_ + "/a/d");
-  touch(root_ + "/a/f");
-  fs::remove(root_ + "/a/f");
-  fs::remove(root_ + "/a/b");
-  drainUntil([&] { return count(sub, IN_DELETE | IN_ISDIR, "a", "b") == 1; }, "DELETE a/b");
-  barrier();
-  EXPECT_EQ(count(sub, IN_DELETE_SELF, "a/b", ""), 1u) << seen();
-  EXPECT_EQ(count(sub, IN_MOVE_SELF, "a/d", ""), 1u) << seen();
-  EXPECT_EQ(find(sub, IN_DELETE_SELF, "a/b", "")->mask, static_cast<uint32_t>(IN_DELETE_SELF)) << "no ISDIR";
-  EXPECT_LT(indexOf(sub, IN_DELETE_SELF, "a/b", ""), indexOf(sub, IN_DELETE | IN_ISDIR, "a", "b"));
-  EXPECT_LT(indexOf(sub, IN_MOVED_TO | IN_ISDIR, "a", "d"), indexOf(sub, IN_MOVE_SELF, "a/d", ""));
-  size_t selfEvents = 0;
-  for (auto& e : sink_.events) selfEvents += (e.mask & (IN_DELETE_SELF | IN_MOVE_SELF)) != 0;
-  EXPECT_EQ(selfEvents, 2u) << "none for the file, none for the non-recursive subscription:\n" << seen();
-  EXPECT_EQ(count(flat, IN_DELETE | IN_ISDIR, "", "b"), 1u);
-}
-
-TEST_F(FanotifyWatcherTest, ASubscriptionRootInsideATreeReportsItsOwnDeleteOnce) {
-  fs::create_directories(root_ + "/a/r");
-  auto outer = subscribe(root_, true);
-  auto inner = subscribe(root_ + "/a/r", false);
-  fs::remove(root_ + "/a/r");
-  drainUntil([&] { return count(inner, IN_IGNORED, "", "") == 1; }, "IGNORED for inner");
-  barrier();
-  EXPECT_EQ(count(inner, IN_DELETE_SELF, "", ""), 1u) << seen();
-  EXPECT_EQ(count(outer, IN_DELETE_SELF, "a/r", ""), 1u) << seen();
-  EXPECT_EQ(count(outer, IN_DELETE | IN_ISDIR, "a", "r"), 1u) << seen();
-}
-
-TEST_F(FanotifyWatcherTest, AMovedRootIsFollowed) {
-  fs::create_directories(root_ + "/w");
-  auto sub = subscribe(root_ + "/w", true);
-  fs::rename(root_ + "/w", root_ + "/v");
-  touch(root_ + "/v/f");
-  drainUntil([&] { return count(sub, IN_CREATE, "", "f") == 1; }, "CREATE f in the moved root");
-  EXPECT_EQ(count(sub, IN_MOVE_SELF, "", ""), 1u) << seen();
-}
-
-TEST_F(FanotifyWatcherTest, ARootFollowsARenameOfItsParent) {
-  fs::create_directories(root_ + "/p/w/x");
-  auto sub = subscribe(root_ + "/p/w", true);
-  touch(root_ + "/p/w/x/f1");
-  drainUntil([&] { return count(sub, IN_CREATE, "x", "f1") == 1; }, "CREATE x/f1");
-  fs::rename(root_ + "/p", root_ + "/q");
-  touch(root_ + "/q/w/x/f2");
-  touch(root_ + "/q/w/f3");
-  drainUntil([&] { return count(sub, IN_CREATE, "", "f3") == 1; }, "CREATE f3 under the moved root");
-  EXPECT_EQ(count(sub, IN_CREATE, "x", "f2"), 1u) << seen();
-}
-
-TEST_F(FanotifyWatcherTest, ARemovedTreeIsReportedWithItsPaths) {
-  // The directories are gone before their events are read, and were never
-  // seen before: their paths come from the removals later in the same read.
-  fs::create_directories(root_ + "/a/b/c");
-  touch(root_ + "/a/b/c/f");
-  auto sub = subscribe(root_, true);
-  fs::remove_all(root_ + "/a");
-  drainUntil([&] { return count(sub, IN_DELETE | IN_ISDIR, "", "a") == 1; }, "DELETE a");
-  EXPECT_EQ(count(sub, IN_DELETE, "a/b/c", "f"), 1u) << seen();
-  EXPECT_EQ(count(sub, IN_DELETE | IN_ISDIR, "a/b", "c"), 1u) << seen();
-  EXPECT_EQ(count(sub, IN_DELETE | IN_ISDIR, "a", "b"), 1u) << seen();
-}
-
-TEST_F(FanotifyWatcherTest, OverlappingSubscriptionsShareTheMarkAndSeeRelativePaths) {
-  fs::create_directories(root_ + "/a/b");
-  auto outer = subscribe(root_, true);
-  auto inner = subscribe(root_ + "/a", true);
-  auto flat = subscribe(root_ + "/a/b", false, IN_CREATE);
-  EXPECT_EQ(watcher_->kernelWatchCount(), 1u);
-  touch(root_ + "/a/b/f");
-  drainUntil(
-      [&] { return count(outer, IN_CLOSE_WRITE, "a/b", "f") == 1 && count(inner, IN_CLOSE_WRITE, "b", "f") == 1; },
-      "both views of a/b/f");
-  EXPECT_EQ(count(flat, IN_CREATE, "", "f"), 1u);
-  EXPECT_EQ(count(flat, IN_CLOSE_WRITE, "", "f"), 0u) << "flat asked only for IN_CREATE";
-  watcher_->unsubscribe(outer);
-  touch(root_ + "/a/g");
-  drainUntil([&] { return count(inner, IN_CREATE, "", "g") == 1; }, "inner still served");
-  EXPECT_EQ(count(outer, IN_CREATE, "a", "g"), 0u);
-  watcher_->unsubscribe(inner);
-  watcher_->unsubscribe(flat);
-  EXPECT_EQ(watcher_->kernelWatchCount(), 0u);
-}
-
 TEST_F(FanotifyWatcherTest, PidIsTheActingProcess) {
   auto sub = subscribe(root_, false);
   pid_t child = ::fork();
@@ -470,35 +222,6 @@ TEST_F(FanotifyWatcherTest, PidIsTheActingProcess) {
   EXPECT_EQ(find(sub, IN_CREATE, "", "by-us")->pid, ::getpid());
 }
 
-TEST_F(FanotifyWatcherTest, ReadingADirectoryIsReportedOnItAndOnItsParent) {
-  fs::create_directories(root_ + "/n");
-  SubscribeOptions options;
-  options.mask = IN_ALL_EVENTS;
-  options.recursive = true;
-  auto sub = watcher_->subscribe(root_, options);
-  ASSERT_TRUE(sub.ok());
-  DIR* d = ::opendir((root_ + "/n").c_str());
-  ASSERT_NE(d, nullptr);
-  ::closedir(d);
-  drainUntil(
-      [&] { return count(*sub, IN_OPEN | IN_ISDIR, "", "n") == 1 && count(*sub, IN_OPEN | IN_ISDIR, "n", "") == 1; },
-      "OPEN of n as inotify reports it");
-}
-
-TEST_F(FanotifyWatcherTest, WatchesAFileByItsIdentity) {
-  touch(root_ + "/f");
-  auto sub = subscribe(root_ + "/f", false);
-  { std::ofstream(root_ + "/f", std::ios::app).put('y'); }
-  drainUntil([&] { return count(sub, IN_CLOSE_WRITE, "", "") == 1; }, "CLOSE_WRITE of the file");
-  EXPECT_EQ(count(sub, IN_MODIFY, "", ""), 1u);
-  fs::rename(root_ + "/f", root_ + "/g");
-  fs::remove(root_ + "/g");
-  drainUntil([&] { return count(sub, IN_IGNORED, "", "") == 1; }, "IGNORED");
-  EXPECT_EQ(count(sub, IN_MOVE_SELF, "", ""), 1u) << seen();
-  EXPECT_EQ(count(sub, IN_DELETE_SELF, "", ""), 1u) << seen();
-  EXPECT_LT(indexOf(sub, IN_DELETE_SELF, "", ""), indexOf(sub, IN_IGNORED, "", ""));
-}
-
 TEST_F(FanotifyWatcherTest, QueueOverflowIsReportedToEverySubscription) {
   // The queue limit is read when a group is created: lower it for ours only.
   const char* limit = "/proc/sys/fs/fanotify/max_queued_events";
@@ -516,22 +239,6 @@ TEST_F(FanotifyWatcherTest, QueueOverflowIsReportedToEverySubscription) {
              "IN_Q_OVERFLOW on both subscriptions");
   touch(root_ + "/a/after");
   drainUntil([&] { return count(a, IN_CREATE, "", "after") == 1; }, "events after the overflow");
-}
-
-TEST_F(FanotifyWatcherTest, RefusesMissingPathsAndRecursiveWatchesOnFiles) {
-  SubscribeOptions options;
-  options.mask = IN_CREATE;
-  auto missing = watcher_->subscribe(root_ + "/nope", options);
-  ASSERT_FALSE(missing.ok());
-  EXPECT_EQ(missing.error().code, ENOENT);
-  EXPECT_NE(missing.error().message.find(root_ + "/nope"), std::string::npos) << missing.error().message;
-
-  touch(root_ + "/file");
-  options.recursive = true;
-  auto file = watcher_->subscribe(root_ + "/file", options);
-  ASSERT_FALSE(file.ok());
-  EXPECT_EQ(file.error().code, ENOTDIR);
-  EXPECT_EQ(watcher_->kernelWatchCount(), 0u);
 }
 
 TEST_F(FanotifyWatcherTest, MarksEachFilesystemOnce) {
