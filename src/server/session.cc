@@ -20,6 +20,7 @@ Session::Session(Server& server, std::unique_ptr<Transport> transport, uint64_t 
       id_(id),
       description_("client " + std::to_string(id) + " (" + transport_->describe() + ")"),
       reader_(proto::kMinMaxFrame),  // a Hello must fit in 4 KiB; the full limit applies after it
+      rootRelease_(server.io()),
       handshakeTimer_(server.io()),
       graceTimer_(server.io()),
       watchdog_(server.io()) {}
@@ -367,6 +368,7 @@ void Session::stopServing() {
   handshakeTimer_.cancel();
   graceTimer_.cancel();
   watchdog_.cancel();
+  rootRelease_.cancel();
   dropSnapshots();
   if (!countedAs_.empty()) server_.leaveClient(countedAs_);
   countedAs_.clear();

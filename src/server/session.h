@@ -208,6 +208,16 @@ class Session : public std::enable_shared_from_this<Session> {
   void dropStatDirs();
   void dropListability();
   void attachStat(WatchState& state, std::string_view dir, std::string_view name);
+  // The roots opened for stat attachments are kept while events come
+  // (opening one again as the client for each event cost about 10 us of
+  // latency), and let go kRootHold after the last use: a descriptor held
+  // on a root defers its IN_DELETE_SELF until it is closed.
+  static constexpr std::chrono::milliseconds kRootHold{50};
+  asio::steady_timer rootRelease_;
+  bool rootReleaseArmed_ = false;
+  std::chrono::steady_clock::time_point rootUsed_{};
+  void armRootRelease(std::chrono::steady_clock::duration after);
+  void releaseRoots();
   // Descriptors of directories kept for stat attachments, in all watches
   // (counted from the last drop; at most kMaxStatDirs are kept).
   size_t statDirs_ = 0;

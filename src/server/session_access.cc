@@ -83,12 +83,35 @@ void Session::attachStat(WatchState& state, std::string_view dir, std::string_vi
   struct stat st;
   scratch_.hasStat = ConfinedTree::statAt(it->second.fd.get(), name, &st);
   if (scratch_.hasStat) scratch_.stat = eventStatOf(st);
-  // The root is not kept: a descriptor held on it would defer its
-  // IN_DELETE_SELF (subdirectories kept are let go when they are removed or
-  // moved: dropStatDirs).
+  // The root is kept only briefly: a descriptor held on it defers its
+  // IN_DELETE_SELF until it is closed (subdirectories kept are let go when
+  // they are removed or moved: dropStatDirs).
   if (dir.empty()) {
-    state.dirs.erase(it);
-    --statDirs_;
+    rootUsed_ = std::chrono::steady_clock::now();
+    if (!rootReleaseArmed_) armRootRelease(kRootHold);
+  }
+}
+
+void Session::armRootRelease(std::chrono::steady_clock::duration after) {
+  rootReleaseArmed_ = true;
+  rootRelease_.expires_after(after);
+  rootRelease_.async_wait([weak = weak_from_this()](std::error_code ec) {
+    auto self = weak.lock();
+    if (ec || !self) return;
+    self->rootReleaseArmed_ = false;
+    if (self->closed_) return;
+    const auto idle = std::chrono::steady_clock::now() - self->rootUsed_;
+    if (idle < kRootHold) {
+      self->armRootRelease(kRootHold - idle);
+    } else {
+      self->releaseRoots();
+    }
+  });
+}
+
+void Session::releaseRoots() {
+  for (auto& [id, state] : watches_) {
+    if (state.dirs.erase(std::string()) != 0 && statDirs_ > 0) --statDirs_;
   }
 }
 
@@ -142,7 +165,10 @@ void Session::recheckAccess(SubscriptionId watch) {
   state.suspended = state.heldBack = false;
   const ConfinedTree& tree = *state.tree;
   std::string lost = tree.whyUnreachable(*actAs_);
-  if (lost.empty() && (mask & (IN_MOVE_SELF | IN_IGNORED | IN_Q_OVERFLOW))) {
+  // Deleted (whyUnreachable passes it): its IN_DELETE_SELF and IN_IGNORED
+  // end the watch; nothing to guard any more.
+  const bool deleted = lost.empty() && !tree.openRoot();
+  if (lost.empty() && !deleted && (mask & (IN_MOVE_SELF | IN_IGNORED | IN_Q_OVERFLOW))) {
     // Still reachable, maybe through other directories now: guard those.
     if (Status guarded = server_.guard().guard(watch, tree); !guarded) {
       lost = "it moved while it was being checked; watch it again";

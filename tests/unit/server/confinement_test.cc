@@ -477,6 +477,34 @@ TEST_F(Confinement, StatAttachmentsNeverDescribeAnythingOutsideTheWatch) {
   }
 }
 
+// The stat attachments keep the watched root's descriptor while events come
+// (Session::kRootHold): its entries are still described, and removing the
+// root still ends the watch with IN_DELETE_SELF and IN_IGNORED (a descriptor
+// held for good would hold them back), not as a revocation (the parent's
+// DELETE suspends the watch for a re-check, which once dropped them).
+TEST_F(Confinement, AWatchedRootKeptForStatAttachmentsStillEndsTheWatchWhenRemoved) {
+  mkdir("export/r", 0755);
+  startClient();
+  const uint32_t w = watch(exportDir_ + "/r", proto::kWatchStat, nullptr, IN_CREATE | IN_DELETE | IN_DELETE_SELF);
+  ASSERT_NE(w, 0u);
+  for (const std::string name : {"f", "g"}) {
+    touch("export/r/" + name);
+    struct stat real;
+    ASSERT_EQ(::stat((exportDir_ + "/r/" + name).c_str(), &real), 0);
+    std::istringstream answer(waitFor(w, IN_CREATE, name));
+    uint32_t mask = 0;
+    int hasStat = 0;
+    uint64_t ino = 0;
+    ASSERT_TRUE(answer >> mask >> hasStat >> ino) << "no event for " << name;
+    EXPECT_EQ(hasStat, 1) << name;
+    EXPECT_EQ(ino, static_cast<uint64_t>(real.st_ino)) << name;
+  }
+  fs::remove_all(exportDir_ + "/r");
+  EXPECT_NE(waitFor(w, IN_DELETE_SELF, "-"), "timeout") << "the removed root's IN_DELETE_SELF was lost or held back";
+  EXPECT_NE(waitFor(w, IN_IGNORED, "-"), "timeout") << "the watch of a removed root did not end";
+  EXPECT_EQ(clientLog().find("ended:"), std::string::npos) << "a removed root is not a revocation: " << clientLog();
+}
+
 // A measurement, not a check (run with --gtest_also_run_disabled_tests):
 // how long nobody waits for the events of RNOTIFY_MEASURE_FILES creates
 // (default 20000) in a watch with stat attachments.

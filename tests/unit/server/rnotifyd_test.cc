@@ -119,10 +119,11 @@ class RnotifydTest : public ::testing::Test {
     return c.ok() ? std::move(*c) : nullptr;
   }
 
-  proto::Reply watch(Connection& c, const std::string& path, uint32_t flags = 0) {
+  proto::Reply watch(Connection& c, const std::string& path, uint32_t flags = 0,
+                     uint32_t mask = IN_CREATE | IN_DELETE) {
     proto::Watch w;
     w.path = path;
-    w.mask = IN_CREATE | IN_DELETE;
+    w.mask = mask;
     w.flags = flags;
     auto reply = c.request(w, 5000);
     EXPECT_TRUE(reply.ok()) << reply.error().message;
@@ -285,6 +286,42 @@ TEST_F(RnotifydTest, AClientThatDoesNotReadLosesEventsButIsToldWhich) {
   EXPECT_EQ(overflowsElsewhere, 0u) << "the notice names the watch that lost events";
   EXPECT_LT(creates, static_cast<size_t>(files));
   EXPECT_TRUE(sawEnd && endAfterOverflow) << "events must flow again after the overflow notice";
+}
+
+// With stat attachments the daemon keeps the watched directory open while
+// its events come (Session::kRootHold), and must let go of it: a descriptor
+// held on it would hold back its IN_DELETE_SELF and IN_IGNORED for good.
+TEST_F(RnotifydTest, RemovingAWatchedDirectoryEndsAWatchWithStat) {
+  auto daemon = start();
+  auto c = client();
+  ASSERT_TRUE(c);
+  std::filesystem::create_directories(base_ + "/export/gone");
+  proto::Reply reply = watch(*c, base_ + "/export/gone", proto::kWatchStat, IN_CREATE | IN_DELETE_SELF);
+  ASSERT_EQ(reply.status, 0) << reply.message;
+  bool described = false, deleteSelf = false, ignored = false;
+  c->setEventsHandler([&](Connection&, proto::Events& events) {
+    for (auto& e : events.events) {
+      if (e.watch != reply.watchId) continue;
+      if ((e.mask & IN_CREATE) && e.name == "f") described = e.hasStat;
+      if (e.mask & IN_DELETE_SELF) deleteSelf = true;
+      if (e.mask & IN_IGNORED) ignored = deleteSelf;  // and in that order
+    }
+  });
+  auto pumpUntil = [&](const bool& flag, std::chrono::milliseconds within) {
+    for (auto deadline = Clock::now() + within; !flag && Clock::now() < deadline;) {
+      struct pollfd p = {c->readFd(), POLLIN, 0};
+      ::poll(&p, 1, 100);
+      if (!c->pump()) return false;
+    }
+    return flag;
+  };
+  std::ofstream(base_ + "/export/gone/f") << "x";
+  ASSERT_TRUE(pumpUntil(described, std::chrono::seconds(5))) << "no CREATE of f with the entry's state";
+  std::filesystem::remove_all(base_ + "/export/gone");
+  // It is let go 50 ms after its last use; the session's watchdog, every
+  // 2 s, would only be the backstop.
+  EXPECT_TRUE(pumpUntil(ignored, std::chrono::milliseconds(1000)))
+      << "IN_DELETE_SELF then IN_IGNORED did not come within 1 s: DELETE_SELF seen " << deleteSelf;
 }
 
 // Hostile clients (issue 6): each gets a clear error, and a well-behaved
