@@ -33,7 +33,8 @@ std::string helpFooter() {
   4  SOURCE disappeared while mounted (the network mount went away); the view
      was unmounted
   5  no event source for SOURCE could be set up
-  6  an unexpected failure while setting up the view (out of memory), logged
+  6  an unexpected failure (out of memory), logged; after the view was
+     mounted, it is unmounted first
   Without -f these are the exit status of the command itself: it returns only
   once the view is mounted and subscribed, or has failed.
 

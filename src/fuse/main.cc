@@ -19,6 +19,7 @@
 #include <atomic>
 #include <climits>
 #include <cstdlib>
+#include <exception>
 #include <memory>
 #include <string>
 #include <thread>
@@ -247,19 +248,34 @@ int serve(Options& options, Startup& startup) {
   });
   std::atomic<bool> loopDone{false};
   std::thread shutdown(coordinateShutdown, std::ref(reflector), session, pthread_self(), std::cref(loopDone));
-  log::info("view of '{}' mounted on '{}'", options.source, options.mountPoint);
-  startup.done(kExitOk);
+  // Whatever ends this scope (an exception included) lets the coordinator go
+  // and joins it: a joinable thread destroyed would end the process at once.
+  struct JoinCoordinator {
+    std::thread& thread;
+    std::atomic<bool>& done;
+    ~JoinCoordinator() {
+      done = true;
+      requestShutdown('E');
+      if (thread.joinable()) thread.join();
+    }
+  };
+  std::exception_ptr failure;  // rethrown once the view is taken down as usual
+  {
+    JoinCoordinator join{shutdown, loopDone};
+    try {
+      log::info("view of '{}' mounted on '{}'", options.source, options.mountPoint);
+      startup.done(kExitOk);
 
-  fuse_loop_config* loop = fuse_loop_cfg_create();
-  fuse_loop_cfg_set_max_threads(loop, options.maxThreads);
-  fuse_loop_cfg_set_clone_fd(loop, 0);
-  int loopResult = fuse_session_loop_mt(session, loop);
-  fuse_loop_cfg_destroy(loop);
-  if (loopResult != 0 && gExitCode == kExitOk) log::debug("session loop ended with {}", loopResult);
-
-  loopDone = true;
-  requestShutdown('E');
-  shutdown.join();
+      fuse_loop_config* loop = fuse_loop_cfg_create();
+      fuse_loop_cfg_set_max_threads(loop, options.maxThreads);
+      fuse_loop_cfg_set_clone_fd(loop, 0);
+      int loopResult = fuse_session_loop_mt(session, loop);
+      fuse_loop_cfg_destroy(loop);
+      if (loopResult != 0 && gExitCode == kExitOk) log::debug("session loop ended with {}", loopResult);
+    } catch (...) {
+      failure = std::current_exception();
+    }
+  }
 
   // Normally the reflector has stopped already. If the loop ended by itself
   // (the view unmounted from outside, a device error), it may still be
@@ -278,6 +294,7 @@ int serve(Options& options, Startup& startup) {
             stats.failed.load(), stats.ignored.load());
   restoreSignalHandlers();
   fuse_session_destroy(session);
+  if (failure) std::rethrow_exception(failure);
   return gExitCode;
 }
 
@@ -331,8 +348,8 @@ int fuseMain(int argc, char** argv) {
   try {
     code = serve(options, startup);
   } catch (const std::exception& e) {
-    // While the view is set up: the waiting parent is told 6 (after that
-    // serve() catches nothing; see main()).
+    // While the view is set up, the waiting parent is told 6; after that,
+    // serve() has taken the view down first, and 6 is the exit code.
     log::error("fatal: {}", e.what());
   }
   startup.done(code);
