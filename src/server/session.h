@@ -68,7 +68,8 @@ class Session : public std::enable_shared_from_this<Session> {
   // directory was renamed meanwhile, replaced by IN_Q_OVERFLOW so that the
   // client re-reads the watch.
   void suspendForRecheck(SubscriptionId watch, uint32_t mask);
-  void recheckAccess(SubscriptionId watch);
+  // `ending`: the watch's IN_IGNORED came first (it is not guarded again).
+  void recheckAccess(SubscriptionId watch, bool ending = false);
   // Lets go of descriptors that hold deleted directories (see
   // ConfinedTree::releaseIfDeleted); with a name, only of watch roots that
   // had that name (a directory of that name was just removed).
@@ -151,7 +152,8 @@ class Session : public std::enable_shared_from_this<Session> {
     struct StatDir {
       UniqueFd fd;
       bool searchable = false;
-      struct stat checked = {};  // mode and owner when checked: others mean check again
+      struct stat checked = {};                      // mode and owner when checked: others mean check again
+      std::chrono::steady_clock::time_point used{};  // the root's: last attachment (kRootHold)
     };
     std::unordered_map<std::string, StatDir> dirs;
   };
@@ -210,14 +212,14 @@ class Session : public std::enable_shared_from_this<Session> {
   void attachStat(WatchState& state, std::string_view dir, std::string_view name);
   // The roots opened for stat attachments are kept while events come
   // (opening one again as the client for each event cost about 10 us of
-  // latency), and let go kRootHold after the last use: a descriptor held
-  // on a root defers its IN_DELETE_SELF until it is closed.
+  // latency), each let go kRootHold after its own watch last used it: a
+  // descriptor held on a root defers its IN_DELETE_SELF until it is closed.
   static constexpr std::chrono::milliseconds kRootHold{50};
   asio::steady_timer rootRelease_;
   bool rootReleaseArmed_ = false;
-  std::chrono::steady_clock::time_point rootUsed_{};
   void armRootRelease(std::chrono::steady_clock::duration after);
-  void releaseRoots();
+  // Lets go of the roots unused for kRootHold; when the next one is due.
+  std::chrono::steady_clock::time_point releaseIdleRoots();
   // Descriptors of directories kept for stat attachments, in all watches
   // (counted from the last drop; at most kMaxStatDirs are kept).
   size_t statDirs_ = 0;

@@ -87,7 +87,7 @@ void Session::attachStat(WatchState& state, std::string_view dir, std::string_vi
   // IN_DELETE_SELF until it is closed (subdirectories kept are let go when
   // they are removed or moved: dropStatDirs).
   if (dir.empty()) {
-    rootUsed_ = std::chrono::steady_clock::now();
+    it->second.used = std::chrono::steady_clock::now();
     if (!rootReleaseArmed_) armRootRelease(kRootHold);
   }
 }
@@ -100,19 +100,27 @@ void Session::armRootRelease(std::chrono::steady_clock::duration after) {
     if (ec || !self) return;
     self->rootReleaseArmed_ = false;
     if (self->closed_) return;
-    const auto idle = std::chrono::steady_clock::now() - self->rootUsed_;
-    if (idle < kRootHold) {
-      self->armRootRelease(kRootHold - idle);
-    } else {
-      self->releaseRoots();
+    const auto next = self->releaseIdleRoots();
+    if (next != std::chrono::steady_clock::time_point::max()) {
+      self->armRootRelease(next - std::chrono::steady_clock::now());
     }
   });
 }
 
-void Session::releaseRoots() {
+std::chrono::steady_clock::time_point Session::releaseIdleRoots() {
+  const auto now = std::chrono::steady_clock::now();
+  auto next = std::chrono::steady_clock::time_point::max();
   for (auto& [id, state] : watches_) {
-    if (state.dirs.erase(std::string()) != 0 && statDirs_ > 0) --statDirs_;
+    auto root = state.dirs.find(std::string());
+    if (root == state.dirs.end()) continue;
+    if (now - root->second.used >= kRootHold) {
+      state.dirs.erase(root);
+      if (statDirs_ > 0) --statDirs_;
+    } else {
+      next = std::min(next, root->second.used + kRootHold);
+    }
   }
+  return next;
 }
 
 void Session::suspendForRecheck(SubscriptionId watch, uint32_t mask) {
@@ -151,7 +159,7 @@ void Session::releaseDeletedRoots(std::string_view name) {
   }
 }
 
-void Session::recheckAccess(SubscriptionId watch) {
+void Session::recheckAccess(SubscriptionId watch, bool ending) {
   auto it = watches_.find(watch);
   if (closed_ || !actAs_ || it == watches_.end()) return;
   dropListability();
@@ -168,7 +176,7 @@ void Session::recheckAccess(SubscriptionId watch) {
   // Deleted (whyUnreachable passes it): its IN_DELETE_SELF and IN_IGNORED
   // end the watch; nothing to guard any more.
   const bool deleted = lost.empty() && !tree.openRoot();
-  if (lost.empty() && !deleted && (mask & (IN_MOVE_SELF | IN_IGNORED | IN_Q_OVERFLOW))) {
+  if (lost.empty() && !deleted && !ending && (mask & (IN_MOVE_SELF | IN_IGNORED | IN_Q_OVERFLOW))) {
     // Still reachable, maybe through other directories now: guard those.
     if (Status guarded = server_.guard().guard(watch, tree); !guarded) {
       lost = "it moved while it was being checked; watch it again";
@@ -178,6 +186,16 @@ void Session::recheckAccess(SubscriptionId watch) {
     revoke(watch, lost);
   } else if (heldBack) {
     queueEvent(watch, IN_Q_OVERFLOW, 0, {}, {}, 0);  // what was held back is re-read
+  } else if (deleted) {
+    // Nothing below a deleted root opens, so the events of its entries can
+    // no longer be judged (judged by path, each would look moved and suspend
+    // the watch again, dropping the rest): only the root's own pass, its
+    // IN_DELETE_SELF above all, which says that everything below is gone.
+    replaying_ = true;
+    for (const WatchState::Held& event : held) {
+      if (event.dir.empty() && event.name.empty()) queueEvent(watch, event.mask, event.cookie, {}, {}, event.pid);
+    }
+    replaying_ = false;
   } else {
     // They happened before this check: judged now, as the client, like any
     // event (one whose directory was renamed since suspends the watch again).

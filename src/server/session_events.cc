@@ -27,11 +27,12 @@ void Session::queueEvent(SubscriptionId watch, uint32_t mask, uint32_t cookie, s
   auto it = watches_.find(watch);
   if (it == watches_.end()) return;
   // The watch ends while a re-check of its root is pending (the root was
-  // removed: its parent's DELETE suspended the watch): settle it now, so
-  // that what it holds, the root's IN_DELETE_SELF above all, comes before
-  // the end instead of being dropped with the watch.
+  // removed: the guard's own watch of it saw IN_DELETE_SELF and suspended
+  // the watch): settle it now, so that what it holds, the root's
+  // IN_DELETE_SELF above all, comes before the end instead of being dropped
+  // with the watch.
   if (actAs_ && (mask & IN_IGNORED) && dir.empty() && it->second.suspended && !replaying_) {
-    recheckAccess(watch);
+    recheckAccess(watch, true);
     it = watches_.find(watch);
     if (it == watches_.end()) return;  // revoked, with its own IN_IGNORED
   }
@@ -40,7 +41,8 @@ void Session::queueEvent(SubscriptionId watch, uint32_t mask, uint32_t cookie, s
   // another's: ask the kernel again, open again.
   if ((mask & IN_ISDIR) && (mask & (IN_ATTRIB | IN_MOVE | IN_MOVE_SELF))) dropListability();
   // The root itself moved or changed: its kept descriptor (see kRootHold)
-  // is opened again, by its path, as the client.
+  // is opened again, by its path, as the client. (Its IN_DELETE_SELF comes
+  // only once that descriptor is closed.)
   if (dir.empty() && name.empty() && (mask & (IN_ATTRIB | IN_MOVE_SELF | IN_DELETE_SELF)) &&
       state.dirs.erase(std::string()) != 0 && statDirs_ > 0) {
     --statDirs_;

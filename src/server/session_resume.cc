@@ -117,7 +117,12 @@ void Session::takeOver(Session& old, const std::vector<proto::WatchPosition>& po
   journal_ = std::move(old.journal_);
   std::unordered_set<SubscriptionId> shed = std::move(old.overflowed_);
   old.handOver();
-  for (auto& [id, state] : watches_) server_.retarget(id, *this);
+  for (auto& [id, state] : watches_) {
+    server_.retarget(id, *this);
+    // Descriptors kept for stat attachments are opened again on demand: the
+    // old session's count and release timer do not come along.
+    state.dirs.clear();
+  }
   std::unordered_map<SubscriptionId, uint64_t> wanted;
   for (const proto::WatchPosition& p : positions) wanted[p.watchId] = p.seq;
   uint64_t replayed = 0;

@@ -22,12 +22,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/log.h"
@@ -503,6 +505,64 @@ TEST_F(Confinement, AWatchedRootKeptForStatAttachmentsStillEndsTheWatchWhenRemov
   EXPECT_NE(waitFor(w, IN_DELETE_SELF, "-"), "timeout") << "the removed root's IN_DELETE_SELF was lost or held back";
   EXPECT_NE(waitFor(w, IN_IGNORED, "-"), "timeout") << "the watch of a removed root did not end";
   EXPECT_EQ(clientLog().find("ended:"), std::string::npos) << "a removed root is not a revocation: " << clientLog();
+}
+
+// `rm -rf` of a watched directory that has entries, all of it read in one
+// drain (the daemon is stopped meanwhile): the guard's own watch of the root
+// suspends the watch before the entries' events are judged, and the re-check
+// finds the root deleted. The client still gets IN_DELETE_SELF and
+// IN_IGNORED, and no revocation: the entries' events, which can no longer be
+// judged, once made the re-check suspend the watch again and drop it all.
+// (Found in review; with stat attachments and without.)
+class RemovedRoot : public Confinement, public ::testing::WithParamInterface<uint32_t> {};
+
+TEST_P(RemovedRoot, RemovingAWatchedTreeAtOnceEndsTheWatchWithItsDeleteSelf) {
+  mkdir("export/r", 0755);
+  for (int i = 0; i < 5; ++i) touch("export/r/f" + std::to_string(i));
+  startClient();
+  const uint32_t w = watch(exportDir_ + "/r", GetParam(), nullptr, IN_CREATE | IN_DELETE | IN_DELETE_SELF);
+  ASSERT_NE(w, 0u);
+  touch("export/r/ready");  // the daemon has judged an event of r once
+  ASSERT_NE(waitFor(w, IN_CREATE, "ready"), "timeout");
+  ASSERT_EQ(::kill(daemon_.pid(), SIGSTOP), 0);
+  fs::remove_all(exportDir_ + "/r");
+  ASSERT_EQ(::kill(daemon_.pid(), SIGCONT), 0);
+  EXPECT_NE(waitFor(w, IN_IGNORED, "-"), "timeout") << "the watch of a removed root did not end";
+  EXPECT_NE(waitFor(w, IN_DELETE_SELF, "-"), "timeout") << "the removed root's IN_DELETE_SELF was lost";
+  EXPECT_EQ(clientLog().find("ended:"), std::string::npos) << "a removed root is not a revocation: " << clientLog();
+}
+
+INSTANTIATE_TEST_SUITE_P(Attachments, RemovedRoot, ::testing::Values(0u, uint32_t{proto::kWatchStat}),
+                         [](const auto& info) { return info.param == 0 ? "Plain" : "WithStat"; });
+
+// The root kept for one watch's stat attachments is let go 50 ms after its
+// own last use, whatever other watches of the session do: a busy neighbour
+// once kept a removed root open until the session's watchdog (2 s).
+TEST_F(Confinement, ABusyWatchDoesNotHoldBackAnotherWatchsRemovedRoot) {
+  mkdir("export/a", 0755);
+  mkdir("export/b", 0755);
+  startClient();
+  const uint32_t busy = watch(exportDir_ + "/a", proto::kWatchStat, nullptr, IN_CREATE);
+  const uint32_t removed = watch(exportDir_ + "/b", proto::kWatchStat, nullptr, IN_CREATE | IN_DELETE_SELF);
+  ASSERT_NE(busy, 0u);
+  ASSERT_NE(removed, 0u);
+  touch("export/b/f");  // b's root is now kept for its stat attachments
+  ASSERT_NE(waitFor(removed, IN_CREATE, "f"), "timeout");
+  std::atomic<bool> stop{false};
+  std::thread neighbour([&] {
+    for (int i = 0; !stop; ++i) {
+      touch("export/a/x" + std::to_string(i));
+      ::poll(nullptr, 0, 5);  // a steady pace of events, not a synchronisation
+    }
+  });
+  fs::remove_all(exportDir_ + "/b");
+  const auto start = Clock::now();
+  const std::string got = waitFor(removed, IN_DELETE_SELF, "-");
+  const auto waited = Clock::now() - start;
+  stop = true;
+  neighbour.join();
+  EXPECT_NE(got, "timeout");
+  EXPECT_LT(waited, std::chrono::seconds(1)) << "b's IN_DELETE_SELF waited for the watchdog";
 }
 
 // A measurement, not a check (run with --gtest_also_run_disabled_tests):

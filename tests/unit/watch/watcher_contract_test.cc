@@ -147,12 +147,16 @@ class WatcherContract : public ::testing::TestWithParam<Backend> {
     for (auto& e : sink_.events) n += matches(e, sub, mask, dir, name);
     return n;
   }
+  // The first match, or kNone (mask 0, cookie 0), so that a check after a
+  // timed-out wait fails instead of dereferencing null.
   const Seen* find(SubscriptionId sub, uint32_t mask, const std::string& dir, const std::string& name) const {
     for (auto& e : sink_.events) {
       if (matches(e, sub, mask, dir, name)) return &e;
     }
-    return nullptr;
+    return &kNone;
   }
+  static bool found(const Seen* e) { return e != &kNone; }
+  static inline const Seen kNone{0, 0, 0, "", "", 0};
   size_t indexOf(SubscriptionId sub, uint32_t mask, const std::string& dir, const std::string& name) const {
     for (size_t i = 0; i < sink_.events.size(); ++i) {
       if (matches(sink_.events[i], sub, mask, dir, name)) return i;
@@ -224,7 +228,7 @@ TEST_P(WatcherContract, RenameInOneDirectoryIsOnePairWithOneCookie) {
   drainUntil([&] { return count(sub, IN_MOVED_TO, "", "g") == 1; }, "MOVED_TO g");
   const Seen* from = find(sub, IN_MOVED_FROM, "", "f");
   const Seen* to = find(sub, IN_MOVED_TO, "", "g");
-  ASSERT_NE(from, nullptr) << seen();
+  ASSERT_TRUE(found(from) && found(to)) << seen();
   EXPECT_NE(from->cookie, 0u);
   EXPECT_EQ(from->cookie, to->cookie);
   EXPECT_LT(indexOf(sub, IN_MOVED_FROM, "", "f"), indexOf(sub, IN_MOVED_TO, "", "g"));
@@ -240,7 +244,7 @@ TEST_P(WatcherContract, RenameAcrossDirectoriesIsOnePairWithOneCookie) {
   drainUntil([&] { return count(sub, IN_MOVED_TO, "d1", "h") == 1; }, "MOVED_TO d1/h");
   const Seen* from = find(sub, IN_MOVED_FROM, "d1", "f");
   const Seen* to = find(sub, IN_MOVED_TO, "d2", "g");
-  ASSERT_TRUE(from != nullptr && to != nullptr) << seen();
+  ASSERT_TRUE(found(from) && found(to)) << seen();
   EXPECT_NE(from->cookie, 0u);
   EXPECT_EQ(from->cookie, to->cookie);
   EXPECT_NE(find(sub, IN_MOVED_TO, "d1", "h")->cookie, from->cookie) << "each rename has its own cookie";
@@ -258,7 +262,7 @@ TEST_P(WatcherContract, EventsInARenamedDirectoryHaveItsNewPath) {
   EXPECT_EQ(count(sub, IN_CREATE, "b/sub/deep", "f2"), 1u) << seen();
   const Seen* from = find(sub, IN_MOVED_FROM | IN_ISDIR, "", "a");
   const Seen* to = find(sub, IN_MOVED_TO | IN_ISDIR, "", "b");
-  ASSERT_TRUE(from != nullptr && to != nullptr) << seen();
+  ASSERT_TRUE(found(from) && found(to)) << seen();
   EXPECT_EQ(from->cookie, to->cookie);
   EXPECT_EQ(count(sub, IN_CREATE, "a/sub/deep", "f2"), 0u) << seen();
 }
@@ -300,7 +304,7 @@ TEST_P(WatcherContract, DirectoryMovedOutOfTheTreeIsOnlyAMovedFrom) {
   touch(root_ + "/out/x/g");
   barrier();
   const Seen* from = find(sub, IN_MOVED_FROM | IN_ISDIR, "", "x");
-  ASSERT_NE(from, nullptr) << seen();
+  ASSERT_TRUE(found(from)) << seen();
   EXPECT_NE(from->cookie, 0u);
   EXPECT_EQ(count(sub, IN_MOVED_TO, "", "x"), 0u);
   EXPECT_EQ(count(sub, IN_CREATE, "x", "g"), 0u) << "x has left the tree: " << seen();
