@@ -548,9 +548,13 @@ void InotifyWatcher::drain() {
       p += sizeof(struct inotify_event) + ev->len;
     }
     // A read with room left for the largest event emptied the queue.
-    if (probe_ && static_cast<size_t>(n) + sizeof(struct inotify_event) + NAME_MAX + 1 <= sizeof buffer) {
-      probe_->retire();
-    }
+    const bool emptied = static_cast<size_t>(n) + sizeof(struct inotify_event) + NAME_MAX + 1 <= sizeof buffer;
+    if (probe_ && emptied) probe_->retire();
+    // Then the read that would say EAGAIN is skipped (one system call less
+    // per wake-up), unless this read left scanned names to match or a move
+    // to pair: those are settled only once the queue is seen empty after
+    // what reading it made the kernel queue (finishDrain).
+    if (emptied && synthesized_.empty() && movedAway_.empty()) return;
   }
 }
 
