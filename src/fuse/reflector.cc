@@ -7,11 +7,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <string>
-#include <vector>
 
 #include "common/log.h"
 #include "event/event_names.h"
@@ -20,14 +17,12 @@
 namespace rnotify::fuse {
 namespace {
 
+using Clock = std::chrono::steady_clock;
 // A MOVED_TO follows its MOVED_FROM at once in the server's stream; past this
 // the move is taken as a move out of SOURCE (a delete).
 constexpr auto kMovePairWait = std::chrono::milliseconds(50);
 constexpr auto kSourceCheckInterval = std::chrono::seconds(1);
 constexpr size_t kMaxClosedEarly = 4096;
-constexpr auto kClosedEarlyTtl = std::chrono::seconds(60);
-constexpr auto kWriterHold = std::chrono::milliseconds(500);
-constexpr size_t kMaxWriters = 64;
 
 std::string joinPath(const std::string& base, const std::string& rel, const std::string& name) {
   std::string out = base;
@@ -92,12 +87,9 @@ void Reflector::run() {
   while (!stopping_) {
     int timeoutMs =
         static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(kSourceCheckInterval).count());
-    Clock::time_point due = writersDue();
-    if (pendingMove_) due = std::min(due, pendingMove_->due);
-    if (due != Clock::time_point::max()) {
-      // Rounded up: woken before the due time, the loop would spin.
-      auto left = std::chrono::ceil<std::chrono::milliseconds>(due - Clock::now()).count();
-      timeoutMs = static_cast<int>(std::clamp<long>(left, 0, timeoutMs));
+    if (pendingMove_) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(pendingMove_->due - Clock::now()).count();
+      timeoutMs = static_cast<int>(std::max<long>(0, left));
     }
     pollfd fds[2] = {{client_->fd(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
     int ready = ::poll(fds, 2, timeoutMs);
@@ -123,16 +115,11 @@ void Reflector::run() {
       pendingMove_.reset();
       reflectDelete(move.rel, move.event.name, move.event.mask & IN_ISDIR);
     }
-    if (!writers_.empty()) closeWriters(Clock::now() - kWriterHold);
     if (Clock::now() >= nextSourceCheck_) {
       nextSourceCheck_ = Clock::now() + kSourceCheckInterval;
-      std::erase_if(closedEarly_,
-                    [now = Clock::now()](const auto& entry) { return now - entry.second > kClosedEarlyTtl; });
       if (!checkSourceAlive()) break;
     }
   }
-  // Before the view is unmounted: a descriptor held on it would refuse that.
-  closeWriters(Clock::time_point::max());
   client_.reset();  // ends the agent's ssh, in this thread that owned it
   finished_ = true;
 }
@@ -291,11 +278,6 @@ void Reflector::reflectCreate(const std::string& rel, const std::string& name, b
 }
 
 void Reflector::reflectDelete(const std::string& rel, const std::string& name, bool isDir) {
-  if (isDir) {
-    closeWriters(Clock::time_point::max());
-  } else {
-    closeWriter(rel + "/" + name);
-  }
   forgetClosedEarly(rel, name);
   std::string path = viewPath(rel, name);
   gate_.expect(rel, name, ReflectionGate::Expect::kGhost, isDir ? S_IFDIR : S_IFREG);
@@ -307,12 +289,6 @@ void Reflector::reflectDelete(const std::string& rel, const std::string& name, b
 
 void Reflector::reflectRename(const std::string& fromRel, const std::string& fromName, const std::string& toRel,
                               const std::string& toName, bool isDir) {
-  if (isDir) {
-    closeWriters(Clock::time_point::max());
-  } else {
-    closeWriter(fromRel + "/" + fromName);
-    closeWriter(toRel + "/" + toName);
-  }
   forgetClosedEarly(fromRel, fromName);
   forgetClosedEarly(toRel, toName);
   std::string from = viewPath(fromRel, fromName);
@@ -331,61 +307,28 @@ void Reflector::reflectRename(const std::string& fromRel, const std::string& fro
 void Reflector::reflectModify(const std::string& rel, const std::string& name) {
   invalidateInode(rel, name);
   std::string path = viewPath(rel, name);
-  const std::string key = rel + "/" + name;
-  auto held = writers_.find(key);
-  if (held == writers_.end() && writers_.size() >= kMaxWriters) {
-    auto oldest = std::min_element(writers_.begin(), writers_.end(),
-                                   [](const auto& a, const auto& b) { return a.second.lastUse < b.second.lastUse; });
-    closeWriter(oldest->first);
-  }
   GhostScope ghost(*this, rel, name);
-  if (held == writers_.end()) {
-    // A negative entry left by another process's lookup would fail the open.
-    UniqueFd fd(retryPastNegative(rel, name, [&] { return ::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NONBLOCK); }));
-    if (!fd) return count(-1, "open for modify", path);
-    held = writers_.emplace(key, HeldWriter{std::move(fd), Clock::now()}).first;
-  }
-  held->second.lastUse = Clock::now();
+  // A negative entry left by another process's lookup would fail the open.
+  UniqueFd fd(retryPastNegative(rel, name, [&] { return ::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NONBLOCK); }));
+  if (!fd) return count(-1, "open for modify", path);
   // A truncate to the current size is a write of nothing: the kernel reports
   // IN_MODIFY, and our own setattr changes nothing on SOURCE.
   struct stat st;
-  const int fd = held->second.fd.get();
-  count(::fstat(fd, &st) == 0 ? ::ftruncate(fd, st.st_size) : -1, "modify", path);
+  int r = ::fstat(fd.get(), &st) == 0 ? ::ftruncate(fd.get(), st.st_size) : -1;
+  count(r, "modify", path);
+  fd.reset();  // IN_CLOSE_WRITE
+  if (closedEarly_.size() < kMaxClosedEarly) closedEarly_.insert(rel + "/" + name);
 }
 
 void Reflector::reflectCloseWrite(const std::string& rel, const std::string& name) {
   std::string path = viewPath(rel, name);
-  const std::string key = rel + "/" + name;
-  if (auto held = writers_.find(key); held != writers_.end()) {
-    writers_.erase(held);  // IN_CLOSE_WRITE, the server's one
-  } else if (closedEarly_.erase(key) == 0) {
+  if (closedEarly_.erase(rel + "/" + name) == 0) {
     GhostScope ghost(*this, rel, name);
     int fd = retryPastNegative(rel, name, [&] { return ::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NONBLOCK); });
     count(fd < 0 ? -1 : 0, "close-write", path);
     if (fd >= 0) ::close(fd);
   }
   invalidateInode(rel, name);
-}
-
-void Reflector::closeWriter(const std::string& key) {
-  auto held = writers_.find(key);
-  if (held == writers_.end()) return;
-  writers_.erase(held);  // IN_CLOSE_WRITE on the view, before the server's
-  if (closedEarly_.size() < kMaxClosedEarly) closedEarly_[key] = Clock::now();
-}
-
-void Reflector::closeWriters(Clock::time_point idleSince) {
-  std::vector<std::string> due;
-  for (const auto& [key, held] : writers_) {
-    if (idleSince == Clock::time_point::max() || held.lastUse <= idleSince) due.push_back(key);
-  }
-  for (const std::string& key : due) closeWriter(key);
-}
-
-Reflector::Clock::time_point Reflector::writersDue() const {
-  Clock::time_point due = Clock::time_point::max();
-  for (const auto& [key, held] : writers_) due = std::min(due, held.lastUse + kWriterHold);
-  return due;
 }
 
 void Reflector::reflectAttrib(const std::string& rel, const std::string& name) {

@@ -24,10 +24,10 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -46,7 +46,6 @@ struct ReflectorStats {
 
 class Reflector {
  public:
-  using Clock = std::chrono::steady_clock;
   struct Paths {
     std::string source;     // canonical SOURCE, no trailing slash
     std::string view;       // canonical mount point of the view
@@ -112,14 +111,6 @@ class Reflector {
   void reflectCloseWrite(const std::string& rel, const std::string& name);
   void reflectAttrib(const std::string& rel, const std::string& name);
   void forgetClosedEarly(const std::string& rel, const std::string& name);
-  // Closes the view's descriptor of a file held for its writer (its
-  // CLOSE_WRITE on the view), recording it in closedEarly_.
-  void closeWriter(const std::string& key);
-  // Closes every held file (a directory moved or deleted: their keys are
-  // paths), or those idle since `idleSince` (all when it is max()).
-  void closeWriters(Clock::time_point idleSince);
-  // When the next held file is due to be closed, or max().
-  Clock::time_point writersDue() const;
   void count(int result, const char* call, const std::string& path);
 
   std::unique_ptr<Client> client_;
@@ -141,24 +132,11 @@ class Reflector {
     std::chrono::steady_clock::time_point due;
   };
   std::optional<PendingMove> pendingMove_;
-  // Files being written on the server, keyed "rel/name": the first remote
-  // MODIFY opens the file on the view for writing, each MODIFY truncates it
-  // to its size (IN_MODIFY on the view), and the server's CLOSE_WRITE closes
-  // it: one CLOSE_WRITE on the view for the server's one, however many
-  // writes came before. A file is closed earlier when its writer has been
-  // quiet for kWriterHold (so that `fusermount3 -u` is refused with EBUSY
-  // for at most that long while a server-side writer keeps its file open),
-  // when it is deleted or renamed, or when kMaxWriters are held.
-  struct HeldWriter {
-    UniqueFd fd;
-    Clock::time_point lastUse;
-  };
-  std::map<std::string, HeldWriter> writers_;
-  // Files closed before the server's CLOSE_WRITE came (so the view saw a
-  // CLOSE_WRITE already): that CLOSE_WRITE is not replayed again. Entries
-  // are dropped after kClosedEarlyTtl (a writer that never closes, or whose
-  // CLOSE_WRITE was lost) and at most kMaxClosedEarly are kept.
-  std::map<std::string, Clock::time_point> closedEarly_;
+  // Files whose reflected MODIFY already closed them (so the view saw a
+  // CLOSE_WRITE): the server's own CLOSE_WRITE that follows is not replayed
+  // again. Keeping the file open instead would make `fusermount3 -u` fail
+  // with EBUSY while a server-side writer keeps its file open.
+  std::set<std::string> closedEarly_;
   std::chrono::steady_clock::time_point nextSourceCheck_;
 };
 

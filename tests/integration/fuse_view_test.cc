@@ -10,7 +10,6 @@
 // `fusermount3 -u` works; a SOURCE that goes away unmounts the view (exit 4);
 // without -f the command returns with the view ready; a caching sshfs SOURCE
 // is warned about.
-#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -26,7 +25,6 @@
 #include <string>
 #include <vector>
 
-#include "common/unique_fd.h"
 #include "event_oracle.h"
 #include "fuse_bed.h"
 #include "mount_table.h"
@@ -223,42 +221,6 @@ TEST_F(FuseView, ServerChangesVisibleAtOnce) {
   ASSERT_EQ(::unlink(bed_->server("fresh").c_str()), 0);
   ASSERT_TRUE(view->expectSequence({{"DELETE", "fresh"}}));
   EXPECT_FALSE(std::filesystem::exists(view_ + "/fresh"));
-}
-
-// A server-side writer that writes several times before it closes: the view
-// shows each MODIFY and one CLOSE_WRITE, as the server's inotify does (the
-// view used to close after each MODIFY: a CLOSE_WRITE per write, and a
-// watcher that rebuilds on CLOSE_WRITE rebuilt for each).
-TEST_F(FuseView, WritesBeforeOneCloseAreOneCloseWriteOnTheView) {
-  ASSERT_NO_FATAL_FAILURE(startView());
-  auto server = watch(bed_->exportDir());
-  auto view = watch(view_);
-  writeFile(bed_->server("log"), "");
-  ASSERT_TRUE(view->expectSequence({{"CREATE", "log"}, {"CLOSE_WRITE", "log"}}));
-  {
-    UniqueFd fd(::open(bed_->server("log").c_str(), O_WRONLY | O_APPEND | O_CLOEXEC));
-    ASSERT_TRUE(fd) << std::strerror(errno);
-    for (int i = 0; i < 3; ++i) {
-      const std::string line = "line " + std::to_string(i) + "\n";
-      ASSERT_EQ(::write(fd.get(), line.data(), line.size()), static_cast<ssize_t>(line.size()));
-      // Each write its own event on the server (not merged with the next).
-      ASSERT_TRUE(server->expectSequence({{"MODIFY", "log"}}));
-      ASSERT_TRUE(view->expectSequence({{"MODIFY", "log"}})) << "write " << i;
-    }
-  }
-  ASSERT_TRUE(view->expectSequence({{"CLOSE_WRITE", "log"}}));
-  writeFile(bed_->server("end"), "");
-  ASSERT_TRUE(server->expectSequence({{"CREATE", "end"}}));
-  ASSERT_TRUE(view->expectSequence({{"CREATE", "end"}}));
-  auto count = [](const Watcher& w, const char* kind) {
-    size_t n = 0;
-    for (const WatchedEvent& e : w.events()) n += e.path == "log" && e.flags.count(kind) != 0;
-    return n;
-  };
-  EXPECT_EQ(count(*server, "CLOSE_WRITE"), 2u) << server->transcript();
-  EXPECT_EQ(count(*view, "CLOSE_WRITE"), count(*server, "CLOSE_WRITE")) << view->transcript();
-  EXPECT_EQ(count(*view, "MODIFY"), count(*server, "MODIFY")) << view->transcript();
-  EXPECT_EQ(readFile(view_ + "/log"), "line 0\nline 1\nline 2\n");
 }
 
 // A burst: 500 files created on the server, then deleted; each reaches the
