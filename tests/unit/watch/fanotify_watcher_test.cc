@@ -31,43 +31,26 @@
 #include <vector>
 
 #include "watch/auto_watcher.h"
+#include "watcher_fixture.h"
 
 namespace rnotify {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct Seen {
-  SubscriptionId sub;
-  uint32_t mask;
-  uint32_t cookie;
-  std::string dir;
-  std::string name;
-  int pid;
-};
+using watchtest::Seen;
 
-class Collector : public EventSink {
- public:
-  void onEvent(SubscriptionId sub, uint32_t mask, uint32_t cookie, std::string_view dir, std::string_view name,
-               int pid) override {
-    events.push_back({sub, mask, cookie, std::string(dir), std::string(name), pid});
-  }
-  std::vector<Seen> events;
-};
-
-class FanotifyWatcherTest : public ::testing::Test {
+class FanotifyWatcherTest : public watchtest::WatcherFixture {
  protected:
   void SetUp() override {
     if (::geteuid() != 0) GTEST_SKIP() << "fanotify filesystem marks need root";
-    char pattern[] = "/tmp/rnotify-fanotify-XXXXXX";
-    ASSERT_NE(::mkdtemp(pattern), nullptr);
-    root_ = pattern;
+    ASSERT_NO_FATAL_FAILURE(makeRoot("rnotify-fanotify-"));
     ASSERT_TRUE(use(makeFanotify()));
   }
   void TearDown() override {
     watcher_.reset();
     for (const std::string& mount : mounts_) ::umount2(mount.c_str(), MNT_DETACH);
-    if (!root_.empty()) fs::remove_all(root_);
+    WatcherFixture::TearDown();
   }
 
   std::unique_ptr<Watcher> makeFanotify() {
@@ -75,75 +58,6 @@ class FanotifyWatcherTest : public ::testing::Test {
     EXPECT_TRUE(w.ok()) << w.error().message;
     return w.ok() ? std::unique_ptr<Watcher>(std::move(*w)) : nullptr;
   }
-  bool use(std::unique_ptr<Watcher> watcher) {
-    watcher_ = std::move(watcher);
-    barrierSub_ = 0;
-    return watcher_ != nullptr;
-  }
-
-  SubscriptionId subscribe(const std::string& path, bool recursive, uint32_t mask = IN_ALL_EVENTS) {
-    SubscribeOptions options;
-    options.mask = mask & ~(IN_OPEN | IN_ACCESS | IN_CLOSE_NOWRITE);
-    options.recursive = recursive;
-    auto id = watcher_->subscribe(path, options);
-    EXPECT_TRUE(id.ok()) << id.error().message;
-    return id.ok() ? *id : 0;
-  }
-
-  // Drains until pred holds, at most 5 s; on failure prints what came.
-  void drainUntil(const std::function<bool()>& pred, const std::string& what) {
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-    while (!pred()) {
-      if (std::chrono::steady_clock::now() > deadline) {
-        FAIL() << "timed out waiting for " << what << "; events seen:\n" << seen();
-      }
-      struct pollfd p = {watcher_->fd(), POLLIN, 0};
-      ::poll(&p, 1, 100);
-      watcher_->drain();
-    }
-  }
-  // Every event of what happened before this call has been handed to the sink.
-  void barrier() {
-    if (barrierSub_ == 0) {
-      fs::create_directory(root_ + "/.barrier");
-      barrierSub_ = subscribe(root_ + "/.barrier", false, IN_CREATE);
-    }
-    std::string name = "b" + std::to_string(++barriers_);
-    touch(root_ + "/.barrier/" + name);
-    drainUntil([&] { return count(barrierSub_, IN_CREATE, "", name) == 1; }, "the barrier");
-  }
-  std::string seen() const {
-    std::string text;
-    for (auto& e : sink_.events) text += describe(e) + "\n";
-    return text;
-  }
-  static std::string describe(const Seen& e) {
-    char mask[16];
-    std::snprintf(mask, sizeof mask, "%08x", e.mask);
-    return std::to_string(e.sub) + " " + e.dir + "|" + e.name + " " + mask + " cookie " + std::to_string(e.cookie) +
-           " pid " + std::to_string(e.pid);
-  }
-  size_t count(SubscriptionId sub, uint32_t mask, const std::string& dir, const std::string& name) const {
-    size_t n = 0;
-    for (auto& e : sink_.events) {
-      if (e.sub == sub && (e.mask & mask) == mask && e.dir == dir && e.name == name) ++n;
-    }
-    return n;
-  }
-  const Seen* find(SubscriptionId sub, uint32_t mask, const std::string& dir, const std::string& name) const {
-    for (auto& e : sink_.events) {
-      if (e.sub == sub && (e.mask & mask) == mask && e.dir == dir && e.name == name) return &e;
-    }
-    return nullptr;
-  }
-  size_t indexOf(SubscriptionId sub, uint32_t mask, const std::string& dir, const std::string& name) const {
-    for (size_t i = 0; i < sink_.events.size(); ++i) {
-      const Seen& e = sink_.events[i];
-      if (e.sub == sub && (e.mask & mask) == mask && e.dir == dir && e.name == name) return i;
-    }
-    return SIZE_MAX;
-  }
-  static void touch(const std::string& path) { std::ofstream(path).put('x'); }
   bool mountTmpfs(const std::string& path) {
     fs::create_directories(path);
     if (::mount("tmpfs", path.c_str(), "tmpfs", 0, "size=16m") != 0) return false;
@@ -151,12 +65,7 @@ class FanotifyWatcherTest : public ::testing::Test {
     return true;
   }
 
-  std::string root_;
-  Collector sink_;
-  std::unique_ptr<Watcher> watcher_;
   std::vector<std::string> mounts_;
-  SubscriptionId barrierSub_ = 0;
-  int barriers_ = 0;
 };
 
 // The group's marks as the kernel lists them (/proc/self/fdinfo): masks of
@@ -217,7 +126,7 @@ TEST_F(FanotifyWatcherTest, PidIsTheActingProcess) {
   touch(root_ + "/by-us");
   drainUntil([&] { return count(sub, IN_CREATE, "", "by-us") == 1; }, "CREATE by-us");
   const Seen* theirs = find(sub, IN_CREATE, "", "by-child");
-  ASSERT_NE(theirs, nullptr) << seen();
+  ASSERT_TRUE(found(theirs)) << seen();
   EXPECT_EQ(theirs->pid, child);
   EXPECT_EQ(find(sub, IN_CREATE, "", "by-us")->pid, ::getpid());
 }

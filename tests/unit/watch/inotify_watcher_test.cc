@@ -23,90 +23,21 @@
 #include <thread>
 #include <vector>
 
+#include "watcher_fixture.h"
+
 namespace rnotify {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct Seen {
-  SubscriptionId sub;
-  uint32_t mask;
-  uint32_t cookie;
-  std::string dir;
-  std::string name;
-};
-
-class Collector : public EventSink {
- public:
-  void onEvent(SubscriptionId sub, uint32_t mask, uint32_t cookie, std::string_view dir, std::string_view name,
-               int /*pid*/) override {
-    events.push_back({sub, mask, cookie, std::string(dir), std::string(name)});
-  }
-  std::vector<Seen> events;
-};
-
-class InotifyWatcherTest : public ::testing::Test {
+class InotifyWatcherTest : public watchtest::WatcherFixture {
  protected:
   void SetUp() override {
-    char pattern[] = "/tmp/rnotify-watch-XXXXXX";
-    ASSERT_NE(::mkdtemp(pattern), nullptr);
-    root_ = pattern;
+    ASSERT_NO_FATAL_FAILURE(makeRoot("rnotify-watch-"));
     auto w = InotifyWatcher::create(sink_);
     ASSERT_TRUE(w.ok()) << w.error().message;
-    watcher_ = std::move(*w);
+    use(std::move(*w));
   }
-  void TearDown() override {
-    watcher_.reset();
-    fs::remove_all(root_);
-  }
-
-  SubscriptionId subscribe(const std::string& path, bool recursive, uint32_t mask = IN_ALL_EVENTS) {
-    SubscribeOptions options;
-    options.mask = mask & ~(IN_OPEN | IN_ACCESS | IN_CLOSE_NOWRITE);
-    options.recursive = recursive;
-    auto id = watcher_->subscribe(path, options);
-    EXPECT_TRUE(id.ok()) << id.error().message;
-    return id.ok() ? *id : 0;
-  }
-
-  // Drains until pred holds, at most 5 s; on failure prints what came.
-  void drainUntil(const std::function<bool()>& pred, const std::string& what) {
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-    while (!pred()) {
-      if (std::chrono::steady_clock::now() > deadline) {
-        std::string seen;
-        for (auto& e : sink_.events) seen += describe(e) + "\n";
-        FAIL() << "timed out waiting for " << what << "; events seen:\n" << seen;
-      }
-      struct pollfd p = {watcher_->fd(), POLLIN, 0};
-      ::poll(&p, 1, 100);
-      watcher_->drain();
-    }
-  }
-  // Drains until the kernel queue is quiet for a moment (for "nothing else came").
-  void drainQuiet() {
-    for (;;) {
-      struct pollfd p = {watcher_->fd(), POLLIN, 0};
-      if (::poll(&p, 1, 200) <= 0) break;
-      watcher_->drain();
-    }
-    watcher_->drain();
-  }
-  static std::string describe(const Seen& e) {
-    return std::to_string(e.sub) + " " + e.dir + "|" + e.name + " " + std::to_string(e.mask);
-  }
-  size_t count(SubscriptionId sub, uint32_t mask, const std::string& dir, const std::string& name) const {
-    size_t n = 0;
-    for (auto& e : sink_.events) {
-      if (e.sub == sub && (e.mask & mask) == mask && e.dir == dir && e.name == name) ++n;
-    }
-    return n;
-  }
-  static void touch(const std::string& path) { std::ofstream(path).put('x'); }
-
-  std::string root_;
-  Collector sink_;
-  std::unique_ptr<Watcher> watcher_;
 };
 
 TEST_F(InotifyWatcherTest, ReadingANewDirectoryIsNotReportedAsSomeonesRead) {

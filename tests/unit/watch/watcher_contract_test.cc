@@ -29,29 +29,13 @@
 
 #include "watch/fanotify_watcher.h"
 #include "watch/inotify_watcher.h"
+#include "watcher_fixture.h"
 
 namespace rnotify {
 namespace {
 
 namespace fs = std::filesystem;
-
-struct Seen {
-  SubscriptionId sub;
-  uint32_t mask;
-  uint32_t cookie;
-  std::string dir;
-  std::string name;
-  int pid;
-};
-
-class Collector : public EventSink {
- public:
-  void onEvent(SubscriptionId sub, uint32_t mask, uint32_t cookie, std::string_view dir, std::string_view name,
-               int pid) override {
-    events.push_back({sub, mask, cookie, std::string(dir), std::string(name), pid});
-  }
-  std::vector<Seen> events;
-};
+using watchtest::Seen;
 
 struct Backend {
   const char* name;
@@ -78,98 +62,17 @@ const Backend kBackends[] = {
     {"Fanotify", makeFanotify, true, false, false},
 };
 
-class WatcherContract : public ::testing::TestWithParam<Backend> {
+class WatcherContract : public watchtest::WatcherFixture, public ::testing::WithParamInterface<Backend> {
  protected:
   void SetUp() override {
     if (GetParam().needsRoot && ::geteuid() != 0) GTEST_SKIP() << GetParam().name << " needs root";
-    char pattern[] = "/tmp/rnotify-contract-XXXXXX";
-    ASSERT_NE(::mkdtemp(pattern), nullptr);
-    root_ = pattern;
+    ASSERT_NO_FATAL_FAILURE(makeRoot("rnotify-contract-"));
     auto w = GetParam().create(sink_);
     ASSERT_TRUE(w.ok()) << w.error().message;
-    watcher_ = std::move(*w);
-  }
-  void TearDown() override {
-    watcher_.reset();
-    if (!root_.empty()) fs::remove_all(root_);
-  }
-
-  SubscriptionId subscribe(const std::string& path, bool recursive, uint32_t mask = IN_ALL_EVENTS) {
-    SubscribeOptions options;
-    options.mask = mask & ~(IN_OPEN | IN_ACCESS | IN_CLOSE_NOWRITE);
-    options.recursive = recursive;
-    auto id = watcher_->subscribe(path, options);
-    EXPECT_TRUE(id.ok()) << id.error().message;
-    return id.ok() ? *id : 0;
+    use(std::move(*w));
   }
   // Kernel watches for a tree of `directories` directories on one filesystem.
   size_t watchesFor(size_t directories) const { return GetParam().watchPerDirectory ? directories : 1; }
-
-  // Drains until pred holds, at most 5 s; on failure prints what came.
-  void drainUntil(const std::function<bool()>& pred, const std::string& what) {
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-    while (!pred()) {
-      if (std::chrono::steady_clock::now() > deadline) {
-        FAIL() << "timed out waiting for " << what << "; events seen:\n" << seen();
-      }
-      struct pollfd p = {watcher_->fd(), POLLIN, 0};
-      ::poll(&p, 1, 100);
-      watcher_->drain();
-    }
-  }
-  // Every event of what happened before this call has been handed to the sink.
-  void barrier() {
-    if (barrierSub_ == 0) {
-      fs::create_directory(root_ + "/.barrier");
-      barrierSub_ = subscribe(root_ + "/.barrier", false, IN_CREATE);
-    }
-    std::string name = "b" + std::to_string(++barriers_);
-    touch(root_ + "/.barrier/" + name);
-    drainUntil([&] { return count(barrierSub_, IN_CREATE, "", name) == 1; }, "the barrier");
-  }
-  std::string seen() const {
-    std::string text;
-    for (auto& e : sink_.events) text += describe(e) + "\n";
-    return text;
-  }
-  static std::string describe(const Seen& e) {
-    char mask[16];
-    std::snprintf(mask, sizeof mask, "%08x", e.mask);
-    return std::to_string(e.sub) + " " + e.dir + "|" + e.name + " " + mask + " cookie " + std::to_string(e.cookie) +
-           " pid " + std::to_string(e.pid);
-  }
-  static bool matches(const Seen& e, SubscriptionId sub, uint32_t mask, const std::string& dir,
-                      const std::string& name) {
-    return e.sub == sub && (e.mask & mask) == mask && e.dir == dir && e.name == name;
-  }
-  size_t count(SubscriptionId sub, uint32_t mask, const std::string& dir, const std::string& name) const {
-    size_t n = 0;
-    for (auto& e : sink_.events) n += matches(e, sub, mask, dir, name);
-    return n;
-  }
-  // The first match, or kNone (mask 0, cookie 0), so that a check after a
-  // timed-out wait fails instead of dereferencing null.
-  const Seen* find(SubscriptionId sub, uint32_t mask, const std::string& dir, const std::string& name) const {
-    for (auto& e : sink_.events) {
-      if (matches(e, sub, mask, dir, name)) return &e;
-    }
-    return &kNone;
-  }
-  static bool found(const Seen* e) { return e != &kNone; }
-  static inline const Seen kNone{0, 0, 0, "", "", 0};
-  size_t indexOf(SubscriptionId sub, uint32_t mask, const std::string& dir, const std::string& name) const {
-    for (size_t i = 0; i < sink_.events.size(); ++i) {
-      if (matches(sink_.events[i], sub, mask, dir, name)) return i;
-    }
-    return SIZE_MAX;
-  }
-  static void touch(const std::string& path) { std::ofstream(path).put('x'); }
-
-  std::string root_;
-  Collector sink_;
-  std::unique_ptr<Watcher> watcher_;
-  SubscriptionId barrierSub_ = 0;
-  int barriers_ = 0;
 };
 
 TEST_P(WatcherContract, ReportsCreateModifyAttribCloseWriteAndDelete) {
