@@ -79,17 +79,17 @@ void Session::attachStat(WatchState& state, std::string_view dir, std::string_vi
     it = state.dirs.emplace(dirKey_, std::move(opened)).first;
     ++statDirs_;
   }
-  if (!it->second.searchable) return;
-  struct stat st;
-  scratch_.hasStat = ConfinedTree::statAt(it->second.fd.get(), name, &st);
-  if (scratch_.hasStat) scratch_.stat = eventStatOf(st);
-  // The root is kept only briefly: a descriptor held on it defers its
-  // IN_DELETE_SELF until it is closed (subdirectories kept are let go when
-  // they are removed or moved: dropStatDirs).
+  // The root is kept only briefly, searchable or not: a descriptor held on
+  // it defers its IN_DELETE_SELF until it is closed (subdirectories kept are
+  // let go when they are removed or moved: dropStatDirs).
   if (dir.empty()) {
     it->second.used = std::chrono::steady_clock::now();
     if (!rootReleaseArmed_) armRootRelease(kRootHold);
   }
+  if (!it->second.searchable) return;
+  struct stat st;
+  scratch_.hasStat = ConfinedTree::statAt(it->second.fd.get(), name, &st);
+  if (scratch_.hasStat) scratch_.stat = eventStatOf(st);
 }
 
 void Session::armRootRelease(std::chrono::steady_clock::duration after) {
@@ -184,7 +184,7 @@ void Session::recheckAccess(SubscriptionId watch, bool ending) {
   }
   if (!lost.empty()) {
     revoke(watch, lost);
-  } else if (heldBack) {
+  } else if (heldBack && !deleted) {
     queueEvent(watch, IN_Q_OVERFLOW, 0, {}, {}, 0);  // what was held back is re-read
   } else if (deleted) {
     // Nothing below a deleted root opens, so the events of its entries can

@@ -55,8 +55,11 @@ void Session::queueEvent(SubscriptionId watch, uint32_t mask, uint32_t cookie, s
   }
   if (actAs_ && !(mask & (IN_IGNORED | IN_Q_OVERFLOW))) {
     if (state.suspended) {
-      if (state.heldBack) return;
-      if (!canHold()) {
+      // The root's own end is kept even past the limit: once the root is
+      // found deleted, it is what the re-check passes (see recheckAccess).
+      const bool rootsEnd = (mask & IN_DELETE_SELF) && dir.empty() && name.empty();
+      if (state.heldBack && !rootsEnd) return;
+      if (!canHold() && !rootsEnd) {
         holdBack(state);
         return;
       }

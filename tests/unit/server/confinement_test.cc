@@ -512,13 +512,17 @@ TEST_F(Confinement, AWatchedRootKeptForStatAttachmentsStillEndsTheWatchWhenRemov
 // suspends the watch before the entries' events are judged, and the re-check
 // finds the root deleted. The client still gets IN_DELETE_SELF and
 // IN_IGNORED, and no revocation: the entries' events, which can no longer be
-// judged, once made the re-check suspend the watch again and drop it all.
-// (Found in review; with stat attachments and without.)
+// judged, once made the re-check suspend the watch again and drop it all,
+// and an entry of a subdirectory judged after the root was gone dropped
+// what followed, the root's IN_DELETE_SELF among it. (Found in review.)
 class RemovedRoot : public Confinement, public ::testing::WithParamInterface<uint32_t> {};
 
 TEST_P(RemovedRoot, RemovingAWatchedTreeAtOnceEndsTheWatchWithItsDeleteSelf) {
-  mkdir("export/r", 0755);
-  for (int i = 0; i < 5; ++i) touch("export/r/f" + std::to_string(i));
+  mkdir("export/r/a/b", 0755);
+  for (int i = 0; i < 5; ++i) {
+    touch("export/r/f" + std::to_string(i));
+    touch("export/r/a/b/f" + std::to_string(i));
+  }
   startClient();
   const uint32_t w = watch(exportDir_ + "/r", GetParam(), nullptr, IN_CREATE | IN_DELETE | IN_DELETE_SELF);
   ASSERT_NE(w, 0u);
@@ -532,8 +536,13 @@ TEST_P(RemovedRoot, RemovingAWatchedTreeAtOnceEndsTheWatchWithItsDeleteSelf) {
   EXPECT_EQ(clientLog().find("ended:"), std::string::npos) << "a removed root is not a revocation: " << clientLog();
 }
 
-INSTANTIATE_TEST_SUITE_P(Attachments, RemovedRoot, ::testing::Values(0u, uint32_t{proto::kWatchStat}),
-                         [](const auto& info) { return info.param == 0 ? "Plain" : "WithStat"; });
+INSTANTIATE_TEST_SUITE_P(Flags, RemovedRoot,
+                         ::testing::Values(0u, uint32_t{proto::kWatchStat}, uint32_t{proto::kWatchRecursive},
+                                           uint32_t{proto::kWatchRecursive | proto::kWatchStat}),
+                         [](const auto& info) {
+                           return std::string((info.param & proto::kWatchRecursive) ? "Recursive" : "Flat") +
+                                  ((info.param & proto::kWatchStat) ? "WithStat" : "");
+                         });
 
 // The root kept for one watch's stat attachments is let go 50 ms after its
 // own last use, whatever other watches of the session do: a busy neighbour
