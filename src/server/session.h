@@ -220,6 +220,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void armRootRelease(std::chrono::steady_clock::duration after);
   // Lets go of the roots unused for kRootHold; when the next one is due.
   std::chrono::steady_clock::time_point releaseIdleRoots();
+  // Lets go of the root kept for `state`'s stat attachments, if any.
+  void dropRoot(WatchState& state);
   // Descriptors of directories kept for stat attachments, in all watches
   // (counted from the last drop; at most kMaxStatDirs are kept).
   size_t statDirs_ = 0;

@@ -114,13 +114,16 @@ std::chrono::steady_clock::time_point Session::releaseIdleRoots() {
     auto root = state.dirs.find(std::string());
     if (root == state.dirs.end()) continue;
     if (now - root->second.used >= kRootHold) {
-      state.dirs.erase(root);
-      if (statDirs_ > 0) --statDirs_;
+      dropRoot(state);
     } else {
       next = std::min(next, root->second.used + kRootHold);
     }
   }
   return next;
+}
+
+void Session::dropRoot(WatchState& state) {
+  if (state.dirs.erase(std::string()) != 0 && statDirs_ > 0) --statDirs_;
 }
 
 void Session::suspendForRecheck(SubscriptionId watch, uint32_t mask) {
@@ -184,8 +187,6 @@ void Session::recheckAccess(SubscriptionId watch, bool ending) {
   }
   if (!lost.empty()) {
     revoke(watch, lost);
-  } else if (heldBack && !deleted) {
-    queueEvent(watch, IN_Q_OVERFLOW, 0, {}, {}, 0);  // what was held back is re-read
   } else if (deleted) {
     // Nothing below a deleted root opens, so the events of its entries can
     // no longer be judged (judged by path, each would look moved and suspend
@@ -196,6 +197,8 @@ void Session::recheckAccess(SubscriptionId watch, bool ending) {
       if (event.dir.empty() && event.name.empty()) queueEvent(watch, event.mask, event.cookie, {}, {}, event.pid);
     }
     replaying_ = false;
+  } else if (heldBack) {
+    queueEvent(watch, IN_Q_OVERFLOW, 0, {}, {}, 0);  // what was held back is re-read
   } else {
     // They happened before this check: judged now, as the client, like any
     // event (one whose directory was renamed since suspends the watch again).

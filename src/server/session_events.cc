@@ -43,10 +43,7 @@ void Session::queueEvent(SubscriptionId watch, uint32_t mask, uint32_t cookie, s
   // The root itself moved or changed: its kept descriptor (see kRootHold)
   // is opened again, by its path, as the client. (Its IN_DELETE_SELF comes
   // only once that descriptor is closed.)
-  if (dir.empty() && name.empty() && (mask & (IN_ATTRIB | IN_MOVE_SELF | IN_DELETE_SELF)) &&
-      state.dirs.erase(std::string()) != 0 && statDirs_ > 0) {
-    --statDirs_;
-  }
+  if (dir.empty() && name.empty() && (mask & (IN_ATTRIB | IN_MOVE_SELF))) dropRoot(state);
   if ((mask & IN_ISDIR) && (mask & IN_DELETE)) {
     dropStatDirs();
     // A directory removed: if it is also the root of one of this client's
