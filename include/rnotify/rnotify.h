@@ -114,10 +114,13 @@ RNOTIFY_API int rnotify_fd(const rnotify_t *rn);
  * rnotify_watch_source() and the log say why, no event does. Once its source
  * no longer begins with RNOTIFY_SOURCE_CONNECTING, the server's changes are
  * reported (by scans when it fell back). A watch added while a first
- * connection is under way joins it, with or without the flag. Only the
- * first connection is made this way: a watch on a server already connected
- * is made by a request to it inside this call (answered within the connect
- * timeout), as is the server's first listing inside rnotify_next().
+ * connection is under way joins it, with or without the flag. With the
+ * flag, a watch on a server already connected returns at once too: the
+ * server is asked without waiting, and IN_RESTORED | IN_REMOTE says when it
+ * has taken the watch. Without it, this call waits for the server's answer
+ * (within 3 x the connect timeout). The server's listings (the first, and
+ * after a gap) are asked for and taken in by rnotify_next() without
+ * waiting for them.
  * Returns a watch descriptor (> 0),
  * or -1 with errno set (ENOENT, EACCES, ENOTDIR, ENOSYS: the server cannot
  * watch there, ENOSPC: a limit was reached, EHOSTUNREACH: the server could

@@ -173,6 +173,15 @@ Status Client::chooseRemote(Watch& watch, bool wait) {
     return {};
   }
   watch.connectionKey = key;
+  if (!wait) {
+    // Asked of the open connection without waiting (store() queues it;
+    // watchAnswered takes the answer in), as when it is under way.
+    watch.waitingForServer = true;
+    watch.attaching = true;
+    watch.source =
+        RNOTIFY_SOURCE_CONNECTING + (*connection)->description() + " (waiting for its answer); local inotify meanwhile";
+    return {};
+  }
   std::string note;
   if (Status attached = attachRemote(watch, **connection, &note); !attached) {
     const int code = attached.error().code;
@@ -207,8 +216,17 @@ Result<int> Client::store(Watch&& watch, const std::string& path) {
     }
     armReleaseTimer();
   }
-  // The first listing, so that a later gap can be told in detail. Events that
-  // arrive meanwhile are delivered as usual (the listing includes them).
+  // RNOTIFY_NONBLOCK on an open connection: the server is asked now.
+  if (stored.attaching) {
+    auto open = connections_.find(stored.connectionKey);
+    if (open != connections_.end() && open->second->alive() && !lost_.count(open->second.get()) &&
+        !sessions_.count(stored.connectionKey)) {
+      enqueue(*open->second, Job{Job::Kind::kAttach, wd});
+    }
+  }
+  // The first listing, so that a later gap can be told in detail, asked for
+  // now and taken in by next(). Events that arrive meanwhile are delivered
+  // as usual (the listing includes them).
   if (stored.remote != nullptr && (stored.remote->welcome().capabilities & proto::kCapResync)) resync(stored);
   return wd;
 }
@@ -364,6 +382,7 @@ Result<int> Client::next(ClientEvent* out, int timeoutMs) {
   using Clock = std::chrono::steady_clock;
   const auto deadline = Clock::now() + std::chrono::milliseconds(timeoutMs < 0 ? 0 : timeoutMs);
   for (;;) {
+    runCompletions();
     if (!openings_.empty()) expireOpenings();
     if (!retries_.empty()) retryConnections();
     runResyncs();

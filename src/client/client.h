@@ -13,6 +13,7 @@
 #pragma once
 
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -145,25 +146,41 @@ class Client final : public EventSink {
   // The first attempt of key's first connection failed: its waiting
   // watches fall back (startFallback) while the server is tried again.
   void firstAttemptFailed(const std::string& key, const Error& why);
-  // Takes an established connection in: session, events, epoll, keepalive.
-  Result<Connection*> adopt(const std::string& key, std::unique_ptr<Connection> opened);
+  // Takes an established connection in: session (waited for, or the
+  // connection's first job), events, epoll, keepalive.
+  Result<Connection*> adopt(const std::string& key, std::unique_ptr<Connection> opened, bool wait);
   // Forgets the connection kept for key (dead: its loss was handled).
   void forgetConnection(const std::string& key);
   void onRemoteEvents(Connection& connection, struct proto::Events& events);
   void connectionLost(Connection& connection);
   void push(Watch& watch, uint32_t mask, uint32_t cookie, uint64_t seq, std::string_view dir, std::string_view name);
   void emit(int wd, uint32_t mask, uint32_t cookie, uint64_t seq, std::string_view dir, std::string_view name);
-  // Subscribes on the server with the best de-duplication both sides allow;
-  // *strategy receives the one in force.
-  Result<proto::Reply> watchRemote(Connection& connection, const std::string& remotePath, uint32_t mask, bool recursive,
-                                   const std::string& originKey, Dedup::Strategy* strategy, std::string* note);
-  bool declare(Connection& connection, const std::string& originKey);
+  // A request waited for (wait: inside addWatch, as inotify_add_watch
+  // waits) or answered later (from next(): then runs from
+  // Connection::runCompleted()).
+  void ask(Connection& connection, proto::Message message, int timeoutMs, bool wait, Connection::ReplyHandler then);
+  // The server's answer to a watch, with the de-duplication in force.
+  struct RemoteAnswer {
+    Result<proto::Reply> reply{Error{}};
+    Dedup::Strategy strategy = Dedup::Strategy::kNone;
+    std::string note;  // why a weaker de-duplication than asked for
+  };
+  using AnswerHandler = std::function<void(RemoteAnswer)>;
+  // Subscribes on the server with the best de-duplication both sides allow.
+  void watchRemote(Connection& connection, const Watch& watch, bool wait, AnswerHandler then);
+  void watchWithoutOrigin(Connection& connection, proto::Watch request, const std::string& why, bool wait,
+                          AnswerHandler then);
+  void declare(Connection& connection, const std::string& originKey, bool wait, std::function<void(bool)> then);
   void armReleaseTimer();
-  // Makes the remote side of a watch: watch, then list (initial view), or
-  // after a reconnection compare the listing with the view and report the
-  // differences. Error: the server refused the watch.
+  // Makes the remote side of a watch, waiting for the server's answer.
+  // Error: the server refused the watch.
   Status attachRemote(Watch& watch, Connection& connection, std::string* note);
+  // Takes the server's answer to a watch in. Error: the server refused it.
+  Status applyAnswer(Watch& watch, Connection& connection, RemoteAnswer& answer);
+  // Asks for a listing (the first, or after a gap: compared with the view,
+  // its differences reported), as a job of the watch's connection.
   void resync(Watch& watch);
+  void takeListing(Connection& connection, int wd, Result<std::vector<proto::TreeEntry>> entries);
   void runResyncs();
   // Starts a new attempt for each lost connection that is due. Attempts
   // proceed in next()'s epoll set (advanceOpening) and never block it.
@@ -172,11 +189,37 @@ class Client final : public EventSink {
   const std::string* openingKey(const Connection* connection) const;
   void expireOpenings();
   void retryFailed(const std::string& key, const Error& why);
+  // The session of a connection opened in next()'s epoll set is made
+  // (kSession): the connection serves its key from now on.
+  void sessionMade(const std::string& key, Connection& connection, const Status& made);
   // A lost connection is back: resume or re-make the watches it served.
   void restoreWatches(const std::string& key, Connection* connection);
-  // restoreWatches for a watch whose server's first connection it waited
-  // for (Watch::attaching).
-  void attachFirst(Watch& watch, Connection& connection);
+  // A waiting watch's answer from the server (kAttach), for a watch whose
+  // server's first connection it did not wait for (Watch::attaching:
+  // attachedFirst) or one made again after a loss (reattached).
+  void watchAnswered(Connection& connection, int wd, RemoteAnswer& answer);
+  void attachedFirst(Watch& watch, Connection& connection, const Status& attached, const std::string& note);
+  void reattached(Watch& watch, Connection& connection, const Status& attached, const std::string& note);
+
+  // What a connection does for the watches after it is open, without
+  // blocking next(): one job at a time per connection, each a request and
+  // what its answer leads to.
+  struct Job {
+    enum class Kind { kSession, kAttach, kListing } kind = Kind::kAttach;
+    int wd = 0;
+  };
+  struct Jobs {
+    std::deque<Job> queue;
+    bool running = false;
+    bool starting = false;  // inside runJobs (a job that ends at once does not recurse)
+    std::string key;
+  };
+  void enqueue(Connection& connection, Job job, bool first = false);
+  void runJobs(Connection& connection);
+  void startJob(Connection& connection, const Job& job);
+  void jobDone(Connection& connection);
+  // Runs the answered requests' continuations on every connection.
+  void runCompletions();
   std::chrono::milliseconds backoff(int attempt);
   void endWatch(Watch& watch);
   void pumpReady(int timeoutMs);
@@ -240,7 +283,11 @@ class Client final : public EventSink {
   std::map<std::string, Ticket> tickets_;
   std::map<Connection*, std::set<uint32_t>> resumed_;  // watch ids the server resumed
   std::set<const Connection*> lost_;                   // connections whose loss was handled (connectionLost)
-  Status attachSession(const std::string& key, Connection& connection);
+  // Names this client's session on a new connection (proto::Attach):
+  // resumes what the previous connection left, or starts afresh.
+  void attachSession(const std::string& key, Connection& connection, bool wait, std::function<void(Status)> then);
+  std::map<Connection*, Jobs> jobs_;
+  std::set<std::string> sessions_;    // keys whose new connection's session is under way (kSession)
   uint32_t nextCookie_ = 0x40000000;  // for synthesized moves; far from the kernels' numbers
   int nextWd_ = 1;
 };

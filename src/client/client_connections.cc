@@ -1,8 +1,10 @@
 // The client core's connections to rnotifyd (client.h), once open
-// (client_openings.cc opens them): sessions and resumption, watches made on
-// the server (first, or again after a reconnection), its events, losses.
+// (client_openings.cc opens them; client_jobs.cc makes the session and the
+// watches on them without blocking): which connection serves a mount, the
+// session and watch requests, the server's events, losses.
 #include <sys/epoll.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <random>
@@ -17,194 +19,39 @@ namespace rnotify {
 
 using namespace client_detail;
 
+void Client::ask(Connection& connection, proto::Message message, int timeoutMs, bool wait,
+                 Connection::ReplyHandler then) {
+  if (wait) {
+    then(connection.request(std::move(message), timeoutMs));
+  } else {
+    connection.requestAsync(std::move(message), timeoutMs, std::move(then));
+  }
+}
+
 Status Client::attachRemote(Watch& watch, Connection& connection, std::string* note) {
-  Dedup::Strategy strategy = Dedup::Strategy::kNone;
-  auto reply = watchRemote(connection, watch.remotePath, watch.mask & IN_ALL_EVENTS, watch.recursive, watch.originKey,
-                           &strategy, note);
-  if (!reply) return reply.error();
-  if (reply->status != 0) {
-    return Error{reply->status,
-                 "server path '" + watch.remotePath + "' on " + connection.description() + ": " + reply->message};
+  RemoteAnswer answer;
+  watchRemote(connection, watch, /*wait=*/true, [&answer](RemoteAnswer a) { answer = std::move(a); });
+  *note = answer.note;
+  return applyAnswer(watch, connection, answer);
+}
+
+Status Client::applyAnswer(Watch& watch, Connection& connection, RemoteAnswer& answer) {
+  if (!answer.reply) return answer.reply.error();
+  const proto::Reply& reply = *answer.reply;
+  if (reply.status != 0) {
+    return Error{reply.status,
+                 "server path '" + watch.remotePath + "' on " + connection.description() + ": " + reply.message};
   }
   watch.remote = &connection;
-  watch.remoteId = reply->watchId;
+  watch.remoteId = reply.watchId;
   watch.waitingForServer = false;
   ensureDedup();
-  dedup_->setStrategy(watch.wd, strategy);
-  watch.strategy = strategy;
+  dedup_->setStrategy(watch.wd, answer.strategy);
+  watch.strategy = answer.strategy;
   watch.lastSeq = 0;
-  watch.source = connection.description() + " + local inotify, " + Dedup::name(strategy);
+  watch.source = connection.description() + " + local inotify, " + Dedup::name(answer.strategy);
   byRemote_[{watch.remote, watch.remoteId}] = watch.wd;
   return {};
-}
-
-void Client::resync(Watch& watch) {
-  watch.resyncWanted = false;
-  if (watch.remote == nullptr) return;
-  Connection& connection = *watch.remote;
-  const int wd = watch.wd;
-  auto entries = connection.snapshot(watch.remoteId, connectTimeoutMs() * 3);
-  // Events that arrived meanwhile may have ended the watch.
-  auto it = watches_.find(wd);
-  if (it == watches_.end()) return;
-  Watch& w = it->second;
-  if (!entries) {
-    if (!connection.alive()) {
-      connectionLost(connection);
-    } else {
-      log::warn("cannot re-read '{}' on {}: {}", w.displayBase, connection.description(), entries.error().message);
-      w.untilListing = false;
-      connection.releaseDeferred();
-    }
-    return;
-  }
-  // Events sent after the listing are handed over once the view is the
-  // listing. Changes made while the server listed are in both: those the
-  // listing already shows are not reported a second time.
-  struct Release {
-    Client& client;
-    Connection& c;
-    int wd;
-    ~Release() {
-      if (auto it = client.watches_.find(wd); it != client.watches_.end()) it->second.afterListing = true;
-      c.releaseDeferred();
-      if (auto it = client.watches_.find(wd); it != client.watches_.end()) it->second.afterListing = false;
-    }
-  } release{*this, connection, wd};
-  // A view costs ~150 bytes per entry: past this, a gap is announced
-  // (IN_Q_OVERFLOW) but its differences are not computed.
-  constexpr size_t kMaxViewEntries = 1000000;
-  if (entries->size() > kMaxViewEntries) {
-    log::warn("'{}': {} entries on the server; after a gap only the gap itself will be reported, not what changed",
-              w.displayBase, entries->size());
-    w.view.reset();
-    return;
-  }
-  if (w.view) {
-    size_t reported = 0;
-    for (const TreeView::Change& change : w.view->diff(*entries, &nextCookie_)) {
-      if ((change.mask & w.mask & IN_ALL_EVENTS) == 0) continue;
-      push(w, change.mask | kInSynthesized | kInRemote, change.cookie, 0, change.dir, change.name);
-      ++reported;
-    }
-    log::info("'{}': re-read {} entries on {}; {} changes missed meanwhile", w.displayBase, entries->size(),
-              connection.description(), reported);
-  } else {
-    w.view = std::make_unique<TreeView>();
-  }
-  w.view->reset(*entries);
-  w.untilListing = false;
-}
-
-void Client::runResyncs() {
-  std::vector<int> wanted;
-  for (auto& [wd, watch] : watches_) {
-    if (watch.resyncWanted) wanted.push_back(wd);
-  }
-  for (int wd : wanted) {
-    auto it = watches_.find(wd);
-    if (it != watches_.end()) resync(it->second);
-  }
-}
-
-void Client::restoreWatches(const std::string& key, Connection* connection) {
-  // Watches the server resumed: the events it replays follow.
-  if (auto resumed = resumed_.find(connection); resumed != resumed_.end()) {
-    for (auto& [wd, watch] : watches_) {
-      if (!watch.waitingForServer || watch.connectionKey != key || !resumed->second.count(watch.remoteId)) continue;
-      watch.remote = connection;
-      watch.waitingForServer = false;
-      byRemote_[{watch.remote, watch.remoteId}] = wd;
-      if (dedup_) dedup_->setStrategy(wd, watch.strategy);
-      watch.source = connection->description() + " + local inotify, " + Dedup::name(watch.strategy);
-      push(watch, kInRestored | kInRemote, 0, 0, {}, {});
-    }
-    resumed_.erase(resumed);
-    connection->releaseDeferred();
-    if (!connection->alive()) {
-      connectionLost(*connection);
-      return;
-    }
-  }
-  std::vector<int> waiting;
-  for (auto& [wd, watch] : watches_) {
-    if (watch.waitingForServer && watch.connectionKey == key) waiting.push_back(wd);
-  }
-  for (int wd : waiting) {
-    auto it = watches_.find(wd);
-    if (it == watches_.end()) continue;
-    Watch& watch = it->second;
-    std::string note;
-    if (watch.attaching) {
-      attachFirst(watch, *connection);
-      if (!connection->alive()) return;
-      continue;
-    }
-    if (Status attached = attachRemote(watch, *connection, &note); !attached) {
-      if (!connection->alive()) {
-        connectionLost(*connection);  // lost again: schedules another try
-        return;
-      }
-      log::warn("'{}': cannot watch on the server again: {}", watch.displayBase, attached.error().message);
-      watch.waitingForServer = false;
-      if (attached.error().code == ENOENT && watch.view) {
-        // The watched directory went away while the server was unreachable.
-        push(watch, IN_DELETE_SELF | kInSynthesized | kInRemote, 0, 0, {}, {});
-        endWatch(watch);
-      }
-      continue;
-    }
-    if (watch.fallback) {
-      log::warn("'{}': {} is reachable: its events come from the server again, no more polling", watch.displayBase,
-                connection->description());
-      dropFallback(watch);
-      if (watches_.find(wd) == watches_.end()) continue;
-      if (connection->welcome().capabilities & proto::kCapResync) resync(watch);
-      continue;
-    }
-    push(watch, kInRestored | kInRemote, 0, 0, {}, {});
-    if (watch.view) {
-      // Until the listing, the server's events only repeat what the
-      // listing's differences will tell: the gap lasts until then.
-      watch.untilListing = true;
-      resync(watch);
-      if (!connection->alive()) return;
-    }
-  }
-}
-
-void Client::attachFirst(Watch& watch, Connection& connection) {
-  // A watch added with RNOTIFY_NONBLOCK meets its server: what
-  // chooseRemote and store() do for a watch that waited for it, told by
-  // IN_RESTORED | IN_REMOTE (remote changes are reported from here on).
-  const int wd = watch.wd;
-  std::string note;
-  if (Status attached = attachRemote(watch, connection, &note); !attached) {
-    if (!connection.alive()) {
-      connectionLost(connection);  // still attaching: the next attempt, local events meanwhile
-      return;
-    }
-    // An add that waited would have failed (EACCES, ENOENT, ...) or fallen
-    // back (ENOSYS, EOPNOTSUPP); this one is made already: it falls back and
-    // says why (rnotify_watch_source(), the log). The server's refusal of
-    // the path stands; after another failure (a request not answered in
-    // time) the server is asked again when the connection is made again.
-    const int code = attached.error().code;
-    watch.attaching = false;
-    const bool refused = code == ENOSYS || code == EOPNOTSUPP || code == EACCES || code == EPERM || code == ENOENT ||
-                         code == ENOTDIR || code == ELOOP || code == ENAMETOOLONG || code == EINVAL;
-    watch.waitingForServer = !refused;
-    if (code == ENOSYS || code == EOPNOTSUPP) watch.connectionKey.clear();
-    log::warn("'{}': {} did not take the watch: {}", watch.displayBase, connection.description(),
-              attached.error().message);
-    startFallback(watch, MountResolver::fromProc().resolve(watch.localRoot), attached.error().message);
-    if (watch.fallback && watch.fallback->scans()) runSource(wd);
-    return;
-  }
-  watch.attaching = false;
-  if (!note.empty()) log::warn("'{}': {}", watch.displayBase, note);
-  push(watch, kInRestored | kInRemote, 0, 0, {}, {});
-  if (connection.welcome().capabilities & proto::kCapResync) resync(watch);  // the first listing, as store() takes it
 }
 
 std::string Client::agentKey(const SshTarget& target) const {
@@ -281,16 +128,21 @@ Result<Connection*> Client::connectionFor(const ResolvedPath& resolved, std::str
   return nullptr;
 }
 
-Result<Connection*> Client::adopt(const std::string& key, std::unique_ptr<Connection> opened) {
+Result<Connection*> Client::adopt(const std::string& key, std::unique_ptr<Connection> opened, bool wait) {
   Connection* connection = opened.get();
   // What was noted about it goes with it (a later connection may get its address).
   auto forget = [&] {
     resumed_.erase(connection);
     declared_.erase(connection);
+    jobs_.erase(connection);
   };
-  if (Status attached = attachSession(key, *connection); !attached) {
-    forget();
-    return attached.error();
+  if (wait) {
+    Status attached;
+    attachSession(key, *connection, /*wait=*/true, [&attached](const Status& made) { attached = made; });
+    if (!attached) {
+      forget();
+      return attached.error();
+    }
   }
   connection->setEventsHandler([this](Connection& c, proto::Events& events) { onRemoteEvents(c, events); });
   epoll_event ev{};
@@ -302,11 +154,21 @@ Result<Connection*> Client::adopt(const std::string& key, std::unique_ptr<Connec
   }
   connections_.emplace(key, std::move(opened));
   armKeepalive();
+  jobs_[connection].key = key;
+  if (!wait) {
+    // The session first; the watches after it (sessionMade).
+    sessions_.insert(key);
+    enqueue(*connection, Job{Job::Kind::kSession, 0});
+  }
   return connection;
 }
 
-Status Client::attachSession(const std::string& key, Connection& connection) {
-  if (!(connection.welcome().capabilities & proto::kCapResume)) return {};
+void Client::attachSession(const std::string& key, Connection& connection, bool wait,
+                           std::function<void(Status)> then) {
+  if (!(connection.welcome().capabilities & proto::kCapResume)) {
+    then({});
+    return;
+  }
   Ticket& ticket = tickets_[key];
   if (ticket.token[0] == 0 && ticket.token[1] == 0) {
     std::random_device random;
@@ -324,92 +186,142 @@ Status Client::attachSession(const std::string& key, Connection& connection) {
     }
     if (attach.positions.empty()) attach.instanceId = 0;
   }
-  auto reply = connection.attach(attach, connectTimeoutMs());
-  if (!reply) return reply.error();
-  ticket.instanceId = connection.welcome().instanceId;
-  if (reply->status == EEXIST) {
-    // Another session holds this token (a second handle after a restart of
-    // this one is impossible; be safe): start afresh with a new token.
-    ticket = Ticket{};
-    return attachSession(key, connection);
-  }
-  if (attach.instanceId != 0 && reply->status == 0) {
-    std::set<uint32_t>& ids = resumed_[&connection];
-    for (const proto::WatchPosition& p : attach.positions) {
-      ids.insert(p.watchId);
-      connection.setReceived(p.watchId, p.seq);
+  Connection* c = &connection;
+  auto answered = [this, key, c, wait, attach, then = std::move(then)](Result<proto::Reply> reply) mutable {
+    if (!reply) {
+      then(reply.error());
+      return;
     }
-    log::info("{}: {}; what happened meanwhile is replayed", connection.description(), reply->message);
+    Ticket& ticket = tickets_[key];
+    ticket.instanceId = c->welcome().instanceId;
+    if (reply->status == EEXIST) {
+      // Another session holds this token (a second handle after a restart of
+      // this one is impossible; be safe): start afresh with a new token.
+      ticket = Ticket{};
+      attachSession(key, *c, wait, std::move(then));
+      return;
+    }
+    if (attach.instanceId != 0 && reply->status == 0) {
+      std::set<uint32_t>& ids = resumed_[c];
+      for (const proto::WatchPosition& p : attach.positions) {
+        ids.insert(p.watchId);
+        c->setReceived(p.watchId, p.seq);
+      }
+      log::info("{}: {}; what happened meanwhile is replayed", c->description(), reply->message);
+    } else {
+      if (attach.instanceId != 0) log::info("{}: cannot resume: {}", c->description(), reply->message);
+      c->releaseDeferred();
+    }
+    then({});
+  };
+  if (wait) {
+    answered(connection.attach(attach, connectTimeoutMs()));
   } else {
-    if (attach.instanceId != 0) log::info("{}: cannot resume: {}", connection.description(), reply->message);
-    connection.releaseDeferred();
+    connection.attachAsync(attach, connectTimeoutMs(), std::move(answered));
   }
-  return {};
 }
 
-bool Client::declare(Connection& connection, const std::string& originKey) {
+void Client::declare(Connection& connection, const std::string& originKey, bool wait, std::function<void(bool)> then) {
   Declared& declared = declared_[&connection];
   for (const std::string& known : declared.origins) {
-    if (known == originKey) return true;
+    if (known == originKey) {
+      then(true);
+      return;
+    }
   }
   proto::Declare request;
   request.origins = declared.origins;
   request.origins.push_back(originKey);
-  auto reply = connection.request(request, connectTimeoutMs());
-  if (!reply || reply->status != 0) {
-    log::debug("{}: Declare refused: {}", connection.description(), reply ? reply->message : reply.error().message);
-    return false;
-  }
-  declared.origins = std::move(request.origins);
-  return true;
+  // Taken as declared from now on: a request made before the answer comes
+  // lists it too, and the server reads them in order.
+  declared.origins = request.origins;
+  Connection* c = &connection;
+  ask(connection, request, connectTimeoutMs(), wait,
+      [this, c, originKey, then = std::move(then)](Result<proto::Reply> reply) {
+        if (!reply || reply->status != 0) {
+          log::debug("{}: Declare refused: {}", c->description(), reply ? reply->message : reply.error().message);
+          if (auto it = declared_.find(c); it != declared_.end()) {
+            auto& origins = it->second.origins;
+            origins.erase(std::remove(origins.begin(), origins.end(), originKey), origins.end());
+          }
+          then(false);
+          return;
+        }
+        then(true);
+      });
 }
 
-Result<proto::Reply> Client::watchRemote(Connection& connection, const std::string& remotePath, uint32_t mask,
-                                         bool recursive, const std::string& originKey, Dedup::Strategy* strategy,
-                                         std::string* note) {
+void Client::watchRemote(Connection& connection, const Watch& watch, bool wait, AnswerHandler then) {
   proto::Watch request;
-  request.flags = recursive ? uint32_t{proto::kWatchRecursive} : 0u;
-  request.mask = mask;
-  request.path = remotePath;
+  request.flags = watch.recursive ? uint32_t{proto::kWatchRecursive} : 0u;
+  request.mask = watch.mask & IN_ALL_EVENTS;
+  request.path = watch.remotePath;
   const DedupMode mode = config_->echoWindowMs == 0 ? DedupMode::kOff : config_->dedup;
   const uint64_t caps = connection.welcome().capabilities;
   // The entry's state on every event keeps the view current for a resync.
   if ((caps & proto::kCapResync) && (caps & proto::kCapStat)) request.flags |= proto::kWatchStat;
   const int timeout = connectTimeoutMs() * 3;
-  std::string why;
   if (mode == DedupMode::kOff) {
-    *strategy = Dedup::Strategy::kNone;
-    return connection.request(request, timeout);
+    ask(connection, request, timeout, wait, [then = std::move(then)](Result<proto::Reply> reply) {
+      then(RemoteAnswer{std::move(reply), Dedup::Strategy::kNone, {}});
+    });
+    return;
   }
-  if (mode == DedupMode::kAuto || mode == DedupMode::kOrigin) {
-    if (!(caps & proto::kCapOrigin)) {
-      why = "the server cannot tell who made a change (rnotifyd runs without root)";
-    } else if (originKey.empty()) {
-      why = "the mount's ssh connection could not be identified (ProxyCommand or ProxyJump?)";
-    } else if (!declare(connection, originKey)) {
-      why = "the server refused the declaration of this host's connection";
-    } else {
-      proto::Watch attributed = request;
-      attributed.flags |= proto::kWatchOrigin;
-      auto reply = connection.request(attributed, timeout);
-      if (!reply || reply->status != EOPNOTSUPP) {
-        *strategy = Dedup::Strategy::kOrigin;
-        return reply;
-      }
-      why = reply->message;
-    }
-    if (mode == DedupMode::kOrigin) *note = "origin attribution is not available: " + why;
+  if (mode != DedupMode::kAuto && mode != DedupMode::kOrigin) {
+    watchWithoutOrigin(connection, request, {}, wait, std::move(then));
+    return;
   }
-  if ((mode == DedupMode::kAuto || mode == DedupMode::kOrigin || mode == DedupMode::kState) &&
-      (caps & proto::kCapStat)) {
+  if (!(caps & proto::kCapOrigin)) {
+    watchWithoutOrigin(connection, request, "the server cannot tell who made a change (rnotifyd runs without root)",
+                       wait, std::move(then));
+    return;
+  }
+  if (watch.originKey.empty()) {
+    watchWithoutOrigin(connection, request,
+                       "the mount's ssh connection could not be identified (ProxyCommand or ProxyJump?)", wait,
+                       std::move(then));
+    return;
+  }
+  Connection* c = &connection;
+  declare(connection, watch.originKey, wait,
+          [this, c, request, timeout, wait, then = std::move(then)](bool declared) mutable {
+            if (!declared) {
+              watchWithoutOrigin(*c, request, "the server refused the declaration of this host's connection", wait,
+                                 std::move(then));
+              return;
+            }
+            proto::Watch attributed = request;
+            attributed.flags |= proto::kWatchOrigin;
+            ask(*c, attributed, timeout, wait,
+                [this, c, request, wait, then = std::move(then)](Result<proto::Reply> reply) mutable {
+                  if (!reply || reply->status != EOPNOTSUPP) {
+                    then(RemoteAnswer{std::move(reply), Dedup::Strategy::kOrigin, {}});
+                    return;
+                  }
+                  watchWithoutOrigin(*c, request, reply->message, wait, std::move(then));
+                });
+          });
+}
+
+void Client::watchWithoutOrigin(Connection& connection, proto::Watch request, const std::string& why, bool wait,
+                                AnswerHandler then) {
+  const DedupMode mode = config_->dedup;
+  const uint64_t caps = connection.welcome().capabilities;
+  std::string note;
+  if (mode == DedupMode::kOrigin) note = "origin attribution is not available: " + why;
+  Dedup::Strategy strategy;
+  if (mode != DedupMode::kEcho && (caps & proto::kCapStat)) {
     request.flags |= proto::kWatchStat;
-    *strategy = Dedup::Strategy::kState;
+    strategy = Dedup::Strategy::kState;
   } else {
-    if (mode == DedupMode::kState) *note = "the server does not send the state of entries; matching echoes only";
-    *strategy = Dedup::Strategy::kEcho;
+    if (mode == DedupMode::kState) note = "the server does not send the state of entries; matching echoes only";
+    strategy = Dedup::Strategy::kEcho;
   }
-  if (!note->empty()) *note += std::string("; using ") + Dedup::name(*strategy);
-  return connection.request(request, timeout);
+  if (!note.empty()) note += std::string("; using ") + Dedup::name(strategy);
+  ask(connection, request, connectTimeoutMs() * 3, wait,
+      [strategy, note, then = std::move(then)](Result<proto::Reply> reply) {
+        then(RemoteAnswer{std::move(reply), strategy, note});
+      });
 }
 
 void Client::onRemoteEvents(Connection& connection, proto::Events& events) {
@@ -447,6 +359,15 @@ void Client::connectionLost(Connection& connection) {
   if (!lost_.insert(&connection).second) return;  // told already
   ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, connection.readFd(), nullptr);
   log::error("{}", connection.failure().message);
+  // Its requests under way end here: the watches they were for wait for
+  // the next connection (waitingForServer), as those it served do.
+  connection.cancelPending();
+  std::string sessionKey;
+  if (auto jobs = jobs_.find(&connection); jobs != jobs_.end()) {
+    jobs->second.queue.clear();
+    jobs->second.running = false;
+    if (sessions_.erase(jobs->second.key)) sessionKey = jobs->second.key;
+  }
   for (const auto& [key, c] : connections_) {
     if (c.get() == &connection && openers_.count(key) && !retries_.count(key)) {
       Retry retry;
@@ -476,6 +397,9 @@ void Client::connectionLost(Connection& connection) {
     push(watch, IN_Q_OVERFLOW | kInRemote, 0, 0, {}, {});
     it = byRemote_.erase(it);
   }
+  // Lost before its session was made: a failed attempt (the next one is
+  // scheduled; watches whose first attempt it was fall back meanwhile).
+  if (!sessionKey.empty()) retryFailed(sessionKey, connection.failure());
 }
 
 }  // namespace rnotify

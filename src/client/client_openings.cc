@@ -127,19 +127,8 @@ void Client::advanceOpening(std::string key) {  // NOLINT(performance-unnecessar
     return;
   }
   forgetConnection(key);
-  auto adopted = adopt(key, std::move(opened));
-  if (!adopted) {
-    retryFailed(key, adopted.error());
-    return;
-  }
-  const bool first = firstUnderWay(key);
-  retries_.erase(key);
-  if (first) {
-    log::info("{}: connected; its watches are made", (*adopted)->description());
-  } else {
-    log::warn("{}: connected again; restoring its watches", (*adopted)->description());
-  }
-  restoreWatches(key, *adopted);
+  // Its session is made next, in the same epoll set (sessionMade).
+  if (auto adopted = adopt(key, std::move(opened), /*wait=*/false); !adopted) retryFailed(key, adopted.error());
 }
 
 void Client::expireOpenings() {
@@ -208,6 +197,7 @@ void Client::forgetConnection(const std::string& key) {
   connectionLost(*it->second);
   lost_.erase(it->second.get());
   declared_.erase(it->second.get());
+  jobs_.erase(it->second.get());
   resumed_.erase(it->second.get());
   connections_.erase(it);
 }
@@ -235,7 +225,7 @@ Result<Connection*> Client::connect(const std::string& key, const Opener& open, 
   }
   if (!opened) return opened.error();
   if (Status ready = (*opened)->finish(connectTimeoutMs()); !ready) return ready.error();
-  return adopt(key, std::move(*opened));
+  return adopt(key, std::move(*opened), /*wait=*/true);
 }
 
 }  // namespace rnotify

@@ -218,6 +218,8 @@ void Connection::handle(proto::Message& message) {
     if (reply->requestId == listingRequest_) listingStarted_ = true;
     if (auto it = std::find(unwanted_.begin(), unwanted_.end(), reply->requestId); it != unwanted_.end()) {
       unwanted_.erase(it);
+    } else if (pending_.count(reply->requestId)) {
+      complete(reply->requestId, std::move(*reply));
     } else {
       replies_[reply->requestId] = std::move(*reply);
     }
@@ -248,6 +250,7 @@ uint32_t Connection::assignRequestId(proto::Message& message) {
 Result<std::vector<proto::TreeEntry>> Connection::snapshot(uint32_t watchId, int timeoutMs) {
   proto::Snapshot request;
   request.watchId = watchId;
+  if (listingPending()) return Error{EBUSY, "another listing is under way on " + description_};
   uint32_t id = nextRequestId_;  // request() assigns this one
   listingRequest_ = id;
   listingStarted_ = false;
@@ -285,6 +288,7 @@ Result<proto::Reply> Connection::attach(const proto::Attach& attach, int timeout
 
 void Connection::releaseDeferred() {
   holding_ = false;
+  if (listingRequest_ == 0) listingStarted_ = false;
   while (!deferred_.empty()) {
     proto::Events events = std::move(deferred_.front());
     deferred_.pop_front();
@@ -324,6 +328,84 @@ bool Connection::keepAlive(std::chrono::milliseconds interval) {
   }
   if (now - lastSent_ >= interval) (void)send(proto::Ping{nextPing_++});  // a failure marks it dead
   return alive_;
+}
+
+void Connection::requestAsync(proto::Message message, int timeoutMs, ReplyHandler handler) {
+  const uint32_t id = assignRequestId(message);
+  pending_[id] = Pending{Clock::now() + std::chrono::milliseconds(timeoutMs), timeoutMs, std::move(handler), {}};
+  if (!alive_) return;  // runCompleted() tells the handler
+  (void)send(message);  // a failure marks the connection dead: the same
+}
+
+void Connection::attachAsync(const proto::Attach& attach, int timeoutMs, ReplyHandler handler) {
+  holding_ = true;
+  requestAsync(attach, timeoutMs, std::move(handler));
+}
+
+void Connection::snapshotAsync(uint32_t watchId, int timeoutMs, ListingHandler handler) {
+  proto::Snapshot request;
+  request.watchId = watchId;
+  listingRequest_ = nextRequestId_;  // requestAsync() assigns this one
+  listingStarted_ = false;
+  requestAsync(request, timeoutMs, {});
+  pending_[listingRequest_].onListing = std::move(handler);
+}
+
+void Connection::complete(uint32_t id, Result<proto::Reply> reply) {
+  auto it = pending_.find(id);
+  if (it == pending_.end()) return;
+  completed_.push_back(Completed{id, std::move(it->second), std::move(reply)});
+  pending_.erase(it);
+}
+
+void Connection::runCompleted() {
+  const auto now = Clock::now();
+  std::vector<uint32_t> ended;
+  for (const auto& [id, pending] : pending_) {
+    if (!alive_ || pending.deadline <= now) ended.push_back(id);
+  }
+  for (uint32_t id : ended) {
+    if (alive_) {
+      unwanted_.push_back(id);  // its Reply, should it come, is dropped
+      const int seconds = pending_.at(id).timeoutMs / 1000;
+      complete(id, Error{ETIMEDOUT, description_ + " did not answer within " + std::to_string(seconds) + " s"});
+    } else {
+      complete(id, failure_);
+    }
+  }
+  while (!completed_.empty()) {
+    Completed done = std::move(completed_.front());
+    completed_.pop_front();
+    if (done.id == listingRequest_) {
+      // Events after the listing stay held (listingStarted_ until the
+      // handler releases them); its entries go to the handler.
+      listingRequest_ = 0;
+      std::vector<proto::TreeEntry> entries;
+      if (auto it = listings_.find(done.id); it != listings_.end()) {
+        entries = std::move(it->second);
+        listings_.erase(it);
+      }
+      Result<std::vector<proto::TreeEntry>> listing = std::move(entries);
+      if (!done.reply) {
+        listing = done.reply.error();
+      } else if (done.reply->status != 0) {
+        listing = Error{done.reply->status, description_ + ": " + done.reply->message};
+      }
+      if (done.pending.onListing) done.pending.onListing(std::move(listing));
+      continue;
+    }
+    if (done.pending.onReply) done.pending.onReply(std::move(done.reply));
+  }
+}
+
+void Connection::cancelPending() {
+  for (const auto& [id, pending] : pending_) unwanted_.push_back(id);
+  if (pending_.count(listingRequest_)) {
+    listingRequest_ = 0;
+    listingStarted_ = false;
+  }
+  pending_.clear();
+  completed_.clear();
 }
 
 void Connection::requestNoWait(proto::Message message) {

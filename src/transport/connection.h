@@ -105,6 +105,29 @@ class Connection {
   void releaseDeferred();
   // Sends Watch, Unwatch or Declare; its Reply is dropped when it arrives.
   void requestNoWait(proto::Message message);
+
+  // Requests answered without waiting: the message goes out now, and the
+  // handler gets its Reply, or why there is none (the connection failed, or
+  // timeoutMs passed: ETIMEDOUT, and a late Reply is dropped), from a later
+  // runCompleted(), never from inside pump() or request(). A handler may
+  // make further requests; it must not destroy the connection.
+  using ReplyHandler = std::function<void(Result<proto::Reply>)>;
+  using ListingHandler = std::function<void(Result<std::vector<proto::TreeEntry>>)>;
+  void requestAsync(proto::Message message, int timeoutMs, ReplyHandler handler);
+  // attach() without waiting: events are held from now until releaseDeferred().
+  void attachAsync(const proto::Attach& attach, int timeoutMs, ReplyHandler handler);
+  // snapshot() without waiting; one listing at a time (listingPending()).
+  // Events that come after the listing are held until releaseDeferred(),
+  // which the handler calls once it has taken the listing in.
+  void snapshotAsync(uint32_t watchId, int timeoutMs, ListingHandler handler);
+  bool listingPending() const { return listingRequest_ != 0; }
+  // Runs the handlers of the requests answered, failed or past their
+  // deadline since the last call. Call it after pump() and now and then
+  // (deadlines are checked here).
+  void runCompleted();
+  // Forgets the handlers of the requests under way, without running them
+  // (their replies are dropped): the owner has given the connection up.
+  void cancelPending();
   // Reads and handles everything available without blocking. False once the
   // connection has failed; failure() then says why.
   bool pump();
@@ -157,6 +180,20 @@ class Connection {
   EventsHandler onEvents_;
   uint32_t nextRequestId_ = 1;
   std::map<uint32_t, proto::Reply> replies_;
+  struct Pending {
+    std::chrono::steady_clock::time_point deadline;
+    int timeoutMs = 0;
+    ReplyHandler onReply;      // or
+    ListingHandler onListing;  // for a Snapshot
+  };
+  std::map<uint32_t, Pending> pending_;  // requestAsync()'s, by request id
+  struct Completed {
+    uint32_t id = 0;
+    Pending pending;
+    Result<proto::Reply> reply{Error{}};
+  };
+  std::deque<Completed> completed_;  // answered, for runCompleted()
+  void complete(uint32_t id, Result<proto::Reply> reply);
   std::map<uint32_t, std::vector<proto::TreeEntry>> listings_;  // Entries by request, until its Reply
   uint32_t listingRequest_ = 0;                                 // the Snapshot being awaited
   bool listingStarted_ = false;  // its Entries or Reply arrived: later events are deferred

@@ -310,6 +310,75 @@ TEST_F(ClientConnectionReuse, WatchesAddedWhileTheFirstConnectionIsUnderWayShare
   }
 }
 
+// The server's rnotifyd that serves this process's connection: the --stdio
+// agent sshd started hands its connection to this user's daemon behind it
+// (rnotifyd --agent-daemon, the same binary), which serves it.
+std::vector<pid_t> serverDaemons() {
+  std::vector<pid_t> found;
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    auto cmdline = rnotify::readFile("/proc/" + name + "/cmdline");
+    if (!cmdline.ok()) continue;
+    const std::string& argv = *cmdline;
+    const bool ours = argv.rfind(rnotifydPath() + '\0', 0) == 0;
+    if (ours && argv.find(std::string("--agent-daemon") + '\0') != std::string::npos) {
+      const pid_t pid = std::stoi(name);
+      if (stateOf(pid) != 'Z') found.push_back(pid);
+    }
+  }
+  return found;
+}
+
+// RNOTIFY_NONBLOCK on a server already connected that has stopped answering
+// (its rnotifyd frozen: the connection stands, nothing comes back): the
+// call returns at once, and neither it nor rnotify_next() waits for the
+// server's answer; once the server answers, the watch is taken
+// (IN_RESTORED | IN_REMOTE) and the server's changes are reported. Before,
+// the watch request was made inside the call, which waited for the answer
+// (up to 3 x RNOTIFY_CONNECT_TIMEOUT_MS, 60 s by default).
+TEST_F(ClientConnectionReuse, ANonblockingWatchOnAServerThatStoppedAnsweringReturnsAtOnce) {
+  const int a = watch("a");
+  ASSERT_GT(a, 0);
+  writeFile(bed_->server("a/first"), "x\n");
+  ASSERT_TRUE(waitFor(a, IN_CREATE, "first", std::chrono::seconds(10))) << "no remote event before the freeze";
+  std::vector<pid_t> daemons = serverDaemons();
+  ASSERT_EQ(daemons.size(), 1u) << "expected one rnotifyd daemon serving this process";
+  std::optional<Stopped> frozen(daemons[0]);
+
+  const auto before = Clock::now();
+  const int b = rnotify_add_watch(rn_, bed_->a("b").c_str(), IN_CREATE | IN_CLOSE_WRITE, RNOTIFY_NONBLOCK);
+  const long addMs = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - before).count();
+  ASSERT_GT(b, 0) << rnotify_last_error(rn_);
+  EXPECT_LT(addMs, 1000) << "rnotify_add_watch(RNOTIFY_NONBLOCK) waited for a server that does not answer";
+  EXPECT_EQ(std::string(rnotify_watch_source(rn_, b)).rfind(RNOTIFY_SOURCE_CONNECTING, 0), 0u)
+      << rnotify_watch_source(rn_, b);
+
+  // The application's loop while the server is frozen (well under the
+  // keepalive's 6 s, after which the connection would be given up): this
+  // host's change is reported, no call waits.
+  writeFile(bed_->a("b/local"), "made here\n");
+  bool localSeen = false, early = false;
+  for (auto until = Clock::now() + std::chrono::seconds(2); Clock::now() < until && !localSeen;) {
+    turn([&](const rnotify_event& ev) {
+      localSeen |= ev.wd == b && !(ev.mask & IN_REMOTE) && (ev.mask & IN_CREATE) && std::string(ev.name) == "local";
+      early |= ev.wd == b && (ev.mask & IN_RESTORED);
+    });
+  }
+  EXPECT_TRUE(localSeen) << "this host's change was not reported while the server was frozen";
+  EXPECT_FALSE(early) << "IN_RESTORED before the server answered";
+  EXPECT_LT(slowestUs_, 1000000) << "one rnotify_next(..., 0) call took " << slowestUs_ << " us (of " << calls_ << ")";
+  std::printf("add: %ld ms; %d calls of rnotify_next(..., 0) while the server was frozen, the slowest %ld us\n", addMs,
+              calls_, slowestUs_);
+
+  frozen.reset();
+  EXPECT_TRUE(waitFor(b, IN_RESTORED, "", std::chrono::seconds(10)))
+      << "the server never took the watch: " << rnotify_watch_source(rn_, b);
+  writeFile(bed_->server("b/theirs"), "x\n");
+  EXPECT_TRUE(waitFor(b, IN_CREATE, "theirs", std::chrono::seconds(10))) << rnotify_watch_source(rn_, b);
+  EXPECT_EQ(ownSsh().size(), 1u) << "the same connection serves both watches";
+}
+
 // A server whose agent cannot start: the watch falls back as a waiting add
 // would have, and its changes are found by scanning.
 TEST_F(ClientConnectionReuse, ANonblockingWatchFallsBackWhenTheAgentCannotStart) {

@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <optional>
 
 #include "proto/codec.h"
 #include "transport/agent_process.h"
@@ -675,6 +676,73 @@ TEST_F(ResumeTest, AfterARestartOrTheGracePeriodTheClientIsToldToReRead) {
   Seen seen;
   create("fresh");
   EXPECT_TRUE(pumpUntil(*c, seen, [&] { return seen.has("fresh"); }));
+}
+
+// The client's requests without waiting (Connection::requestAsync, what the
+// client core uses from rnotify_next()): the handler runs from
+// runCompleted(), never from inside the call or pump(); a server that does
+// not answer in time gives ETIMEDOUT at the deadline, and its late answer
+// is not taken for a later request's; a listing comes whole to its handler.
+TEST_F(RnotifydTest, RequestsWithoutWaitingAreAnsweredThroughRunCompletedWithinTheirDeadline) {
+  auto daemon = start();
+  auto c = client();
+  ASSERT_TRUE(c);
+  // Runs the connection as an event loop would until done() or 5 s.
+  auto loop = [&](const std::function<bool()>& done) {
+    for (auto until = Clock::now() + std::chrono::seconds(5); !done() && Clock::now() < until;) {
+      struct pollfd p = {c->readFd(), POLLIN, 0};
+      ::poll(&p, 1, 20);
+      if (!c->pump()) return false;
+      c->runCompleted();
+    }
+    return done();
+  };
+  std::optional<Result<proto::Reply>> first;
+  proto::Watch w;
+  w.path = base_ + "/export/dir";
+  w.mask = IN_CREATE;
+  c->requestAsync(w, 5000, [&](Result<proto::Reply> reply) { first = std::move(reply); });
+  EXPECT_FALSE(first) << "the handler ran inside requestAsync()";
+  ASSERT_TRUE(c->pump());
+  EXPECT_FALSE(first) << "the handler ran inside pump()";
+  ASSERT_TRUE(loop([&] { return first.has_value(); })) << "no answer";
+  ASSERT_TRUE(first->ok()) << first->error().message;
+  ASSERT_EQ((*first)->status, 0) << (*first)->message;
+  const uint32_t watchId = (*first)->watchId;
+
+  // The server stops answering: ETIMEDOUT at the deadline (300 ms), not later.
+  ASSERT_EQ(::kill(daemon->process().pid(), SIGSTOP), 0);
+  std::optional<Result<proto::Reply>> late;
+  proto::Watch other = w;
+  other.path = base_ + "/export";
+  const auto asked = Clock::now();
+  c->requestAsync(other, 300, [&](Result<proto::Reply> reply) { late = std::move(reply); });
+  const bool ended = loop([&] { return late.has_value(); });
+  const auto tookMs = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - asked).count();
+  ::kill(daemon->process().pid(), SIGCONT);
+  ASSERT_TRUE(ended) << "the deadline passed without the handler being told";
+  ASSERT_FALSE(late->ok());
+  EXPECT_EQ(late->error().code, ETIMEDOUT) << late->error().message;
+  EXPECT_GE(tookMs, 300);
+  EXPECT_LT(tookMs, 2000);
+
+  // Its answer comes now, and is dropped: the next request gets its own.
+  proto::Watch bad = w;
+  bad.path = base_ + "/export/missing";
+  auto reply = c->request(bad, 5000);
+  ASSERT_TRUE(reply.ok()) << reply.error().message;
+  EXPECT_EQ(reply->status, ENOENT) << reply->message;
+
+  // A listing without waiting: every entry, to its handler.
+  for (int i = 0; i < 50; ++i) std::ofstream(base_ + "/export/dir/f" + std::to_string(i)) << "x";
+  std::optional<Result<std::vector<proto::TreeEntry>>> listing;
+  c->snapshotAsync(watchId, 5000, [&](Result<std::vector<proto::TreeEntry>> entries) { listing = std::move(entries); });
+  EXPECT_TRUE(c->listingPending());
+  ASSERT_TRUE(loop([&] { return listing.has_value(); }));
+  ASSERT_TRUE(listing->ok()) << listing->error().message;
+  EXPECT_EQ((*listing)->size(), 50u);
+  EXPECT_FALSE(c->listingPending());
+  c->releaseDeferred();
 }
 
 TEST_F(RnotifydTest, ExitsZeroOnSigterm) {

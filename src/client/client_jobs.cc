@@ -1,0 +1,306 @@
+// The client core's work on an open connection (client.h), done in
+// next()'s epoll set without waiting: one job at a time per connection
+// (the session, a watch made for the first time or again after a loss, a
+// listing), each a request whose answer Connection::runCompleted() hands
+// to its continuation here.
+#include <cerrno>
+#include <string>
+#include <vector>
+
+#include "client/client.h"
+#include "client/client_internal.h"
+#include "common/log.h"
+#include "mounts/mount_resolver.h"
+
+namespace rnotify {
+
+using namespace client_detail;
+
+void Client::resync(Watch& watch) {
+  watch.resyncWanted = false;
+  if (watch.remote != nullptr) enqueue(*watch.remote, Job{Job::Kind::kListing, watch.wd});
+}
+
+void Client::takeListing(Connection& connection, int wd, Result<std::vector<proto::TreeEntry>> entries) {
+  // Events sent after the listing are handed over once the view is the
+  // listing. Changes made while the server listed are in both: after a gap,
+  // those the listing's differences told are not reported a second time
+  // (diffed); after the first listing (nothing told), all are.
+  struct Release {
+    Client& client;
+    Connection& c;
+    int wd;
+    bool diffed = false;
+    ~Release() {
+      if (!c.alive()) return;
+      auto mark = [&](bool on) {
+        if (auto it = client.watches_.find(wd); it != client.watches_.end()) it->second.afterListing = on;
+      };
+      if (diffed) mark(true);
+      c.releaseDeferred();
+      if (diffed) mark(false);
+    }
+  } release{*this, connection, wd};
+  // Events that arrived meanwhile may have ended the watch.
+  auto it = watches_.find(wd);
+  if (it == watches_.end() || it->second.remote != &connection) return;
+  Watch& w = it->second;
+  // Back after a gap: remote changes are reported again from here on, the
+  // differences first.
+  if (!entries && !connection.alive()) {
+    connectionLost(connection);
+    return;
+  }
+  if (w.untilListing) push(w, kInRestored | kInRemote, 0, 0, {}, {});
+  if (!entries) {
+    log::warn("cannot re-read '{}' on {}: {}", w.displayBase, connection.description(), entries.error().message);
+    w.untilListing = false;
+    return;
+  }
+  // A view costs ~150 bytes per entry: past this, a gap is announced
+  // (IN_Q_OVERFLOW) but its differences are not computed.
+  constexpr size_t kMaxViewEntries = 1000000;
+  if (entries->size() > kMaxViewEntries) {
+    log::warn("'{}': {} entries on the server; after a gap only the gap itself will be reported, not what changed",
+              w.displayBase, entries->size());
+    w.view.reset();
+    w.untilListing = false;
+    return;
+  }
+  if (w.view) {
+    release.diffed = true;
+    size_t reported = 0;
+    for (const TreeView::Change& change : w.view->diff(*entries, &nextCookie_)) {
+      if ((change.mask & w.mask & IN_ALL_EVENTS) == 0) continue;
+      push(w, change.mask | kInSynthesized | kInRemote, change.cookie, 0, change.dir, change.name);
+      ++reported;
+    }
+    log::info("'{}': re-read {} entries on {}; {} changes missed meanwhile", w.displayBase, entries->size(),
+              connection.description(), reported);
+  } else {
+    w.view = std::make_unique<TreeView>();
+  }
+  w.view->reset(*entries);
+  w.untilListing = false;
+}
+
+void Client::runResyncs() {
+  std::vector<int> wanted;
+  for (auto& [wd, watch] : watches_) {
+    if (watch.resyncWanted) wanted.push_back(wd);
+  }
+  for (int wd : wanted) {
+    auto it = watches_.find(wd);
+    if (it != watches_.end()) resync(it->second);
+  }
+}
+
+void Client::enqueue(Connection& connection, Job job, bool first) {
+  Jobs& jobs = jobs_[&connection];
+  if (first) {
+    jobs.queue.push_front(job);
+  } else {
+    jobs.queue.push_back(job);
+  }
+  runJobs(connection);
+}
+
+void Client::runJobs(Connection& connection) {
+  auto found = jobs_.find(&connection);
+  if (found == jobs_.end() || found->second.starting) return;
+  Jobs& jobs = found->second;
+  jobs.starting = true;
+  while (!jobs.running && !jobs.queue.empty()) {
+    const Job job = jobs.queue.front();
+    jobs.queue.pop_front();
+    jobs.running = true;
+    startJob(connection, job);
+  }
+  jobs.starting = false;
+}
+
+void Client::jobDone(Connection& connection) {
+  auto found = jobs_.find(&connection);
+  if (found == jobs_.end()) return;
+  found->second.running = false;
+  runJobs(connection);
+}
+
+void Client::startJob(Connection& connection, const Job& job) {
+  Connection* c = &connection;
+  const int wd = job.wd;
+  const std::string key = jobs_.at(c).key;
+  auto watch = watches_.find(wd);
+  switch (job.kind) {
+    case Job::Kind::kSession:
+      attachSession(key, connection, /*wait=*/false, [this, c, key](const Status& made) {
+        sessionMade(key, *c, made);
+        jobDone(*c);
+      });
+      return;
+    case Job::Kind::kAttach:
+      // Removed, or made by another route, while it waited for its turn.
+      if (watch == watches_.end() || !watch->second.waitingForServer || watch->second.connectionKey != key) break;
+      watchRemote(connection, watch->second, /*wait=*/false, [this, c, wd](RemoteAnswer answer) {
+        watchAnswered(*c, wd, answer);
+        jobDone(*c);
+      });
+      return;
+    case Job::Kind::kListing:
+      if (watch == watches_.end() || watch->second.remote != c) break;
+      connection.snapshotAsync(watch->second.remoteId, connectTimeoutMs() * 3,
+                               [this, c, wd](Result<std::vector<proto::TreeEntry>> entries) {
+                                 takeListing(*c, wd, std::move(entries));
+                                 jobDone(*c);
+                               });
+      return;
+  }
+  jobDone(connection);
+}
+
+void Client::runCompletions() {
+  std::vector<Connection*> open;
+  for (const auto& [key, connection] : connections_) {
+    if (!lost_.count(connection.get())) open.push_back(connection.get());
+  }
+  for (Connection* connection : open) connection->runCompleted();
+}
+
+void Client::sessionMade(const std::string& key, Connection& connection, const Status& made) {
+  if (!made) {
+    // Lost, refused or not answered: as a failed attempt.
+    if (connection.alive()) connection.drop(made.error());
+    connectionLost(connection);  // a failed attempt: retried (sessions_ said so)
+    return;
+  }
+  sessions_.erase(key);
+  const bool first = firstUnderWay(key);
+  retries_.erase(key);
+  if (first) {
+    log::info("{}: connected; its watches are made", connection.description());
+  } else {
+    log::warn("{}: connected again; restoring its watches", connection.description());
+  }
+  restoreWatches(key, &connection);
+}
+
+void Client::restoreWatches(const std::string& key, Connection* connection) {
+  // Watches the server resumed: the events it replays follow.
+  if (auto resumed = resumed_.find(connection); resumed != resumed_.end()) {
+    for (auto& [wd, watch] : watches_) {
+      if (!watch.waitingForServer || watch.connectionKey != key || !resumed->second.count(watch.remoteId)) continue;
+      watch.remote = connection;
+      watch.waitingForServer = false;
+      byRemote_[{watch.remote, watch.remoteId}] = wd;
+      if (dedup_) dedup_->setStrategy(wd, watch.strategy);
+      watch.source = connection->description() + " + local inotify, " + Dedup::name(watch.strategy);
+      push(watch, kInRestored | kInRemote, 0, 0, {}, {});
+    }
+    resumed_.erase(resumed);
+    connection->releaseDeferred();
+    if (!connection->alive()) {
+      connectionLost(*connection);
+      return;
+    }
+  }
+  for (auto& [wd, watch] : watches_) {
+    if (watch.waitingForServer && watch.connectionKey == key) enqueue(*connection, Job{Job::Kind::kAttach, wd});
+  }
+}
+
+void Client::watchAnswered(Connection& connection, int wd, RemoteAnswer& answer) {
+  auto it = watches_.find(wd);
+  const std::string& key = jobs_.at(&connection).key;
+  if (it == watches_.end() || !it->second.waitingForServer || it->second.connectionKey != key) {
+    // Removed while the server made it: the server's watch goes too.
+    if (answer.reply && answer.reply->status == 0 && connection.alive()) {
+      proto::Unwatch unwatch;
+      unwatch.watchId = answer.reply->watchId;
+      connection.requestNoWait(unwatch);
+    }
+    return;
+  }
+  Watch& watch = it->second;
+  const Status attached = applyAnswer(watch, connection, answer);
+  if (watch.attaching) {
+    attachedFirst(watch, connection, attached, answer.note);
+  } else {
+    reattached(watch, connection, attached, answer.note);
+  }
+}
+
+void Client::reattached(Watch& watch, Connection& connection, const Status& attached, const std::string& note) {
+  if (!attached) {
+    if (!connection.alive()) {
+      connectionLost(connection);  // lost again: schedules another try
+      return;
+    }
+    log::warn("'{}': cannot watch on the server again: {}", watch.displayBase, attached.error().message);
+    watch.waitingForServer = false;
+    if (attached.error().code == ENOENT && watch.view) {
+      // The watched directory went away while the server was unreachable.
+      push(watch, IN_DELETE_SELF | kInSynthesized | kInRemote, 0, 0, {}, {});
+      endWatch(watch);
+    }
+    return;
+  }
+  if (!note.empty()) log::warn("'{}': {}", watch.displayBase, note);
+  if (watch.fallback) {
+    log::warn("'{}': {} is reachable: its events come from the server again, no more polling", watch.displayBase,
+              connection.description());
+    const int wd = watch.wd;
+    dropFallback(watch);
+    auto it = watches_.find(wd);
+    if (it != watches_.end() && (connection.welcome().capabilities & proto::kCapResync)) {
+      enqueue(connection, Job{Job::Kind::kListing, wd}, /*first=*/true);
+    }
+    return;
+  }
+  if (watch.view) {
+    // Until the listing, the server's events only repeat what the
+    // listing's differences will tell: the gap lasts until then, and
+    // IN_RESTORED comes with them (takeListing).
+    watch.untilListing = true;
+    enqueue(connection, Job{Job::Kind::kListing, watch.wd}, /*first=*/true);
+    return;
+  }
+  push(watch, kInRestored | kInRemote, 0, 0, {}, {});
+}
+
+void Client::attachedFirst(Watch& watch, Connection& connection, const Status& attached, const std::string& note) {
+  // A watch added with RNOTIFY_NONBLOCK meets its server: what
+  // chooseRemote and store() do for a watch that waited for it, told by
+  // IN_RESTORED | IN_REMOTE (remote changes are reported from here on).
+  const int wd = watch.wd;
+  if (!attached) {
+    if (!connection.alive()) {
+      connectionLost(connection);  // still attaching: the next attempt, local events meanwhile
+      return;
+    }
+    // An add that waited would have failed (EACCES, ENOENT, ...) or fallen
+    // back (ENOSYS, EOPNOTSUPP); this one is made already: it falls back and
+    // says why (rnotify_watch_source(), the log). The server's refusal of
+    // the path stands; after another failure (a request not answered in
+    // time) the server is asked again when the connection is made again.
+    const int code = attached.error().code;
+    watch.attaching = false;
+    const bool refused = code == ENOSYS || code == EOPNOTSUPP || code == EACCES || code == EPERM || code == ENOENT ||
+                         code == ENOTDIR || code == ELOOP || code == ENAMETOOLONG || code == EINVAL;
+    watch.waitingForServer = !refused;
+    if (code == ENOSYS || code == EOPNOTSUPP) watch.connectionKey.clear();
+    log::warn("'{}': {} did not take the watch: {}", watch.displayBase, connection.description(),
+              attached.error().message);
+    startFallback(watch, MountResolver::fromProc().resolve(watch.localRoot), attached.error().message);
+    if (watch.fallback && watch.fallback->scans()) runSource(wd);
+    return;
+  }
+  watch.attaching = false;
+  if (!note.empty()) log::warn("'{}': {}", watch.displayBase, note);
+  push(watch, kInRestored | kInRemote, 0, 0, {}, {});
+  // The first listing, as store() asks for it.
+  if (connection.welcome().capabilities & proto::kCapResync) {
+    enqueue(connection, Job{Job::Kind::kListing, wd}, /*first=*/true);
+  }
+}
+
+}  // namespace rnotify
