@@ -118,7 +118,7 @@ RNOTIFY_API int rnotify_fd(const rnotify_t *rn);
  * flag, a watch on a server already connected returns at once too: the
  * server is asked without waiting, and IN_RESTORED | IN_REMOTE says when it
  * has taken the watch. Without it, this call waits for the server's answer
- * (within 3 x the connect timeout). The server's listings (the first, and
+ * (each request within 3 x the connect timeout). The server's listings (the first, and
  * after a gap) are asked for and taken in by rnotify_next() without
  * waiting for them.
  * Returns a watch descriptor (> 0),

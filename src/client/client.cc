@@ -110,7 +110,9 @@ Result<int> Client::addWatch(const std::string& path, uint32_t mask, unsigned fl
     undoLocal();
     return Error{chosen.error().code, "cannot watch '" + path + "': " + chosen.error().message};
   }
-  return store(std::move(watch), path);
+  auto stored = store(std::move(watch), path);
+  armReleaseTimer();
+  return stored;
 }
 
 Status Client::watchByScans(Watch& watch) {
@@ -335,6 +337,11 @@ void Client::armReleaseTimer() {
   auto due = dedup_ ? dedup_->nextRelease() : Dedup::Clock::time_point::max();
   for (const auto& [key, retry] : retries_) due = std::min(due, retry.due);
   for (const auto& [key, opening] : openings_) due = std::min(due, opening.deadline);
+  // Answers read by a request waited for (inside addWatch), and deadlines of
+  // requests under way: runCompletions() in next().
+  for (const auto& [key, connection] : connections_) {
+    if (!lost_.count(connection.get())) due = std::min(due, connection->nextDue());
+  }
   for (int wd : scanned_) {
     auto it = watches_.find(wd);
     if (it != watches_.end() && it->second.fallback) due = std::min(due, it->second.fallback->deadline());

@@ -9,7 +9,10 @@
 // every connection (reconnections too, while they are made), the sources'
 // descriptors, timerfds, and an eventfd raised while events wait.
 // client.cc: watches, the local kernel, the queue and next();
-// client_connections.cc: rnotifyd; client_sources.cc: the other sources.
+// client_openings.cc: connections to rnotifyd made (and made again);
+// client_connections.cc: which connection, its requests, its events, losses;
+// client_jobs.cc: what an open connection does for its watches, without
+// blocking; client_sources.cc: the other sources.
 #pragma once
 
 #include <deque>
@@ -76,7 +79,7 @@ class Client final : public EventSink {
     std::string originKey;
     bool recursive = false;
     bool waitingForServer = false;   // lost, or not made yet; a connection is scheduled or under way
-    bool attaching = false;          // RNOTIFY_NONBLOCK: its server's first connection is under way
+    bool attaching = false;          // RNOTIFY_NONBLOCK: its server's first connection, or its answer, is under way
     std::unique_ptr<TreeView> view;  // what the server's tree looked like, for resync
     bool resyncWanted = false;
     bool afterListing = false;  // handing over the events that came after a listing
@@ -212,6 +215,7 @@ class Client final : public EventSink {
     std::deque<Job> queue;
     bool running = false;
     bool starting = false;  // inside runJobs (a job that ends at once does not recurse)
+    Job current;            // while running
     std::string key;
   };
   void enqueue(Connection& connection, Job job, bool first = false);

@@ -210,6 +210,11 @@ void Client::attachSession(const std::string& key, Connection& connection, bool 
       log::info("{}: {}; what happened meanwhile is replayed", c->description(), reply->message);
     } else {
       if (attach.instanceId != 0) log::info("{}: cannot resume: {}", c->description(), reply->message);
+      // A new session: the ids the server gave before mean nothing to it
+      // (nor are they positions to resume later).
+      for (auto& [wd, watch] : watches_) {
+        if (watch.waitingForServer && watch.connectionKey == key) watch.remoteId = 0;
+      }
       c->releaseDeferred();
     }
     then({});

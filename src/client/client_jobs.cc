@@ -3,6 +3,7 @@
 // (the session, a watch made for the first time or again after a loss, a
 // listing), each a request whose answer Connection::runCompleted() hands
 // to its continuation here.
+#include <algorithm>
 #include <cerrno>
 #include <string>
 #include <vector>
@@ -97,6 +98,12 @@ void Client::runResyncs() {
 
 void Client::enqueue(Connection& connection, Job job, bool first) {
   Jobs& jobs = jobs_[&connection];
+  auto same = [&](const Job& other) { return other.kind == job.kind && other.wd == job.wd; };
+  // A listing already asked for (not taken in yet) answers a second wish.
+  if (job.kind == Job::Kind::kListing &&
+      ((jobs.running && same(jobs.current)) || std::any_of(jobs.queue.begin(), jobs.queue.end(), same))) {
+    return;
+  }
   if (first) {
     jobs.queue.push_front(job);
   } else {
@@ -114,6 +121,7 @@ void Client::runJobs(Connection& connection) {
     const Job job = jobs.queue.front();
     jobs.queue.pop_front();
     jobs.running = true;
+    jobs.current = job;
     startJob(connection, job);
   }
   jobs.starting = false;
@@ -194,7 +202,13 @@ void Client::restoreWatches(const std::string& key, Connection* connection) {
       byRemote_[{watch.remote, watch.remoteId}] = wd;
       if (dedup_) dedup_->setStrategy(wd, watch.strategy);
       watch.source = connection->description() + " + local inotify, " + Dedup::name(watch.strategy);
-      push(watch, kInRestored | kInRemote, 0, 0, {}, {});
+      if (watch.untilListing) {
+        // Made again on a connection lost before its listing came: the
+        // listing is still owed (IN_RESTORED comes with it).
+        enqueue(*connection, Job{Job::Kind::kListing, wd});
+      } else {
+        push(watch, kInRestored | kInRemote, 0, 0, {}, {});
+      }
     }
     resumed_.erase(resumed);
     connection->releaseDeferred();

@@ -343,6 +343,13 @@ void Connection::attachAsync(const proto::Attach& attach, int timeoutMs, ReplyHa
 }
 
 void Connection::snapshotAsync(uint32_t watchId, int timeoutMs, ListingHandler handler) {
+  if (listingPending()) {
+    // One at a time: told at once (from runCompleted()), nothing sent.
+    const uint32_t id = nextRequestId_++;
+    completed_.push_back(Completed{id, Pending{{}, timeoutMs, {}, std::move(handler)},
+                                   Error{EBUSY, "another listing is under way on " + description_}});
+    return;
+  }
   proto::Snapshot request;
   request.watchId = watchId;
   listingRequest_ = nextRequestId_;  // requestAsync() assigns this one
@@ -376,10 +383,10 @@ void Connection::runCompleted() {
   while (!completed_.empty()) {
     Completed done = std::move(completed_.front());
     completed_.pop_front();
-    if (done.id == listingRequest_) {
+    if (done.pending.onListing) {
       // Events after the listing stay held (listingStarted_ until the
       // handler releases them); its entries go to the handler.
-      listingRequest_ = 0;
+      if (done.id == listingRequest_) listingRequest_ = 0;
       std::vector<proto::TreeEntry> entries;
       if (auto it = listings_.find(done.id); it != listings_.end()) {
         entries = std::move(it->second);
@@ -398,12 +405,19 @@ void Connection::runCompleted() {
   }
 }
 
+Clock::time_point Connection::nextDue() const {
+  if (!completed_.empty()) return Clock::time_point::min();
+  Clock::time_point due = Clock::time_point::max();
+  for (const auto& [id, pending] : pending_) due = std::min(due, pending.deadline);
+  return due;
+}
+
 void Connection::cancelPending() {
   for (const auto& [id, pending] : pending_) unwanted_.push_back(id);
-  if (pending_.count(listingRequest_)) {
-    listingRequest_ = 0;
-    listingStarted_ = false;
-  }
+  listingRequest_ = 0;
+  listingStarted_ = false;
+  holding_ = false;
+  deferred_.clear();
   pending_.clear();
   completed_.clear();
 }

@@ -1,10 +1,11 @@
 // Connection: the client's side of one protocol connection to an rnotifyd,
 // either through an agent process (ssh ... rnotifyd --stdio) or a unix, TCP
 // or TLS socket (TLS: see client/tls_channel.h; a token, if configured, is
-// sent in proto::Auth right after the handshake). Requests are answered
-// synchronously (with a deadline), as inotify_add_watch is; events that
-// arrive meanwhile, and later, are handed to the events handler when the
-// owner pumps the connection.
+// sent in proto::Auth right after the handshake). A request is either waited
+// for (request(), with a deadline, as inotify_add_watch waits) or answered
+// later (requestAsync(): its handler runs from runCompleted(), which an event
+// loop calls); events are handed to the events handler when the owner pumps
+// the connection.
 #pragma once
 
 #include <sys/epoll.h>
@@ -100,7 +101,7 @@ class Connection {
   // Lists what a watch covers now (proto::Snapshot). Events sent before the
   // listing go to the events handler as always; events that come after it
   // are held until releaseDeferred(), so that the caller can first take the
-  // listing in.
+  // listing in. EBUSY while a snapshotAsync() is under way.
   Result<std::vector<proto::TreeEntry>> snapshot(uint32_t watchId, int timeoutMs);
   void releaseDeferred();
   // Sends Watch, Unwatch or Declare; its Reply is dropped when it arrives.
@@ -121,6 +122,9 @@ class Connection {
   // which the handler calls once it has taken the listing in.
   void snapshotAsync(uint32_t watchId, int timeoutMs, ListingHandler handler);
   bool listingPending() const { return listingRequest_ != 0; }
+  // When runCompleted() next has something to do: a handler to run (now:
+  // time_point::min()), the earliest deadline, or time_point::max().
+  std::chrono::steady_clock::time_point nextDue() const;
   // Runs the handlers of the requests answered, failed or past their
   // deadline since the last call. Call it after pump() and now and then
   // (deadlines are checked here).
