@@ -241,11 +241,17 @@ int serve(Options& options, Startup& startup) {
 
   Reflector::Paths paths{options.source, options.mountPoint, options.source + "/", options.allowLocal};
   Reflector reflector(std::move(*client), paths, table, gate, session);
-  reflector.start([](const std::string& why) {
-    log::error("{}; unmounting the view", why);
-    gExitCode = kExitSourceLost;
-    requestShutdown('S');
-  });
+  reflector.start(
+      [](const std::string& why) {
+        log::error("{}; unmounting the view", why);
+        gExitCode = kExitSourceLost;
+        requestShutdown('S');
+      },
+      [](const std::string& what) {
+        log::error("reflecting events failed: {}; unmounting the view", what);
+        gExitCode = kExitInternal;
+        requestShutdown('S');
+      });
   std::atomic<bool> loopDone{false};
   std::thread shutdown(coordinateShutdown, std::ref(reflector), session, pthread_self(), std::cref(loopDone));
   // Whatever ends this scope (an exception included) lets the coordinator go

@@ -41,9 +41,20 @@ Reflector::Reflector(std::unique_ptr<Client> client, Paths paths, InodeTable& ta
 
 Reflector::~Reflector() { stop(); }
 
-void Reflector::start(std::function<void(const std::string&)> lost) {
+void Reflector::start(std::function<void(const std::string&)> lost, std::function<void(const std::string&)> failed) {
   lost_ = std::move(lost);
-  thread_ = std::thread([this] { run(); });
+  failed_ = std::move(failed);
+  thread_ = std::thread([this] {
+    // An exception must not end the process from this thread with the view
+    // still mounted: it is told, and the view is unmounted in order.
+    try {
+      run();
+    } catch (const std::exception& e) {
+      client_.reset();
+      finished_ = true;
+      if (failed_) failed_(e.what());
+    }
+  });
 }
 
 bool Reflector::stopWithin(std::chrono::milliseconds wait) {

@@ -57,8 +57,10 @@ class Reflector {
   ~Reflector();
 
   // `lost` runs on the reflector thread when SOURCE disappears (unmounted,
-  // not a network mount any more, or its root deleted), with the reason.
-  void start(std::function<void(const std::string&)> lost);
+  // not a network mount any more, or its root deleted), with the reason;
+  // `failed` when reflecting ends on an exception (out of memory), with its
+  // message: either way the thread has stopped reflecting.
+  void start(std::function<void(const std::string&)> lost, std::function<void(const std::string&)> failed);
   // Asks the thread to stop and waits up to `wait`; false if it is still
   // inside a system call on the view (unmount the view, then stop()).
   bool stopWithin(std::chrono::milliseconds wait);
@@ -124,6 +126,7 @@ class Reflector {
   std::atomic<bool> finished_{false};
   std::thread thread_;
   std::function<void(const std::string&)> lost_;
+  std::function<void(const std::string&)> failed_;
   ReflectorStats stats_;
   // A MOVED_FROM waiting for its MOVED_TO (same cookie).
   struct PendingMove {
