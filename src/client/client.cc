@@ -147,29 +147,7 @@ Status Client::chooseRemote(Watch& watch, bool wait) {
     watch.source = RNOTIFY_SOURCE_CONNECTING + connection.error().message + "; local inotify meanwhile";
     return {};
   }
-  if (!connection) {
-    const int code = connection.error().code;
-    // Unreachable, or the agent is not installed: the next source, and the
-    // server once it can be reached. Anything else (a refused token, a
-    // wrong configuration) is the user's to fix: an error.
-    const bool fallBack = code == ENOSYS || code == EHOSTUNREACH || code == ENETUNREACH || code == ECONNREFUSED ||
-                          code == ETIMEDOUT || code == ECONNRESET || code == ECONNABORTED || code == EPIPE ||
-                          code == ENOENT || code == EPROTO || code == EAGAIN;
-    if (!fallBack || key.empty()) return connection.error();
-    watch.connectionKey = key;
-    watch.waitingForServer = true;
-    if (!retries_.count(key)) {
-      Retry retry;
-      retry.due = std::chrono::steady_clock::now() + backoff(0);
-      retry.why = connection.error().message;
-      retries_[key] = retry;
-    }
-    // That attempt's failure (EAGAIN: none was made, the last one's stands).
-    // EHOSTUNREACH: the fallbacks over ssh are not tried.
-    if (code != EAGAIN) retries_[key].code = code;
-    startFallback(watch, resolved, connection.error().message);
-    return {};
-  }
+  if (!connection) return serverUnreachable(watch, resolved, key, connection.error());
   if (*connection == nullptr) {
     startFallback(watch, resolved, why);
     return {};
@@ -194,6 +172,31 @@ Status Client::chooseRemote(Watch& watch, bool wait) {
   } else if (!note.empty()) {
     log::warn("'{}': {}", watch.displayBase, note);
   }
+  return {};
+}
+
+Status Client::serverUnreachable(Watch& watch, const ResolvedPath& resolved, const std::string& key,
+                                 const Error& error) {
+  const int code = error.code;
+  // Unreachable, or the agent is not installed: the next source, and the
+  // server once it can be reached. Anything else (a refused token, a
+  // wrong configuration) is the user's to fix: an error.
+  const bool fallBack = code == ENOSYS || code == EHOSTUNREACH || code == ENETUNREACH || code == ECONNREFUSED ||
+                        code == ETIMEDOUT || code == ECONNRESET || code == ECONNABORTED || code == EPIPE ||
+                        code == ENOENT || code == EPROTO || code == EAGAIN;
+  if (!fallBack || key.empty()) return error;
+  watch.connectionKey = key;
+  watch.waitingForServer = true;
+  if (!retries_.count(key)) {
+    Retry retry;
+    retry.due = std::chrono::steady_clock::now() + backoff(0);
+    retry.why = error.message;
+    retries_[key] = retry;
+  }
+  // That attempt's failure (EAGAIN: none was made, the last one's stands).
+  // EHOSTUNREACH: the fallbacks over ssh are not tried.
+  if (code != EAGAIN) retries_[key].code = code;
+  startFallback(watch, resolved, error.message);
   return {};
 }
 
@@ -281,6 +284,7 @@ void Client::endWatch(Watch& watch) {
   if (dedup_) dedup_->forget(watch.wd);  // delivers what it still held
   queue_.push_back(ClientEvent{watch.wd, IN_IGNORED, 0, 0, watch.displayBase, {}});
   scanned_.erase(watch.wd);
+  askingAgain_.erase(watch.wd);
   watches_.erase(watch.wd);
   updateReadiness();
 }
@@ -346,6 +350,9 @@ void Client::armReleaseTimer() {
     auto it = watches_.find(wd);
     if (it != watches_.end() && it->second.fallback) due = std::min(due, it->second.fallback->deadline());
   }
+  for (int wd : askingAgain_) {
+    if (auto it = watches_.find(wd); it != watches_.end()) due = std::min(due, it->second.askAgain);
+  }
   if (due != Dedup::Clock::time_point::max()) {
     // CLOCK_MONOTONIC is steady_clock's clock on Linux.
     auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(due.time_since_epoch()).count();
@@ -393,6 +400,7 @@ Result<int> Client::next(ClientEvent* out, int timeoutMs) {
     if (!openings_.empty()) expireOpenings();
     if (!retries_.empty()) retryConnections();
     runResyncs();
+    if (!askingAgain_.empty()) askAgainDue();
     runDueSources();
     if (dedup_ && dedup_->held() > 0) {
       dedup_->release(Dedup::Clock::now());

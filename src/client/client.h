@@ -92,6 +92,10 @@ class Client final : public EventSink {
     std::unique_ptr<WatchSource> fallback;
     bool pollOnly = false;         // RNOTIFY_POLL: the scans are the only source
     bool fallbackFailing = false;  // its last round failed (told once)
+    // Not taken by its connection for a passing reason (no answer in time,
+    // a limit): asked again then, on the same connection (askAgainDue).
+    std::chrono::steady_clock::time_point askAgain = std::chrono::steady_clock::time_point::max();
+    int askedAgain = 0;
     // Why each source tried before the current one is not used, in order.
     std::vector<std::string> skipped;
   };
@@ -112,6 +116,10 @@ class Client final : public EventSink {
   // mount's list of sources; then the watch kept, its baseline taken.
   Status watchByScans(Watch& watch);
   Status chooseRemote(Watch& watch, bool wait);
+  // chooseRemote when the server could not be reached: the next source and
+  // a later attempt, or the error when it is the user's to fix.
+  Status serverUnreachable(Watch& watch, const struct ResolvedPath& resolved, const std::string& key,
+                           const Error& error);
   Result<int> store(Watch&& watch, const std::string& path);
   void ensureDedup();
   // Gives `watch` the first source of its mount's fallbackOrder() after
@@ -185,6 +193,11 @@ class Client final : public EventSink {
   void resync(Watch& watch);
   void takeListing(Connection& connection, int wd, Result<std::vector<proto::TreeEntry>> entries);
   void runResyncs();
+  // A watch its open connection did not take for a passing reason is asked
+  // for again after a backoff (scheduleAskAgain), while the connection stays.
+  void scheduleAskAgain(Watch& watch);
+  void askAgainDue();
+  std::set<int> askingAgain_;  // watches with an askAgain time
   // Starts a new attempt for each lost connection that is due. Attempts
   // proceed in next()'s epoll set (advanceOpening) and never block it.
   void retryConnections();

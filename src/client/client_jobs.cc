@@ -96,11 +96,42 @@ void Client::runResyncs() {
   }
 }
 
+void Client::scheduleAskAgain(Watch& watch) {
+  watch.askAgain = std::chrono::steady_clock::now() + backoff(watch.askedAgain++);
+  askingAgain_.insert(watch.wd);
+  armReleaseTimer();
+}
+
+void Client::askAgainDue() {
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<int> due;
+  for (int wd : askingAgain_) {
+    auto it = watches_.find(wd);
+    if (it == watches_.end() || it->second.askAgain <= now) due.push_back(wd);
+  }
+  for (int wd : due) {
+    askingAgain_.erase(wd);
+    auto it = watches_.find(wd);
+    if (it == watches_.end()) continue;
+    Watch& watch = it->second;
+    watch.askAgain = std::chrono::steady_clock::time_point::max();
+    if (!watch.waitingForServer || watch.remote != nullptr) continue;
+    // Only on a connection that stayed: a new one asks all waiting watches.
+    auto open = connections_.find(watch.connectionKey);
+    if (open == connections_.end() || !open->second->alive() || lost_.count(open->second.get()) ||
+        sessions_.count(watch.connectionKey)) {
+      continue;
+    }
+    enqueue(*open->second, Job{Job::Kind::kAttach, wd});
+  }
+}
+
 void Client::enqueue(Connection& connection, Job job, bool first) {
   Jobs& jobs = jobs_[&connection];
   auto same = [&](const Job& other) { return other.kind == job.kind && other.wd == job.wd; };
-  // A listing already asked for (not taken in yet) answers a second wish.
-  if (job.kind == Job::Kind::kListing &&
+  // A listing or a watch already asked for (not answered yet) answers a
+  // second wish.
+  if (job.kind != Job::Kind::kSession &&
       ((jobs.running && same(jobs.current)) || std::any_of(jobs.queue.begin(), jobs.queue.end(), same))) {
     return;
   }
@@ -236,6 +267,7 @@ void Client::watchAnswered(Connection& connection, int wd, RemoteAnswer& answer)
   }
   Watch& watch = it->second;
   const Status attached = applyAnswer(watch, connection, answer);
+  if (attached) watch.askedAgain = 0;
   if (watch.attaching) {
     attachedFirst(watch, connection, attached, answer.note);
   } else {
@@ -250,7 +282,14 @@ void Client::reattached(Watch& watch, Connection& connection, const Status& atta
       return;
     }
     log::warn("'{}': cannot watch on the server again: {}", watch.displayBase, attached.error().message);
-    watch.waitingForServer = false;
+    const int code = attached.error().code;
+    const bool refused = code == ENOSYS || code == EOPNOTSUPP || code == EACCES || code == EPERM || code == ENOENT ||
+                         code == ENOTDIR || code == ELOOP || code == ENAMETOOLONG || code == EINVAL;
+    watch.waitingForServer = !refused;
+    if (!refused) {
+      scheduleAskAgain(watch);
+      return;
+    }
     if (attached.error().code == ENOENT && watch.view) {
       // The watched directory went away while the server was unreachable.
       push(watch, IN_DELETE_SELF | kInSynthesized | kInRemote, 0, 0, {}, {});
@@ -304,8 +343,11 @@ void Client::attachedFirst(Watch& watch, Connection& connection, const Status& a
     if (code == ENOSYS || code == EOPNOTSUPP) watch.connectionKey.clear();
     log::warn("'{}': {} did not take the watch: {}", watch.displayBase, connection.description(),
               attached.error().message);
+    if (!refused) scheduleAskAgain(watch);
     startFallback(watch, MountResolver::fromProc().resolve(watch.localRoot), attached.error().message);
-    if (watch.fallback && watch.fallback->scans()) runSource(wd);
+    if (auto it = watches_.find(wd); it != watches_.end() && it->second.fallback && it->second.fallback->scans()) {
+      runSource(wd);
+    }
     return;
   }
   watch.attaching = false;

@@ -379,6 +379,45 @@ TEST_F(ClientConnectionReuse, ANonblockingWatchOnAServerThatStoppedAnsweringRetu
   EXPECT_EQ(ownSsh().size(), 1u) << "the same connection serves both watches";
 }
 
+// A watch its server does not take for a passing reason (here the server's
+// limit of watches per client, ENOSPC) while the connection stays up: it
+// falls back, and is asked for again after a backoff on the same
+// connection; once the server has room, the server's events replace the
+// fallback. Before, it stayed on the fallback until a reconnection.
+TEST_F(ClientConnectionReuse, AWatchTheServerHadNoRoomForIsTakenOnceItHas) {
+  ::setenv("RNOTIFY_AGENT", (agentCommand() + " --max-watches-per-client 1").c_str(), 1);
+  const int a = watch("a");
+  ASSERT_GT(a, 0);
+  const int b = rnotify_add_watch(rn_, bed_->a("b").c_str(), IN_CREATE | IN_CLOSE_WRITE, RNOTIFY_NONBLOCK);
+  ASSERT_GT(b, 0) << rnotify_last_error(rn_);
+  const std::string served = "rnotifyd over ssh";
+  auto source = [&] { return std::string(rnotify_watch_source(rn_, b)); };
+  for (auto until = Clock::now() + std::chrono::seconds(10);
+       source().rfind(RNOTIFY_SOURCE_CONNECTING, 0) == 0 && Clock::now() < until;) {
+    turn([](const rnotify_event&) {});
+  }
+  const std::string fallback = source();
+  EXPECT_EQ(fallback.rfind(RNOTIFY_SOURCE_CONNECTING, 0), std::string::npos) << "never answered: " << fallback;
+  EXPECT_EQ(fallback.rfind(served, 0), std::string::npos) << "taken past the server's limit: " << fallback;
+
+  // The server has room again: the watch is taken without a reconnection.
+  ASSERT_EQ(rnotify_rm_watch(rn_, a), 0) << rnotify_last_error(rn_);
+  for (auto until = Clock::now() + std::chrono::seconds(15); source().rfind(served, 0) != 0 && Clock::now() < until;) {
+    turn([](const rnotify_event&) {});
+  }
+  ASSERT_EQ(source().rfind(served, 0), 0u) << "still not served by the server: " << source();
+  writeFile(bed_->server("b/theirs"), "x\n");
+  bool remote = false;
+  for (auto until = Clock::now() + std::chrono::seconds(10); !remote && Clock::now() < until;) {
+    turn([&](const rnotify_event& ev) {
+      remote |= ev.wd == b && (ev.mask & IN_CREATE) && (ev.mask & IN_REMOTE) && !(ev.mask & IN_POLLED) &&
+                std::string(ev.name) == "theirs";
+    });
+  }
+  EXPECT_TRUE(remote) << "the server's change did not come from the server: " << source();
+  EXPECT_EQ(ownSsh().size(), 1u) << "the same connection, not a new one";
+}
+
 // A server whose agent cannot start: the watch falls back as a waiting add
 // would have, and its changes are found by scanning.
 TEST_F(ClientConnectionReuse, ANonblockingWatchFallsBackWhenTheAgentCannotStart) {
