@@ -136,8 +136,9 @@ RNOTIFY_API int rnotify_rm_watch(rnotify_t *rn, int wd);
  * interrupted the wait). Reconnecting to a lost server never waits here: an
  * attempt (ssh, connect, TLS and protocol handshakes) proceeds while
  * rnotify_fd() is polled. Once the server has answered, making its watches
- * again and re-reading their trees are requests to that server, answered
- * within its connect timeout. */
+ * again and re-reading their trees are requests to that server whose
+ * answers are taken in by later calls, without waiting for them (each
+ * within 3 x the connect timeout, else given up as unanswered). */
 RNOTIFY_API int rnotify_next(rnotify_t *rn, struct rnotify_event *ev, int timeout_ms);
 
 /* Describes the last failure on this handle, or "" if none. Never NULL. */

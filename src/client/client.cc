@@ -66,6 +66,12 @@ Status Client::init() {
 Client::~Client() = default;
 
 Result<int> Client::addWatch(const std::string& path, uint32_t mask, unsigned flags) {
+  // However it returns: answers its requests read for other watches, and
+  // their deadlines, wake rnotify_fd().
+  struct Rearm {
+    Client& client;
+    ~Rearm() { client.armReleaseTimer(); }
+  } rearm{*this};
   if (path.empty()) return Error{ENOENT, "cannot watch '': empty path"};
   if ((mask & IN_ALL_EVENTS) == 0) return Error{EINVAL, "cannot watch '" + path + "': no events requested"};
   if (path.rfind("smb://", 0) == 0) return addSmbUrlWatch(path, mask, (flags & RNOTIFY_RECURSIVE) != 0);
@@ -110,9 +116,7 @@ Result<int> Client::addWatch(const std::string& path, uint32_t mask, unsigned fl
     undoLocal();
     return Error{chosen.error().code, "cannot watch '" + path + "': " + chosen.error().message};
   }
-  auto stored = store(std::move(watch), path);
-  armReleaseTimer();
-  return stored;
+  return store(std::move(watch), path);
 }
 
 Status Client::watchByScans(Watch& watch) {

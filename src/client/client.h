@@ -78,7 +78,7 @@ class Client final : public EventSink {
     std::string remotePath;
     std::string originKey;
     bool recursive = false;
-    bool waitingForServer = false;   // lost, or not made yet; a connection is scheduled or under way
+    bool waitingForServer = false;   // lost, or not made yet: a connection, or asking again, is due
     bool attaching = false;          // RNOTIFY_NONBLOCK: its server's first connection, or its answer, is under way
     std::unique_ptr<TreeView> view;  // what the server's tree looked like, for resync
     bool resyncWanted = false;

@@ -281,12 +281,21 @@ void Client::reattached(Watch& watch, Connection& connection, const Status& atta
       connectionLost(connection);  // lost again: schedules another try
       return;
     }
-    log::warn("'{}': cannot watch on the server again: {}", watch.displayBase, attached.error().message);
     const int code = attached.error().code;
     const bool refused = code == ENOSYS || code == EOPNOTSUPP || code == EACCES || code == EPERM || code == ENOENT ||
                          code == ENOTDIR || code == ELOOP || code == ENAMETOOLONG || code == EINVAL;
+    // Told once; the asking again that follows, at debug level.
+    if (watch.askedAgain == 0) {
+      log::warn("'{}': cannot watch on the server again: {}", watch.displayBase, attached.error().message);
+    } else {
+      log::debug("'{}': still cannot watch on the server: {}", watch.displayBase, attached.error().message);
+    }
     watch.waitingForServer = !refused;
     if (!refused) {
+      if (!watch.fallback) {
+        watch.source = "local inotify only (" + connection.description() +
+                       " did not take the watch: " + attached.error().message + "; asking again)";
+      }
       scheduleAskAgain(watch);
       return;
     }
@@ -333,8 +342,9 @@ void Client::attachedFirst(Watch& watch, Connection& connection, const Status& a
     // An add that waited would have failed (EACCES, ENOENT, ...) or fallen
     // back (ENOSYS, EOPNOTSUPP); this one is made already: it falls back and
     // says why (rnotify_watch_source(), the log). The server's refusal of
-    // the path stands; after another failure (a request not answered in
-    // time) the server is asked again when the connection is made again.
+    // the path stands; after a passing failure (no answer in time, a limit)
+    // it is asked again after a backoff (scheduleAskAgain), and again when
+    // the connection is made again.
     const int code = attached.error().code;
     watch.attaching = false;
     const bool refused = code == ENOSYS || code == EOPNOTSUPP || code == EACCES || code == EPERM || code == ENOENT ||

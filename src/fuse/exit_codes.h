@@ -10,6 +10,6 @@ inline constexpr int kExitBadSource = 2;        // SOURCE missing, not a directo
 inline constexpr int kExitMountFailed = 3;      // the view could not be mounted
 inline constexpr int kExitSourceLost = 4;       // SOURCE disappeared while mounted; the view was unmounted
 inline constexpr int kExitSubscribeFailed = 5;  // no event source for SOURCE could be set up
-inline constexpr int kExitInternal = 6;         // an unexpected failure while setting up the view (out of memory)
+inline constexpr int kExitInternal = 6;         // an unexpected failure (out of memory); a mounted view is unmounted
 
 }  // namespace rnotify::fuse

@@ -248,9 +248,9 @@ int serve(Options& options, Startup& startup) {
         requestShutdown('S');
       },
       [](const std::string& what) {
-        log::error("reflecting events failed: {}; unmounting the view", what);
-        gExitCode = kExitInternal;
+        gExitCode = kExitInternal;  // first: logging allocates, and may fail
         requestShutdown('S');
+        log::error("reflecting events failed: {}; unmounting the view", what);
       });
   std::atomic<bool> loopDone{false};
   std::thread shutdown(coordinateShutdown, std::ref(reflector), session, pthread_self(), std::cref(loopDone));

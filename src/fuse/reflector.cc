@@ -52,7 +52,11 @@ void Reflector::start(std::function<void(const std::string&)> lost, std::functio
     } catch (const std::exception& e) {
       client_.reset();
       finished_ = true;
-      if (failed_) failed_(e.what());
+      try {
+        if (failed_) failed_(e.what());
+      } catch (...) {
+        // Out of memory again: the shutdown was asked for before the log.
+      }
     }
   });
 }

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
@@ -218,6 +219,15 @@ void Connection::handle(proto::Message& message) {
     if (reply->requestId == listingRequest_) listingStarted_ = true;
     if (auto it = std::find(unwanted_.begin(), unwanted_.end(), reply->requestId); it != unwanted_.end()) {
       unwanted_.erase(it);
+      auto late = std::find(lateWatches_.begin(), lateWatches_.end(), reply->requestId);
+      if (late != lateWatches_.end()) {
+        lateWatches_.erase(late);
+        if (reply->status == 0 && reply->watchId != 0) {
+          proto::Unwatch unwatch;
+          unwatch.watchId = reply->watchId;
+          requestNoWait(unwatch);
+        }
+      }
     } else if (pending_.count(reply->requestId)) {
       complete(reply->requestId, std::move(*reply));
     } else {
@@ -310,6 +320,7 @@ Result<proto::Reply> Connection::request(proto::Message message, int timeoutMs) 
     if (!alive_) return failure_;
     if (!waitReadable(remainingMs(deadline))) {
       unwanted_.push_back(id);
+      if (std::holds_alternative<proto::Watch>(message)) lateWatches_.push_back(id);
       return Error{ETIMEDOUT, description_ + " did not answer within " + std::to_string(timeoutMs / 1000) + " s"};
     }
     pump();
@@ -332,7 +343,11 @@ bool Connection::keepAlive(std::chrono::milliseconds interval) {
 
 void Connection::requestAsync(proto::Message message, int timeoutMs, ReplyHandler handler) {
   const uint32_t id = assignRequestId(message);
-  pending_[id] = Pending{Clock::now() + std::chrono::milliseconds(timeoutMs), timeoutMs, std::move(handler), {}};
+  pending_[id] = Pending{Clock::now() + std::chrono::milliseconds(timeoutMs),
+                         timeoutMs,
+                         std::move(handler),
+                         {},
+                         std::holds_alternative<proto::Watch>(message)};
   if (!alive_) return;  // runCompleted() tells the handler
   (void)send(message);  // a failure marks the connection dead: the same
 }
@@ -346,7 +361,7 @@ void Connection::snapshotAsync(uint32_t watchId, int timeoutMs, ListingHandler h
   if (listingPending()) {
     // One at a time: told at once (from runCompleted()), nothing sent.
     const uint32_t id = nextRequestId_++;
-    completed_.push_back(Completed{id, Pending{{}, timeoutMs, {}, std::move(handler)},
+    completed_.push_back(Completed{id, Pending{{}, timeoutMs, {}, std::move(handler), false},
                                    Error{EBUSY, "another listing is under way on " + description_}});
     return;
   }
@@ -366,7 +381,14 @@ void Connection::complete(uint32_t id, Result<proto::Reply> reply) {
 }
 
 void Connection::runCompleted() {
-  const auto now = Clock::now();
+  auto now = Clock::now();
+  // An answer already here is not given up for a deadline that passed while
+  // nobody read (the application was busy): read first.
+  if (alive_ &&
+      std::any_of(pending_.begin(), pending_.end(), [&](const auto& p) { return p.second.deadline <= now; })) {
+    (void)pump();  // a failure is handled below
+    now = Clock::now();
+  }
   std::vector<uint32_t> ended;
   for (const auto& [id, pending] : pending_) {
     if (!alive_ || pending.deadline <= now) ended.push_back(id);
@@ -374,6 +396,7 @@ void Connection::runCompleted() {
   for (uint32_t id : ended) {
     if (alive_) {
       unwanted_.push_back(id);  // its Reply, should it come, is dropped
+      if (pending_.at(id).watch) lateWatches_.push_back(id);
       const int seconds = pending_.at(id).timeoutMs / 1000;
       complete(id, Error{ETIMEDOUT, description_ + " did not answer within " + std::to_string(seconds) + " s"});
     } else {
@@ -406,7 +429,7 @@ void Connection::runCompleted() {
 }
 
 Clock::time_point Connection::nextDue() const {
-  if (!completed_.empty()) return Clock::time_point::min();
+  if (!completed_.empty() || (!alive_ && !pending_.empty())) return Clock::time_point::min();
   Clock::time_point due = Clock::time_point::max();
   for (const auto& [id, pending] : pending_) due = std::min(due, pending.deadline);
   return due;

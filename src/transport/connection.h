@@ -189,7 +189,11 @@ class Connection {
     int timeoutMs = 0;
     ReplyHandler onReply;      // or
     ListingHandler onListing;  // for a Snapshot
+    bool watch = false;        // a proto::Watch
   };
+  // Watch requests given up at their deadline: if the server made the watch
+  // after all, it is removed when its late Reply comes.
+  std::vector<uint32_t> lateWatches_;
   std::map<uint32_t, Pending> pending_;  // requestAsync()'s, by request id
   struct Completed {
     uint32_t id = 0;
