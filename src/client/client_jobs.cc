@@ -17,6 +17,17 @@ namespace rnotify {
 
 using namespace client_detail;
 
+namespace {
+
+// The server's answers that stand (the path, the permission, what it can
+// watch); any other failure is passing and worth asking again.
+bool refusedForGood(int code) {
+  return code == ENOSYS || code == EOPNOTSUPP || code == EACCES || code == EPERM || code == ENOENT || code == ENOTDIR ||
+         code == ELOOP || code == ENAMETOOLONG || code == EINVAL;
+}
+
+}  // namespace
+
 void Client::resync(Watch& watch) {
   watch.resyncWanted = false;
   if (watch.remote != nullptr) enqueue(*watch.remote, Job{Job::Kind::kListing, watch.wd});
@@ -282,8 +293,7 @@ void Client::reattached(Watch& watch, Connection& connection, const Status& atta
       return;
     }
     const int code = attached.error().code;
-    const bool refused = code == ENOSYS || code == EOPNOTSUPP || code == EACCES || code == EPERM || code == ENOENT ||
-                         code == ENOTDIR || code == ELOOP || code == ENAMETOOLONG || code == EINVAL;
+    const bool refused = refusedForGood(code);
     // Told once; the asking again that follows, at debug level.
     if (watch.askedAgain == 0) {
       log::warn("'{}': cannot watch on the server again: {}", watch.displayBase, attached.error().message);
@@ -347,8 +357,7 @@ void Client::attachedFirst(Watch& watch, Connection& connection, const Status& a
     // the connection is made again.
     const int code = attached.error().code;
     watch.attaching = false;
-    const bool refused = code == ENOSYS || code == EOPNOTSUPP || code == EACCES || code == EPERM || code == ENOENT ||
-                         code == ENOTDIR || code == ELOOP || code == ENAMETOOLONG || code == EINVAL;
+    const bool refused = refusedForGood(code);
     watch.waitingForServer = !refused;
     if (code == ENOSYS || code == EOPNOTSUPP) watch.connectionKey.clear();
     log::warn("'{}': {} did not take the watch: {}", watch.displayBase, connection.description(),
