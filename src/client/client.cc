@@ -70,7 +70,10 @@ Result<int> Client::addWatch(const std::string& path, uint32_t mask, unsigned fl
   // their deadlines, wake rnotify_fd().
   struct Rearm {
     Client& client;
-    ~Rearm() { client.armReleaseTimer(); }
+    ~Rearm() {
+      client.watchWrites();
+      client.armReleaseTimer();
+    }
   } rearm{*this};
   if (path.empty()) return Error{ENOENT, "cannot watch '': empty path"};
   if ((mask & IN_ALL_EVENTS) == 0) return Error{EINVAL, "cannot watch '" + path + "': no events requested"};
@@ -262,6 +265,7 @@ Status Client::removeWatch(int wd) {
   auto it = watches_.find(wd);
   if (it == watches_.end()) return Error{EINVAL, "no watch " + std::to_string(wd)};
   endWatch(it->second);
+  watchWrites();
   return {};
 }
 
@@ -414,6 +418,7 @@ Result<int> Client::next(ClientEvent* out, int timeoutMs) {
       *out = std::move(queue_.front());
       queue_.pop_front();
       updateReadiness();
+      watchWrites();
       return 1;
     }
     int wait = -1;
@@ -421,6 +426,7 @@ Result<int> Client::next(ClientEvent* out, int timeoutMs) {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
       wait = left < 0 ? 0 : static_cast<int>(left);
     }
+    watchWrites();
     epoll_event ready[16];
     int n = ::epoll_wait(epoll_.get(), ready, 16, wait);
     if (n < 0) {

@@ -245,6 +245,9 @@ class Client final : public EventSink {
   // one is lost like a broken one.
   void keepConnectionsAlive();
   void armKeepalive();
+  // Connections with frames waiting for room are in epoll_ for EPOLLOUT,
+  // the others not: called before epoll_wait and before an API call returns.
+  void watchWrites();
 
   UniqueFd epoll_;
   UniqueFd ready_;      // eventfd: readable while queue_ is not empty
@@ -300,6 +303,7 @@ class Client final : public EventSink {
   std::map<std::string, Ticket> tickets_;
   std::map<Connection*, std::set<uint32_t>> resumed_;  // watch ids the server resumed
   std::set<const Connection*> lost_;                   // connections whose loss was handled (connectionLost)
+  std::set<const Connection*> writing_;                // waiting in epoll_ for room to write (watchWrites)
   // Names this client's session on a new connection (proto::Attach):
   // resumes what the previous connection left, or starts afresh.
   void attachSession(const std::string& key, Connection& connection, bool wait, std::function<void(Status)> then);

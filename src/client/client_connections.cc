@@ -360,9 +360,37 @@ void Client::onRemoteEvents(Connection& connection, proto::Events& events) {
   armReleaseTimer();
 }
 
+void Client::watchWrites() {
+  for (const auto& [key, owned] : connections_) {
+    Connection* connection = owned.get();
+    if (lost_.count(connection)) continue;
+    const bool want = connection->wantsWrite();
+    if (want == (writing_.count(connection) > 0)) continue;
+    epoll_event ev{};
+    ev.data.ptr = connection;
+    if (connection->writeFd() == connection->readFd()) {
+      ev.events = want ? uint32_t{EPOLLIN | EPOLLOUT} : uint32_t{EPOLLIN};
+      ::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, connection->readFd(), &ev);
+    } else if (want) {
+      ev.events = EPOLLOUT;
+      ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, connection->writeFd(), &ev);
+    } else {
+      ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, connection->writeFd(), nullptr);
+    }
+    if (want) {
+      writing_.insert(connection);
+    } else {
+      writing_.erase(connection);
+    }
+  }
+}
+
 void Client::connectionLost(Connection& connection) {
   if (!lost_.insert(&connection).second) return;  // told already
   ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, connection.readFd(), nullptr);
+  if (writing_.erase(&connection) && connection.writeFd() != connection.readFd()) {
+    ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, connection.writeFd(), nullptr);
+  }
   log::error("{}", connection.failure().message);
   // Its requests under way end here: the watches they were for wait for
   // the next connection (waitingForServer), as those it served do.

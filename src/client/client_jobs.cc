@@ -213,7 +213,11 @@ void Client::runCompletions() {
   for (const auto& [key, connection] : connections_) {
     if (!lost_.count(connection.get())) open.push_back(connection.get());
   }
-  for (Connection* connection : open) connection->runCompleted();
+  for (Connection* connection : open) {
+    connection->runCompleted();
+    // Found dead without a read: a write failed or stalled.
+    if (!connection->alive()) connectionLost(*connection);
+  }
 }
 
 void Client::sessionMade(const std::string& key, Connection& connection, const Status& made) {

@@ -44,34 +44,13 @@ ssize_t writeNoSignal(int fd, const void* data, size_t size) {
   return n;
 }
 
-// How long a frame may wait for the peer to make room: a peer that reads
-// nothing for that long is treated as gone (its connection fails, and the
-// watches it served are told).
-constexpr int kWriteStallMs = 5000;
-
-Status writeAll(int fd, std::string_view data) {
-  auto deadline = Clock::now() + std::chrono::milliseconds(kWriteStallMs);
-  while (!data.empty()) {
-    ssize_t n = writeNoSignal(fd, data.data(), data.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN) {
-        const int left = remainingMs(deadline);
-        if (left == 0) {
-          return Error{ETIMEDOUT, "the server read nothing for " + std::to_string(kWriteStallMs / 1000) +
-                                      " s while a frame waited to be written"};
-        }
-        struct pollfd p = {fd, POLLOUT, 0};
-        ::poll(&p, 1, left);
-        continue;
-      }
-      return lastError("write to the server");
-    }
-    data.remove_prefix(static_cast<size_t>(n));
-    deadline = Clock::now() + std::chrono::milliseconds(kWriteStallMs);  // it reads: a new period
-  }
-  return {};
-}
+// How long the frames waiting to be written may wait for the peer to make
+// room: a peer that reads nothing for that long is treated as gone (its
+// connection fails, and the watches it served are told). And how much may
+// wait at all: a server that takes in less than the application asks for
+// (watch requests by the hundred thousand into a stopped server).
+constexpr auto kWriteStall = std::chrono::milliseconds(5000);
+constexpr size_t kMaxOutboxBytes = size_t{16} << 20;
 
 std::string lastLine(const std::string& text) {
   std::string t = text;
@@ -85,26 +64,83 @@ std::string lastLine(const std::string& text) {
 
 Connection::~Connection() {
   // Leaving on purpose: the server need not keep anything for a comeback.
-  if (alive_ && welcomed_) (void)send(proto::Fatal{0, "the client closed the connection"});
+  // Written if there is room now; what still waits is lost with the
+  // connection (the server then keeps the session for its grace period).
+  if (!alive_ || !welcomed_) return;
+  try {
+    (void)send(proto::Fatal{0, "the client closed the connection"});
+  } catch (...) {  // NOLINT(bugprone-empty-catch): out of memory while leaving; the close says enough
+  }
 }
 
 int Connection::readFd() const { return agent_ ? agent_->output() : socket_.get(); }
 
+int Connection::writeFd() const { return agent_ ? agent_->input() : socket_.get(); }
+
 Status Connection::send(const proto::Message& message) {
-  std::string frame;
-  proto::encode(message, frame);
-  Status s = tls_ ? tls_->write(frame) : writeAll(agent_ ? agent_->input() : socket_.get(), frame);
-  if (!s) fail(s.error());
-  lastSent_ = Clock::now();
-  return s;
+  if (!alive_) return failure_;
+  const auto now = Clock::now();
+  if (!wantsWrite()) writeProgress_ = now;  // the stall is counted from here
+  proto::encode(message, outbox_);
+  lastSent_ = now;
+  if (outbox_.size() - outboxWritten_ > kMaxOutboxBytes) {
+    fail(Error{ENOBUFS, description_ + " took in nothing while " + std::to_string(kMaxOutboxBytes >> 20) +
+                            " MiB of requests waited to be written"});
+    return failure_;
+  }
+  if (!flush()) return failure_;
+  return {};
 }
 
-bool Connection::waitReadable(int timeoutMs) {
+Result<size_t> Connection::writeSome(std::string_view data) {
+  if (tls_) return tls_->writeSome(data);
+  for (;;) {
+    ssize_t n = writeNoSignal(writeFd(), data.data(), data.size());
+    if (n >= 0) return static_cast<size_t>(n);
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN) return Error{EAGAIN, "no room yet"};
+    return Error::fromErrno(errno, "writing to " + description_);
+  }
+}
+
+bool Connection::flush() {
+  while (alive_ && wantsWrite()) {
+    auto n = writeSome(std::string_view(outbox_).substr(outboxWritten_));
+    if (!n) {
+      if (n.error().code != EAGAIN) fail(n.error());
+      break;
+    }
+    outboxWritten_ += *n;
+    writeProgress_ = Clock::now();
+  }
+  if (outboxWritten_ == outbox_.size()) {
+    outbox_.clear();
+    outboxWritten_ = 0;
+  } else if (outboxWritten_ >= (size_t{64} << 10) && outboxWritten_ >= outbox_.size() / 2) {
+    outbox_.erase(0, outboxWritten_);  // TLS allows the bytes to move (SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER)
+    outboxWritten_ = 0;
+  }
+  return alive_;
+}
+
+bool Connection::writeStalled() {
+  if (!flush() || !wantsWrite()) return !alive_;
+  if (Clock::now() - writeProgress_ < kWriteStall) return false;
+  fail(Error{ETIMEDOUT, description_ + " read nothing for " +
+                            std::to_string(std::chrono::duration_cast<std::chrono::seconds>(kWriteStall).count()) +
+                            " s while " + std::to_string(outbox_.size() - outboxWritten_) +
+                            " bytes waited to be written"});
+  return true;
+}
+
+bool Connection::waitReady(int timeoutMs) {
   if (tls_ && tls_->pending()) return true;  // decrypted or buffered bytes the socket no longer shows
-  struct pollfd p = {readFd(), POLLIN, 0};
+  struct pollfd p[2] = {{readFd(), POLLIN, 0}, {writeFd(), POLLOUT, 0}};
+  const nfds_t count = wantsWrite() ? (writeFd() == readFd() ? 1 : 2) : 1;
+  if (count == 1 && wantsWrite()) p[0].events |= POLLOUT;
   int n;
   do {
-    n = ::poll(&p, 1, timeoutMs);
+    n = ::poll(p, count, timeoutMs);
   } while (n < 0 && errno == EINTR);
   return n > 0;
 }
@@ -146,7 +182,7 @@ void Connection::fail(Error error) {
 }
 
 bool Connection::pump() {
-  if (!alive_) return false;
+  if (!flush()) return false;  // what waited to be written first: the socket may have room now
   char buffer[64 * 1024];
   for (;;) {
     auto n = readSome(buffer, sizeof buffer);
@@ -318,7 +354,7 @@ Result<proto::Reply> Connection::request(proto::Message message, int timeoutMs) 
       return reply;
     }
     if (!alive_) return failure_;
-    if (!waitReadable(remainingMs(deadline))) {
+    if (!waitReady(remainingMs(deadline))) {
       unwanted_.push_back(id);
       if (std::holds_alternative<proto::Watch>(message)) lateWatches_.push_back(id);
       return Error{ETIMEDOUT, description_ + " did not answer within " + std::to_string(timeoutMs / 1000) + " s"};
@@ -329,6 +365,7 @@ Result<proto::Reply> Connection::request(proto::Message message, int timeoutMs) 
 
 bool Connection::keepAlive(std::chrono::milliseconds interval) {
   if (!pump()) return false;  // what arrived meanwhile counts
+  if (writeStalled()) return false;
   if (!welcomed_ || !(welcome_.capabilities & proto::kCapKeepalive)) return true;
   const auto now = Clock::now();
   if (now - lastReceived_ >= 3 * interval) {
@@ -381,6 +418,7 @@ void Connection::complete(uint32_t id, Result<proto::Reply> reply) {
 }
 
 void Connection::runCompleted() {
+  (void)writeStalled();  // a failure ends what is pending, below
   auto now = Clock::now();
   // An answer already here is not given up for a deadline that passed while
   // nobody read (the application was busy): read first.
@@ -432,6 +470,7 @@ Clock::time_point Connection::nextDue() const {
   if (!completed_.empty() || (!alive_ && !pending_.empty())) return Clock::time_point::min();
   Clock::time_point due = Clock::time_point::max();
   for (const auto& [id, pending] : pending_) due = std::min(due, pending.deadline);
+  if (wantsWrite()) due = std::min(due, writeProgress_ + kWriteStall);
   return due;
 }
 

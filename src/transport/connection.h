@@ -91,6 +91,13 @@ class Connection {
   // A resumed watch: where the previous connection left it.
   void setReceived(uint32_t watchId, uint64_t seq) { received_[watchId] = seq; }
   int readFd() const;
+  // Frames wait for the peer to make room: wait for EPOLLOUT on writeFd()
+  // (the agent's stdin; else the socket, readFd() too) and pump() then.
+  // Nothing is ever waited for inside send(): a peer that takes nothing
+  // for 5 s, or lets 16 MiB pile up, fails the connection (runCompleted(),
+  // keepAlive(), pump()).
+  bool wantsWrite() const { return alive_ && outboxWritten_ < outbox_.size(); }
+  int writeFd() const;
   const std::string& description() const { return description_; }
   bool alive() const { return alive_; }
   const Error& failure() const { return failure_; }
@@ -148,10 +155,21 @@ class Connection {
   void connectNext();
   void afterConnect();
   void sendHello();
+  // Queues the frame and writes what the peer takes now (flush()); the
+  // rest waits for wantsWrite()'s caller. An error only once the connection
+  // has failed.
   Status send(const proto::Message& message);
+  // Writes what waits, as far as the peer takes it without waiting. False
+  // once the connection has failed.
+  bool flush();
+  // Frames have waited for room for the stall limit (5 s) with nothing
+  // taken: the connection fails (ETIMEDOUT). True once it has failed.
+  bool writeStalled();
+  Result<size_t> writeSome(std::string_view data);
   // read(2) on the connection, through TLS if any: bytes, 0 at the end, or an error (EAGAIN: nothing now).
   Result<size_t> readSome(char* buffer, size_t size);
-  bool waitReadable(int timeoutMs);
+  // Waits until something can be read, or written when frames wait.
+  bool waitReady(int timeoutMs);
   void fail(Error error);
   void handle(proto::Message& message);
   uint32_t assignRequestId(proto::Message& message);
@@ -214,6 +232,9 @@ class Connection {
   std::chrono::steady_clock::time_point lastAck_{};
   std::chrono::steady_clock::time_point lastReceived_{};  // of any byte (keepAlive)
   std::chrono::steady_clock::time_point lastSent_{};      // of any frame
+  std::string outbox_;                                    // frames not written yet, from outboxWritten_
+  size_t outboxWritten_ = 0;
+  std::chrono::steady_clock::time_point writeProgress_{};  // the last byte written, or the first queued
   uint64_t nextPing_ = 1;
   bool keepalive_ = false;  // announces kCapKeepalive
 };

@@ -105,10 +105,12 @@ Result<std::unique_ptr<Connection>> Connection::startAgent(const std::vector<std
   std::unique_ptr<Connection> c(new Connection());
   c->keepalive_ = keepalive;
   c->agent_ = std::move(*agent);
+  // Writes never wait: frames ssh's pipe has no room for wait in the outbox.
+  ::fcntl(c->agent_->input(), F_SETFL, ::fcntl(c->agent_->input(), F_GETFL) | O_NONBLOCK);
   c->destination_ = destination;
   c->agentCommand_ = agentCommand;
   c->description_ = "rnotifyd over ssh " + destination;
-  c->sendHello();  // the pipe is empty: this does not wait
+  c->sendHello();
   return c;
 }
 

@@ -214,20 +214,14 @@ Result<size_t> TlsChannel::read(char* buffer, size_t size) {
   return failure(result, "reading");
 }
 
-Status TlsChannel::write(std::string_view data) {
+Result<size_t> TlsChannel::writeSome(std::string_view data) {
   SigpipeBlock noSigpipe;
-  while (!data.empty()) {
-    ERR_clear_error();
-    int result = SSL_write(ssl_, data.data(), static_cast<int>(std::min<size_t>(data.size(), INT32_MAX)));
-    if (result > 0) {
-      data.remove_prefix(static_cast<size_t>(result));
-      continue;
-    }
-    int error = SSL_get_error(ssl_, result);
-    if (error != SSL_ERROR_WANT_READ && error != SSL_ERROR_WANT_WRITE) return failure(result, "writing");
-    waitFor(fd_, error, 1000);
-  }
-  return {};
+  ERR_clear_error();
+  int result = SSL_write(ssl_, data.data(), static_cast<int>(std::min<size_t>(data.size(), INT32_MAX)));
+  if (result > 0) return static_cast<size_t>(result);
+  int error = SSL_get_error(ssl_, result);
+  if (error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE) return Error{EAGAIN, "no room yet"};
+  return failure(result, "writing");
 }
 
 bool TlsChannel::pending() const { return SSL_pending(ssl_) > 0 || SSL_has_pending(ssl_) == 1; }

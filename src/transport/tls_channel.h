@@ -38,8 +38,10 @@ class TlsChannel {
   // Decrypted bytes (> 0), 0 at the end of the stream, or an error: EAGAIN
   // when nothing more is there now, else what broke (a TLS alert, ...).
   Result<size_t> read(char* buffer, size_t size);
-  // Writes all of data, waiting for the socket as needed.
-  Status write(std::string_view data);
+  // Writes what the socket takes now, without waiting: how many bytes
+  // (> 0), or EAGAIN when OpenSSL must wait for the socket. A retry after
+  // EAGAIN passes at least the same bytes again (they may have moved).
+  Result<size_t> writeSome(std::string_view data);
   // Whether OpenSSL holds bytes that a poll() on the socket would not show.
   bool pending() const;
 

@@ -418,6 +418,48 @@ TEST_F(ClientConnectionReuse, AWatchTheServerHadNoRoomForIsTakenOnceItHas) {
   EXPECT_EQ(ownSsh().size(), 1u) << "the same connection, not a new one";
 }
 
+// Removing many watches while ssh reads nothing (stopped): their Unwatch
+// requests fill ssh's pipe (64 KiB) and the rest wait in the connection for
+// the handle's epoll set to find room. Before, the write to ssh's stdin was
+// a blocking one: rnotify_rm_watch() hung for as long as ssh read nothing.
+// Once ssh reads again, the same connection goes on.
+TEST_F(ClientConnectionReuse, RemovingWatchesWhileSshReadsNothingNeverWaitsForIt) {
+  const int a = watch("a");
+  ASSERT_GT(a, 0);
+  constexpr int kMany = 6000;  // Unwatch frames of 13 bytes: more than the pipe holds
+  fs::create_directory(bed_->server("many"));
+  for (int i = 0; i < kMany; ++i) fs::create_directory(bed_->server("many/d" + std::to_string(i)));
+  std::vector<int> many;
+  for (int i = 0; i < kMany; ++i) {
+    const int wd = rnotify_add_watch(rn_, bed_->a("many/d" + std::to_string(i)).c_str(), IN_CREATE, 0);
+    ASSERT_GT(wd, 0) << rnotify_last_error(rn_);
+    many.push_back(wd);
+  }
+  ASSERT_NE(std::string(rnotify_watch_source(rn_, many.back())).find("rnotifyd"), std::string::npos)
+      << rnotify_watch_source(rn_, many.back());
+  const std::vector<pid_t> ssh = ownSsh();
+  ASSERT_EQ(ssh.size(), 1u);
+
+  bool overflow = false;
+  auto onEvent = [&](const rnotify_event& ev) { overflow |= ev.wd == a && (ev.mask & IN_Q_OVERFLOW); };
+  {
+    Stopped stopped(ssh[0]);  // well under the keepalive's 6 s
+    for (int wd : many) ASSERT_EQ(rnotify_rm_watch(rn_, wd), 0) << rnotify_last_error(rn_);
+    turn(onEvent);
+  }
+  writeFile(bed_->server("a/after"), "x\n");
+  bool seen = false;
+  for (auto until = Clock::now() + std::chrono::seconds(20); !seen && Clock::now() < until;) {
+    turn([&](const rnotify_event& ev) {
+      onEvent(ev);
+      seen |= ev.wd == a && (ev.mask & IN_REMOTE) && (ev.mask & IN_CREATE) && std::string(ev.name) == "after";
+    });
+  }
+  EXPECT_TRUE(seen) << "the server's change after the removals never came: " << rnotify_watch_source(rn_, a);
+  EXPECT_FALSE(overflow) << "the connection was lost";
+  EXPECT_EQ(ownSsh(), ssh) << "the connection was replaced";
+}
+
 // A server whose agent cannot start: the watch falls back as a waiting add
 // would have, and its changes are found by scanning.
 TEST_F(ClientConnectionReuse, ANonblockingWatchFallsBackWhenTheAgentCannotStart) {

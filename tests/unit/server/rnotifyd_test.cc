@@ -753,6 +753,84 @@ TEST_F(RnotifydTest, RequestsWithoutWaitingAreAnsweredThroughRunCompletedWithinT
   c->releaseDeferred();
 }
 
+// Fills the connection while rnotifyd is stopped: Watch requests until the
+// socket has no room and the rest wait in the connection (then `extra` more).
+// Returns how many were asked; each handler counts into *answered or *failed.
+int fillWhileStopped(Connection& c, const std::string& path, int extra, int* answered, int* failed, std::string* why) {
+  proto::Watch w;
+  w.path = path;
+  w.mask = IN_CREATE;
+  int asked = 0;
+  auto handler = [=](Result<proto::Reply> reply) {
+    if (reply.ok() && reply->status == 0) {
+      ++*answered;
+    } else {
+      ++*failed;
+      *why = reply.ok() ? reply->message : reply.error().message;
+    }
+  };
+  for (; !c.wantsWrite() && asked < 20000; ++asked) c.requestAsync(w, 30000, handler);
+  for (int i = 0; i < extra && c.wantsWrite(); ++i, ++asked) c.requestAsync(w, 30000, handler);
+  return asked;
+}
+
+// Runs the connection as an event loop would (readable, and writable while
+// frames wait) until done() or the deadline.
+bool runUntil(Connection& c, const std::function<bool()>& done, std::chrono::seconds limit) {
+  for (auto until = Clock::now() + limit; !done() && Clock::now() < until;) {
+    struct pollfd p[2] = {{c.readFd(), POLLIN, 0}, {c.writeFd(), POLLOUT, 0}};
+    ::poll(p, c.wantsWrite() ? 2 : 1, 20);
+    (void)c.pump();
+    c.runCompleted();
+  }
+  return done();
+}
+
+TEST_F(RnotifydTest, RequestsTheServerHasNoRoomForWaitInTheConnectionInsteadOfBlockingTheCaller) {
+  auto daemon = start();
+  auto c = client();
+  ASSERT_TRUE(c);
+  ASSERT_EQ(::kill(daemon->process().pid(), SIGSTOP), 0);
+  int answered = 0, failed = 0;
+  std::string why;
+  // Before: the request that found the socket full waited inside
+  // requestAsync() (up to 5 s, then the connection was given up).
+  const int asked = fillWhileStopped(*c, base_ + "/export/dir", 200, &answered, &failed, &why);
+  const bool queued = c->wantsWrite();
+  const bool aliveWhileStopped = c->alive();
+  ::kill(daemon->process().pid(), SIGCONT);
+  ASSERT_TRUE(queued) << asked << " requests all fit into the socket";
+  ASSERT_TRUE(aliveWhileStopped) << c->failure().message;
+  ASSERT_TRUE(runUntil(
+      *c, [&] { return answered + failed == asked; }, std::chrono::seconds(30)))
+      << answered << " + " << failed << " of " << asked << " answered";
+  EXPECT_EQ(answered, asked) << failed << " failed: " << why;
+  EXPECT_TRUE(c->alive()) << c->failure().message;
+  EXPECT_FALSE(c->wantsWrite());
+}
+
+TEST_F(RnotifydTest, AServerThatTakesNothingWhileRequestsWaitIsGivenUpAfterFiveSeconds) {
+  auto daemon = start();
+  auto c = client();
+  ASSERT_TRUE(c);
+  ASSERT_EQ(::kill(daemon->process().pid(), SIGSTOP), 0);
+  int answered = 0, failed = 0;
+  std::string why;
+  const int asked = fillWhileStopped(*c, base_ + "/export/dir", 10, &answered, &failed, &why);
+  const auto filled = Clock::now();
+  const bool ended = runUntil(
+      *c, [&] { return !c->alive(); }, std::chrono::seconds(15));
+  const auto afterMs = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - filled).count();
+  c->runCompleted();  // tells the handlers
+  ::kill(daemon->process().pid(), SIGCONT);
+  ASSERT_TRUE(ended) << "still alive after 15 s with nothing taken";
+  EXPECT_EQ(c->failure().code, ETIMEDOUT) << c->failure().message;
+  EXPECT_NE(c->failure().message.find("read nothing for 5 s"), std::string::npos) << c->failure().message;
+  EXPECT_GE(afterMs, 4000);  // not long before the limit (counted from the last byte taken)
+  EXPECT_EQ(answered, 0);
+  EXPECT_EQ(failed, asked) << "every request is told";
+}
+
 TEST_F(RnotifydTest, ExitsZeroOnSigterm) {
   auto daemon = start();
   ::kill(daemon->process().pid(), SIGTERM);
