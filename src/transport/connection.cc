@@ -83,12 +83,12 @@ Status Connection::send(const proto::Message& message) {
   if (!wantsWrite()) writeProgress_ = now;  // the stall is counted from here
   proto::encode(message, outbox_);
   lastSent_ = now;
+  if (!flush()) return failure_;
   if (outbox_.size() - outboxWritten_ > kMaxOutboxBytes) {
-    fail(Error{ENOBUFS, description_ + " took in nothing while " + std::to_string(kMaxOutboxBytes >> 20) +
-                            " MiB of requests waited to be written"});
+    fail(Error{ENOBUFS, description_ + " takes in less than is asked of it: " + std::to_string(kMaxOutboxBytes >> 20) +
+                            " MiB of frames wait to be written"});
     return failure_;
   }
-  if (!flush()) return failure_;
   return {};
 }
 
@@ -113,9 +113,15 @@ bool Connection::flush() {
     outboxWritten_ += *n;
     writeProgress_ = Clock::now();
   }
+  // TLS may have sent part of a record it has not counted yet: progress too.
+  if (tls_ && tls_->bytesSent() != tlsSent_) {
+    tlsSent_ = tls_->bytesSent();
+    writeProgress_ = Clock::now();
+  }
   if (outboxWritten_ == outbox_.size()) {
     outbox_.clear();
     outboxWritten_ = 0;
+    if (outbox_.capacity() > (size_t{1} << 20)) outbox_.shrink_to_fit();  // a burst is over
   } else if (outboxWritten_ >= (size_t{64} << 10) && outboxWritten_ >= outbox_.size() / 2) {
     outbox_.erase(0, outboxWritten_);  // TLS allows the bytes to move (SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER)
     outboxWritten_ = 0;
@@ -353,13 +359,15 @@ Result<proto::Reply> Connection::request(proto::Message message, int timeoutMs) 
       replies_.erase(it);
       return reply;
     }
-    if (!alive_) return failure_;
-    if (!waitReady(remainingMs(deadline))) {
+    if (!alive_ || writeStalled()) return failure_;
+    const int left = remainingMs(deadline);
+    if (left == 0) {
       unwanted_.push_back(id);
       if (std::holds_alternative<proto::Watch>(message)) lateWatches_.push_back(id);
       return Error{ETIMEDOUT, description_ + " did not answer within " + std::to_string(timeoutMs / 1000) + " s"};
     }
-    pump();
+    // While frames wait for room, the stall is judged at least every 100 ms.
+    if (waitReady(wantsWrite() ? std::min(left, 100) : left)) pump();
   }
 }
 

@@ -61,7 +61,11 @@ class Connection {
   Phase advance();
   Phase phase() const { return phase_; }
   int pollFd() const { return readFd(); }
-  uint32_t wanted() const { return wantWrite_ ? uint32_t{EPOLLOUT} : uint32_t{EPOLLIN}; }
+  uint32_t wanted() const {
+    uint32_t events = wantWrite_ ? uint32_t{EPOLLOUT} : uint32_t{EPOLLIN};
+    if (wantsWrite() && writeFd() == pollFd()) events |= EPOLLOUT;  // Hello or Auth not all written yet
+    return events;
+  }
   // Waits (poll) and advances until ready, failed, or timeoutMs passed.
   Status finish(int timeoutMs);
   // What an establishment that did not end in time ran into.
@@ -94,8 +98,8 @@ class Connection {
   // Frames wait for the peer to make room: wait for EPOLLOUT on writeFd()
   // (the agent's stdin; else the socket, readFd() too) and pump() then.
   // Nothing is ever waited for inside send(): a peer that takes nothing
-  // for 5 s, or lets 16 MiB pile up, fails the connection (runCompleted(),
-  // keepAlive(), pump()).
+  // for 5 s (judged by runCompleted(), keepAlive() and request()), or lets
+  // 16 MiB pile up (send()), fails the connection.
   bool wantsWrite() const { return alive_ && outboxWritten_ < outbox_.size(); }
   int writeFd() const;
   const std::string& description() const { return description_; }
@@ -234,6 +238,7 @@ class Connection {
   std::chrono::steady_clock::time_point lastSent_{};      // of any frame
   std::string outbox_;                                    // frames not written yet, from outboxWritten_
   size_t outboxWritten_ = 0;
+  uint64_t tlsSent_ = 0;                                   // TlsChannel::bytesSent() at the last flush
   std::chrono::steady_clock::time_point writeProgress_{};  // the last byte written, or the first queued
   uint64_t nextPing_ = 1;
   bool keepalive_ = false;  // announces kCapKeepalive

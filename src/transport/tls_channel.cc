@@ -224,6 +224,8 @@ Result<size_t> TlsChannel::writeSome(std::string_view data) {
   return failure(result, "writing");
 }
 
+uint64_t TlsChannel::bytesSent() const { return BIO_number_written(SSL_get_wbio(ssl_)); }
+
 bool TlsChannel::pending() const { return SSL_pending(ssl_) > 0 || SSL_has_pending(ssl_) == 1; }
 
 Error TlsChannel::failure(int result, const std::string& doing) {

@@ -42,6 +42,9 @@ class TlsChannel {
   // (> 0), or EAGAIN when OpenSSL must wait for the socket. A retry after
   // EAGAIN passes at least the same bytes again (they may have moved).
   Result<size_t> writeSome(std::string_view data);
+  // Bytes handed to the socket so far, records in part included: progress
+  // that writeSome() does not count until its record is whole.
+  uint64_t bytesSent() const;
   // Whether OpenSSL holds bytes that a poll() on the socket would not show.
   bool pending() const;
 
