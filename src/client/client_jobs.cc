@@ -325,9 +325,12 @@ void Client::reattached(Watch& watch, Connection& connection, const Status& atta
     log::warn("'{}': {} is reachable: its events come from the server again, no more polling", watch.displayBase,
               connection.description());
     const int wd = watch.wd;
-    dropFallback(watch);
+    dropFallback(watch);  // its last scan: the changes up to the server's watch
     auto it = watches_.find(wd);
-    if (it != watches_.end() && (connection.welcome().capabilities & proto::kCapResync)) {
+    if (it == watches_.end()) return;
+    // The server's changes are reported from here on, the scans have ended.
+    push(it->second, kInRestored | kInRemote, 0, 0, {}, {});
+    if (connection.welcome().capabilities & proto::kCapResync) {
       enqueue(connection, Job{Job::Kind::kListing, wd}, /*first=*/true);
     }
     return;

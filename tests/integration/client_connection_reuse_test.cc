@@ -402,9 +402,11 @@ TEST_F(ClientConnectionReuse, AWatchTheServerHadNoRoomForIsTakenOnceItHas) {
 
   // The server has room again: the watch is taken without a reconnection.
   ASSERT_EQ(rnotify_rm_watch(rn_, a), 0) << rnotify_last_error(rn_);
-  for (auto until = Clock::now() + std::chrono::seconds(15); source().rfind(served, 0) != 0 && Clock::now() < until;) {
-    turn([](const rnotify_event&) {});
+  bool restored = false;
+  for (auto until = Clock::now() + std::chrono::seconds(15); !restored && Clock::now() < until;) {
+    turn([&](const rnotify_event& ev) { restored |= ev.wd == b && (ev.mask & IN_RESTORED) && (ev.mask & IN_REMOTE); });
   }
+  EXPECT_TRUE(restored) << "no IN_RESTORED | IN_REMOTE when the server took the watch: " << source();
   ASSERT_EQ(source().rfind(served, 0), 0u) << "still not served by the server: " << source();
   writeFile(bed_->server("b/theirs"), "x\n");
   bool remote = false;
