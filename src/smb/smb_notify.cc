@@ -155,14 +155,11 @@ std::vector<Event> SmbNotify::take() {
   return out;
 }
 
-bool SmbNotify::failed() const {
-  drain();
-  return failed_;
-}
+// Neither reads the socket: messages read here would wait in events_ with
+// fd() no longer readable, until the helper's next message (a change the
+// server reported came late, or in a test not at all).
+bool SmbNotify::failed() const { return failed_; }
 
-Error SmbNotify::error() const {
-  drain();
-  return error_;
-}
+Error SmbNotify::error() const { return error_; }
 
 }  // namespace rnotify

@@ -70,7 +70,8 @@ class SmbNotify {
   // (no IN_REMOTE, no IN_ISDIR: see smb_actions.h), cookies on moves,
   // IN_Q_OVERFLOW when the server lost track.
   std::vector<Event> take();
-  // The connection broke (server gone, share removed); fd() is readable.
+  // The connection broke (server gone, share removed), as far as the last
+  // take() read; fd() stays readable then.
   bool failed() const;
   Error error() const;
 

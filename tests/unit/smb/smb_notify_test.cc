@@ -277,6 +277,22 @@ TEST_F(SmbNotifyTest, NoServerFailsClearly) {
   EXPECT_NE(w.error().message.find("address and port"), std::string::npos) << w.error().message;
 }
 
+// Asking whether the watch failed reads nothing: the events that wait keep
+// fd() readable for the next take(). (failed() used to read them in, and
+// they waited, unsignalled, for the helper's next message: a change was
+// reported late, or never if nothing else changed.)
+TEST_F(SmbNotifyTest, AskingWhetherItFailedLeavesWaitingEventsSignalled) {
+  auto w = watch();
+  ASSERT_TRUE(w);
+  testbed::writeFile(samba_->serverPath("waiting.txt"), "x");
+  pollfd p{w->fd(), POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, Deadline::in(10s).remainingMs()), 1) << "no event from the server";
+  EXPECT_FALSE(w->failed());
+  EXPECT_EQ(::poll(&p, 1, 0), 1) << "an event waits but fd() is no longer readable";
+  std::vector<Event> events = w->take();
+  EXPECT_NE(find(events, IN_CREATE, "", "waiting.txt"), nullptr) << describe(events);
+}
+
 TEST_F(SmbNotifyTest, ServerKilledIsReportedThroughTheFd) {
   auto w = watch();
   ASSERT_TRUE(w);
