@@ -753,25 +753,31 @@ TEST_F(RnotifydTest, RequestsWithoutWaitingAreAnsweredThroughRunCompletedWithinT
   c->releaseDeferred();
 }
 
-// Fills the connection while rnotifyd is stopped: Watch requests until the
-// socket has no room and the rest wait in the connection (then `extra` more).
-// Returns how many were asked; each handler counts into *answered or *failed.
-int fillWhileStopped(Connection& c, const std::string& path, int extra, int* answered, int* failed, std::string* why) {
+// Watch requests made while rnotifyd is stopped, and how they ended.
+struct Backlog {
+  int asked = 0;
+  int answered = 0;
+  int failed = 0;
+  std::string why;  // of the last failure
+};
+
+// Stops the daemon and asks `c` for Watch requests until the socket has no
+// room and the rest wait in the connection, then `extra` more.
+void fillWhileStopped(Daemon& daemon, Connection& c, const std::string& path, int extra, Backlog* b) {
+  ASSERT_EQ(::kill(daemon.process().pid(), SIGSTOP), 0);
   proto::Watch w;
   w.path = path;
   w.mask = IN_CREATE;
-  int asked = 0;
-  auto handler = [=](Result<proto::Reply> reply) {
+  auto handler = [b](Result<proto::Reply> reply) {
     if (reply.ok() && reply->status == 0) {
-      ++*answered;
+      ++b->answered;
     } else {
-      ++*failed;
-      *why = reply.ok() ? reply->message : reply.error().message;
+      ++b->failed;
+      b->why = reply.ok() ? reply->message : reply.error().message;
     }
   };
-  for (; !c.wantsWrite() && asked < 20000; ++asked) c.requestAsync(w, 30000, handler);
-  for (int i = 0; i < extra && c.wantsWrite(); ++i, ++asked) c.requestAsync(w, 30000, handler);
-  return asked;
+  for (; !c.wantsWrite() && b->asked < 20000; ++b->asked) c.requestAsync(w, 30000, handler);
+  for (int i = 0; i < extra && c.wantsWrite(); ++i, ++b->asked) c.requestAsync(w, 30000, handler);
 }
 
 // Runs the connection as an event loop would (readable, and writable while
@@ -790,21 +796,19 @@ TEST_F(RnotifydTest, RequestsTheServerHasNoRoomForWaitInTheConnectionInsteadOfBl
   auto daemon = start();
   auto c = client();
   ASSERT_TRUE(c);
-  ASSERT_EQ(::kill(daemon->process().pid(), SIGSTOP), 0);
-  int answered = 0, failed = 0;
-  std::string why;
+  Backlog b;
   // Before: the request that found the socket full waited inside
   // requestAsync() (up to 5 s, then the connection was given up).
-  const int asked = fillWhileStopped(*c, base_ + "/export/dir", 200, &answered, &failed, &why);
+  fillWhileStopped(*daemon, *c, base_ + "/export/dir", 200, &b);
   const bool queued = c->wantsWrite();
   const bool aliveWhileStopped = c->alive();
   ::kill(daemon->process().pid(), SIGCONT);
-  ASSERT_TRUE(queued) << asked << " requests all fit into the socket";
+  ASSERT_TRUE(queued) << b.asked << " requests all fit into the socket";
   ASSERT_TRUE(aliveWhileStopped) << c->failure().message;
   ASSERT_TRUE(runUntil(
-      *c, [&] { return answered + failed == asked; }, std::chrono::seconds(30)))
-      << answered << " + " << failed << " of " << asked << " answered";
-  EXPECT_EQ(answered, asked) << failed << " failed: " << why;
+      *c, [&] { return b.answered + b.failed == b.asked; }, std::chrono::seconds(30)))
+      << b.answered << " + " << b.failed << " of " << b.asked << " answered";
+  EXPECT_EQ(b.answered, b.asked) << b.failed << " failed: " << b.why;
   EXPECT_TRUE(c->alive()) << c->failure().message;
   EXPECT_FALSE(c->wantsWrite());
 }
@@ -813,10 +817,8 @@ TEST_F(RnotifydTest, AServerThatTakesNothingWhileRequestsWaitIsGivenUpAfterFiveS
   auto daemon = start();
   auto c = client();
   ASSERT_TRUE(c);
-  ASSERT_EQ(::kill(daemon->process().pid(), SIGSTOP), 0);
-  int answered = 0, failed = 0;
-  std::string why;
-  const int asked = fillWhileStopped(*c, base_ + "/export/dir", 10, &answered, &failed, &why);
+  Backlog b;
+  fillWhileStopped(*daemon, *c, base_ + "/export/dir", 10, &b);
   const auto filled = Clock::now();
   const bool ended = runUntil(
       *c, [&] { return !c->alive(); }, std::chrono::seconds(15));
@@ -827,8 +829,8 @@ TEST_F(RnotifydTest, AServerThatTakesNothingWhileRequestsWaitIsGivenUpAfterFiveS
   EXPECT_EQ(c->failure().code, ETIMEDOUT) << c->failure().message;
   EXPECT_NE(c->failure().message.find("read nothing for 5 s"), std::string::npos) << c->failure().message;
   EXPECT_GE(afterMs, 4000);  // not long before the limit (counted from the last byte taken)
-  EXPECT_EQ(answered, 0);
-  EXPECT_EQ(failed, asked) << "every request is told";
+  EXPECT_EQ(b.answered, 0);
+  EXPECT_EQ(b.failed, b.asked) << "every request is told";
 }
 
 TEST_F(RnotifydTest, ExitsZeroOnSigterm) {
