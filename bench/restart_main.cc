@@ -24,7 +24,6 @@
 #include <string>
 #include <vector>
 
-#include "common/read_file.h"
 #include "product.h"
 #include "rnotify/rnotify.h"
 #include "sshfs_bed.h"
@@ -35,19 +34,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using namespace rnotify::testbed;
 namespace fs = std::filesystem;
-
-// This build's rnotifyd daemons behind --stdio agents.
-std::vector<pid_t> agentDaemons() {
-  std::vector<pid_t> found;
-  for (const auto& entry : fs::directory_iterator("/proc")) {
-    const std::string name = entry.path().filename();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    auto cmdline = rnotify::readFile("/proc/" + name + "/cmdline");
-    if (!cmdline.ok() || cmdline->rfind(rnotifydPath() + '\0', 0) != 0) continue;
-    if (cmdline->find(std::string("--agent-daemon") + '\0') != std::string::npos) found.push_back(std::stoi(name));
-  }
-  return found;
-}
 
 long percentile(std::vector<long> v, double p) {
   if (v.empty()) return 0;

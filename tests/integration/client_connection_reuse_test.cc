@@ -310,26 +310,6 @@ TEST_F(ClientConnectionReuse, WatchesAddedWhileTheFirstConnectionIsUnderWayShare
   }
 }
 
-// The server's rnotifyd that serves this process's connection: the --stdio
-// agent sshd started hands its connection to this user's daemon behind it
-// (rnotifyd --agent-daemon, the same binary), which serves it.
-std::vector<pid_t> serverDaemons() {
-  std::vector<pid_t> found;
-  for (const auto& entry : fs::directory_iterator("/proc")) {
-    const std::string name = entry.path().filename();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    auto cmdline = rnotify::readFile("/proc/" + name + "/cmdline");
-    if (!cmdline.ok()) continue;
-    const std::string& argv = *cmdline;
-    const bool ours = argv.rfind(rnotifydPath() + '\0', 0) == 0;
-    if (ours && argv.find(std::string("--agent-daemon") + '\0') != std::string::npos) {
-      const pid_t pid = std::stoi(name);
-      if (stateOf(pid) != 'Z') found.push_back(pid);
-    }
-  }
-  return found;
-}
-
 // RNOTIFY_NONBLOCK on a server already connected that has stopped answering
 // (its rnotifyd frozen: the connection stands, nothing comes back): the
 // call returns at once, and neither it nor rnotify_next() waits for the
@@ -342,7 +322,7 @@ TEST_F(ClientConnectionReuse, ANonblockingWatchOnAServerThatStoppedAnsweringRetu
   ASSERT_GT(a, 0);
   writeFile(bed_->server("a/first"), "x\n");
   ASSERT_TRUE(waitFor(a, IN_CREATE, "first", std::chrono::seconds(10))) << "no remote event before the freeze";
-  std::vector<pid_t> daemons = serverDaemons();
+  std::vector<pid_t> daemons = agentDaemons();
   ASSERT_EQ(daemons.size(), 1u) << "expected one rnotifyd daemon serving this process";
   std::optional<Stopped> frozen(daemons[0]);
 
