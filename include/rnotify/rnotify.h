@@ -49,7 +49,7 @@ extern "C" {
  * with RNOTIFY_NONBLOCK, IN_RESTORED | IN_REMOTE also says that the server has
  * taken the watch: its changes are reported from then on. So it does for a
  * watch that fell back (polling) when its server takes it: the scans end, and
- * what they had not reported yet comes before it. */
+ * what the last scan found comes before it. */
 #ifndef IN_RESTORED
 #define IN_RESTORED 0x00200000u
 #endif

@@ -63,7 +63,9 @@ class Connection {
   int pollFd() const { return readFd(); }
   uint32_t wanted() const {
     uint32_t events = wantWrite_ ? uint32_t{EPOLLOUT} : uint32_t{EPOLLIN};
-    if (wantsWrite() && writeFd() == pollFd()) events |= EPOLLOUT;  // Hello or Auth not all written yet
+    // Hello or Auth not all written yet (a socket; an agent's Hello always
+    // fits into its new pipe, whose descriptor is not the one polled here).
+    if (wantsWrite() && writeFd() == pollFd()) events |= EPOLLOUT;
     return events;
   }
   // Waits (poll) and advances until ready, failed, or timeoutMs passed.

@@ -263,7 +263,7 @@ void WaitSession::handleEvent(const rnotify_event& ev) {
   if (ev.mask & IN_RESTORED) {
     if (options_.verbose || options_.quiet < 2) {
       diag_.say(
-          fmt::format("rnotifywait: the server is reachable again for {}; the changes missed meanwhile "
+          fmt::format("rnotifywait: the server is reachable again for {}; any changes missed meanwhile "
                       "follow (replayed by the server, or marked SYNTHESIZED when it had to re-read)\n",
                       view.path));
     }
