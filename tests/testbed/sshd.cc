@@ -5,10 +5,9 @@
 #include <unistd.h>
 
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <stdexcept>
 
+#include "common/read_file.h"
 #include "tcp_probe.h"
 
 namespace rnotify::testbed {
@@ -91,9 +90,11 @@ std::vector<pid_t> Sshd::agentDaemons() const {
   for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
     const std::string name = entry.path().filename();
     if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream in(entry.path() / "cmdline", std::ios::binary);
-    std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (cmdline.find(marker) != std::string::npos) {
+    // readFile, not an ifstream: a process that exits while its cmdline is
+    // read gives ESRCH, which libstdc++'s filebuf throws (and this runs in
+    // the destructor: std::terminate, seen once in CI).
+    auto cmdline = rnotify::readFile((entry.path() / "cmdline").string());
+    if (cmdline.ok() && cmdline->find(marker) != std::string::npos) {
       out.push_back(static_cast<pid_t>(std::stol(name)));
     }
   }
