@@ -13,7 +13,6 @@
 #include "client/client_internal.h"
 #include "common/log.h"
 #include "event/event.h"
-#include "mounts/mount_resolver.h"
 #include "rnotify/rnotify.h"
 
 namespace rnotify {
@@ -32,8 +31,10 @@ std::string displayBase(const std::string& path, bool isDirectory) {
 
 }  // namespace
 
-Result<std::unique_ptr<Client>> Client::create() {
+Result<std::unique_ptr<Client>> Client::create(std::unique_ptr<Environment> environment) {
   std::unique_ptr<Client> client(new Client());
+  client->env_ = environment ? std::move(environment) : systemEnvironment();
+  client->timing_ = client->env_->timing();
   if (Status s = client->init(); !s) return s.error();
   return client;
 }
@@ -124,10 +125,10 @@ Result<int> Client::addWatch(const std::string& path, uint32_t mask, unsigned fl
 
 Status Client::watchByScans(Watch& watch) {
   if (Status loaded = loadConfigOnce(); !loaded) return loaded.error();
-  ResolvedPath resolved = MountResolver::fromProc().resolve(watch.localRoot);
-  PollScanner::Options options = pollOptions(resolved);
-  options.recursive = watch.recursive;
-  watch.fallback = scanSource(scanMount(watch.localRoot, options), SourceKind::kMountScan);
+  ResolvedPath resolved = env_->resolve(watch.localRoot);
+  std::string why;
+  watch.fallback = tryFallback(watch, resolved, SourceKind::kMountScan, &why);
+  if (!watch.fallback) return Error{EIO, why};
   watch.pollOnly = true;
   watch.source = watch.fallback->describe() + " (asked for)";
   registerSource(watch);
@@ -135,7 +136,7 @@ Status Client::watchByScans(Watch& watch) {
 }
 
 Status Client::chooseRemote(Watch& watch, bool wait) {
-  ResolvedPath resolved = MountResolver::fromProc().resolve(watch.localRoot);
+  ResolvedPath resolved = env_->resolve(watch.localRoot);
   if (resolved.kind == MountKind::kLocal) return {};
   std::string remotePath, why, key;
   auto connection = connectionFor(resolved, &remotePath, &why, &key, wait);
@@ -255,7 +256,7 @@ void Client::ensureDedup() {
 
 Status Client::loadConfigOnce() {
   if (config_) return {};
-  auto config = loadConfig();
+  auto config = env_->loadConfig();
   if (!config) return config.error();
   config_ = std::move(*config);
   return {};

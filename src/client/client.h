@@ -7,7 +7,9 @@
 // ordered queue, through Dedup. Everything runs in the caller's thread,
 // inside the API's calls; the pollable fd is an epoll set of the inotify fd,
 // every connection (reconnections too, while they are made), the sources'
-// descriptors, timerfds, and an eventfd raised while events wait.
+// descriptors, timerfds, and an eventfd raised while events wait. What it
+// takes from the machine (configuration, mounts, ssh, connections, fallback
+// sources) comes from its Environment (environment.h).
 // client.cc: watches, the local kernel, the queue and next();
 // client_openings.cc: connections to rnotifyd made (and made again);
 // client_connections.cc: which connection, its requests, its events, losses;
@@ -23,15 +25,13 @@
 #include <string>
 
 #include "client/dedup.h"
+#include "client/environment.h"
 #include "client/watch_source.h"
 #include "common/result.h"
 #include "common/unique_fd.h"
 #include "mounts/config.h"
 #include "mounts/sshfs_target.h"
-#include "poll/polled_tree.h"
 #include "poll/tree_view.h"
-#include "smb/cifs_notify.h"
-#include "smb/smb_notify.h"
 #include "transport/connection.h"
 #include "watch/watcher.h"
 
@@ -48,7 +48,9 @@ struct ClientEvent {
 
 class Client final : public EventSink {
  public:
-  static Result<std::unique_ptr<Client>> create();
+  // environment: where configuration, mounts, connections and fallback
+  // sources come from (nullptr: systemEnvironment()).
+  static Result<std::unique_ptr<Client>> create(std::unique_ptr<Environment> environment = nullptr);
   ~Client() override;
 
   int fd() const { return epoll_.get(); }
@@ -131,10 +133,9 @@ class Client final : public EventSink {
   std::unique_ptr<WatchSource> tryFallback(Watch& watch, const struct ResolvedPath& resolved, SourceKind kind,
                                            std::string* why);
   PollScanner::Options pollOptions(const struct ResolvedPath& resolved) const;
-  std::unique_ptr<WatchSource> libsmbclientFor(const Watch& watch, const struct ResolvedPath& resolved,
-                                               std::string* why);
+  // What libsmbclient needs for a cifs mount: the share, and credentials.
+  bool smbRequest(const ResolvedPath& resolved, SourceRequest* request, std::string* why);
   Result<int> addSmbUrlWatch(const std::string& url, uint32_t mask, bool recursive);
-  Result<SmbCredentials> smbCredentials(const std::string& user);
   void registerSource(Watch& watch);
   // Takes what the watch's source has (its descriptor was readable, or its
   // deadline passed) and delivers it; a source that ended gives way to the
@@ -249,6 +250,8 @@ class Client final : public EventSink {
   // the others not: called before epoll_wait and before an API call returns.
   void watchWrites();
 
+  std::unique_ptr<Environment> env_;
+  ClientTiming timing_;
   UniqueFd epoll_;
   UniqueFd ready_;      // eventfd: readable while queue_ is not empty
   UniqueFd release_;    // timerfd: when the next held local report is due

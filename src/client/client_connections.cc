@@ -68,7 +68,7 @@ Result<Connection*> Client::connectionFor(const ResolvedPath& resolved, std::str
       std::string mountKey = resolved.mount.mountPoint + '\n' + resolved.mount.source;
       auto known = sshTargets_.find(mountKey);
       if (known == sshTargets_.end()) {
-        auto target = findSshfsTarget(resolved.mount);
+        auto target = env_->sshTarget(resolved.mount);
         if (!target) return target.error();
         known = sshTargets_.emplace(mountKey, std::move(*target)).first;
       }
@@ -79,22 +79,23 @@ Result<Connection*> Client::connectionFor(const ResolvedPath& resolved, std::str
       *connectionKey = key;
       if (auto retry = retries_.find(key); retry != retries_.end()) {
         if (firstUnderWay(key)) {
-          if (!originKeys_.count(mountKey)) originKeys_[mountKey] = sshOriginKey(target);
+          if (!originKeys_.count(mountKey)) originKeys_[mountKey] = env_->originKey(target);
           return Error{EINPROGRESS, "rnotifyd over ssh " + target.destination};
         }
         return Error{EAGAIN, retry->second.why.empty() ? "the server is not reachable" : retry->second.why};
       }
       std::string destination = target.destination;
       std::string agent = config_->agent;
+      Environment* env = env_.get();
       auto connection = connect(
-          key, [argv, destination, agent] { return Connection::startAgent(argv, destination, agent, true); }, wait);
+          key, [env, argv, destination, agent] { return env->startAgent(argv, destination, agent); }, wait);
       if (!connection && connection.error().code == EINPROGRESS) {
         connection = Error{EINPROGRESS, "rnotifyd over ssh " + destination};
-        if (!originKeys_.count(mountKey)) originKeys_[mountKey] = sshOriginKey(target);
+        if (!originKeys_.count(mountKey)) originKeys_[mountKey] = env_->originKey(target);
       } else if (!connection) {
         sshTargets_.erase(mountKey);  // remounted with other options? look again next time
       } else if (!originKeys_.count(mountKey)) {
-        originKeys_[mountKey] = sshOriginKey(target);
+        originKeys_[mountKey] = env_->originKey(target);
       }
       return connection;
     }
@@ -114,8 +115,9 @@ Result<Connection*> Client::connectionFor(const ResolvedPath& resolved, std::str
         return Error{EAGAIN, retry->second.why.empty() ? "the server is not reachable" : retry->second.why};
       }
       TlsSettings tls = entry->tls;
+      Environment* env = env_.get();
       auto connection = connect(
-          endpoint, [endpoint, tls] { return Connection::startSocket(endpoint, tls, /*keepalive=*/true); }, wait);
+          endpoint, [env, endpoint, tls] { return env->startSocket(endpoint, tls); }, wait);
       if (!connection && connection.error().code == EINPROGRESS) return Error{EINPROGRESS, "rnotifyd at " + endpoint};
       return connection;
     }
@@ -220,9 +222,9 @@ void Client::attachSession(const std::string& key, Connection& connection, bool 
     then({});
   };
   if (wait) {
-    answered(connection.attach(attach, connectTimeoutMs()));
+    answered(connection.attach(attach, timing_.connectTimeoutMs));
   } else {
-    connection.attachAsync(attach, connectTimeoutMs(), std::move(answered));
+    connection.attachAsync(attach, timing_.connectTimeoutMs, std::move(answered));
   }
 }
 
@@ -241,7 +243,7 @@ void Client::declare(Connection& connection, const std::string& originKey, bool 
   // lists it too, and the server reads them in order.
   declared.origins = request.origins;
   Connection* c = &connection;
-  ask(connection, request, connectTimeoutMs(), wait,
+  ask(connection, request, timing_.connectTimeoutMs, wait,
       [this, c, originKey, then = std::move(then)](Result<proto::Reply> reply) {
         if (!reply || reply->status != 0) {
           log::debug("{}: Declare refused: {}", c->description(), reply ? reply->message : reply.error().message);
@@ -265,7 +267,7 @@ void Client::watchRemote(Connection& connection, const Watch& watch, bool wait, 
   const uint64_t caps = connection.welcome().capabilities;
   // The entry's state on every event keeps the view current for a resync.
   if ((caps & proto::kCapResync) && (caps & proto::kCapStat)) request.flags |= proto::kWatchStat;
-  const int timeout = connectTimeoutMs() * 3;
+  const int timeout = timing_.connectTimeoutMs * 3;
   if (mode == DedupMode::kOff) {
     ask(connection, request, timeout, wait, [then = std::move(then)](Result<proto::Reply> reply) {
       then(RemoteAnswer{std::move(reply), Dedup::Strategy::kNone, {}});
@@ -323,7 +325,7 @@ void Client::watchWithoutOrigin(Connection& connection, proto::Watch request, co
     strategy = Dedup::Strategy::kEcho;
   }
   if (!note.empty()) note += std::string("; using ") + Dedup::name(strategy);
-  ask(connection, request, connectTimeoutMs() * 3, wait,
+  ask(connection, request, timing_.connectTimeoutMs * 3, wait,
       [strategy, note, then = std::move(then)](Result<proto::Reply> reply) {
         then(RemoteAnswer{std::move(reply), strategy, note});
       });

@@ -11,7 +11,6 @@
 #include "client/client.h"
 #include "client/client_internal.h"
 #include "common/log.h"
-#include "mounts/mount_resolver.h"
 
 namespace rnotify {
 
@@ -198,7 +197,7 @@ void Client::startJob(Connection& connection, const Job& job) {
       return;
     case Job::Kind::kListing:
       if (watch == watches_.end() || watch->second.remote != c) break;
-      connection.snapshotAsync(watch->second.remoteId, connectTimeoutMs() * 3,
+      connection.snapshotAsync(watch->second.remoteId, timing_.connectTimeoutMs * 3,
                                [this, c, wd](Result<std::vector<proto::TreeEntry>> entries) {
                                  takeListing(*c, wd, std::move(entries));
                                  jobDone(*c);
@@ -370,7 +369,7 @@ void Client::attachedFirst(Watch& watch, Connection& connection, const Status& a
     log::warn("'{}': {} did not take the watch: {}", watch.displayBase, connection.description(),
               attached.error().message);
     if (!refused) scheduleAskAgain(watch);
-    startFallback(watch, MountResolver::fromProc().resolve(watch.localRoot), attached.error().message);
+    startFallback(watch, env_->resolve(watch.localRoot), attached.error().message);
     if (auto it = watches_.find(wd); it != watches_.end() && it->second.fallback && it->second.fallback->scans()) {
       runSource(wd);
     }

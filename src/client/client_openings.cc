@@ -14,7 +14,6 @@
 #include "client/client.h"
 #include "client/client_internal.h"
 #include "common/log.h"
-#include "mounts/mount_resolver.h"
 
 namespace rnotify {
 
@@ -53,10 +52,7 @@ std::chrono::milliseconds Client::backoff(int attempt) {
   // 250 ms doubling to a cap, each with +-20 % jitter so that many clients
   // cut off together do not come back together.
   static thread_local std::minstd_rand random(std::random_device{}());
-  int capMs = 30000;
-  if (const char* env = std::getenv("RNOTIFY_RECONNECT_MAX_MS")) {
-    if (int v = std::atoi(env); v > 0) capMs = v;
-  }
+  const int capMs = timing_.reconnectMaxMs;
   double ms = std::min<double>(capMs, 250.0 * std::pow(2.0, std::min(attempt, 20)));
   std::uniform_real_distribution<double> jitter(0.8, 1.2);
   return std::chrono::milliseconds(static_cast<int64_t>(ms * jitter(random)));
@@ -85,7 +81,7 @@ void Client::retryConnections() {
     }
     Opening& opening = openings_[key];
     opening.connection = std::move(*started);
-    opening.timeoutMs = connectTimeoutMs();
+    opening.timeoutMs = timing_.connectTimeoutMs;
     opening.deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(opening.timeoutMs);
     epoll_event ev{};
     ev.events = opening.connection->wanted();
@@ -184,7 +180,7 @@ void Client::firstAttemptFailed(const std::string& key, const Error& why) {
     auto it = watches_.find(wd);
     if (it == watches_.end()) continue;
     it->second.attaching = false;
-    startFallback(it->second, MountResolver::fromProc().resolve(it->second.localRoot), why.message);
+    startFallback(it->second, env_->resolve(it->second.localRoot), why.message);
     if (it->second.fallback && it->second.fallback->scans()) runSource(wd);
   }
 }
@@ -217,14 +213,14 @@ Result<Connection*> Client::connect(const std::string& key, const Opener& open, 
     return Error{EINPROGRESS, "connecting"};
   }
   // A unix listener whose queue is full is tried again until the deadline.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(connectTimeoutMs());
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timing_.connectTimeoutMs);
   auto opened = open();
   while (!opened && opened.error().code == EAGAIN && std::chrono::steady_clock::now() < deadline) {
     ::poll(nullptr, 0, 10);
     opened = open();
   }
   if (!opened) return opened.error();
-  if (Status ready = (*opened)->finish(connectTimeoutMs()); !ready) return ready.error();
+  if (Status ready = (*opened)->finish(timing_.connectTimeoutMs); !ready) return ready.error();
   return adopt(key, std::move(*opened), /*wait=*/true);
 }
 

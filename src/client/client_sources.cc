@@ -10,9 +10,8 @@
 #include "client/client.h"
 #include "client/client_internal.h"
 #include "common/log.h"
-#include "mounts/mount_resolver.h"
 #include "mounts/sshfs_target.h"
-#include "poll/sftp_tree.h"
+#include "poll/polled_tree.h"
 
 namespace rnotify {
 
@@ -31,50 +30,54 @@ PollScanner::Options Client::pollOptions(const ResolvedPath& resolved) const {
 
 std::unique_ptr<WatchSource> Client::tryFallback(Watch& watch, const ResolvedPath& resolved, SourceKind kind,
                                                  std::string* why) {
-  PollScanner::Options options = pollOptions(resolved);
-  options.recursive = watch.recursive;
+  SourceRequest request;
+  request.kind = kind;
+  request.localRoot = watch.localRoot;
+  request.mask = watch.mask & IN_ALL_EVENTS;
+  request.recursive = watch.recursive;
+  request.isDirectory = watch.isDirectory;
+  request.scan = pollOptions(resolved);
+  request.scan.recursive = watch.recursive;
+  // Through the mount, a scan sees a server-side change only when sshfs's
+  // caches expire (20 s by default): SFTP reads the server's tree.
+  const char* sftpInstead =
+      "; the mount itself is scanned instead, and sshfs's caches delay what is seen "
+      "(up to dcache_timeout, 20 s by default)";
   switch (kind) {
     case SourceKind::kServer:
-      break;
-    case SourceKind::kCifsIoctl: {
-      auto cifs = CifsNotify::start(watch.localRoot, watch.mask & IN_ALL_EVENTS, watch.recursive);
-      if (cifs) return cifsSource(std::move(*cifs));
-      *why = cifs.error().message;
-      break;
-    }
+      *why = "not a fallback";
+      return nullptr;
     case SourceKind::kLibsmbclient:
-      return libsmbclientFor(watch, resolved, why);
+      if (!smbRequest(resolved, &request, why)) return nullptr;
+      break;
     case SourceKind::kSftpScan: {
-      // Through the mount, a scan sees a server-side change only when sshfs's
-      // caches expire (20 s by default): read the server's tree over SFTP.
       const std::string mountKey = resolved.mount.mountPoint + '\n' + resolved.mount.source;
       auto known = sshTargets_.find(mountKey);
       if (known == sshTargets_.end()) {
-        auto target = findSshfsTarget(resolved.mount);
+        auto target = env_->sshTarget(resolved.mount);
         if (!target) {
           *why = target.error().message;
-          break;
+          return nullptr;
         }
         known = sshTargets_.emplace(mountKey, std::move(*target)).first;
       }
       if (auto retry = retries_.find(agentKey(known->second));
           retry != retries_.end() && retry->second.code == EHOSTUNREACH) {
         // ssh itself could not connect just now: SFTP goes over ssh too.
-        *why = "not tried, ssh cannot reach " + known->second.destination +
-               "; the mount itself is scanned instead, and sshfs's caches delay what is seen "
-               "(up to dcache_timeout, 20 s by default)";
-        break;
+        *why = "not tried, ssh cannot reach " + known->second.destination + sftpInstead;
+        return nullptr;
       }
-      auto tree = scanOverSftp(known->second, serverPath(known->second, resolved.relative), watch.isDirectory, options);
-      if (tree) return scanSource(std::move(*tree), kind);
-      *why = tree.error().message +
-             "; the mount itself is scanned instead, and sshfs's caches delay what is seen "
-             "(up to dcache_timeout, 20 s by default)";
+      request.ssh = &known->second;
+      request.serverPath = serverPath(known->second, resolved.relative);
       break;
     }
+    case SourceKind::kCifsIoctl:
     case SourceKind::kMountScan:
-      return scanSource(scanMount(watch.localRoot, options), kind);
+      break;
   }
+  auto source = env_->startSource(request);
+  if (source) return std::move(*source);
+  *why = source.error().message + (kind == SourceKind::kSftpScan ? sftpInstead : "");
   return nullptr;
 }
 
@@ -90,16 +93,24 @@ void Client::startFallback(Watch& watch, const ResolvedPath& resolved, const std
     watch.fallback = tryFallback(watch, resolved, *next, &whyNot);
     if (!watch.fallback) watch.skipped.push_back(std::string(sourceKindName(*next)) + ": " + whyNot);
   }
-  if (!watch.fallback) {  // a mount of a kind without fallbacks: scanning always works
-    watch.fallback = tryFallback(watch, resolved, SourceKind::kMountScan, nullptr);
+  if (!watch.fallback && std::find(order.begin(), order.end(), SourceKind::kMountScan) == order.end()) {
+    std::string whyNot;  // a mount of a kind without fallbacks
+    watch.fallback = tryFallback(watch, resolved, SourceKind::kMountScan, &whyNot);
+    if (!watch.fallback) watch.skipped.push_back(std::string(sourceKindName(SourceKind::kMountScan)) + ": " + whyNot);
+  }
+  std::string reasons;
+  for (const std::string& reason : watch.skipped) reasons += (reasons.empty() ? "" : "; ") + reason;
+  if (!watch.fallback) {
+    // Scans of the mount start without I/O: only a test's environment fails them.
+    log::error("'{}': no source for the server's changes ({}); local events only", watch.displayBase, reasons);
+    watch.source = "local inotify (" + reasons + ")";
+    return;
   }
   registerSource(watch);
   ensureDedup();
   // The fallbacks' reports: names and broad kinds, matched by name.
   dedup_->setStrategy(watch.wd, Dedup::Strategy::kPolled);
   watch.strategy = Dedup::Strategy::kPolled;
-  std::string reasons;
-  for (const std::string& reason : watch.skipped) reasons += (reasons.empty() ? "" : "; ") + reason;
   watch.source = watch.fallback->describe() + " + local inotify (" + reasons + ")";
   const std::string mountKey = resolved.mount.mountPoint + '\n' + resolved.mount.source;
   if (fallbackTold_.insert(mountKey).second) {
@@ -146,26 +157,7 @@ void Client::dropFallback(Watch& watch) {
   if (watches_.count(wd)) dedup_->setStrategy(wd, after);
 }
 
-Result<SmbCredentials> Client::smbCredentials(const std::string& user) {
-  std::string file = config_->smbCredentials;
-  if (const char* env = std::getenv("RNOTIFY_SMB_CREDENTIALS"); env != nullptr && *env != '\0') file = env;
-  if (file.empty()) {
-    const char* home = std::getenv("HOME");
-    std::string fallback = std::string(home ? home : "") + "/.config/rnotify/smb-credentials";
-    if (home != nullptr && ::access(fallback.c_str(), F_OK) == 0) file = fallback;
-  }
-  if (file.empty()) {
-    SmbCredentials guest;
-    guest.user = user;  // no password: a guest, or a share that needs none
-    return guest;
-  }
-  auto credentials = readCredentialsFile(file);
-  if (credentials && credentials->user.empty()) credentials->user = user;
-  return credentials;
-}
-
-std::unique_ptr<WatchSource> Client::libsmbclientFor(const Watch& watch, const ResolvedPath& resolved,
-                                                     std::string* why) {
+bool Client::smbRequest(const ResolvedPath& resolved, SourceRequest* request, std::string* why) {
   int port = 0;
   std::string user;
   for (size_t at = 0; at < resolved.mount.superOptions.size();) {
@@ -179,20 +171,17 @@ std::unique_ptr<WatchSource> Client::libsmbclientFor(const Watch& watch, const R
   auto location = parseMountSource(resolved.mount.source, port);
   if (!location) {
     *why = location.error().message;
-    return nullptr;
+    return false;
   }
   if (!resolved.relative.empty()) location->path += (location->path.empty() ? "" : "/") + resolved.relative;
-  auto credentials = smbCredentials(user);
+  auto credentials = env_->smbCredentials(*config_, user);
   if (!credentials) {
     *why = credentials.error().message;
-    return nullptr;
+    return false;
   }
-  auto smb = SmbNotify::start(*location, *credentials, watch.mask & IN_ALL_EVENTS, watch.recursive);
-  if (!smb) {
-    *why = smb.error().message;
-    return nullptr;
-  }
-  return smbSource(std::move(*smb), smbUrl(*location));
+  request->smb = std::move(*location);
+  request->credentials = std::move(*credentials);
+  return true;
 }
 
 Result<int> Client::addSmbUrlWatch(const std::string& url, uint32_t mask, bool recursive) {
@@ -203,10 +192,16 @@ Result<int> Client::addSmbUrlWatch(const std::string& url, uint32_t mask, bool r
   if (!location) return Error{location.error().code, "cannot watch the smb:// URL: " + location.error().message};
   const std::string shown = smbUrl(*location);
   Result<SmbCredentials> credentials = inUrl;
-  if (inUrl.password.empty()) credentials = smbCredentials(inUrl.user);
+  if (inUrl.password.empty()) credentials = env_->smbCredentials(*config_, inUrl.user);
   if (!credentials)
     return Error{credentials.error().code, "cannot watch '" + shown + "': " + credentials.error().message};
-  auto smb = SmbNotify::start(*location, *credentials, mask & IN_ALL_EVENTS, recursive);
+  SourceRequest request;
+  request.kind = SourceKind::kLibsmbclient;
+  request.mask = mask & IN_ALL_EVENTS;
+  request.recursive = recursive;
+  request.smb = *location;
+  request.credentials = std::move(*credentials);
+  auto smb = env_->startSource(request);
   if (!smb) return Error{smb.error().code, "cannot watch '" + shown + "': " + smb.error().message};
   Watch watch;
   watch.wd = nextWd_;
@@ -215,7 +210,7 @@ Result<int> Client::addSmbUrlWatch(const std::string& url, uint32_t mask, bool r
   watch.isDirectory = true;
   watch.mask = mask;
   watch.recursive = recursive;
-  watch.fallback = smbSource(std::move(*smb), shown);
+  watch.fallback = std::move(*smb);
   watch.source = watch.fallback->describe();
   registerSource(watch);
   int wd = nextWd_++;
@@ -282,7 +277,7 @@ void Client::runSource(int wd) {
   }
   // The cifs ioctl may fail only at its first call (an old kernel):
   // libsmbclient next, then polling.
-  startFallback(watch, MountResolver::fromProc().resolve(watch.localRoot), error.message, ended);
+  startFallback(watch, env_->resolve(watch.localRoot), error.message, ended);
   armReleaseTimer();
 }
 
