@@ -153,6 +153,8 @@ TEST(SmbActions, MaskToCompletionFilter) {
   uint32_t modify = completionFilterFor(IN_MODIFY);
   EXPECT_NE(modify & kNotifyChangeLastWrite, 0u);
   EXPECT_NE(modify & kNotifyChangeSize, 0u);
+  // Samba watches its own disk for writes only under ATTRIBUTES.
+  EXPECT_NE(modify & kNotifyChangeAttributes, 0u);
   EXPECT_EQ(modify & kNotifyChangeFileName, 0u);
   uint32_t attrib = completionFilterFor(IN_ATTRIB);
   EXPECT_EQ(attrib, kNotifyChangeAttributes | kNotifyChangeSecurity | kNotifyChangeEa | kNotifyChangeCreation);
