@@ -74,6 +74,7 @@ Result<int> Client::addWatch(const std::string& path, uint32_t mask, unsigned fl
     ~Rearm() {
       client.watchWrites();
       client.armReleaseTimer();
+      client.updateReadiness();
     }
   } rearm{*this};
   if (path.empty()) return Error{ENOENT, "cannot watch '': empty path"};
@@ -362,6 +363,10 @@ void Client::armReleaseTimer() {
   for (int wd : askingAgain_) {
     if (auto it = watches_.find(wd); it != watches_.end()) due = std::min(due, it->second.askAgain);
   }
+  // Set only when it changes: a system call per API call otherwise. Once
+  // the timer has been read (it went off), it is set again whatever the due.
+  if (due == releaseArmed_) return;
+  releaseArmed_ = due;
   if (due != Dedup::Clock::time_point::max()) {
     // CLOCK_MONOTONIC is steady_clock's clock on Linux.
     auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(due.time_since_epoch()).count();
@@ -385,8 +390,9 @@ void Client::push(Watch& watch, uint32_t mask, uint32_t cookie, uint64_t seq, st
     event.path.push_back('/');
   }
   event.name.assign(name);
+  // rnotify_fd() is told when the API call returns (updateReadiness): an
+  // event handed out by the same next() costs no eventfd write and read.
   queue_.push_back(std::move(event));
-  updateReadiness();
 }
 
 void Client::updateReadiness() {
@@ -444,6 +450,7 @@ Result<int> Client::next(ClientEvent* out, int timeoutMs) {
       } else if (ready[i].data.u64 == kTagRelease) {
         uint64_t expirations;
         [[maybe_unused]] ssize_t r = ::read(release_.get(), &expirations, sizeof expirations);
+        releaseArmed_ = kNotArmed;
       } else if (ready[i].data.u64 & kTagNotify) {
         runSource(static_cast<int>(ready[i].data.u64 & 0x7fffffff));
       } else if (ready[i].data.u64 != kTagReady) {

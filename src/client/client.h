@@ -253,8 +253,11 @@ class Client final : public EventSink {
   std::unique_ptr<Environment> env_;
   ClientTiming timing_;
   UniqueFd epoll_;
-  UniqueFd ready_;      // eventfd: readable while queue_ is not empty
-  UniqueFd release_;    // timerfd: when the next held local report is due
+  UniqueFd ready_;    // eventfd: readable while queue_ is not empty when an API call returns
+  UniqueFd release_;  // timerfd: when the next held local report is due
+  // What release_ was last set to (armReleaseTimer); kNotArmed once read.
+  static constexpr std::chrono::steady_clock::time_point kNotArmed = std::chrono::steady_clock::time_point::min();
+  std::chrono::steady_clock::time_point releaseArmed_ = kNotArmed;
   UniqueFd keepalive_;  // timerfd: every keepalive_ms while connections are open (see keepConnectionsAlive)
   bool keepaliveArmed_ = false;
   bool readySignalled_ = false;

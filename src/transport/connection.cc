@@ -205,6 +205,14 @@ bool Connection::pump() {
         handle(**next);
         if (!alive_) return false;
       }
+      // A short read of a pipe or socket took all there was: a read that
+      // would say EAGAIN is saved (the descriptor is polled level-triggered,
+      // so what comes later wakes the loop). TLS may hold a decrypted record
+      // back: it reads on until EAGAIN.
+      if (!tls_ && *n < sizeof buffer) {
+        acknowledge(false);
+        return alive_;
+      }
       continue;
     }
     if (!n && n.error().code == EAGAIN) {
