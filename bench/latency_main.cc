@@ -29,6 +29,7 @@
 #include "bench_scene.h"
 #include "c_api_source.h"
 #include "connection_source.h"
+#include "inotify_agent_source.h"
 #include "inotify_source.h"
 #include "latency_runner.h"
 #include "pipe_probe.h"
@@ -52,8 +53,8 @@ struct Options {
   size_t burst = 100000;
   bool probes = true;
   int burstIdleMs = 10000;
-  std::vector<std::string> transports{"inotify",   "unix",       "ssh",      "own-off",  "own-echo",
-                                      "own-state", "own-origin", "own-auto", "ssh-agent"};
+  std::vector<std::string> transports{"inotify",    "unix",     "ssh",       "own-off",      "own-echo",   "own-state",
+                                      "own-origin", "own-auto", "ssh-agent", "inotify-pipe", "ssh-inotify"};
   std::string csv;
   std::string dedupCsv;
   std::string samples;
@@ -236,7 +237,12 @@ int run(const Options& o) {
     runner.add(std::make_unique<ConnectionSource>("tls", scene.connectTls(), dir, dir));
   }
   OwnModes ownModes;
-  if (wants(o, "ssh") || wants(o, "ssh-agent") || wantsOwn(o)) {
+  if (wants(o, "inotify-pipe")) {
+    std::string dir = scene.laneDir("inotify-pipe");
+    runner.add(std::make_unique<InotifyAgentSource>("inotify-pipe",
+                                                    std::vector<std::string>{selfPath(), "--inotify-agent", dir}, dir));
+  }
+  if (wants(o, "ssh") || wants(o, "ssh-agent") || wants(o, "ssh-inotify") || wantsOwn(o)) {
     if (std::string why = BenchScene::sshMissing(); !why.empty()) {
       std::printf("skipping ssh transports: %s\n", why.c_str());
     } else {
@@ -266,6 +272,11 @@ int run(const Options& o) {
         lane.settleMs = o.settleMs;
         lane.drainMs = o.drainMs;
         runner.add(std::move(source), lane);
+      }
+      if (wants(o, "ssh-inotify")) {
+        std::string dir = scene.laneDir("ssh-inotify");
+        runner.add(std::make_unique<InotifyAgentSource>("ssh-inotify",
+                                                        scene.sshArgv({selfPath(), "--inotify-agent", dir}), dir));
       }
       if (wants(o, "ssh-agent")) {
         std::string dir = scene.laneDir("ssh-agent");
@@ -358,6 +369,7 @@ int main(int argc, char** argv) {
   ::signal(SIGPIPE, SIG_IGN);
   // The probe agent: this binary, started over ssh by the benchmark itself.
   if (argc == 2 && std::string(argv[1]) == "--probe-agent") return runProbeAgent();
+  if (argc == 3 && std::string(argv[1]) == "--inotify-agent") return runInotifyAgent(argv[2]);
   Options o;
   CLI::App app{"bench_latency: create -> event latency of raw inotify and rnotify's transports, side by side",
                "bench_latency"};
@@ -369,12 +381,14 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--burst", o.burst, "Creates in the throughput burst per transport; 0 skips it")
       ->capture_default_str();
-  std::vector<std::string> known{"inotify", "unix", "tls", "ssh", "ssh-agent"};
+  std::vector<std::string> known{"inotify", "unix", "tls", "ssh", "ssh-agent", "inotify-pipe", "ssh-inotify"};
   for (const OwnLane& own : kOwnLanes) known.push_back(own.name);
   app.add_option("--transports", o.transports,
                  "Any of inotify, unix, tls (TLS 1.3 on loopback, client certificate), ssh, ssh-agent, and own-off, "
                  "own-echo, own-state, own-origin, own-auto "
-                 "(created through the client's own sshfs mount, RNOTIFY_DEDUP=off|echo|state|origin|auto)")
+                 "(created through the client's own sshfs mount, RNOTIFY_DEDUP=off|echo|state|origin|auto); "
+                 "inotify-pipe and ssh-inotify: the same job without rnotify, an agent that writes each created "
+                 "name (directly, or over ssh as the ssh lanes)")
       ->delimiter(',')
       ->check(CLI::IsMember(known))
       ->capture_default_str();
