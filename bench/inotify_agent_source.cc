@@ -5,7 +5,9 @@
 #include <sys/inotify.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <stdexcept>
@@ -34,6 +36,7 @@ int runInotifyAgent(const std::string& dir) {
     std::string lines;
     for (ssize_t at = 0; at < n;) {
       const auto* event = reinterpret_cast<const struct inotify_event*>(buffer + at);
+      if (event->mask & IN_Q_OVERFLOW) lines += "!\n";  // the kernel dropped events
       if (event->len > 0) lines += std::string(event->name) + '\n';
       at += static_cast<ssize_t>(sizeof(struct inotify_event) + event->len);
     }
@@ -53,14 +56,21 @@ InotifyAgentSource::InotifyAgentSource(std::string name, const std::vector<std::
 }
 
 std::optional<std::string> InotifyAgentSource::nextCreate(int timeoutMs) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeoutMs);
   for (;;) {
     if (size_t end = buffer_.find('\n'); end != std::string::npos) {
       std::string name = buffer_.substr(0, end);
       buffer_.erase(0, end + 1);
+      if (name == "!") {
+        ++stats_.overflows;
+        continue;
+      }
       return name;
     }
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     struct pollfd p = {agent_.output(), POLLIN, 0};
-    int n = ::poll(&p, 1, timeoutMs);
+    int n = ::poll(&p, 1, static_cast<int>(std::max<int64_t>(left.count(), 0)));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return std::nullopt;
     char chunk[4096];

@@ -1,10 +1,10 @@
 // InotifyAgentSource: the same job as rnotify with the least code, as a lane
 // of its own: an agent (this benchmark's binary, --inotify-agent DIR) watches
 // the lane's directory with inotify (IN_CREATE) and writes each created name
-// and '\n' to its standard output. Started directly it is one pipe hop
+// and '\n' to its standard output ("!" when the kernel's queue overflowed). Started directly it is one pipe hop
 // ("inotify-pipe"); started over ssh with the options the client library
 // uses it is the product's path with rnotifyd and the client replaced by
-// about twenty lines ("ssh-inotify"). Unlike the byte probes (pipe_probe.h),
+// about thirty lines ("ssh-inotify"). Unlike the byte probes (pipe_probe.h),
 // whose clock starts after their agent has woken, its clock starts at the
 // create, as every lane's does: the agent's wake-up on the kernel's event
 // is in it.

@@ -268,6 +268,7 @@ Status Client::removeWatch(int wd) {
   if (it == watches_.end()) return Error{EINVAL, "no watch " + std::to_string(wd)};
   endWatch(it->second);
   watchWrites();
+  updateReadiness();
   return {};
 }
 
@@ -408,6 +409,12 @@ void Client::updateReadiness() {
 }
 
 Result<int> Client::next(ClientEvent* out, int timeoutMs) {
+  // However it returns (an exception included: the C API turns it into -1),
+  // rnotify_fd() says whether events wait.
+  struct Readiness {
+    Client& client;
+    ~Readiness() { client.updateReadiness(); }
+  } readiness{*this};
   using Clock = std::chrono::steady_clock;
   const auto deadline = Clock::now() + std::chrono::milliseconds(timeoutMs < 0 ? 0 : timeoutMs);
   for (;;) {
@@ -424,9 +431,8 @@ Result<int> Client::next(ClientEvent* out, int timeoutMs) {
     if (!queue_.empty()) {
       *out = std::move(queue_.front());
       queue_.pop_front();
-      updateReadiness();
       watchWrites();
-      return 1;
+      return 1;  // readiness: the guard above
     }
     int wait = -1;
     if (timeoutMs >= 0) {
@@ -450,7 +456,7 @@ Result<int> Client::next(ClientEvent* out, int timeoutMs) {
       } else if (ready[i].data.u64 == kTagRelease) {
         uint64_t expirations;
         [[maybe_unused]] ssize_t r = ::read(release_.get(), &expirations, sizeof expirations);
-        releaseArmed_ = kNotArmed;
+        releaseArmed_.reset();
       } else if (ready[i].data.u64 & kTagNotify) {
         runSource(static_cast<int>(ready[i].data.u64 & 0x7fffffff));
       } else if (ready[i].data.u64 != kTagReady) {

@@ -21,6 +21,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -255,9 +256,9 @@ class Client final : public EventSink {
   UniqueFd epoll_;
   UniqueFd ready_;    // eventfd: readable while queue_ is not empty when an API call returns
   UniqueFd release_;  // timerfd: when the next held local report is due
-  // What release_ was last set to (armReleaseTimer); kNotArmed once read.
-  static constexpr std::chrono::steady_clock::time_point kNotArmed = std::chrono::steady_clock::time_point::min();
-  std::chrono::steady_clock::time_point releaseArmed_ = kNotArmed;
+  // What release_ was last set to (armReleaseTimer); none before the first
+  // setting and once it has been read.
+  std::optional<std::chrono::steady_clock::time_point> releaseArmed_;
   UniqueFd keepalive_;  // timerfd: every keepalive_ms while connections are open (see keepConnectionsAlive)
   bool keepaliveArmed_ = false;
   bool readySignalled_ = false;
