@@ -73,7 +73,7 @@ bool runRound(int watches, int files, Round* out) {
     rnotify_event ev;
     if (rnotify_next(rn, &ev, 100) == 1 && (ev.mask & IN_REMOTE) && (ev.mask & IN_CREATE)) serving.insert(ev.wd);
   }
-  std::vector<pid_t> daemons = agentDaemons();
+  std::vector<pid_t> daemons = bed.sshd().agentDaemons();
   if (serving.size() != wds.size() || daemons.size() != 1) {
     std::fprintf(stderr, "not every watch served, or not one agent daemon (%zu)\n", daemons.size());
     rnotify_close(rn);

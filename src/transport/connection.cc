@@ -141,14 +141,24 @@ bool Connection::writeStalled() {
 
 bool Connection::waitReady(int timeoutMs) {
   if (tls_ && tls_->pending()) return true;  // decrypted or buffered bytes the socket no longer shows
-  struct pollfd p[2] = {{readFd(), POLLIN, 0}, {writeFd(), POLLOUT, 0}};
-  const nfds_t count = wantsWrite() ? (writeFd() == readFd() ? 1 : 2) : 1;
-  if (count == 1 && wantsWrite()) p[0].events |= POLLOUT;
+  return pollWith(readFd(), POLLIN, timeoutMs) > 0;
+}
+
+int Connection::pollWith(int fd, short events, int timeoutMs) const {
+  struct pollfd p[2] = {{fd, events, 0}, {writeFd(), POLLOUT, 0}};
+  nfds_t count = 1;
+  if (wantsWrite()) {
+    if (writeFd() == fd) {
+      p[0].events |= POLLOUT;
+    } else {
+      count = 2;
+    }
+  }
   int n;
   do {
     n = ::poll(p, count, timeoutMs);
   } while (n < 0 && errno == EINTR);
-  return n > 0;
+  return n;
 }
 
 Result<size_t> Connection::readSome(char* buffer, size_t size) {

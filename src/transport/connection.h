@@ -176,6 +176,9 @@ class Connection {
   Result<size_t> readSome(char* buffer, size_t size);
   // Waits until something can be read, or written when frames wait.
   bool waitReady(int timeoutMs);
+  // poll(2) of fd for `events`, and of writeFd() for room while frames wait
+  // (one entry when they are the same descriptor); EINTR is retried.
+  int pollWith(int fd, short events, int timeoutMs) const;
   void fail(Error error);
   void handle(proto::Message& message);
   uint32_t assignRequestId(proto::Message& message);

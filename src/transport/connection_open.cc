@@ -271,17 +271,10 @@ Status Connection::finish(int timeoutMs) {
     const Phase phase = advance();
     if (phase == Phase::kReady) return {};
     if (phase == Phase::kFailed) return failure_;
-    const short events = static_cast<short>(wantWrite_ ? POLLOUT : POLLIN);
-    struct pollfd p[2] = {{pollFd(), events, 0}, {writeFd(), POLLOUT, 0}};
     // Hello or Auth not all written yet (never seen: they are small and
-    // the pipe or socket is new): wait for room too.
-    const nfds_t count = wantsWrite() && writeFd() != pollFd() ? 2 : 1;
-    if (wantsWrite() && writeFd() == pollFd()) p[0].events |= POLLOUT;
-    int n;
-    do {
-      n = ::poll(p, count, remainingMs(deadline));
-    } while (n < 0 && errno == EINTR);
-    if (n == 0) return timeoutError(timeoutMs);
+    // the pipe or socket is new): pollWith waits for room too.
+    const short events = static_cast<short>(wantWrite_ ? POLLOUT : POLLIN);
+    if (pollWith(pollFd(), events, remainingMs(deadline)) == 0) return timeoutError(timeoutMs);
     if (!flush()) return failure_;
   }
 }

@@ -322,7 +322,7 @@ TEST_F(ClientConnectionReuse, ANonblockingWatchOnAServerThatStoppedAnsweringRetu
   ASSERT_GT(a, 0);
   writeFile(bed_->server("a/first"), "x\n");
   ASSERT_TRUE(waitFor(a, IN_CREATE, "first", std::chrono::seconds(10))) << "no remote event before the freeze";
-  std::vector<pid_t> daemons = agentDaemons();
+  std::vector<pid_t> daemons = bed_->sshd().agentDaemons();
   ASSERT_EQ(daemons.size(), 1u) << "expected one rnotifyd daemon serving this process";
   std::optional<Stopped> frozen(daemons[0]);
 

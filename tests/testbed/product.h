@@ -16,9 +16,6 @@ std::string rnotifywaitPath();
 // on the server: "<abs path of rnotifyd> --stdio", plus $RNOTIFY_TEST_AGENT_ARGS
 // (e.g. "--watcher inotify" to run a suite against one backend).
 std::string agentCommand();
-// This build's rnotifyd daemons behind --stdio agents (rnotifyd
-// --agent-daemon), as found in /proc; those that have exited are left out.
-std::vector<pid_t> agentDaemons();
 // "" when rnotifyd and rnotifywait are built and executable, else what is missing.
 std::string missingProduct();
 

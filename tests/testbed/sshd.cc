@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <stdexcept>
 
+#include "common/proc_stat.h"
 #include "common/read_file.h"
 #include "tcp_probe.h"
 
@@ -94,9 +95,10 @@ std::vector<pid_t> Sshd::agentDaemons() const {
     // read gives ESRCH, which libstdc++'s filebuf throws (and this runs in
     // the destructor: std::terminate, seen once in CI).
     auto cmdline = rnotify::readFile((entry.path() / "cmdline").string());
-    if (cmdline.ok() && cmdline->find(marker) != std::string::npos) {
-      out.push_back(static_cast<pid_t>(std::stol(name)));
-    }
+    if (!cmdline.ok() || cmdline->find(marker) == std::string::npos) continue;
+    const auto pid = static_cast<pid_t>(std::stol(name));
+    // An exited daemon not yet reaped is not one.
+    if (auto stat = readProcStat(pid); stat && stat->state != 'Z') out.push_back(pid);
   }
   return out;
 }

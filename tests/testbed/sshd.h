@@ -51,7 +51,8 @@ class Sshd {
   // Where the agents of this server keep their daemon's socket
   // (RNOTIFY_RUNTIME_DIR of its ssh sessions): one daemon per test bed.
   std::string runtimeDir() const { return dir_ / "run"; }
-  // The rnotifyd daemons behind this server's agents (usually 0 or 1).
+  // The rnotifyd daemons behind this server's agents (usually 0 or 1), as
+  // found in /proc by its runtime dir; those that have exited are left out.
   std::vector<pid_t> agentDaemons() const;
 
  private:
