@@ -408,6 +408,29 @@ void Client::updateReadiness() {
   }
 }
 
+void Client::dispatch(const epoll_event& ready) {
+  if (ready.data.u64 == kTagLocal) {
+    local_->drain();
+  } else if (ready.data.u64 == kTagKeepalive) {
+    uint64_t expirations;
+    [[maybe_unused]] ssize_t r = ::read(keepalive_.get(), &expirations, sizeof expirations);
+    keepConnectionsAlive();
+  } else if (ready.data.u64 == kTagRelease) {
+    uint64_t expirations;
+    [[maybe_unused]] ssize_t r = ::read(release_.get(), &expirations, sizeof expirations);
+    releaseArmed_.reset();
+  } else if (ready.data.u64 & kTagNotify) {
+    runSource(static_cast<int>(ready.data.u64 & 0x7fffffff));
+  } else if (ready.data.u64 != kTagReady) {
+    auto* connection = static_cast<Connection*>(ready.data.ptr);
+    if (const std::string* key = openingKey(connection)) {
+      advanceOpening(*key);
+    } else if (!connection->pump()) {
+      connectionLost(*connection);
+    }
+  }
+}
+
 Result<int> Client::next(ClientEvent* out, int timeoutMs) {
   // However it returns (an exception included: the C API turns it into -1),
   // rnotify_fd() says whether events wait.
@@ -446,28 +469,7 @@ Result<int> Client::next(ClientEvent* out, int timeoutMs) {
       if (errno == EINTR) return Error{EINTR, "interrupted"};
       return lastError("epoll_wait");
     }
-    for (int i = 0; i < n; ++i) {
-      if (ready[i].data.u64 == kTagLocal) {
-        local_->drain();
-      } else if (ready[i].data.u64 == kTagKeepalive) {
-        uint64_t expirations;
-        [[maybe_unused]] ssize_t r = ::read(keepalive_.get(), &expirations, sizeof expirations);
-        keepConnectionsAlive();
-      } else if (ready[i].data.u64 == kTagRelease) {
-        uint64_t expirations;
-        [[maybe_unused]] ssize_t r = ::read(release_.get(), &expirations, sizeof expirations);
-        releaseArmed_.reset();
-      } else if (ready[i].data.u64 & kTagNotify) {
-        runSource(static_cast<int>(ready[i].data.u64 & 0x7fffffff));
-      } else if (ready[i].data.u64 != kTagReady) {
-        auto* connection = static_cast<Connection*>(ready[i].data.ptr);
-        if (const std::string* key = openingKey(connection)) {
-          advanceOpening(*key);
-        } else if (!connection->pump()) {
-          connectionLost(*connection);
-        }
-      }
-    }
+    for (int i = 0; i < n; ++i) dispatch(ready[i]);
     if (dedup_ && dedup_->held() > 0) {
       dedup_->release(Dedup::Clock::now());
       armReleaseTimer();

@@ -114,6 +114,14 @@ class Client final : public EventSink {
   // epoll set and says EINPROGRESS instead of waiting for it.
   Result<Connection*> connectionFor(const struct ResolvedPath& resolved, std::string* remotePath, std::string* why,
                                     std::string* key, bool wait);
+  // connectionFor an sshfs mount (its agent over the mount's ssh) and for
+  // an NFS or SMB mount (the configured [[server]]).
+  Result<Connection*> agentConnection(const ResolvedPath& resolved, std::string* remotePath, std::string* key,
+                                      bool wait);
+  Result<Connection*> configuredConnection(const ResolvedPath& resolved, std::string* remotePath, std::string* why,
+                                           std::string* key, bool wait);
+  // An sshfs mount's ssh settings, found once (sshTargets_).
+  Result<const SshTarget*> sshTargetOf(const MountInfo& mount);
   Status loadConfigOnce();
   // The parts of addWatch: the remote side by RNOTIFY_POLL, or by the
   // mount's list of sources; then the watch kept, its baseline taken.
@@ -241,7 +249,8 @@ class Client final : public EventSink {
   void runCompletions();
   std::chrono::milliseconds backoff(int attempt);
   void endWatch(Watch& watch);
-  void pumpReady(int timeoutMs);
+  // One descriptor of epoll_ that next() found ready (by its tag).
+  void dispatch(const struct epoll_event& ready);
   void updateReadiness();
   // Liveness of every open connection (Connection::keepAlive); a silent
   // one is lost like a broken one.

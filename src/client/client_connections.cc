@@ -60,67 +60,26 @@ std::string Client::agentKey(const SshTarget& target) const {
   return key;
 }
 
+Result<const SshTarget*> Client::sshTargetOf(const MountInfo& mount) {
+  const std::string mountKey = mount.mountPoint + '\n' + mount.source;
+  auto known = sshTargets_.find(mountKey);
+  if (known == sshTargets_.end()) {
+    auto target = env_->sshTarget(mount);
+    if (!target) return target.error();
+    known = sshTargets_.emplace(mountKey, std::move(*target)).first;
+  }
+  return &known->second;
+}
+
 Result<Connection*> Client::connectionFor(const ResolvedPath& resolved, std::string* remotePath, std::string* why,
                                           std::string* connectionKey, bool wait) {
   if (Status loaded = loadConfigOnce(); !loaded) return loaded.error();
   switch (resolved.kind) {
-    case MountKind::kSshfs: {
-      std::string mountKey = resolved.mount.mountPoint + '\n' + resolved.mount.source;
-      auto known = sshTargets_.find(mountKey);
-      if (known == sshTargets_.end()) {
-        auto target = env_->sshTarget(resolved.mount);
-        if (!target) return target.error();
-        known = sshTargets_.emplace(mountKey, std::move(*target)).first;
-      }
-      const SshTarget& target = known->second;
-      std::vector<std::string> argv = agentArgv(target, config_->agent);
-      *remotePath = serverPath(target, resolved.relative);
-      const std::string key = agentKey(target);
-      *connectionKey = key;
-      if (auto retry = retries_.find(key); retry != retries_.end()) {
-        if (firstUnderWay(key)) {
-          if (!originKeys_.count(mountKey)) originKeys_[mountKey] = env_->originKey(target);
-          return Error{EINPROGRESS, "rnotifyd over ssh " + target.destination};
-        }
-        return Error{EAGAIN, retry->second.why.empty() ? "the server is not reachable" : retry->second.why};
-      }
-      std::string destination = target.destination;
-      std::string agent = config_->agent;
-      Environment* env = env_.get();
-      auto connection = connect(
-          key, [env, argv, destination, agent] { return env->startAgent(argv, destination, agent); }, wait);
-      if (!connection && connection.error().code == EINPROGRESS) {
-        connection = Error{EINPROGRESS, "rnotifyd over ssh " + destination};
-        if (!originKeys_.count(mountKey)) originKeys_[mountKey] = env_->originKey(target);
-      } else if (!connection) {
-        sshTargets_.erase(mountKey);  // remounted with other options? look again next time
-      } else if (!originKeys_.count(mountKey)) {
-        originKeys_[mountKey] = env_->originKey(target);
-      }
-      return connection;
-    }
+    case MountKind::kSshfs:
+      return agentConnection(resolved, remotePath, connectionKey, wait);
     case MountKind::kNfs:
-    case MountKind::kSmb: {
-      const ServerEntry* entry = findServer(*config_, resolved.mount);
-      if (entry == nullptr) {
-        *why = "no rnotifyd endpoint is configured for the " + resolved.mount.fsType + " mount of '" +
-               resolved.mount.source + "' (add a [[server]] entry to ~/.config/rnotify/config.toml)";
-        return nullptr;
-      }
-      *remotePath = serverPathFor(*entry, resolved.mount, resolved.relative);
-      std::string endpoint = entry->endpoint;
-      *connectionKey = endpoint;
-      if (auto retry = retries_.find(endpoint); retry != retries_.end()) {
-        if (firstUnderWay(endpoint)) return Error{EINPROGRESS, "rnotifyd at " + endpoint};
-        return Error{EAGAIN, retry->second.why.empty() ? "the server is not reachable" : retry->second.why};
-      }
-      TlsSettings tls = entry->tls;
-      Environment* env = env_.get();
-      auto connection = connect(
-          endpoint, [env, endpoint, tls] { return env->startSocket(endpoint, tls); }, wait);
-      if (!connection && connection.error().code == EINPROGRESS) return Error{EINPROGRESS, "rnotifyd at " + endpoint};
-      return connection;
-    }
+    case MountKind::kSmb:
+      return configuredConnection(resolved, remotePath, why, connectionKey, wait);
     case MountKind::kOtherNetwork:
       *why = "server-side watching is not available for " + resolved.mount.fsType + " mounts";
       return nullptr;
@@ -128,6 +87,61 @@ Result<Connection*> Client::connectionFor(const ResolvedPath& resolved, std::str
       break;
   }
   return nullptr;
+}
+
+Result<Connection*> Client::agentConnection(const ResolvedPath& resolved, std::string* remotePath,
+                                            std::string* connectionKey, bool wait) {
+  auto found = sshTargetOf(resolved.mount);
+  if (!found) return found.error();
+  const SshTarget& target = **found;
+  const std::string mountKey = resolved.mount.mountPoint + '\n' + resolved.mount.source;
+  *remotePath = serverPath(target, resolved.relative);
+  const std::string key = agentKey(target);
+  *connectionKey = key;
+  const std::string underWay = "rnotifyd over ssh " + target.destination;
+  if (auto retry = retries_.find(key); retry != retries_.end()) {
+    if (!firstUnderWay(key)) {
+      return Error{EAGAIN, retry->second.why.empty() ? "the server is not reachable" : retry->second.why};
+    }
+    if (!originKeys_.count(mountKey)) originKeys_[mountKey] = env_->originKey(target);
+    return Error{EINPROGRESS, underWay};
+  }
+  Environment* env = env_.get();
+  auto connection = connect(
+      key,
+      [env, argv = agentArgv(target, config_->agent), destination = target.destination, agent = config_->agent] {
+        return env->startAgent(argv, destination, agent);
+      },
+      wait);
+  if (!connection && connection.error().code != EINPROGRESS) {
+    sshTargets_.erase(mountKey);  // remounted with other options? look again next time
+    return connection;
+  }
+  if (!originKeys_.count(mountKey)) originKeys_[mountKey] = env_->originKey(target);
+  if (!connection) return Error{EINPROGRESS, underWay};
+  return connection;
+}
+
+Result<Connection*> Client::configuredConnection(const ResolvedPath& resolved, std::string* remotePath,
+                                                 std::string* why, std::string* connectionKey, bool wait) {
+  const ServerEntry* entry = findServer(*config_, resolved.mount);
+  if (entry == nullptr) {
+    *why = "no rnotifyd endpoint is configured for the " + resolved.mount.fsType + " mount of '" +
+           resolved.mount.source + "' (add a [[server]] entry to ~/.config/rnotify/config.toml)";
+    return nullptr;
+  }
+  *remotePath = serverPathFor(*entry, resolved.mount, resolved.relative);
+  const std::string endpoint = entry->endpoint;
+  *connectionKey = endpoint;
+  if (auto retry = retries_.find(endpoint); retry != retries_.end()) {
+    if (firstUnderWay(endpoint)) return Error{EINPROGRESS, "rnotifyd at " + endpoint};
+    return Error{EAGAIN, retry->second.why.empty() ? "the server is not reachable" : retry->second.why};
+  }
+  Environment* env = env_.get();
+  auto connection = connect(
+      endpoint, [env, endpoint, tls = entry->tls] { return env->startSocket(endpoint, tls); }, wait);
+  if (!connection && connection.error().code == EINPROGRESS) return Error{EINPROGRESS, "rnotifyd at " + endpoint};
+  return connection;
 }
 
 Result<Connection*> Client::adopt(const std::string& key, std::unique_ptr<Connection> opened, bool wait) {

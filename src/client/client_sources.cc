@@ -51,24 +51,19 @@ std::unique_ptr<WatchSource> Client::tryFallback(Watch& watch, const ResolvedPat
       if (!smbRequest(resolved, &request, why)) return nullptr;
       break;
     case SourceKind::kSftpScan: {
-      const std::string mountKey = resolved.mount.mountPoint + '\n' + resolved.mount.source;
-      auto known = sshTargets_.find(mountKey);
-      if (known == sshTargets_.end()) {
-        auto target = env_->sshTarget(resolved.mount);
-        if (!target) {
-          *why = target.error().message;
-          return nullptr;
-        }
-        known = sshTargets_.emplace(mountKey, std::move(*target)).first;
-      }
-      if (auto retry = retries_.find(agentKey(known->second));
-          retry != retries_.end() && retry->second.code == EHOSTUNREACH) {
-        // ssh itself could not connect just now: SFTP goes over ssh too.
-        *why = "not tried, ssh cannot reach " + known->second.destination + sftpInstead;
+      auto target = sshTargetOf(resolved.mount);
+      if (!target) {
+        *why = target.error().message;
         return nullptr;
       }
-      request.ssh = &known->second;
-      request.serverPath = serverPath(known->second, resolved.relative);
+      if (auto retry = retries_.find(agentKey(**target));
+          retry != retries_.end() && retry->second.code == EHOSTUNREACH) {
+        // ssh itself could not connect just now: SFTP goes over ssh too.
+        *why = "not tried, ssh cannot reach " + (*target)->destination + sftpInstead;
+        return nullptr;
+      }
+      request.ssh = *target;
+      request.serverPath = serverPath(**target, resolved.relative);
       break;
     }
     case SourceKind::kCifsIoctl:
