@@ -142,7 +142,7 @@ Status Client::chooseRemote(Watch& watch, bool wait) {
   std::string remotePath, why, key;
   auto connection = connectionFor(resolved, &remotePath, &why, &key, wait);
   if (resolved.kind == MountKind::kSshfs) {
-    auto known = originKeys_.find(resolved.mount.mountPoint + '\n' + resolved.mount.source);
+    auto known = originKeys_.find(mountKey(resolved.mount));
     if (known != originKeys_.end()) watch.originKey = known->second;
   }
   watch.remotePath = remotePath;
@@ -266,9 +266,8 @@ Status Client::loadConfigOnce() {
 Status Client::removeWatch(int wd) {
   auto it = watches_.find(wd);
   if (it == watches_.end()) return Error{EINVAL, "no watch " + std::to_string(wd)};
-  endWatch(it->second);
+  endWatch(it->second);  // brings rnotify_fd()'s readiness up to date
   watchWrites();
-  updateReadiness();
   return {};
 }
 

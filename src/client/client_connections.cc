@@ -61,12 +61,12 @@ std::string Client::agentKey(const SshTarget& target) const {
 }
 
 Result<const SshTarget*> Client::sshTargetOf(const MountInfo& mount) {
-  const std::string mountKey = mount.mountPoint + '\n' + mount.source;
-  auto known = sshTargets_.find(mountKey);
+  const std::string key = mountKey(mount);
+  auto known = sshTargets_.find(key);
   if (known == sshTargets_.end()) {
     auto target = env_->sshTarget(mount);
     if (!target) return target.error();
-    known = sshTargets_.emplace(mountKey, std::move(*target)).first;
+    known = sshTargets_.emplace(key, std::move(*target)).first;
   }
   return &known->second;
 }
@@ -94,7 +94,7 @@ Result<Connection*> Client::agentConnection(const ResolvedPath& resolved, std::s
   auto found = sshTargetOf(resolved.mount);
   if (!found) return found.error();
   const SshTarget& target = **found;
-  const std::string mountKey = resolved.mount.mountPoint + '\n' + resolved.mount.source;
+  const std::string mountKey = rnotify::mountKey(resolved.mount);
   *remotePath = serverPath(target, resolved.relative);
   const std::string key = agentKey(target);
   *connectionKey = key;

@@ -1,11 +1,12 @@
 // What the files of the client core (client.cc, client_sources.cc,
-// client_connections.cc) share beyond client.h: how the epoll set tells its
-// descriptors apart, and the connect timeout (connect_timeout.h).
+// client_connections.cc, ...) share beyond client.h: how the epoll set tells
+// its descriptors apart, and how the per-mount maps key a mount.
 #pragma once
 
 #include <cstdint>
+#include <string>
 
-#include "client/connect_timeout.h"
+#include "mounts/mount_resolver.h"
 
 namespace rnotify::client_detail {
 
@@ -18,3 +19,11 @@ constexpr uint64_t kTagKeepalive = 4;
 constexpr uint64_t kTagNotify = uint64_t{1} << 63;
 
 }  // namespace rnotify::client_detail
+
+namespace rnotify {
+
+// Which mount a watch is on, as the client's per-mount maps key it (the
+// mount point and the source: a remount elsewhere is another mount).
+inline std::string mountKey(const MountInfo& mount) { return mount.mountPoint + '\n' + mount.source; }
+
+}  // namespace rnotify

@@ -107,7 +107,7 @@ void Client::startFallback(Watch& watch, const ResolvedPath& resolved, const std
   dedup_->setStrategy(watch.wd, Dedup::Strategy::kPolled);
   watch.strategy = Dedup::Strategy::kPolled;
   watch.source = watch.fallback->describe() + " + local inotify (" + reasons + ")";
-  const std::string mountKey = resolved.mount.mountPoint + '\n' + resolved.mount.source;
+  const std::string mountKey = rnotify::mountKey(resolved.mount);
   if (fallbackTold_.insert(mountKey).second) {
     std::string how;
     for (size_t i = toldBefore; i < watch.skipped.size(); ++i) how += "; not " + watch.skipped[i];
