@@ -115,12 +115,14 @@ RNOTIFY_API int rnotify_fd(const rnotify_t *rn);
  * where a waiting add would have failed (EACCES, ENOENT on the server):
  * rnotify_watch_source() and the log say why, no event does. Once its source
  * no longer begins with RNOTIFY_SOURCE_CONNECTING, the server's changes are
- * reported (by scans when it fell back). A watch added while a first
+ * reported (by scans when it fell back; SFTP scans say "connecting" until
+ * their first listing is in). A watch added while a first
  * connection is under way joins it, with or without the flag. With the
  * flag, a watch on a server already connected returns at once too: the
  * server is asked without waiting, and IN_RESTORED | IN_REMOTE says when it
  * has taken the watch. Without it, this call waits for the server's answer
- * (each request within 3 x the connect timeout). The server's listings (the first, and
+ * (each request within 3 x the connect timeout), or, when it falls back to
+ * SFTP scans, for their first listing (as long again at most). The server's listings (the first, and
  * after a gap) are asked for and taken in by rnotify_next() without
  * waiting for them.
  * Returns a watch descriptor (> 0),

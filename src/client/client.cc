@@ -121,7 +121,7 @@ Result<int> Client::addWatch(const std::string& path, uint32_t mask, unsigned fl
     undoLocal();
     return Error{chosen.error().code, "cannot watch '" + path + "': " + chosen.error().message};
   }
-  return store(std::move(watch), path);
+  return store(std::move(watch), path, !(flags & RNOTIFY_NONBLOCK));
 }
 
 Status Client::watchByScans(Watch& watch) {
@@ -209,20 +209,22 @@ Status Client::serverUnreachable(Watch& watch, const ResolvedPath& resolved, con
   return {};
 }
 
-Result<int> Client::store(Watch&& watch, const std::string& path) {
+Result<int> Client::store(Watch&& watch, const std::string& path, bool wait) {
   if (watch.local != 0) byLocal_[watch.local] = watch.wd;
   int wd = nextWd_++;
   log::debug("watch {} on '{}': {}", wd, path, watch.source);
   Watch& stored = watches_.emplace(wd, std::move(watch)).first->second;
   if (stored.fallback && stored.fallback->scans()) {
-    // The baseline: changes from now on are reported.
-    auto first = takeFromSource(stored);
+    auto first = takeBaseline(stored, wait);
     if (watches_.find(wd) == watches_.end()) return wd;  // ended at once: its IGNORED is queued
     if (!first) {
       Error error = first.error();
       if (stored.local != 0) {
         local_->unsubscribe(stored.local);
         byLocal_.erase(stored.local);
+      }
+      if (stored.fallback && stored.fallback->fd() >= 0) {
+        ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, stored.fallback->fd(), nullptr);
       }
       watches_.erase(wd);
       scanned_.erase(wd);

@@ -93,8 +93,10 @@ class Client final : public EventSink {
     // (until the server is reachable again, when waitingForServer) or for
     // good (RNOTIFY_POLL, no server for the mount, an smb:// URL).
     std::unique_ptr<WatchSource> fallback;
-    bool pollOnly = false;         // RNOTIFY_POLL: the scans are the only source
-    bool fallbackFailing = false;  // its last round failed (told once)
+    bool pollOnly = false;          // RNOTIFY_POLL: the scans are the only source
+    bool fallbackFailing = false;   // its last round failed (told once)
+    bool handingOver = false;       // the server serves it: the fallback's last round is under way
+    std::string sourceOnceStarted;  // `source` when the fallback has started (it says "connecting" until then)
     // Not taken by its connection for a passing reason (no answer in time,
     // a limit): asked again then, on the same connection (askAgainDue).
     std::chrono::steady_clock::time_point askAgain = std::chrono::steady_clock::time_point::max();
@@ -131,7 +133,12 @@ class Client final : public EventSink {
   // a later attempt, or the error when it is the user's to fix.
   Status serverUnreachable(Watch& watch, const struct ResolvedPath& resolved, const std::string& key,
                            const Error& error);
-  Result<int> store(Watch&& watch, const std::string& path);
+  // wait: false (RNOTIFY_NONBLOCK) takes a scan's baseline in next() when
+  // its source has started, not before returning.
+  Result<int> store(Watch&& watch, const std::string& path, bool wait);
+  // The first round of a watch's scans: changes from then on are reported.
+  // With `wait`, until the source has started (or given way to the next).
+  Result<std::vector<Event>> takeBaseline(Watch& watch, bool wait);
   void ensureDedup();
   // Gives `watch` the first source of its mount's fallbackOrder() after
   // `after` that starts; `why`: the reason `after` does not serve it. Tells
@@ -150,13 +157,19 @@ class Client final : public EventSink {
   // deadline passed) and delivers it; a source that ended gives way to the
   // next of the list.
   void runSource(int wd);
+  // The source failed (error()): the next of the list (its baseline is the
+  // caller's to take); an overflow when it had served.
+  void replaceFailedSource(Watch& watch);
   void runDueSources();
   // One take(); for a scan through the mount, the local kernel's reports of
   // the scan's own reads are dropped. The watch may be gone afterwards.
   Result<std::vector<Event>> takeFromSource(Watch& watch);
   void deliverFromSource(int wd, std::vector<Event>& events);
-  // The server serves the watch again: a scan's last round, then no source.
-  void dropFallback(Watch& watch);
+  // The server serves the watch again: a scan's last round (when it has
+  // completed: at once through the mount, later over SFTP), IN_RESTORED,
+  // then no source.
+  void handOver(Watch& watch);
+  void deliverLastRound(Watch& watch, Result<std::vector<Event>>& events);
   // Starts a connection (Connection::startAgent or startSocket).
   using Opener = std::function<Result<std::unique_ptr<Connection>>()>;
   // Opens a connection and waits for it (a watch being added waits for its

@@ -443,6 +443,14 @@ void Client::connectionLost(Connection& connection) {
     watch.resyncWanted = false;
     if (dedup_) dedup_->forget(watch.wd);  // local reports flow straight through from now on
     watch.source = "local inotify only (lost " + connection.description() + "; reconnecting)";
+    if (watch.handingOver && watch.fallback && dedup_) {
+      // Lost before the fallback's last round was in: the fallback goes on.
+      watch.handingOver = false;
+      watch.strategy = Dedup::Strategy::kPolled;
+      dedup_->setStrategy(watch.wd, watch.strategy);
+      watch.source =
+          watch.fallback->describe() + " + local inotify (lost " + connection.description() + "; reconnecting)";
+    }
     push(watch, IN_Q_OVERFLOW | kInRemote, 0, 0, {}, {});
     it = byRemote_.erase(it);
   }

@@ -324,11 +324,10 @@ void Client::reattached(Watch& watch, Connection& connection, const Status& atta
     log::warn("'{}': {} is reachable: its events come from the server again, no more polling", watch.displayBase,
               connection.description());
     const int wd = watch.wd;
-    dropFallback(watch);  // its last scan: the changes up to the server's watch
-    auto it = watches_.find(wd);
-    if (it == watches_.end()) return;
-    // The server's changes are reported from here on, the scans have ended.
-    push(it->second, kInRestored | kInRemote, 0, 0, {}, {});
+    // Its last round (the changes up to the server's watch), then
+    // IN_RESTORED: at once for scans of the mount, later over SFTP.
+    handOver(watch);
+    if (watches_.find(wd) == watches_.end()) return;
     if (connection.welcome().capabilities & proto::kCapResync) {
       enqueue(connection, Job{Job::Kind::kListing, wd}, /*first=*/true);
     }

@@ -1,6 +1,7 @@
 // The client core's sources other than rnotifyd (client.h): choosing one by
 // the mount's fallbackOrder(), running it, handing its events to Dedup, and
 // letting it go when the server serves the watch again.
+#include <poll.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
@@ -12,10 +13,21 @@
 #include "common/log.h"
 #include "mounts/sshfs_target.h"
 #include "poll/polled_tree.h"
+#include "rnotify/rnotify.h"
 
 namespace rnotify {
 
 using namespace client_detail;
+
+namespace {
+
+// Through the mount, a scan sees a server-side change only when sshfs's
+// caches expire (20 s by default): SFTP reads the server's tree.
+constexpr const char* kSftpInstead =
+    "; the mount itself is scanned instead, and sshfs's caches delay what is seen "
+    "(up to dcache_timeout, 20 s by default)";
+
+}  // namespace
 
 PollScanner::Options Client::pollOptions(const ResolvedPath& resolved) const {
   PollScanner::Options options;
@@ -38,11 +50,6 @@ std::unique_ptr<WatchSource> Client::tryFallback(Watch& watch, const ResolvedPat
   request.isDirectory = watch.isDirectory;
   request.scan = pollOptions(resolved);
   request.scan.recursive = watch.recursive;
-  // Through the mount, a scan sees a server-side change only when sshfs's
-  // caches expire (20 s by default): SFTP reads the server's tree.
-  const char* sftpInstead =
-      "; the mount itself is scanned instead, and sshfs's caches delay what is seen "
-      "(up to dcache_timeout, 20 s by default)";
   switch (kind) {
     case SourceKind::kServer:
       *why = "not a fallback";
@@ -59,11 +66,12 @@ std::unique_ptr<WatchSource> Client::tryFallback(Watch& watch, const ResolvedPat
       if (auto retry = retries_.find(agentKey(**target));
           retry != retries_.end() && retry->second.code == EHOSTUNREACH) {
         // ssh itself could not connect just now: SFTP goes over ssh too.
-        *why = "not tried, ssh cannot reach " + (*target)->destination + sftpInstead;
+        *why = "not tried, ssh cannot reach " + (*target)->destination + kSftpInstead;
         return nullptr;
       }
       request.ssh = *target;
       request.serverPath = serverPath(**target, resolved.relative);
+      request.startTimeoutMs = timing_.connectTimeoutMs;
       break;
     }
     case SourceKind::kCifsIoctl:
@@ -72,7 +80,7 @@ std::unique_ptr<WatchSource> Client::tryFallback(Watch& watch, const ResolvedPat
   }
   auto source = env_->startSource(request);
   if (source) return std::move(*source);
-  *why = source.error().message + (kind == SourceKind::kSftpScan ? sftpInstead : "");
+  *why = source.error().message + (kind == SourceKind::kSftpScan ? kSftpInstead : "");
   return nullptr;
 }
 
@@ -107,6 +115,13 @@ void Client::startFallback(Watch& watch, const ResolvedPath& resolved, const std
   dedup_->setStrategy(watch.wd, Dedup::Strategy::kPolled);
   watch.strategy = Dedup::Strategy::kPolled;
   watch.source = watch.fallback->describe() + " + local inotify (" + reasons + ")";
+  watch.sourceOnceStarted.clear();
+  if (watch.fallback->starting()) {
+    // Its baseline is not taken yet: the server's changes are not reported
+    // until then, which is what RNOTIFY_SOURCE_CONNECTING says.
+    watch.sourceOnceStarted = std::exchange(watch.source, std::string(RNOTIFY_SOURCE_CONNECTING) + "the server for " +
+                                                              watch.fallback->describe() + "; local inotify meanwhile");
+  }
   const std::string mountKey = rnotify::mountKey(resolved.mount);
   if (fallbackTold_.insert(mountKey).second) {
     std::string how;
@@ -133,23 +148,35 @@ void Client::registerSource(Watch& watch) {
   }
 }
 
-void Client::dropFallback(Watch& watch) {
+void Client::handOver(Watch& watch) {
   if (!watch.fallback) return;
+  // Changes up to the server's watch were made are in the last round; those
+  // made since come from the server (one made in between may come from both).
+  watch.handingOver = true;
+  watch.fallback->finish();
+  auto last = takeFromSource(watch);
+  deliverLastRound(watch, last);
+}
+
+void Client::deliverLastRound(Watch& watch, Result<std::vector<Event>>& events) {
   const int wd = watch.wd;
-  Result<std::vector<Event>> last = std::vector<Event>{};
-  // Changes up to the server's watch were made are in this scan; those made
-  // since come from the server (one made in between may come from both).
-  if (watch.fallback->scans()) last = takeFromSource(watch);
-  if (watches_.find(wd) == watches_.end()) return;
-  if (watch.fallback->fd() >= 0) ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, watch.fallback->fd(), nullptr);
-  std::unique_ptr<WatchSource> gone = std::move(watch.fallback);
+  if (events && dedup_) {
+    const Dedup::Strategy after = watch.strategy;  // the server's, set by attachRemote
+    dedup_->setStrategy(wd, Dedup::Strategy::kPolled);
+    deliverFromSource(wd, *events);
+    if (watches_.count(wd)) dedup_->setStrategy(wd, after);
+  }
+  auto it = watches_.find(wd);
+  if (it == watches_.end() || !it->second.fallback || !it->second.fallback->finished()) return;
+  Watch& served = it->second;
+  if (served.fallback->fd() >= 0) ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, served.fallback->fd(), nullptr);
+  std::unique_ptr<WatchSource> gone = std::move(served.fallback);
   scanned_.erase(wd);
-  watch.skipped.clear();
-  if (!last || !dedup_) return;
-  const Dedup::Strategy after = watch.strategy;  // the server's, set by attachRemote
-  dedup_->setStrategy(wd, Dedup::Strategy::kPolled);
-  deliverFromSource(wd, *last);
-  if (watches_.count(wd)) dedup_->setStrategy(wd, after);
+  served.skipped.clear();
+  served.sourceOnceStarted.clear();
+  served.handingOver = false;
+  // The server's changes are reported from here on, the scans have ended.
+  push(served, kInRestored | kInRemote, 0, 0, {}, {});
 }
 
 bool Client::smbRequest(const ResolvedPath& resolved, SourceRequest* request, std::string* why) {
@@ -216,6 +243,9 @@ Result<int> Client::addSmbUrlWatch(const std::string& url, uint32_t mask, bool r
 Result<std::vector<Event>> Client::takeFromSource(Watch& watch) {
   const int wd = watch.wd;
   auto events = watch.fallback->take();
+  if (!watch.sourceOnceStarted.empty() && !watch.fallback->starting()) {
+    watch.source = std::exchange(watch.sourceOnceStarted, {});
+  }
   if (watch.fallback->readsMount() && watch.local != 0) {
     // The scan's own reads of the directories, reported by this host's
     // kernel: not something anyone did to the tree.
@@ -224,6 +254,34 @@ Result<std::vector<Event>> Client::takeFromSource(Watch& watch) {
     scanningWd_ = 0;
   }
   return events;
+}
+
+Result<std::vector<Event>> Client::takeBaseline(Watch& watch, bool wait) {
+  const int wd = watch.wd;
+  // As a request to a server: at most 3 x the connect timeout; a source
+  // still starting then goes on in next().
+  const auto giveUp = WatchSource::Clock::now() + 3 * std::chrono::milliseconds(timing_.connectTimeoutMs);
+  auto first = takeFromSource(watch);
+  for (;;) {
+    auto it = watches_.find(wd);
+    if (it == watches_.end() || !it->second.fallback) return first;
+    WatchSource& source = *it->second.fallback;
+    if (!source.starting()) return first;
+    if (source.failed()) {
+      replaceFailedSource(it->second);
+      it = watches_.find(wd);
+      if (it == watches_.end() || !it->second.fallback || !wait) return std::vector<Event>{};
+      first = takeFromSource(it->second);
+      continue;
+    }
+    if (!first || !wait || WatchSource::Clock::now() >= giveUp) return first;
+    // Bounded by the source's own deadlines (its start, its scan).
+    const auto left = source.deadline() - WatchSource::Clock::now();
+    const auto ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
+    pollfd ready{source.fd(), POLLIN, 0};
+    ::poll(&ready, source.fd() >= 0 ? 1 : 0, static_cast<int>(std::clamp<int64_t>(ms, 0, 1000)));
+    first = takeFromSource(it->second);
+  }
 }
 
 void Client::runDueSources() {
@@ -242,38 +300,62 @@ void Client::runSource(int wd) {
   if (it == watches_.end() || !it->second.fallback) return;
   Watch& watch = it->second;
   auto events = takeFromSource(watch);
-  if (watches_.find(wd) == watches_.end()) return;
+  if (watches_.find(wd) == watches_.end() || !watch.fallback) return;
+  if (watch.handingOver) {
+    deliverLastRound(watch, events);
+    return;
+  }
+  if (watch.fallback->failed()) {
+    if (events) deliverFromSource(wd, *events);
+    it = watches_.find(wd);
+    if (it == watches_.end() || !it->second.fallback) return;
+    replaceFailedSource(it->second);
+    // The next source's baseline at once (as firstAttemptFailed takes it).
+    it = watches_.find(wd);
+    if (it != watches_.end() && it->second.fallback && it->second.fallback->scans()) runSource(wd);
+    armReleaseTimer();
+    return;
+  }
   if (!events) {
     if (!watch.fallbackFailing) {
       log::warn("'{}': {}; trying again at each interval", watch.displayBase, events.error().message);
     }
     watch.fallbackFailing = true;
   } else {
-    if (watch.fallbackFailing) log::warn("'{}': {} works again", watch.displayBase, watch.fallback->describe());
-    watch.fallbackFailing = false;
+    // A session that replaced a broken one works once it has scanned.
+    if (watch.fallbackFailing && !watch.fallback->starting()) {
+      log::warn("'{}': {} works again", watch.displayBase, watch.fallback->describe());
+      watch.fallbackFailing = false;
+    }
     deliverFromSource(wd, *events);
   }
-  it = watches_.find(wd);
-  if (it == watches_.end() || !it->second.fallback || !it->second.fallback->failed()) {
-    armReleaseTimer();
-    return;
-  }
-  // The source ended (an SMB session broke): say so, and take the next one.
+  armReleaseTimer();
+}
+
+void Client::replaceFailedSource(Watch& watch) {
+  const int wd = watch.wd;
   const Error error = watch.fallback->error();
   const SourceKind ended = watch.fallback->kind();
+  const bool served = !watch.fallback->starting();
   if (watch.fallback->fd() >= 0) ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, watch.fallback->fd(), nullptr);
-  log::error("'{}': {} ended: {}", watch.displayBase, watch.fallback->describe(), error.message);
-  push(watch, IN_Q_OVERFLOW | kInRemote, 0, 0, {}, {});
+  if (served) {
+    log::error("'{}': {} ended: {}", watch.displayBase, watch.fallback->describe(), error.message);
+    push(watch, IN_Q_OVERFLOW | kInRemote, 0, 0, {}, {});
+  } else {
+    log::warn("'{}': {} could not start: {}", watch.displayBase, watch.fallback->describe(), error.message);
+  }
   watch.fallback.reset();
+  watch.fallbackFailing = false;
+  watch.sourceOnceStarted.clear();
   scanned_.erase(wd);
   if (watch.local == 0) {
     endWatch(watch);  // an smb:// watch has nothing else
     return;
   }
   // The cifs ioctl may fail only at its first call (an old kernel):
-  // libsmbclient next, then polling.
-  startFallback(watch, env_->resolve(watch.localRoot), error.message, ended);
-  armReleaseTimer();
+  // libsmbclient next, then polling. SFTP that cannot start: the mount.
+  startFallback(watch, env_->resolve(watch.localRoot),
+                error.message + (ended == SourceKind::kSftpScan ? kSftpInstead : ""), ended);
 }
 
 void Client::deliverFromSource(int wd, std::vector<Event>& events) {

@@ -39,6 +39,7 @@ struct SourceRequest {
   PollScanner::Options scan;       // kSftpScan, kMountScan
   const SshTarget* ssh = nullptr;  // kSftpScan: the mount's ssh settings
   std::string serverPath;          // kSftpScan: the watched path on the server
+  int startTimeoutMs = 20000;      // kSftpScan: for the session's start (ssh, SFTP's VERSION)
   SmbLocation smb;                 // kLibsmbclient: the share and path
   SmbCredentials credentials;      // kLibsmbclient
 };

@@ -50,8 +50,14 @@ class ScanSource final : public WatchSource {
  public:
   ScanSource(std::unique_ptr<PolledTree> tree, SourceKind kind) : tree_(std::move(tree)), kind_(kind) {}
   SourceKind kind() const override { return kind_; }
+  int fd() const override { return tree_->fd(); }
   Clock::time_point deadline() const override { return tree_->deadline(); }
   Result<std::vector<Event>> take() override { return tree_->scan(); }
+  bool starting() const override { return tree_->starting(); }
+  bool failed() const override { return tree_->failed(); }
+  Error error() const override { return tree_->error(); }
+  void finish() override { tree_->finish(); }
+  bool finished() const override { return tree_->finished(); }
   void hurry(Clock::time_point when) override { tree_->hurry(when); }
   bool readsMount() const override { return tree_->readsMount(); }
   std::string describe() const override { return tree_->describe(); }

@@ -50,9 +50,19 @@ class WatchSource {
   // Events relative to the watched directory. An error: this round failed
   // (a scan), and the next is tried at the next deadline.
   virtual Result<std::vector<Event>> take() = 0;
-  // The source has ended for good (an SMB session broke); error() says why.
+  // Not serving yet: its start (an SFTP session's handshake, the first
+  // scan) is under way; take() reports nothing until it serves.
+  virtual bool starting() const { return false; }
+  // The source has ended for good, error() says why: while starting(), it
+  // could not start (the next source is tried); otherwise it broke after
+  // serving (an SMB session ended: an overflow is reported).
   virtual bool failed() const { return false; }
   virtual Error error() const { return Error{0, ""}; }
+  // Handing over to a server: the round that starts after finish() is the
+  // last, and finished() once take() has returned it. A scan of the mount
+  // is finished by the next take(); other sources at once.
+  virtual void finish() {}
+  virtual bool finished() const { return true; }
   // This host just changed something in the tree: look no later than when.
   virtual void hurry(Clock::time_point /*when*/) {}
   // Its reads go through the mount, so this host's kernel reports them.

@@ -4,7 +4,9 @@
 // FUSE filesystem) and, for sshfs, the tree on the server read over a
 // separate SFTP session (SftpTree), which sshfs's caches cannot delay.
 // Events are relative to the watch root and carry IN_POLLED. No thread: the
-// client scans when deadline() has passed.
+// client scans when deadline() has passed or fd() is readable. A scan of the
+// mount is made within one scan() call; an SFTP scan, which waits for a
+// server, over several: scan() returns nothing until one completes.
 #pragma once
 
 #include <chrono>
@@ -27,6 +29,19 @@ class PolledTree {
   // leaves the known state as it was; the next deadline is set either way.
   virtual Result<std::vector<Event>> scan() = 0;
   virtual Clock::time_point deadline() const = 0;
+  // Readable when scan() has something to do before deadline() (-1: none).
+  virtual int fd() const { return -1; }
+  // No scan has completed since the tree (or its session) started: what
+  // scan() returns until then is not a comparison with anything.
+  virtual bool starting() const { return false; }
+  // It could not start at all (its first session or baseline failed), and
+  // will not try again: error() says why.
+  virtual bool failed() const { return false; }
+  virtual Error error() const { return Error{0, ""}; }
+  // Handing over to a server: the scan that starts after this call is the
+  // last one; finished() once scan() has returned its differences.
+  virtual void finish() {}
+  virtual bool finished() const { return true; }
   // Scan no later than `when`: this host just changed something in the tree.
   virtual void hurry(Clock::time_point when) = 0;
   // The root is gone: DELETE_SELF and IGNORED were the last events.

@@ -12,12 +12,14 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
+#include <set>
 
 #include "client/client.h"
 #include "common/unique_fd.h"
@@ -40,6 +42,13 @@ struct Feed {
   Error failure{0, ""};
   bool held = true;
   int takes = 0;
+  // An SFTP source's asynchronous parts: its start (starting() until the
+  // test says it serves) and its last round when a server takes over
+  // (finished() once the test has handed that round in).
+  bool starting = false;
+  bool slowLastRound = false;
+  bool finishAsked = false;
+  bool lastRoundIn = false;
 
   void hand(uint32_t mask, std::string name) {
     Event event;
@@ -73,8 +82,11 @@ class FakeSource final : public WatchSource {
     ++feed_->takes;
     return std::exchange(feed_->pending, {});
   }
+  bool starting() const override { return feed_->starting; }
   bool failed() const override { return feed_->failure.code != 0; }
   Error error() const override { return feed_->failure; }
+  void finish() override { feed_->finishAsked = true; }
+  bool finished() const override { return !feed_->slowLastRound || feed_->lastRoundIn; }
   std::string describe() const override { return std::string("fake ") + sourceKindName(kind()); }
 
  private:
@@ -89,6 +101,8 @@ struct World {
   std::string serverSocket;                // where "the mount's server" listens
   int agentError = 0;                      // the agent's ssh fails with this, when set
   std::map<SourceKind, std::string> fail;  // kinds that do not start, and why
+  std::set<SourceKind> slowStart;          // kinds whose start is under way when startSource returns
+  std::set<SourceKind> slowLastRound;      // kinds whose last round ends later than finish()
   std::vector<std::shared_ptr<Feed>> feeds;
   std::vector<std::string> smbUsers;  // the users credentials were asked for
 
@@ -129,6 +143,8 @@ class FakeEnvironment final : public Environment {
     if (auto no = world_->fail.find(request.kind); no != world_->fail.end()) return Error{EIO, no->second};
     auto feed = std::make_shared<Feed>();
     feed->request = request;
+    feed->starting = world_->slowStart.count(request.kind) > 0;
+    feed->slowLastRound = world_->slowLastRound.count(request.kind) > 0;
     world_->feeds.push_back(feed);
     return std::unique_ptr<WatchSource>(std::make_unique<FakeSource>(feed));
   }
@@ -360,6 +376,56 @@ TEST_F(ClientCore, ANonblockingWatchFallsBackWhenItsFirstAttemptFailsUntilTheSer
   startServer();
   until(status(wd, IN_RESTORED | IN_REMOTE));
   EXPECT_FALSE(scan->held);
+  serverMakes("dir/made-on-the-server");
+  until(named(IN_CREATE | IN_REMOTE, "made-on-the-server"));
+}
+
+// SFTP scans start in the background (ssh, the SFTP handshake, the first
+// listing): one that cannot start gives way to scans of the mount, with its
+// reason, and without an overflow, since it never served.
+TEST_F(ClientCore, SftpScansThatCannotStartGiveWayToTheMountWithTheirReason) {
+  world_.slowStart.insert(SourceKind::kSftpScan);
+  int wd = watch("/sshfs/dir", RNOTIFY_NONBLOCK);  // nothing listens
+  ASSERT_TRUE(runUntil([&] { return world_.feedOf(SourceKind::kSftpScan) != nullptr; })) << sourceOf(wd);
+  auto sftp = world_.feedOf(SourceKind::kSftpScan);
+  EXPECT_EQ(world_.feedOf(SourceKind::kMountScan), nullptr);  // not while SFTP is starting
+  sftp->fail("Permission denied (publickey)");
+  ASSERT_TRUE(runUntil([&] { return world_.feedOf(SourceKind::kMountScan) != nullptr; })) << sourceOf(wd);
+  EXPECT_FALSE(sftp->held);
+  const std::string source = sourceOf(wd);
+  EXPECT_EQ(source.rfind("fake scans of the mount + local inotify (", 0), 0u) << source;
+  EXPECT_NE(source.find("SFTP scans: Permission denied (publickey); the mount itself is scanned instead"),
+            std::string::npos)
+      << source;
+  auto scan = world_.feedOf(SourceKind::kMountScan);
+  EXPECT_GE(scan->takes, 1);  // its baseline, at once
+  scan->hand(IN_CREATE, "seen-by-the-mount-scan");
+  auto seen = until(named(IN_CREATE | IN_REMOTE, "seen-by-the-mount-scan"));
+  for (const ClientEvent& e : kept_) EXPECT_FALSE(e.mask & IN_Q_OVERFLOW) << e.path << e.name;
+  for (const ClientEvent& e : seen) EXPECT_FALSE(e.mask & IN_Q_OVERFLOW) << e.path << e.name;
+}
+
+// When the server takes a watch from SFTP scans, their last round (begun
+// after the server's watch was made) is reported before IN_RESTORED: the
+// changes made up to the server's watch are not lost, however long that
+// round takes.
+TEST_F(ClientCore, TheServerTakesAWatchFromSftpScansAfterTheirLastRound) {
+  world_.slowLastRound.insert(SourceKind::kSftpScan);
+  int wd = watch("/sshfs/dir");  // nothing listens
+  auto sftp = world_.feedOf(SourceKind::kSftpScan);
+  ASSERT_TRUE(sftp);
+  startServer();
+  ASSERT_TRUE(runUntil([&] { return sftp->finishAsked; })) << sourceOf(wd);
+  for (const ClientEvent& e : kept_) EXPECT_FALSE(e.mask & IN_RESTORED) << "restored before the last round";
+  EXPECT_TRUE(sftp->held);
+  sftp->hand(IN_CREATE, "in-the-last-round");
+  sftp->lastRoundIn = true;
+  sftp->signal();
+  auto seen = until(status(wd, IN_RESTORED | IN_REMOTE));
+  seen.insert(seen.begin(), kept_.begin(), kept_.end());
+  auto last = std::find_if(seen.begin(), seen.end(), named(IN_CREATE | IN_REMOTE, "in-the-last-round"));
+  EXPECT_NE(last, seen.end()) << "the last round's change was not reported before IN_RESTORED";
+  EXPECT_FALSE(sftp->held);
   serverMakes("dir/made-on-the-server");
   until(named(IN_CREATE | IN_REMOTE, "made-on-the-server"));
 }
