@@ -76,7 +76,8 @@ class SystemEnvironment final : public Environment {
       }
       case SourceKind::kSftpScan: {
         if (request.ssh == nullptr) return Error{EINVAL, "no ssh settings for SFTP scans"};
-        auto tree = scanOverSftp(*request.ssh, request.serverPath, request.isDirectory, request.scan);
+        auto tree = scanOverSftp(*request.ssh, request.serverPath, request.isDirectory, request.scan,
+                                 std::chrono::milliseconds(request.startTimeoutMs));
         if (!tree) return tree.error();
         return scanSource(std::move(*tree), request.kind);
       }

@@ -1,21 +1,25 @@
 #include "poll/sftp_tree.h"
 
-#include <poll.h>
+#include <sys/epoll.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <deque>
 #include <map>
+#include <optional>
 
 #include "common/log.h"
+#include "common/unique_fd.h"
+#include "poll/sftp_session.h"
 #include "poll/tree_view.h"
 
 namespace rnotify {
 namespace {
 
+using Clock = std::chrono::steady_clock;
+
 constexpr size_t kInFlight = 64;         // directory requests outstanding at once
 constexpr size_t kMaxEntries = 2000000;  // a listing beyond this is refused (memory)
-constexpr int kScanTimeoutMs = 60000;
+constexpr auto kScanTimeout = std::chrono::seconds(60);
 
 EventStat statOf(const sftp::Attrs& a) {
   EventStat st;
@@ -41,233 +45,295 @@ int errnoOf(uint32_t status) {
 
 std::string join(const std::string& dir, const std::string& name) { return dir.empty() ? name : dir + "/" + name; }
 
-}  // namespace
+// One listing of a tree: OPENDIR, READDIR until the end, CLOSE for each
+// directory, up to kInFlight requests at once, over as many exchanges as
+// the answers take.
+class Listing {
+ public:
+  Listing(std::string root, bool recursive) : root_(std::move(root)), recursive_(recursive) {}
 
-std::vector<std::string> SftpSession::argv(const SshTarget& target) {
-  std::vector<std::string> argv{target.sshProgram};
-  argv.insert(argv.end(), target.sshOptions.begin(), target.sshOptions.end());
-  // BatchMode: this runs inside an application and must never prompt.
-  for (const char* option : {"-oBatchMode=yes", "-oClearAllForwardings=yes", "-x", "-a", "-s", "--"}) {
-    argv.emplace_back(option);
-  }
-  argv.push_back(target.destination);
-  argv.emplace_back("sftp");
-  return argv;
-}
-
-Result<std::unique_ptr<SftpSession>> SftpSession::open(const SshTarget& target, int timeoutMs) {
-  auto process = AgentProcess::spawn(argv(target));
-  if (!process) return process.error();
-  std::unique_ptr<SftpSession> session(new SftpSession());
-  session->process_ = std::move(*process);
-  session->destination_ = target.destination;
-  if (Status sent = session->send(sftp::encodeInit()); !sent) return sent.error();
-  auto version = session->receive(Clock::now() + std::chrono::milliseconds(timeoutMs));
-  if (!version) return version.error();
-  if (version->type != sftp::kVersion || version->version < 3) {
-    return Error{EPROTO, "the SFTP server of " + target.destination + " does not speak SFTP version 3"};
-  }
-  return session;
-}
-
-Error SftpSession::fail(Error error) {
-  alive_ = false;
-  process_.closeInput();
-  int code = process_.reap(200);
-  std::string said = process_.stderrText();
-  while (!said.empty() && (said.back() == '\n' || said.back() == '\r')) said.pop_back();
-  if (!said.empty()) error.message += " (ssh: " + said + ")";
-  if (code >= 0 && said.empty()) error.message += " (ssh exited with status " + std::to_string(code) + ")";
-  return error;
-}
-
-Status SftpSession::send(const std::string& packet) {
-  if (!alive_) return Error{EPIPE, "the SFTP session to " + destination_ + " has ended"};
-  size_t done = 0;
-  while (done < packet.size()) {
-    ssize_t n = ::write(process_.input(), packet.data() + done, packet.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return fail(Error::fromErrno(errno, "SFTP session to " + destination_));
-    done += static_cast<size_t>(n);
-  }
-  ++requests_;
-  return {};
-}
-
-Result<sftp::Reply> SftpSession::receive(Clock::time_point deadline) {
-  for (;;) {
-    if (buffer_.size() >= 4) {
-      auto length = sftp::packetLength(buffer_);
-      if (!length) return fail(Error{length.error().code, destination_ + ": " + length.error().message});
-      if (buffer_.size() >= 4 + *length) {
-        auto reply = sftp::decodeReply(std::string_view(buffer_).substr(4, *length));
-        buffer_.erase(0, 4 + *length);
-        if (!reply) return fail(Error{reply.error().code, destination_ + ": " + reply.error().message});
-        return reply;
-      }
+  // Queues the directories that may be asked for now.
+  void ask(SftpSession& session) {
+    while (!waiting_.empty() && inFlight_.size() < kInFlight) {
+      Job job;
+      job.dir = std::move(waiting_.front());
+      waiting_.pop_front();
+      const std::string path = job.dir.empty() ? root_ : root_ + "/" + job.dir;
+      inFlight_.emplace(session.request(sftp::kOpendir, path), std::move(job));
     }
-    if (!alive_) return Error{EPIPE, "the SFTP session to " + destination_ + " has ended"};
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-    if (left <= 0) return fail(Error{ETIMEDOUT, "no SFTP answer from " + destination_ + " in time"});
-    pollfd p{process_.output(), POLLIN, 0};
-    int ready = ::poll(&p, 1, static_cast<int>(left));
-    if (ready < 0 && errno == EINTR) continue;
-    if (ready <= 0) continue;
-    char chunk[65536];
-    ssize_t n = ::read(process_.output(), chunk, sizeof chunk);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-    if (n <= 0) return fail(Error{ECONNRESET, "the SFTP session to " + destination_ + " ended"});
-    buffer_.append(chunk, static_cast<size_t>(n));
   }
-}
 
-Result<sftp::Attrs> SftpSession::lstat(const std::string& path, int timeoutMs) {
-  const uint32_t id = nextId_++;
-  if (Status sent = send(sftp::encodeRequest(sftp::kLstat, id, path)); !sent) return sent.error();
-  auto reply = receive(Clock::now() + std::chrono::milliseconds(timeoutMs));
-  if (!reply) return reply.error();
-  if (reply->id != id) return fail(Error{EPROTO, destination_ + ": SFTP answer to an unknown request"});
-  if (reply->type == sftp::kAttrs) return reply->attrs;
-  if (reply->type == sftp::kStatus) {
-    return Error{errnoOf(reply->status), "'" + path + "' on " + destination_ + ": " + sftp::statusName(reply->status)};
+  // One answer. An error ends the listing; EPROTO, or requests still in
+  // flight, end the session too.
+  Status take(sftp::Reply& reply, SftpSession& session) {
+    auto it = inFlight_.find(reply.id);
+    if (it == inFlight_.end()) return Error{EPROTO, session.destination() + ": SFTP answer to an unknown request"};
+    Job job = std::move(it->second);
+    inFlight_.erase(it);
+    switch (job.state) {
+      case Job::kOpening:
+        return opened(std::move(job), reply, session);
+      case Job::kReading:
+        return read(std::move(job), reply, session);
+      case Job::kClosing:
+        break;
+    }
+    return {};
   }
-  return fail(Error{EPROTO, destination_ + ": unexpected SFTP answer to LSTAT"});
-}
 
-Result<std::vector<proto::TreeEntry>> SftpSession::listTree(const std::string& root, bool recursive, int timeoutMs) {
-  const auto deadline = Clock::now() + std::chrono::milliseconds(timeoutMs);
+  bool done() const { return waiting_.empty() && inFlight_.empty(); }
+  bool answersDue() const { return !inFlight_.empty(); }
+  std::vector<proto::TreeEntry>& entries() { return entries_; }
+
+ private:
   struct Job {
     std::string dir;  // relative to root
     std::string handle;
     enum { kOpening, kReading, kClosing } state = kOpening;
   };
-  std::vector<proto::TreeEntry> out;
-  std::deque<std::string> waiting{""};
-  std::map<uint32_t, Job> inFlight;
-  auto serverPath = [&](const std::string& dir) { return dir.empty() ? root : root + "/" + dir; };
-  auto issue = [&](Job job, sftp::Type type, const std::string& argument) -> Status {
-    const uint32_t id = nextId_++;
-    if (Status sent = send(sftp::encodeRequest(type, id, argument)); !sent) return sent;
-    inFlight.emplace(id, std::move(job));
-    return {};
-  };
-  while (!waiting.empty() || !inFlight.empty()) {
-    while (!waiting.empty() && inFlight.size() < kInFlight) {
-      Job job;
-      job.dir = std::move(waiting.front());
-      waiting.pop_front();
-      std::string path = serverPath(job.dir);
-      if (Status s = issue(std::move(job), sftp::kOpendir, path); !s) return s.error();
-    }
-    auto reply = receive(deadline);
-    if (!reply) return reply.error();
-    auto it = inFlight.find(reply->id);
-    if (it == inFlight.end()) return fail(Error{EPROTO, destination_ + ": SFTP answer to an unknown request"});
-    Job job = std::move(it->second);
-    inFlight.erase(it);
-    switch (job.state) {
-      case Job::kOpening:
-        if (reply->type == sftp::kHandle) {
-          job.handle = reply->handle;
-          job.state = Job::kReading;
-          std::string handle = job.handle;
-          if (Status s = issue(std::move(job), sftp::kReaddir, handle); !s) return s.error();
-        } else if (reply->type == sftp::kStatus) {
-          if (job.dir.empty()) {
-            return Error{errnoOf(reply->status),
-                         "'" + root + "' on " + destination_ + ": " + sftp::statusName(reply->status)};
-          }
-          // A directory removed, or made unreadable, since its parent was
-          // listed: it is listed as empty; the next scan sees the rest.
-        } else {
-          return fail(Error{EPROTO, destination_ + ": unexpected SFTP answer to OPENDIR"});
-        }
-        break;
-      case Job::kReading:
-        if (reply->type == sftp::kName) {
-          for (sftp::NameEntry& e : reply->names) {
-            if (e.name == "." || e.name == "..") continue;
-            if (recursive && S_ISDIR(e.attrs.mode)) waiting.push_back(join(job.dir, e.name));
-            proto::TreeEntry entry;
-            entry.dir = job.dir;
-            entry.name = std::move(e.name);
-            entry.stat = statOf(e.attrs);
-            // No inode numbers in SFTP v3: one made of the path, so that an
-            // entry is the same while its path and type are (and compared for
-            // changes), and two paths never pair as a move.
-            entry.stat.ino = std::hash<std::string>{}(join(entry.dir, entry.name)) | (uint64_t{1} << 63);
-            out.push_back(std::move(entry));
-          }
-          if (out.size() > kMaxEntries) {
-            return Error{EFBIG, "'" + root + "' on " + destination_ + " holds more than " +
-                                    std::to_string(kMaxEntries) + " entries: too many to poll"};
-          }
-          std::string handle = job.handle;
-          if (Status s = issue(std::move(job), sftp::kReaddir, handle); !s) return s.error();
-        } else if (reply->type == sftp::kStatus) {
-          // EOF, or an error part way: what was read stands.
-          job.state = Job::kClosing;
-          std::string handle = job.handle;
-          if (Status s = issue(std::move(job), sftp::kClose, handle); !s) return s.error();
-        } else {
-          return fail(Error{EPROTO, destination_ + ": unexpected SFTP answer to READDIR"});
-        }
-        break;
-      case Job::kClosing:
-        break;
-    }
-  }
-  return out;
-}
 
-namespace {
+  void issue(Job job, sftp::Type type, SftpSession& session) {
+    const std::string handle = job.handle;
+    inFlight_.emplace(session.request(type, handle), std::move(job));
+  }
+
+  Status opened(Job job, const sftp::Reply& reply, SftpSession& session) {
+    if (reply.type == sftp::kHandle) {
+      job.handle = reply.handle;
+      job.state = Job::kReading;
+      issue(std::move(job), sftp::kReaddir, session);
+    } else if (reply.type == sftp::kStatus) {
+      if (job.dir.empty()) {
+        return Error{errnoOf(reply.status),
+                     "'" + root_ + "' on " + session.destination() + ": " + sftp::statusName(reply.status)};
+      }
+      // A directory removed, or made unreadable, since its parent was
+      // listed: it is listed as empty; the next scan sees the rest.
+    } else {
+      return Error{EPROTO, session.destination() + ": unexpected SFTP answer to OPENDIR"};
+    }
+    return {};
+  }
+
+  Status read(Job job, sftp::Reply& reply, SftpSession& session) {
+    if (reply.type == sftp::kStatus) {
+      // EOF, or an error part way: what was read stands.
+      job.state = Job::kClosing;
+      issue(std::move(job), sftp::kClose, session);
+      return {};
+    }
+    if (reply.type != sftp::kName) return Error{EPROTO, session.destination() + ": unexpected SFTP answer to READDIR"};
+    for (sftp::NameEntry& e : reply.names) {
+      if (e.name == "." || e.name == "..") continue;
+      if (recursive_ && S_ISDIR(e.attrs.mode)) waiting_.push_back(join(job.dir, e.name));
+      proto::TreeEntry entry;
+      entry.dir = job.dir;
+      entry.name = std::move(e.name);
+      entry.stat = statOf(e.attrs);
+      // No inode numbers in SFTP v3: one made of the path, so that an
+      // entry is the same while its path and type are (and compared for
+      // changes), and two paths never pair as a move.
+      entry.stat.ino = std::hash<std::string>{}(join(entry.dir, entry.name)) | (uint64_t{1} << 63);
+      entries_.push_back(std::move(entry));
+    }
+    if (entries_.size() > kMaxEntries) {
+      return Error{EFBIG, "'" + root_ + "' on " + session.destination() + " holds more than " +
+                              std::to_string(kMaxEntries) + " entries: too many to poll"};
+    }
+    issue(std::move(job), sftp::kReaddir, session);
+    return {};
+  }
+
+  std::string root_;
+  bool recursive_;
+  std::deque<std::string> waiting_{""};
+  std::map<uint32_t, Job> inFlight_;
+  std::vector<proto::TreeEntry> entries_;
+};
+
+// One scan under way: a listing (a directory) or one LSTAT (a file).
+struct Round {
+  Clock::time_point started;
+  std::optional<Listing> listing;
+  uint32_t lstatId = 0;
+  std::optional<Result<sftp::Attrs>> attrs;  // the LSTAT's answer, once there
+};
 
 class SftpTree final : public PolledTree {
  public:
   SftpTree(SshTarget target, std::string root, bool isDirectory, const PollScanner::Options& options,
-           std::unique_ptr<SftpSession> session)
+           std::chrono::milliseconds startTimeout)
       : target_(std::move(target)),
         root_(std::move(root)),
         isDirectory_(isDirectory),
         recursive_(options.recursive),
+        startTimeout_(startTimeout),
         interval_(options.interval),
-        session_(std::move(session)) {}
+        epoll_(::epoll_create1(EPOLL_CLOEXEC)) {}
+
+  Status open() {
+    if (!epoll_) return lastError("epoll_create1");
+    auto session = SftpSession::start(target_, epoll_.get());
+    if (!session) return Error{session.error().code, "cannot open an SFTP session: " + session.error().message};
+    session_ = std::move(*session);
+    sessionDeadline_ = Clock::now() + startTimeout_;
+    return {};
+  }
 
   Result<std::vector<Event>> scan() override {
-    const auto start = Clock::now();
-    auto result = scanOnce();
-    const auto end = Clock::now();
-    interval_.onScan(end, end - start, result && !result->empty());
-    return result;
+    if (ended_ || failed_) return std::vector<Event>{};
+    const auto now = Clock::now();
+    if (!session_) {
+      if (now < interval_.deadline()) return std::vector<Event>{};
+      if (Status opened = open(); !opened) return roundFailed(opened.error(), now);
+    }
+    if (Status progressed = exchange(now); !progressed) return roundFailed(progressed.error(), now);
+    if (round_ && roundDone()) return completeRound(Clock::now());
+    return std::vector<Event>{};
   }
-  Clock::time_point deadline() const override { return interval_.deadline(); }
-  void hurry(Clock::time_point when) override { interval_.hurry(when); }
+
+  Clock::time_point deadline() const override {
+    if (ended_ || failed_) return Clock::time_point::max();
+    if (!session_) return interval_.deadline();
+    if (!session_->ready()) return sessionDeadline_;
+    if (round_) return round_->started + kScanTimeout;
+    return dueAt();
+  }
+  int fd() const override { return epoll_.get(); }
+  // Also while a session that replaced a broken one has not scanned yet;
+  // failed() while starting() is a source that never served.
+  bool starting() const override { return !settled_ && !ended_; }
+  bool failed() const override { return failed_; }
+  Error error() const override { return error_; }
+  void hurry(Clock::time_point when) override {
+    // A scan under way may have read the tree before the change: one more.
+    if (round_) hurriedTo_ = std::min(hurriedTo_.value_or(when), when);
+    interval_.hurry(when);
+  }
+  void finish() override {
+    lastRound_ = true;
+    lastRoundStarted_ = false;
+    finished_ = false;
+    hurry(Clock::now());
+  }
+  bool finished() const override { return finished_ || ended_ || failed_; }
   bool ended() const override { return ended_; }
   std::string describe() const override {
     return "polling " + describeInterval(interval_.settings()) + ", SFTP scans of " + target_.destination + ":" + root_;
   }
 
  private:
-  Result<std::vector<Event>> scanOnce() {
-    if (ended_) return std::vector<Event>{};
-    if (!session_ || !session_->alive()) {
-      auto session = SftpSession::open(target_, 20000);
-      if (!session) return Error{session.error().code, "cannot open an SFTP session: " + session.error().message};
-      session_ = std::move(*session);
+  // The first scan (the baseline) at once; then at the interval's deadline.
+  Clock::time_point dueAt() const { return baseline_ ? interval_.deadline() : Clock::time_point::min(); }
+
+  // Writes, reads and takes the answers; starts a scan when one is due.
+  Status exchange(Clock::time_point now) {
+    auto replies = session_->exchange();
+    if (!replies) return replies.error();
+    for (sftp::Reply& reply : *replies) {
+      if (Status taken = takeReply(reply); !taken) return taken;
     }
-    return isDirectory_ ? scanDirectory() : scanFile();
+    if (!session_->ready()) {
+      if (now < sessionDeadline_) return {};
+      return session_->fail(Error{ETIMEDOUT, "no SFTP answer from " + target_.destination + " in time"});
+    }
+    if (round_ && now >= round_->started + kScanTimeout) {
+      return session_->fail(Error{ETIMEDOUT, "no SFTP answer from " + target_.destination + " in time"});
+    }
+    if (!round_ && dueAt() <= now) startRound(now);
+    if (round_ && round_->listing) round_->listing->ask(*session_);
+    // What the answers and the round asked for, written now (the rest when
+    // the pipe is writable): nothing waits in the queue for a wakeup that
+    // would not come.
+    return session_->flush();
   }
 
-  Result<std::vector<Event>> scanDirectory() {
-    auto listing = session_->listTree(root_, recursive_, kScanTimeoutMs);
-    std::vector<Event> out;
-    if (!listing) {
-      if (listing.error().code != ENOENT || !baseline_) return listing.error();
-      listing = std::vector<proto::TreeEntry>{};  // gone: everything in it is too
-      ended_ = true;
+  void startRound(Clock::time_point now) {
+    round_.emplace();
+    round_->started = now;
+    if (lastRound_) lastRoundStarted_ = true;
+    if (isDirectory_) {
+      round_->listing.emplace(root_, recursive_);
+    } else {
+      round_->lstatId = session_->request(sftp::kLstat, root_);
     }
+  }
+
+  Status takeReply(sftp::Reply& reply) {
+    if (!round_) return session_->fail(Error{EPROTO, target_.destination + ": SFTP answer to an unknown request"});
+    if (round_->listing) {
+      Status taken = round_->listing->take(reply, *session_);
+      if (taken) return {};
+      listingError_ = taken.error();
+      if (taken.error().code == EPROTO || round_->listing->answersDue()) return session_->fail(taken.error());
+      return {};
+    }
+    if (reply.id != round_->lstatId) {
+      return session_->fail(Error{EPROTO, target_.destination + ": SFTP answer to an unknown request"});
+    }
+    if (reply.type == sftp::kAttrs) {
+      round_->attrs = reply.attrs;
+    } else if (reply.type == sftp::kStatus) {
+      round_->attrs = Result<sftp::Attrs>(Error{
+          errnoOf(reply.status), "'" + root_ + "' on " + target_.destination + ": " + sftp::statusName(reply.status)});
+    } else {
+      return session_->fail(Error{EPROTO, target_.destination + ": unexpected SFTP answer to LSTAT"});
+    }
+    return {};
+  }
+
+  bool roundDone() const {
+    if (listingError_) return true;
+    return round_->listing ? round_->listing->done() : round_->attrs.has_value();
+  }
+
+  Result<std::vector<Event>> completeRound(Clock::time_point end) {
+    Round round = std::move(*round_);
+    round_.reset();
+    Result<std::vector<Event>> events = std::vector<Event>{};
+    if (listingError_) {
+      Error error = *std::exchange(listingError_, std::nullopt);
+      events = error;
+      if (error.code == ENOENT && baseline_) {  // gone: everything in it is too
+        events = compareListing({});
+        ended_ = true;
+        gone(*events, IN_DELETE_SELF);
+      }
+    } else if (round.listing) {
+      events = compareListing(std::move(round.listing->entries()));
+    } else {
+      events = compareFile(*round.attrs);
+    }
+    if (!events && !baseline_) {
+      return roundFailed(events.error(), end);  // the baseline itself failed: the source cannot start
+    }
+    interval_.onScan(end, end - round.started, events && !events->empty());
+    if (hurriedTo_) interval_.hurry(*std::exchange(hurriedTo_, std::nullopt));
+    if (events) settled_ = true;
+    if (lastRoundStarted_) finished_ = true;
+    return events;
+  }
+
+  // The session is gone (or could not start): the next one at the next
+  // interval. Before anything was served, the source has failed for good.
+  Error roundFailed(Error error, Clock::time_point now) {
+    session_.reset();
+    round_.reset();
+    listingError_.reset();
+    settled_ = false;
+    if (lastRound_) finished_ = true;  // no last scan to wait for: the server's events stand alone
+    interval_.onScan(now, Clock::duration::zero(), false);
+    if (!baseline_) {
+      failed_ = true;
+      error_ = error;
+    }
+    return error;
+  }
+
+  Result<std::vector<Event>> compareListing(std::vector<proto::TreeEntry> listing) {
+    std::vector<Event> out;
     if (baseline_) {
-      for (TreeView::Change& change : view_.diff(*listing, &nextCookie_)) {
+      for (TreeView::Change& change : view_.diff(listing, &nextCookie_)) {
         Event e;
         e.mask = change.mask | IN_POLLED;
         e.cookie = change.cookie;
@@ -276,14 +342,12 @@ class SftpTree final : public PolledTree {
         out.push_back(std::move(e));
       }
     }
-    view_.reset(*listing);
+    view_.reset(listing);
     baseline_ = true;
-    if (ended_) gone(out, IN_DELETE_SELF);
     return out;
   }
 
-  Result<std::vector<Event>> scanFile() {
-    auto attrs = session_->lstat(root_, kScanTimeoutMs);
+  Result<std::vector<Event>> compareFile(Result<sftp::Attrs>& attrs) {
     std::vector<Event> out;
     if (!attrs) {
       if (attrs.error().code != ENOENT || !baseline_) return attrs.error();
@@ -321,24 +385,33 @@ class SftpTree final : public PolledTree {
   std::string root_;
   bool isDirectory_;
   bool recursive_;
+  std::chrono::milliseconds startTimeout_;
   PollInterval interval_;
+  UniqueFd epoll_;  // fd(): the session's pipes, whichever session it is
   std::unique_ptr<SftpSession> session_;
+  Clock::time_point sessionDeadline_;  // for its VERSION
+  std::optional<Round> round_;
+  std::optional<Error> listingError_;
+  std::optional<Clock::time_point> hurriedTo_;
   TreeView view_;
   sftp::Attrs file_;
   bool baseline_ = false;
+  bool settled_ = false;  // a scan completed on this session
+  bool failed_ = false;
+  Error error_{0, ""};
   bool ended_ = false;
+  bool lastRound_ = false, lastRoundStarted_ = false, finished_ = false;
   uint32_t nextCookie_ = 0x60000000;
 };
 
 }  // namespace
 
 Result<std::unique_ptr<PolledTree>> scanOverSftp(const SshTarget& target, const std::string& serverPath,
-                                                 bool isDirectory, const PollScanner::Options& options) {
-  auto session = SftpSession::open(target, 20000);
-  if (!session) return session.error();
-  std::unique_ptr<PolledTree> tree =
-      std::make_unique<SftpTree>(target, serverPath, isDirectory, options, std::move(*session));
-  return tree;
+                                                 bool isDirectory, const PollScanner::Options& options,
+                                                 std::chrono::milliseconds startTimeout) {
+  auto tree = std::make_unique<SftpTree>(target, serverPath, isDirectory, options, startTimeout);
+  if (Status opened = tree->open(); !opened) return opened.error();
+  return std::unique_ptr<PolledTree>(std::move(tree));
 }
 
 }  // namespace rnotify

@@ -128,13 +128,33 @@ class SourceContract : public ::testing::Test {
     EXPECT_TRUE(source.ok()) << source.error().message;
     if (!source.ok()) return nullptr;
     if ((*source)->scans()) {
-      auto baseline = (*source)->take();
-      EXPECT_TRUE(baseline.ok()) << baseline.error().message;
-      if (baseline.ok()) {
+      // The baseline: one take() through the mount; over SFTP, as many as
+      // the session's start and first listing take, each without waiting.
+      const auto end = Clock::now() + std::chrono::seconds(10);
+      do {
+        waitFor(**source, end);
+        auto baseline = (*source)->take();
+        EXPECT_TRUE(baseline.ok()) << baseline.error().message;
+        if (!baseline.ok()) return nullptr;
         EXPECT_TRUE(baseline->empty()) << "the baseline reported " << baseline->size() << " events";
-      }
+      } while ((*source)->starting() && Clock::now() < end);
+      EXPECT_FALSE((*source)->starting()) << "not serving after 10 s";
     }
     return std::move(*source);
+  }
+
+  // Until the source's descriptor is readable or its deadline has passed
+  // (at most 100 ms, and not past `end`): what the core's epoll does.
+  // Whether the core would take() now.
+  static bool waitFor(WatchSource& source, Clock::time_point end) {
+    const auto now = Clock::now();
+    auto wait = std::min(end, source.deadline()) - now;
+    int ms =
+        static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(std::max(wait, Clock::duration::zero())).count());
+    ms = std::clamp(ms, 0, 100);
+    struct pollfd p = {source.fd(), POLLIN, 0};
+    const int ready = ::poll(&p, source.fd() >= 0 ? 1 : 0, ms);
+    return ready > 0 || source.deadline() <= Clock::now();
   }
 
   // Takes from the source as the core does (its descriptor readable, or
@@ -144,12 +164,7 @@ class SourceContract : public ::testing::Test {
     while (!done()) {
       const auto now = Clock::now();
       if (now >= end) return false;
-      auto wait = std::min(end, source.deadline()) - now;
-      int ms = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(wait).count());
-      ms = std::clamp(ms, 0, 100);
-      struct pollfd p = {source.fd(), POLLIN, 0};
-      int ready = ::poll(&p, source.fd() >= 0 ? 1 : 0, ms);
-      if (ready <= 0 && source.deadline() > Clock::now()) continue;
+      if (!waitFor(source, end)) continue;
       auto events = source.take();
       EXPECT_TRUE(events.ok()) << events.error().message;
       if (events.ok()) seen_.insert(seen_.end(), events->begin(), events->end());
@@ -258,6 +273,23 @@ TYPED_TEST(SourceContract, ARecursiveSourceReportsInsideSubdirectoriesRelativeTo
   EXPECT_TRUE(this->takeUntil(*source, this->reported(IN_CREATE, "deep.txt", "sub"))) << this->describeSeen();
 }
 
+// Many directories: a scan over SFTP then takes many exchanges, each
+// asking for more than the last answered; every round must still finish
+// (twice, so that one listing is compared with another).
+TYPED_TEST(SourceContract, ABigTreeIsScannedToTheEndEveryTime) {
+  if (TypeParam::kKind == SourceKind::kLibsmbclient) GTEST_SKIP() << "not a scan";
+  for (int i = 0; i < 300; ++i) {
+    fs::create_directories(this->server("dir/sub/d" + std::to_string(i)));
+    testbed::writeFile(this->server("dir/sub/d" + std::to_string(i) + "/f"), "x");
+  }
+  auto source = this->start(/*recursive=*/true);
+  ASSERT_TRUE(source);
+  testbed::writeFile(this->server("dir/sub/d299/first"), "1");
+  EXPECT_TRUE(this->takeUntil(*source, this->reported(IN_CREATE, "first", "sub/d299"))) << this->describeSeen();
+  testbed::writeFile(this->server("dir/sub/d0/second"), "2");
+  EXPECT_TRUE(this->takeUntil(*source, this->reported(IN_CREATE, "second", "sub/d0"))) << this->describeSeen();
+}
+
 TYPED_TEST(SourceContract, APlainSourceStaysOutOfSubdirectories) {
   auto source = this->start(/*recursive=*/false);
   ASSERT_TRUE(source);
@@ -265,6 +297,51 @@ TYPED_TEST(SourceContract, APlainSourceStaysOutOfSubdirectories) {
   this->bed_->writeBelow("dir/marker.txt", "after");  // made later: reported after it
   ASSERT_TRUE(this->takeUntil(*source, this->reported(IN_CREATE, "marker.txt"))) << this->describeSeen();
   for (const Event& e : this->seen_) EXPECT_NE(e.name, "deep.txt") << this->describeSeen();
+}
+
+// SFTP scans wait for a server: their start (ssh, the SFTP handshake) and
+// each listing are made over as many take() calls as the answers need, so
+// that the core's loop is never held up. Here the "ssh" never answers.
+TEST(SftpScanSource, AServerThatNeverAnswersHoldsNothingUpAndFailsAtItsDeadline) {
+  TempDir dir{"rnotify-silent-ssh-"};
+  const std::string program = dir / "silent-ssh";
+  testbed::writeFile(program, "#!/bin/sh\n# takes ssh's arguments and never answers\nexec sleep 600\n");
+  fs::permissions(program, fs::perms::owner_all);
+  SshTarget target;
+  target.sshProgram = program;
+  target.destination = "nobody@silent";
+  SourceRequest request;
+  request.kind = SourceKind::kSftpScan;
+  request.ssh = &target;
+  request.serverPath = "/srv";
+  request.scan = fastScans(false);
+  request.startTimeoutMs = 500;
+  auto source = systemEnvironment()->startSource(request);
+  ASSERT_TRUE(source.ok()) << source.error().message;
+  EXPECT_TRUE((*source)->starting());
+  EXPECT_GE((*source)->fd(), 0);
+  auto first = (*source)->take();
+  ASSERT_TRUE(first.ok()) << first.error().message;
+  EXPECT_TRUE(first->empty());
+  EXPECT_TRUE((*source)->starting());
+  EXPECT_FALSE((*source)->failed());
+  // As the core does: take() when the descriptor is readable or the
+  // deadline has passed. At the deadline, the start has failed, saying why.
+  const auto end = Clock::now() + std::chrono::seconds(10);
+  while (!(*source)->failed() && Clock::now() < end) {
+    const auto wait = std::clamp<int64_t>(
+        std::chrono::ceil<std::chrono::milliseconds>((*source)->deadline() - Clock::now()).count(), 0, 100);
+    struct pollfd p = {(*source)->fd(), POLLIN, 0};
+    ::poll(&p, 1, static_cast<int>(wait));
+    auto taken = (*source)->take();
+    if (!(*source)->failed()) {
+      EXPECT_TRUE(taken.ok()) << taken.error().message;
+    }
+  }
+  ASSERT_TRUE((*source)->failed()) << "still starting after 10 s";
+  EXPECT_TRUE((*source)->starting()) << "it never served";
+  EXPECT_NE((*source)->error().message.find("no SFTP answer from nobody@silent in time"), std::string::npos)
+      << (*source)->error().message;
 }
 
 }  // namespace
