@@ -81,7 +81,7 @@ void Client::takeListing(Connection& connection, int wd, Result<std::vector<prot
   if (w.view) {
     release.diffed = true;
     size_t reported = 0;
-    for (const TreeView::Change& change : w.view->diff(*entries, &nextCookie_)) {
+    for (const TreeView::Change& change : w.view->advance(TreeView::Listing::of(*entries), &nextCookie_)) {
       if ((change.mask & w.mask & IN_ALL_EVENTS) == 0) continue;
       push(w, change.mask | kInSynthesized | kInRemote, change.cookie, 0, change.dir, change.name);
       ++reported;
@@ -90,8 +90,8 @@ void Client::takeListing(Connection& connection, int wd, Result<std::vector<prot
               connection.description(), reported);
   } else {
     w.view = std::make_unique<TreeView>();
+    w.view->reset(*entries);
   }
-  w.view->reset(*entries);
   w.untilListing = false;
 }
 

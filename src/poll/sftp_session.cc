@@ -90,16 +90,16 @@ Status SftpSession::flush() {
 Result<std::vector<sftp::Reply>> SftpSession::exchange() {
   if (Status flushed = flush(); !flushed) return flushed.error();
   std::vector<sftp::Reply> replies;
+  // One read per call, at most 64 KiB (a few hundred entries): the
+  // descriptor stays readable for the rest, and no call does much.
   char chunk[65536];
-  for (;;) {
-    ssize_t n = ::read(process_.output(), chunk, sizeof chunk);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno == EAGAIN) break;
-    if (n < 0) return fail(Error::fromErrno(errno, "SFTP session to " + destination_));
-    if (n == 0) return fail(Error{ECONNRESET, "the SFTP session to " + destination_ + " ended"});
-    in_.append(chunk, static_cast<size_t>(n));
-    if (static_cast<size_t>(n) < sizeof chunk) break;  // a short read: the pipe is empty
-  }
+  ssize_t n;
+  do {
+    n = ::read(process_.output(), chunk, sizeof chunk);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0 && errno != EAGAIN) return fail(Error::fromErrno(errno, "SFTP session to " + destination_));
+  if (n == 0) return fail(Error{ECONNRESET, "the SFTP session to " + destination_ + " ended"});
+  if (n > 0) in_.append(chunk, static_cast<size_t>(n));
   size_t at = 0;  // whole packets are taken, the rest kept for the next read
   while (in_.size() - at >= 4) {
     std::string_view rest = std::string_view(in_).substr(at);

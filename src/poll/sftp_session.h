@@ -37,8 +37,9 @@ class SftpSession {
   // returns its id; written by the next exchange().
   uint32_t request(sftp::Type type, std::string_view argument);
   // Writes what the pipe takes of the queued requests and reads what has
-  // arrived, without blocking; the answers read, in order (VERSION is taken
-  // here). An error ends the session for good and says why, with what ssh
+  // arrived (one read of at most 64 KiB: the descriptor stays readable for
+  // more), without blocking; the whole answers read, in order (VERSION is
+  // taken here). An error ends the session for good and says why, with what ssh
   // printed.
   Result<std::vector<sftp::Reply>> exchange();
   // Writes what the pipe takes of the queued requests; the rest when it is

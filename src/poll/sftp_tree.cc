@@ -83,7 +83,7 @@ class Listing {
 
   bool done() const { return waiting_.empty() && inFlight_.empty(); }
   bool answersDue() const { return !inFlight_.empty(); }
-  std::vector<proto::TreeEntry>& entries() { return entries_; }
+  TreeView::Listing& entries() { return entries_; }
 
  private:
   struct Job {
@@ -125,16 +125,14 @@ class Listing {
     if (reply.type != sftp::kName) return Error{EPROTO, session.destination() + ": unexpected SFTP answer to READDIR"};
     for (sftp::NameEntry& e : reply.names) {
       if (e.name == "." || e.name == "..") continue;
-      if (recursive_ && S_ISDIR(e.attrs.mode)) waiting_.push_back(join(job.dir, e.name));
-      proto::TreeEntry entry;
-      entry.dir = job.dir;
-      entry.name = std::move(e.name);
-      entry.stat = statOf(e.attrs);
+      std::string path = join(job.dir, e.name);
+      EventStat stat = statOf(e.attrs);
       // No inode numbers in SFTP v3: one made of the path, so that an
       // entry is the same while its path and type are (and compared for
       // changes), and two paths never pair as a move.
-      entry.stat.ino = std::hash<std::string>{}(join(entry.dir, entry.name)) | (uint64_t{1} << 63);
-      entries_.push_back(std::move(entry));
+      stat.ino = std::hash<std::string>{}(path) | (uint64_t{1} << 63);
+      entries_.add(job.dir, e.name, stat);
+      if (recursive_ && S_ISDIR(e.attrs.mode)) waiting_.push_back(std::move(path));
     }
     if (entries_.size() > kMaxEntries) {
       return Error{EFBIG, "'" + root_ + "' on " + session.destination() + " holds more than " +
@@ -148,7 +146,7 @@ class Listing {
   bool recursive_;
   std::deque<std::string> waiting_{""};
   std::map<uint32_t, Job> inFlight_;
-  std::vector<proto::TreeEntry> entries_;
+  TreeView::Listing entries_;  // compared as it is, when the listing is done
 };
 
 // One scan under way: a listing (a directory) or one LSTAT (a file).
@@ -330,20 +328,21 @@ class SftpTree final : public PolledTree {
     return error;
   }
 
-  Result<std::vector<Event>> compareListing(std::vector<proto::TreeEntry> listing) {
+  Result<std::vector<Event>> compareListing(TreeView::Listing listing) {
     std::vector<Event> out;
-    if (baseline_) {
-      for (TreeView::Change& change : view_.diff(listing, &nextCookie_)) {
-        Event e;
-        e.mask = change.mask | IN_POLLED;
-        e.cookie = change.cookie;
-        e.dir = std::move(change.dir);
-        e.name = std::move(change.name);
-        out.push_back(std::move(e));
-      }
+    if (!baseline_) {
+      view_.replace(std::move(listing));
+      baseline_ = true;
+      return out;
     }
-    view_.reset(listing);
-    baseline_ = true;
+    for (TreeView::Change& change : view_.advance(std::move(listing), &nextCookie_)) {
+      Event e;
+      e.mask = change.mask | IN_POLLED;
+      e.cookie = change.cookie;
+      e.dir = std::move(change.dir);
+      e.name = std::move(change.name);
+      out.push_back(std::move(e));
+    }
     return out;
   }
 

@@ -70,6 +70,28 @@ TreeView::Map TreeView::build(const std::vector<proto::TreeEntry>& entries) {
   return map;
 }
 
+void TreeView::Listing::add(const std::string& dir, const std::string& name, const EventStat& stat) {
+  map_[join(dir, name)] = toState(stat);
+}
+
+TreeView::Listing TreeView::Listing::of(const std::vector<proto::TreeEntry>& entries) {
+  Listing listing;
+  listing.map_ = build(entries);
+  return listing;
+}
+
+std::vector<TreeView::Change> TreeView::advance(Listing now, uint32_t* nextCookie) {
+  std::vector<Change> changes = diffWith(now.map_, nextCookie);
+  entries_ = std::move(now.map_);
+  movedAway_.clear();
+  return changes;
+}
+
+void TreeView::replace(Listing entries) {
+  entries_ = std::move(entries.map_);
+  movedAway_.clear();
+}
+
 void TreeView::reset(const std::vector<proto::TreeEntry>& entries) {
   entries_ = build(entries);
   movedAway_.clear();
@@ -146,7 +168,10 @@ void TreeView::apply(const Event& event) {
 
 std::vector<TreeView::Change> TreeView::diff(const std::vector<proto::TreeEntry>& nowEntries,
                                              uint32_t* nextCookie) const {
-  Map now = build(nowEntries);
+  return diffWith(build(nowEntries), nextCookie);
+}
+
+std::vector<TreeView::Change> TreeView::diffWith(const Map& now, uint32_t* nextCookie) const {
   // Same entry at the same path: the inode (unknown counts as the same) and the type.
   auto same = [](const State& before, const State& after) {
     if (before.ino == 0) return isDir(before) == isDir(after);  // only whether it was a directory is known

@@ -31,6 +31,23 @@ class TreeView {
     uint32_t uid = 0;
     uint32_t gid = 0;
   };
+
+ private:
+  using Map = std::unordered_map<std::string, State>;
+
+ public:
+  // A listing taken in entry by entry, as a server's answers come, so that
+  // comparing it (advance) needs no second pass over it.
+  class Listing {
+   public:
+    static Listing of(const std::vector<proto::TreeEntry>& entries);
+    void add(const std::string& dir, const std::string& name, const EventStat& stat);
+    size_t size() const { return map_.size(); }
+
+   private:
+    friend class TreeView;
+    Map map_;
+  };
   struct Change {
     uint32_t mask = 0;  // IN_* | IN_ISDIR
     uint32_t cookie = 0;
@@ -39,6 +56,7 @@ class TreeView {
   };
 
   void reset(const std::vector<proto::TreeEntry>& entries);
+  void replace(Listing entries);  // reset(), from a listing taken in entry by entry
   // Follows one server event (IN_REMOTE not set; stat when the server had it).
   void apply(const Event& event);
   // What changed from this view to `now`, in an order a user can replay
@@ -49,6 +67,8 @@ class TreeView {
   // it is taken), then modifications and attribute changes. Cookies for
   // synthesized moves are taken from *nextCookie.
   std::vector<Change> diff(const std::vector<proto::TreeEntry>& now, uint32_t* nextCookie) const;
+  // diff(), then the view is `now`: one pass over the listing, not two.
+  std::vector<Change> advance(Listing now, uint32_t* nextCookie);
 
   // Whether a structural event only repeats what the view already shows (a
   // change made while the server was listing, so both in the listing and in
@@ -60,8 +80,8 @@ class TreeView {
   bool contains(const std::string& path) const { return entries_.count(path) != 0; }
 
  private:
-  using Map = std::unordered_map<std::string, State>;
   static Map build(const std::vector<proto::TreeEntry>& entries);
+  std::vector<Change> diffWith(const Map& now, uint32_t* nextCookie) const;
   void eraseTree(const std::string& path, std::vector<std::pair<std::string, State>>* keep);
 
   Map entries_;  // "dir/name" relative to the watch root

@@ -53,6 +53,25 @@ TEST(TreeView, ReportsCreationsDeletionsModificationsAndAttributes) {
             (std::vector<std::string>{"DELETE gone", "CREATE new", "MODIFY grown", "ATTRIB chmodded"}));
 }
 
+// advance() (SFTP scans, the re-read after a gap) is diff() and reset() in
+// one pass: the same report, and the view is then the listing.
+TEST(TreeView, AdvancingReportsWhatDiffDoesAndThenIsTheListing) {
+  const std::vector<proto::TreeEntry> before = {dir("", "a", 10), file("a", "f", 11), file("", "x", 12, 1)};
+  const std::vector<proto::TreeEntry> after = {dir("", "b", 10), file("b", "f", 11), file("", "x", 12, 2),
+                                               file("", "new", 13)};
+  TreeView diffed, advanced;
+  diffed.reset(before);
+  advanced.replace(TreeView::Listing::of(before));
+  uint32_t cookieA = 5, cookieB = 5;
+  auto expected = describe(diffed.diff(after, &cookieA));
+  EXPECT_EQ(describe(advanced.advance(TreeView::Listing::of(after), &cookieB)), expected);
+  EXPECT_EQ(cookieA, cookieB);
+  EXPECT_EQ(advanced.size(), after.size());
+  EXPECT_TRUE(advanced.contains("b/f"));
+  EXPECT_FALSE(advanced.contains("a"));
+  EXPECT_TRUE(advanced.advance(TreeView::Listing::of(after), &cookieB).empty());  // nothing changed since
+}
+
 TEST(TreeView, ARenameIsOnePairAndADirectoryCarriesItsContents) {
   TreeView view;
   view.reset({dir("", "a", 10), file("a", "f", 11), file("", "x", 12)});
