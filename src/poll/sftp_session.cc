@@ -6,6 +6,8 @@
 
 #include <cerrno>
 
+#include "common/write_no_signal.h"
+
 namespace rnotify {
 
 std::vector<std::string> SftpSession::argv(const SshTarget& target) {
@@ -77,7 +79,7 @@ Status SftpSession::watchWrites(bool on) {
 Status SftpSession::flush() {
   size_t done = 0;
   while (done < out_.size()) {
-    ssize_t n = ::write(process_.input(), out_.data() + done, out_.size() - done);
+    ssize_t n = writeNoSignal(process_.input(), out_.data() + done, out_.size() - done);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) break;  // the pipe is full: when it is writable again
     if (n < 0) return fail(Error::fromErrno(errno, "SFTP session to " + destination_));

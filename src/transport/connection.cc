@@ -12,37 +12,12 @@
 
 #include "common/deadline.h"
 #include "common/log.h"
+#include "common/write_no_signal.h"
 
 namespace rnotify {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-// A write that never raises SIGPIPE (an application using librnotify must
-// not die because rnotifyd went away): send(MSG_NOSIGNAL) on sockets; on the
-// agent's pipe, SIGPIPE is blocked for this thread around the write and a
-// signal it raised is consumed.
-ssize_t writeNoSignal(int fd, const void* data, size_t size) {
-  ssize_t n = ::send(fd, data, size, MSG_NOSIGNAL);
-  if (n >= 0 || errno != ENOTSOCK) return n;
-  sigset_t pipeOnly, old;
-  sigemptyset(&pipeOnly);
-  sigaddset(&pipeOnly, SIGPIPE);
-  sigset_t pending;
-  sigpending(&pending);
-  const bool alreadyPending = sigismember(&pending, SIGPIPE);
-  pthread_sigmask(SIG_BLOCK, &pipeOnly, &old);
-  n = ::write(fd, data, size);
-  const int saved = errno;
-  if (n < 0 && saved == EPIPE && !alreadyPending) {
-    const struct timespec zero = {0, 0};
-    while (sigtimedwait(&pipeOnly, nullptr, &zero) < 0 && errno == EINTR) {
-    }
-  }
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
-  errno = saved;
-  return n;
-}
 
 // How long the frames waiting to be written may wait for the peer to make
 // room: a peer that reads nothing for that long is treated as gone (its
