@@ -444,8 +444,11 @@ void Client::connectionLost(Connection& connection) {
     if (dedup_) dedup_->forget(watch.wd);  // local reports flow straight through from now on
     watch.source = "local inotify only (lost " + connection.description() + "; reconnecting)";
     if (watch.handingOver && watch.fallback && dedup_) {
-      // Lost before the fallback's last round was in: the fallback goes on.
+      // Lost before the fallback's last round was in: the fallback goes on,
+      // and the next connection makes the watch anew (not resumed), so that
+      // it is handed over again (reattached).
       watch.handingOver = false;
+      watch.remoteId = 0;
       watch.strategy = Dedup::Strategy::kPolled;
       dedup_->setStrategy(watch.wd, watch.strategy);
       watch.source =

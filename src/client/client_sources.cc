@@ -152,10 +152,14 @@ void Client::handOver(Watch& watch) {
   if (!watch.fallback) return;
   // Changes up to the server's watch were made are in the last round; those
   // made since come from the server (one made in between may come from both).
+  const int wd = watch.wd;
   watch.handingOver = true;
+  // The server's source string stands from here on.
+  watch.sourceOnceStarted.clear();
   watch.fallback->finish();
-  auto last = takeFromSource(watch);
-  deliverLastRound(watch, last);
+  auto last = takeFromSource(watch);  // may end the watch (the local kernel's IGNORED)
+  auto it = watches_.find(wd);
+  if (it != watches_.end()) deliverLastRound(it->second, last);
 }
 
 void Client::deliverLastRound(Watch& watch, Result<std::vector<Event>>& events) {
@@ -169,6 +173,9 @@ void Client::deliverLastRound(Watch& watch, Result<std::vector<Event>>& events) 
   auto it = watches_.find(wd);
   if (it == watches_.end() || !it->second.fallback || !it->second.fallback->finished()) return;
   Watch& served = it->second;
+  // The last round failed: what changed between the last good one and the
+  // server's watch is not known.
+  if (!events) push(served, IN_Q_OVERFLOW | kInRemote, 0, 0, {}, {});
   if (served.fallback->fd() >= 0) ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, served.fallback->fd(), nullptr);
   std::unique_ptr<WatchSource> gone = std::move(served.fallback);
   scanned_.erase(wd);
@@ -243,7 +250,7 @@ Result<int> Client::addSmbUrlWatch(const std::string& url, uint32_t mask, bool r
 Result<std::vector<Event>> Client::takeFromSource(Watch& watch) {
   const int wd = watch.wd;
   auto events = watch.fallback->take();
-  if (!watch.sourceOnceStarted.empty() && !watch.fallback->starting()) {
+  if (!watch.sourceOnceStarted.empty() && !watch.handingOver && !watch.fallback->starting()) {
     watch.source = std::exchange(watch.sourceOnceStarted, {});
   }
   if (watch.fallback->readsMount() && watch.local != 0) {

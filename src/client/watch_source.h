@@ -51,7 +51,9 @@ class WatchSource {
   // (a scan), and the next is tried at the next deadline.
   virtual Result<std::vector<Event>> take() = 0;
   // Not serving yet: its start (an SFTP session's handshake, the first
-  // scan) is under way; take() reports nothing until it serves.
+  // scan) is under way, and take() reports nothing until it serves. Also
+  // while a session that replaced a broken one has not scanned yet (its
+  // first scan is compared with the last one before the break).
   virtual bool starting() const { return false; }
   // The source has ended for good, error() says why: while starting(), it
   // could not start (the next source is tried); otherwise it broke after

@@ -152,6 +152,7 @@ class Listing {
 // One scan under way: a listing (a directory) or one LSTAT (a file).
 struct Round {
   Clock::time_point started;
+  Clock::time_point lastAnswer;  // a round fails after 60 s without one while it waits
   std::optional<Listing> listing;
   uint32_t lstatId = 0;
   std::optional<Result<sftp::Attrs>> attrs;  // the LSTAT's answer, once there
@@ -194,7 +195,7 @@ class SftpTree final : public PolledTree {
     if (ended_ || failed_) return Clock::time_point::max();
     if (!session_) return interval_.deadline();
     if (!session_->ready()) return sessionDeadline_;
-    if (round_) return round_->started + kScanTimeout;
+    if (round_) return round_->lastAnswer + kScanTimeout;
     return dueAt();
   }
   int fd() const override { return epoll_.get(); }
@@ -228,6 +229,7 @@ class SftpTree final : public PolledTree {
   Status exchange(Clock::time_point now) {
     auto replies = session_->exchange();
     if (!replies) return replies.error();
+    if (round_ && !replies->empty()) round_->lastAnswer = now;
     for (sftp::Reply& reply : *replies) {
       if (Status taken = takeReply(reply); !taken) return taken;
     }
@@ -235,7 +237,8 @@ class SftpTree final : public PolledTree {
       if (now < sessionDeadline_) return {};
       return session_->fail(Error{ETIMEDOUT, "no SFTP answer from " + target_.destination + " in time"});
     }
-    if (round_ && now >= round_->started + kScanTimeout) {
+    if (round_ && roundDone()) return session_->flush();  // scan() completes it
+    if (round_ && now >= round_->lastAnswer + kScanTimeout) {
       return session_->fail(Error{ETIMEDOUT, "no SFTP answer from " + target_.destination + " in time"});
     }
     if (!round_ && dueAt() <= now) startRound(now);
@@ -249,6 +252,7 @@ class SftpTree final : public PolledTree {
   void startRound(Clock::time_point now) {
     round_.emplace();
     round_->started = now;
+    round_->lastAnswer = now;
     if (lastRound_) lastRoundStarted_ = true;
     if (isDirectory_) {
       round_->listing.emplace(root_, recursive_);

@@ -14,7 +14,8 @@
 // Nothing waits: the session's start (ssh, its handshake, INIT/VERSION) and
 // each scan are made over as many scan() calls as the answers take, each
 // call doing what has arrived (fd() readable) or what is due (deadline()).
-// The first session has `startTimeout` to answer; a scan, 60 s.
+// A session has `startTimeout` to answer; a scan fails after 60 s without
+// an answer while it waits for one.
 #pragma once
 
 #include <memory>

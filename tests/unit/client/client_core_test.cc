@@ -430,6 +430,32 @@ TEST_F(ClientCore, TheServerTakesAWatchFromSftpScansAfterTheirLastRound) {
   until(named(IN_CREATE | IN_REMOTE, "made-on-the-server"));
 }
 
+// The server goes away again before the last round is in: the scans go on
+// serving (nothing is lost meanwhile), and hand over when it is back.
+TEST_F(ClientCore, AServerLostDuringTheHandOverLeavesTheScansServingUntilItIsBack) {
+  world_.slowLastRound.insert(SourceKind::kSftpScan);
+  int wd = watch("/sshfs/dir");  // nothing listens
+  auto sftp = world_.feedOf(SourceKind::kSftpScan);
+  ASSERT_TRUE(sftp);
+  startServer();
+  ASSERT_TRUE(runUntil([&] { return sftp->finishAsked; })) << sourceOf(wd);
+  server_->kill();
+  until(status(wd, IN_Q_OVERFLOW | IN_REMOTE));
+  EXPECT_TRUE(sftp->held);
+  EXPECT_NE(sourceOf(wd).find("fake SFTP scans + local inotify (lost "), std::string::npos) << sourceOf(wd);
+  sftp->finishAsked = false;
+  sftp->hand(IN_CREATE, "while-the-server-is-gone");
+  until(named(IN_CREATE | IN_REMOTE, "while-the-server-is-gone"));
+  startServer();
+  ASSERT_TRUE(runUntil([&] { return sftp->finishAsked; })) << "not handed over again: " << sourceOf(wd);
+  sftp->lastRoundIn = true;
+  sftp->signal();
+  until(status(wd, IN_RESTORED | IN_REMOTE));
+  EXPECT_FALSE(sftp->held);
+  serverMakes("dir/made-on-the-server");
+  until(named(IN_CREATE | IN_REMOTE, "made-on-the-server"));
+}
+
 // No fallback serves the gap here: the server's listing after the comeback,
 // compared with what the client knew, must tell what changed meanwhile.
 TEST_F(ClientCore, AServerThatGoesAndComesBackReportsWhatChangedMeanwhile) {
