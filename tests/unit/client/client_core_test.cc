@@ -246,6 +246,20 @@ class ClientCore : public ::testing::Test {
     return [=](const ClientEvent& e) { return e.wd == wd && (e.mask & mask) == mask; };
   }
   void serverMakes(const std::string& relative) { std::ofstream(base_ + "/export/" + relative) << "x"; }
+  // A watch served by SFTP scans whose last round the test completes, and
+  // the server started: returned once the core has asked for that round.
+  std::shared_ptr<Feed> sftpHandingOver(int* wd) {
+    world_.slowLastRound.insert(SourceKind::kSftpScan);
+    *wd = watch("/sshfs/dir");  // nothing listens
+    auto sftp = world_.feedOf(SourceKind::kSftpScan);
+    if (!sftp) return nullptr;
+    startServer();
+    if (!runUntil([&] { return sftp->finishAsked; })) {
+      ADD_FAILURE() << "no hand-over asked for: " << sourceOf(*wd);
+      return nullptr;
+    }
+    return sftp;
+  }
 
   std::string base_;
   World world_;
@@ -410,12 +424,9 @@ TEST_F(ClientCore, SftpScansThatCannotStartGiveWayToTheMountWithTheirReason) {
 // changes made up to the server's watch are not lost, however long that
 // round takes.
 TEST_F(ClientCore, TheServerTakesAWatchFromSftpScansAfterTheirLastRound) {
-  world_.slowLastRound.insert(SourceKind::kSftpScan);
-  int wd = watch("/sshfs/dir");  // nothing listens
-  auto sftp = world_.feedOf(SourceKind::kSftpScan);
+  int wd = 0;
+  auto sftp = sftpHandingOver(&wd);
   ASSERT_TRUE(sftp);
-  startServer();
-  ASSERT_TRUE(runUntil([&] { return sftp->finishAsked; })) << sourceOf(wd);
   for (const ClientEvent& e : kept_) EXPECT_FALSE(e.mask & IN_RESTORED) << "restored before the last round";
   EXPECT_TRUE(sftp->held);
   sftp->hand(IN_CREATE, "in-the-last-round");
@@ -433,12 +444,9 @@ TEST_F(ClientCore, TheServerTakesAWatchFromSftpScansAfterTheirLastRound) {
 // The server goes away again before the last round is in: the scans go on
 // serving (nothing is lost meanwhile), and hand over when it is back.
 TEST_F(ClientCore, AServerLostDuringTheHandOverLeavesTheScansServingUntilItIsBack) {
-  world_.slowLastRound.insert(SourceKind::kSftpScan);
-  int wd = watch("/sshfs/dir");  // nothing listens
-  auto sftp = world_.feedOf(SourceKind::kSftpScan);
+  int wd = 0;
+  auto sftp = sftpHandingOver(&wd);
   ASSERT_TRUE(sftp);
-  startServer();
-  ASSERT_TRUE(runUntil([&] { return sftp->finishAsked; })) << sourceOf(wd);
   server_->kill();
   until(status(wd, IN_Q_OVERFLOW | IN_REMOTE));
   EXPECT_TRUE(sftp->held);
