@@ -15,7 +15,9 @@
  * change notify through the mount) starts one thread of its own, and a watch
  * on an SMB share without rnotifyd starts one rnotify-smb-helper process
  * (posix_spawn; it holds libsmbclient, which is not thread-safe). A watch on
- * an sshfs mount starts ssh (posix_spawn) to run the agent on the server.
+ * an sshfs mount starts ssh (posix_spawn) to run the agent on the server,
+ * and, when the agent is not installed there, a second ssh for SFTP scans
+ * (one per watch).
  * A handle is not thread-safe: use it from one thread at a time.
  */
 #ifndef RNOTIFY_RNOTIFY_H
