@@ -164,7 +164,9 @@ void Client::handOver(Watch& watch) {
 
 void Client::deliverLastRound(Watch& watch, Result<std::vector<Event>>& events) {
   const int wd = watch.wd;
-  if (events && dedup_) {
+  // Only around a delivery: a change of strategy forgets what Dedup held
+  // for the watch, and most calls of a round over SFTP deliver nothing.
+  if (events && !events->empty() && dedup_) {
     const Dedup::Strategy after = watch.strategy;  // the server's, set by attachRemote
     dedup_->setStrategy(wd, Dedup::Strategy::kPolled);
     deliverFromSource(wd, *events);

@@ -156,6 +156,7 @@ struct Round {
   std::optional<Listing> listing;
   uint32_t lstatId = 0;
   std::optional<Result<sftp::Attrs>> attrs;  // the LSTAT's answer, once there
+  std::optional<Error> error;                // the listing failed: the round is over
 };
 
 class SftpTree final : public PolledTree {
@@ -235,12 +236,10 @@ class SftpTree final : public PolledTree {
     }
     if (!session_->ready()) {
       if (now < sessionDeadline_) return {};
-      return session_->fail(Error{ETIMEDOUT, "no SFTP answer from " + target_.destination + " in time"});
+      return session_->fail(noAnswer());
     }
     if (round_ && roundDone()) return session_->flush();  // scan() completes it
-    if (round_ && now >= round_->lastAnswer + kScanTimeout) {
-      return session_->fail(Error{ETIMEDOUT, "no SFTP answer from " + target_.destination + " in time"});
-    }
+    if (round_ && now >= round_->lastAnswer + kScanTimeout) return session_->fail(noAnswer());
     if (!round_ && dueAt() <= now) startRound(now);
     if (round_ && round_->listing) round_->listing->ask(*session_);
     // What the answers and the round asked for, written now (the rest when
@@ -248,6 +247,8 @@ class SftpTree final : public PolledTree {
     // would not come.
     return session_->flush();
   }
+
+  Error noAnswer() const { return Error{ETIMEDOUT, "no SFTP answer from " + target_.destination + " in time"}; }
 
   void startRound(Clock::time_point now) {
     round_.emplace();
@@ -266,7 +267,7 @@ class SftpTree final : public PolledTree {
     if (round_->listing) {
       Status taken = round_->listing->take(reply, *session_);
       if (taken) return {};
-      listingError_ = taken.error();
+      round_->error = taken.error();
       if (taken.error().code == EPROTO || round_->listing->answersDue()) return session_->fail(taken.error());
       return {};
     }
@@ -285,7 +286,7 @@ class SftpTree final : public PolledTree {
   }
 
   bool roundDone() const {
-    if (listingError_) return true;
+    if (round_->error) return true;
     return round_->listing ? round_->listing->done() : round_->attrs.has_value();
   }
 
@@ -293,8 +294,8 @@ class SftpTree final : public PolledTree {
     Round round = std::move(*round_);
     round_.reset();
     Result<std::vector<Event>> events = std::vector<Event>{};
-    if (listingError_) {
-      Error error = *std::exchange(listingError_, std::nullopt);
+    if (round.error) {
+      const Error& error = *round.error;
       events = error;
       if (error.code == ENOENT && baseline_) {  // gone: everything in it is too
         events = compareListing({});
@@ -321,7 +322,6 @@ class SftpTree final : public PolledTree {
   Error roundFailed(Error error, Clock::time_point now) {
     session_.reset();
     round_.reset();
-    listingError_.reset();
     settled_ = false;
     if (lastRound_) finished_ = true;  // no last scan to wait for: the server's events stand alone
     interval_.onScan(now, Clock::duration::zero(), false);
@@ -394,7 +394,6 @@ class SftpTree final : public PolledTree {
   std::unique_ptr<SftpSession> session_;
   Clock::time_point sessionDeadline_;  // for its VERSION
   std::optional<Round> round_;
-  std::optional<Error> listingError_;
   std::optional<Clock::time_point> hurriedTo_;
   TreeView view_;
   sftp::Attrs file_;
