@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <unordered_set>
+#include <utility>
 
 #include "common/log.h"
 #include "poll/poll_diff.h"
@@ -37,14 +38,44 @@ struct PollScanner::Entry {
 
 const char* PollScanner::Dir::nameOf(const Entry& e) const { return names.data() + e.nameOffset; }
 
+// A directory's new listing, sorted by name, being compared with what was
+// known: old entries [0, i) and new names [0, j) are done, their result in
+// `next`.
+struct PollScanner::Relisting {
+  std::string names;
+  std::vector<std::pair<uint32_t, uint64_t>> order;  // name offset, d_ino
+  Dir next;
+  size_t i = 0, j = 0;
+  Clock::time_point listedAt;
+  int64_t mtimeNs = 0;
+  bool changed = false;
+};
+
+// A directory visited in this scan, open, and how far through its entries
+// the scan has gone down. Its entries do not change while it is here: only
+// the visit of a directory rewrites that directory's own list.
+struct PollScanner::Frame {
+  Dir* dir = nullptr;
+  UniqueFd fd;
+  std::string path;
+  size_t next = 0;     // the next entry to go down into
+  bool files = false;  // every file statx'd at this visit (sweepScans)
+  // Its own entries first: compared with a new listing, or re-stat'd
+  // (entries [kept, at) are moved out while that is under way).
+  std::unique_ptr<Relisting> relisting;
+  bool restating = false;
+  size_t at = 0, kept = 0;
+};
+
 // What one scan found: the structural part (entries gone and entries new,
 // with their subtrees) goes through pollDiff, which pairs renames and orders
 // the steps; in-place changes are reported directly.
 struct PollScanner::Cycle {
-  bool report = false;  // false while taking the baseline
-  Clock::time_point start;
+  bool report = false;       // false while taking the baseline
+  Clock::duration worked{};  // the slices' time, not the waits between them
   std::vector<PollItem> gone, found;
   std::vector<Event> changed;
+  std::vector<Frame> stack;  // directories whose subdirectories are next
 };
 
 namespace {
@@ -118,25 +149,19 @@ void PollScanner::added(const PollStat& st, const std::string& path, const char*
   c.found.push_back(PollItem{join(path, name), st});
 }
 
-void PollScanner::relist(int fd, Dir& dir, const std::string& path, bool files, Cycle& c) {
-  std::string names;
-  std::vector<uint64_t> inos;
-  if (int err = fs_.list(fd, &names, &inos); err != 0) {
-    log::debug("poll: cannot list '{}/{}': {}", root_, path, std::strerror(err));
-    return;  // keep what was known
-  }
-  ++counters_.dirsListed;
-  std::vector<std::pair<uint32_t, uint64_t>> order;  // name offset, d_ino
-  for (size_t at = 0, k = 0; at < names.size(); at += std::strlen(names.data() + at) + 1, ++k) {
-    order.emplace_back(static_cast<uint32_t>(at), inos[k]);
-  }
-  std::sort(order.begin(), order.end(), [&](const auto& a, const auto& b) {
-    return std::strcmp(names.data() + a.first, names.data() + b.first) < 0;
-  });
+// Whether the call's slice is used up. At least one unit of work (a
+// directory opened, an entry statx'd) is done per call.
+struct PollScanner::Slice {
+  Clock::time_point began;
+  Clock::duration length;
+  bool worked = false;
+  bool over() const { return worked && Clock::now() - began >= length; }
+};
 
-  Dir next;
-  next.names.reserve(names.size());
-  next.entries.reserve(order.size());
+bool PollScanner::relist(Frame& f, Cycle& c, Slice& slice) {
+  Dir& dir = *f.dir;
+  Relisting& r = *f.relisting;
+  Dir& next = r.next;
   auto keep = [&](const char* name, Entry&& e) {
     e.nameOffset = static_cast<uint32_t>(next.names.size());
     next.names.append(name, std::strlen(name) + 1);
@@ -147,28 +172,31 @@ void PollScanner::relist(int fd, Dir& dir, const std::string& path, bool files, 
     e.st = st;
     if (c.report) e.hotUntil = static_cast<uint32_t>(counters_.scans + options_.hotScans);
     if (isDir(st) && options_.recursive) e.dir = std::make_unique<Dir>();
-    added(st, path, name, c);
+    added(st, f.path, name, c);
     keep(name, std::move(e));
   };
-  size_t i = 0, j = 0;
-  while (i < dir.entries.size() || j < order.size()) {
+  size_t& i = r.i;
+  size_t& j = r.j;
+  while (i < dir.entries.size() || j < r.order.size()) {
     const char* oldName = i < dir.entries.size() ? dir.nameOf(dir.entries[i]) : nullptr;
-    const char* newName = j < order.size() ? names.data() + order[j].first : nullptr;
+    const char* newName = j < r.order.size() ? r.names.data() + r.order[j].first : nullptr;
     int cmp = oldName == nullptr ? 1 : newName == nullptr ? -1 : std::strcmp(oldName, newName);
     if (cmp < 0) {  // gone
-      removed(dir.entries[i], path, oldName, c);
+      removed(dir.entries[i], f.path, oldName, c);
       ++i;
       continue;
     }
-    if (cmp == 0 && !files && !isDir(dir.entries[i].st) && !hot(dir.entries[i]) && options_.stableInodes &&
-        order[j].second == dir.entries[i].st.ino) {
+    if (cmp == 0 && !f.files && !isDir(dir.entries[i].st) && !hot(dir.entries[i]) && options_.stableInodes &&
+        r.order[j].second == dir.entries[i].st.ino) {
       keep(oldName, std::move(dir.entries[i]));  // the same inode, not due for a check
       ++i;
       ++j;
       continue;
     }
+    if (slice.over()) return false;
+    slice.worked = true;
     PollStat st;
-    int err = fs_.stat(fd, newName, cmp == 0 && isDir(dir.entries[i].st), &st);
+    int err = fs_.stat(f.fd.get(), newName, cmp == 0 && isDir(dir.entries[i].st), &st);
     if (cmp > 0) {  // new
       if (err == 0) fresh(newName, st);
       ++j;
@@ -176,14 +204,14 @@ void PollScanner::relist(int fd, Dir& dir, const std::string& path, bool files, 
     }
     Entry& known = dir.entries[i];
     if (err == ENOENT) {
-      removed(known, path, oldName, c);
+      removed(known, f.path, oldName, c);
     } else if (err != 0) {
       keep(oldName, std::move(known));
     } else if (same(known, st)) {
-      update(known, st, path, oldName, c);
+      update(known, st, f.path, oldName, c);
       keep(oldName, std::move(known));
     } else {
-      removed(known, path, oldName, c);
+      removed(known, f.path, oldName, c);
       fresh(newName, st);
     }
     ++i;
@@ -191,42 +219,48 @@ void PollScanner::relist(int fd, Dir& dir, const std::string& path, bool files, 
   }
   dir.names = std::move(next.names);
   dir.entries = std::move(next.entries);
+  if (r.changed) dir.mtimeSince = r.listedAt;
+  dir.listedMtimeNs = r.mtimeNs;
+  dir.listedAt = r.listedAt;
+  dir.listed = true;
+  f.relisting.reset();
+  return true;
 }
 
-void PollScanner::restat(int fd, Dir& dir, const std::string& path, bool files, Cycle& c) {
-  ++counters_.dirsSkipped;
-  counters_.dirsSwept += files;
-  size_t kept = 0;
-  for (size_t i = 0; i < dir.entries.size(); ++i) {
-    Entry& known = dir.entries[i];
-    if (!files && !isDir(known.st) && !hot(known)) {
-      if (kept != i) dir.entries[kept] = std::move(known);
-      ++kept;
+bool PollScanner::restat(Frame& f, Cycle& c, Slice& slice) {
+  Dir& dir = *f.dir;
+  for (; f.at < dir.entries.size(); ++f.at) {
+    Entry& known = dir.entries[f.at];
+    if (!f.files && !isDir(known.st) && !hot(known)) {
+      if (f.kept != f.at) dir.entries[f.kept] = std::move(known);
+      ++f.kept;
       continue;
     }
+    if (slice.over()) return false;
+    slice.worked = true;
     const char* name = dir.nameOf(known);
     PollStat st;
-    int err = fs_.stat(fd, name, isDir(known.st), &st);
+    int err = fs_.stat(f.fd.get(), name, isDir(known.st), &st);
     if (err == ENOENT) {  // removed after the directory's statx: listed again next time
-      removed(known, path, name, c);
+      removed(known, f.path, name, c);
       continue;
     }
     if (err == 0 && !same(known, st)) {
-      removed(known, path, name, c);
+      removed(known, f.path, name, c);
       known.st = st;
       known.dir = isDir(st) && options_.recursive ? std::make_unique<Dir>() : nullptr;
-      added(st, path, name, c);
+      added(st, f.path, name, c);
     } else if (err == 0) {
-      update(known, st, path, name, c);
+      update(known, st, f.path, name, c);
     }
-    if (kept != i) dir.entries[kept] = std::move(known);
-    ++kept;
+    if (f.kept != f.at) dir.entries[f.kept] = std::move(known);
+    ++f.kept;
   }
-  dir.entries.resize(kept);
+  dir.entries.resize(f.kept);
+  return true;
 }
 
-void PollScanner::scanDir(int parentFd, const char* name, const PollStat& self, Dir& dir, const std::string& path,
-                          Cycle& c) {
+void PollScanner::visit(int parentFd, const char* name, const PollStat& self, Dir& dir, std::string path, Cycle& c) {
   bool list = needsListing(dir, self);
   if (!dir.listed) dir.phase = nextPhase_++;
   const int sweep = std::max(options_.sweepScans, 1);
@@ -245,31 +279,87 @@ void PollScanner::scanDir(int parentFd, const char* name, const PollStat& self, 
     log::debug("poll: cannot open '{}/{}': {}", root_, path, std::strerror(err));
     return;
   }
+  Frame f;
+  f.dir = &dir;
+  f.fd = std::move(fd);
+  f.path = std::move(path);
+  f.files = files;
   if (list) {
+    auto r = std::make_unique<Relisting>();
     // Read after the open, so not before the statx that gave self.mtimeNs.
-    Clock::time_point now = Clock::now();
-    bool changed = !dir.listed || self.mtimeNs != dir.listedMtimeNs;
-    relist(fd.get(), dir, path, files, c);
-    if (changed) dir.mtimeSince = now;
-    dir.listedMtimeNs = self.mtimeNs;
-    dir.listedAt = now;
-    dir.listed = true;
+    r->listedAt = Clock::now();
+    r->changed = !dir.listed || self.mtimeNs != dir.listedMtimeNs;
+    r->mtimeNs = self.mtimeNs;
+    std::vector<uint64_t> inos;
+    if (int error = fs_.list(f.fd.get(), &r->names, &inos); error != 0) {
+      log::debug("poll: cannot list '{}/{}': {}", root_, f.path, std::strerror(error));
+      c.stack.push_back(std::move(f));  // keep what was known; listed again next time
+      return;
+    }
+    ++counters_.dirsListed;
+    for (size_t at = 0, k = 0; at < r->names.size(); at += std::strlen(r->names.data() + at) + 1, ++k) {
+      r->order.emplace_back(static_cast<uint32_t>(at), inos[k]);
+    }
+    const char* names = r->names.data();
+    std::sort(r->order.begin(), r->order.end(),
+              [&](const auto& a, const auto& b) { return std::strcmp(names + a.first, names + b.first) < 0; });
+    r->next.names.reserve(r->names.size());
+    r->next.entries.reserve(r->order.size());
+    f.relisting = std::move(r);
   } else {
-    restat(fd.get(), dir, path, files, c);
+    ++counters_.dirsSkipped;
+    counters_.dirsSwept += files;
+    f.restating = true;
   }
-  for (Entry& e : dir.entries) {
-    if (e.dir) scanDir(fd.get(), dir.nameOf(e), e.st, *e.dir, join(path, dir.nameOf(e)), c);
-  }
+  c.stack.push_back(std::move(f));
+}
+
+void PollScanner::hurry(Clock::time_point when) {
+  interval_.hurry(when);
+  if (cycle_) hurried_ = std::min(hurried_, when);
 }
 
 Result<std::vector<Event>> PollScanner::scan() {
-  Cycle c;
-  c.start = Clock::now();
-  c.report = baseline_;
+  Slice slice{Clock::now(), options_.slice};
+  if (!cycle_) {
+    auto begun = begin(slice.began);
+    if (!begun || !begun->empty() || !cycle_) return begun;
+    slice.worked = true;
+  }
+  Cycle& c = *cycle_;
+  auto pause = [&] {
+    c.worked += Clock::now() - slice.began;
+    return std::vector<Event>{};
+  };
+  while (!c.stack.empty()) {
+    Frame& frame = c.stack.back();
+    // The directory's own entries first (its listing compared, or its files
+    // statx'd), then its subdirectories, one by one.
+    if (frame.relisting && !relist(frame, c, slice)) return pause();
+    if (frame.restating && !restat(frame, c, slice)) return pause();
+    frame.restating = false;
+    const std::vector<Entry>& entries = frame.dir->entries;
+    while (frame.next < entries.size() && !entries[frame.next].dir) ++frame.next;
+    if (frame.next == entries.size()) {
+      c.stack.pop_back();  // closes the directory
+      continue;
+    }
+    if (slice.over()) return pause();
+    slice.worked = true;
+    Entry& e = frame.dir->entries[frame.next++];
+    const char* name = frame.dir->nameOf(e);
+    // May push onto the stack: frame is not used after it.
+    visit(frame.fd.get(), name, e.st, *e.dir, join(frame.path, name), c);
+  }
+  c.worked += Clock::now() - slice.began;
+  return complete(Clock::now());
+}
+
+Result<std::vector<Event>> PollScanner::begin(Clock::time_point now) {
   ++counters_.scans;
   auto finish = [&](bool changed) {
     Clock::time_point end = Clock::now();
-    interval_.onScan(end, end - c.start, changed);
+    interval_.onScan(end, end - now, changed);
   };
   if (ended_) {
     finish(false);
@@ -284,6 +374,8 @@ Result<std::vector<Event>> PollScanner::scan() {
     return Error::fromErrno(err, "poll: statx '" + root_ + "'");
   }
   if (err != 0) {  // the watched directory is gone: so is everything in it
+    Cycle c;
+    c.report = true;
     for (const Entry& e : rootEntry_->dir->entries) removed(e, "", rootEntry_->dir->nameOf(e), c);
     std::vector<Event> out = events(c);
     Event self;
@@ -300,12 +392,23 @@ Result<std::vector<Event>> PollScanner::scan() {
     rootEntry_ = std::make_unique<Entry>();
     rootEntry_->dir = std::make_unique<Dir>();
   }
+  cycle_ = std::make_unique<Cycle>();
+  Cycle& c = *cycle_;
+  c.report = baseline_;
   if (c.report) update(*rootEntry_, st, "", "", c);  // the root's own ATTRIB: dir "", name ""
   rootEntry_->st = st;
-  scanDir(AT_FDCWD, root_.c_str(), st, *rootEntry_->dir, "", c);
+  visit(AT_FDCWD, root_.c_str(), st, *rootEntry_->dir, "", c);
+  return std::vector<Event>{};
+}
+
+std::vector<Event> PollScanner::complete(Clock::time_point now) {
+  std::unique_ptr<Cycle> c = std::move(cycle_);
   baseline_ = true;
-  std::vector<Event> out = events(c);
-  finish(!out.empty());
+  std::vector<Event> out = events(*c);
+  interval_.onScan(now, c->worked, !out.empty());
+  // A change this host made while the scan was under way may be in a
+  // directory it had passed.
+  if (hurried_ != Clock::time_point::max()) interval_.hurry(std::exchange(hurried_, Clock::time_point::max()));
   return out;
 }
 

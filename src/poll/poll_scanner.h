@@ -32,7 +32,10 @@
 // where inotify says ATTRIB: a poll cannot tell a write from utimensat.
 //
 // No thread: the owner calls scan() when deadline() has passed (an epoll
-// timeout from timeoutMs()); PollInterval decides the next deadline.
+// timeout from timeoutMs()); PollInterval decides the next deadline. A scan
+// may be cut into slices (Options::slice): each call works about that long,
+// finishing the directory it is in, and deadline() stays due until the scan
+// is complete, so that a caller's event loop is never held for a whole tree.
 #pragma once
 
 #include <chrono>
@@ -77,6 +80,11 @@ class PollScanner {
     int sweepScans = 2;
     int hotScans = 30;
     PollInterval::Settings interval;
+    // How long one call of scan() works before it returns and goes on at
+    // the next call: checked between directories, after at least one (a
+    // directory's listing and the statx of its files are not cut). The
+    // default is the whole scan in one call.
+    Clock::duration slice = Clock::duration::max();
   };
 
   struct Counters {
@@ -94,17 +102,27 @@ class PollScanner {
   PollScanner(const PollScanner&) = delete;
   PollScanner& operator=(const PollScanner&) = delete;
 
-  // Scans now and returns the differences, each with IN_POLLED; the entry's
-  // state (hasStat) on CREATE, MOVED_TO, MODIFY and ATTRIB. watch and seq are
-  // left 0 for the caller. The first scan takes the baseline and returns no
-  // event. When the root is gone (or replaced by another directory): DELETE
-  // for everything known, DELETE_SELF and IGNORED, then ended(). An error
-  // (root unreadable at the first scan, or for another reason than being
-  // gone) leaves the known state as it was; the next deadline is set either way.
+  // Scans now (or goes on with the scan under way for one slice) and, when
+  // the scan is complete, returns the differences, each with IN_POLLED; the
+  // entry's state (hasStat) on CREATE, MOVED_TO, MODIFY and ATTRIB. watch and
+  // seq are left 0 for the caller. Nothing while scanning() after the call.
+  // The first scan takes the baseline and returns no event. When the root is
+  // gone (or replaced by another directory): DELETE for everything known,
+  // DELETE_SELF and IGNORED, then ended(). An error (root unreadable at the
+  // first scan, or for another reason than being gone; only a scan's first
+  // slice can have one) leaves the known state as it was; the next deadline
+  // is set either way.
   Result<std::vector<Event>> scan();
+  // A scan is under way: call scan() again (deadline() is due).
+  bool scanning() const { return cycle_ != nullptr; }
+  // A scan has completed: the baseline is taken.
+  bool scanned() const { return baseline_; }
+  // Scan no later than `when`. A scan under way may have passed the change
+  // already: then the next one starts by `when` after it.
+  void hurry(Clock::time_point when);
 
-  Clock::time_point deadline() const { return interval_.deadline(); }
-  int timeoutMs(Clock::time_point now) const { return interval_.timeoutMs(now); }
+  Clock::time_point deadline() const { return scanning() ? Clock::time_point::min() : interval_.deadline(); }
+  int timeoutMs(Clock::time_point now) const { return scanning() ? 0 : interval_.timeoutMs(now); }
   PollInterval& interval() { return interval_; }
   const PollInterval& interval() const { return interval_; }
   bool ended() const { return ended_; }
@@ -122,10 +140,20 @@ class PollScanner {
   struct Dir;
   struct Entry;
   struct Cycle;
+  struct Frame;
+  struct Relisting;
+  struct Slice;
 
-  void scanDir(int parentFd, const char* name, const PollStat& self, Dir& dir, const std::string& path, Cycle& c);
-  void relist(int fd, Dir& dir, const std::string& path, bool files, Cycle& c);
-  void restat(int fd, Dir& dir, const std::string& path, bool files, Cycle& c);
+  Result<std::vector<Event>> begin(Clock::time_point now);
+  // Opens one directory, and lists it when its mtime says so; its entries
+  // are then compared (or re-stat'd) and its subdirectories visited from the
+  // cycle's stack, as far as each slice goes.
+  void visit(int parentFd, const char* name, const PollStat& self, Dir& dir, std::string path, Cycle& c);
+  std::vector<Event> complete(Clock::time_point now);
+  // Go on with a visited directory's own entries; false when the slice
+  // ran out first (the frame holds how far they got).
+  bool relist(Frame& f, Cycle& c, Slice& slice);
+  bool restat(Frame& f, Cycle& c, Slice& slice);
   bool hot(const Entry& e) const;
   bool needsListing(const Dir& dir, const PollStat& self) const;
   // Compares an entry found under its old name; false if it is another object.
@@ -141,7 +169,9 @@ class PollScanner {
   Options options_;
   PollFs fs_;
   PollInterval interval_;
-  std::unique_ptr<Entry> rootEntry_;  // the root's own state and its directory
+  std::unique_ptr<Entry> rootEntry_;                      // the root's own state and its directory
+  std::unique_ptr<Cycle> cycle_;                          // the scan under way
+  Clock::time_point hurried_ = Clock::time_point::max();  // asked for during it
   bool baseline_ = false;
   bool ended_ = false;
   uint32_t nextCookie_ = 1;

@@ -17,9 +17,27 @@ std::string millis(std::chrono::milliseconds ms) {
 class MountTree final : public PolledTree {
  public:
   MountTree(const std::string& root, PollScanner::Options options) : scanner_(root, options) {}
-  Result<std::vector<Event>> scan() override { return scanner_.scan(); }
-  Clock::time_point deadline() const override { return scanner_.deadline(); }
-  void hurry(Clock::time_point when) override { scanner_.interval().hurry(when); }
+  Result<std::vector<Event>> scan() override {
+    if (finishing_ && !scanner_.scanning()) lastBegun_ = true;
+    auto events = scanner_.scan();
+    if (lastBegun_ && !scanner_.scanning()) finished_ = true;
+    return events;
+  }
+  Clock::time_point deadline() const override {
+    return finishing_ && !finished_ ? Clock::time_point::min() : scanner_.deadline();
+  }
+  // Until the first scan is complete, what this tree holds is not the
+  // baseline a change is told against.
+  bool starting() const override { return !scanner_.scanned(); }
+  // The last scan is one that begins after this call: a scan under way has
+  // passed directories before the server's watch was made.
+  void finish() override {
+    finishing_ = true;
+    lastBegun_ = false;
+    finished_ = false;
+  }
+  bool finished() const override { return finished_; }
+  void hurry(Clock::time_point when) override { scanner_.hurry(when); }
   bool ended() const override { return scanner_.ended(); }
   bool readsMount() const override { return true; }
   std::string describe() const override {
@@ -28,6 +46,7 @@ class MountTree final : public PolledTree {
 
  private:
   PollScanner scanner_;
+  bool finishing_ = false, lastBegun_ = false, finished_ = true;
 };
 
 // A file: its directory scanned for that one name, reported as inotify
@@ -63,7 +82,7 @@ class FileTree final : public PolledTree {
     return out;
   }
   Clock::time_point deadline() const override { return scanner_.deadline(); }
-  void hurry(Clock::time_point when) override { scanner_.interval().hurry(when); }
+  void hurry(Clock::time_point when) override { scanner_.hurry(when); }
   bool ended() const override { return ended_ || scanner_.ended(); }
   bool readsMount() const override { return true; }
   std::string describe() const override {
@@ -73,7 +92,8 @@ class FileTree final : public PolledTree {
  private:
   static PollScanner::Options withoutRecursion(PollScanner::Options options) {
     options.recursive = false;
-    options.sweepScans = 1;  // one directory: check its files every time
+    options.slice = Clock::duration::max();  // one directory: one call
+    options.sweepScans = 1;                  // one directory: check its files every time
     return options;
   }
   PollScanner scanner_;

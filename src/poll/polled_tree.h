@@ -5,8 +5,9 @@
 // separate SFTP session (SftpTree), which sshfs's caches cannot delay.
 // Events are relative to the watch root and carry IN_POLLED. No thread: the
 // client scans when deadline() has passed or fd() is readable. A scan of the
-// mount is made within one scan() call; an SFTP scan, which waits for a
-// server, over several: scan() returns nothing until one completes.
+// mount is made in slices of Options::slice (the client's: 500 µs), one per
+// scan() call; an SFTP scan, which waits for a server, over as many calls
+// as its answers need: scan() returns nothing until one completes.
 #pragma once
 
 #include <chrono>

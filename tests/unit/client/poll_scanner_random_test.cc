@@ -310,5 +310,64 @@ TEST(PollScannerRandom, EventsReplayWhenUnchangedDirectoriesAreSkipped) {
   runRandom(o, s, 200);
 }
 
+// A scan cut into slices of one directory, and the tree changed between
+// slices: a change in a directory the scan has passed comes with the next
+// scan. Each round's events, and then a quiet scan's, must still replay step
+// by step, and give the listing once the tree is quiet.
+TEST(PollScannerRandom, EventsReplayWhenTheTreeChangesBetweenSlices) {
+  const uint32_t s = seed();
+  std::cout << "seed " << s << " (RNOTIFY_POLL_SEED to repeat)\n";
+  TempDir tmp;
+  std::string root = tmp.mkdir("root");
+  for (int d = 0; d < 8; ++d) {
+    for (int e = 0; e < 2; ++e) tmp.mkdir("root/d" + std::to_string(d) + "/e" + std::to_string(e));
+  }
+  Mutator mutator(root, s);
+  for (int i = 0; i < 40; ++i) mutator.apply();
+  PollScanner::Options o;
+  o.sweepScans = 1;
+  o.slice = PollScanner::Clock::duration::zero();  // one directory per call
+  PollScanner scanner(root, o);
+  std::mt19937 rng(s);
+  size_t slices = 0, scans = 0;
+  // Whole scans, slice by slice, calling `between` after each slice that
+  // leaves the scan under way.
+  auto scanAll = [&](auto&& between, std::vector<Event>* into) {
+    do {
+      auto scanned = scanner.scan();
+      ASSERT_TRUE(scanned.ok()) << scanned.error().message;
+      for (Event& e : *scanned) into->push_back(std::move(e));
+      ++slices;
+      if (scanner.scanning()) {
+        EXPECT_LE(scanner.deadline(), PollScanner::Clock::now()) << "a scan under way is due";
+        between();
+      }
+    } while (scanner.scanning());
+    ++scans;
+  };
+  std::vector<Event> none;
+  scanAll([] {}, &none);
+  ASSERT_TRUE(none.empty());
+  Listing before = listing(root);
+  for (int round = 0; round < 60; ++round) {
+    std::string ops;
+    std::vector<Event> result;
+    scanAll(
+        [&] {
+          if (rng() % 3 == 0) ops += mutator.apply() + "; ";
+        },
+        &result);
+    scanAll([] {}, &result);  // quiet: what the first one passed by
+    Listing after = listing(root);
+    SCOPED_TRACE("seed " + std::to_string(s) + ", round " + std::to_string(round) + ": " + ops);
+    Listing model = before;
+    replay(result, &model);
+    ASSERT_EQ(comparable(model), comparable(after));
+    ASSERT_EQ(scanner.entries(), after.size());
+    before = std::move(after);
+  }
+  EXPECT_GT(slices, 2 * scans) << "the scans were not cut into slices";
+}
+
 }  // namespace
 }  // namespace rnotify

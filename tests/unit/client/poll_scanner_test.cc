@@ -86,6 +86,62 @@ TEST(PollScanner, BaselineThenCreationsWithState) {
   EXPECT_TRUE(scan(scanner).empty());
 }
 
+// A scan in slices (one statx or directory per call here) takes many calls,
+// is due meanwhile, and reports what one whole scan reports. A change this
+// host makes meanwhile (hurry) in a directory the scan has passed is not in
+// it: the next scan, due by then, has it.
+TEST(PollScanner, AScanInSlicesReportsWhatAWholeScanDoes) {
+  TempDir tmp;
+  for (int d = 10; d < 40; ++d) {
+    tmp.mkdir("d" + std::to_string(d));
+    writeFile(tmp / ("d" + std::to_string(d) + "/f"), "x");
+  }
+  PollScanner::Options o;
+  o.interval.initial = o.interval.min = o.interval.max = std::chrono::seconds(30);
+  o.sweepScans = 1;  // every scan the same work
+  PollScanner whole(tmp.path(), o);
+  o.slice = PollScanner::Clock::duration::zero();
+  PollScanner sliced(tmp.path(), o);
+  auto inSlices = [&](int* calls) {
+    std::vector<Event> out;
+    *calls = 0;
+    do {
+      out = scan(sliced);
+      ++*calls;
+      if (sliced.scanning()) {
+        EXPECT_TRUE(out.empty());
+        EXPECT_EQ(sliced.timeoutMs(PollScanner::Clock::now()), 0);
+      }
+    } while (sliced.scanning() && *calls < 1000);
+    return out;
+  };
+  int calls = 0;
+  EXPECT_TRUE(scan(whole).empty());
+  EXPECT_TRUE(inSlices(&calls).empty());
+  EXPECT_GT(calls, 60);  // 30 directories and their files
+  EXPECT_TRUE(sliced.scanned());
+
+  writeFile(tmp / "d15/new", "y");
+  ASSERT_EQ(::unlink((tmp / "d20/f").c_str()), 0);
+  ASSERT_EQ(::rename((tmp / "d30").c_str(), (tmp / "d31/moved").c_str()), 0);
+  ASSERT_EQ(::chmod((tmp / "d39/f").c_str(), 0600), 0);
+  const auto expected = describe(scan(whole));
+  ASSERT_EQ(expected.size(), 5u) << ::testing::PrintToString(expected);
+  EXPECT_EQ(describe(inSlices(&calls)), expected);
+
+  // A quiet scan's calls; halfway through the next, d10 (the first
+  // directory, gone down into right after the root's entries) is passed.
+  EXPECT_TRUE(inSlices(&calls).empty());
+  for (int i = 0; i < calls / 2; ++i) ASSERT_TRUE(scan(sliced).empty());
+  ASSERT_TRUE(sliced.scanning());
+  writeFile(tmp / "d10/late", "z");
+  const auto soon = PollScanner::Clock::now() + std::chrono::milliseconds(100);
+  sliced.hurry(soon);
+  EXPECT_TRUE(inSlices(&calls).empty()) << "d10 was read before the change";
+  EXPECT_LE(sliced.deadline(), soon) << "the hurry was dropped with the scan";
+  EXPECT_EQ(describe(inSlices(&calls)), std::vector<std::string>{"CREATE d10/late"});
+}
+
 TEST(PollScanner, UnchangedDirectoriesAreNotListedButInPlaceChangesAreSeen) {
   TempDir tmp;
   tmp.mkdir("a/b");
