@@ -124,7 +124,10 @@ RNOTIFY_API int rnotify_fd(const rnotify_t *rn);
  * server is asked without waiting, and IN_RESTORED | IN_REMOTE says when it
  * has taken the watch. Without it, this call waits for the server's answer
  * (each request within 3 x the connect timeout), or, when it falls back to
- * SFTP scans, for their first listing (as long again at most). The server's listings (the first, and
+ * SFTP scans, for their first listing (as long again at most), or, for
+ * scans of the mount, for their first scan (to its end). With it, a first
+ * scan of the mount is made by rnotify_next() too, and the source says
+ * "connecting" until it is complete. The server's listings (the first, and
  * after a gap) are asked for and taken in by rnotify_next() without
  * waiting for them.
  * Returns a watch descriptor (> 0),
@@ -144,7 +147,10 @@ RNOTIFY_API int rnotify_rm_watch(rnotify_t *rn, int wd);
  * rnotify_fd() is polled. Once the server has answered, making its watches
  * again and re-reading their trees are requests to that server whose
  * answers are taken in by later calls, without waiting for them (each
- * within 3 x the connect timeout, else given up as unanswered). */
+ * within 3 x the connect timeout, else given up as unanswered). A scan of a
+ * mount (polling) works about 500 us per call and goes on at the next one
+ * (rnotify_fd() stays readable meanwhile); a call with a timeout goes on
+ * scanning until the timeout. */
 RNOTIFY_API int rnotify_next(rnotify_t *rn, struct rnotify_event *ev, int timeout_ms);
 
 /* Describes the last failure on this handle, or "" if none. Never NULL. */

@@ -441,13 +441,17 @@ Result<int> Client::next(ClientEvent* out, int timeoutMs) {
   } readiness{*this};
   using Clock = std::chrono::steady_clock;
   const auto deadline = Clock::now() + std::chrono::milliseconds(timeoutMs < 0 ? 0 : timeoutMs);
-  for (;;) {
+  for (bool first = true;; first = false) {
+    // Out of time, and the descriptors were served: what they brought is
+    // taken in, and the sources' next slices wait for the next call
+    // (they are due, so rnotify_fd() stays readable).
+    const bool late = !first && timeoutMs >= 0 && Clock::now() >= deadline;
     runCompletions();
     if (!openings_.empty()) expireOpenings();
     if (!retries_.empty()) retryConnections();
     runResyncs();
     if (!askingAgain_.empty()) askAgainDue();
-    runDueSources();
+    if (!late) runDueSources();
     if (dedup_ && dedup_->held() > 0) {
       dedup_->release(Dedup::Clock::now());
     }
@@ -457,6 +461,10 @@ Result<int> Client::next(ClientEvent* out, int timeoutMs) {
       queue_.pop_front();
       watchWrites();
       return 1;  // readiness: the guard above
+    }
+    if (late) {
+      watchWrites();
+      return 0;
     }
     int wait = -1;
     if (timeoutMs >= 0) {

@@ -37,6 +37,10 @@ PollScanner::Options Client::pollOptions(const ResolvedPath& resolved) const {
   // FUSE filesystems may renumber an inode the kernel forgot (sshfs without
   // use_ino does): a name then identifies an entry, not its number.
   options.stableInodes = resolved.kind == MountKind::kLocal || resolved.mount.fsType.rfind("fuse", 0) != 0;
+  // A scan of the mount works this long per call, so that rnotify_next(..., 0)
+  // stays under a millisecond on a large tree (an NFS directory's statx is a
+  // round trip to the server).
+  options.slice = std::chrono::microseconds(500);
   return options;
 }
 
@@ -119,8 +123,9 @@ void Client::startFallback(Watch& watch, const ResolvedPath& resolved, const std
   if (watch.fallback->starting()) {
     // Its baseline is not taken yet: the server's changes are not reported
     // until then, which is what RNOTIFY_SOURCE_CONNECTING says.
-    watch.sourceOnceStarted = std::exchange(watch.source, std::string(RNOTIFY_SOURCE_CONNECTING) + "the server for " +
-                                                              watch.fallback->describe() + "; local inotify meanwhile");
+    watch.sourceOnceStarted = std::exchange(watch.source, std::string(RNOTIFY_SOURCE_CONNECTING) +
+                                                              "the server: " + watch.fallback->describe() +
+                                                              ", the first scan under way; local inotify meanwhile");
   }
   const std::string mountKey = rnotify::mountKey(resolved.mount);
   if (fallbackTold_.insert(mountKey).second) {
@@ -283,10 +288,15 @@ Result<std::vector<Event>> Client::takeBaseline(Watch& watch, bool wait) {
       first = takeFromSource(it->second);
       continue;
     }
-    if (!first || !wait || WatchSource::Clock::now() >= giveUp) return first;
+    // A scan of the mount goes on until it is complete: every call advances it.
+    if (!first || !wait || (source.kind() != SourceKind::kMountScan && WatchSource::Clock::now() >= giveUp)) {
+      return first;
+    }
     // Bounded by the source's own deadlines (its start, its scan).
-    const auto left = source.deadline() - WatchSource::Clock::now();
-    const auto ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
+    // A due source's deadline may be time_point::min(): no subtraction then.
+    const auto due = source.deadline();
+    const auto now = WatchSource::Clock::now();
+    const auto ms = due <= now ? 0 : std::chrono::ceil<std::chrono::milliseconds>(due - now).count();
     pollfd ready{source.fd(), POLLIN, 0};
     ::poll(&ready, source.fd() >= 0 ? 1 : 0, static_cast<int>(std::clamp<int64_t>(ms, 0, 1000)));
     first = takeFromSource(it->second);

@@ -156,4 +156,35 @@ TEST_F(CApiTest, DeletingTheWatchedDirectoryEndsTheWatch) {
   EXPECT_EQ(rnotify_next(rn_, &ev, 100), 0);
 }
 
+// A scan of a large tree is made in slices: an application that polls
+// rnotify_fd() and calls rnotify_next(rn, &ev, 0) gets control back between
+// them (the call returns 0, the descriptor stays readable), and the change
+// still arrives. A call that may wait takes the whole scan.
+TEST_F(CApiTest, AScanOfALargeTreeGivesControlBackBetweenSlices) {
+  for (int d = 0; d < 3000; ++d)
+    fs::create_directories(dir_ + "/d" + std::to_string(d / 100) + "/" + std::to_string(d));
+  const int wd = rnotify_add_watch(rn_, dir_.c_str(), IN_CREATE, RNOTIFY_POLL | RNOTIFY_RECURSIVE);
+  ASSERT_GT(wd, 0) << rnotify_last_error(rn_);
+  std::ofstream(dir_ + "/d29/2999/late") << "x";
+  int returnedNothing = 0;
+  bool seen = false;
+  for (int i = 0; i < 100000 && !seen; ++i) {
+    pollfd p{rnotify_fd(rn_), POLLIN, 0};
+    ASSERT_EQ(::poll(&p, 1, 10000), 1) << "the descriptor did not become readable";
+    rnotify_event ev;
+    const int got = rnotify_next(rn_, &ev, 0);
+    ASSERT_GE(got, 0);
+    if (got == 0) ++returnedNothing;
+    seen = got == 1 && std::string(ev.name) == "late";
+  }
+  ASSERT_TRUE(seen);
+  EXPECT_GE(returnedNothing, 3) << "the scan was made in one call";
+
+  std::ofstream(dir_ + "/d0/0/later") << "x";
+  rnotify_event ev;
+  ASSERT_EQ(rnotify_next(rn_, &ev, 10000), 1);
+  EXPECT_STREQ(ev.name, "later");
+  EXPECT_EQ(ev.mask, IN_CREATE | IN_POLLED);
+}
+
 }  // namespace
