@@ -19,7 +19,13 @@
 // the server every 500 ms. Reported: the same call durations, the local
 // delays, the server's changes seen, and when the scans had started.
 //
-//   build/bench/bench_reconnect [--seconds 12] [--rounds 3] [--scenario black-hole|no-agent]
+// --scenario mount-scan: the same tree and writers, watched with RNOTIFY_POLL
+// (scans of the mount, as on an NFS or SMB mount without a server): every
+// scan statx's the tree's directories through sshfs, inside rnotify_next().
+// Both hosts' changes come from the scans; sshfs's caches (20 s) delay the
+// server's.
+//
+//   build/bench/bench_reconnect [--seconds 12] [--rounds 3] [--scenario black-hole|no-agent|mount-scan]
 #include <poll.h>
 #include <signal.h>
 
@@ -74,9 +80,10 @@ struct Round {
 // The application's side of both scenarios: rnotify_fd() polled, every
 // event taken with rnotify_next(rn, &ev, 0) and each call timed, while
 // another thread writes through the mount every 250 ms. `each` runs
-// between polls (the scenario's own checks and writes).
+// between polls (the scenario's own checks and writes). scansOnly: this
+// host's changes are reported by scans too (RNOTIFY_POLL), as remote.
 template <typename Each>
-void application(rnotify_t* rn, SshfsBed& bed, double seconds, Round* out, Each&& each) {
+void application(rnotify_t* rn, SshfsBed& bed, double seconds, Round* out, bool scansOnly, Each&& each) {
   std::mutex mutex;
   std::map<std::string, Clock::time_point> written;
   std::atomic<bool> stop{false};
@@ -105,10 +112,11 @@ void application(rnotify_t* rn, SshfsBed& bed, double seconds, Round* out, Each&
       out->nextUs.push_back(std::chrono::duration_cast<std::chrono::microseconds>(after - before).count());
       if (r != 1) break;
       if (!(ev.mask & IN_CREATE)) continue;
-      if (ev.mask & IN_REMOTE) {
-        if (std::string(ev.name).rfind("remote", 0) == 0) ++out->remoteSeen;
+      if (std::string(ev.name).rfind("remote", 0) == 0) {
+        out->remoteSeen += (ev.mask & IN_REMOTE) != 0;
         continue;
       }
+      if ((ev.mask & IN_REMOTE) && !scansOnly) continue;
       std::lock_guard<std::mutex> lock(mutex);
       auto it = written.find(ev.name);
       if (it != written.end()) {
@@ -121,7 +129,7 @@ void application(rnotify_t* rn, SshfsBed& bed, double seconds, Round* out, Each&
   writer.join();
 }
 
-bool runNoAgentRound(double seconds, Round* out) {
+bool runNoAgentRound(double seconds, bool mountScan, Round* out) {
   const std::unique_ptr<SshfsBed> owned = clientBenchBed();
   SshfsBed& bed = *owned;
   ::setenv("RNOTIFY_AGENT", "/nonexistent/rnotifyd --stdio", 1);
@@ -133,19 +141,20 @@ bool runNoAgentRound(double seconds, Round* out) {
   rnotify_t* rn = rnotify_init(RNOTIFY_CLOEXEC);
   if (rn == nullptr) return false;
   const auto added = Clock::now();
-  const int wd =
-      rnotify_add_watch(rn, bed.a("a").c_str(), IN_CREATE | IN_CLOSE_WRITE, RNOTIFY_NONBLOCK | RNOTIFY_RECURSIVE);
+  const int wd = rnotify_add_watch(rn, bed.a("a").c_str(), IN_CREATE | IN_CLOSE_WRITE,
+                                   RNOTIFY_NONBLOCK | RNOTIFY_RECURSIVE | (mountScan ? RNOTIFY_POLL : 0));
   if (wd <= 0) {
     std::fprintf(stderr, "watch: %s\n", rnotify_last_error(rn));
     rnotify_close(rn);
     return false;
   }
   auto nextRemote = Clock::now();
-  application(rn, bed, seconds, out, [&] {
+  application(rn, bed, seconds, out, mountScan, [&] {
     const std::string source = rnotify_watch_source(rn, wd);
     if (out->startedMs < 0 && source.rfind(RNOTIFY_SOURCE_CONNECTING, 0) != 0) {
       out->startedMs = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - added).count();
-      if (source.find("SFTP scans") == std::string::npos) std::fprintf(stderr, "not SFTP scans: %s\n", source.c_str());
+      const char* expected = mountScan ? "scans of the mount" : "SFTP scans";
+      if (source.find(expected) == std::string::npos) std::fprintf(stderr, "not %s: %s\n", expected, source.c_str());
     }
     if (out->startedMs >= 0 && Clock::now() >= nextRemote) {  // the server's changes, once they can be seen
       writeFile(
@@ -200,7 +209,7 @@ bool runRound(double seconds, Round* out) {
 
   // Another actor on this host writes every 250 ms, whatever the
   // application is doing.
-  application(rn, bed, seconds, out, [] {});
+  application(rn, bed, seconds, out, false, [] {});
   const auto resumed = Clock::now();
   ::kill(listener, SIGCONT);
   for (int i = 0; i < 60 && out->backMs < 0; ++i) {
@@ -227,8 +236,9 @@ int main(int argc, char** argv) {
   app.add_option("--rounds", rounds, "rounds, each on a fresh test bed")->check(CLI::Range(1, 100));
   std::string scenario = "black-hole";
   app.add_option("--scenario", scenario,
-                 "black-hole: the server stops answering; no-agent: rnotifyd is not installed, SFTP scans serve")
-      ->check(CLI::IsMember({"black-hole", "no-agent"}));
+                 "black-hole: the server stops answering; no-agent: rnotifyd is not installed, SFTP scans serve; "
+                 "mount-scan: RNOTIFY_POLL, scans of the mount serve")
+      ->check(CLI::IsMember({"black-hole", "no-agent", "mount-scan"}));
   CLI11_PARSE(app, argc, argv);
   if (auto why = SshfsBed::missing(); !why.empty()) {
     std::fprintf(stderr, "cannot run: %s\n", why.c_str());
@@ -237,16 +247,18 @@ int main(int argc, char** argv) {
   Round all;
   for (int i = 0; i < rounds; ++i) {
     Round round;
-    if (!(scenario == "no-agent" ? runNoAgentRound(seconds, &round) : runRound(seconds, &round))) return 1;
+    const bool scans = scenario != "black-hole";
+    if (!(scans ? runNoAgentRound(seconds, scenario == "mount-scan", &round) : runRound(seconds, &round))) return 1;
     std::printf(
         "round %d: %zu calls, rnotify_next(...,0) p50 %ld us p99 %ld us max %ld us; local events %zu of %d, "
         "delay p50 %ld us max %ld us; ",
         i + 1, round.nextUs.size(), percentile(round.nextUs, 0.5), percentile(round.nextUs, 0.99),
         percentile(round.nextUs, 1.0), round.localUs.size(), round.localWritten, percentile(round.localUs, 0.5),
         percentile(round.localUs, 1.0));
-    if (scenario == "no-agent") {
-      std::printf("SFTP scans serving %ld ms after the add; the server's changes seen %d of %d\n", round.startedMs,
-                  round.remoteSeen, round.remoteWritten);
+    if (scans) {
+      std::printf("%s serving %ld ms after the add; the server's changes seen %d of %d\n",
+                  scenario == "no-agent" ? "SFTP scans" : "scans of the mount", round.startedMs, round.remoteSeen,
+                  round.remoteWritten);
     } else {
       std::printf("server back %ld ms after it answered again\n", round.backMs);
     }
