@@ -62,6 +62,12 @@ UniqueFd PollFs::openDir(int dirfd, const char* name, bool forListing, int* erro
   return fd;
 }
 
+UniqueFd PollFs::pathOnly(UniqueFd fd) {
+  ++counters_.open;
+  UniqueFd path(::openat(fd.get(), ".", O_PATH | O_DIRECTORY | O_CLOEXEC));
+  return path.valid() ? std::move(path) : std::move(fd);
+}
+
 int PollFs::list(int fd, std::string* names, std::vector<uint64_t>* inos) {
   if (buffer_.empty()) buffer_.resize(kBufferSize);
   for (;;) {

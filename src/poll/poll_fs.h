@@ -53,6 +53,10 @@ class PollFs {
   // Appends every name in the directory but "." and "..", each followed by a
   // NUL, to *names, and its inode number (d_ino) to *inos. 0 or an errno.
   int list(int fd, std::string* names, std::vector<uint64_t>* inos);
+  // An O_PATH descriptor of the directory that fd (opened for listing) is
+  // open on, to hold between a scan's slices instead: on cifs an open
+  // directory holds a search handle on the server. fd itself if it fails.
+  UniqueFd pathOnly(UniqueFd fd);
 
   const PollFsCounters& counters() const { return counters_; }
 

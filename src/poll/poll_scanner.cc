@@ -275,7 +275,11 @@ void PollScanner::visit(int parentFd, const char* name, const PollStat& self, Di
   UniqueFd fd = fs_.openDir(parentFd, name, list, &err);
   if (!fd) {
     // Gone or replaced since its statx (the parent's next scan sees that),
-    // or not readable: keep what was known.
+    // or not readable: keep what was known. Out of descriptors: said once.
+    if ((err == EMFILE || err == ENFILE) && !toldNoDescriptors_) {
+      log::warn("poll: '{}/{}' and what is below it are not scanned: {}", root_, path, std::strerror(err));
+      toldNoDescriptors_ = true;
+    }
     log::debug("poll: cannot open '{}/{}': {}", root_, path, std::strerror(err));
     return;
   }
@@ -297,6 +301,7 @@ void PollScanner::visit(int parentFd, const char* name, const PollStat& self, Di
       return;
     }
     ++counters_.dirsListed;
+    f.fd = fs_.pathOnly(std::move(f.fd));  // held while the slices go down
     for (size_t at = 0, k = 0; at < r->names.size(); at += std::strlen(r->names.data() + at) + 1, ++k) {
       r->order.emplace_back(static_cast<uint32_t>(at), inos[k]);
     }

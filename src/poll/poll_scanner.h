@@ -33,9 +33,15 @@
 //
 // No thread: the owner calls scan() when deadline() has passed (an epoll
 // timeout from timeoutMs()); PollInterval decides the next deadline. A scan
-// may be cut into slices (Options::slice): each call works about that long,
-// finishing the directory it is in, and deadline() stays due until the scan
-// is complete, so that a caller's event loop is never held for a whole tree.
+// may be cut into slices (Options::slice): each call works about that long
+// (it stops before a statx or a directory's opening, never inside one), and
+// deadline() stays due until the scan is complete, so that a caller's event
+// loop is never held for a whole tree. Between slices the scan holds one
+// descriptor per level down to where it is (O_PATH). A scan in slices takes
+// longer from start to end, and the tree may change meanwhile: a change in a
+// directory it has passed comes with the next scan, so a rename from a
+// directory not reached yet into one passed is a DELETE in this scan and a
+// CREATE in the next.
 #pragma once
 
 #include <chrono>
@@ -81,8 +87,8 @@ class PollScanner {
     int hotScans = 30;
     PollInterval::Settings interval;
     // How long one call of scan() works before it returns and goes on at
-    // the next call: checked between directories, after at least one (a
-    // directory's listing and the statx of its files are not cut). The
+    // the next call: checked before each statx and each directory opened
+    // (with its listing, when it needs one), after at least one. The
     // default is the whole scan in one call.
     Clock::duration slice = Clock::duration::max();
   };
@@ -128,6 +134,7 @@ class PollScanner {
   bool ended() const { return ended_; }
 
   const std::string& root() const { return root_; }
+  // Of the last complete scan's state: only meaningful while !scanning().
   size_t entries() const;      // known entries, root excluded
   size_t memoryBytes() const;  // of the known state, approximately
   Counters counters() const {
@@ -174,6 +181,7 @@ class PollScanner {
   Clock::time_point hurried_ = Clock::time_point::max();  // asked for during it
   bool baseline_ = false;
   bool ended_ = false;
+  bool toldNoDescriptors_ = false;
   uint32_t nextCookie_ = 1;
   uint32_t nextPhase_ = 0;
   Counters counters_;

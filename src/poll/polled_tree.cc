@@ -21,14 +21,16 @@ class MountTree final : public PolledTree {
     if (finishing_ && !scanner_.scanning()) lastBegun_ = true;
     auto events = scanner_.scan();
     if (lastBegun_ && !scanner_.scanning()) finished_ = true;
+    if (!events) failedOnce_ = true;
     return events;
   }
   Clock::time_point deadline() const override {
     return finishing_ && !finished_ ? Clock::time_point::min() : scanner_.deadline();
   }
   // Until the first scan is complete, what this tree holds is not the
-  // baseline a change is told against.
-  bool starting() const override { return !scanner_.scanned(); }
+  // baseline a change is told against. A first scan that failed (the root
+  // unreadable) is not "starting" any more: it is tried at each interval.
+  bool starting() const override { return !scanner_.scanned() && !failedOnce_; }
   // The last scan is one that begins after this call: a scan under way has
   // passed directories before the server's watch was made.
   void finish() override {
@@ -46,7 +48,7 @@ class MountTree final : public PolledTree {
 
  private:
   PollScanner scanner_;
-  bool finishing_ = false, lastBegun_ = false, finished_ = true;
+  bool finishing_ = false, lastBegun_ = false, finished_ = true, failedOnce_ = false;
 };
 
 // A file: its directory scanned for that one name, reported as inotify
