@@ -101,7 +101,8 @@ RNOTIFY_API rnotify_t *rnotify_init(unsigned flags);
 RNOTIFY_API void rnotify_close(rnotify_t *rn);
 
 /* A descriptor that becomes readable when rnotify_next() has an event to
- * return; for poll/select/epoll. Owned by the handle. */
+ * return or work to do (a server's data, a scan under way); for
+ * poll/select/epoll. Owned by the handle. */
 RNOTIFY_API int rnotify_fd(const rnotify_t *rn);
 
 /* Watches path for the IN_* events in mask. The first watch on a server waits

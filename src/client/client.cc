@@ -9,6 +9,7 @@
 #include <chrono>
 #include <climits>
 #include <cstdlib>
+#include <utility>
 
 #include "client/client_internal.h"
 #include "common/log.h"
@@ -132,6 +133,12 @@ Status Client::watchByScans(Watch& watch) {
   if (!watch.fallback) return Error{EIO, why};
   watch.pollOnly = true;
   watch.source = watch.fallback->describe() + " (asked for)";
+  if (watch.fallback->starting()) {
+    // Until its first scan is complete, a change is part of the baseline.
+    watch.sourceOnceStarted =
+        std::exchange(watch.source, std::string(RNOTIFY_SOURCE_CONNECTING) + "the tree: " + watch.source +
+                                        ", the first scan under way");
+  }
   registerSource(watch);
   return {};
 }

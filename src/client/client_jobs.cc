@@ -325,7 +325,7 @@ void Client::reattached(Watch& watch, Connection& connection, const Status& atta
               connection.description());
     const int wd = watch.wd;
     // Its last round (the changes up to the server's watch), then
-    // IN_RESTORED: at once for scans of the mount, later over SFTP.
+    // IN_RESTORED, once that round is complete (later calls of next()).
     handOver(watch);
     if (watches_.find(wd) == watches_.end()) return;
     if (connection.welcome().capabilities & proto::kCapResync) {

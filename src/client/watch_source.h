@@ -61,8 +61,9 @@ class WatchSource {
   virtual bool failed() const { return false; }
   virtual Error error() const { return Error{0, ""}; }
   // Handing over to a server: the round that starts after finish() is the
-  // last, and finished() once take() has returned it. A scan of the mount
-  // is finished by the next take(); other sources at once.
+  // last, and finished() once take() has returned it: SFTP scans and scans
+  // of the mount (which finish a scan under way first) over as many calls
+  // as that takes; other sources at once.
   virtual void finish() {}
   virtual bool finished() const { return true; }
   // This host just changed something in the tree: look no later than when.

@@ -187,4 +187,27 @@ TEST_F(CApiTest, AScanOfALargeTreeGivesControlBackBetweenSlices) {
   EXPECT_EQ(ev.mask, IN_CREATE | IN_POLLED);
 }
 
+// Added without waiting, a polled watch's first scan is made by
+// rnotify_next(): until it is complete the watch says "connecting" (a change
+// then is part of the baseline), and a change after that is reported.
+TEST_F(CApiTest, APolledWatchAddedWithoutWaitingSaysConnectingUntilItsFirstScanIsComplete) {
+  for (int d = 0; d < 3000; ++d)
+    fs::create_directories(dir_ + "/d" + std::to_string(d / 100) + "/" + std::to_string(d));
+  const int wd = rnotify_add_watch(rn_, dir_.c_str(), IN_CREATE, RNOTIFY_POLL | RNOTIFY_RECURSIVE | RNOTIFY_NONBLOCK);
+  ASSERT_GT(wd, 0) << rnotify_last_error(rn_);
+  auto source = [&] { return std::string(rnotify_watch_source(rn_, wd)); };
+  EXPECT_EQ(source().rfind(RNOTIFY_SOURCE_CONNECTING, 0), 0u) << source();
+  for (int i = 0; i < 100000 && source().rfind(RNOTIFY_SOURCE_CONNECTING, 0) == 0; ++i) {
+    pollfd p{rnotify_fd(rn_), POLLIN, 0};
+    ASSERT_EQ(::poll(&p, 1, 10000), 1) << "the descriptor did not become readable";
+    rnotify_event ev;
+    ASSERT_EQ(rnotify_next(rn_, &ev, 0), 0);
+  }
+  EXPECT_NE(source().find("scans of the mount (asked for)"), std::string::npos) << source();
+  std::ofstream(dir_ + "/d29/2999/late") << "x";
+  rnotify_event ev;
+  ASSERT_EQ(rnotify_next(rn_, &ev, 10000), 1);
+  EXPECT_STREQ(ev.name, "late");
+}
+
 }  // namespace
