@@ -47,7 +47,10 @@ extern "C" {
 
 /* A status event, alone or with IN_REMOTE: the connection to the server is
  * back after a loss (which was reported as IN_Q_OVERFLOW | IN_REMOTE); the
- * changes missed meanwhile follow as IN_SYNTHESIZED events. For a watch added
+ * changes missed meanwhile follow as IN_SYNTHESIZED events. When the loss
+ * came right after the watch was added, before the server's first listing of
+ * the tree, there is nothing to compare with: another IN_Q_OVERFLOW |
+ * IN_REMOTE follows IN_RESTORED instead (rescan). For a watch added
  * with RNOTIFY_NONBLOCK, IN_RESTORED | IN_REMOTE also says that the server has
  * taken the watch: its changes are reported from then on. So it does for a
  * watch that fell back (polling) when its server takes it: the scans end, and

@@ -85,8 +85,9 @@ class Client final : public EventSink {
     bool attaching = false;          // RNOTIFY_NONBLOCK: its server's first connection, or its answer, is under way
     std::unique_ptr<TreeView> view;  // what the server's tree looked like, for resync
     bool resyncWanted = false;
-    bool afterListing = false;  // handing over the events that came after a listing
-    bool untilListing = false;  // reconnected: the coming listing stands for the events before it
+    bool afterListing = false;   // handing over the events that came after a listing
+    bool untilListing = false;   // reconnected: the coming listing stands for the events before it
+    bool gapBeforeView = false;  // lost before the first listing came: nothing to compare the next one with
     Dedup::Strategy strategy = Dedup::Strategy::kNone;
     uint64_t lastSeq = 0;  // of the server's events, for resuming after a reconnection
     // The remote source when no rnotifyd serves the watch: a fallback

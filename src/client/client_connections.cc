@@ -455,6 +455,7 @@ void Client::connectionLost(Connection& connection) {
           watch.fallback->describe() + " + local inotify (lost " + connection.description() + "; reconnecting)";
     }
     push(watch, IN_Q_OVERFLOW | kInRemote, 0, 0, {}, {});
+    if (!watch.view) watch.gapBeforeView = true;
     it = byRemote_.erase(it);
   }
   // Lost before its session was made: a failed attempt (the next one is

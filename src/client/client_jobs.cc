@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "client/client.h"
@@ -91,6 +92,17 @@ void Client::takeListing(Connection& connection, int wd, Result<std::vector<prot
   } else {
     w.view = std::make_unique<TreeView>();
     w.view->reset(*entries);
+    log::debug("'{}': first listing, {} entries, on {}", w.displayBase, entries->size(), connection.description());
+    if (std::exchange(w.gapBeforeView, false)) {
+      // Lost right after the watch was made, before its first listing came:
+      // what changed in the gap cannot be told. The overflow says so again,
+      // after IN_RESTORED, as a rescan request.
+      log::warn(
+          "'{}': the connection was lost before the tree's first listing came; what changed meanwhile is "
+          "not known",
+          w.displayBase);
+      push(w, IN_Q_OVERFLOW | kInRemote, 0, 0, {}, {});
+    }
   }
   w.untilListing = false;
 }
@@ -244,6 +256,7 @@ void Client::restoreWatches(const std::string& key, Connection* connection) {
       if (!watch.waitingForServer || watch.connectionKey != key || !resumed->second.count(watch.remoteId)) continue;
       watch.remote = connection;
       watch.waitingForServer = false;
+      watch.gapBeforeView = false;  // the server replays the gap
       byRemote_[{watch.remote, watch.remoteId}] = wd;
       if (dedup_) dedup_->setStrategy(wd, watch.strategy);
       watch.source = connection->description() + " + local inotify, " + Dedup::name(watch.strategy);
@@ -324,6 +337,7 @@ void Client::reattached(Watch& watch, Connection& connection, const Status& atta
     log::warn("'{}': {} is reachable: its events come from the server again, no more polling", watch.displayBase,
               connection.description());
     const int wd = watch.wd;
+    watch.gapBeforeView = false;  // the scans cover the time without a server
     // Its last round (the changes up to the server's watch), then
     // IN_RESTORED, once that round is complete (later calls of next()).
     handOver(watch);
@@ -333,7 +347,10 @@ void Client::reattached(Watch& watch, Connection& connection, const Status& atta
     }
     return;
   }
-  if (watch.view) {
+  // Without a view (lost before its first listing came, or never taken by
+  // the server before), the listing is the first one, owed since: what a
+  // later gap is compared with; takeListing says whether this gap is known.
+  if (watch.view || (connection.welcome().capabilities & proto::kCapResync)) {
     // Until the listing, the server's events only repeat what the
     // listing's differences will tell: the gap lasts until then, and
     // IN_RESTORED comes with them (takeListing).
