@@ -321,6 +321,7 @@ void FanotifyWatcher::onRename(Filesystem* fs, const Parsed& parsed, uint64_t ma
   std::string oldPath = from != nullptr && !from->path.empty() ? joinPath(from->path, parsed.oldDir.name) : "";
   std::string newPath = to != nullptr && !to->path.empty() ? joinPath(to->path, parsed.newDir.name) : "";
   followDirectoryMove(fs, oldPath, newPath, parsed.object, intoCovered);
+  settleMovedDirectory(fs, parsed.object);
   // Its MOVE_SELF follows the rename, seen at its new place; a subscription
   // root reports its own, through its inode mark. (`to` is still cached:
   // only a move to an unknown place forgets entries.)
@@ -363,6 +364,24 @@ void FanotifyWatcher::followDirectoryMove(Filesystem* fs, const std::string& fro
     }
     for (Directory* d : pinned) directory(fs, d->key);
     rootsMoved |= !pinned.empty();
+  }
+  if (rootsMoved) ++generation_;
+}
+
+// fanotify merges a rename into an identical one still queued (the same move
+// made again before the first was read), so a directory's renames can be
+// read out of order and the last one read need not say where it is: that is
+// asked of its handle. Every rename merged into this one was made before
+// this read, so the answer is at least as new as what the events said.
+void FanotifyWatcher::settleMovedDirectory(Filesystem* fs, std::string_view key) {
+  Directory* moved = key.empty() ? nullptr : cache_.find(key);
+  if (moved == nullptr || moved->path.empty()) return;
+  std::string now;
+  if (pathOfHandle(fs->mountFd.get(), key, &now) != 0 || now == moved->path) return;
+  bool rootsMoved = cache_.repath(moved->path, now);
+  if (moved->path != now) {
+    rootsMoved |= moved->pins != 0;
+    cache_.setPath(moved, now);
   }
   if (rootsMoved) ++generation_;
 }

@@ -114,6 +114,7 @@ class FanotifyWatcher final : public Watcher {
   void onDirectoryItself(Directory* d, uint64_t mask, int pid);
   void onRename(Filesystem* fs, const Parsed& parsed, uint64_t mask, int pid);
   void onObject(std::string_view key, uint32_t mask, int pid);
+  void settleMovedDirectory(Filesystem* fs, std::string_view key);  // its path, from its handle
   void followDirectoryMove(Filesystem* fs, const std::string& from, const std::string& to, std::string_view target,
                            bool intoCovered);
   void deliverToParent(Directory* d, uint32_t mask, int pid);

@@ -449,6 +449,8 @@ void InotifyWatcher::endSubscriptionsAt(Node* node) {
 void InotifyWatcher::process(int wd, uint32_t mask, uint32_t cookie, std::string_view name) {
   if (mask & IN_Q_OVERFLOW) {
     log::warn("inotify: the kernel event queue overflowed; events were lost");
+    // The MOVE_SELF that would settle a directory moved away may be lost.
+    settleMovedAway();
     std::vector<SubscriptionId> ids;
     for (auto& [id, s] : subscriptions_) ids.push_back(id);
     for (SubscriptionId id : ids) sink_.onEvent(id, IN_Q_OVERFLOW, 0, {}, {}, 0);
@@ -475,6 +477,14 @@ void InotifyWatcher::process(int wd, uint32_t mask, uint32_t cookie, std::string
     }
   }
   deliver(node, mask, cookie, name, pid);
+  if ((mask & IN_MOVE_SELF) && !movedAway_.empty()) {
+    // The kernel queues a rename's MOVE_SELF after its MOVED_TO: a directory
+    // still waiting for its MOVED_TO has left the tree.
+    if (std::erase_if(movedAway_, [node](const auto& entry) { return entry.second == node; }) != 0) {
+      pruneSubtree(node);
+    }
+    return;
+  }
   if (!(mask & IN_ISDIR) || name.empty()) return;
   if (mask & IN_CREATE) {
     addNewDirectory(node, name);
@@ -512,13 +522,18 @@ bool InotifyWatcher::reportsPids(SubscriptionId id) const {
   return it != subscriptions_.end() && it->second->pids && probe_->covers(it->second->root->wd);
 }
 
-void InotifyWatcher::finishDrain() {
-  // A directory moved out of the watched tree has no MOVED_TO partner; the
-  // kernel queues the pair adjacently, so an empty queue proves it left.
+void InotifyWatcher::settleMovedAway() {
   std::vector<Node*> left;
   for (auto& [cookie, node] : movedAway_) left.push_back(node);
   movedAway_.clear();
   for (Node* node : left) pruneSubtree(node);
+}
+
+void InotifyWatcher::finishDrain() {
+  // A directory moved away stays in movedAway_ until its MOVED_TO or its own
+  // MOVE_SELF is read (process()): an empty queue proves nothing, since a
+  // read on another core can come between the MOVED_FROM and the MOVED_TO
+  // the kernel queues for one rename.
   synthesized_.clear();
 }
 
@@ -551,10 +566,10 @@ void InotifyWatcher::drain() {
     const bool emptied = static_cast<size_t>(n) + sizeof(struct inotify_event) + NAME_MAX + 1 <= sizeof buffer;
     if (probe_ && emptied) probe_->retire();
     // Then the read that would say EAGAIN is skipped (one system call less
-    // per wake-up), unless this read left scanned names to match or a move
-    // to pair: those are settled only once the queue is seen empty after
-    // what reading it made the kernel queue (finishDrain).
-    if (emptied && synthesized_.empty() && movedAway_.empty()) return;
+    // per wake-up), unless this read left scanned names to match: those are
+    // settled only once the queue is seen empty after what reading it made
+    // the kernel queue (finishDrain).
+    if (emptied && synthesized_.empty()) return;
   }
 }
 

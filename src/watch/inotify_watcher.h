@@ -130,6 +130,7 @@ class InotifyWatcher final : public Watcher {
   void deliver(Node* node, uint32_t mask, uint32_t cookie, std::string_view name, int pid);
   void endSubscriptionsAt(Node* node);
   void finishDrain();
+  void settleMovedAway();  // prunes every directory in movedAway_
   void forgetAnchor(const Node* node);
   // Closes the anchors opened during a call, when the call returns.
   struct AnchorsOpenForCall {
@@ -169,7 +170,9 @@ class InotifyWatcher final : public Watcher {
   // when it returns.
   mutable std::unordered_map<const Node*, UniqueFd> openAnchors_;
   std::unordered_map<SubscriptionId, std::unique_ptr<Subscription>> subscriptions_;
-  std::unordered_map<uint32_t, Node*> movedAway_;  // MOVED_FROM of a directory, by cookie
+  // A directory's MOVED_FROM, by cookie, until its MOVED_TO (moved inside the
+  // tree) or its MOVE_SELF (moved out of it) is read.
+  std::unordered_map<uint32_t, Node*> movedAway_;
   // Names reported by reading a new directory: the kernel may report the
   // same creations again (they happened after the watch was added but before
   // the read). Cleared once the kernel queue has been drained empty.
