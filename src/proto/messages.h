@@ -33,6 +33,9 @@ enum Capability : uint64_t {
   // kKeepaliveMaxIntervalSeconds; the server answers Ping with Pong at once
   // and treats a client silent for its keepalive timeout (30 s) as gone.
   kCapKeepalive = 1u << 5,
+  // Watch paths as the file server's clients name them (kWatchExportPath):
+  // the server maps an NFS export path or SMB share name onto its exports.
+  kCapExports = 1u << 6,
 };
 inline constexpr int kKeepaliveMaxIntervalSeconds = 10;
 
@@ -65,8 +68,14 @@ enum WatchFlag : uint32_t {
   kWatchOrigin = 1u << 1,
   kWatchOthersOnly = 1u << 2,  // kCapOrigin: as kWatchOrigin, and events of this client are dropped
   kWatchStat = 1u << 3,        // kCapStat: attach the entry's state to events
+  // kCapExports: the path is the one an NFS or SMB client mounted ("/nfs/w"
+  // of nas:/nfs, "/share/w" of //nas/share) plus the path below; the server
+  // takes it as its own path if an export holds it by that spelling, else
+  // maps its first component onto the export of that name.
+  kWatchExportPath = 1u << 4,
 };
-inline constexpr uint32_t kKnownWatchFlags = kWatchRecursive | kWatchOrigin | kWatchOthersOnly | kWatchStat;
+inline constexpr uint32_t kKnownWatchFlags =
+    kWatchRecursive | kWatchOrigin | kWatchOthersOnly | kWatchStat | kWatchExportPath;
 
 struct Hello {  // client -> server, first frame
   uint16_t minVersion = kMinVersion;

@@ -4,9 +4,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <climits>
 #include <cstdlib>
 #include <memory>
+#include <set>
 
 #include "server/confined_tree.h"
 
@@ -57,20 +60,76 @@ std::string lexicallyNormal(std::string_view absolute) {
 
 }  // namespace
 
-Result<ExportRoots> ExportRoots::create(const std::vector<std::string>& roots) {
+Result<ExportRoots> ExportRoots::create(const std::vector<std::string>& specs) {
   ExportRoots exports;
-  for (const std::string& root : roots) {
+  std::set<std::string> shared;  // directories' own names that two exports have
+  for (const std::string& spec : specs) {
+    const size_t equals = spec.find('=');
+    const bool named = equals != std::string::npos && spec.find('/') > equals;
+    const std::string root = named ? spec.substr(equals + 1) : spec;
+    if (named && equals == 0) return Error{EINVAL, "cannot export '" + spec + "': the name before '=' is empty"};
     auto real = canonical(root);
     if (!real) return Error{real.error().code, "cannot export " + real.error().message};
     UniqueFd fd(::open(real->c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
     if (!fd) return Error{ENOTDIR, "cannot export '" + root + "': not a directory"};
+    std::string name = named ? spec.substr(0, equals) : real->substr(real->rfind('/') + 1);
+    // A directory's own name that another export has too names neither
+    // (an explicit name wins): there is no telling which one is meant.
+    if (!named && shared.count(name) != 0) name.clear();
+    for (size_t i = 0; i < exports.names_.size() && !name.empty(); ++i) {
+      if (exports.names_[i] != name) continue;
+      if (named && exports.named_[i]) {
+        std::string why = "cannot export '";
+        why.append(root).append("' as '").append(name).append("': '").append(exports.roots_[i]);
+        why += "' has that name already";
+        return Error{EINVAL, std::move(why)};
+      }
+      if (!exports.named_[i]) {
+        exports.names_[i].clear();
+        shared.insert(name);
+      }
+      if (!named) {
+        shared.insert(name);
+        name.clear();
+      }
+    }
     exports.roots_.push_back(*real);
+    exports.names_.push_back(std::move(name));
+    exports.named_.push_back(named);
     exports.fds_.push_back(std::move(fd));
     // Opened once, at start, before any client: reading the export's root
     // is nobody's event then.
     exports.mountFds_.emplace_back(::geteuid() == 0 ? ::open(real->c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1);
   }
   return exports;
+}
+
+std::string ExportRoots::mapExportPath(std::string_view requested) const {
+  if (requested.empty() || requested[0] != '/' || requested.find('\0') != std::string_view::npos) {
+    return std::string(requested);
+  }
+  const std::string absolute = lexicallyNormal(requested);
+  for (const std::string& root : roots_) {
+    if (isInside(absolute, root)) return std::string(requested);
+  }
+  const size_t slash = absolute.find('/', 1);
+  const std::string_view first = std::string_view(absolute).substr(1, slash == std::string::npos ? slash : slash - 1);
+  const std::string_view rest =
+      slash == std::string::npos ? std::string_view() : std::string_view(absolute).substr(slash);
+  auto sameIgnoringCase = [](std::string_view a, std::string_view b) {
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+             return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+           });
+  };
+  size_t found = names_.size();
+  for (size_t i = 0; i < names_.size() && found == names_.size(); ++i) {
+    if (!first.empty() && names_[i] == first) found = i;
+  }
+  for (size_t i = 0; i < names_.size() && found == names_.size(); ++i) {
+    if (!first.empty() && sameIgnoringCase(names_[i], first)) found = i;
+  }
+  if (found == names_.size()) return std::string(requested);
+  return roots_[found] == "/" ? (rest.empty() ? "/" : std::string(rest)) : roots_[found] + std::string(rest);
 }
 
 Error ExportRoots::forbidden(std::string_view requested) {
@@ -80,14 +139,15 @@ Error ExportRoots::forbidden(std::string_view requested) {
 }
 
 Result<ExportRoots::Resolved> ExportRoots::resolveEntry(std::string_view requested, const std::string& base,
-                                                        const Credentials* as) const {
+                                                        const Credentials* as, std::string_view shown) const {
+  if (shown.empty()) shown = requested;
   if (requested.empty()) return Error{EINVAL, "an empty path cannot be watched"};
   if (requested.find('\0') != std::string_view::npos) {
     return Error{EINVAL, "a path containing a NUL byte cannot be watched"};
   }
   if (requested.size() > PATH_MAX) return Error{ENAMETOOLONG, "the path is longer than PATH_MAX"};
   const bool other = as != nullptr && mustActAs(*as);
-  const std::string quoted = "'" + std::string(requested) + "'";
+  const std::string quoted = "'" + std::string(shown) + "'";
   std::string absolute;
   if (requested[0] != '/') absolute.append(base).append("/");
   absolute.append(requested);
@@ -100,14 +160,14 @@ Result<ExportRoots::Resolved> ExportRoots::resolveEntry(std::string_view request
     if (isInside(absolute, roots_[i]) && (best == roots_.size() || roots_[i].size() > roots_[best].size())) best = i;
   }
   if (best == roots_.size()) {
-    if (other) return forbidden(requested);
+    if (other) return forbidden(shown);
     return Error{EACCES, quoted + " is outside the exported directories"};
   }
   bool readable = true;
   UniqueFd fd = openEntryAs(as, fds_[best].get(), below(absolute, roots_[best]), roots_[best] == "/", &readable);
   if (!fd) {
     const int code = errno;
-    if (other && code != ENAMETOOLONG && code != ENOMEM) return forbidden(requested);
+    if (other && code != ENAMETOOLONG && code != ENOMEM) return forbidden(shown);
     switch (code) {
       case ENOENT:
         return Error{ENOENT, quoted + " does not exist on the server"};
@@ -121,13 +181,13 @@ Result<ExportRoots::Resolved> ExportRoots::resolveEntry(std::string_view request
         return Error::fromErrno(code, "cannot resolve " + quoted);
     }
   }
-  if (!readable) return forbidden(requested);
+  if (!readable) return forbidden(shown);
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) return lastError("fstat " + quoted);
   Resolved out;
   out.path = pathOf(fd.get());
   if (out.path.empty() || !isInside(out.path, roots_[best])) {
-    if (other) return forbidden(requested);
+    if (other) return forbidden(shown);
     return Error{EACCES, quoted + " is outside the exported directories"};
   }
   out.fd = std::move(fd);

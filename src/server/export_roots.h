@@ -25,9 +25,13 @@ namespace rnotify {
 
 class ExportRoots {
  public:
-  // Canonicalises each root and opens it; fails if one does not exist or is
-  // not a directory.
-  static Result<ExportRoots> create(const std::vector<std::string>& roots);
+  // Each spec is PATH or NAME=PATH (NAME without '/'): NAME is what NFS and
+  // SMB clients call the export (an NFS pseudo path's first component, an SMB
+  // share), by default the directory's own name (unless another export has
+  // it too: then neither is called so, save one named explicitly). Canonicalises each root and
+  // opens it; fails if one does not exist or is not a directory, or if two
+  // exports have the same name.
+  static Result<ExportRoots> create(const std::vector<std::string>& specs);
 
   struct Resolved {
     std::string path;  // canonical, inside an export
@@ -47,8 +51,10 @@ class ExportRoots {
   // may not watch, whether missing, outside, or not permitted, gets the one
   // answer forbidden(requested): a user must not learn what exists where it
   // may not look.
-  Result<Resolved> resolveEntry(std::string_view requested, const std::string& base,
-                                const Credentials* as = nullptr) const;
+  // Messages quote `shown` when given (the path as the client spelled it,
+  // before mapExportPath), else `requested`.
+  Result<Resolved> resolveEntry(std::string_view requested, const std::string& base, const Credentials* as = nullptr,
+                                std::string_view shown = {}) const;
   // The answer to another user for a path it may not watch, for whatever
   // reason. EACCES, not ENOENT: a client ends a watch whose path is ENOENT
   // on the server as deleted (client.cc, after a reconnection), which would
@@ -60,7 +66,16 @@ class ExportRoots {
     if (!r) return r.error();
     return r->path;
   }
+  // A path as an NFS or SMB client names it (proto::kWatchExportPath), made
+  // a path of this server, by spelling alone: itself if an export holds it
+  // ("/srv/share/w" of knfsd's nas:/srv/share), else its first component
+  // taken as an export's name, exactly or else ignoring ASCII case as SMB
+  // does ("/nfs/w" of ganesha's pseudo path, "/Share/w" of //nas/share).
+  // A path already inside, and anything else, is returned as it came (for
+  // resolveEntry to resolve or refuse).
+  std::string mapExportPath(std::string_view requested) const;
   const std::vector<std::string>& roots() const { return roots_; }
+  const std::vector<std::string>& names() const { return names_; }
   int fd(size_t index) const { return fds_[index].get(); }
   // A descriptor on the export's mount that open_by_handle_at takes (not
   // O_PATH); -1 when the daemon cannot open by handle (not root).
@@ -68,6 +83,8 @@ class ExportRoots {
 
  private:
   std::vector<std::string> roots_;
+  std::vector<std::string> names_;  // "" for "/" and for a directory's own name that two exports share
+  std::vector<bool> named_;         // NAME=PATH
   std::vector<UniqueFd> fds_;       // O_PATH descriptors of roots_
   std::vector<UniqueFd> mountFds_;  // see mountFd()
 };

@@ -119,6 +119,10 @@ int run(const Options& options) {
     log::error("{}", exports.error().message);
     return kExitFailure;
   }
+  for (size_t i = 0; i < exports->roots().size(); ++i) {
+    const std::string& name = exports->names()[i];
+    log::debug("export {}{}", exports->roots()[i], name.empty() ? std::string(" (no name)") : " as '" + name + "'");
+  }
 
   asio::io_context io(1);
   const WatcherKind kind = options.watcher == "inotify"    ? WatcherKind::kInotify
@@ -239,8 +243,10 @@ int rnotifydMain(int argc, char** argv) {
   rnotify::addTlsOptions(app, options.tls);
   app.add_option("--export", options.exports,
                  "A directory clients may watch (repeatable); nothing outside the exports can be watched. "
-                 "Default with --stdio only: / (the ssh user's own permissions apply)")
-      ->type_name("DIR");
+                 "NAME=DIR names it as NFS and SMB clients know it (the NFS export path's first component, "
+                 "the SMB share), so that their [[server]] entries need no remote_root; by default the "
+                 "directory's own name. Default with --stdio only: / (the ssh user's own permissions apply)")
+      ->type_name("[NAME=]DIR");
   app.add_option("--watcher", options.watcher,
                  "Watching backend: auto (default: inotify, exact order; as root also a fanotify mark on the same "
                  "directories that tells which process made each change, for clients that ask; fanotify filesystem "

@@ -78,8 +78,10 @@ void Server::shutdown() {
 }
 
 Result<SubscriptionId> Server::watch(Session& session, const std::string& path, uint32_t mask, bool recursive,
-                                     bool attributed, std::unique_ptr<ConfinedTree>* tree, const Credentials* as) {
-  auto resolved = exports_.resolveEntry(path, cwd_, as);
+                                     bool attributed, bool exportPath, std::unique_ptr<ConfinedTree>* tree,
+                                     const Credentials* as) {
+  auto resolved = exportPath ? exports_.resolveEntry(exports_.mapExportPath(path), cwd_, as, path)
+                             : exports_.resolveEntry(path, cwd_, as);
   if (!resolved) return resolved.error();
   SubscribeOptions options;
   options.mask = mask;

@@ -85,8 +85,11 @@ class Server final : public EventSink {
   // (the daemon runs as another user); nothing for clients that are the
   // daemon's own user. Watches made for another user are guarded: a change
   // of permissions or place above them makes their session re-check them.
+  // exportPath: `path` is as an NFS or SMB client names it
+  // (ExportRoots::mapExportPath); messages quote it as it came.
   Result<SubscriptionId> watch(Session& session, const std::string& path, uint32_t mask, bool recursive,
-                               bool attributed, std::unique_ptr<ConfinedTree>* tree, const Credentials* as = nullptr);
+                               bool attributed, bool exportPath, std::unique_ptr<ConfinedTree>* tree,
+                               const Credentials* as = nullptr);
   AccessGuard& guard() { return *guard_; }
   const ExportRoots& exports() const { return exports_; }
   void unwatch(SubscriptionId id);

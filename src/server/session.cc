@@ -263,7 +263,7 @@ void Session::onHello(const proto::Hello& hello) {
   log::info("{}: handshake from '{}'", description_, hello.clientName);
   proto::Welcome welcome;
   welcome.version = std::min(hello.maxVersion, proto::kVersion);
-  uint64_t offered = proto::kCapStat | proto::kCapResync |
+  uint64_t offered = proto::kCapStat | proto::kCapResync | proto::kCapExports |
                      (server_.offersAttribution() ? uint64_t{proto::kCapOrigin} : 0) |
                      (server_.resumable() ? uint64_t{proto::kCapResume} : 0) |
                      (transport_->awaitsToken() ? uint64_t{proto::kCapAuth} : 0) |
@@ -288,6 +288,9 @@ void Session::onWatch(const proto::Watch& watch) {
   } else if ((watch.flags & proto::kWatchStat) && !(capabilities_ & proto::kCapStat)) {
     reply.status = EINVAL;
     reply.message = "stat data was not negotiated";
+  } else if ((watch.flags & proto::kWatchExportPath) && !(capabilities_ & proto::kCapExports)) {
+    reply.status = EINVAL;
+    reply.message = "export paths were not negotiated";
   } else if ((watch.mask & IN_ALL_EVENTS) == 0) {
     reply.status = EINVAL;
     reply.message = "no events requested for '" + watch.path + "'";
@@ -303,8 +306,9 @@ void Session::onWatch(const proto::Watch& watch) {
     // Checking as the client, the server must also see permission changes
     // of directories (ATTRIB, moves), whether or not the client asked.
     const uint32_t kernelMask = watch.mask | (actAs_ ? uint32_t{IN_ATTRIB | IN_MOVE | IN_MOVE_SELF} : 0u);
-    auto id = server_.watch(*this, watch.path, kernelMask, watch.flags & proto::kWatchRecursive,
-                            (watch.flags & kOriginFlags) != 0, &tree, client());
+    auto id =
+        server_.watch(*this, watch.path, kernelMask, watch.flags & proto::kWatchRecursive,
+                      (watch.flags & kOriginFlags) != 0, (watch.flags & proto::kWatchExportPath) != 0, &tree, client());
     const std::string resolved = tree ? tree->path() : std::string();
     if (id && (watch.flags & kOriginFlags) && !server_.canAttribute(*id)) {
       std::string backend(server_.backendFor(*id));

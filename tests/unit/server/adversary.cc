@@ -246,9 +246,12 @@ std::string Oracle::checkEntry(const proto::TreeEntry& entry) const { return che
 
 std::optional<std::pair<Failure, std::string>> Oracle::checkText(const std::string& text,
                                                                  const std::string& requested) const {
+  // The request, quoted, is its echo; unquoted it may be the tail of a path
+  // the server names ("/export/x" mapped by the export's name).
   std::string rest = text;
   if (!requested.empty()) {
-    for (size_t at; (at = rest.find(requested)) != std::string::npos;) rest.replace(at, requested.size(), "<P>");
+    const std::string echoed = "'" + requested + "'";
+    for (size_t at; (at = rest.find(echoed)) != std::string::npos;) rest.replace(at, echoed.size(), "'<P>'");
   }
   if (rest.find(kMarker) != std::string::npos)
     return std::make_pair(kLeakedName, "marker in '" + printable(text) + "'");

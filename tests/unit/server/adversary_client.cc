@@ -80,7 +80,7 @@ class HostileClient {
   };
 
   bool connect() {
-    auto c = RawClient::connect(scene_.socket, proto::kCapStat | proto::kCapResync, 10000);
+    auto c = RawClient::connect(scene_.socket, proto::kCapStat | proto::kCapResync | proto::kCapExports, 10000);
     if (!c) return false;
     client_.emplace(std::move(*c));
     return true;
@@ -97,14 +97,22 @@ class HostileClient {
   void watch(Kind kind, const std::string& path) {
     proto::Watch w;
     w.mask = IN_ALL_EVENTS;
-    w.flags =
-        (pick(rng_, 2) ? uint32_t{proto::kWatchRecursive} : 0u) | (pick(rng_, 2) ? uint32_t{proto::kWatchStat} : 0u);
+    w.flags = (pick(rng_, 2) ? uint32_t{proto::kWatchRecursive} : 0u) |
+              (pick(rng_, 2) ? uint32_t{proto::kWatchStat} : 0u) |
+              (pick(rng_, 2) ? uint32_t{proto::kWatchExportPath} : 0u);
     w.path = path;
     request(kind, w, path, "watch '" + path + "' flags " + std::to_string(w.flags));
   }
 
   std::string oddPath() {
-    switch (pick(rng_, 5)) {
+    // The export as an NFS or SMB client names it (by its directory's name),
+    // for the Watch flag exportPath.
+    const std::string named = "/" + scene_.exportDir.substr(scene_.exportDir.rfind('/') + 1);
+    switch (pick(rng_, 7)) {
+      case 5:
+        return named + randomBelow(rng_, scene_.hostile, 3).substr(scene_.exportDir.size());
+      case 6:
+        return named + randomBelow(rng_, scene_.hostile, 2).substr(scene_.exportDir.size()) + "/../../../rootonly/d0";
       case 0: {
         std::string p = scene_.hostile;
         while (p.size() < 3900) p += "/d0/..";

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <iostream>
 #include <thread>
+#include <vector>
 
 namespace rnotify {
 namespace {
@@ -172,6 +173,51 @@ TEST_F(ExportRootsTest, RefusesMalformedPaths) {
   ASSERT_FALSE(missing.ok());
   EXPECT_EQ(missing.error().code, ENOENT);
   EXPECT_NE(missing.error().message.find("/export/nope"), std::string::npos);
+}
+
+// What NFS and SMB clients call an export (kWatchExportPath): its path as the
+// server spells it (knfsd), or a name for its first component (ganesha's
+// pseudo path, an SMB share, case ignored as SMB does); the mapped path is
+// then confined like any other.
+TEST_F(ExportRootsTest, AnExportPathIsMappedByTheExportsName) {
+  fs::create_directories(base_ + "/samba/docs");
+  auto named = ExportRoots::create({base_ + "/export", "share=" + base_ + "/samba"});
+  ASSERT_TRUE(named.ok()) << named.error().message;
+  EXPECT_EQ(named->names(), (std::vector<std::string>{"export", "share"}));
+  EXPECT_EQ(named->mapExportPath(base_ + "/export/sub"), base_ + "/export/sub");  // knfsd: the server's own path
+  EXPECT_EQ(named->mapExportPath(base_ + "/export/./sub/"), base_ + "/export/./sub/") << "as it came";
+  EXPECT_EQ(named->mapExportPath("/export/sub"), base_ + "/export/sub");  // ganesha: Pseudo = /export
+  EXPECT_EQ(named->mapExportPath("/export"), base_ + "/export");
+  EXPECT_EQ(named->mapExportPath("/share/docs"), base_ + "/samba/docs");
+  EXPECT_EQ(named->mapExportPath("/SHARE/docs"), base_ + "/samba/docs");
+  EXPECT_EQ(named->mapExportPath("/samba/docs"), "/samba/docs") << "named 'share', not by its directory";
+  EXPECT_EQ(named->mapExportPath("/other/x"), "/other/x");
+  // Spelled out of the export: mapped by the name the spelling reaches, and
+  // confined after all the same.
+  EXPECT_EQ(named->mapExportPath("/share/../export/sub"), base_ + "/export/sub");
+  auto escape = named->resolve(named->mapExportPath("/export/escape"), "/");
+  EXPECT_FALSE(escape.ok()) << *escape;
+  auto outside = named->resolve(named->mapExportPath("/share/../../secret"), "/");
+  EXPECT_FALSE(outside.ok()) << *outside;
+}
+
+TEST_F(ExportRootsTest, ExportNamesAreUniqueOrUnused) {
+  fs::create_directories(base_ + "/a/data");
+  fs::create_directories(base_ + "/b/data");
+  fs::create_directories(base_ + "/c/data");
+  // Two directories called data: neither answers to it, unless named.
+  auto three = ExportRoots::create({base_ + "/a/data", base_ + "/b/data", base_ + "/c/data"});
+  ASSERT_TRUE(three.ok()) << three.error().message;
+  EXPECT_EQ(three->names(), (std::vector<std::string>{"", "", ""}));
+  auto one = ExportRoots::create({base_ + "/a/data", "data=" + base_ + "/b/data"});
+  ASSERT_TRUE(one.ok()) << one.error().message;
+  EXPECT_EQ(one->names(), (std::vector<std::string>{"", "data"}));
+  EXPECT_EQ(one->mapExportPath("/data/x"), base_ + "/b/data/x");
+  auto clash = ExportRoots::create({"data=" + base_ + "/a/data", "data=" + base_ + "/b/data"});
+  ASSERT_FALSE(clash.ok());
+  EXPECT_NE(clash.error().message.find("has that name already"), std::string::npos) << clash.error().message;
+  auto empty = ExportRoots::create({"=" + base_ + "/a/data"});
+  EXPECT_FALSE(empty.ok());
 }
 
 }  // namespace
