@@ -153,6 +153,10 @@ Status Client::chooseRemote(Watch& watch, bool wait) {
     if (known != originKeys_.end()) watch.originKey = known->second;
   }
   watch.remotePath = remotePath;
+  if (resolved.kind == MountKind::kNfs || resolved.kind == MountKind::kSmb) {
+    const ServerEntry* entry = findServer(*config_, resolved.mount);
+    watch.exportPath = entry != nullptr && entry->remoteRoot.empty();
+  }
   if (!connection && connection.error().code == EINPROGRESS) {
     // Its server's first connection is under way (this watch's or an
     // earlier one's): it attaches when the server answers, and falls back

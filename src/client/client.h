@@ -79,6 +79,7 @@ class Client final : public EventSink {
     // How the remote watch was made, to make it again after a reconnection.
     std::string connectionKey;  // "" when the watch never had a remote source
     std::string remotePath;
+    bool exportPath = false;  // remotePath as an NFS/SMB client names it (no remote_root): rnotifyd maps it
     std::string originKey;
     bool recursive = false;
     bool waitingForServer = false;   // lost, or not made yet: a connection, or asking again, is due

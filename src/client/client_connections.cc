@@ -277,6 +277,9 @@ void Client::watchRemote(Connection& connection, const Watch& watch, bool wait, 
   request.flags = watch.recursive ? uint32_t{proto::kWatchRecursive} : 0u;
   request.mask = watch.mask & IN_ALL_EVENTS;
   request.path = watch.remotePath;
+  if (watch.exportPath && (connection.welcome().capabilities & proto::kCapExports)) {
+    request.flags |= proto::kWatchExportPath;
+  }
   const DedupMode mode = config_->echoWindowMs == 0 ? DedupMode::kOff : config_->dedup;
   const uint64_t caps = connection.welcome().capabilities;
   // The entry's state on every event keeps the view current for a resync.

@@ -496,6 +496,9 @@ std::string serverPathFor(const ServerEntry& entry, const MountInfo& mount, cons
   } else if (source.rfind("//", 0) != 0 && colon != std::string::npos) {
     base = source.substr(colon + 1);  // NFS: the export path as the server names it
     sourcePath = base;
+  } else if (size_t share = source.find('/', 2); source.rfind("//", 0) == 0 && share != std::string::npos) {
+    base = source.substr(share);  // SMB: "/share/sub" of //host/share/sub
+    sourcePath = base;
   } else {
     base = below.empty() ? "/" : below;
   }

@@ -8,7 +8,7 @@
 //   [[server]]
 //   match = "nas:/export"               # mount source prefix
 //   endpoint = "tls:nas:7311"           # or "unix:/run/rnotifyd.sock", "tcp:127.0.0.1:7311"
-//   remote_root = "/srv/export"         # server path of `match` (NFS default: the path after ':')
+//   remote_root = "/srv/export"         # server path of the source's root (default: rnotifyd maps it)
 //   tls_ca = "/etc/rnotify/ca.pem"      # tls: the server's CA, and/or tls_fingerprint = "SHA256:..."
 //   tls_cert = "~/.config/rnotify/me.pem"   # a client certificate and key, or token_file (+ token_user)
 //   tls_key = "~/.config/rnotify/me.key"
@@ -28,10 +28,12 @@
 namespace rnotify {
 
 struct ServerEntry {
-  std::string match;       // mount source prefix this entry serves, e.g. "nas:/export" or "//nas/share"
-  std::string endpoint;    // "unix:/run/rnotifyd.sock", "tls:host:port" or "tcp:host:port"
-  std::string remoteRoot;  // server path of the mount source's root; default: for NFS the path after ':' in the source
-  TlsSettings tls = {};    // tls_ca, tls_fingerprint, tls_cert, tls_key, token_file, token_user (tls: endpoints)
+  std::string match;     // mount source prefix this entry serves, e.g. "nas:/export" or "//nas/share"
+  std::string endpoint;  // "unix:/run/rnotifyd.sock", "tls:host:port" or "tcp:host:port"
+  // Server path of the mount source's root. Default: the path the mount
+  // names, the source's (NFS) or /share (SMB), mapped by rnotifyd.
+  std::string remoteRoot;
+  TlsSettings tls = {};  // tls_ca, tls_fingerprint, tls_cert, tls_key, token_file, token_user (tls: endpoints)
 };
 
 // How the client avoids reporting its own changes twice (docs/ARCHITECTURE.md,
@@ -115,7 +117,10 @@ const ServerEntry* findServer(const Config& config, const MountInfo& mount);
 
 // Server path for a path inside an NFS/SMB mount via its entry: remoteRoot +
 // the part of the source below match + the mount's root (when a bind mount of
-// a subdirectory shows it there and not in the source) + relative.
+// a subdirectory shows it there and not in the source) + relative. Without
+// remote_root, the path as the NFS or SMB client names it instead ("/nfs/w"
+// of nas:/nfs, "/share/w" of //nas/share), which rnotifyd maps onto its
+// exports (proto::kWatchExportPath).
 std::string serverPathFor(const ServerEntry& entry, const MountInfo& mount, const std::string& relative);
 
 }  // namespace rnotify

@@ -105,6 +105,7 @@ struct World {
   std::set<SourceKind> slowLastRound;      // kinds whose last round ends later than finish()
   std::vector<std::shared_ptr<Feed>> feeds;
   std::vector<std::string> smbUsers;  // the users credentials were asked for
+  Config config;                      // what the configuration files say
 
   std::shared_ptr<Feed> feedOf(SourceKind kind) const {
     for (auto it = feeds.rbegin(); it != feeds.rend(); ++it) {
@@ -117,7 +118,7 @@ struct World {
 class FakeEnvironment final : public Environment {
  public:
   explicit FakeEnvironment(World* world) : world_(world) {}
-  Result<Config> loadConfig() override { return Config{}; }
+  Result<Config> loadConfig() override { return world_->config; }
   // A loaded machine (sanitizers, 2 cores) may take seconds to connect;
   // reconnections are tried at least every 400 ms.
   ClientTiming timing() override { return ClientTiming{10000, 400}; }
@@ -181,10 +182,14 @@ class ClientCore : public ::testing::Test {
     fs::remove_all(base_);
   }
 
-  // rnotifyd exporting base/export on the unix socket the agent reaches.
-  void startServer() {
-    auto process =
-        AgentProcess::spawn({RNOTIFYD_PATH, "--listen", "unix:" + world_.serverSocket, "--export", base_ + "/export"});
+  // rnotifyd exporting base/export (or `exports`) on the unix socket the
+  // agent reaches.
+  void startServer(const std::vector<std::string>& exports = {}) {
+    std::vector<std::string> argv{RNOTIFYD_PATH, "--listen", "unix:" + world_.serverSocket};
+    for (const std::string& e : exports.empty() ? std::vector<std::string>{base_ + "/export"} : exports) {
+      argv.insert(argv.end(), {"--export", e});
+    }
+    auto process = AgentProcess::spawn(argv);
     ASSERT_TRUE(process.ok()) << process.error().message;
     server_ = std::make_unique<AgentProcess>(std::move(*process));
     const auto deadline = Clock::now() + std::chrono::seconds(10);
@@ -309,6 +314,36 @@ TEST_F(ClientCore, SftpScansServeAnSshfsWatchAtTheServersPathAndTheirChangesAreR
   EXPECT_EQ(seen.back().wd, wd);
   EXPECT_TRUE(seen.back().mask & IN_REMOTE);
   EXPECT_EQ(seen.back().path, base_ + "/sshfs/dir/");
+}
+
+// The README's [[server]] entry as written, match and endpoint alone: the
+// watch's path is sent as the NFS or SMB client names it (ganesha's pseudo
+// path /nfs, the share), and rnotifyd maps it onto the export it named so.
+TEST_F(ClientCore, AServerEntryWithoutRemoteRootReachesTheExportByItsName) {
+  fs::create_directories(base_ + "/nfs/dir");
+  MountInfo nfs;
+  nfs.mountPoint = base_ + "/nfs";
+  nfs.fsType = "nfs4";
+  nfs.source = "nas:/nfs";
+  world_.mounts.push_back(nfs);
+  const std::string endpoint = "unix:" + world_.serverSocket;
+  world_.config.servers = {{"nas:/nfs", endpoint, ""}, {"//nas/share", endpoint, ""}};
+  startServer({"nfs=" + base_ + "/export", "Share=" + base_ + "/export"});
+  int onNfs = watch("/nfs/dir");
+  int onSmb = watch("/cifs/dir");
+  EXPECT_NE(sourceOf(onNfs).find("rnotifyd at " + endpoint), std::string::npos) << sourceOf(onNfs);
+  EXPECT_NE(sourceOf(onSmb).find("rnotifyd at " + endpoint), std::string::npos) << sourceOf(onSmb);
+  serverMakes("dir/made-on-the-server");
+  bool nfsSaw = false, smbSaw = false;
+  ASSERT_TRUE(runUntil([&] {
+    for (const ClientEvent& e : kept_) {
+      if (!(e.mask & IN_REMOTE) || e.name != "made-on-the-server") continue;
+      nfsSaw |= e.wd == onNfs && e.path == base_ + "/nfs/dir/";
+      smbSaw |= e.wd == onSmb && e.path == base_ + "/cifs/dir/";
+    }
+    return nfsSaw && smbSaw;
+  })) << "REMOTE create seen on nfs: "
+      << nfsSaw << ", on smb: " << smbSaw;
 }
 
 TEST_F(ClientCore, ACifsMountUsesTheKernelsChangeNotifyThenLibsmbclientWhenItEnds) {

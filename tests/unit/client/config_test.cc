@@ -285,6 +285,13 @@ TEST(ServerPathFor, NfsDefaultsToTheExportPath) {
   EXPECT_EQ(serverPathFor(entry, mount("nfs4", "nas:/export"), ""), "/export");
 }
 
+TEST(ServerPathFor, SmbDefaultsToTheShareAndItsPath) {
+  ServerEntry entry{"//nas/share", "tcp:nas:2", ""};
+  EXPECT_EQ(serverPathFor(entry, mount("cifs", "//nas/share"), "x/y"), "/share/x/y");
+  EXPECT_EQ(serverPathFor(entry, mount("cifs", "//nas/share/sub"), "x"), "/share/sub/x");
+  EXPECT_EQ(serverPathFor(entry, mount("cifs", "//nas/share"), ""), "/share");
+}
+
 TEST(ServerPathFor, RemoteRootReplacesTheMatchedPrefix) {
   ServerEntry entry{"nas:/export", "tcp:nas:2", "/srv/export"};
   EXPECT_EQ(serverPathFor(entry, mount("nfs4", "nas:/export/home"), "a"), "/srv/export/home/a");
