@@ -186,9 +186,19 @@ Status Client::chooseRemote(Watch& watch, bool wait) {
   if (Status attached = attachRemote(watch, **connection, &note); !attached) {
     const int code = attached.error().code;
     if (!(*connection)->alive()) connectionLost(**connection);
-    if (code != ENOSYS && code != EOPNOTSUPP) return attached.error();
+    // A path this host can see through an NFS or SMB mount that the
+    // configured server does not find or lets not be watched: the entry
+    // maps it wrongly, or the server's permissions differ. The mount still
+    // works: the next source, with the reason.
+    const bool configured = resolved.kind == MountKind::kNfs || resolved.kind == MountKind::kSmb;
+    const bool notThere = code == ENOENT || code == ENOTDIR || code == EACCES || code == EPERM;
+    if (code != ENOSYS && code != EOPNOTSUPP && !(configured && notThere)) return attached.error();
     watch.connectionKey.clear();  // the server cannot watch there: the next source, for good
-    startFallback(watch, resolved, attached.error().message);
+    std::string why = attached.error().message;
+    if (configured && notThere) {
+      why += " (remote_root in its [[server]] entry, or --export NAME=DIR on the server, says where it is there)";
+    }
+    startFallback(watch, resolved, why);
   } else if (!note.empty()) {
     log::warn("'{}': {}", watch.displayBase, note);
   }

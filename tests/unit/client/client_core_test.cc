@@ -346,6 +346,25 @@ TEST_F(ClientCore, AServerEntryWithoutRemoteRootReachesTheExportByItsName) {
       << nfsSaw << ", on smb: " << smbSaw;
 }
 
+// A mount whose server does not find its path (an entry that maps it
+// wrongly) still gets watched: scans of the mount, and the reason said.
+TEST_F(ClientCore, AServerThatDoesNotFindTheMountsPathIsFallenBackFromWithTheReason) {
+  fs::create_directories(base_ + "/nfs/dir");
+  MountInfo nfs;
+  nfs.mountPoint = base_ + "/nfs";
+  nfs.fsType = "nfs4";
+  nfs.source = "nas:/elsewhere";
+  world_.mounts.push_back(nfs);
+  world_.config.servers = {{"nas:/elsewhere", "unix:" + world_.serverSocket, ""}};
+  startServer();
+  int wd = watch("/nfs/dir");
+  ASSERT_GE(wd, 0);
+  EXPECT_NE(world_.feedOf(SourceKind::kMountScan), nullptr) << sourceOf(wd);
+  EXPECT_NE(sourceOf(wd).find("'/elsewhere/dir' is outside the exported directories"), std::string::npos)
+      << sourceOf(wd);
+  EXPECT_NE(sourceOf(wd).find("remote_root"), std::string::npos) << sourceOf(wd);
+}
+
 TEST_F(ClientCore, ACifsMountUsesTheKernelsChangeNotifyThenLibsmbclientWhenItEnds) {
   int wd = watch("/cifs/dir", RNOTIFY_RECURSIVE);
   auto cifs = world_.feedOf(SourceKind::kCifsIoctl);
