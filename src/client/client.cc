@@ -154,6 +154,7 @@ Status Client::chooseRemote(Watch& watch, bool wait) {
   }
   watch.remotePath = remotePath;
   if (resolved.kind == MountKind::kNfs || resolved.kind == MountKind::kSmb) {
+    watch.fileServer = true;
     const ServerEntry* entry = findServer(*config_, resolved.mount);
     watch.exportPath = entry != nullptr && entry->remoteRoot.empty();
   }

@@ -80,6 +80,7 @@ class Client final : public EventSink {
     std::string connectionKey;  // "" when the watch never had a remote source
     std::string remotePath;
     bool exportPath = false;  // remotePath as an NFS/SMB client names it (no remote_root): rnotifyd maps it
+    bool fileServer = false;  // an NFS or SMB mount: the server's read-side events are its own serving
     std::string originKey;
     bool recursive = false;
     bool waitingForServer = false;   // lost, or not made yet: a connection, or asking again, is due

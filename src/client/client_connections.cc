@@ -280,6 +280,12 @@ void Client::watchRemote(Connection& connection, const Watch& watch, bool wait, 
   if (watch.exportPath && (connection.welcome().capabilities & proto::kCapExports)) {
     request.flags |= proto::kWatchExportPath;
   }
+  // On an NFS or SMB server, what reads a file is nearly always the file
+  // server itself serving its clients, this host among them (one ls -la
+  // gave dozens of OPEN/ACCESS/CLOSE_NOWRITE): not asked for. This host's
+  // own reads still come from its kernel. A watch for reads alone asks.
+  constexpr uint32_t kReadSide = IN_OPEN | IN_ACCESS | IN_CLOSE_NOWRITE;
+  if (watch.fileServer && (request.mask & ~kReadSide) != 0) request.mask &= ~kReadSide;
   const DedupMode mode = config_->echoWindowMs == 0 ? DedupMode::kOff : config_->dedup;
   const uint64_t caps = connection.welcome().capabilities;
   // The entry's state on every event keeps the view current for a resync.
