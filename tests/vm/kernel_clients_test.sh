@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# kernel_clients_test.sh BUILD_DIR: NFS and SMB through real kernel clients.
+#
+# A qemu guest (guest.sh: Debian's 6.1 kernel under TCG) mounts, over qemu's
+# user network, an NFSv4.1 export of nfs-ganesha (pseudo path /nfs) and an
+# SMB 3.1.1 share of smbd (//host/share), both serving directories of this
+# host. rnotifyd runs on this host beside them, with the exports named as
+# the clients know them, and the guest's rnotifywait reaches it with the
+# two-line [[server]] entry README.md shows (match and endpoint, nothing
+# else). Checked, for each mount, as a user would:
+#   - 8 changes made on the server side (create, write, chmod, rename, mkdir,
+#     create inside it, delete, rmdir) come in order, each REMOTE, with the
+#     masks local inotify would give;
+#   - the guest's own reads (cat, ls -la) bring no read-side event from the
+#     server (the file server opening files to serve this very client).
+# Printed, not yet checked (issue 17): how many of the guest's own changes
+# come marked REMOTE.
+# Needs root and tests/vm/setup.sh (scripts/setup runs it).
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+BUILD=$(realpath "${1:?usage: kernel_clients_test.sh BUILD_DIR}")
+RNOTIFYD=$BUILD/src/server/rnotifyd
+RNOTIFYWAIT=$BUILD/src/tools/rnotifywait/rnotifywait
+C=${VM_CACHE:-$HERE/cache}
+[ -n "${VM_CACHE:-}" ] || [ -f "$C/vmlinuz" ] || C=/var/cache/rnotify-vm
+if [ ! -f "$C/vmlinuz" ]; then
+  echo "kernel_clients_test: the guest kernel is missing: run tests/vm/setup.sh (scripts/setup does)" >&2
+  exit 1
+fi
+for p in "$RNOTIFYD" "$RNOTIFYWAIT"; do [ -x "$p" ] || { echo "kernel_clients_test: $p is not built" >&2; exit 1; }; done
+
+# The guest sees this host's / read-only and the checkout without cache: the
+# state directory must be a host path it sees (not /tmp), so it is in BUILD.
+DIR=$BUILD/vm-test.$$
+mkdir -p "$DIR/nfs/w" "$DIR/smb/w"
+failures=0
+fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+cleanup() {
+  bash "$HERE/guest.sh" down "$DIR" > /dev/null 2>&1 || true
+  [ -n "${daemon:-}" ] && kill "$daemon" 2> /dev/null && wait "$daemon" 2> /dev/null
+  rm -rf "$DIR"
+}
+trap cleanup EXIT
+
+freeport() { local p; while :; do p=$((20000 + RANDOM % 40000)); ss -Htln "sport = :$p" | grep -q . || { echo $p; return; }; done; }
+port=$(freeport)
+# The exports under the names the clients know: ganesha's pseudo path /nfs,
+# and the SMB share "share".
+"$RNOTIFYD" --listen "tcp:127.0.0.1:$port" --export "nfs=$DIR/nfs" --export "share=$DIR/smb" \
+  --log-level info > "$DIR/rnotifyd.log" 2>&1 &
+daemon=$!
+VM_FWD="10.0.2.100:$port=127.0.0.1:$port" bash "$HERE/guest.sh" up "$DIR"
+S=$DIR/.vm  # /run/vm in the guest
+cat > "$S/config.toml" << EOF
+[[server]]
+match = "10.0.2.100:/nfs"
+endpoint = "tcp:10.0.2.100:$port"
+
+[[server]]
+match = "//10.0.2.100/share"
+endpoint = "tcp:10.0.2.100:$port"
+EOF
+
+guest() { bash "$HERE/guest.sh" run "$DIR" "$1"; }
+# Waits (at most $2 s) until file $1, written by the guest, has a line matching $3.
+await() {
+  local file=$1 limit=$2 pattern=$3 t0=$SECONDS
+  until grep -qE -- "$pattern" "$file" 2> /dev/null; do
+    ((SECONDS - t0 < limit)) || return 1
+    sleep 0.05
+  done
+}
+
+for m in nfs smb; do
+  guest "RNOTIFY_CONFIG=/run/vm/config.toml $RNOTIFYWAIT -m -r -v /mnt/$m/w > /run/vm/$m.out 2> /run/vm/$m.err &"
+done
+for m in nfs smb; do
+  await "$S/$m.err" 120 '^Watches established' || fail "$m: rnotifywait did not start: $(cat "$S/$m.err")"
+  grep -q "through rnotifyd at tcp:10.0.2.100:$port" "$S/$m.err" \
+    || fail "$m: not watched through rnotifyd: $(grep -v '^Setting\|^Watches' "$S/$m.err")"
+done
+
+# The server-side changes, one mount after the other, then a barrier.
+for m in nfs smb; do
+  (
+    cd "$DIR/$m/w"
+    echo a > f1
+    echo more >> f1
+    chmod 600 f1
+    mv f1 f2
+    mkdir d
+    echo x > d/inner
+    rm d/inner
+    rmdir d
+    rm f2
+    touch end
+  )
+done
+expected() {
+  local w=/mnt/$1/w/
+  cat << EOF
+$w CREATE,REMOTE f1
+$w MODIFY,REMOTE f1
+$w CLOSE_WRITE,CLOSE,REMOTE f1
+$w MODIFY,REMOTE f1
+$w CLOSE_WRITE,CLOSE,REMOTE f1
+$w ATTRIB,REMOTE f1
+$w MOVED_FROM,REMOTE f1
+$w MOVED_TO,REMOTE f2
+$w CREATE,ISDIR,REMOTE d
+${w}d/ CREATE,REMOTE inner
+${w}d/ MODIFY,REMOTE inner
+${w}d/ CLOSE_WRITE,CLOSE,REMOTE inner
+${w}d/ DELETE,REMOTE inner
+$w DELETE,ISDIR,REMOTE d
+${w}d/ DELETE_SELF,REMOTE 
+$w DELETE,REMOTE f2
+EOF
+}
+for m in nfs smb; do
+  if ! await "$S/$m.out" 60 'CREATE,REMOTE end$'; then
+    fail "$m: the server's changes did not come within 60 s"
+    continue
+  fi
+  got=$(sed '/ end$/,$d' "$S/$m.out")
+  if [ "$got" != "$(expected $m)" ]; then
+    fail "$m: the server's changes came otherwise"
+    diff <(expected $m) <(echo "$got") | sed 's/^/  /' >&2 || true
+  else
+    echo "$m: 16 events of 8 server-side changes, in order, each REMOTE"
+  fi
+done
+
+# This host's own reads, then its own changes; a server-side barrier after.
+for m in nfs smb; do
+  echo keep > "$DIR/$m/w/keep"
+  await "$S/$m.out" 60 'CREATE,REMOTE keep$' || fail "$m: no CREATE of keep"
+  before=$(wc -l < "$S/$m.out")
+  guest "cat /mnt/$m/w/keep > /dev/null; ls -la /mnt/$m/w > /dev/null; echo own > /mnt/$m/w/own; mkdir /mnt/$m/w/ownd; \
+    mv /mnt/$m/w/own /mnt/$m/w/own2; rm /mnt/$m/w/own2; rmdir /mnt/$m/w/ownd"
+  touch "$DIR/$m/w/end2"
+  await "$S/$m.out" 60 'CREATE,REMOTE end2$' || fail "$m: no CREATE of end2"
+  after=$(tail -n +"$((before + 1))" "$S/$m.out" | sed '/ end2$/,$d')
+  reads=$(echo "$after" | grep -cE '(OPEN|ACCESS|CLOSE_NOWRITE).*REMOTE' || true)
+  if [ "$reads" -ne 0 ]; then
+    fail "$m: $reads read-side events of the server came for this host's own reads"
+    echo "$after" | sed 's/^/  /' >&2
+  else
+    echo "$m: no read-side event of the server for this host's own reads"
+  fi
+  own=$(echo "$after" | grep -cE ' (own|own2|ownd)$' || true)
+  ownRemote=$(echo "$after" | grep -E ' (own|own2|ownd)$' | grep -c REMOTE || true)
+  echo "$m: this host's own changes: $own events, $ownRemote of them marked REMOTE (not yet checked: issue 17)"
+done
+
+echo "rnotifyd's log:"
+sed 's/^/  /' "$DIR/rnotifyd.log" | tail -5
+if [ "$failures" -ne 0 ]; then
+  echo "kernel_clients_test: $failures failures" >&2
+  exit 1
+fi
+echo "kernel_clients_test: passed"
