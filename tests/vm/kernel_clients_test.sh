@@ -80,7 +80,10 @@ for m in nfs smb; do
     || fail "$m: not watched through rnotifyd: $(grep -v '^Setting\|^Watches' "$S/$m.err")"
 done
 
-# The server-side changes, one mount after the other, then a barrier.
+# The server-side changes, one mount after the other, then a barrier. What
+# is written into the new directory waits for its CREATE: before rnotifyd's
+# watch on it exists, only what its listing finds can be told (CREATE), as
+# with inotifywait.
 for m in nfs smb; do
   (
     cd "$DIR/$m/w"
@@ -89,6 +92,12 @@ for m in nfs smb; do
     chmod 600 f1
     mv f1 f2
     mkdir d
+  )
+done
+for m in nfs smb; do
+  await "$S/$m.out" 60 'CREATE,ISDIR,REMOTE d$' || fail "$m: no CREATE of d"
+  (
+    cd "$DIR/$m/w"
     echo x > d/inner
     rm d/inner
     rmdir d
@@ -150,7 +159,8 @@ for m in nfs smb; do
   fi
   own=$(echo "$after" | grep -cE ' (own|own2|ownd)$' || true)
   ownRemote=$(echo "$after" | grep -E ' (own|own2|ownd)$' | grep -c REMOTE || true)
-  echo "$m: this host's own changes: $own events, $ownRemote of them marked REMOTE (not yet checked: issue 17)"
+  echo "$m: this host's own changes: $own events, $ownRemote of them marked REMOTE (not yet checked: issue 17):"
+  echo "$after" | grep -E ' (own|own2|ownd)$' | sed 's/^/  /' || true
 done
 
 echo "rnotifyd's log:"
