@@ -124,9 +124,19 @@ std::string pollMountAdvice(const MountInfo& mount) {
   auto seconds = [&](const char* name) { return options.count(name) ? std::atoi(options[name].c_str()) : 0; };
   std::string advice;
   if (mount.fsType.rfind("nfs", 0) == 0) {
-    if (seconds("acregmax") > 5 || seconds("acdirmax") > 5) {
-      advice = "its attribute cache (acregmax=" + std::to_string(seconds("acregmax")) +
-               ", acdirmax=" + std::to_string(seconds("acdirmax")) +
+    // The kernel lists an ac* option only when it differs from its default
+    // (acregmax 60 s, acdirmax 60 s): a mount with none listed has those.
+    bool listed = false;
+    auto effective = [&](const char* name, int byDefault) {
+      if (options.count("noac")) return 0;
+      if (options.count(name)) return listed = true, seconds(name);
+      if (options.count("actimeo")) return listed = true, seconds("actimeo");
+      return byDefault;
+    };
+    const int regmax = effective("acregmax", 60), dirmax = effective("acdirmax", 60);
+    if (regmax > 5 || dirmax > 5) {
+      advice = "its attribute cache (acregmax=" + std::to_string(regmax) + ", acdirmax=" + std::to_string(dirmax) +
+               (listed ? "" : ", the NFS defaults") +
                ") can delay an in-place change by that long; mount with actimeo=1 for prompt polling";
     }
     if (options.count("lookupcache") && options["lookupcache"] != "none" && options["lookupcache"] != "positive") {
