@@ -236,6 +236,7 @@ Result<int> Client::store(Watch&& watch, const std::string& path, bool wait) {
   int wd = nextWd_++;
   log::debug("watch {} on '{}': {}", wd, path, watch.source);
   Watch& stored = watches_.emplace(wd, std::move(watch)).first->second;
+  if (stored.fallback && stored.fallback->openedMount()) dropOwnReads(stored);
   if (stored.fallback && stored.fallback->scans()) {
     auto first = takeBaseline(stored, wait);
     if (watches_.find(wd) == watches_.end()) return wd;  // ended at once: its IGNORED is queued

@@ -167,6 +167,10 @@ class Client final : public EventSink {
   // One take(); for a scan through the mount, the local kernel's reports of
   // the scan's own reads are dropped. The watch may be gone afterwards.
   Result<std::vector<Event>> takeFromSource(Watch& watch);
+  // Drains the local kernel, dropping the watch's read-side reports of
+  // directories: its source's own (a scan's listings, the cifs source's
+  // opening). Only once the watch is stored (byLocal_).
+  void dropOwnReads(Watch& watch);
   void deliverFromSource(int wd, std::vector<Event>& events);
   // The server serves the watch again: a scan's last round (when it has
   // completed: at once through the mount, later over SFTP), IN_RESTORED,
@@ -324,7 +328,7 @@ class Client final : public EventSink {
   std::string agentKey(const SshTarget& target) const;
   std::set<std::string> fallbackTold_;  // mounts whose fallback to polling was told
   std::set<int> scanned_;  // the watches whose source has a deadline: only they are looked at for due rounds
-  int scanningWd_ = 0;     // the watch whose scan's own directory reads are being drained
+  int scanningWd_ = 0;     // the watch whose source's own directory reads are being drained
   std::map<std::string, Retry> retries_;  // connections to open (again), by key
   // Each connection's session on its server (proto::Attach), so that after a
   // reconnection the server replays what was missed instead of a re-read.

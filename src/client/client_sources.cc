@@ -114,6 +114,7 @@ void Client::startFallback(Watch& watch, const ResolvedPath& resolved, const std
     return;
   }
   registerSource(watch);
+  if (watch.fallback->openedMount()) dropOwnReads(watch);
   ensureDedup();
   // The fallbacks' reports: names and broad kinds, matched by name.
   dedup_->setStrategy(watch.wd, Dedup::Strategy::kPolled);
@@ -255,19 +256,21 @@ Result<int> Client::addSmbUrlWatch(const std::string& url, uint32_t mask, bool r
 }
 
 Result<std::vector<Event>> Client::takeFromSource(Watch& watch) {
-  const int wd = watch.wd;
   auto events = watch.fallback->take();
   if (!watch.sourceOnceStarted.empty() && !watch.handingOver && !watch.fallback->starting()) {
     watch.source = std::exchange(watch.sourceOnceStarted, {});
   }
-  if (watch.fallback->readsMount() && watch.local != 0) {
-    // The scan's own reads of the directories, reported by this host's
-    // kernel: not something anyone did to the tree.
-    scanningWd_ = wd;
-    local_->drain();
-    scanningWd_ = 0;
-  }
+  // The scan's own reads of the directories, reported by this host's
+  // kernel: not something anyone did to the tree.
+  if (watch.fallback->readsMount()) dropOwnReads(watch);
   return events;
+}
+
+void Client::dropOwnReads(Watch& watch) {
+  if (watch.local == 0 || !byLocal_.count(watch.local)) return;  // not stored yet: store() calls again
+  scanningWd_ = watch.wd;
+  local_->drain();
+  scanningWd_ = 0;
 }
 
 Result<std::vector<Event>> Client::takeBaseline(Watch& watch, bool wait) {

@@ -75,6 +75,7 @@ class CifsSource final : public WatchSource {
   Result<std::vector<Event>> take() override { return notify_->take(); }
   bool failed() const override { return notify_->failed(); }
   Error error() const override { return notify_->error(); }
+  bool openedMount() const override { return true; }
   std::string describe() const override { return "SMB2 change notify (the cifs client's CIFS_IOC_NOTIFY_INFO)"; }
 
  private:

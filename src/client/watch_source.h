@@ -70,6 +70,9 @@ class WatchSource {
   virtual void hurry(Clock::time_point /*when*/) {}
   // Its reads go through the mount, so this host's kernel reports them.
   virtual bool readsMount() const { return false; }
+  // Its start opened the watched directory through the mount (the cifs
+  // ioctl needs an open directory): this host's kernel reports that OPEN.
+  virtual bool openedMount() const { return false; }
   // "polling every 2 s (...), scans of the mount", "SMB2 change notify (...)".
   virtual std::string describe() const = 0;
 };

@@ -13,8 +13,12 @@
 #     masks local inotify would give;
 #   - the guest's own reads (cat, ls -la) bring no read-side event from the
 #     server (the file server opening files to serve this very client).
+#   - SMB without rnotifyd (the cifs client's change notify): the server's
+#     first change comes, and the source's own opening of the directory is
+#     not reported as a read.
 # Printed, not yet checked (issue 17): how many of the guest's own changes
-# come marked REMOTE.
+# come marked REMOTE, and what SMB2 change notify tells of changes made back
+# to back.
 # Needs root and tests/vm/setup.sh (scripts/setup runs it).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -162,6 +166,39 @@ for m in nfs smb; do
   echo "$m: this host's own changes: $own events, $ownRemote of them marked REMOTE (not yet checked: issue 17):"
   echo "$after" | grep -E ' (own|own2|ownd)$' | sed 's/^/  /' || true
 done
+
+# SMB without rnotifyd: the cifs client's own change notify (an empty
+# configuration). Its opening of the directory is not reported as a read.
+mkdir -p "$DIR/smb/w2"
+guest "RNOTIFY_CONFIG=/dev/null $RNOTIFYWAIT -m -r -v /mnt/smb/w2 > /run/vm/cifs.out 2> /run/vm/cifs.err &"
+await "$S/cifs.err" 120 '^Watches established' || fail "cifs: rnotifywait did not start: $(cat "$S/cifs.err")"
+grep -q "through SMB2 change notify (the cifs client's CIFS_IOC_NOTIFY_INFO)" "$S/cifs.err" \
+  || fail "cifs: not watched through the cifs client's change notify: $(grep -v '^Setting\|^Watches' "$S/cifs.err")"
+(
+  cd "$DIR/smb/w2"
+  echo a > f1
+  chmod 600 f1
+  mkdir d
+  mv f1 f2
+  rm f2
+  touch end
+)
+# Each CIFS_IOC_NOTIFY_INFO opens the directory anew (the kernel's
+# smb3_notify: open, CHANGE_NOTIFY, close), and what changes between two of
+# them is not told: of changes made back to back, most are
+# lost (issue 17). Checked: the first comes, nothing is invented.
+if await "$S/cifs.out" 60 'CREATE,REMOTE f1$'; then
+  await "$S/cifs.out" 10 'CREATE,REMOTE end$' || true
+  if grep -qE 'OPEN|ACCESS|CLOSE_NOWRITE' "$S/cifs.out"; then
+    fail "cifs: read-side events that nobody made"
+    sed 's/^/  /' "$S/cifs.out" >&2
+  fi
+  echo "cifs: of the server's create, chmod, mkdir, rename, delete, touch made back to back, SMB2 change notify told (not yet checked: issue 17):"
+  sed 's/^/  /' "$S/cifs.out"
+else
+  fail "cifs: the server's first change did not come within 60 s"
+  sed 's/^/  /' "$S/cifs.out" "$S/cifs.err" >&2
+fi
 
 echo "rnotifyd's log:"
 sed 's/^/  /' "$DIR/rnotifyd.log" | tail -5
