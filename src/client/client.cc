@@ -236,7 +236,6 @@ Result<int> Client::store(Watch&& watch, const std::string& path, bool wait) {
   int wd = nextWd_++;
   log::debug("watch {} on '{}': {}", wd, path, watch.source);
   Watch& stored = watches_.emplace(wd, std::move(watch)).first->second;
-  if (stored.fallback && stored.fallback->openedMount()) dropOwnReads(stored);
   if (stored.fallback && stored.fallback->scans()) {
     auto first = takeBaseline(stored, wait);
     if (watches_.find(wd) == watches_.end()) return wd;  // ended at once: its IGNORED is queued
@@ -336,6 +335,10 @@ void Client::onEvent(SubscriptionId subscription, uint32_t mask, uint32_t cookie
     return;
   }
   if (watch.wd == scanningWd_ && (mask & IN_ISDIR) && Dedup::readSide(mask)) return;
+  if (watch.ownOpenings > 0 && mask == (IN_OPEN | IN_ISDIR) && dir.empty() && name.empty()) {
+    --watch.ownOpenings;  // its source's opening of the directory (WatchSource::openedMount)
+    return;
+  }
   // What this host did through the mount comes back from the server too.
   if (watch.fallback && dedup_ && !watch.pollOnly) {
     // ... and in the next scan: make it soon, so that it is matched.

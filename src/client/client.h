@@ -81,6 +81,7 @@ class Client final : public EventSink {
     std::string remotePath;
     bool exportPath = false;  // remotePath as an NFS/SMB client names it (no remote_root): rnotifyd maps it
     bool fileServer = false;  // an NFS or SMB mount: the server's read-side events are its own serving
+    int ownOpenings = 0;      // OPENs of the directory by its source, still to come from the local kernel
     std::string originKey;
     bool recursive = false;
     bool waitingForServer = false;   // lost, or not made yet: a connection, or asking again, is due
@@ -168,8 +169,7 @@ class Client final : public EventSink {
   // the scan's own reads are dropped. The watch may be gone afterwards.
   Result<std::vector<Event>> takeFromSource(Watch& watch);
   // Drains the local kernel, dropping the watch's read-side reports of
-  // directories: its source's own (a scan's listings, the cifs source's
-  // opening). Only once the watch is stored (byLocal_).
+  // directories: a scan's own listings. The watch may be gone afterwards.
   void dropOwnReads(Watch& watch);
   void deliverFromSource(int wd, std::vector<Event>& events);
   // The server serves the watch again: a scan's last round (when it has

@@ -114,7 +114,8 @@ void Client::startFallback(Watch& watch, const ResolvedPath& resolved, const std
     return;
   }
   registerSource(watch);
-  if (watch.fallback->openedMount()) dropOwnReads(watch);
+  // Its opening of the directory, which this host's kernel reports.
+  if (watch.fallback->openedMount()) ++watch.ownOpenings;
   ensureDedup();
   // The fallbacks' reports: names and broad kinds, matched by name.
   dedup_->setStrategy(watch.wd, Dedup::Strategy::kPolled);
@@ -267,7 +268,7 @@ Result<std::vector<Event>> Client::takeFromSource(Watch& watch) {
 }
 
 void Client::dropOwnReads(Watch& watch) {
-  if (watch.local == 0 || !byLocal_.count(watch.local)) return;  // not stored yet: store() calls again
+  if (watch.local == 0) return;
   scanningWd_ = watch.wd;
   local_->drain();
   scanningWd_ = 0;

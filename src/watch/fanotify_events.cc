@@ -321,7 +321,7 @@ void FanotifyWatcher::onRename(Filesystem* fs, const Parsed& parsed, uint64_t ma
   std::string oldPath = from != nullptr && !from->path.empty() ? joinPath(from->path, parsed.oldDir.name) : "";
   std::string newPath = to != nullptr && !to->path.empty() ? joinPath(to->path, parsed.newDir.name) : "";
   followDirectoryMove(fs, oldPath, newPath, parsed.object, intoCovered);
-  settleMovedDirectory(fs, parsed.object);
+  if (!parsed.object.empty() && renamed_.size() < kMaxRenamedToSettle) renamed_.insert(std::string(parsed.object));
   // Its MOVE_SELF follows the rename, seen at its new place; a subscription
   // root reports its own, through its inode mark. (`to` is still cached:
   // only a move to an unknown place forgets entries.)
@@ -370,20 +370,30 @@ void FanotifyWatcher::followDirectoryMove(Filesystem* fs, const std::string& fro
 
 // fanotify merges a rename into an identical one still queued (the same move
 // made again before the first was read), so a directory's renames can be
-// read out of order and the last one read need not say where it is: that is
-// asked of its handle. Every rename merged into this one was made before
-// this read, so the answer is at least as new as what the events said.
-void FanotifyWatcher::settleMovedDirectory(Filesystem* fs, std::string_view key) {
-  Directory* moved = key.empty() ? nullptr : cache_.find(key);
-  if (moved == nullptr || moved->path.empty()) return;
-  std::string now;
-  if (pathOfHandle(fs->mountFd.get(), key, &now) != 0 || now == moved->path) return;
-  bool rootsMoved = cache_.repath(moved->path, now);
-  if (moved->path != now) {
-    rootsMoved |= moved->pins != 0;
-    cache_.setPath(moved, now);
+// read out of order and the last one read need not say where it is. Once the
+// queue has been read empty, each directory renamed meanwhile is asked its
+// handle where it is: every rename merged into one read was made before,
+// so the answer is at least as new as the events. Asked only then, not per
+// rename: the renames still queued describe the past, and a cache moved
+// ahead of them would carry the wrong subtree along (a swap through a
+// temporary name).
+void FanotifyWatcher::settleRenamedDirectories() {
+  std::unordered_set<std::string> renamed;
+  renamed.swap(renamed_);
+  for (const std::string& key : renamed) {
+    Directory* moved = cache_.find(key);
+    Filesystem* fs = moved == nullptr || moved->path.empty() ? nullptr : filesystemFor(key);
+    if (fs == nullptr || (moved->pins == 0 && coversOf(moved).empty())) continue;  // nobody sees it
+    std::string now;
+    if (pathOfHandle(fs->mountFd.get(), key, &now) != 0 || now == moved->path) continue;
+    // A stale entry's path may be another's by now: only its own is set.
+    bool rootsMoved = !moved->stale && cache_.repath(moved->path, now);
+    if (moved->path != now) {
+      rootsMoved |= moved->pins != 0;
+      cache_.setPath(moved, now);
+    }
+    if (rootsMoved) ++generation_;
   }
-  if (rootsMoved) ++generation_;
 }
 
 void FanotifyWatcher::onObject(std::string_view key, uint32_t mask, int pid) {

@@ -341,6 +341,7 @@ void FanotifyWatcher::drain() {
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno != EAGAIN) log::error("fanotify: read failed: {}", std::strerror(errno));
+      if (!renamed_.empty()) settleRenamedDirectories();
       return;
     }
     if (n == 0) return;

@@ -25,6 +25,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "common/unique_fd.h"
@@ -114,7 +115,7 @@ class FanotifyWatcher final : public Watcher {
   void onDirectoryItself(Directory* d, uint64_t mask, int pid);
   void onRename(Filesystem* fs, const Parsed& parsed, uint64_t mask, int pid);
   void onObject(std::string_view key, uint32_t mask, int pid);
-  void settleMovedDirectory(Filesystem* fs, std::string_view key);  // its path, from its handle
+  void settleRenamedDirectories();  // renamed_'s paths, from their handles
   void followDirectoryMove(Filesystem* fs, const std::string& from, const std::string& to, std::string_view target,
                            bool intoCovered);
   void deliverToParent(Directory* d, uint32_t mask, int pid);
@@ -135,6 +136,9 @@ class FanotifyWatcher final : public Watcher {
   bool hintsCollected_ = false;
   int hintDepth_ = 0;
   uint64_t generation_ = 1;  // bumped when subscriptions or their roots change
+  // Directories renamed since the queue was last read empty (their handles).
+  static constexpr size_t kMaxRenamedToSettle = 4096;
+  std::unordered_set<std::string> renamed_;
   SubscriptionId nextId_ = 1;
   uint32_t nextCookie_ = 1;
   bool draining_ = false;  // filesystems are released after the buffer, not under our feet

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "watch/confined_open.h"
@@ -99,6 +100,9 @@ std::vector<InotifyWatcher::Node*> InotifyWatcher::childrenOf(const Node* node) 
 }
 
 void InotifyWatcher::attach(Node* node, Node* parent, std::string_view name) {
+  // In the tree again (a CREATE of it read after its MOVED_FROM): no longer
+  // waiting for a MOVED_TO or MOVE_SELF.
+  if (!movedAway_.empty()) std::erase_if(movedAway_, [node](const auto& entry) { return entry.second == node; });
   // A child we thought was there under that name was replaced behind our back.
   if (Node* stale = child(parent, name); stale != nullptr && stale != node) detach(stale);
   node->name.assign(name);

@@ -523,10 +523,13 @@ bool InotifyWatcher::reportsPids(SubscriptionId id) const {
 }
 
 void InotifyWatcher::settleMovedAway() {
-  std::vector<Node*> left;
-  for (auto& [cookie, node] : movedAway_) left.push_back(node);
-  movedAway_.clear();
-  for (Node* node : left) pruneSubtree(node);
+  // One at a time: pruning one may remove another below it (removeNode
+  // erases its entry), so no list of them is kept across a prune.
+  while (!movedAway_.empty()) {
+    Node* node = movedAway_.begin()->second;
+    movedAway_.erase(movedAway_.begin());
+    pruneSubtree(node);
+  }
 }
 
 void InotifyWatcher::finishDrain() {

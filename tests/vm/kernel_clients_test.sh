@@ -19,7 +19,8 @@
 # Printed, not yet checked (issue 17): how many of the guest's own changes
 # come marked REMOTE, and what SMB2 change notify tells of changes made back
 # to back.
-# Needs root and tests/vm/setup.sh (scripts/setup runs it).
+# Needs root and tests/vm/setup.sh (scripts/setup runs it); without them it
+# exits 77 (ctest: skipped). It ends itself after 480 s (ctest's limit: 600).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 BUILD=$(realpath "${1:?usage: kernel_clients_test.sh BUILD_DIR}")
@@ -29,8 +30,9 @@ C=${VM_CACHE:-$HERE/cache}
 [ -n "${VM_CACHE:-}" ] || [ -f "$C/vmlinuz" ] || C=/var/cache/rnotify-vm
 if [ ! -f "$C/vmlinuz" ]; then
   echo "kernel_clients_test: the guest kernel is missing: run tests/vm/setup.sh (scripts/setup does)" >&2
-  exit 1
+  exit 77
 fi
+[ "$(id -u)" -eq 0 ] || { echo "kernel_clients_test: needs root (smbd, ganesha)" >&2; exit 77; }
 for p in "$RNOTIFYD" "$RNOTIFYWAIT"; do [ -x "$p" ] || { echo "kernel_clients_test: $p is not built" >&2; exit 1; }; done
 
 # The guest sees this host's / read-only and the checkout without cache: the
@@ -41,10 +43,22 @@ failures=0
 fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
 cleanup() {
   bash "$HERE/guest.sh" down "$DIR" > /dev/null 2>&1 || true
-  [ -n "${daemon:-}" ] && kill "$daemon" 2> /dev/null && wait "$daemon" 2> /dev/null
-  rm -rf "$DIR"
+  if [ -n "${daemon:-}" ]; then
+    kill "$daemon" 2> /dev/null || true
+    wait "$daemon" 2> /dev/null || true
+  fi
+  if [ -n "${watchdog:-}" ]; then
+    pkill -P "$watchdog" sleep 2> /dev/null || true
+    kill "$watchdog" 2> /dev/null || true
+  fi
+  if [ "$failures" -eq 0 ]; then rm -rf "$DIR"; else echo "kept for a look: $DIR (logs in $DIR/.vm)" >&2; fi
 }
 trap cleanup EXIT
+trap 'fail "stopped by a signal"; exit 1' TERM INT
+# An end of its own, before ctest's: a kill by ctest would leave qemu running.
+# (Its output away from ctest's pipe, which a leftover sleep would hold.)
+(sleep 480 && kill -TERM $$) > /dev/null 2>&1 &
+watchdog=$!
 
 freeport() { local p; while :; do p=$((20000 + RANDOM % 40000)); ss -Htln "sport = :$p" | grep -q . || { echo $p; return; }; done; }
 port=$(freeport)
@@ -65,7 +79,7 @@ match = "//10.0.2.100/share"
 endpoint = "tcp:10.0.2.100:$port"
 EOF
 
-guest() { bash "$HERE/guest.sh" run "$DIR" "$1"; }
+guest() { VM_TIMEOUT=60 bash "$HERE/guest.sh" run "$DIR" "$1"; }
 # Waits (at most $2 s) until file $1, written by the guest, has a line matching $3.
 await() {
   local file=$1 limit=$2 pattern=$3 t0=$SECONDS
@@ -79,7 +93,7 @@ for m in nfs smb; do
   guest "RNOTIFY_CONFIG=/run/vm/config.toml $RNOTIFYWAIT -m -r -v /mnt/$m/w > /run/vm/$m.out 2> /run/vm/$m.err &"
 done
 for m in nfs smb; do
-  await "$S/$m.err" 120 '^Watches established' || fail "$m: rnotifywait did not start: $(cat "$S/$m.err")"
+  await "$S/$m.err" 60 '^Watches established' || fail "$m: rnotifywait did not start: $(cat "$S/$m.err")"
   grep -q "through rnotifyd at tcp:10.0.2.100:$port" "$S/$m.err" \
     || fail "$m: not watched through rnotifyd: $(grep -v '^Setting\|^Watches' "$S/$m.err")"
 done
@@ -99,7 +113,7 @@ for m in nfs smb; do
   )
 done
 for m in nfs smb; do
-  await "$S/$m.out" 60 'CREATE,ISDIR,REMOTE d$' || fail "$m: no CREATE of d"
+  await "$S/$m.out" 30 'CREATE,ISDIR,REMOTE d$' || fail "$m: no CREATE of d"
   (
     cd "$DIR/$m/w"
     echo x > d/inner
@@ -131,8 +145,8 @@ $w DELETE,REMOTE f2
 EOF
 }
 for m in nfs smb; do
-  if ! await "$S/$m.out" 60 'CREATE,REMOTE end$'; then
-    fail "$m: the server's changes did not come within 60 s"
+  if ! await "$S/$m.out" 30 'CREATE,REMOTE end$'; then
+    fail "$m: the server's changes did not come within 30 s"
     continue
   fi
   got=$(sed '/ end$/,$d' "$S/$m.out")
@@ -147,12 +161,12 @@ done
 # This host's own reads, then its own changes; a server-side barrier after.
 for m in nfs smb; do
   echo keep > "$DIR/$m/w/keep"
-  await "$S/$m.out" 60 'CREATE,REMOTE keep$' || fail "$m: no CREATE of keep"
+  await "$S/$m.out" 30 'CREATE,REMOTE keep$' || fail "$m: no CREATE of keep"
   before=$(wc -l < "$S/$m.out")
   guest "cat /mnt/$m/w/keep > /dev/null; ls -la /mnt/$m/w > /dev/null; echo own > /mnt/$m/w/own; mkdir /mnt/$m/w/ownd; \
     mv /mnt/$m/w/own /mnt/$m/w/own2; rm /mnt/$m/w/own2; rmdir /mnt/$m/w/ownd"
   touch "$DIR/$m/w/end2"
-  await "$S/$m.out" 60 'CREATE,REMOTE end2$' || fail "$m: no CREATE of end2"
+  await "$S/$m.out" 30 'CREATE,REMOTE end2$' || fail "$m: no CREATE of end2"
   after=$(tail -n +"$((before + 1))" "$S/$m.out" | sed '/ end2$/,$d')
   reads=$(echo "$after" | grep -cE '(OPEN|ACCESS|CLOSE_NOWRITE).*REMOTE' || true)
   if [ "$reads" -ne 0 ]; then
@@ -169,11 +183,30 @@ done
 
 # SMB without rnotifyd: the cifs client's own change notify (an empty
 # configuration). Its opening of the directory is not reported as a read.
+# Each CIFS_IOC_NOTIFY_INFO opens the directory anew (the kernel's
+# smb3_notify: open, CHANGE_NOTIFY, close), and what changes between two of
+# them is not told, nor before the first reaches the server: a file is made
+# every 3 s until one is told. Then changes made back to back, for the
+# record: of them most are lost (issue 17).
 mkdir -p "$DIR/smb/w2"
 guest "RNOTIFY_CONFIG=/dev/null $RNOTIFYWAIT -m -r -v /mnt/smb/w2 > /run/vm/cifs.out 2> /run/vm/cifs.err &"
-await "$S/cifs.err" 120 '^Watches established' || fail "cifs: rnotifywait did not start: $(cat "$S/cifs.err")"
+await "$S/cifs.err" 60 '^Watches established' || fail "cifs: rnotifywait did not start: $(cat "$S/cifs.err")"
 grep -q "through SMB2 change notify (the cifs client's CIFS_IOC_NOTIFY_INFO)" "$S/cifs.err" \
   || fail "cifs: not watched through the cifs client's change notify: $(grep -v '^Setting\|^Watches' "$S/cifs.err")"
+told=0
+for i in $(seq 1 20); do
+  touch "$DIR/smb/w2/probe$i"
+  if await "$S/cifs.out" 3 "CREATE,REMOTE probe[0-9]+$"; then
+    told=1
+    break
+  fi
+done
+[ "$told" -eq 1 ] || fail "cifs: none of the server's changes came in 60 s"
+if grep -qE 'OPEN|ACCESS|CLOSE_NOWRITE' "$S/cifs.out"; then
+  fail "cifs: read-side events that nobody made"
+  sed 's/^/  /' "$S/cifs.out" >&2
+fi
+before=$(wc -l < "$S/cifs.out")
 (
   cd "$DIR/smb/w2"
   echo a > f1
@@ -183,22 +216,9 @@ grep -q "through SMB2 change notify (the cifs client's CIFS_IOC_NOTIFY_INFO)" "$
   rm f2
   touch end
 )
-# Each CIFS_IOC_NOTIFY_INFO opens the directory anew (the kernel's
-# smb3_notify: open, CHANGE_NOTIFY, close), and what changes between two of
-# them is not told: of changes made back to back, most are
-# lost (issue 17). Checked: the first comes, nothing is invented.
-if await "$S/cifs.out" 60 'CREATE,REMOTE f1$'; then
-  await "$S/cifs.out" 10 'CREATE,REMOTE end$' || true
-  if grep -qE 'OPEN|ACCESS|CLOSE_NOWRITE' "$S/cifs.out"; then
-    fail "cifs: read-side events that nobody made"
-    sed 's/^/  /' "$S/cifs.out" >&2
-  fi
-  echo "cifs: of the server's create, chmod, mkdir, rename, delete, touch made back to back, SMB2 change notify told (not yet checked: issue 17):"
-  sed 's/^/  /' "$S/cifs.out"
-else
-  fail "cifs: the server's first change did not come within 60 s"
-  sed 's/^/  /' "$S/cifs.out" "$S/cifs.err" >&2
-fi
+await "$S/cifs.out" 10 'CREATE,REMOTE end$' || true
+echo "cifs: of the server's create, chmod, mkdir, rename, delete, touch made back to back, SMB2 change notify told (not yet checked: issue 17):"
+tail -n +"$((before + 1))" "$S/cifs.out" | sed 's/^/  /'
 
 echo "rnotifyd's log:"
 sed 's/^/  /' "$DIR/rnotifyd.log" | tail -5

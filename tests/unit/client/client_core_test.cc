@@ -204,6 +204,16 @@ class ClientCore : public ::testing::Test {
     FAIL() << "rnotifyd did not listen: " << server_->stderrText();
   }
 
+  // An "nfs4" mount of `source` at base/nfs, a local directory with dir/ in it.
+  void addNfsMount(const std::string& source) {
+    fs::create_directories(base_ + "/nfs/dir");
+    MountInfo nfs;
+    nfs.mountPoint = base_ + "/nfs";
+    nfs.fsType = "nfs4";
+    nfs.source = source;
+    world_.mounts.push_back(nfs);
+  }
+
   int watch(const std::string& path, unsigned flags = 0) {
     auto wd = client_->addWatch(base_ + path, IN_CREATE | IN_DELETE | IN_CLOSE_WRITE, flags);
     EXPECT_TRUE(wd.ok()) << wd.error().message;
@@ -320,12 +330,7 @@ TEST_F(ClientCore, SftpScansServeAnSshfsWatchAtTheServersPathAndTheirChangesAreR
 // watch's path is sent as the NFS or SMB client names it (ganesha's pseudo
 // path /nfs, the share), and rnotifyd maps it onto the export it named so.
 TEST_F(ClientCore, AServerEntryWithoutRemoteRootReachesTheExportByItsName) {
-  fs::create_directories(base_ + "/nfs/dir");
-  MountInfo nfs;
-  nfs.mountPoint = base_ + "/nfs";
-  nfs.fsType = "nfs4";
-  nfs.source = "nas:/nfs";
-  world_.mounts.push_back(nfs);
+  addNfsMount("nas:/nfs");
   const std::string endpoint = "unix:" + world_.serverSocket;
   world_.config.servers = {{"nas:/nfs", endpoint, ""}, {"//nas/share", endpoint, ""}};
   startServer({"nfs=" + base_ + "/export", "Share=" + base_ + "/export"});
@@ -349,12 +354,7 @@ TEST_F(ClientCore, AServerEntryWithoutRemoteRootReachesTheExportByItsName) {
 // A mount whose server does not find its path (an entry that maps it
 // wrongly) still gets watched: scans of the mount, and the reason said.
 TEST_F(ClientCore, AServerThatDoesNotFindTheMountsPathIsFallenBackFromWithTheReason) {
-  fs::create_directories(base_ + "/nfs/dir");
-  MountInfo nfs;
-  nfs.mountPoint = base_ + "/nfs";
-  nfs.fsType = "nfs4";
-  nfs.source = "nas:/elsewhere";
-  world_.mounts.push_back(nfs);
+  addNfsMount("nas:/elsewhere");
   world_.config.servers = {{"nas:/elsewhere", "unix:" + world_.serverSocket, ""}};
   startServer();
   int wd = watch("/nfs/dir");

@@ -259,6 +259,26 @@ TEST_P(WatcherContract, ADirectoryRenamedWhileTheQueueIsReadKeepsItsWatches) {
   EXPECT_EQ(watcher_->kernelWatchCount(), watchesFor(5));  // root, a, b, d, .barrier
 }
 
+// Two directories swapped through a temporary name before anything is read:
+// what is below each follows it.
+TEST_P(WatcherContract, TwoDirectoriesSwappedBeforeAReadKeepTheirSubtrees) {
+  fs::create_directories(root_ + "/a/x");
+  fs::create_directories(root_ + "/b/y");
+  auto sub = subscribe(root_, true, IN_CREATE);
+  touch(root_ + "/a/x/seen");  // fanotify's cache now knows a/x and b/y
+  touch(root_ + "/b/y/seen");
+  drainUntil([&] { return count(sub, IN_CREATE, "b/y", "seen") == 1; }, "CREATE b/y/seen");
+  fs::rename(root_ + "/a", root_ + "/tmp");
+  fs::rename(root_ + "/b", root_ + "/a");
+  fs::rename(root_ + "/tmp", root_ + "/b");
+  touch(root_ + "/a/y/after");
+  touch(root_ + "/b/x/after");
+  drainUntil([&] { return count(sub, IN_CREATE, "b/x", "after") == 1; }, "CREATE b/x/after");
+  barrier();
+  EXPECT_EQ(count(sub, IN_CREATE, "a/y", "after"), 1u) << seen();
+  EXPECT_EQ(count(sub, IN_CREATE, "a/x", "after") + count(sub, IN_CREATE, "b/y", "after"), 0u) << seen();
+}
+
 TEST_P(WatcherContract, DirectoryMovedIntoTheTreeIsAMovedToAndThenWatched) {
   fs::create_directories(root_ + "/in");
   fs::create_directories(root_ + "/out/y");
