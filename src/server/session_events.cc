@@ -64,9 +64,17 @@ void Session::queueEvent(SubscriptionId watch, uint32_t mask, uint32_t cookie, s
       ++held_;
       return;
     }
+    // A subdirectory's own deletion: it no longer opens (judged by it, it
+    // would look moved away, and the watch be re-read); whoever could list
+    // the directory that held it sees it go.
+    const bool subdirectoryEnd = (mask & IN_DELETE_SELF) && !dir.empty() && name.empty();
     // The root's own deletion needs no check (it no longer opens); anything
     // else of a root that does not open is held back (see accessTo).
-    if (!(mask & IN_DELETE_SELF) || !dir.empty() || !name.empty()) {
+    if (subdirectoryEnd) {
+      const size_t slash = dir.rfind('/');
+      const std::string_view parent = slash == std::string_view::npos ? std::string_view{} : dir.substr(0, slash);
+      if (!(accessTo(watch, state, parent, 0) & ConfinedTree::kList)) return;
+    } else if (!(mask & IN_DELETE_SELF) || !dir.empty() || !name.empty()) {
       // The root's own permissions or place changed: may the client still
       // reach it? Nothing more until the re-check after this drain.
       // (Not for one the re-check that lets it through already saw.)
@@ -94,7 +102,7 @@ void Session::queueEvent(SubscriptionId watch, uint32_t mask, uint32_t cookie, s
   scratch_.origin = Origin::kUnknown;
   if ((state.flags & kOriginFlags) && pid > 0) {
     const std::string& key = server_.origins().keyOf(pid);
-    scratch_.origin = !key.empty() && declared_.count(key) != 0 ? Origin::kSelf : Origin::kOther;
+    scratch_.origin = isOwn(key) ? Origin::kSelf : Origin::kOther;
     if (scratch_.origin == Origin::kSelf && (state.flags & proto::kWatchOthersOnly)) return;
   }
   scratch_.hasStat = false;
