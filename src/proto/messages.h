@@ -41,6 +41,9 @@ inline constexpr int kKeepaliveMaxIntervalSeconds = 10;
 
 inline constexpr size_t kMaxDeclared = 64;     // origins in one Declare
 inline constexpr size_t kMaxOriginText = 255;  // bytes of one origin
+// A declared origin meaning "whatever smbd serves the host this connection
+// comes from" (the address as the server sees it, whatever NAT did to it).
+inline constexpr char kSmbPeerOrigin[] = "smb peer";
 
 enum class Type : uint8_t {
   kHello = 0x01,

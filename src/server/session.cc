@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "common/proc_net.h"
 #include "proto/wire.h"
 #include "server/server.h"
 
@@ -357,13 +358,53 @@ void Session::onDeclare(const proto::Declare& declare) {
     reply.status = EOPNOTSUPP;
     reply.message = "origin attribution was not negotiated";
   } else {
-    declared_.clear();
-    declared_.insert(declare.origins.begin(), declare.origins.end());
+    std::unordered_set<std::string> declared;
     std::string list;
-    for (const std::string& origin : declare.origins) list += (list.empty() ? "" : ", ") + origin;
-    log::info("{}: its own connections: {}", description_, list.empty() ? "none" : list);
+    for (const std::string& origin : declare.origins) {
+      std::string key = origin;
+      if (origin == proto::kSmbPeerOrigin) {
+        // The SMB client is the host this connection comes from, however
+        // its address was translated on the way: smbd sees the same one.
+        const std::string host = peerHost();
+        if (host.empty()) {
+          reply.status = EOPNOTSUPP;
+          reply.message = "'" + origin + "' needs a TCP connection: this one's address is not known";
+          break;
+        }
+        key = "smb-host " + host;
+      }
+      list += (list.empty() ? "" : ", ") + key;
+      declared.insert(std::move(key));
+    }
+    if (reply.status == 0) {
+      declared_ = std::move(declared);
+      log::info("{}: its own connections: {}", description_, list.empty() ? "none" : list);
+    }
   }
   send(reply);
+}
+
+std::string Session::peerHost() const {
+  if (auto peer = transport_->peer(); peer && peer->method == Peer::Method::kUnixSocket) return {};
+  // "tls 192.0.2.7:50412", "tcp [::1]:50412"
+  const std::string text = transport_->describe();
+  const size_t space = text.find(' ');
+  const size_t colon = text.rfind(':');
+  if (space == std::string::npos || colon == std::string::npos || colon <= space) return {};
+  std::string_view address(text.data() + space + 1, colon - space - 1);
+  if (address.size() >= 2 && address.front() == '[' && address.back() == ']') {
+    address = address.substr(1, address.size() - 2);
+  }
+  return canonicalAddress(address);
+}
+
+bool Session::isOwn(const std::string& key) const {
+  if (key.empty()) return false;
+  if (declared_.count(key) != 0) return true;
+  // "smb <address> <port>": an smbd serving the host of an "smb peer" declaration.
+  if (key.compare(0, 4, "smb ") != 0) return false;
+  const size_t port = key.rfind(' ');
+  return port > 4 && declared_.count("smb-host " + key.substr(4, port - 4)) != 0;
 }
 
 void Session::stopServing() {

@@ -87,6 +87,10 @@ class Session : public std::enable_shared_from_this<Session> {
   bool identify();
   // The peer's address without the port, for Auth throttling ("uid N" for a unix peer).
   std::string peerAddress() const;
+  // The peer's IP address alone ("192.0.2.7", "::1"); "" for a unix peer.
+  std::string peerHost() const;
+  // Whether an event by a process of this origin key is this client's own.
+  bool isOwn(const std::string& key) const;
   void handle(proto::Message& message);
   void onHello(const proto::Hello& hello);
   void onWatch(const proto::Watch& watch);
