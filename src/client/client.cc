@@ -157,6 +157,10 @@ Status Client::chooseRemote(Watch& watch, bool wait) {
     watch.fileServer = true;
     const ServerEntry* entry = findServer(*config_, resolved.mount);
     watch.exportPath = entry != nullptr && entry->remoteRoot.empty();
+    // smbd serves each client from a process of its own, which the server
+    // can tell by address; NFS servers serve everyone from one.
+    if (resolved.kind == MountKind::kSmb) watch.originKey = proto::kSmbPeerOrigin;
+    if (resolved.kind == MountKind::kNfs) watch.nfsMount = resolved.mount.mountPoint;
   }
   if (!connection && connection.error().code == EINPROGRESS) {
     // Its server's first connection is under way (this watch's or an
@@ -316,6 +320,7 @@ void Client::endWatch(Watch& watch) {
     ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, watch.fallback->fd(), nullptr);
   }
   if (dedup_) dedup_->forget(watch.wd);  // delivers what it still held
+  nfsActivity_.forget(watch.wd);
   queue_.push_back(ClientEvent{watch.wd, IN_IGNORED, 0, 0, watch.displayBase, {}});
   scanned_.erase(watch.wd);
   askingAgain_.erase(watch.wd);
