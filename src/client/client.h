@@ -27,6 +27,7 @@
 
 #include "client/dedup.h"
 #include "client/environment.h"
+#include "client/nfs_activity.h"
 #include "client/watch_source.h"
 #include "common/result.h"
 #include "common/unique_fd.h"
@@ -81,6 +82,7 @@ class Client final : public EventSink {
     std::string remotePath;
     bool exportPath = false;  // remotePath as an NFS/SMB client names it (no remote_root): rnotifyd maps it
     bool fileServer = false;  // an NFS or SMB mount: the server's read-side events are its own serving
+    std::string nfsMount;     // an NFS mount's mount point: its counters say whether this host is busy on it
     int ownOpenings = 0;      // OPENs of the directory by its source, still to come from the local kernel
     std::string originKey;
     bool recursive = false;
@@ -302,6 +304,7 @@ class Client final : public EventSink {
   std::deque<ClientEvent> queue_;
   std::optional<Config> config_;
   std::unique_ptr<Dedup> dedup_;
+  NfsActivity nfsActivity_;  // NFS watches: may a server report still get its local twin?
   std::map<Connection*, Declared> declared_;
   std::map<std::string, std::string> originKeys_;  // sshfs mount key -> its ssh connection as the server sees it
   std::map<std::string, Opener> openers_;          // how to open each connection again

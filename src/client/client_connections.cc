@@ -48,6 +48,7 @@ Status Client::applyAnswer(Watch& watch, Connection& connection, RemoteAnswer& a
   ensureDedup();
   dedup_->setStrategy(watch.wd, answer.strategy);
   watch.strategy = answer.strategy;
+  if (!watch.nfsMount.empty()) nfsActivity_.start(watch.wd, watch.nfsMount);
   watch.lastSeq = 0;
   watch.source = connection.description() + " + local inotify, " + Dedup::name(answer.strategy);
   byRemote_[{watch.remote, watch.remoteId}] = watch.wd;
@@ -355,6 +356,7 @@ void Client::watchWithoutOrigin(Connection& connection, proto::Watch request, co
 }
 
 void Client::onRemoteEvents(Connection& connection, proto::Events& events) {
+  std::map<int, bool> busy;  // NFS watches: one look at the mount's counters per batch
   for (const Event& event : events.events) {
     auto it = byRemote_.find({&connection, event.watch});
     if (it == byRemote_.end()) continue;  // a watch removed while its events were on the way
@@ -377,7 +379,15 @@ void Client::onRemoteEvents(Connection& connection, proto::Events& events) {
       }
     }
     if (dedup_) {
-      dedup_->remote(watch.wd, event, Dedup::Clock::now());
+      bool mayBeOwn = false;
+      if (!watch.nfsMount.empty() &&
+          (watch.strategy == Dedup::Strategy::kEcho || watch.strategy == Dedup::Strategy::kState)) {
+        auto [look, first] = busy.try_emplace(watch.wd, false);
+        if (first)
+          look->second = nfsActivity_.busy(watch.wd, watch.nfsMount, NfsActivity::Clock::now(), dedup_->hold());
+        mayBeOwn = look->second;
+      }
+      dedup_->remote(watch.wd, event, Dedup::Clock::now(), mayBeOwn);
     } else {
       push(watch, event.mask | kInRemote, event.cookie, event.seq, event.dir, event.name);
     }

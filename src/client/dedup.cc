@@ -2,6 +2,9 @@
 
 #include <sys/inotify.h>
 
+#include <algorithm>
+#include <iterator>
+
 namespace rnotify {
 namespace {
 
@@ -125,7 +128,7 @@ void Dedup::remember(Queue& queue, Entry entry) {
   queue.push_back(std::move(entry));
   Entry* stored = &queue.back();
   byKey_.emplace(stored->key, stored);
-  if (stored->role == Role::kHeldLocal) {
+  if (stored->role == Role::kHeldLocal || stored->role == Role::kHeldRemote) {
     ++heldCount_;
   } else {
     ++rememberedCount_;
@@ -142,7 +145,7 @@ void Dedup::retire(Entry& entry) {
       break;
     }
   }
-  if (entry.role == Role::kHeldLocal) {
+  if (entry.role == Role::kHeldLocal || entry.role == Role::kHeldRemote) {
     --heldCount_;
   } else {
     --rememberedCount_;
@@ -179,17 +182,86 @@ void Dedup::release(Clock::time_point now) {
   trim(held_, now, true);
   trim(delivered_, now, false);
   trim(polled_, now, false);
+  for (auto it = heldRemote_.begin(); it != heldRemote_.end();) {
+    releaseRemote(it->first, now);
+    it = it->second.empty() ? heldRemote_.erase(it) : std::next(it);
+  }
 }
 
 Dedup::Clock::time_point Dedup::nextRelease() const {
+  Clock::time_point due = Clock::time_point::max();
   for (const Entry& e : held_) {
-    if (e.live) return e.due;
+    if (e.live) {
+      due = e.due;
+      break;
+    }
   }
-  return Clock::time_point::max();
+  // The head of each watch's queue decides when the queue moves.
+  for (const auto& [wd, queue] : heldRemote_) {
+    if (!queue.empty()) due = std::min(due, queue.front().ready ? Clock::time_point::min() : queue.front().due);
+  }
+  return due;
+}
+
+void Dedup::queueRemote(int wd, const Event& event, uint32_t mask, Clock::time_point due, bool ready, bool deliver,
+                        bool asRemote, std::string key, Clock::time_point now) {
+  Queue& queue = heldRemote_[wd];
+  // Behind a held report, one waits as long: its twin may come as late.
+  if (!queue.empty()) due = std::max(due, queue.back().due);
+  Entry entry = makeEntry(Role::kHeldRemote, due, std::move(key), wd);
+  entry.mask = mask;
+  entry.cookie = event.cookie;
+  entry.seq = event.seq;
+  entry.dir = event.dir;
+  entry.name = event.name;
+  entry.hasStat = event.hasStat;
+  entry.stat = event.stat;
+  entry.ready = ready;
+  entry.deliver = deliver;
+  entry.asRemote = asRemote;
+  if (ready) {
+    entry.live = false;  // nothing left to pair: it only keeps its place
+    queue.push_back(std::move(entry));
+  } else {
+    remember(queue, std::move(entry));
+  }
+  // The bound: a queue this long is not waiting for a twin any more.
+  releaseRemote(wd, now, queue.size() > options_.maxPending);
+}
+
+void Dedup::deliverRemote(Entry& entry, Clock::time_point now) {
+  if (entry.live) {
+    // Its hold ended without a local twin: another host's change (or one of
+    // this host's whose report is later still, which it then absorbs).
+    retire(entry);
+    emit_(entry.wd, entry.mask | kInRemote, entry.cookie, entry.seq, entry.dir, entry.name);
+    remember(delivered_, makeEntry(Role::kDeliveredRemote, now + options_.window, entry.key, entry.wd));
+    return;
+  }
+  if (entry.deliver) {
+    emit_(entry.wd, entry.asRemote ? entry.mask | kInRemote : entry.mask, entry.cookie, entry.seq, entry.dir,
+          entry.name);
+  }
+}
+
+void Dedup::releaseRemote(int wd, Clock::time_point now, bool all) {
+  auto it = heldRemote_.find(wd);
+  if (it == heldRemote_.end()) return;
+  Queue& queue = it->second;
+  while (!queue.empty()) {
+    Entry& head = queue.front();
+    if (!all && !head.ready && head.due > now) break;
+    deliverRemote(head, now);
+    queue.pop_front();
+  }
 }
 
 void Dedup::forget(int wd) {
   // Held reports are delivered (in order), never dropped.
+  if (auto it = heldRemote_.find(wd); it != heldRemote_.end()) {
+    releaseRemote(wd, Clock::now(), /*all=*/true);
+    heldRemote_.erase(it);
+  }
   for (Entry& e : held_) {
     if (e.live && e.wd == wd) {
       retire(e);
@@ -224,6 +296,18 @@ void Dedup::local(int wd, uint32_t mask, uint32_t cookie, std::string_view dir, 
   }
   release(now);
   std::string key = keyOf(wd, mask, dir, name);
+  if (Entry* early = find(key, Role::kHeldRemote)) {
+    // The server's copy came first and waits for this: this host's change,
+    // delivered at the copy's place in the server's order.
+    early->asRemote = s == Strategy::kState && stat != nullptr && early->hasStat && (mask & kStateKinds) &&
+                      !sameState(*stat, early->stat);
+    retire(*early);
+    early->ready = true;
+    ++paired_;
+    lastHeld_ = nullptr;
+    releaseRemote(wd, now);
+    return;
+  }
   if (Entry* early = find(key, Role::kDeliveredRemote)) {
     retire(*early);  // the server's copy came first and was delivered
     ++absorbed_;
@@ -302,10 +386,19 @@ void Dedup::followRename(int wd, const Event& event) {
   }
 }
 
-void Dedup::remote(int wd, const Event& event, Clock::time_point now) {
+void Dedup::remote(int wd, const Event& event, Clock::time_point now, bool mayBeOwn) {
   Strategy s = strategy(wd);
   uint32_t mask = event.mask & ~kInRemote;
+  // Whether server reports of this watch are held: this one queues behind them.
+  auto behind = [this, wd] {
+    auto queued = heldRemote_.find(wd);
+    return queued != heldRemote_.end() && !queued->second.empty();
+  };
   if (s == Strategy::kNone || !pairable(mask)) {
+    if (behind()) {
+      queueRemote(wd, event, mask, now, /*ready=*/true, /*deliver=*/true, /*asRemote=*/true, {}, now);
+      return;
+    }
     emit_(wd, mask | kInRemote, event.cookie, event.seq, event.dir, event.name);
     return;
   }
@@ -330,12 +423,22 @@ void Dedup::remote(int wd, const Event& event, Clock::time_point now) {
                        !sameState(mine->stat, event.stat);
     retire(*mine);
     ++paired_;
+    if (behind()) {
+      queueRemote(wd, event, mask, now, /*ready=*/true, /*deliver=*/true, someoneElse, {}, now);
+      return;
+    }
     emit_(wd, someoneElse ? mask | kInRemote : mask, event.cookie, event.seq, event.dir, event.name);
     return;
   }
   if (Entry* mine = find(key, Role::kDeliveredLocal)) {
     retire(*mine);  // the echo of a change delivered when its hold ended
     ++absorbed_;
+    return;
+  }
+  if (mayBeOwn || behind()) {
+    // Waits for a local twin (mayBeOwn), or behind one that does.
+    queueRemote(wd, event, mask, mayBeOwn ? now + options_.hold : now, /*ready=*/false, /*deliver=*/true,
+                /*asRemote=*/true, std::move(key), now);
     return;
   }
   emit_(wd, mask | kInRemote, event.cookie, event.seq, event.dir, event.name);

@@ -23,6 +23,15 @@
 //   server attaches to MODIFY/ATTRIB/CLOSE_WRITE: when it differs from the
 //   state this host saw after its own change, someone else changed the entry
 //   too, and the event is delivered as IN_REMOTE instead of as this host's.
+//   On NFS the server's copy of this host's own change often arrives first
+//   (the change is made while the RPC is on the wire, and the local kernel
+//   reports it only when the reply is back). remote() is then told whether
+//   this host has an operation on the mount that may still report
+//   (`mayBeOwn`, from the NFS client's counters): if so, the server's report
+//   is held (at most `hold`) for a local twin, and every later server report
+//   of the watch queues behind it, so that the server's order is kept.
+//   Paired, it is delivered as this host's; not, as IN_REMOTE when the hold
+//   ends.
 // A held local report follows the server's renames of its entry: the server
 // may apply this host's operation after someone else renamed the entry (sshfs
 // sends a close after the application's close() returned), and then reports
@@ -78,8 +87,10 @@ class Dedup {
   // change, for kState (nullptr when unknown).
   void local(int wd, uint32_t mask, uint32_t cookie, std::string_view dir, std::string_view name, const EventStat* stat,
              Clock::time_point now);
-  // A report of the server (mask without IN_REMOTE).
-  void remote(int wd, const Event& event, Clock::time_point now);
+  // A report of the server (mask without IN_REMOTE). mayBeOwn: this host
+  // has an operation under way on the mount whose local report may come
+  // after this one (kEcho and kState only).
+  void remote(int wd, const Event& event, Clock::time_point now, bool mayBeOwn = false);
   // Delivers the held local reports whose hold has ended.
   void release(Clock::time_point now);
   // When the next held report is due, or Clock::time_point::max().
@@ -89,6 +100,7 @@ class Dedup {
   void forget(int wd);
 
   size_t held() const { return heldCount_; }
+  std::chrono::milliseconds hold() const { return options_.hold; }
   size_t remembered() const { return rememberedCount_; }
   uint64_t absorbed() const { return absorbed_; }
   uint64_t paired() const { return paired_; }
@@ -103,7 +115,7 @@ class Dedup {
 
  private:
   // A report waiting for its counterpart, in one of three roles.
-  enum class Role : uint8_t { kHeldLocal, kDeliveredLocal, kDeliveredRemote };
+  enum class Role : uint8_t { kHeldLocal, kDeliveredLocal, kDeliveredRemote, kHeldRemote };
   struct Entry {
     Role role = Role::kHeldLocal;
     bool live = true;
@@ -116,6 +128,12 @@ class Dedup {
     std::string name;
     bool hasStat = false;
     EventStat stat;
+    // kHeldRemote: the server's sequence number, and how it is to be
+    // delivered once it is at the head of its watch's queue (ready).
+    uint64_t seq = 0;
+    bool ready = false;
+    bool deliver = true;   // false: absorbed, nothing to deliver
+    bool asRemote = true;  // delivered with IN_REMOTE
   };
   using Queue = std::deque<Entry>;
 
@@ -132,6 +150,13 @@ class Dedup {
   void localPolled(int wd, uint32_t mask, uint32_t cookie, std::string_view dir, std::string_view name,
                    Clock::time_point now);
   void remotePolled(int wd, const Event& event, Clock::time_point now);
+  // Queues a server report behind the ones held for the watch.
+  void queueRemote(int wd, const Event& event, uint32_t mask, Clock::time_point due, bool ready, bool deliver,
+                   bool asRemote, std::string key, Clock::time_point now);
+  // Delivers a watch's queued server reports from the head while they are
+  // ready or their hold has ended.
+  void releaseRemote(int wd, Clock::time_point now, bool all = false);
+  void deliverRemote(Entry& entry, Clock::time_point now);
 
   Options options_;
   Emit emit_;
@@ -139,6 +164,7 @@ class Dedup {
   Queue held_;       // kHeldLocal, oldest first (one hold for all: due order is arrival order)
   Queue delivered_;  // kDeliveredLocal and kDeliveredRemote, oldest first
   Queue polled_;     // the same for kPolled watches (a longer window: due order stays arrival order)
+  std::unordered_map<int, Queue> heldRemote_;  // per watch, kHeldRemote in the server's order
   std::unordered_multimap<std::string, Entry*> byKey_;
   size_t heldCount_ = 0;
   size_t rememberedCount_ = 0;

@@ -45,7 +45,7 @@ class DedupTest : public ::testing::Test {
     dedup_.local(1, mask, cookie, "", name, stat, t0_ + milliseconds(at));
   }
   void remote(uint32_t mask, const char* name, int at, uint32_t cookie = 0, Origin origin = Origin::kUnknown,
-              const EventStat* stat = nullptr) {
+              const EventStat* stat = nullptr, bool mayBeOwn = false) {
     Event e;
     e.watch = 7;
     e.mask = mask;
@@ -56,7 +56,11 @@ class DedupTest : public ::testing::Test {
       e.hasStat = true;
       e.stat = *stat;
     }
-    dedup_.remote(1, e, t0_ + milliseconds(at));
+    dedup_.remote(1, e, t0_ + milliseconds(at), mayBeOwn);
+  }
+  // A server report while this host has an operation under way (NFS).
+  void remoteWhileBusy(uint32_t mask, const char* name, int at, uint32_t cookie = 0) {
+    remote(mask, name, at, cookie, Origin::kUnknown, nullptr, true);
   }
   void release(int at) { dedup_.release(t0_ + milliseconds(at)); }
 
@@ -214,6 +218,67 @@ TEST_F(DedupStateTest, AServerStateThatIsNotMineMeansSomeoneElseChangedItToo) {
   local(IN_CLOSE_WRITE, "f", 10, 0, &mine);
   remote(IN_CLOSE_WRITE, "f", 11, 0, Origin::kUnknown, &theirs);
   EXPECT_EQ(out_, (std::vector<Out>{{IN_CLOSE_WRITE, 0, "f"}, {IN_CLOSE_WRITE | IN_REMOTE, 0, "f"}}));
+}
+
+// NFS: the server's copy of this host's own change comes before the local
+// kernel's report (the change is made while the RPC is on the wire). While
+// this host is busy on the mount, the copy waits for its twin.
+TEST_F(DedupTest, ACopyThatComesFirstWhileThisHostIsBusyIsThisHostsChange) {
+  remoteWhileBusy(IN_CREATE | IN_ISDIR, "d", 0);
+  EXPECT_TRUE(out_.empty()) << "held for a local twin";
+  EXPECT_EQ(dedup_.nextRelease(), t0_ + milliseconds(100));
+  local(IN_CREATE | IN_ISDIR, "d", 30);
+  ASSERT_EQ(out_, (std::vector<Out>{{IN_CREATE | IN_ISDIR, 0, "d"}})) << "once, without IN_REMOTE";
+  release(5000);
+  EXPECT_EQ(out_.size(), 1u);
+  EXPECT_EQ(dedup_.held(), 0u);
+}
+
+TEST_F(DedupTest, ACopyWithoutATwinIsAnotherHostsChangeWhenItsHoldEnds) {
+  remoteWhileBusy(IN_CREATE, "f", 0);
+  release(99);
+  EXPECT_TRUE(out_.empty());
+  release(100);
+  ASSERT_EQ(out_, (std::vector<Out>{{IN_CREATE | kInRemote, 0, "f"}}));
+  local(IN_CREATE, "f", 300);  // this host's after all, later still: absorbed, not doubled
+  release(5000);
+  EXPECT_EQ(out_.size(), 1u);
+}
+
+TEST_F(DedupTest, ReportsBehindAHeldCopyKeepTheServersOrder) {
+  remoteWhileBusy(IN_MOVED_FROM, "a", 0, 5);
+  remote(IN_MOVED_TO, "b", 1, 5);  // not busy any more: still behind the held one
+  remote(IN_Q_OVERFLOW, "", 2);    // not pairable: behind it too
+  remote(IN_CREATE, "other", 3);
+  EXPECT_TRUE(out_.empty());
+  local(IN_MOVED_FROM, "a", 10, 77);
+  local(IN_MOVED_TO, "b", 10, 77);
+  ASSERT_EQ(out_.size(), 3u) << "the pair is delivered, in order, as this host's; the overflow after it";
+  EXPECT_EQ(out_[0], (Out{IN_MOVED_FROM, 5, "a"}));
+  EXPECT_EQ(out_[1], (Out{IN_MOVED_TO, 5, "b"}));
+  EXPECT_EQ(out_[2], (Out{IN_Q_OVERFLOW | kInRemote, 0, ""}));
+  release(5000);  // "other" had no twin: delivered when its turn came, as another host's
+  ASSERT_EQ(out_.size(), 4u);
+  EXPECT_EQ(out_[3], (Out{IN_CREATE | kInRemote, 0, "other"}));
+}
+
+TEST_F(DedupTest, AHeldCopyIsPairedOnlyWithAnEqualLocalReport) {
+  remoteWhileBusy(IN_DELETE, "f", 0);
+  local(IN_DELETE, "g", 5);  // another name: held for its own echo
+  local(IN_CREATE, "f", 6);  // another kind
+  release(100);
+  ASSERT_FALSE(out_.empty());
+  EXPECT_EQ(out_[0], (Out{IN_DELETE | kInRemote, 0, "f"})) << "never hidden: delivered as another host's";
+  release(5000);
+  EXPECT_EQ(out_.size(), 3u);
+}
+
+TEST_F(DedupTest, AWatchThatEndsDeliversWhatItsServerCopiesWaitedFor) {
+  remoteWhileBusy(IN_CREATE, "f", 0);
+  remote(IN_MODIFY, "f", 1);
+  dedup_.forget(1);
+  EXPECT_EQ(out_, (std::vector<Out>{{IN_CREATE | kInRemote, 0, "f"}, {IN_MODIFY | kInRemote, 0, "f"}}));
+  EXPECT_EQ(dedup_.held(), 0u);
 }
 
 class DedupNoneTest : public DedupTest {
