@@ -16,9 +16,13 @@
 #   - SMB without rnotifyd (the cifs client's change notify): the server's
 #     first change comes, and the source's own opening of the directory is
 #     not reported as a read.
-# Printed, not yet checked (issue 17): how many of the guest's own changes
-# come marked REMOTE, and what SMB2 change notify tells of changes made back
-# to back.
+#   - the guest's own changes (create and write, mkdir, rename, delete,
+#     rmdir) come once each, as local inotify gives them, not REMOTE (on NFS
+#     the server's copy waits for its local twin while the NFS client is busy;
+#     on SMB rnotifyd attributes them to the smbd serving the guest; not
+#     checked there for the new directory's own ATTRIB and DELETE_SELF).
+# Printed, not yet checked (issue 17): what SMB2 change notify tells of
+# changes made back to back.
 # Needs root and tests/vm/setup.sh (scripts/setup runs it); without them it
 # exits 77 (ctest: skipped). It ends itself after 480 s (ctest's limit: 600).
 set -euo pipefail
@@ -167,7 +171,13 @@ for m in nfs smb; do
     mv /mnt/$m/w/own /mnt/$m/w/own2; rm /mnt/$m/w/own2; rmdir /mnt/$m/w/ownd"
   touch "$DIR/$m/w/end2"
   await "$S/$m.out" 30 'CREATE,REMOTE end2$' || fail "$m: no CREATE of end2"
-  after=$(tail -n +"$((before + 1))" "$S/$m.out" | sed '/ end2$/,$d')
+  # A local report whose server copy never came is delivered when its hold
+  # (250 ms) ends: let that pass before the last barrier, so that a doubled
+  # event would be seen.
+  sleep 1
+  touch "$DIR/$m/w/end3"
+  await "$S/$m.out" 30 'CREATE,REMOTE end3$' || fail "$m: no CREATE of end3"
+  after=$(tail -n +"$((before + 1))" "$S/$m.out" | sed '/ end3$/,$d' | grep -vE ' end2$' || true)
   reads=$(echo "$after" | grep -cE '(OPEN|ACCESS|CLOSE_NOWRITE).*REMOTE' || true)
   if [ "$reads" -ne 0 ]; then
     fail "$m: $reads read-side events of the server came for this host's own reads"
@@ -175,10 +185,25 @@ for m in nfs smb; do
   else
     echo "$m: no read-side event of the server for this host's own reads"
   fi
-  own=$(echo "$after" | grep -cE ' (own|own2|ownd)$' || true)
-  ownRemote=$(echo "$after" | grep -E ' (own|own2|ownd)$' | grep -c REMOTE || true)
-  echo "$m: this host's own changes: $own events, $ownRemote of them marked REMOTE (not yet checked: issue 17):"
-  echo "$after" | grep -E ' (own|own2|ownd)$' | sed 's/^/  /' || true
+  mine=$(echo "$after" | grep -E ' (own|own2|ownd)$|/ownd/ ' || true)
+  echo "$m: this host's own changes:"
+  echo "$mine" | sed 's/^/  /'
+  # Each of them once, in the form local inotify gives.
+  for e in 'CREATE own' 'CREATE,ISDIR ownd' 'MOVED_FROM own' 'MOVED_TO own2' 'DELETE own2' 'DELETE,ISDIR ownd'; do
+    n=$(echo "$mine" | grep -cE " $e\$" || true)
+    [ "$n" -eq 1 ] || fail "$m: this host's '$e' came $n times, not once"
+  done
+  # None marked REMOTE. Known gap on SMB (issue 17): smbd's own changes to a
+  # directory it has just made (its ATTRIB, its DELETE_SELF) come without the
+  # acting pid, so unattributed: printed, not checked.
+  checked=$mine
+  [ "$m" = smb ] && checked=$(echo "$mine" | grep -vE ' ownd$|/ownd/ ' || true)
+  remote=$(echo "$checked" | grep -c REMOTE || true)
+  if [ "$remote" -ne 0 ]; then
+    fail "$m: $remote of this host's own changes came marked REMOTE"
+  else
+    echo "$m: none of this host's own changes marked REMOTE"
+  fi
 done
 
 # SMB without rnotifyd: the cifs client's own change notify (an empty
