@@ -467,6 +467,9 @@ void InotifyWatcher::process(int wd, uint32_t mask, uint32_t cookie, std::string
   }
   // Taken before a repeat is dropped below, so that its record is spent.
   const int pid = pidOf(node, mask, name);
+  if ((mask & IN_DELETE) && (mask & IN_ISDIR) && pid != 0) {
+    if (Node* removed = child(node, name); removed != nullptr) removed->removedBy = pid;
+  }
   if (!name.empty() && !synthesized_.empty()) {
     if (auto found = synthesized_.find(node); found != synthesized_.end()) {
       if (mask & (IN_CREATE | IN_MOVED_TO)) {
@@ -508,6 +511,15 @@ void InotifyWatcher::process(int wd, uint32_t mask, uint32_t cookie, std::string
 }
 
 int InotifyWatcher::pidOf(Node* node, uint32_t mask, std::string_view name) {
+  // A subdirectory removed: whoever removed it (the parent's IN_DELETE of it
+  // follows). Its own IN_DELETE_SELF has no record.
+  // (Or before it: a descriptor open on the directory defers its
+  // IN_DELETE_SELF until it is closed, rnotifyd's own among them.)
+  if ((mask & IN_DELETE_SELF) && name.empty() && probe_ && node->parent != nullptr &&
+      probe_->covers(node->parent->wd)) {
+    const int pid = probe_->peek(node->parent->wd, node->name, IN_DELETE);
+    return pid != 0 ? pid : node->removedBy;
+  }
   const uint32_t bit = mask & IN_ALL_EVENTS & ~(IN_DELETE_SELF | IN_MOVE_SELF);
   if (!probe_ || bit == 0 || !probe_->covers(node->wd)) return 0;
   int childWd = -1;

@@ -71,7 +71,8 @@ class InotifyWatcher final : public Watcher {
     Node* firstChild = nullptr;
     Node* next = nullptr;  // siblings
     Node* prev = nullptr;
-    std::string name;  // in its parent; a node without a parent (a root): its absolute path
+    std::string name;   // in its parent; a node without a parent (a root): its absolute path
+    int removedBy = 0;  // the pid of its parent's IN_DELETE of it (its own IN_DELETE_SELF may come later)
   };
   struct Subscription {
     SubscriptionId id = 0;

@@ -112,6 +112,11 @@ class PidProbe {
   // mayDrain: read the probe again before giving up (the caller has not
   // drained it just before).
   int take(int wd, std::string_view name, uint32_t bit, int childWd, bool mayDrain = true);
+  // The pid of a record of `bit` on (wd, name) that is still to be taken,
+  // without taking it; 0 when there is none. For an event fanotify is not
+  // asked for (IN_DELETE_SELF of a subdirectory: its pid is that of the
+  // parent's IN_DELETE, which the kernel queues right after it).
+  int peek(int wd, std::string_view name, uint32_t bit);
 
   size_t recordCount() const { return records_.size(); }
   size_t groupCount() const { return groups_.size(); }

@@ -217,6 +217,19 @@ int PidProbe::takeFrom(const Key& key, uint32_t bit) {
   return -1;
 }
 
+int PidProbe::peek(int wd, std::string_view name, uint32_t bit) {
+  const Key key{wd, std::string(name)};
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    if (auto it = index_.find(key); it != index_.end()) {
+      for (uint64_t seq : it->second) {
+        if (const Record* r = at(seq); r != nullptr && (r->mask & bit)) return r->pid;
+      }
+    }
+    drainAll();  // fsnotify may hand the event to the fanotify group a moment later
+  }
+  return 0;
+}
+
 int PidProbe::take(int wd, std::string_view name, uint32_t bit, int childWd, bool mayDrain) {
   // fanotify reports an event on a watched subdirectory once, as the
   // subdirectory's own; inotify twice, on the parent's watch (taken first)

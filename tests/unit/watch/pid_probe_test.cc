@@ -52,7 +52,15 @@ class Collector : public EventSink {
 // A child process that performs one operation per command and acknowledges it.
 class Actor {
  public:
-  enum Op : char { kCreate = 'c', kAppend = 'a', kChmod = 'm', kUnlink = 'u', kMkdir = 'd', kChmodDir = 'D' };
+  enum Op : char {
+    kCreate = 'c',
+    kAppend = 'a',
+    kChmod = 'm',
+    kUnlink = 'u',
+    kMkdir = 'd',
+    kChmodDir = 'D',
+    kRmdir = 'r'
+  };
 
   Actor() {
     int toChild[2], fromChild[2];
@@ -116,6 +124,9 @@ class Actor {
           break;
         case kMkdir:
           ok = ::mkdir(path.c_str(), 0755) == 0;
+          break;
+        case kRmdir:
+          ok = ::rmdir(path.c_str()) == 0;
           break;
       }
       char ack = ok ? 'y' : 'n';
@@ -296,6 +307,43 @@ TEST_P(PidProbeTest, ARecursiveTreeWithANewSubdirectory) {
   EXPECT_EQ(on(sub, "a", "n"), (Events{{IN_CREATE | IN_ISDIR, two.pid()}, {IN_ATTRIB | IN_ISDIR, one.pid()}}))
       << seen();
   EXPECT_EQ(on(sub, "a/n", ""), (Events{{IN_ATTRIB | IN_ISDIR, one.pid()}})) << seen();
+}
+
+// fanotify is not asked for a directory's own IN_DELETE_SELF: a watched
+// subdirectory's comes with the pid of whoever removed it (an smbd serving
+// the client that made it, whose rmdir is then that client's own change).
+TEST_P(PidProbeTest, ARemovedSubdirectorysOwnEndHasTheRemoversPid) {
+  auto sub = subscribe(root_, true);
+  Actor one, two;
+  ASSERT_TRUE(one.run(Actor::kMkdir, root_ + "/n"));
+  drainUntil([&] { return count(sub, IN_CREATE | IN_ISDIR, "", "n") == 1; }, "CREATE n");
+  ASSERT_TRUE(one.run(Actor::kChmodDir, root_ + "/n"));  // its own watch is in place once this came on it
+  drainUntil([&] { return count(sub, IN_ATTRIB | IN_ISDIR, "n", "") == 1; }, "ATTRIB of n");
+  ASSERT_TRUE(two.run(Actor::kRmdir, root_ + "/n"));
+  drainUntil([&] { return count(sub, IN_DELETE | IN_ISDIR, "", "n") == 1; }, "DELETE n");
+  drainUntil([&] { return count(sub, IN_DELETE_SELF, "n", "") == 1; }, "DELETE_SELF of n");
+  EXPECT_EQ(on(sub, "n", ""), (Events{{IN_ATTRIB | IN_ISDIR, one.pid()}, {IN_DELETE_SELF, two.pid()}})) << seen();
+  EXPECT_EQ(on(sub, "", "n").back(), (std::pair<uint32_t, int>{IN_DELETE | IN_ISDIR, two.pid()})) << seen();
+}
+
+// The same with a descriptor open on the subdirectory (rnotifyd keeps some,
+// for stat attachments): its IN_DELETE_SELF comes only when that is closed,
+// after the parent's IN_DELETE, and by the closer. Still the remover's.
+TEST_P(PidProbeTest, ARemovedSubdirectoryHeldOpenStillEndsWithTheRemoversPid) {
+  auto sub = subscribe(root_, true);
+  Actor one, two;
+  ASSERT_TRUE(one.run(Actor::kMkdir, root_ + "/n"));
+  drainUntil([&] { return count(sub, IN_CREATE | IN_ISDIR, "", "n") == 1; }, "CREATE n");
+  ASSERT_TRUE(one.run(Actor::kChmodDir, root_ + "/n"));
+  drainUntil([&] { return count(sub, IN_ATTRIB | IN_ISDIR, "n", "") == 1; }, "ATTRIB of n");
+  const int held = ::open((root_ + "/n").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  ASSERT_GE(held, 0);
+  ASSERT_TRUE(two.run(Actor::kRmdir, root_ + "/n"));
+  drainUntil([&] { return count(sub, IN_DELETE | IN_ISDIR, "", "n") == 1; }, "DELETE n");
+  EXPECT_EQ(count(sub, IN_DELETE_SELF, "n", ""), 0u) << "held back by the open descriptor";
+  ::close(held);
+  drainUntil([&] { return count(sub, IN_DELETE_SELF, "n", "") == 1; }, "DELETE_SELF of n");
+  EXPECT_EQ(on(sub, "n", "").back(), (std::pair<uint32_t, int>{IN_DELETE_SELF, two.pid()})) << seen();
 }
 
 TEST_P(PidProbeTest, AWatchedFileGetsPids) {
