@@ -105,6 +105,10 @@ void Session::queueEvent(SubscriptionId watch, uint32_t mask, uint32_t cookie, s
     scratch_.origin = isOwn(key) ? Origin::kSelf : Origin::kOther;
     if (scratch_.origin == Origin::kSelf && (state.flags & proto::kWatchOthersOnly)) return;
   }
+  if ((state.flags & kOriginFlags) && scratch_.origin != Origin::kSelf && log::level() <= log::Level::kDebug) {
+    log::debug("{}: event 0x{:x} on '{}' '{}' by pid {}: {}", description_, mask, dir, name, pid,
+               pid > 0 ? "'" + server_.origins().keyOf(pid) + "'" : std::string("no pid"));
+  }
   scratch_.hasStat = false;
   // Not on read-side events: they change no state, and the daemon's own
   // look at a directory is one on kernels without the 2024 fsnotify fix
