@@ -20,7 +20,7 @@
 #     rmdir) come once each, as local inotify gives them, not REMOTE (on NFS
 #     the server's copy waits for its local twin while the NFS client is busy;
 #     on SMB rnotifyd attributes them to the smbd serving the guest; not
-#     checked there for the new directory's own ATTRIB and DELETE_SELF).
+#     checked there for smbd's ATTRIB of the new directory).
 # Printed, not yet checked (issue 17): what SMB2 change notify tells of
 # changes made back to back.
 # Needs root and tests/vm/setup.sh (scripts/setup runs it); without them it
@@ -193,11 +193,11 @@ for m in nfs smb; do
     n=$(echo "$mine" | grep -cE " $e\$" || true)
     [ "$n" -eq 1 ] || fail "$m: this host's '$e' came $n times, not once"
   done
-  # None marked REMOTE. Known gap on SMB (issue 17): smbd's own changes to a
-  # directory it has just made (its ATTRIB, its DELETE_SELF) come without the
-  # acting pid, so unattributed: printed, not checked.
+  # None marked REMOTE. Known gap on SMB (issue 17): smbd's ATTRIB of a
+  # directory it has just made sometimes comes without the acting pid (the
+  # pid probe has no record for it), so unattributed: printed, not checked.
   checked=$mine
-  [ "$m" = smb ] && checked=$(echo "$mine" | grep -vE ' ownd$|/ownd/ ' || true)
+  [ "$m" = smb ] && checked=$(echo "$mine" | grep -vE ' ATTRIB,ISDIR(,REMOTE)? ownd$' || true)
   remote=$(echo "$checked" | grep -c REMOTE || true)
   if [ "$remote" -ne 0 ]; then
     fail "$m: $remote of this host's own changes came marked REMOTE"
