@@ -37,6 +37,12 @@ PollScanner::Options Client::pollOptions(const ResolvedPath& resolved) const {
   // FUSE filesystems may renumber an inode the kernel forgot (sshfs without
   // use_ino does): a name then identifies an entry, not its number.
   options.stableInodes = resolved.kind == MountKind::kLocal || resolved.mount.fsType.rfind("fuse", 0) != 0;
+  // NFS and cifs answer a file's statx from their attribute caches (NFS:
+  // up to acregmax, 60 s by default, for a file that has been quiet), so an
+  // append or a chmod on the server would show that much later: ask the
+  // server (one round trip per file statx'd; the scan's slices keep that out
+  // of one call).
+  if (resolved.kind == MountKind::kNfs || resolved.kind == MountKind::kSmb) options.sync = PollFs::Sync::kAll;
   // A scan of the mount works this long per call, so that rnotify_next(..., 0)
   // stays under a millisecond on a large tree (an NFS directory's statx is a
   // round trip to the server).

@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 #include <sys/stat.h>
 
-#include <cstdlib>
 #include <map>
 
 namespace rnotify {
@@ -121,32 +120,14 @@ std::string pollMountAdvice(const MountInfo& mount) {
     options[option.substr(0, eq)] = eq == std::string::npos ? "" : option.substr(eq + 1);
     at = end + 1;
   }
-  auto seconds = [&](const char* name) { return options.count(name) ? std::atoi(options[name].c_str()) : 0; };
   std::string advice;
-  if (mount.fsType.rfind("nfs", 0) == 0) {
-    // The kernel lists an ac* option only when it differs from its default
-    // (acregmax 60 s, acdirmax 60 s): a mount with none listed has those.
-    bool listed = false;
-    auto effective = [&](const char* name, int byDefault) {
-      if (options.count("noac")) return 0;
-      if (options.count(name)) return listed = true, seconds(name);
-      if (options.count("actimeo")) return listed = true, seconds("actimeo");
-      return byDefault;
-    };
-    const int regmax = effective("acregmax", 60), dirmax = effective("acdirmax", 60);
-    if (regmax > 5 || dirmax > 5) {
-      advice = "its attribute cache (acregmax=" + std::to_string(regmax) + ", acdirmax=" + std::to_string(dirmax) +
-               (listed ? "" : ", the NFS defaults") +
-               ") can delay an in-place change by that long; mount with actimeo=1 for prompt polling";
-    }
-    if (options.count("lookupcache") && options["lookupcache"] != "none" && options["lookupcache"] != "positive") {
-      advice += std::string(advice.empty() ? "" : "; ") + "lookupcache=" + options["lookupcache"] +
-                " can hide a new file; use lookupcache=positive";
-    }
-  } else if (mount.fsType == "cifs" || mount.fsType == "smb3") {
-    if (seconds("actimeo") > 2 || seconds("acregmax") > 2 || seconds("acdirmax") > 2) {
-      advice = "its attribute cache (actimeo) delays what a scan sees; mount with actimeo=1";
-    }
+  // Attribute caches (NFS's acregmax/acdirmax, cifs's actimeo) delay
+  // nothing: the scans of NFS and cifs mounts statx with
+  // AT_STATX_FORCE_SYNC, which asks the server (Client::pollOptions). A
+  // cached negative lookup can still hide a new name.
+  if (mount.fsType.rfind("nfs", 0) == 0 && options.count("lookupcache") && options["lookupcache"] != "none" &&
+      options["lookupcache"] != "positive") {
+    advice = "lookupcache=" + options["lookupcache"] + " can hide a new file; use lookupcache=positive";
   }
   return advice;
 }

@@ -59,8 +59,9 @@ class PolledTree {
 std::unique_ptr<PolledTree> scanMount(const std::string& root, PollScanner::Options options);
 
 // What in a mount's options makes a scan of it see changes late ("" when
-// nothing): NFS attribute caches above 5 s, lookupcache=all, CIFS actimeo
-// above 2 s. Said with the fallback's warning.
+// nothing): NFS's lookupcache=all. (Attribute caches do not: the scans of
+// NFS and cifs mounts ask the server, AT_STATX_FORCE_SYNC.) Said with the
+// fallback's warning.
 std::string pollMountAdvice(const MountInfo& mount);
 
 // "every 2 s (250 ms after a change, up to 5 s when idle)".
