@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 #include <sys/inotify.h>
 
+#include <algorithm>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -279,6 +281,83 @@ TEST_F(DedupTest, AWatchThatEndsDeliversWhatItsServerCopiesWaitedFor) {
   dedup_.forget(1);
   EXPECT_EQ(out_, (std::vector<Out>{{IN_CREATE | kInRemote, 0, "f"}, {IN_MODIFY | kInRemote, 0, "f"}}));
   EXPECT_EQ(dedup_.held(), 0u);
+}
+
+// Randomized: this host's changes, whose server copy comes before or after
+// the local report (within the hold), mixed with other hosts' changes, on a
+// few names, the server's copies held while this host is busy (as NFS's
+// counters tell it). Whatever the interleaving, what is delivered is the
+// server's stream, in its order, each once; and when only this host
+// changes anything, nothing is REMOTE.
+TEST_F(DedupTest, RandomInterleavingsDeliverTheServersStreamInOrder) {
+  const uint32_t kinds[] = {IN_CREATE, IN_DELETE, IN_MODIFY, IN_ATTRIB};
+  const char* names[] = {"a", "b", "c"};
+  for (int round = 0; round < 400; ++round) {
+    std::mt19937 random(round);
+    const bool othersToo = round % 2 == 1;
+    struct Report {
+      int at;
+      bool local;
+      uint32_t mask;
+      const char* name;
+    };
+    std::vector<Report> reports;
+    std::vector<Out> server;  // the server's stream, in its order
+    int at = 0;
+    int lastLocal = -1000;
+    for (int op = 0; op < 30; ++op) {
+      at += static_cast<int>(random() % 20);
+      uint32_t mask = kinds[random() % 4];
+      const char* name = names[random() % 3];
+      // Not the same as the one before: the kernel would merge two identical
+      // unread reports, on one side and not the other.
+      if (!server.empty() && server.back().mask == mask && server.back().name == name)
+        mask = mask == IN_CREATE ? IN_DELETE : IN_CREATE;
+      reports.push_back({at, false, mask, name});
+      server.push_back({mask, 0, name});
+      if (othersToo && random() % 3 == 0) continue;  // another host's: no local report
+      // This host's: the local report up to 50 ms before or 80 ms after the
+      // copy (hold: 100), its reports in the order it made the changes.
+      lastLocal = std::max(lastLocal, at + static_cast<int>(random() % 131) - 50);
+      reports.push_back({lastLocal, true, mask, name});
+    }
+    // Local reports in their own order, the server's in theirs: a stable
+    // sort by time keeps each stream's order.
+    std::stable_sort(reports.begin(), reports.end(), [](const Report& x, const Report& y) { return x.at < y.at; });
+    Dedup dedup(options(), [&](int, uint32_t mask, uint32_t, uint64_t, std::string_view, std::string_view name) {
+      out_.push_back(Out{mask, 0, std::string(name)});
+    });
+    dedup.setStrategy(1, Strategy::kEcho);
+    out_.clear();
+    for (size_t i = 0; i < reports.size(); ++i) {
+      const Report& r = reports[i];
+      const auto when = t0_ + milliseconds(r.at);
+      dedup.release(when);
+      if (r.local) {
+        dedup.local(1, r.mask, 0, "", r.name, nullptr, when);
+        continue;
+      }
+      // Busy: a local report of this host is still to come.
+      bool busy = false;
+      for (size_t j = i + 1; j < reports.size(); ++j) busy = busy || reports[j].local;
+      Event e;
+      e.mask = r.mask;
+      e.name = r.name;
+      dedup.remote(1, e, when, busy);
+    }
+    dedup.release(t0_ + milliseconds(at + 10000));
+    std::vector<Out> delivered;
+    size_t remote = 0;
+    for (const Out& o : out_) {
+      remote += (o.mask & kInRemote) != 0;
+      delivered.push_back({o.mask & ~kInRemote, 0, o.name});
+    }
+    ASSERT_EQ(delivered, server) << "round " << round;
+    if (!othersToo) {
+      EXPECT_EQ(remote, 0u) << "round " << round << ": this host's own changes came as REMOTE";
+    }
+    EXPECT_EQ(dedup.held(), 0u);
+  }
 }
 
 class DedupNoneTest : public DedupTest {
