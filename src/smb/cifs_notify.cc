@@ -3,12 +3,15 @@
 
 #include <fcntl.h>
 #include <fmt/core.h>
+#include <sys/inotify.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <sys/statfs.h>
 
 #include <atomic>
 #include <cstring>
 #include <thread>
+#include <unordered_set>
 
 #include "common/log.h"
 #include "common/unique_fd.h"
@@ -158,7 +161,33 @@ struct CifsNotify::State {
 
 namespace {
 
+// SMB2 does not say whether an entry is a directory. An entry that is there
+// (CREATE, MOVED_TO, MODIFY, ATTRIB) is looked at through the mount (a stat
+// makes no event); one that is gone (DELETE, MOVED_FROM) is a directory if
+// it came as one while watched. A directory that was there before the watch
+// and goes is not known as one.
+void markDirectories(int dirfd, std::vector<Event>* events, std::unordered_set<std::string>* knownDirs) {
+  constexpr size_t kMaxKnownDirs = 4096;
+  for (Event& e : *events) {
+    if (e.name.empty()) continue;
+    const std::string path = e.dir.empty() ? e.name : e.dir + "/" + e.name;
+    if (e.mask & (IN_DELETE | IN_MOVED_FROM)) {
+      if (knownDirs->erase(path) != 0) e.mask |= IN_ISDIR;
+      continue;
+    }
+    if (!(e.mask & (IN_CREATE | IN_MOVED_TO | IN_MODIFY | IN_ATTRIB))) continue;
+    struct stat st;
+    if (::fstatat(dirfd, path.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode)) continue;
+    e.mask |= IN_ISDIR;
+    if (e.mask & (IN_CREATE | IN_MOVED_TO)) {
+      if (knownDirs->size() >= kMaxKnownDirs) knownDirs->clear();
+      knownDirs->insert(path);
+    }
+  }
+}
+
 void cifsLoop(std::shared_ptr<CifsNotify::State> s) {
+  std::unordered_set<std::string> knownDirs;
   NotifyTranslator translator(s->filter);
   std::vector<uint8_t> buffer(kCifsNotifyInfoHeader + kRequestData);
   while (!s->stopped.load()) {
@@ -187,6 +216,7 @@ void cifsLoop(std::shared_ptr<CifsNotify::State> s) {
       translator.translate(info->records, &events);
       // The next answer may be long in coming: a rename's old name does not wait.
       translator.flush(&events);
+      markDirectories(s->dir.get(), &events, &knownDirs);
       std::erase_if(events, [&](const Event& e) { return (e.mask & s->mask) == 0; });
     }
     s->queue.push(std::move(events));

@@ -234,6 +234,22 @@ for i in $(seq 1 20); do
   fi
 done
 [ "$told" -eq 1 ] || fail "cifs: none of the server's changes came in 60 s"
+# SMB2 does not say what is a directory: the entry is looked at.
+told=0
+for i in $(seq 1 10); do
+  mkdir "$DIR/smb/w2/dir$i"
+  if await "$S/cifs.out" 3 " CREATE(,ISDIR)?,REMOTE dir[0-9]+$"; then
+    told=1
+    break
+  fi
+done
+if [ "$told" -ne 1 ]; then
+  fail "cifs: none of the server's mkdirs came in 30 s"
+elif ! grep -qE " CREATE,ISDIR,REMOTE dir[0-9]+$" "$S/cifs.out"; then
+  fail "cifs: the server's mkdir came without ISDIR: $(grep -E ' dir[0-9]+$' "$S/cifs.out")"
+else
+  echo "cifs: the server's mkdir came as CREATE,ISDIR"
+fi
 if grep -qE 'OPEN|ACCESS|CLOSE_NOWRITE' "$S/cifs.out"; then
   fail "cifs: read-side events that nobody made"
   sed 's/^/  /' "$S/cifs.out" >&2
