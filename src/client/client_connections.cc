@@ -313,6 +313,11 @@ void Client::watchRemote(Connection& connection, const Watch& watch, bool wait, 
                        std::move(then));
     return;
   }
+  if (watch.originKey == proto::kSmbPeerOrigin && !(caps & proto::kCapSmbPeer)) {
+    watchWithoutOrigin(connection, request, "the server cannot tell its SMB clients apart (an older rnotifyd)", wait,
+                       std::move(then));
+    return;
+  }
   Connection* c = &connection;
   declare(connection, watch.originKey, wait,
           [this, c, request, timeout, wait, then = std::move(then)](bool declared) mutable {

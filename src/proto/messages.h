@@ -36,6 +36,9 @@ enum Capability : uint64_t {
   // Watch paths as the file server's clients name them (kWatchExportPath):
   // the server maps an NFS export path or SMB share name onto its exports.
   kCapExports = 1u << 6,
+  // Declare takes kSmbPeerOrigin (an older server would store it as an
+  // ordinary origin that matches nothing).
+  kCapSmbPeer = 1u << 7,
 };
 inline constexpr int kKeepaliveMaxIntervalSeconds = 10;
 

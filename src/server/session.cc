@@ -265,7 +265,7 @@ void Session::onHello(const proto::Hello& hello) {
   proto::Welcome welcome;
   welcome.version = std::min(hello.maxVersion, proto::kVersion);
   uint64_t offered = proto::kCapStat | proto::kCapResync | proto::kCapExports |
-                     (server_.offersAttribution() ? uint64_t{proto::kCapOrigin} : 0) |
+                     (server_.offersAttribution() ? uint64_t{proto::kCapOrigin} | proto::kCapSmbPeer : 0) |
                      (server_.resumable() ? uint64_t{proto::kCapResume} : 0) |
                      (transport_->awaitsToken() ? uint64_t{proto::kCapAuth} : 0) |
                      (server_.limits().keepaliveTimeoutSeconds > 0 ? uint64_t{proto::kCapKeepalive} : 0);
@@ -358,26 +358,23 @@ void Session::onDeclare(const proto::Declare& declare) {
     reply.status = EOPNOTSUPP;
     reply.message = "origin attribution was not negotiated";
   } else {
-    std::unordered_set<std::string> declared;
     std::string list;
     for (const std::string& origin : declare.origins) {
-      std::string key = origin;
-      if (origin == proto::kSmbPeerOrigin) {
-        // The SMB client is the host this connection comes from, however
-        // its address was translated on the way: smbd sees the same one.
-        const std::string host = peerHost();
-        if (host.empty()) {
-          reply.status = EOPNOTSUPP;
-          reply.message = "'" + origin + "' needs a TCP connection: this one's address is not known";
-          break;
-        }
-        key = "smb-host " + host;
+      // "smb peer": the SMB client is the host this connection comes from,
+      // however its address was translated on the way (smbd sees the same
+      // one). Kept as it is and matched against the connection's address of
+      // the moment (isOwn): a session resumed from elsewhere has another.
+      if (origin == proto::kSmbPeerOrigin && peerHost().empty()) {
+        reply.status = EOPNOTSUPP;
+        reply.message = "'" + origin + "' needs a TCP connection: this one's address is not known";
+        break;
       }
-      list += (list.empty() ? "" : ", ") + key;
-      declared.insert(std::move(key));
+      list +=
+          (list.empty() ? "" : ", ") + (origin == proto::kSmbPeerOrigin ? origin + " (" + peerHost() + ")" : origin);
     }
     if (reply.status == 0) {
-      declared_ = std::move(declared);
+      declared_.clear();
+      declared_.insert(declare.origins.begin(), declare.origins.end());
       log::info("{}: its own connections: {}", description_, list.empty() ? "none" : list);
     }
   }
@@ -401,10 +398,11 @@ std::string Session::peerHost() const {
 bool Session::isOwn(const std::string& key) const {
   if (key.empty()) return false;
   if (declared_.count(key) != 0) return true;
-  // "smb <address> <port>": an smbd serving the host of an "smb peer" declaration.
-  if (key.compare(0, 4, "smb ") != 0) return false;
+  // "smb <address> <port>": an smbd serving the host of an "smb peer"
+  // declaration, at the address this connection comes from now.
+  if (key.compare(0, 4, "smb ") != 0 || declared_.count(proto::kSmbPeerOrigin) == 0) return false;
   const size_t port = key.rfind(' ');
-  return port > 4 && declared_.count("smb-host " + key.substr(4, port - 4)) != 0;
+  return port > 4 && key.compare(4, port - 4, peerHost()) == 0;
 }
 
 void Session::stopServing() {
