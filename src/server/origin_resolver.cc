@@ -38,6 +38,20 @@ std::string_view environValue(std::string_view environ, std::string_view name) {
   return {};
 }
 
+// Whether the process's real user is root, from /proc/PID/status ("Uid:
+// real effective saved fs"). smbd's per-client processes switch only their
+// effective user, so that they can switch back: a process that any user can
+// start and name "smbd" (prctl) cannot have root as its real user.
+bool realUserIsRoot(const std::string& base) {
+  auto status = readFile(base + "/status", 64 * 1024);
+  if (!status) return false;
+  const size_t at = status->find("\nUid:");
+  if (at == std::string::npos) return false;
+  size_t i = at + 5;
+  while (i < status->size() && ((*status)[i] == '\t' || (*status)[i] == ' ')) ++i;
+  return i + 1 < status->size() && (*status)[i] == '0' && ((*status)[i + 1] == '\t' || (*status)[i + 1] == ' ');
+}
+
 }  // namespace
 
 bool OriginResolver::privileged() { return ::geteuid() == 0; }
@@ -61,6 +75,7 @@ uint64_t OriginResolver::startTimeOf(int pid) const {
 }
 
 std::string OriginResolver::tcpPeerKey(int pid) const {
+  if (!realUserIsRoot(proc_ + "/" + std::to_string(pid))) return {};
   auto connections = tcpConnectionsOf(pid, proc_);
   if (!connections || connections->size() != 1) return {};  // one client per smbd
   const TcpConnection& c = connections->front();

@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -151,6 +152,77 @@ TEST(OriginResolver, AnExitedProcessIsForgotten) {
   }
   // Past the revalidation interval, the dead pid no longer resolves.
   EXPECT_EQ(resolver.keyOf(pid, OriginResolver::Clock::now() + std::chrono::seconds(2)), "");
+}
+
+// A process named "smbd" holding one TCP connection, whose real user is
+// root (as smbd's per-client processes are: they switch only their
+// effective user) or not (anyone can name a process so, with prctl).
+class FakeSmbd {
+ public:
+  FakeSmbd(uint16_t port, bool realRoot) {
+    int ready[2];
+    if (::pipe(ready) != 0) return;
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::close(ready[0]);
+      const uid_t nobody = 65534;
+      if (realRoot ? ::setresuid(static_cast<uid_t>(-1), nobody, static_cast<uid_t>(-1)) != 0
+                   : ::setresuid(nobody, nobody, nobody) != 0) {
+        ::_exit(2);
+      }
+      ::prctl(PR_SET_NAME, "smbd", 0, 0, 0);
+      int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_in to{};
+      to.sin_family = AF_INET;
+      to.sin_port = htons(port);
+      to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to) != 0) ::_exit(3);
+      char c = 'y';
+      if (::write(ready[1], &c, 1) != 1) ::_exit(4);
+      ::pause();
+      ::_exit(0);
+    }
+    ::close(ready[1]);
+    char c = 0;
+    ok_ = pid_ > 0 && ::read(ready[0], &c, 1) == 1 && c == 'y';
+    ::close(ready[0]);
+  }
+  ~FakeSmbd() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+  FakeSmbd(const FakeSmbd&) = delete;
+  FakeSmbd& operator=(const FakeSmbd&) = delete;
+  pid_t pid() const { return pid_; }
+  bool ok() const { return ok_; }
+
+ private:
+  pid_t pid_ = -1;
+  bool ok_ = false;
+};
+
+TEST(OriginResolver, AnSmbdIsKnownByItsClientOnlyIfItsRealUserIsRoot) {
+  if (!OriginResolver::privileged()) GTEST_SKIP() << "needs root";
+  UniqueFd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  ASSERT_TRUE(listener);
+  sockaddr_in at{};
+  at.sin_family = AF_INET;
+  at.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&at), sizeof at), 0);
+  ASSERT_EQ(::listen(listener.get(), 8), 0);
+  socklen_t length = sizeof at;
+  ASSERT_EQ(::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&at), &length), 0);
+  const uint16_t port = ntohs(at.sin_port);
+
+  FakeSmbd real(port, /*realRoot=*/true);
+  FakeSmbd spoofed(port, /*realRoot=*/false);
+  ASSERT_TRUE(real.ok());
+  ASSERT_TRUE(spoofed.ok());
+  OriginResolver resolver;
+  EXPECT_EQ(resolver.keyOf(real.pid()), "smb 127.0.0.1 " + std::to_string(port));
+  EXPECT_EQ(resolver.keyOf(spoofed.pid()), "") << "any user can name a process smbd";
 }
 
 }  // namespace
