@@ -114,7 +114,9 @@ void Session::queueEvent(SubscriptionId watch, uint32_t mask, uint32_t cookie, s
   // look at a directory is one on kernels without the 2024 fsnotify fix
   // (6.10, stable 6.1), which report even O_PATH opens and closes: a stat
   // attachment there would open again, an event again, without end.
-  if ((state.flags & proto::kWatchStat) && !(mask & (IN_IGNORED | IN_Q_OVERFLOW | kReadSide))) {
+  // Nor on a directory's own end: it is gone (a new one of that name is
+  // another, and a descriptor kept on it would defer its own end).
+  if ((state.flags & proto::kWatchStat) && !(mask & (IN_IGNORED | IN_Q_OVERFLOW | IN_DELETE_SELF | kReadSide))) {
     attachStat(state, dir, name);
   }
   if (!batchOpen_) {
