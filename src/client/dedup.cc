@@ -119,16 +119,19 @@ Dedup::Entry* Dedup::find(const std::string& key, Role role) {
   for (auto it = lo; it != hi; ++it) {
     Entry* e = it->second;
     // Entries of one role are queued in arrival order, so the oldest has the earliest due time.
-    if (e->role == role && (best == nullptr || e->due < best->due)) best = e;
+    if (e->role == role && (best == nullptr || e->order < best->order)) best = e;
   }
   return best;
 }
 
 void Dedup::remember(Queue& queue, Entry entry) {
+  entry.order = nextOrder_++;
   queue.push_back(std::move(entry));
   Entry* stored = &queue.back();
   byKey_.emplace(stored->key, stored);
-  if (stored->role == Role::kHeldLocal || stored->role == Role::kHeldRemote) {
+  if (stored->role == Role::kHeldRemote) {
+    ++heldRemoteCount_;
+  } else if (stored->role == Role::kHeldLocal) {
     ++heldCount_;
   } else {
     ++rememberedCount_;
@@ -145,7 +148,9 @@ void Dedup::retire(Entry& entry) {
       break;
     }
   }
-  if (entry.role == Role::kHeldLocal || entry.role == Role::kHeldRemote) {
+  if (entry.role == Role::kHeldRemote) {
+    --heldRemoteCount_;
+  } else if (entry.role == Role::kHeldLocal) {
     --heldCount_;
   } else {
     --rememberedCount_;
@@ -179,11 +184,38 @@ void Dedup::trim(Queue& queue, Clock::time_point now, bool isHeld) {
 }
 
 void Dedup::release(Clock::time_point now) {
-  trim(held_, now, true);
+  // Held local reports and held server copies whose hold has ended, in the
+  // order their holds end (a caller that comes late gets them in that order).
+  for (;;) {
+    int wd = 0;
+    Clock::time_point remoteDue = Clock::time_point::max();
+    for (const auto& [w, queue] : heldRemote_) {
+      if (queue.empty()) continue;
+      const Clock::time_point due = queue.front().ready ? Clock::time_point::min() : queue.front().due;
+      if (due < remoteDue) {
+        remoteDue = due;
+        wd = w;
+      }
+    }
+    Clock::time_point localDue = Clock::time_point::max();
+    for (const Entry& e : held_) {
+      if (e.live) {
+        localDue = e.due;
+        break;
+      }
+    }
+    if (remoteDue <= localDue) {
+      if (remoteDue > now) break;
+      releaseRemote(wd, remoteDue, now);
+    } else {
+      if (localDue > now) break;
+      trim(held_, localDue, true);
+    }
+  }
+  trim(held_, now, true);  // the bound
   trim(delivered_, now, false);
   trim(polled_, now, false);
   for (auto it = heldRemote_.begin(); it != heldRemote_.end();) {
-    releaseRemote(it->first, now);
     it = it->second.empty() ? heldRemote_.erase(it) : std::next(it);
   }
 }
@@ -221,12 +253,13 @@ void Dedup::queueRemote(int wd, const Event& event, uint32_t mask, Clock::time_p
   entry.asRemote = asRemote;
   if (ready) {
     entry.live = false;  // nothing left to pair: it only keeps its place
+    entry.order = nextOrder_++;
     queue.push_back(std::move(entry));
   } else {
     remember(queue, std::move(entry));
   }
-  // The bound: a queue this long is not waiting for a twin any more.
-  releaseRemote(wd, now, queue.size() > options_.maxPending);
+  // The bound: past it, this watch's copies wait no longer.
+  releaseRemote(wd, now, now, heldRemoteCount_ > options_.maxPending);
 }
 
 void Dedup::deliverRemote(Entry& entry, Clock::time_point now) {
@@ -244,13 +277,13 @@ void Dedup::deliverRemote(Entry& entry, Clock::time_point now) {
   }
 }
 
-void Dedup::releaseRemote(int wd, Clock::time_point now, bool all) {
+void Dedup::releaseRemote(int wd, Clock::time_point until, Clock::time_point now, bool all) {
   auto it = heldRemote_.find(wd);
   if (it == heldRemote_.end()) return;
   Queue& queue = it->second;
   while (!queue.empty()) {
     Entry& head = queue.front();
-    if (!all && !head.ready && head.due > now) break;
+    if (!all && !head.ready && head.due > until) break;
     deliverRemote(head, now);
     queue.pop_front();
   }
@@ -259,7 +292,8 @@ void Dedup::releaseRemote(int wd, Clock::time_point now, bool all) {
 void Dedup::forget(int wd) {
   // Held reports are delivered (in order), never dropped.
   if (auto it = heldRemote_.find(wd); it != heldRemote_.end()) {
-    releaseRemote(wd, Clock::now(), /*all=*/true);
+    const Clock::time_point now = Clock::now();
+    releaseRemote(wd, now, now, /*all=*/true);
     heldRemote_.erase(it);
   }
   for (Entry& e : held_) {
@@ -305,7 +339,7 @@ void Dedup::local(int wd, uint32_t mask, uint32_t cookie, std::string_view dir, 
     early->ready = true;
     ++paired_;
     lastHeld_ = nullptr;
-    releaseRemote(wd, now);
+    releaseRemote(wd, now, now);
     return;
   }
   if (Entry* early = find(key, Role::kDeliveredRemote)) {
@@ -394,6 +428,11 @@ void Dedup::remote(int wd, const Event& event, Clock::time_point now, bool mayBe
     auto queued = heldRemote_.find(wd);
     return queued != heldRemote_.end() && !queued->second.empty();
   };
+  if (mask & IN_Q_OVERFLOW) {
+    // The watch is re-read next, and what the listing finds is delivered
+    // as it comes: what waits here goes first, as it is.
+    releaseRemote(wd, now, now, /*all=*/true);
+  }
   if (s == Strategy::kNone || !pairable(mask)) {
     if (behind()) {
       queueRemote(wd, event, mask, now, /*ready=*/true, /*deliver=*/true, /*asRemote=*/true, {}, now);

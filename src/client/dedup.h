@@ -99,7 +99,7 @@ class Dedup {
   // lost its remote source).
   void forget(int wd);
 
-  size_t held() const { return heldCount_; }
+  size_t held() const { return heldCount_ + heldRemoteCount_; }
   std::chrono::milliseconds hold() const { return options_.hold; }
   size_t remembered() const { return rememberedCount_; }
   uint64_t absorbed() const { return absorbed_; }
@@ -131,6 +131,7 @@ class Dedup {
     // kHeldRemote: the server's sequence number, and how it is to be
     // delivered once it is at the head of its watch's queue (ready).
     uint64_t seq = 0;
+    uint64_t order = 0;  // arrival: of two entries with one key, the older pairs first
     bool ready = false;
     bool deliver = true;   // false: absorbed, nothing to deliver
     bool asRemote = true;  // delivered with IN_REMOTE
@@ -155,7 +156,8 @@ class Dedup {
                    bool asRemote, std::string key, Clock::time_point now);
   // Delivers a watch's queued server reports from the head while they are
   // ready or their hold has ended.
-  void releaseRemote(int wd, Clock::time_point now, bool all = false);
+  // (Those due by `until`; `now` for the window of what is delivered.)
+  void releaseRemote(int wd, Clock::time_point until, Clock::time_point now, bool all = false);
   void deliverRemote(Entry& entry, Clock::time_point now);
 
   Options options_;
@@ -166,7 +168,9 @@ class Dedup {
   Queue polled_;     // the same for kPolled watches (a longer window: due order stays arrival order)
   std::unordered_map<int, Queue> heldRemote_;  // per watch, kHeldRemote in the server's order
   std::unordered_multimap<std::string, Entry*> byKey_;
-  size_t heldCount_ = 0;
+  size_t heldCount_ = 0;        // kHeldLocal
+  size_t heldRemoteCount_ = 0;  // kHeldRemote still to pair
+  uint64_t nextOrder_ = 0;
   size_t rememberedCount_ = 0;
   uint64_t absorbed_ = 0;
   uint64_t paired_ = 0;

@@ -1,5 +1,6 @@
 #include "client/nfs_activity.h"
 
+#include <algorithm>
 #include <array>
 #include <vector>
 
@@ -9,9 +10,9 @@ namespace rnotify {
 namespace {
 
 // Operations (NFSv3 and v4 names) after which the server may report a change.
-constexpr std::array<std::string_view, 19> kChanging = {
+constexpr std::array<std::string_view, 20> kChanging = {
     "WRITE", "COMMIT", "OPEN", "OPEN_NOATTR", "SETATTR",  "CREATE",      "MKDIR",    "SYMLINK",    "MKNOD", "REMOVE",
-    "RMDIR", "RENAME", "LINK", "SETACL",      "SETXATTR", "REMOVEXATTR", "ALLOCATE", "DEALLOCATE", "CLONE"};
+    "RMDIR", "RENAME", "LINK", "SETACL",      "SETXATTR", "REMOVEXATTR", "ALLOCATE", "DEALLOCATE", "CLONE", "COPY"};
 
 // mountstats writes the mount point with space, tab, newline and backslash
 // as octal escapes (seq_escape), as mountinfo does.
@@ -69,8 +70,9 @@ std::optional<NfsActivity::Counters> NfsActivity::parse(std::string_view text, s
     const std::string_view line = text.substr(pos, end - pos);
     pos = end + 1;
     if (line.compare(0, 7, "device ") == 0) {
-      if (inside) break;  // the next mount's section
       inside = line.find(header) != std::string_view::npos;
+      // Mounts stacked on one point: the last listed is the one seen there.
+      if (inside) counters = Counters{};
       found = found || inside;
       continue;
     }
@@ -107,12 +109,17 @@ bool NfsActivity::busy(int wd, const std::string& mountPoint, Clock::time_point 
   if (!text) return false;
   auto counters = parse(*text, mountPoint);
   if (!counters) return false;
-  auto [it, first] = last_.try_emplace(wd, Look{*counters, {}});
+  auto [it, first] = last_.try_emplace(
+      wd, Look{*counters, {}, counters->sends >= counters->recvs ? counters->sends - counters->recvs : 0});
   if (first) return false;  // start(): the baseline
   Look& look = it->second;
   const Counters before = look.counters;
   look.counters = *counters;
-  if (counters->changes != before.changes || (counters->sends != before.sends && counters->sends != counters->recvs)) {
+  // Requests never answered (a retransmission, a timeout) leave sends above
+  // recvs for good: unanswered is what exceeds the least difference seen.
+  const uint64_t unanswered = counters->sends >= counters->recvs ? counters->sends - counters->recvs : 0;
+  look.leastUnanswered = std::min(look.leastUnanswered, unanswered);
+  if (counters->changes != before.changes || (counters->sends != before.sends && unanswered > look.leastUnanswered)) {
     look.sawActivity = now;
     return true;
   }

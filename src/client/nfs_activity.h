@@ -9,8 +9,9 @@
 // operation, how many completed; per transport, requests sent and replies
 // received. busy() is true when, since the watch's previous look, an
 // operation that changes something (WRITE, OPEN, SETATTR, CREATE, REMOVE,
-// RENAME, LINK, ...) completed, or a request was sent that is not answered
-// yet; and for `window` after a look that saw that (the look made for one
+// RENAME, LINK, ...) completed, or a request was sent and more are
+// unanswered than ever before (a retransmitted request leaves one counted
+// as unanswered for good); and for `window` after a look that saw that (the look made for one
 // batch of reports may count the operation of the next batch's). Each look
 // becomes the next one's baseline. A look costs one read of mountstats, made
 // once per batch of server reports, not per event.
@@ -50,6 +51,7 @@ class NfsActivity {
   struct Look {
     Counters counters;
     Clock::time_point sawActivity;  // the last look that found the host busy
+    uint64_t leastUnanswered = 0;   // the least sends - recvs seen
   };
   std::string path_;
   std::unordered_map<int, Look> last_;

@@ -49,6 +49,29 @@ TEST(NfsActivity, ReadsTheCountersOfItsOwnMountOnly) {
   EXPECT_FALSE(NfsActivity::parse("device x mounted on /mnt/nfs with fstype ext4\n", "/mnt/nfs").has_value());
 }
 
+TEST(NfsActivity, SeveralTransportsAddUpAndTheLastMountOnAPointCounts) {
+  // nconnect=2 (two xprt lines), and a udp one (no connect fields); then the
+  // same mount point again, mounted over the first: that one is seen there.
+  const std::string text =
+      "device s:/a mounted on /mnt/nfs with fstype nfs statvers=1.1\n"
+      "\txprt:\ttcp 0 0 2 0 24 10 10 0 22 0 2 0 0\n"
+      "\txprt:\ttcp 0 0 2 0 24 5 4 0 22 0 2 0 0\n"
+      "\txprt:\tudp 0 0 7 7 0 0 0 0 0 0\n"
+      "\t       WRITE: 3 3 0 0 0 0 0 0 0\n"
+      "device s:/b mounted on /mnt/nfs with fstype nfs4 statvers=1.1\n"
+      "\txprt:\ttcp 0 0 2 0 24 100 100 0 22 0 2 0 0\n"
+      "\t      RENAME: 9 9 0 0 0 0 0 0 0\n";
+  auto c = NfsActivity::parse(text, "/mnt/nfs");
+  ASSERT_TRUE(c.has_value());
+  EXPECT_EQ(c->sends, 100u);
+  EXPECT_EQ(c->changes, 9u);
+  auto first = NfsActivity::parse(text.substr(0, text.find("device s:/b")), "/mnt/nfs");
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first->sends, 22u) << "10 + 5 (tcp) + 7 (udp)";
+  EXPECT_EQ(first->recvs, 21u);
+  EXPECT_EQ(first->changes, 3u);
+}
+
 TEST(NfsActivity, AMountPointWithASpaceIsFoundEscaped) {
   auto c = NfsActivity::parse(stats(5, 5, 1, 0, "/mnt/my\\040share"), "/mnt/my share");
   ASSERT_TRUE(c.has_value());
@@ -88,6 +111,16 @@ TEST_F(NfsActivityLooks, BusyAfterAChangeOrWhileARequestIsUnanswered) {
   EXPECT_TRUE(busy(activity, 3000)) << "a CREATE completed since the last look";
   EXPECT_TRUE(busy(activity, 3050)) << "within the window after a busy look";
   EXPECT_FALSE(busy(activity, 3200)) << "the window has passed and nothing changed";
+}
+
+TEST_F(NfsActivityLooks, ARequestNeverAnsweredDoesNotKeepItBusy) {
+  NfsActivity activity(path());
+  write(stats(10, 9, 1, 0));  // one retransmitted long ago: counted unanswered for good
+  activity.start(1, "/mnt/nfs");
+  write(stats(14, 13, 1, 0));
+  EXPECT_FALSE(busy(activity, 1000)) << "reads, all answered";
+  write(stats(15, 13, 1, 0));
+  EXPECT_TRUE(busy(activity, 2000)) << "one more unanswered than ever";
 }
 
 TEST_F(NfsActivityLooks, WithoutMountstatsNothingWaits) {
