@@ -196,7 +196,7 @@ void Connection::sendHello() {
   ::gethostname(host, sizeof host - 1);
   hello.clientName = std::string("rnotify " RNOTIFY_VERSION " on ") + host;
   hello.capabilities = proto::kCapOrigin | proto::kCapStat | proto::kCapResync | proto::kCapResume |
-                       proto::kCapExports | (keepalive_ ? uint64_t{proto::kCapKeepalive} : 0) |
+                       proto::kCapExports | proto::kCapSmbPeer | (keepalive_ ? uint64_t{proto::kCapKeepalive} : 0) |
                        (token_.empty() ? 0 : uint64_t{proto::kCapAuth});
   phase_ = Phase::kHello;
   wantWrite_ = false;
