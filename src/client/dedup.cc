@@ -235,8 +235,8 @@ Dedup::Clock::time_point Dedup::nextRelease() const {
   return due;
 }
 
-void Dedup::queueRemote(int wd, const Event& event, uint32_t mask, Clock::time_point due, bool ready, bool deliver,
-                        bool asRemote, std::string key, Clock::time_point now) {
+void Dedup::queueRemote(int wd, const Event& event, uint32_t mask, Clock::time_point due, bool ready, bool asRemote,
+                        std::string key, Clock::time_point now) {
   Queue& queue = heldRemote_[wd];
   // Behind a held report, one waits as long: its twin may come as late.
   if (!queue.empty()) due = std::max(due, queue.back().due);
@@ -249,7 +249,6 @@ void Dedup::queueRemote(int wd, const Event& event, uint32_t mask, Clock::time_p
   entry.hasStat = event.hasStat;
   entry.stat = event.stat;
   entry.ready = ready;
-  entry.deliver = deliver;
   entry.asRemote = asRemote;
   if (ready) {
     entry.live = false;  // nothing left to pair: it only keeps its place
@@ -271,10 +270,7 @@ void Dedup::deliverRemote(Entry& entry, Clock::time_point now) {
     remember(delivered_, makeEntry(Role::kDeliveredRemote, now + options_.window, entry.key, entry.wd));
     return;
   }
-  if (entry.deliver) {
-    emit_(entry.wd, entry.asRemote ? entry.mask | kInRemote : entry.mask, entry.cookie, entry.seq, entry.dir,
-          entry.name);
-  }
+  emit_(entry.wd, entry.asRemote ? entry.mask | kInRemote : entry.mask, entry.cookie, entry.seq, entry.dir, entry.name);
 }
 
 void Dedup::releaseRemote(int wd, Clock::time_point until, Clock::time_point now, bool all) {
@@ -435,7 +431,7 @@ void Dedup::remote(int wd, const Event& event, Clock::time_point now, bool mayBe
   }
   if (s == Strategy::kNone || !pairable(mask)) {
     if (behind()) {
-      queueRemote(wd, event, mask, now, /*ready=*/true, /*deliver=*/true, /*asRemote=*/true, {}, now);
+      queueRemote(wd, event, mask, now, /*ready=*/true, /*asRemote=*/true, {}, now);
       return;
     }
     emit_(wd, mask | kInRemote, event.cookie, event.seq, event.dir, event.name);
@@ -463,7 +459,7 @@ void Dedup::remote(int wd, const Event& event, Clock::time_point now, bool mayBe
     retire(*mine);
     ++paired_;
     if (behind()) {
-      queueRemote(wd, event, mask, now, /*ready=*/true, /*deliver=*/true, someoneElse, {}, now);
+      queueRemote(wd, event, mask, now, /*ready=*/true, someoneElse, {}, now);
       return;
     }
     emit_(wd, someoneElse ? mask | kInRemote : mask, event.cookie, event.seq, event.dir, event.name);
@@ -476,7 +472,7 @@ void Dedup::remote(int wd, const Event& event, Clock::time_point now, bool mayBe
   }
   if (mayBeOwn || behind()) {
     // Waits for a local twin (mayBeOwn), or behind one that does.
-    queueRemote(wd, event, mask, mayBeOwn ? now + options_.hold : now, /*ready=*/false, /*deliver=*/true,
+    queueRemote(wd, event, mask, mayBeOwn ? now + options_.hold : now, /*ready=*/false,
                 /*asRemote=*/true, std::move(key), now);
     return;
   }

@@ -133,7 +133,6 @@ class Dedup {
     uint64_t seq = 0;
     uint64_t order = 0;  // arrival: of two entries with one key, the older pairs first
     bool ready = false;
-    bool deliver = true;   // false: absorbed, nothing to deliver
     bool asRemote = true;  // delivered with IN_REMOTE
   };
   using Queue = std::deque<Entry>;
@@ -152,8 +151,8 @@ class Dedup {
                    Clock::time_point now);
   void remotePolled(int wd, const Event& event, Clock::time_point now);
   // Queues a server report behind the ones held for the watch.
-  void queueRemote(int wd, const Event& event, uint32_t mask, Clock::time_point due, bool ready, bool deliver,
-                   bool asRemote, std::string key, Clock::time_point now);
+  void queueRemote(int wd, const Event& event, uint32_t mask, Clock::time_point due, bool ready, bool asRemote,
+                   std::string key, Clock::time_point now);
   // Delivers a watch's queued server reports from the head while they are
   // ready or their hold has ended.
   // (Those due by `until`; `now` for the window of what is delivered.)
