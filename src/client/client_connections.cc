@@ -361,7 +361,9 @@ void Client::watchWithoutOrigin(Connection& connection, proto::Watch request, co
 }
 
 void Client::onRemoteEvents(Connection& connection, proto::Events& events) {
-  std::map<int, bool> busy;  // NFS watches: one look at the mount's counters per batch
+  // NFS watches: one look at a mount's counters per batch, one verdict per watch.
+  std::map<std::string, std::optional<NfsActivity::Counters>> counters;
+  std::map<int, bool> busy;
   for (const Event& event : events.events) {
     auto it = byRemote_.find({&connection, event.watch});
     if (it == byRemote_.end()) continue;  // a watch removed while its events were on the way
@@ -388,8 +390,11 @@ void Client::onRemoteEvents(Connection& connection, proto::Events& events) {
       if (!watch.nfsMount.empty() &&
           (watch.strategy == Dedup::Strategy::kEcho || watch.strategy == Dedup::Strategy::kState)) {
         auto [look, first] = busy.try_emplace(watch.wd, false);
-        if (first)
-          look->second = nfsActivity_.busy(watch.wd, watch.nfsMount, NfsActivity::Clock::now(), dedup_->hold());
+        if (first) {
+          auto [read, unread] = counters.try_emplace(watch.nfsMount);
+          if (unread) read->second = nfsActivity_.read(watch.nfsMount);
+          look->second = nfsActivity_.busy(watch.wd, read->second, NfsActivity::Clock::now(), dedup_->hold());
+        }
         mayBeOwn = look->second;
       }
       dedup_->remote(watch.wd, event, Dedup::Clock::now(), mayBeOwn);

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
+#include <system_error>
 #include <vector>
 
 #include "common/read_file.h"
@@ -46,14 +48,9 @@ std::vector<std::string_view> words(std::string_view line) {
 }
 
 bool number(std::string_view text, uint64_t* value) {
-  if (text.empty()) return false;
-  uint64_t v = 0;
-  for (char c : text) {
-    if (c < '0' || c > '9') return false;
-    v = v * 10 + static_cast<uint64_t>(c - '0');
-  }
-  *value = v;
-  return true;
+  const char* end = text.data() + text.size();
+  auto [at, error] = std::from_chars(text.data(), end, *value);
+  return error == std::errc{} && at == end && !text.empty();
 }
 
 }  // namespace
@@ -104,10 +101,17 @@ std::optional<NfsActivity::Counters> NfsActivity::parse(std::string_view text, s
   return counters;
 }
 
-bool NfsActivity::busy(int wd, const std::string& mountPoint, Clock::time_point now, Clock::duration window) {
+std::optional<NfsActivity::Counters> NfsActivity::read(const std::string& mountPoint) const {
   auto text = readFile(path_, 4u << 20);
-  if (!text) return false;
-  auto counters = parse(*text, mountPoint);
+  if (!text) return std::nullopt;
+  return parse(*text, mountPoint);
+}
+
+bool NfsActivity::busy(int wd, const std::string& mountPoint, Clock::time_point now, Clock::duration window) {
+  return busy(wd, read(mountPoint), now, window);
+}
+
+bool NfsActivity::busy(int wd, const std::optional<Counters>& counters, Clock::time_point now, Clock::duration window) {
   if (!counters) return false;
   auto [it, first] = last_.try_emplace(
       wd, Look{*counters, {}, counters->sends >= counters->recvs ? counters->sends - counters->recvs : 0});

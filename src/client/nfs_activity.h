@@ -43,6 +43,10 @@ class NfsActivity {
   // unreadable): false, so that nothing waits.
   using Clock = std::chrono::steady_clock;
   bool busy(int wd, const std::string& mountPoint, Clock::time_point now, Clock::duration window);
+  // The same with counters read already (read(): one look at a mount serves
+  // all its watches in a batch of reports).
+  bool busy(int wd, const std::optional<Counters>& counters, Clock::time_point now, Clock::duration window);
+  std::optional<Counters> read(const std::string& mountPoint) const;
   // The first look, when the watch gets its server: its baseline.
   void start(int wd, const std::string& mountPoint) { busy(wd, mountPoint, Clock::time_point{}, {}); }
   void forget(int wd) { last_.erase(wd); }
